@@ -1,0 +1,319 @@
+"""Where every tensor goes: sheets, numbered sections, titled blocks, pictures and the overview.
+
+The layout reads the tape and the template and decides positions and texts; it writes nothing.
+`Cells` turns positions into the references an op's formula needs (across sheets, by defined
+name for hyperparameters).  Parts of a sheet are stacked top to bottom, so a writer can emit
+every sheet in row order (XlsxWriter's constant-memory mode).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tracer.errors import TracerError
+from tracer.template import Template
+
+MAX_ROWS, MAX_COLS = 1_048_576, 16_384
+MAX_SHEET_NAME = 31
+PHASE_SECTION = {"input": 0, "forward": 1, "loss": 2, "backward": 3, "update": 4}
+PICTURE_SIDE = 28
+BLOCK_HEAD = 4  # title, equation, note, column numbers
+
+
+def col_letter(c: int) -> str:
+    s = ""
+    c += 1
+    while c:
+        c, rem = divmod(c - 1, 26)
+        s = chr(65 + rem) + s
+    return s
+
+
+COLS = [col_letter(c) for c in range(MAX_COLS)]
+
+
+def quote_sheet(name: str) -> str:
+    return "'" + name.replace("'", "''") + "'"
+
+
+@dataclass
+class Place:
+    """Tensor cell (i, j) sits at sheet row row0 + i, column col0 + j (swapped when transposed)."""
+
+    sheet: str
+    row0: int
+    col0: int
+    rows: int
+    cols: int
+    transposed: bool = False
+
+    def rc(self, i: int, j: int) -> tuple[int, int]:
+        return (self.row0 + j, self.col0 + i) if self.transposed else (self.row0 + i, self.col0 + j)
+
+    @property
+    def display(self) -> tuple[int, int]:
+        return (self.cols, self.rows) if self.transposed else (self.rows, self.cols)
+
+    def addr(self, i: int, j: int, here: str, absolute=False) -> str:
+        r, c = self.rc(i, j)
+        a = f"${COLS[c]}${r + 1}" if absolute else f"{COLS[c]}{r + 1}"
+        return a if here == self.sheet else f"{quote_sheet(self.sheet)}!{a}"
+
+    def span(self, i0, j0, i1, j1, here: str) -> str:
+        (r0, c0), (r1, c1) = self.rc(i0, j0), self.rc(i1, j1)
+        a = f"{COLS[c0]}{r0 + 1}" if (r0, c0) == (r1, c1) else f"{COLS[c0]}{r0 + 1}:{COLS[c1]}{r1 + 1}"
+        return a if here == self.sheet else f"{quote_sheet(self.sheet)}!{a}"
+
+
+class Cells:
+    """The cells of a tensor's inputs as seen from the sheet of the tensor (for op formulas)."""
+
+    def __init__(self, layout: "Layout", t):
+        self.here = layout.place[id(t)].sheet
+        self.ins = [layout.place[id(u)] for u in t.inputs]
+        self.names = [u.attrs.get("defined_name") for u in t.inputs]
+        self.n = len(t.inputs)
+
+    def at(self, k, i, j) -> str:
+        if self.names[k]:
+            return self.names[k]
+        p = self.ins[k]
+        return p.addr(i if p.rows > 1 else 0, j if p.cols > 1 else 0, self.here)
+
+    def row(self, k, i):
+        """(range, runs vertically, length) of row i of input k."""
+        p = self.ins[k]
+        return p.span(i, 0, i, p.cols - 1, self.here), p.transposed, p.cols
+
+    def col(self, k, j):
+        p = self.ins[k]
+        return p.span(0, j, p.rows - 1, j, self.here), not p.transposed, p.rows
+
+    def all(self, k) -> str:
+        p = self.ins[k]
+        return p.span(0, 0, p.rows - 1, p.cols - 1, self.here)
+
+
+# --- the parts of a sheet -----------------------------------------------------------------------
+
+@dataclass
+class Text:
+    row: int
+    col: int
+    text: str
+    style: str = "text"
+
+
+@dataclass
+class Link:
+    row: int
+    col: int
+    text: str
+    sheet: str
+    target_row: int
+
+
+@dataclass
+class Block:
+    """A titled tensor: title, equation, note, column numbers, then the grid."""
+
+    row: int
+    tensor: object
+    number: str
+    title: str
+    equation: str
+    note: str
+    place: Place
+
+
+@dataclass
+class Hyper:
+    """A named input cell on the overview (a hyperparameter formulas refer to by name)."""
+
+    row: int
+    label: str
+    tensor: object
+    place: Place
+
+
+@dataclass
+class Views:
+    """A table of cells that each point at one tensor cell (loss table rows)."""
+
+    row: int
+    cells: list  # (col, tensor or None, text)
+
+
+@dataclass
+class Picture:
+    """Side-by-side 28×28 heatmaps: each square is a formula pointing at the tensor's cell."""
+
+    row: int
+    images: list  # (col, tensor, scale)
+
+
+@dataclass
+class Chart:
+    row: int
+    col: int
+    title: str
+    categories: tuple  # (sheet, col, first row, last row)
+    series: list  # (name, sheet, col, first row, last row)
+
+
+@dataclass
+class Sheet:
+    name: str
+    kind: str
+    parts: list = field(default_factory=list)
+    width: int = 2  # columns used
+    freeze: tuple = (0, 0)
+
+
+class Layout:
+    def __init__(self, tape, template: Template, config: dict):
+        self.tape, self.tpl, self.config = tape, template, config
+        self.place: dict[int, Place] = {}
+        self.sections: list[tuple[str, str, int]] = []  # (sheet, title, row) for the index
+        iterations = max(t.iteration for t in tape.tensors)
+        tt = template.t
+        self.overview = Sheet(tt("overview"), "overview")
+        self.inputs = Sheet(tt("inputs"), "inputs", freeze=(2, 1))
+        self.iters = [Sheet(tt("iteration", k=k), "iteration", freeze=(2, 1)) for k in range(1, iterations + 1)]
+        self.pictures = Sheet(tt("pictures"), "pictures")
+        self.sheets = [self.overview, self.inputs, *self.iters, self.pictures]
+        for s in self.sheets:
+            if len(s.name) > MAX_SHEET_NAME:
+                raise TracerError(f"sheet name {s.name!r} is longer than Excel's {MAX_SHEET_NAME} characters")
+        self._place_hypers_first()
+        self._lay_tensor_sheets()
+        self._lay_pictures()
+        self._lay_overview()
+
+    # -- tensor sheets --------------------------------------------------------------------------
+    def _sheet_of(self, t) -> Sheet:
+        return self.inputs if t.iteration == 0 else self.iters[t.iteration - 1]
+
+    def _place_hypers_first(self):
+        """Hyperparameters live on the overview; their rows are fixed by _lay_overview."""
+        self.hypers = [t for t in self.tape.tensors if t.attrs.get("role") == "hyper"]
+
+    def _fit(self, t, sheet: str, row0: int, col0: int) -> Place:
+        rows, cols = t.shape
+        transposed = rows == 1 and cols > 1  # a row vector reads best as a column
+        p = Place(sheet, row0, col0, rows, cols, transposed)
+        if col0 + p.display[1] > MAX_COLS:
+            p.transposed = not transposed
+        if col0 + p.display[1] > MAX_COLS:
+            raise TracerError(f"{t.name} ({rows}×{cols}) is too wide for a sheet ({MAX_COLS} columns)")
+        return p
+
+    def _lay_tensor_sheets(self):
+        tt, tpl = self.tpl.t, self.tpl
+        rows = {id(s): 0 for s in self.sheets}
+        counters: dict[tuple, int] = {}
+        current: dict[int, str] = {}
+        for s in [self.inputs, *self.iters]:
+            k = self.sheets.index(s) - 1
+            head = tt("inputs") if s is self.inputs else tt("iteration", k=k)
+            s.parts.append(Text(0, 1, head, "sheet_title"))
+            s.parts.append(Link(0, 4, tt("back"), self.overview.name, 0))
+            if s is not self.inputs:
+                prev = self.inputs if k == 1 else self.iters[k - 2]
+                s.parts.append(Link(0, 6, tt("prev", k=k - 1) if k > 1 else tt("inputs"), prev.name, 0))
+                if k < len(self.iters):
+                    s.parts.append(Link(0, 8, tt("next", k=k + 1), self.iters[k].name, 0))
+            s.parts.append(Text(1, 1, tt("legend"), "note"))
+            rows[id(s)] = 3
+        for t in self.tape.tensors:
+            if t.attrs.get("role") == "hyper":
+                continue
+            s = self._sheet_of(t)
+            phase = t.phase if t.iteration else "input"
+            sec = PHASE_SECTION[phase]
+            r = rows[id(s)]
+            if current.get(id(s)) != phase:
+                current[id(s)] = phase
+                title = f"{sec}  {tt('section_' + phase)}"
+                s.parts.append(Text(r, 0, title, "section_" + phase))
+                self.sections.append((s.name, title, r))
+                r += 2
+            counters[(id(s), sec)] = n = counters.get((id(s), sec), 0) + 1
+            p = self._fit(t, s.name, r + BLOCK_HEAD, 1)
+            self.place[id(t)] = p
+            title = f"{tpl.symbol(t.name)}    {t.shape[0]} × {t.shape[1]}    {tpl.describe(t)}"
+            s.parts.append(Block(r, t, f"{sec}.{n}", title, tpl.equation(t), tpl.note(t), p))
+            s.width = max(s.width, 1 + p.display[1])
+            r += BLOCK_HEAD + p.display[0] + 1
+            if r > MAX_ROWS:
+                raise TracerError(f"sheet {s.name!r} would need more than {MAX_ROWS} rows")
+            rows[id(s)] = r
+
+    # -- pictures -------------------------------------------------------------------------------
+    def _lay_pictures(self):
+        s, tt = self.pictures, self.tpl.t
+        wanted = self.tpl.model.get("pictures", {})
+        s.parts += [Text(0, 1, tt("pictures"), "sheet_title"), Link(0, 12, tt("back"), self.overview.name, 0),
+                    Text(1, 1, tt("picture_note"), "note")]
+        by_iter: dict[int, list] = {}
+        for t in self.tape.tensors:
+            if t.name in wanted and t.shape == (1, PICTURE_SIDE**2):
+                by_iter.setdefault(t.iteration, []).append(t)
+        fixed = by_iter.pop(0, [])
+        r = 3
+        for k in sorted(by_iter) or ([0] if fixed else []):
+            images = fixed + by_iter.get(k, [])
+            s.parts.append(Text(r, 0, tt("iteration", k=k) if k else "", "bold"))
+            for n, t in enumerate(images):
+                s.parts.append(Text(r, 1 + n * (PICTURE_SIDE + 1), tt("picture_" + t.name), "bold"))
+            s.parts.append(Picture(r + 1, [(1 + n * (PICTURE_SIDE + 1), t, wanted[t.name])
+                                           for n, t in enumerate(images)]))
+            s.width = max(s.width, len(images) * (PICTURE_SIDE + 1))
+            r += PICTURE_SIDE + 2
+
+    # -- overview -------------------------------------------------------------------------------
+    def _lay_overview(self):
+        s, tt, tpl = self.overview, self.tpl.t, self.tpl
+        parts = s.parts
+        parts += [Text(0, 0, tpl.m("title"), "sheet_title"), Text(1, 0, tpl.m("intro"), "text")]
+        r = 3
+        parts.append(Text(r, 0, tt("equations"), "heading"))
+        for eq in tpl.model.get("equations", []):
+            r += 1
+            parts.append(Text(r, 0, eq, "equation"))
+        r += 2
+        parts += [Text(r, 0, tt("hyper"), "heading"), Text(r + 1, 0, tt("hyper_note"), "note")]
+        r += 2
+        for t in self.hypers:
+            p = Place(s.name, r, 2, 1, 1)
+            self.place[id(t)] = p
+            parts.append(Hyper(r, f"{tpl.symbol(t.name)}  ({tpl.describe(t)})", t, p))
+            r += 1
+        r += 1
+        parts.append(Text(r, 0, tt("settings"), "heading"))
+        for key, value in self.config.items():
+            r += 1
+            parts.append(Views(r, [(0, None, key), (2, None, "" if value is None else value)]))
+        r += 2
+        parts.append(Text(r, 0, tt("losses"), "heading"))
+        names = tpl.model.get("losses", {}).get("names", [])
+        r += 1
+        parts.append(Views(r, [(0, None, tt("iteration_col"))] +
+                           [(1 + n, None, tpl.symbol(name)) for n, name in enumerate(names)]))
+        first = r + 1
+        by_key = {(t.iteration, t.name): t for t in self.tape.tensors}
+        for k in range(1, len(self.iters) + 1):
+            r += 1
+            parts.append(Views(r, [(0, None, k)] + [(1 + n, by_key[(k, name)], None)
+                                                   for n, name in enumerate(names)]))
+        if names:
+            parts.append(Chart(first - 1, len(names) + 2, tt("chart_title"), (s.name, 0, first, r),
+                               [(tpl.symbol(name), s.name, 1 + n, first, r) for n, name in enumerate(names)]))
+        r = max(r + 2, first + 17)  # below the chart
+        parts.append(Text(r, 0, tt("index"), "heading"))
+        for sheet_name, title, row in self.sections:
+            r += 1
+            parts.append(Link(r, 0, f"{sheet_name}:  {title}", sheet_name, row))
+        r += 1
+        parts.append(Link(r, 0, self.pictures.name, self.pictures.name, 0))
+        s.width = 8

@@ -1,0 +1,134 @@
+"""One tape: a flat record per tensor, forward, loss, backward and update alike.
+
+A model runs its forward code on tensors; every op appends a record (name, iteration, phase,
+value, op, inputs).  `Tape.backward` walks the records of the current iteration in reverse and
+asks each op for its gradient rule, which itself records ops, so gradients (and, later, the
+parameter updates) are tensors with formulas like any other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+PHASES = ("input", "forward", "loss", "backward", "update")
+
+
+@dataclass(eq=False)
+class Tensor:
+    """One recorded tensor.  `value` is always a 2-D float64 array (a scalar is 1×1)."""
+
+    tape: "Tape" = field(repr=False)
+    name: str
+    iteration: int
+    phase: str
+    value: np.ndarray = field(repr=False)
+    op: object = None  # an Op from tracer.ops; None for constants (inputs, draws, parameters)
+    inputs: tuple = ()
+    attrs: dict = field(default_factory=dict)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.value.shape
+
+    @property
+    def key(self) -> str:
+        """Unique, deterministic id: iteration and name."""
+        return f"{self.iteration}:{self.name}"
+
+
+class Tape:
+    """The ordered list of every tensor of a run."""
+
+    def __init__(self):
+        self.tensors: list[Tensor] = []
+        self.iteration = 0
+        self.phase = "input"
+        self._keys: set[str] = set()
+        self._auto = 0
+
+    def _record(self, name, value, op=None, inputs=(), phase=None, **attrs) -> Tensor:
+        value = np.asarray(value, dtype=np.float64)
+        if value.ndim != 2:
+            value = value.reshape(1, -1) if value.ndim < 2 else value
+        if name is None:
+            self._auto += 1
+            name = f"t{self._auto}"
+        t = Tensor(self, name, self.iteration, phase or self.phase, value, op, tuple(inputs), attrs)
+        if t.key in self._keys:
+            raise ValueError(f"duplicate tensor name {name!r} in iteration {self.iteration}")
+        self._keys.add(t.key)
+        self.tensors.append(t)
+        return t
+
+    def constant(self, name, value, phase=None, **attrs) -> Tensor:
+        """An input cell: data, an initial parameter, a recorded random draw or a hyperparameter."""
+        return self._record(name, value, phase=phase, **attrs)
+
+    def apply(self, op, *inputs: Tensor, name=None, **attrs) -> Tensor:
+        """Run `op` forward on the inputs' values and record the result."""
+        value = op.forward(*(t.value for t in inputs), **attrs)
+        return self._record(name, value, op, inputs, **attrs)
+
+    def rename(self, t: Tensor, name: str) -> None:
+        self._keys.discard(t.key)
+        t.name = name
+        if t.key in self._keys:
+            raise ValueError(f"duplicate tensor name {name!r} in iteration {t.iteration}")
+        self._keys.add(t.key)
+
+    def backward(self, loss: Tensor, params: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Record dL/d<name> for every tensor between `params` and `loss`; return the params' ones.
+
+        Traversal stops at the parameters, so an iteration never reaches into the previous one.
+        Where a tensor feeds several ops, each op's contribution is recorded as
+        `dL/d<name> via <consumer>` and their recorded sum is `dL/d<name>`.
+        """
+        from tracer import ops  # the tape knows ops only for the seed and the sums
+
+        leaves = {id(p) for p in params.values()}
+        order, seen = [], set()
+
+        def visit(t):  # depth-first post-order = topological order
+            if id(t) in seen:
+                return
+            seen.add(id(t))
+            if id(t) not in leaves:
+                for u in t.inputs:
+                    visit(u)
+            order.append(t)
+
+        visit(loss)
+        needs = set(leaves)
+        for t in order:
+            if id(t) not in leaves and any(id(u) in needs for u in t.inputs):
+                needs.add(id(t))
+
+        contributions: dict[int, list[tuple[Tensor, str]]] = {}
+        grads: dict[int, Tensor] = {}
+        seed = self.apply(ops.ONE, loss, name=f"dL/d{loss.name}")
+        grads[id(loss)] = seed
+        for t in reversed(order):
+            if id(t) not in needs:
+                continue
+            if id(t) != id(loss):
+                grads[id(t)] = self._total(t, contributions.get(id(t), []))
+            if id(t) in leaves or t.op is None:
+                continue
+            wanted = [id(u) in needs for u in t.inputs]
+            for u, g_u, w in zip(t.inputs, t.op.backward(t, grads[id(t)], wanted), wanted):
+                if w:
+                    contributions.setdefault(id(u), []).append((g_u, t.name))
+        return {name: grads[id(p)] for name, p in params.items() if id(p) in grads}
+
+    def _total(self, t: Tensor, parts: list[tuple[Tensor, str]]) -> Tensor:
+        target = f"dL/d{t.name}"
+        if len(parts) == 1:
+            self.rename(parts[0][0], target)
+            return parts[0][0]
+        from tracer import ops
+
+        for g, consumer in parts:
+            self.rename(g, f"{target} via {consumer}")
+        return self.apply(ops.SUM_N, *(g for g, _ in parts), name=target)

@@ -1,0 +1,89 @@
+"""Workbook text from templates/: common.toml (labels, op equations and notes) + <model>.toml.
+
+The templates ship inside the package as `tracer.templates`, so they load from any directory.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+from tracer.errors import TracerError
+
+LANGS = ("en", "es")
+GRAD = "dL/d"
+VIA = " via "
+
+
+def _load(name: str) -> dict:
+    try:
+        text = resources.files("tracer.templates").joinpath(f"{name}.toml").read_text("utf-8")
+    except FileNotFoundError:
+        raise TracerError(f"no template for model {name!r}") from None
+    return tomllib.loads(text)
+
+
+class Template:
+    def __init__(self, model: str, lang: str = "en"):
+        if lang not in LANGS:
+            raise TracerError(f"unknown language {lang!r}: choose one of {', '.join(LANGS)}")
+        self.lang = lang
+        self.common = _load("common")
+        self.model = _load(model)
+        self.words = self.common[lang]
+
+    def t(self, key: str, **fmt) -> str:
+        """A label of common.toml in the chosen language."""
+        return self.words[key].format(**fmt)
+
+    def m(self, key: str) -> str:
+        """A text of the model template in the chosen language."""
+        return self.model[key][self.lang]
+
+    def _entry(self, name: str) -> dict:
+        return self.model.get("tensors", {}).get(name, {})
+
+    def symbol(self, name: str) -> str:
+        """x̂ for x_hat, ∂L/∂x̂ for dL/dx_hat, ∂L/∂h (via μ) for 'dL/dh via mu'."""
+        if name.startswith(GRAD):
+            base, _, via = name[len(GRAD):].partition(VIA)
+            sym = f"∂L/∂{self.symbol(base)}"
+            return f"{sym} (via {self.symbol(via)})" if via else sym
+        return self._entry(name).get("symbol", name)
+
+    def describe(self, t) -> str:
+        """One line saying what the tensor is."""
+        name = t.name
+        if name.startswith(GRAD):
+            base, _, via = name[len(GRAD):].partition(VIA)
+            text = self.words["gradient_of"].format(self.symbol(base))
+            return f"{text}; {self.words['via'].format(self.symbol(via))}" if via else text
+        text = self._entry(name).get(self.lang, "")
+        if t.phase == "update":
+            text = f"{text} ({self.words['update_word']})"
+        return text
+
+    def equation(self, t) -> str:
+        entry = self._entry(t.name)
+        if "equation" in entry:
+            return entry["equation"]
+        if t.op is None:
+            return ""
+        syms = [self.symbol(u.name) for u in t.inputs]
+        pattern = self.common["ops"][t.op.name]["equation"]
+        return pattern.format(*syms, out=self.symbol(t.name), all=" + ".join(syms))
+
+    def note(self, t) -> str:
+        """The cell formula in words (constants say what kind of constant they are)."""
+        entry = self._entry(t.name)
+        if f"note_{self.lang}" in entry:
+            return entry[f"note_{self.lang}"]
+        if t.op is None:
+            what = self.words["constant_" + t.attrs.get("role", "data")]
+            return self.words["constant"].format(what=what)
+        syms = [self.symbol(u.name) for u in t.inputs]
+        return self.common["ops"][t.op.name][self.lang].format(*syms, all=" + ".join(syms))

@@ -1,0 +1,215 @@
+"""Write a Layout as an .xlsx workbook with XlsxWriter: live formulas plus their numpy values.
+
+Sheets are written in row order in constant-memory mode, so a million-cell workbook stays
+small in memory.  The file appears atomically: written beside the target, then renamed.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import xlsxwriter
+from xlsxwriter.worksheet import Worksheet
+
+from tracer.errors import TracerError
+from tracer.layout import (BLOCK_HEAD, COLS, PICTURE_SIDE, Block, Cells, Chart, Hyper, Link, Picture,
+                           Text, Views, quote_sheet)
+
+MAX_FORMULA = 8192
+PHASE_COLORS = {  # title fill, cell fill
+    "input": ("#BFBFBF", "#F2F2F2"),
+    "forward": ("#9BC2E6", "#DDEBF7"),
+    "loss": ("#F4B084", "#FCE4D6"),
+    "backward": ("#B4A7D6", "#E4DFEC"),
+    "update": ("#A9D08E", "#E2EFDA"),
+}
+NUMBER = "0.000000"
+SCALES = {
+    "gray": {"type": "2_color_scale", "min_type": "num", "min_value": 0, "min_color": "#FFFFFF",
+             "max_type": "num", "max_value": 1, "max_color": "#000000"},
+    "diverging": {"type": "3_color_scale", "min_color": "#2166AC", "mid_type": "num", "mid_value": 0,
+                  "mid_color": "#FFFFFF", "max_color": "#B2182B"},
+}
+
+
+class _PortableSheet(Worksheet):
+    """XlsxWriter scans every formula with ~30 regexes to prefix Excel 365 functions; ours use
+    only portable functions (tests/test_portable.py checks), so the scan is skipped: 2× faster."""
+
+    def _prepare_formula(self, formula, expand_future_functions=False):
+        return formula[1:] if formula.startswith("=") else formula
+
+
+class _Styles:
+    def __init__(self, wb):
+        f = wb.add_format
+        self.text = f({})
+        self.note = f({"italic": True, "font_color": "#595959"})
+        self.bold = f({"bold": True})
+        self.heading = f({"bold": True, "font_size": 13, "bottom": 1})
+        self.sheet_title = f({"bold": True, "font_size": 16})
+        self.equation = f({"font_name": "Cambria Math", "font_size": 12})
+        self.index = f({"font_color": "#808080", "align": "center"})
+        self.link = f({"font_color": "#0563C1", "underline": 1})
+        self.hyper = f({"bg_color": "#FFF2CC", "border": 1, "num_format": "0.######"})
+        self.view = f({"num_format": NUMBER})
+        self.pixel = f({"num_format": ";;;"})
+        self.title, self.cell, self.section = {}, {}, {}
+        for phase, (dark, light) in PHASE_COLORS.items():
+            self.title[phase] = f({"bold": True, "bg_color": dark})
+            self.section[phase] = f({"bold": True, "font_size": 14, "bg_color": dark})
+            self.cell[phase] = f({"bg_color": light, "num_format": NUMBER, "border": 1, "border_color": "#D9D9D9"})
+
+    def named(self, name):
+        if name.startswith("section_"):
+            return self.section[name[len("section_"):]]
+        return getattr(self, name)
+
+
+def write_xlsx(layout, path: Path, progress=None) -> int:
+    """Write the workbook to `path` atomically; returns the number of cells written.
+    `progress(n)` is called with the number of cells of each finished block."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(suffix=".xlsx", prefix=".tracer-", dir=path.parent)
+    os.close(fd)
+    try:
+        wb = xlsxwriter.Workbook(tmp, {"constant_memory": True, "strings_to_numbers": False,
+                                      "strings_to_formulas": False, "strings_to_urls": False})
+        writer = _Writer(wb, layout, progress)
+        for sheet in layout.sheets:
+            writer.sheet(sheet)
+        wb.close()
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; a workbook is a normal file
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return writer.cells
+
+
+class _Writer:
+    def __init__(self, wb, layout, progress):
+        self.wb, self.layout, self.progress = wb, layout, progress or (lambda n: None)
+        self.st = _Styles(wb)
+        self.cells = 0
+        self.sheet_names = [s.name for s in layout.sheets]
+
+    def sheet(self, sheet):
+        ws = self.wb.add_worksheet(sheet.name, worksheet_class=_PortableSheet)
+        if sheet.kind == "pictures":
+            ws.set_column(0, 0, 10)
+            ws.set_column(1, sheet.width, 2.14)  # 20 px: square with the 20 px default row
+        elif sheet.kind == "overview":
+            ws.set_column(0, 0, 34)
+            ws.set_column(1, sheet.width, 12)
+        else:
+            ws.set_column(0, 0, 7)
+            ws.set_column(1, sheet.width, 12)
+        if sheet.freeze != (0, 0):
+            ws.freeze_panes(*sheet.freeze)
+        last = -1
+        for part in sorted(sheet.parts, key=lambda p: (p.row, getattr(p, "col", 0))):
+            if part.row < last and not isinstance(part, Chart):
+                raise AssertionError(f"parts of {sheet.name} overlap at row {part.row}")
+            last = getattr(self, "_" + type(part).__name__.lower())(ws, sheet, part)
+
+    # each part writer returns the row it reached
+    def _text(self, ws, sheet, p: Text):
+        ws.write_string(p.row, p.col, p.text, self.st.named(p.style))
+        self.cells += 1
+        return p.row
+
+    def _link(self, ws, sheet, p: Link):
+        ws.write_url(p.row, getattr(p, "col", 0), f"internal:{quote_sheet(p.sheet)}!A{p.target_row + 1}",
+                     self.st.link, string=p.text)
+        self.cells += 1
+        return p.row
+
+    def _views(self, ws, sheet, p: Views):
+        for col, t, text in p.cells:
+            if t is None:
+                (ws.write_number if isinstance(text, (int, float)) else ws.write_string)(
+                    p.row, col, text if isinstance(text, (int, float)) else str(text), self.st.text)
+            else:
+                ws.write_formula(p.row, col, "=" + self.layout.place[id(t)].addr(0, 0, sheet.name),
+                                 self.st.view, float(t.value[0, 0]))
+            self.cells += 1
+        return p.row
+
+    def _hyper(self, ws, sheet, p: Hyper):
+        t = p.tensor
+        ws.write_string(p.row, 0, p.label, self.st.bold)
+        ws.write_number(p.row, p.place.col0, float(t.value[0, 0]), self.st.hyper)
+        name = t.attrs["defined_name"]
+        self.wb.define_name(name, f"={quote_sheet(sheet.name)}!{p.place.addr(0, 0, p.place.sheet, absolute=True)}")
+        self.cells += 2
+        return p.row
+
+    def _chart(self, ws, sheet, p: Chart):
+        chart = self.wb.add_chart({"type": "line"})
+        cs, cc, c0, c1 = p.categories
+        for name, s, col, r0, r1 in p.series:
+            chart.add_series({
+                "name": name,
+                "categories": [cs, c0, cc, c1, cc],
+                "values": [s, r0, col, r1, col],
+                "marker": {"type": "circle"},
+            })
+        chart.set_title({"name": p.title})
+        chart.set_x_axis({"name": self.layout.tpl.t("iteration_col")})
+        ws.insert_chart(p.row, p.col, chart, {"x_scale": 1.3, "y_scale": 1.1})
+        return -1
+
+    def _block(self, ws, sheet, b: Block):
+        t, p, st = b.tensor, b.place, self.st
+        phase = t.phase if t.iteration else "input"
+        r = b.row
+        ws.write_string(r, 0, b.number, st.title[phase])
+        ws.write_string(r, 1, b.title, st.title[phase])
+        ws.write_string(r + 1, 1, b.equation, st.equation)
+        ws.write_string(r + 2, 1, b.note, st.note)
+        n_rows, n_cols = p.display
+        for c in range(n_cols):
+            ws.write_number(r + 3, p.col0 + c, c + 1, st.index)
+        fmt, value = st.cell[phase], t.value
+        if t.op is None:
+            for dr in range(n_rows):
+                row = p.row0 + dr
+                ws.write_number(row, 0, dr + 1, st.index)
+                vals = value[:, dr] if p.transposed else value[dr]
+                for dc in range(n_cols):
+                    ws.write_number(row, p.col0 + dc, float(vals[dc]), fmt)
+        else:
+            cells, formula = Cells(self.layout, t), t.op.formula
+            for dr in range(n_rows):
+                row = p.row0 + dr
+                ws.write_number(row, 0, dr + 1, st.index)
+                for dc in range(n_cols):
+                    i, j = (dc, dr) if p.transposed else (dr, dc)
+                    f = formula(cells, i, j)
+                    if len(f) >= MAX_FORMULA:
+                        raise TracerError(f"the formula of {t.name}[{i},{j}] is longer than Excel's "
+                                          f"{MAX_FORMULA} characters")
+                    ws.write_formula(row, p.col0 + dc, "=" + f, fmt, float(value[i, j]))
+        n = n_rows * n_cols
+        self.cells += n + 3 + n_cols + n_rows
+        self.progress(n)
+        return p.row0 + n_rows - 1
+
+    def _picture(self, ws, sheet, p: Picture):
+        side = PICTURE_SIDE
+        for r in range(side):
+            for col, t, _ in p.images:
+                src = self.layout.place[id(t)]
+                for c in range(side):
+                    k = r * side + c
+                    ws.write_formula(p.row + r, col + c, "=" + src.addr(0, k, sheet.name),
+                                     self.st.pixel, float(t.value[0, k]))
+        for col, t, scale in p.images:
+            ws.conditional_format(p.row, col, p.row + side - 1, col + side - 1, dict(SCALES[scale]))
+        self.cells += side * side * len(p.images)
+        return p.row + side - 1
