@@ -47,6 +47,8 @@ class Tape:
         self.phase = "input"
         self._keys: set[str] = set()
         self._auto = 0
+        self.meta: dict = {}
+        self.backward_runs: list[tuple[Tensor, dict, dict]] = []  # (loss, params, grads) for gradcheck
 
     def _record(self, name, value, op=None, inputs=(), phase=None, **attrs) -> Tensor:
         value = np.asarray(value, dtype=np.float64)
@@ -120,7 +122,9 @@ class Tape:
             for u, g_u, w in zip(t.inputs, t.op.backward(t, grads[id(t)], wanted), wanted):
                 if w:
                     contributions.setdefault(id(u), []).append((g_u, t.name))
-        return {name: grads[id(p)] for name, p in params.items() if id(p) in grads}
+        result = {name: grads[id(p)] for name, p in params.items() if id(p) in grads}
+        self.backward_runs.append((loss, dict(params), result))
+        return result
 
     def _total(self, t: Tensor, parts: list[tuple[Tensor, str]]) -> Tensor:
         target = f"dL/d{t.name}"

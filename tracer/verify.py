@@ -284,8 +284,8 @@ class VerifyReport:
         """True when there was something to check and every formula agreed."""
         return self.n_formulas > 0 and not self.errors and self.n_mismatches == 0
 
-    def lines(self) -> list[str]:
-        """Human-readable summary, one string per line."""
+    def lines(self, limit: int | None = None) -> list[str]:
+        """Human-readable summary, one string per line; `limit` caps the listed error values."""
         name = Path(self.path).name
         if self.n_formulas == 0:
             return [f"{name}: no formula cells: nothing to verify", "FAILED"]
@@ -298,7 +298,9 @@ class VerifyReport:
         ]
         if self.errors:
             out.append(f"{len(self.errors)} error values:")
-            out += [f"  {addr}: {value}" for addr, value in self.errors]
+            out += [f"  {addr}: {value}" for addr, value in self.errors[:limit]]
+            if limit is not None and len(self.errors) > limit:
+                out.append(f"  ... and {len(self.errors) - limit} more (--all lists every one)")
         if self.n_mismatches:
             out.append(f"{self.n_mismatches} cells disagree (stored -> recalculated):")
             out += [f"  {addr}: {stored!r} -> {recalc!r}" for addr, stored, recalc in self.mismatches]

@@ -15,7 +15,7 @@ starts at 0; then one eps draw per iteration.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -28,15 +28,21 @@ INIT_SCALE = 0.1
 SUMMARY = "variational autoencoder learning one MNIST digit (forward, ELBO, backprop, SGD)"
 
 
+def _opt(default, help, **checks):
+    return field(default=default, metadata={"help": help, **checks})
+
+
 @dataclass
 class Config:
-    iterations: int = 4
-    seed: int = 0
-    lr: float = 0.1
-    hidden: int = 8
-    latent: int = 2
-    digit: int = 0
-    mnist: str | None = None
+    """The options of `tracer run vae` (one CLI option per field)."""
+
+    iterations: int = _opt(4, "training iterations, one sheet each", min=1)
+    seed: int = _opt(0, "seed of the initial weights and of the ε draws")
+    lr: float = _opt(0.1, "SGD learning rate (a named cell: change it in the workbook)", positive=True)
+    hidden: int = _opt(8, "hidden units H of encoder and decoder", min=1)
+    latent: int = _opt(2, "latent units J", min=1)
+    digit: int = _opt(0, "which digit: index into the shipped 100 MNIST test digits (or into --mnist)")
+    mnist: str = _opt(None, "your own MNIST images file (IDX format, gzipped or not)")
 
 
 def loss(p: dict, x, eps):

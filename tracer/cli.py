@@ -1,0 +1,186 @@
+"""The `tracer` command: run a model, verify a workbook, check gradients, benchmark."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+
+from tracer import __version__
+from tracer.errors import TracerError
+from tracer.models import MODELS
+
+CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+def validate(cfg) -> None:
+    for f in dataclasses.fields(cfg):
+        v, meta = getattr(cfg, f.name), f.metadata
+        flag = "--" + f.name.replace("_", "-")
+        if "min" in meta and v < meta["min"]:
+            raise TracerError(f"{flag} must be at least {meta['min']} (got {v})")
+        if meta.get("positive") and not v > 0:
+            raise TracerError(f"{flag} must be positive (got {v})")
+
+
+def trace_model(model, cfg):
+    validate(cfg)
+    tape = model.trace(cfg)
+    for t in tape.tensors:
+        if not np.all(np.isfinite(t.value)):
+            raise TracerError(f"training diverged: {t.name} is not finite in iteration {t.iteration}; "
+                              f"try a smaller --lr (now {getattr(cfg, 'lr', '?')})")
+    return tape
+
+
+def model_options(model):
+    """One click option per field of the model's Config."""
+    def decorate(fn):
+        for f in reversed(dataclasses.fields(model.Config)):
+            kind = type(f.default) if f.default is not None else str
+            fn = click.option("--" + f.name.replace("_", "-"), f.name, type=kind, default=f.default,
+                              show_default=f.default is not None, help=f.metadata["help"])(fn)
+        return fn
+    return decorate
+
+
+def config_of(model, kwargs):
+    return model.Config(**{f.name: kwargs.pop(f.name) for f in dataclasses.fields(model.Config)})
+
+
+class ModelGroup(click.Group):
+    """`tracer run MODEL`: an unknown model is a one-line error listing the known ones."""
+
+    def resolve_command(self, ctx, args):
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            raise TracerError(f"unknown model {args[0]!r}: choose one of {', '.join(self.commands)}")
+        return super().resolve_command(ctx, args)
+
+
+@click.group(context_settings=CONTEXT)
+@click.version_option(__version__, "--version", prog_name="tracer")
+def cli():
+    """tracer: step-by-step math of generative models, as live-formula Excel workbooks.
+
+    \b
+    tracer run vae                  the VAE walkthrough -> outputs/vae.xlsx
+    tracer run vae --lang es        the same in Spanish
+    tracer verify outputs/vae.xlsx  recalculate it in LibreOffice and compare
+    tracer gradcheck vae            finite differences vs the traced gradients
+    """
+
+
+@cli.command()
+def models():
+    """List the models, one line each."""
+    for name, m in MODELS.items():
+        click.echo(f"{name:<10} {m.SUMMARY}")
+
+
+@cli.group(cls=ModelGroup, context_settings=CONTEXT)
+def run():
+    """Trace a model and write its walkthrough (.xlsx), or its trace (.json, .csv)."""
+
+
+def _make_run(model):
+    @run.command(name=model.NAME, help=f"Trace the {model.SUMMARY}.", context_settings=CONTEXT)
+    @model_options(model)
+    @click.option("--lang", type=click.Choice(["en", "es"]), default="en", show_default=True,
+                  help="language of the workbook's labels")
+    @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+                  help=f"where to write: .xlsx, .json or .csv  [default: outputs/{model.NAME}.xlsx]")
+    def command(lang, output, **kwargs):
+        from tracer.export import check_output, export
+
+        start = time.perf_counter()
+        cfg = config_of(model, kwargs)
+        path = check_output(output or Path("outputs") / f"{model.NAME}{'' if lang == 'en' else '_' + lang}.xlsx")
+        tape = trace_model(model, cfg)
+        config = dataclasses.asdict(cfg)
+        if path.suffix.lower() == ".xlsx":
+            total = sum(t.value.size for t in tape.tensors if t.op is not None)
+            with click.progressbar(length=total, label=f"writing {path.name}", file=sys.stderr) as bar:
+                cells = export(tape, config, path, lang, progress=bar.update)
+        else:
+            cells = export(tape, config, path, lang)  # values, for .json and .csv
+        losses = [float(t.value[0, 0]) for t in tape.tensors if t.name == "loss"]
+        click.echo(f"wrote {path}: {cfg.iterations} iterations, {cells:,} cells, "
+                   f"loss {' -> '.join(f'{v:.2f}' for v in losses)}  ({time.perf_counter() - start:.1f} s)")
+    return command
+
+
+@cli.command()
+@click.argument("workbook", type=click.Path(path_type=Path))
+@click.option("--all", "show_all", is_flag=True, help="list every error value and mismatch")
+def verify(workbook, show_all):
+    """Recalculate WORKBOOK in LibreOffice (forced) and compare every formula cell with the value
+    the exporter stored: exit 0 only when all agree within 1e-9 relative or 1e-12 absolute."""
+    from tracer.verify import verify_workbook
+
+    click.echo(f"recalculating {workbook} in LibreOffice ...", err=True)
+    report = verify_workbook(workbook)
+    for line in report.lines(limit=None if show_all else 50):
+        click.echo(line)
+    return 0 if report.ok else 1
+
+
+@cli.group(cls=ModelGroup, context_settings=CONTEXT)
+def gradcheck():
+    """Central finite differences of the loss for every parameter element against the traced
+    gradients, in every iteration; exit 1 if the largest relative error exceeds 1e-6."""
+
+
+def _make_gradcheck(model):
+    @gradcheck.command(name=model.NAME, help=f"Check the gradients of the {model.SUMMARY}.",
+                       context_settings=CONTEXT)
+    @model_options(model)
+    @click.option("--sample", type=click.IntRange(min=1), default=None,
+                  help="check this many seeded elements per tensor instead of all of them")
+    def command(sample, **kwargs):
+        from tracer.gradcheck import THRESHOLD
+        from tracer.gradcheck import gradcheck as check
+
+        cfg = config_of(model, kwargs)
+        tape = trace_model(model, cfg)
+        worst = 0.0
+        for k in range(1, cfg.iterations + 1):
+            report = check(tape, k, sample=sample)
+            for line in report.lines():
+                click.echo(line)
+            worst = max(worst, report.max_rel)
+        ok = worst <= THRESHOLD
+        click.echo(f"{model.NAME}: largest relative error over {cfg.iterations} iterations: {worst:.2e}"
+                   f" -> {'OK' if ok else 'FAILED'}")
+        return 0 if ok else 1
+    return command
+
+
+for _m in MODELS.values():
+    _make_run(_m)
+    _make_gradcheck(_m)
+
+
+def main(argv=None):
+    try:
+        code = cli.main(args=argv, prog_name="tracer", standalone_mode=False)
+    except TracerError as e:
+        click.echo(f"error: {e}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        click.echo(f"error: {e.format_message()}", err=True)
+        sys.exit(e.exit_code)
+    except OSError as e:  # a disk or permission problem while writing
+        click.echo(f"error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), err=True)
+        sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

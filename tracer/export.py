@@ -1,0 +1,97 @@
+"""Write a traced run: .xlsx (live-formula workbook), .json (every record) or .csv (long table).
+
+JSON: {"model", "config", "tensors": [{"name", "iteration", "phase", "shape", "value", "op",
+"inputs"}]} where inputs are [{"name", "iteration"}] (a parameter of iteration k+1 is the update
+record of iteration k).  CSV: iteration, phase, tensor, index, value with one row per element;
+index is the row-major position within the tensor.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+from tracer.errors import TracerError
+
+FORMATS = (".xlsx", ".json", ".csv")
+
+
+def check_output(path: Path) -> Path:
+    """Refuse an unknown suffix or a folder that cannot be written, before any work is done."""
+    path = Path(path)
+    if path.suffix.lower() not in FORMATS:
+        raise TracerError(f"cannot write {path.name}: the output must end in {', '.join(FORMATS)}")
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise TracerError(f"cannot create the output folder {folder}: {e.strerror}") from None
+    if path.is_dir():
+        raise TracerError(f"cannot write {path}: it is a folder")
+    if not os.access(folder, os.W_OK):
+        raise TracerError(f"cannot write to the folder {folder}: permission denied")
+    return path
+
+
+@contextmanager
+def atomic_text(path: Path):
+    """A text file that appears at `path` only when completely written."""
+    fd, tmp = tempfile.mkstemp(prefix=".tracer-", suffix=path.suffix, dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            yield f
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def records(tape):
+    for t in tape.tensors:
+        yield {
+            "name": t.name,
+            "iteration": t.iteration,
+            "phase": t.phase,
+            "shape": list(t.shape),
+            "value": t.value.tolist(),
+            "op": t.op.name if t.op else "input",
+            "inputs": [{"name": u.name, "iteration": u.iteration} for u in t.inputs],
+        }
+
+
+def write_json(tape, config: dict, path: Path):
+    with atomic_text(path) as f:
+        json.dump({"model": tape.meta.get("model"), "config": config, "tensors": list(records(tape))}, f)
+
+
+def write_csv(tape, path: Path):
+    with atomic_text(path) as f:
+        w = csv.writer(f)
+        w.writerow(["iteration", "phase", "tensor", "index", "value"])
+        for t in tape.tensors:
+            for k, v in enumerate(t.value.ravel().tolist()):
+                w.writerow([t.iteration, t.phase, t.name, k, repr(v)])
+
+
+def export(tape, config: dict, path: Path, lang: str = "en", progress=None) -> int:
+    """Write the run to `path` by its suffix; returns the number of cells (or values) written."""
+    path = check_output(path)
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        write_json(tape, config, path)
+    elif suffix == ".csv":
+        write_csv(tape, path)
+    else:
+        from tracer.layout import Layout
+        from tracer.template import Template
+        from tracer.xlsx import write_xlsx
+
+        return write_xlsx(Layout(tape, Template(tape.meta["model"], lang), config), path, progress)
+    return sum(t.value.size for t in tape.tensors)
