@@ -291,9 +291,18 @@ class Layout:
             r += 1
         r += 1
         parts.append(Text(r, 0, tt("settings"), "heading"))
+        hyper_names = {t.name for t in self.hypers}
         for key, value in self.config.items():
+            if key in hyper_names:
+                continue  # shown above as a named cell
+            if value is None:
+                value = tt("default_" + key) if "default_" + key in self.tpl.words else "-"
             r += 1
-            parts.append(Views(r, [(0, None, key), (2, None, "" if value is None else value)]))
+            parts.append(Views(r, [(0, None, key), (2, None, value)]))
+        label = self.tape.meta.get("label")
+        if label is not None:
+            r += 1
+            parts.append(Views(r, [(0, None, tt("label")), (2, None, int(label))]))
         r += 2
         parts.append(Text(r, 0, tt("losses"), "heading"))
         names = tpl.model.get("losses", {}).get("names", [])

@@ -6,6 +6,7 @@ The templates ship inside the package as `tracer.templates`, so they load from a
 from __future__ import annotations
 
 from importlib import resources
+from pathlib import Path
 
 try:
     import tomllib
@@ -19,9 +20,18 @@ GRAD = "dL/d"
 VIA = " via "
 
 
+def _folder():
+    """Installed, the templates are the package tracer.templates; run from a source checkout
+    without installing, they are the repository's templates/ folder."""
+    try:
+        return resources.files("tracer.templates")
+    except ModuleNotFoundError:
+        return Path(__file__).resolve().parent.parent / "templates"
+
+
 def _load(name: str) -> dict:
     try:
-        text = resources.files("tracer.templates").joinpath(f"{name}.toml").read_text("utf-8")
+        text = _folder().joinpath(f"{name}.toml").read_text("utf-8")
     except FileNotFoundError:
         raise TracerError(f"no template for model {name!r}") from None
     return tomllib.loads(text)

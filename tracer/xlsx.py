@@ -18,6 +18,7 @@ from tracer.layout import (BLOCK_HEAD, COLS, PICTURE_SIDE, Block, Cells, Chart, 
                            Text, Views, quote_sheet)
 
 MAX_FORMULA = 8192
+TITLE_WIDTH = 8  # columns of a block's coloured title band
 PHASE_COLORS = {  # title fill, cell fill
     "input": ("#BFBFBF", "#F2F2F2"),
     "forward": ("#9BC2E6", "#DDEBF7"),
@@ -170,6 +171,8 @@ class _Writer:
         r = b.row
         ws.write_string(r, 0, b.number, st.title[phase])
         ws.write_string(r, 1, b.title, st.title[phase])
+        for c in range(2, TITLE_WIDTH):  # a coloured band the title can run across
+            ws.write_blank(r, c, None, st.title[phase])
         ws.write_string(r + 1, 1, b.equation, st.equation)
         ws.write_string(r + 2, 1, b.note, st.note)
         n_rows, n_cols = p.display
