@@ -119,9 +119,11 @@ def _make_run(model):
 def verify(workbook, show_all):
     """Recalculate WORKBOOK in LibreOffice (forced) and compare every formula cell with the value
     the exporter stored: exit 0 only when all agree within 1e-9 relative or 1e-12 absolute."""
-    from tracer.verify import verify_workbook
+    from tracer.verify import check_workbook, find_soffice, verify_workbook
 
-    click.echo(f"recalculating {workbook} in LibreOffice ...", err=True)
+    check_workbook(workbook)
+    find_soffice()
+    click.echo(f"recalculating {workbook} in LibreOffice (recalculation forced) ...", err=True)
     report = verify_workbook(workbook)
     for line in report.lines(limit=None if show_all else 50):
         click.echo(line)
@@ -162,6 +164,16 @@ def _make_gradcheck(model):
 for _m in MODELS.values():
     _make_run(_m)
     _make_gradcheck(_m)
+
+
+@cli.command()
+@click.option("--quick", is_flag=True, help="only the default VAE (skip the ≥ 1M-cell case)")
+def bench(quick):
+    """Time tracing and export (default VAE and a ≥ 1M-cell configuration): cells written, cells/s,
+    file size, peak memory, and raw XlsxWriter writing the same number of cells as a baseline."""
+    from tracer.bench import run_bench
+
+    run_bench(large=not quick, echo=click.echo)
 
 
 def main(argv=None):

@@ -199,7 +199,7 @@ class _Writer:
                                           f"{MAX_FORMULA} characters")
                     ws.write_formula(row, p.col0 + dc, "=" + f, fmt, float(value[i, j]))
         n = n_rows * n_cols
-        self.cells += n + 3 + n_cols + n_rows
+        self.cells += n + 4 + n_cols + n_rows  # grid, 4 header texts, column and row numbers
         self.progress(n)
         return p.row0 + n_rows - 1
 
