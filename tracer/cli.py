@@ -29,7 +29,8 @@ def validate(cfg) -> None:
 
 def trace_model(model, cfg):
     validate(cfg)
-    tape = model.trace(cfg)
+    with np.errstate(all="ignore"):  # a diverging run is reported below, in one line
+        tape = model.trace(cfg)
     for t in tape.tensors:
         if not np.all(np.isfinite(t.value)):
             raise TracerError(f"training diverged: {t.name} is not finite in iteration {t.iteration}; "
@@ -42,6 +43,8 @@ def model_options(model):
     def decorate(fn):
         for f in reversed(dataclasses.fields(model.Config)):
             kind = type(f.default) if f.default is not None else str
+            if f.metadata.get("path"):
+                kind = click.Path(dir_okay=False)
             fn = click.option("--" + f.name.replace("_", "-"), f.name, type=kind, default=f.default,
                               show_default=f.default is not None, help=f.metadata["help"])(fn)
         return fn

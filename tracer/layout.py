@@ -47,6 +47,9 @@ class Place:
     cols: int
     transposed: bool = False
 
+    def __post_init__(self):
+        self.prefix = quote_sheet(self.sheet) + "!"  # for references from other sheets
+
     def rc(self, i: int, j: int) -> tuple[int, int]:
         return (self.row0 + j, self.col0 + i) if self.transposed else (self.row0 + i, self.col0 + j)
 
@@ -57,12 +60,12 @@ class Place:
     def addr(self, i: int, j: int, here: str, absolute=False) -> str:
         r, c = self.rc(i, j)
         a = f"${COLS[c]}${r + 1}" if absolute else f"{COLS[c]}{r + 1}"
-        return a if here == self.sheet else f"{quote_sheet(self.sheet)}!{a}"
+        return a if here == self.sheet else self.prefix + a
 
     def span(self, i0, j0, i1, j1, here: str) -> str:
         (r0, c0), (r1, c1) = self.rc(i0, j0), self.rc(i1, j1)
         a = f"{COLS[c0]}{r0 + 1}" if (r0, c0) == (r1, c1) else f"{COLS[c0]}{r0 + 1}:{COLS[c1]}{r1 + 1}"
-        return a if here == self.sheet else f"{quote_sheet(self.sheet)}!{a}"
+        return a if here == self.sheet else self.prefix + a
 
 
 class Cells:

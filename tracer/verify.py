@@ -171,7 +171,7 @@ def _open(path: Path, data_only: bool):
         raise TracerError(f"not an Excel workbook: {path.name}") from None
 
 
-def _check_workbook(path: Path) -> None:
+def check_workbook(path: Path) -> None:
     """Raise TracerError unless path is an existing .xlsx workbook file."""
     if not path.exists():
         raise TracerError(f"no such file: {path}")
@@ -373,7 +373,7 @@ def verify_workbook(path, rtol: float = 1e-9, atol: float = 1e-12,
     LibreOffice) and when LibreOffice is unavailable or fails.
     """
     path = Path(path)
-    _check_workbook(path)
+    check_workbook(path)
     report = VerifyReport(path=path, rtol=rtol, atol=atol)
 
     start = time.perf_counter()

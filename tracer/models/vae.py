@@ -42,7 +42,7 @@ class Config:
     hidden: int = _opt(8, "hidden units H of encoder and decoder", min=1)
     latent: int = _opt(2, "latent units J", min=1)
     digit: int = _opt(0, "which digit: index into the shipped 100 MNIST test digits (or into --mnist)")
-    mnist: str = _opt(None, "your own MNIST images file (IDX format, gzipped or not)")
+    mnist: str = _opt(None, "your own MNIST images file (IDX format, gzipped or not)", path=True)
 
 
 def loss(p: dict, x, eps):
