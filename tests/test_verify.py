@@ -20,21 +20,6 @@ from tracer.errors import TracerError
 from tracer.verify import VerifyReport, find_soffice, recalculate, verify_workbook
 
 
-def require_soffice() -> str:
-    """Path of LibreOffice; skip the test if it is missing (fail if required)."""
-    try:
-        return find_soffice()
-    except TracerError as exc:
-        if os.environ.get("TRACER_REQUIRE_SOFFICE"):
-            pytest.fail(f"TRACER_REQUIRE_SOFFICE is set but {exc}")
-        pytest.skip(str(exc))
-
-
-@pytest.fixture(scope="module")
-def soffice() -> str:
-    return require_soffice()
-
-
 @pytest.fixture
 def no_libreoffice(monkeypatch):
     """Make any attempt to start LibreOffice fail the test."""

@@ -105,7 +105,9 @@ def _make_run(model):
         tape = trace_model(model, cfg)
         config = dataclasses.asdict(cfg)
         if path.suffix.lower() == ".xlsx":
-            total = sum(t.value.size for t in tape.tensors if t.op is not None)
+            from tracer.layout import block_cells
+
+            total = block_cells(tape)
             with click.progressbar(length=total, label=f"writing {path.name}", file=sys.stderr) as bar:
                 cells = export(tape, config, path, lang, progress=bar.update)
         else:
@@ -188,6 +190,9 @@ def main(argv=None):
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
+    except click.exceptions.NoArgsIsHelpError as e:  # `tracer` or `tracer run` alone: the help
+        click.echo(e.ctx.get_help())
+        sys.exit(0)
     except click.ClickException as e:
         click.echo(f"error: {e.format_message()}", err=True)
         sys.exit(e.exit_code)

@@ -25,15 +25,15 @@ def check_output(path: Path) -> Path:
     path = Path(path)
     if path.suffix.lower() not in FORMATS:
         raise TracerError(f"cannot write {path.name}: the output must end in {', '.join(FORMATS)}")
-    folder = path.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise TracerError(f"cannot create the output folder {folder}: {e.strerror}") from None
     if path.is_dir():
         raise TracerError(f"cannot write {path}: it is a folder")
-    if not os.access(folder, os.W_OK):
-        raise TracerError(f"cannot write to the folder {folder}: permission denied")
+    existing = path.parent
+    while not existing.exists():  # the folder is made only when the file is written
+        existing = existing.parent
+    if not existing.is_dir():
+        raise TracerError(f"cannot write {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise TracerError(f"cannot write to the folder {existing}: permission denied")
     return path
 
 
@@ -83,6 +83,10 @@ def write_csv(tape, path: Path):
 def export(tape, config: dict, path: Path, lang: str = "en", progress=None) -> int:
     """Write the run to `path` by its suffix; returns the number of cells (or values) written."""
     path = check_output(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise TracerError(f"cannot create the output folder {path.parent}: {e.strerror}") from None
     suffix = path.suffix.lower()
     if suffix == ".json":
         write_json(tape, config, path)

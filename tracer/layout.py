@@ -20,6 +20,16 @@ PICTURE_SIDE = 28
 BLOCK_HEAD = 4  # title, equation, note, column numbers
 
 
+def on_overview(t) -> bool:
+    """Hyperparameters are named cells on the overview; every other tensor is a block."""
+    return t.attrs.get("role") == "hyper"
+
+
+def block_cells(tape) -> int:
+    """How many tensor cells the blocks hold (the length of a progress bar)."""
+    return sum(t.value.size for t in tape.tensors if not on_overview(t))
+
+
 def col_letter(c: int) -> str:
     s = ""
     c += 1
@@ -95,6 +105,13 @@ class Cells:
     def all(self, k) -> str:
         p = self.ins[k]
         return p.span(0, 0, p.rows - 1, p.cols - 1, self.here)
+
+    def span(self, k, i0, j0, i1, j1) -> str:
+        """The range from cell (i0, j0) to cell (i1, j1) of input k."""
+        return self.ins[k].span(i0, j0, i1, j1, self.here)
+
+    def shape(self, k) -> tuple[int, int]:
+        return self.ins[k].rows, self.ins[k].cols
 
 
 # --- the parts of a sheet -----------------------------------------------------------------------
@@ -199,7 +216,7 @@ class Layout:
 
     def _place_hypers_first(self):
         """Hyperparameters live on the overview; their rows are fixed by _lay_overview."""
-        self.hypers = [t for t in self.tape.tensors if t.attrs.get("role") == "hyper"]
+        self.hypers = [t for t in self.tape.tensors if on_overview(t)]
 
     def _fit(self, t, sheet: str, row0: int, col0: int) -> Place:
         rows, cols = t.shape
@@ -229,7 +246,7 @@ class Layout:
             s.parts.append(Text(1, 1, tt("legend"), "note"))
             rows[id(s)] = 3
         for t in self.tape.tensors:
-            if t.attrs.get("role") == "hyper":
+            if on_overview(t):
                 continue
             s = self._sheet_of(t)
             phase = t.phase if t.iteration else "input"
@@ -323,6 +340,7 @@ class Layout:
                                [(tpl.symbol(name), s.name, 1 + n, first, r) for n, name in enumerate(names)]))
         r = max(r + 2, first + 17)  # below the chart
         parts.append(Text(r, 0, tt("index"), "heading"))
+        parts.append(Link(2, 0, tt("index") + " ↓", s.name, r))
         for sheet_name, title, row in self.sections:
             r += 1
             parts.append(Link(r, 0, f"{sheet_name}:  {title}", sheet_name, row))

@@ -84,18 +84,22 @@ SGD = Elementwise("sgd", lambda p, lr, g: p - lr * g, "{0}-{1}*{2}")  # θ − l
 
 # --- forward ops ------------------------------------------------------------------------------
 
+# An input that was broadcast (a 1×1 factor, a 1×n row) gets its gradient summed back (_to).
 MUL = Elementwise(
     "mul", lambda a, b: a * b, "{0}*{1}",
-    grad=lambda out, g, w, a, b: _only(w, lambda: _apply(MUL, g, b), lambda: _apply(MUL, g, a)),
+    grad=lambda out, g, w, a, b: _only(
+        w, lambda: _reduced(_apply(MUL, g, b), a.shape), lambda: _reduced(_apply(MUL, g, a), b.shape)
+    ),
 )
 ADD = Elementwise(
     "add", lambda a, b: a + b, "{0}+{1}",
-    grad=lambda out, g, w, a, b: _only(w, lambda: _apply(COPY, g), lambda: _apply(COPY, g)),
+    grad=lambda out, g, w, a, b: _only(w, lambda: _to(g, a.shape), lambda: _to(g, b.shape)),
 )
 ADD_MUL = Elementwise(  # z = μ + σ ⊙ ε
     "add_mul", lambda a, b, e: a + b * e, "{0}+{1}*{2}",
     grad=lambda out, g, w, a, b, e: _only(
-        w, lambda: _apply(COPY, g), lambda: _apply(MUL, g, e), lambda: _apply(MUL, g, b)
+        w, lambda: _to(g, a.shape), lambda: _reduced(_apply(MUL, g, e), b.shape),
+        lambda: _reduced(_apply(MUL, g, b), e.shape),
     ),
 )
 RELU = Elementwise(
@@ -138,20 +142,37 @@ class MatMul(Op):
 MATMUL, MATMUL_NT, MATMUL_TN = MatMul("matmul"), MatMul("matmul_nt", tb=True), MatMul("matmul_tn", ta=True)
 
 
-class SumRows(Op):
-    """(m, n) → (1, n): the column sums, e.g. a bias gradient over a batch."""
+class SumTo(Op):
+    """Sums over rows, columns or both: (m, n) → (1, n), (m, 1) or (1, 1); e.g. a bias gradient
+    over a batch, or the gradient of an input that was broadcast."""
 
-    name = "sum_rows"
+    def __init__(self, name, rows, cols):
+        self.name, self.rows, self.cols = name, rows, cols
 
     def forward(self, a, **attrs):
-        return a.sum(axis=0, keepdims=True)
+        axes = tuple(ax for ax, on in ((0, self.rows), (1, self.cols)) if on)
+        return a.sum(axis=axes, keepdims=True)
 
     def formula(self, c, i, j):
-        rng, _, n = c.col(0, j)
-        return rng if n == 1 else f"SUM({rng})"
+        m, n = c.shape(0)
+        rng = c.span(0, 0 if self.rows else i, 0 if self.cols else j,
+                     m - 1 if self.rows else i, n - 1 if self.cols else j)
+        return rng if ":" not in rng else f"SUM({rng})"
 
 
-SUM_ROWS = SumRows()
+SUM_ROWS, SUM_COLS, SUM_ALL = SumTo("sum_rows", True, False), SumTo("sum_cols", False, True), SumTo("sum_all", True, True)
+
+
+def _to(g, shape):
+    """The gradient g summed back to the shape of an input that was broadcast (else a copy)."""
+    rows, cols = shape[0] == 1 < g.shape[0], shape[1] == 1 < g.shape[1]
+    op = {(False, False): COPY, (True, False): SUM_ROWS, (False, True): SUM_COLS, (True, True): SUM_ALL}
+    return _apply(op[(rows, cols)], g)
+
+
+def _reduced(g, shape):
+    """g itself when it already has the input's shape, else summed over the broadcast axes."""
+    return g if g.shape == shape else _to(g, shape)
 
 
 class Linear(Op):
@@ -218,7 +239,8 @@ KL = Reduce(  # kl = −½ Σ (1 + logvar − μ² − exp(logvar))
 
 OPS = {op.name: op for op in (
     ONE, COPY, SUM_N, RELU_GRAD, SIGMOID_GRAD, EXP_HALF_GRAD, BCE_GRAD, KL_LOGVAR_GRAD, SGD,
-    MUL, ADD, ADD_MUL, RELU, SIGMOID, EXP_HALF, MATMUL, MATMUL_NT, MATMUL_TN, SUM_ROWS, LINEAR,
+    MUL, ADD, ADD_MUL, RELU, SIGMOID, EXP_HALF, MATMUL, MATMUL_NT, MATMUL_TN, SUM_ROWS, SUM_COLS,
+    SUM_ALL, LINEAR,
     BCE, KL,
 )}
 

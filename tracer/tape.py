@@ -133,6 +133,9 @@ class Tape:
             return parts[0][0]
         from tracer import ops
 
-        for g, consumer in parts:
+        consumers = [c for _, c in parts]
+        for n, (g, consumer) in enumerate(parts):
+            if consumers.count(consumer) > 1:  # one op using the tensor twice, e.g. p ⊙ p
+                consumer = f"{consumer} #{consumers[:n + 1].count(consumer)}"
             self.rename(g, f"{target} via {consumer}")
         return self.apply(ops.SUM_N, *(g for g, _ in parts), name=target)

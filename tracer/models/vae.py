@@ -37,7 +37,7 @@ class Config:
     """The options of `tracer run vae` (one CLI option per field)."""
 
     iterations: int = _opt(4, "training iterations, one sheet each", min=1)
-    seed: int = _opt(0, "seed of the initial weights and of the ε draws")
+    seed: int = _opt(0, "seed of the initial weights and of the ε draws", min=0)
     lr: float = _opt(0.1, "SGD learning rate (a named cell: change it in the workbook)", positive=True)
     hidden: int = _opt(8, "hidden units H of encoder and decoder", min=1)
     latent: int = _opt(2, "latent units J", min=1)

@@ -1,0 +1,157 @@
+"""Shared fixtures: LibreOffice, the default VAE trace and its workbooks, an in-process CLI.
+
+Exporting the default VAE takes a few seconds per language and reading a workbook back another
+second or two, so the trace, the workbooks and their cells are built once per test session and
+shared (read-only!) by test_export, test_portable and test_workbook_verify.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+import pytest
+from openpyxl import load_workbook
+from openpyxl.worksheet.formula import ArrayFormula
+
+from tracer.errors import TracerError
+from tracer.verify import find_soffice
+
+
+# --------------------------------------------------------------------------
+# LibreOffice
+# --------------------------------------------------------------------------
+
+def require_soffice() -> str:
+    """Path of LibreOffice; skip the test if it is missing (fail if required)."""
+    try:
+        return find_soffice()
+    except TracerError as exc:
+        if os.environ.get("TRACER_REQUIRE_SOFFICE"):
+            pytest.fail(f"TRACER_REQUIRE_SOFFICE is set but {exc}")
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def soffice() -> str:
+    return require_soffice()
+
+
+# --------------------------------------------------------------------------
+# The default VAE
+# --------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def vae_config():
+    from tracer.models import vae
+
+    return vae.Config()
+
+
+@pytest.fixture(scope="session")
+def vae_tape(vae_config):
+    """The default VAE trace (4 iterations).  Shared: never modify it."""
+    from tracer.models import vae
+
+    return vae.trace(vae_config)
+
+
+@pytest.fixture(scope="session")
+def vae_workbook(vae_tape, vae_config, tmp_path_factory):
+    """vae_workbook(lang) -> path of the default VAE exported in that language (made once)."""
+    from tracer.export import export
+
+    made: dict[str, Path] = {}
+
+    def get(lang: str = "en") -> Path:
+        if lang not in made:
+            path = tmp_path_factory.mktemp(f"vae-{lang}") / f"vae_{lang}.xlsx"
+            export(vae_tape, dataclasses.asdict(vae_config), path, lang)
+            made[lang] = path
+        return made[lang]
+
+    return get
+
+
+@dataclasses.dataclass
+class BookCells:
+    """What a workbook holds, by sheet then (row, column), 1-based like openpyxl."""
+
+    sheetnames: list
+    formulas: dict  # sheet -> {(r, c): formula text without the leading '='}
+    constants: dict  # sheet -> {(r, c): value} of non-formula cells (numbers and strings)
+    cached: dict  # sheet -> {(r, c): stored value} of the formula cells
+    array_formulas: list  # (sheet, r, c) of cells holding an openpyxl ArrayFormula
+    defined_names: dict  # name -> reference text
+
+
+def read_book(path: Path) -> BookCells:
+    wb = load_workbook(path, read_only=True, data_only=False)
+    formulas, constants, arrays = {}, {}, []
+    try:
+        names = {name: dn.attr_text for name, dn in wb.defined_names.items()}
+        for ws in wb.worksheets:
+            ws.reset_dimensions()
+            f, k = formulas.setdefault(ws.title, {}), constants.setdefault(ws.title, {})
+            for row in ws.iter_rows():
+                for cell in row:
+                    v = cell.value
+                    if v is None:
+                        continue
+                    if isinstance(v, ArrayFormula):
+                        arrays.append((ws.title, cell.row, cell.column))
+                        f[(cell.row, cell.column)] = v.text.lstrip("=")
+                    elif cell.data_type == "f":
+                        f[(cell.row, cell.column)] = v[1:] if v.startswith("=") else v
+                    else:
+                        k[(cell.row, cell.column)] = v
+        sheetnames = list(wb.sheetnames)
+    finally:
+        wb.close()
+    wb = load_workbook(path, read_only=True, data_only=True)
+    cached = {}
+    try:
+        for ws in wb.worksheets:
+            ws.reset_dimensions()
+            want, got = formulas[ws.title], cached.setdefault(ws.title, {})
+            for r, row in enumerate(ws.iter_rows(values_only=True), start=1):
+                for c, value in enumerate(row, start=1):
+                    if (r, c) in want:
+                        got[(r, c)] = value
+    finally:
+        wb.close()
+    return BookCells(sheetnames, formulas, constants, cached, arrays, names)
+
+
+@pytest.fixture(scope="session")
+def vae_book(vae_workbook):
+    """vae_book(lang) -> BookCells of the default VAE workbook in that language (read once)."""
+    read: dict[str, BookCells] = {}
+
+    def get(lang: str = "en") -> BookCells:
+        if lang not in read:
+            read[lang] = read_book(vae_workbook(lang))
+        return read[lang]
+
+    return get
+
+
+# --------------------------------------------------------------------------
+# The CLI, in process
+# --------------------------------------------------------------------------
+
+@pytest.fixture
+def run_main(capsys):
+    """run_main(*args) -> (exit code, stdout, stderr) of tracer.cli.main in this process."""
+    from tracer.cli import main
+
+    def run(*args):
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exc_info:
+            main([str(a) for a in args])
+        out, err = capsys.readouterr()
+        code = exc_info.value.code
+        return (0 if code is None else code), out, err
+
+    return run

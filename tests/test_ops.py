@@ -1,0 +1,395 @@
+"""Every op of tracer.ops: numpy forward against independent references, gradient rules against
+central finite differences, and the shape of the formulas it writes.
+
+The cell formulas are recalculated in LibreOffice in test_workbook_verify.py (one sheet with every
+op on batch shapes, plus the whole VAE workbook).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from tracer import ops
+from tracer.layout import Cells, Place
+from tracer.tape import Tape
+
+RNG_SEED = 20240611
+
+
+def _rng(tag: str):
+    return np.random.default_rng([RNG_SEED, sum(map(ord, tag))])
+
+
+def normal(rng, *shape):
+    return rng.normal(0.0, 1.0, size=shape)
+
+
+def away(rng, *shape):
+    """Values at least 0.2 away from 0 (ReLU's kink), both signs."""
+    return rng.choice([-1.0, 1.0], size=shape) * rng.uniform(0.2, 2.0, size=shape)
+
+
+def prob(rng, *shape):
+    return rng.uniform(0.05, 0.95, size=shape)
+
+
+def pixels(rng, *shape):
+    """Data in [0, 1] with exact 0s and 1s, like MNIST pixels / 255."""
+    x = rng.integers(0, 256, size=shape) / 255.0
+    x.flat[0], x.flat[-1] = 0.0, 1.0
+    return x
+
+
+# --- independent references -------------------------------------------------------------------
+
+def elementwise(f):
+    """Broadcast the arrays like numpy would, then apply the scalar function f cell by cell."""
+    def ref(*arrays):
+        arrays = np.broadcast_arrays(*[np.asarray(a, dtype=float) for a in arrays])
+        out = np.empty(arrays[0].shape)
+        for idx in np.ndindex(out.shape):
+            out[idx] = f(*(float(a[idx]) for a in arrays))
+        return out
+    return ref
+
+
+def ref_sum_rows(a):
+    m, n = a.shape
+    return np.array([[math.fsum(a[i, j] for i in range(m)) for j in range(n)]])
+
+
+def ref_sum_cols(a):
+    m, n = a.shape
+    return np.array([[math.fsum(a[i, j] for j in range(n))] for i in range(m)])
+
+
+def ref_sum_all(a):
+    return np.array([[math.fsum(a.ravel())]])
+
+
+def ref_bce(x, xh):
+    total = 0.0
+    for i in range(x.shape[0]):
+        for j in range(x.shape[1]):
+            total -= x[i, j] * math.log(xh[i, j]) + (1 - x[i, j]) * math.log(1 - xh[i, j])
+    return np.array([[total]])
+
+
+def ref_kl(mu, lv):
+    total = 0.0
+    for i in range(mu.shape[0]):
+        for j in range(mu.shape[1]):
+            total += 1 + lv[i, j] - mu[i, j] ** 2 - math.exp(lv[i, j])
+    return np.array([[-0.5 * total]])
+
+
+REFERENCE = {
+    "one": elementwise(lambda a: 1.0),
+    "copy": elementwise(lambda a: a),
+    "sum": elementwise(lambda *xs: math.fsum(xs)),
+    "relu_grad": elementwise(lambda a, g: g if a > 0 else 0.0),
+    "sigmoid_grad": elementwise(lambda y, g: g * y * (1 - y)),
+    "exp_half_grad": elementwise(lambda y, g: g * y / 2),
+    "bce_grad": elementwise(lambda x, xh, g: g * ((1 - x) / (1 - xh) - x / xh)),
+    "kl_logvar_grad": elementwise(lambda g, lv: g * (math.exp(lv) - 1) / 2),
+    "sgd": elementwise(lambda p, lr, g: p - lr * g),
+    "mul": elementwise(lambda a, b: a * b),
+    "add": elementwise(lambda a, b: a + b),
+    "add_mul": elementwise(lambda a, b, e: a + b * e),
+    "relu": elementwise(lambda a: a if a > 0 else 0.0),
+    "sigmoid": elementwise(lambda a: 0.5 * (1 + math.tanh(a / 2))),
+    "exp_half": elementwise(lambda a: math.sqrt(math.exp(a))),
+    "matmul": lambda a, b: np.einsum("ik,kj->ij", a, b),
+    "matmul_nt": lambda a, b: np.einsum("ik,jk->ij", a, b),
+    "matmul_tn": lambda a, b: np.einsum("ki,kj->ij", a, b),
+    "sum_rows": ref_sum_rows,
+    "sum_cols": ref_sum_cols,
+    "sum_all": ref_sum_all,
+    "linear": lambda x, W, b: np.einsum("ik,kj->ij", x, W) + b,
+    "bce": ref_bce,
+    "kl": ref_kl,
+}
+
+
+def forward_cases():
+    """(op name, case id, input arrays): batch shapes, broadcasting, row vectors, scalars."""
+    r = _rng("forward")
+    return [
+        ("one", "2x3", [normal(r, 2, 3)]),
+        ("copy", "2x3", [normal(r, 2, 3)]),
+        ("sum", "3 inputs", [normal(r, 2, 3), normal(r, 2, 3), normal(r, 2, 3)]),
+        ("sum", "2 scalars", [normal(r, 1, 1), normal(r, 1, 1)]),
+        ("relu_grad", "2x3", [away(r, 2, 3), normal(r, 2, 3)]),
+        ("sigmoid_grad", "2x3", [prob(r, 2, 3), normal(r, 2, 3)]),
+        ("exp_half_grad", "1x5", [np.exp(normal(r, 1, 5)), normal(r, 1, 5)]),
+        ("bce_grad", "scalar g", [pixels(r, 2, 3), prob(r, 2, 3), normal(r, 1, 1)]),
+        ("kl_logvar_grad", "scalar g", [normal(r, 1, 1), normal(r, 1, 4)]),
+        ("sgd", "lr scalar", [normal(r, 3, 4), np.array([[0.1]]), normal(r, 3, 4)]),
+        ("mul", "same", [normal(r, 2, 3), normal(r, 2, 3)]),
+        ("mul", "row broadcast", [normal(r, 2, 3), normal(r, 1, 3)]),
+        ("mul", "scalar broadcast", [normal(r, 1, 1), normal(r, 2, 3)]),
+        ("mul", "outer broadcast", [normal(r, 2, 1), normal(r, 1, 3)]),
+        ("add", "same", [normal(r, 2, 3), normal(r, 2, 3)]),
+        ("add", "scalars", [normal(r, 1, 1), normal(r, 1, 1)]),
+        ("add", "column broadcast", [normal(r, 3, 1), normal(r, 3, 4)]),
+        ("add_mul", "row vectors", [normal(r, 1, 4), np.exp(normal(r, 1, 4)), normal(r, 1, 4)]),
+        ("add_mul", "broadcast", [normal(r, 2, 3), normal(r, 1, 3), normal(r, 1, 1)]),
+        ("relu", "2x3", [away(r, 2, 3)]),
+        ("sigmoid", "3x4", [3 * normal(r, 3, 4)]),
+        ("exp_half", "1x5", [normal(r, 1, 5)]),
+        ("matmul", "2x3.3x4", [normal(r, 2, 3), normal(r, 3, 4)]),
+        ("matmul", "outer", [normal(r, 3, 1), normal(r, 1, 4)]),
+        ("matmul", "inner", [normal(r, 1, 3), normal(r, 3, 1)]),
+        ("matmul_nt", "2x3.4x3", [normal(r, 2, 3), normal(r, 4, 3)]),
+        ("matmul_tn", "3x2.3x4", [normal(r, 3, 2), normal(r, 3, 4)]),
+        ("sum_rows", "5x3", [normal(r, 5, 3)]),
+        ("sum_rows", "1x4", [normal(r, 1, 4)]),
+        ("sum_cols", "5x3", [normal(r, 5, 3)]),
+        ("sum_cols", "4x1", [normal(r, 4, 1)]),
+        ("sum_all", "5x3", [normal(r, 5, 3)]),
+        ("linear", "batch 2", [normal(r, 2, 3), normal(r, 3, 4), normal(r, 1, 4)]),
+        ("linear", "row vector", [normal(r, 1, 6), normal(r, 6, 2), normal(r, 1, 2)]),
+        ("bce", "2x3", [pixels(r, 2, 3), prob(r, 2, 3)]),
+        ("bce", "1x5", [pixels(r, 1, 5), prob(r, 1, 5)]),
+        ("kl", "1x4", [normal(r, 1, 4), normal(r, 1, 4)]),
+        ("kl", "2x3", [normal(r, 2, 3), normal(r, 2, 3)]),
+    ]
+
+
+FORWARD = forward_cases()
+
+
+def test_every_op_has_a_reference_and_a_case():
+    assert set(REFERENCE) == set(ops.OPS)
+    assert {name for name, _, _ in FORWARD} == set(ops.OPS)
+    assert all(op.name == name for name, op in ops.OPS.items())
+
+
+@pytest.mark.parametrize("name, case, inputs", FORWARD, ids=[f"{n}-{c}" for n, c, _ in FORWARD])
+def test_forward_matches_reference(name, case, inputs):
+    op = ops.OPS[name]
+    expected = REFERENCE[name](*inputs)
+    tape = Tape()
+    ts = [tape.constant(f"in{k}", a) for k, a in enumerate(inputs)]
+    out = tape.apply(op, *ts, name="out")
+    assert out.value.dtype == np.float64
+    assert out.shape == expected.shape
+    np.testing.assert_allclose(out.value, expected, rtol=1e-13, atol=1e-14)
+    assert out.op is op and out.inputs == tuple(ts)
+
+
+def test_copy_is_a_copy():
+    a = np.arange(6.0).reshape(2, 3)
+    b = ops.COPY.forward(a)
+    b[0, 0] = 99
+    assert a[0, 0] == 0
+
+
+# --- gradient rules against central differences -----------------------------------------------
+
+def grad_cases():
+    """(op name, inputs, indices of the inputs to differentiate)."""
+    r = _rng("grad")
+    return [
+        ("mul", [normal(r, 2, 3), normal(r, 2, 3)], (0, 1)),
+        ("add", [normal(r, 2, 3), normal(r, 2, 3)], (0, 1)),
+        ("add_mul", [normal(r, 2, 3), np.exp(normal(r, 2, 3)), normal(r, 2, 3)], (0, 1, 2)),
+        ("add_mul", [normal(r, 1, 4), np.exp(normal(r, 1, 4)), normal(r, 1, 4)], (0, 1)),  # ε fixed
+        ("relu", [away(r, 3, 4)], (0,)),
+        ("sigmoid", [2 * normal(r, 2, 3)], (0,)),
+        ("exp_half", [normal(r, 2, 3)], (0,)),
+        ("matmul", [normal(r, 2, 3), normal(r, 3, 4)], (0, 1)),
+        ("matmul", [normal(r, 3, 1), normal(r, 1, 4)], (0, 1)),
+        ("matmul_nt", [normal(r, 2, 3), normal(r, 4, 3)], (0, 1)),
+        ("matmul_tn", [normal(r, 3, 2), normal(r, 3, 4)], (0, 1)),
+        ("linear", [normal(r, 2, 3), normal(r, 3, 4), normal(r, 1, 4)], (0, 1, 2)),
+        ("linear", [normal(r, 1, 5), normal(r, 5, 2), normal(r, 1, 2)], (1, 2)),
+        ("bce", [pixels(r, 2, 3), prob(r, 2, 3)], (1,)),
+        ("kl", [normal(r, 1, 4), normal(r, 1, 4)], (0, 1)),
+        ("kl", [normal(r, 2, 3), normal(r, 2, 3)], (0, 1)),
+    ]
+
+
+GRAD = grad_cases()
+NO_GRADIENT_RULE = {"one", "copy", "sum", "relu_grad", "sigmoid_grad", "exp_half_grad", "bce_grad",
+                    "kl_logvar_grad", "sgd", "sum_rows", "sum_cols", "sum_all"}
+
+
+def weighted_loss(tape, out, weights):
+    """Σ weights ⊙ out as a recorded (1,1) tensor, made only of ops: 1ᵀ (out ⊙ R) 1."""
+    m, n = out.shape
+    w = tape.constant("R", weights)
+    prod = tape.apply(ops.MUL, out, w, name="out*R")
+    cols = tape.apply(ops.MATMUL_TN, tape.constant("ones_m", np.ones((m, 1))), prod, name="col sums")
+    return tape.apply(ops.MATMUL_NT, cols, tape.constant("ones_n", np.ones((1, n))), name="L")
+
+
+def traced_gradients(name, inputs, wrt, weights):
+    tape = Tape()
+    ts = [tape.constant(f"in{k}", a) for k, a in enumerate(inputs)]
+    out = tape.apply(ops.OPS[name], *ts, name="out")
+    loss = weighted_loss(tape, out, weights)
+    grads = tape.backward(loss, {f"in{k}": ts[k] for k in wrt})
+    return tape, loss, grads
+
+
+def central_differences(f, inputs, k, h=1e-6):
+    g = np.empty_like(inputs[k])
+    for idx in np.ndindex(inputs[k].shape):
+        up = [a.copy() for a in inputs]
+        down = [a.copy() for a in inputs]
+        up[k][idx] += h
+        down[k][idx] -= h
+        g[idx] = (f(*up) - f(*down)) / (2 * h)
+    return g
+
+
+def test_every_op_is_gradient_checked_or_has_no_rule():
+    checked = {name for name, _, _ in GRAD}
+    assert checked | NO_GRADIENT_RULE == set(ops.OPS)
+    assert not checked & NO_GRADIENT_RULE
+
+
+@pytest.mark.parametrize("name, inputs, wrt", GRAD, ids=[f"{n}-{i}" for i, (n, _, _) in enumerate(GRAD)])
+def test_gradient_matches_central_differences(name, inputs, wrt):
+    out_shape = REFERENCE[name](*inputs).shape
+    weights = _rng("weights" + name).normal(size=out_shape)
+    tape, loss, grads = traced_gradients(name, inputs, wrt, weights)
+
+    def f(*xs):
+        return float(np.sum(weights * REFERENCE[name](*xs)))
+
+    assert loss.shape == (1, 1)
+    assert loss.value[0, 0] == pytest.approx(f(*inputs), rel=1e-12)
+    assert set(grads) == {f"in{k}" for k in wrt}
+    for k in wrt:
+        traced = grads[f"in{k}"]
+        assert traced.name == f"dL/din{k}"
+        assert traced.phase == "input"  # recorded in the phase the tape was in
+        assert traced.shape == inputs[k].shape
+        numeric = central_differences(f, inputs, k)
+        np.testing.assert_allclose(traced.value, numeric, rtol=1e-6, atol=1e-7,
+                                   err_msg=f"dL/d input {k} of {name}")
+    # inputs that were not asked for get no gradient record
+    for k in set(range(len(inputs))) - set(wrt):
+        assert not any(t.name == f"dL/din{k}" for t in tape.tensors)
+
+
+def test_gradient_rules_use_every_gradient_op():
+    """The backward passes of the cases above record every gradient-only op (except sgd, which is
+    the update, and sum, which tests/test_tape.py checks on a tensor with two consumers)."""
+    used = set()
+    for name, inputs, wrt in GRAD:
+        weights = np.ones(REFERENCE[name](*inputs).shape)
+        tape, loss, _ = traced_gradients(name, inputs, wrt, weights)
+        used |= {t.op.name for t in tape.tensors[tape.tensors.index(loss) + 1:]}
+    assert {"one", "copy", "relu_grad", "sigmoid_grad", "exp_half_grad", "bce_grad",
+            "kl_logvar_grad", "mul", "matmul", "matmul_nt", "matmul_tn", "sum_rows"} <= used
+
+
+@pytest.mark.parametrize("name", sorted(NO_GRADIENT_RULE))
+def test_ops_without_a_rule_refuse_to_differentiate(name):
+    case = next(inputs for n, _, inputs in FORWARD if n == name)
+    tape = Tape()
+    ts = [tape.constant(f"in{k}", a) for k, a in enumerate(case)]
+    out = tape.apply(ops.OPS[name], *ts, name="out")
+    loss = weighted_loss(tape, out, np.ones(out.shape))
+    with pytest.raises(NotImplementedError, match=name):
+        tape.backward(loss, {"in0": ts[0]})
+
+
+def test_bce_has_no_gradient_for_the_data():
+    r = _rng("bce data")
+    tape = Tape()
+    x, xh = tape.constant("x", pixels(r, 1, 4)), tape.constant("xh", prob(r, 1, 4))
+    loss = tape.apply(ops.BCE, x, xh, name="recon")
+    with pytest.raises(ValueError, match="no gradient with respect to the data"):
+        tape.backward(loss, {"x": x, "xh": xh})
+
+
+# --- formulas ---------------------------------------------------------------------------------
+
+def test_dot_chooses_sumproduct_mmult_or_product():
+    row, col = ("A1:C1", False, 3), ("E1:E3", True, 3)
+    assert ops.dot(row, col) == "MMULT(A1:C1,E1:E3)"
+    assert ops.dot(col, row) == "MMULT(A1:C1,E1:E3)"  # MMULT wants the row first
+    assert ops.dot(col, ("G1:G3", True, 3)) == "SUMPRODUCT(E1:E3,G1:G3)"
+    assert ops.dot(row, ("A2:C2", False, 3)) == "SUMPRODUCT(A1:C1,A2:C2)"
+    assert ops.dot(("B7", True, 1), ("C9", False, 1)) == "B7*C9"
+
+
+class _Layout:
+    def __init__(self):
+        self.place = {}
+
+
+def _cells(layout, out):
+    return Cells(layout, out)
+
+
+def test_matmul_formulas_follow_the_placement():
+    """a (2×3) · b (3×4): a row of a against a column of b, in each orientation."""
+    tape = Tape()
+    a = tape.constant("a", np.zeros((2, 3)))
+    b = tape.constant("b", np.zeros((3, 4)))
+    c = tape.apply(ops.MATMUL, a, b, name="c")
+    lay = _Layout()
+    lay.place[id(c)] = Place("Out", 0, 0, 2, 4)
+    for ta, tb, expected in [
+        (False, False, "MMULT('In'!B2:D2,'In'!H2:H4)"),  # a's row across, b's column down
+        (True, False, "SUMPRODUCT('In'!B2:B4,'In'!H2:H4)"),  # both down
+        (False, True, "SUMPRODUCT('In'!B2:D2,'In'!H2:J2)"),  # both across
+        (True, True, "MMULT('In'!H2:J2,'In'!B2:B4)"),  # a's row down, b's column across
+    ]:
+        lay.place[id(a)] = Place("In", 1, 1, 2, 3, ta)
+        lay.place[id(b)] = Place("In", 1, 7, 3, 4, tb)
+        assert ops.MATMUL.formula(_cells(lay, c), 0, 0) == expected, (ta, tb)
+
+
+def test_elementwise_formula_broadcasts_and_uses_defined_names():
+    tape = Tape()
+    p = tape.constant("p", np.zeros((2, 3)))
+    lr = tape.constant("lr", [[0.1]], defined_name="lr")
+    g = tape.constant("g", np.zeros((1, 3)))  # broadcast over rows
+    new = tape.apply(ops.SGD, p, lr, g, name="p_new")
+    lay = _Layout()
+    lay.place[id(p)] = Place("S", 0, 0, 2, 3)
+    lay.place[id(lr)] = Place("Overview", 5, 2, 1, 1)
+    lay.place[id(g)] = Place("S", 4, 0, 1, 3, transposed=True)  # A5:A7
+    lay.place[id(new)] = Place("S", 10, 0, 2, 3)
+    cells = _cells(lay, new)
+    assert ops.SGD.formula(cells, 0, 0) == "A1-lr*A5"
+    assert ops.SGD.formula(cells, 1, 2) == "C2-lr*A7"
+
+
+def test_reduce_and_sum_rows_formulas():
+    tape = Tape()
+    x = tape.constant("x", np.zeros((1, 5)))
+    xh = tape.constant("xh", np.full((1, 5), 0.5))
+    recon = tape.apply(ops.BCE, x, xh, name="recon")
+    g = tape.constant("g", np.zeros((3, 2)))
+    s = tape.apply(ops.SUM_ROWS, g, name="s")
+    lay = _Layout()
+    lay.place.update({id(x): Place("In puts", 0, 1, 1, 5, True), id(xh): Place("It 1", 0, 1, 1, 5, True),
+                      id(recon): Place("It 1", 9, 1, 1, 1), id(g): Place("It 1", 20, 1, 3, 2),
+                      id(s): Place("It 1", 30, 1, 1, 2, True)})
+    assert ops.BCE.formula(_cells(lay, recon), 0, 0) == (
+        "-SUMPRODUCT('In puts'!B1:B5*LN(B1:B5)+(1-'In puts'!B1:B5)*LN(1-B1:B5))")
+    assert ops.SUM_ROWS.formula(_cells(lay, s), 0, 1) == "SUM(C21:C23)"
+
+
+@pytest.mark.parametrize("name", ["add", "mul", "add_mul"])
+def test_gradient_of_a_broadcast_input(name):
+    r = _rng("broadcast " + name)
+    inputs = [normal(r, 1, 3), normal(r, 2, 3)] + ([normal(r, 2, 3)] if name == "add_mul" else [])
+    weights = normal(r, 2, 3)
+    _, _, grads = traced_gradients(name, inputs, (0,), weights)
+
+    def f(*xs):
+        return float(np.sum(weights * REFERENCE[name](*xs)))
+
+    assert grads["in0"].shape == (1, 3)
+    np.testing.assert_allclose(grads["in0"].value, central_differences(f, inputs, 0), rtol=1e-6, atol=1e-7)

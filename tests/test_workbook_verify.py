@@ -1,0 +1,253 @@
+"""tracer's own formulas recalculated in LibreOffice: every op on batch shapes, the whole VAE
+workbook in both languages, and a workbook with one formula broken on purpose.
+
+Each LibreOffice conversion of the VAE workbook takes several seconds; each is done once.
+"""
+
+from __future__ import annotations
+
+import re
+import types
+import zipfile
+
+import numpy as np
+import pytest
+import xlsxwriter
+
+from tracer import ops, verify
+from tracer.layout import Cells, Layout, Place
+from tracer.tape import Tape
+from tracer.template import Template
+
+
+# --------------------------------------------------------------------------
+# Every op on a small sheet of batch shapes
+# --------------------------------------------------------------------------
+
+class BatchSheet:
+    """Tensors stacked top to bottom on two sheets, constants as numbers and op results as the
+    op's own formulas (written through tracer.layout.Cells) with numpy's values stored."""
+
+    def __init__(self):
+        self.tape = Tape()
+        self.rng = np.random.default_rng(2024)
+        self.layout = types.SimpleNamespace(place={})
+        self.cursor = {"Overview": 2, "In puts": 1, "Ops": 1}
+
+    def _put(self, t, sheet, transposed):
+        p = Place(sheet, self.cursor[sheet], 1, *t.shape, transposed=transposed)
+        self.layout.place[id(t)] = p
+        self.cursor[sheet] += p.display[0] + 1
+        return t
+
+    def const(self, value, transposed=False, sheet="In puts"):
+        return self._put(self.tape.constant(None, value), sheet, transposed)
+
+    def normal(self, *shape, transposed=False):
+        return self.const(self.rng.normal(size=shape), transposed)
+
+    def apply(self, op, *inputs, transposed=False, sheet="Ops"):
+        return self._put(self.tape.apply(op, *inputs), sheet, transposed)
+
+    def build(self):
+        n, c, a = self.normal, self.const, self.apply
+        rng = self.rng
+        # products in every orientation of both operands (SUMPRODUCT and MMULT), and n = 1
+        for op, sa, sb in ((ops.MATMUL, (2, 3), (3, 4)), (ops.MATMUL_NT, (2, 3), (4, 3)),
+                           (ops.MATMUL_TN, (3, 2), (3, 4))):
+            for ta in (False, True):
+                for tb in (False, True):
+                    a(op, n(*sa, transposed=ta), n(*sb, transposed=tb), transposed=ta != tb)
+        a(ops.MATMUL, n(3, 1), n(1, 4, transposed=True))  # outer product: one-cell "dot"
+        a(ops.MATMUL, n(1, 3, transposed=True), n(3, 1))
+        y = a(ops.MATMUL_TN, n(5, 2), n(5, 3), transposed=True)
+        a(ops.SIGMOID, y)  # a formula of formulas
+        for t in (False, True):
+            a(ops.SUM_ROWS, n(5, 3, transposed=t))
+        a(ops.SUM_ROWS, n(1, 4, transposed=True))
+        for t in (False, True):
+            a(ops.SUM_COLS, n(5, 3, transposed=t))
+            a(ops.SUM_ALL, n(5, 3, transposed=t))
+        a(ops.SUM_COLS, n(4, 1))
+        # linear: batch and a row vector laid out as a column (like the VAE)
+        for t in (False, True):
+            a(ops.LINEAR, n(2, 3, transposed=t), n(3, 4), n(1, 4, transposed=True))
+        a(ops.LINEAR, n(1, 5, transposed=True), n(5, 2), n(1, 2, transposed=True), transposed=True)
+        # elementwise ops, broadcasting scalars, rows and columns
+        A, B = n(2, 3), n(2, 3, transposed=True)
+        row, col, s = n(1, 3, transposed=True), n(2, 1), n(1, 1)
+        a(ops.MUL, A, B)
+        a(ops.MUL, A, row)
+        a(ops.MUL, s, B, transposed=True)
+        a(ops.MUL, col, row)
+        a(ops.ADD, n(3, 1), n(3, 4))
+        a(ops.ADD, s, n(1, 1))
+        a(ops.ADD_MUL, A, row, s)
+        a(ops.ADD_MUL, n(1, 4, transposed=True), c(np.exp(rng.normal(size=(1, 4))), True),
+          n(1, 4, transposed=True), transposed=True)
+        a(ops.RELU, A)
+        a(ops.SIGMOID, B, transposed=True)
+        a(ops.EXP_HALF, row, transposed=True)
+        a(ops.ONE, A)
+        a(ops.COPY, B)
+        a(ops.SUM_N, A, B, n(2, 3))
+        a(ops.RELU_GRAD, A, B)
+        probs = c(rng.uniform(0.05, 0.95, (2, 3)))
+        probs_t = c(rng.uniform(0.05, 0.95, (1, 5)), True)
+        pixels = c(rng.integers(0, 256, (2, 3)) / 255)
+        pixels_t = c(rng.integers(0, 256, (1, 5)) / 255, True)
+        a(ops.SIGMOID_GRAD, probs, A)
+        a(ops.EXP_HALF_GRAD, c(np.exp(rng.normal(size=(2, 3)))), B)
+        a(ops.BCE_GRAD, pixels, probs, s)
+        a(ops.BCE_GRAD, pixels_t, probs_t, s, transposed=True)
+        a(ops.KL_LOGVAR_GRAD, s, n(1, 4, transposed=True), transposed=True)
+        lr = self._put(self.tape.constant("lr", [[0.1]], defined_name="lr"), "Overview", False)
+        a(ops.SGD, n(3, 4), lr, n(3, 4))
+        a(ops.SGD, n(1, 4, transposed=True), lr, n(1, 4, transposed=True), transposed=True)
+        # scalars from whole blocks
+        a(ops.BCE, pixels, probs)
+        a(ops.BCE, pixels_t, probs_t)
+        a(ops.KL, A, n(2, 3))
+        a(ops.KL, n(1, 4, transposed=True), n(1, 4, transposed=True))
+        return self
+
+    def write(self, path):
+        """Write the workbook; returns {address: formula} of every formula cell."""
+        wb = xlsxwriter.Workbook(path)
+        sheets = {name: wb.add_worksheet(name) for name in ("Overview", "In puts", "Ops")}
+        formulas = {}
+        for t in self.tape.tensors:
+            p = self.layout.place[id(t)]
+            ws = sheets[p.sheet]
+            for i in range(t.shape[0]):
+                for j in range(t.shape[1]):
+                    r, col = p.rc(i, j)
+                    if t.op is None:
+                        ws.write_number(r, col, float(t.value[i, j]))
+                        continue
+                    f = t.op.formula(Cells(self.layout, t), i, j)
+                    ws.write_formula(r, col, "=" + f, None, float(t.value[i, j]))
+                    formulas[verify.address(p.sheet, r + 1, col + 1)] = f
+            if t.attrs.get("defined_name"):
+                wb.define_name(t.attrs["defined_name"], f"={p.addr(0, 0, '', absolute=True)}")
+        wb.close()
+        return formulas
+
+
+@pytest.fixture(scope="module")
+def batch(soffice, tmp_path_factory):
+    sheet = BatchSheet().build()
+    path = tmp_path_factory.mktemp("batch") / "batch_ops.xlsx"
+    formulas = sheet.write(path)
+    return sheet, formulas, verify.verify_workbook(path)
+
+
+def test_batch_sheet_covers_every_op_and_both_dot_forms(batch):
+    sheet, formulas, _ = batch
+    used = {t.op.name for t in sheet.tape.tensors if t.op is not None}
+    assert used == set(ops.OPS)
+    text = "\n".join(formulas.values())
+    assert "SUMPRODUCT(" in text and "MMULT(" in text
+    assert "'In puts'!" in text and "-lr*" in text
+    # products: a row of a against a column of b in all four orientations
+    matmul_dots = [f for f in formulas.values() if re.fullmatch(r"(SUMPRODUCT|MMULT)\([^()]*\)", f)]
+    assert {f.split("(")[0] for f in matmul_dots} == {"SUMPRODUCT", "MMULT"}
+    assert any(re.fullmatch(r"MMULT\([^()]*\)\+'In puts'!\w+", f) for f in formulas.values())  # linear
+
+
+def test_batch_sheet_recalculates_to_numpy(batch):
+    sheet, formulas, report = batch
+    assert report.ok, report.format()
+    assert report.n_formulas == len(formulas) == sum(t.value.size for t in sheet.tape.tensors if t.op)
+    assert report.max_rel_err < 1e-12 or report.max_abs_err < 1e-12
+
+
+# --------------------------------------------------------------------------
+# The VAE workbooks
+# --------------------------------------------------------------------------
+
+@pytest.fixture
+def verify_cli(run_main, monkeypatch):
+    """Run `tracer verify` in process; returns (exit code, stdout, the VerifyReport)."""
+    reports = []
+    original = verify.verify_workbook
+
+    def capturing(*args, **kwargs):
+        reports.append(original(*args, **kwargs))
+        return reports[-1]
+
+    monkeypatch.setattr(verify, "verify_workbook", capturing)
+
+    def run(path):
+        code, out, err = run_main("verify", path)
+        assert len(reports) == 1 and "Traceback" not in err
+        return code, out, reports.pop()
+
+    return run
+
+
+@pytest.mark.parametrize("lang", ["en", "es"])
+def test_vae_workbook_verifies(soffice, vae_workbook, verify_cli, lang):
+    code, out, report = verify_cli(vae_workbook(lang))
+    assert code == 0, out
+    assert report.ok and report.n_formulas > 100_000
+    assert report.errors == [] and report.n_mismatches == 0
+    assert report.max_rel_err <= 1e-9
+    assert out.splitlines()[-1] == "OK"
+
+
+def sheet_xml_name(archive: zipfile.ZipFile, sheet: str) -> str:
+    """The part name (xl/worksheets/sheetN.xml) of a sheet, from the workbook and its rels."""
+    book = archive.read("xl/workbook.xml").decode("utf-8")
+    rid = re.search(r'<sheet name="%s" sheetId="\d+" r:id="(rId\d+)"' % re.escape(sheet), book).group(1)
+    rels = archive.read("xl/_rels/workbook.xml.rels").decode("utf-8")
+    target = re.search(r'Id="%s"[^>]*Target="([^"]+)"|Target="([^"]+)"[^>]*Id="%s"' % (rid, rid), rels)
+    target = target.group(1) or target.group(2)
+    return target.lstrip("/") if target.startswith("/") else "xl/" + target
+
+
+def rewrite_formula(src, dst, sheet, cell, change):
+    """Copy the workbook src to dst with change(formula) in the <f> of one cell; the cached <v>
+    is kept, so the stored value no longer matches the formula."""
+    with zipfile.ZipFile(src) as archive:
+        part = sheet_xml_name(archive, sheet)
+        entries = [(info, archive.read(info)) for info in archive.infolist()]
+    with zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as out:
+        for info, data in entries:
+            if info.filename == part:
+                xml = data.decode("utf-8")
+                pattern = re.compile(r'(<c r="%s"[^>]*><f>)([^<]*)(</f><v>[^<]*</v></c>)' % cell)
+                matches = pattern.findall(xml)
+                assert len(matches) == 1, f"no single formula cell {cell} in {part}"
+                old = matches[0][1]
+                new = change(old)
+                assert new != old
+                xml = pattern.sub(lambda m: m.group(1) + new + m.group(3), xml)
+                data = xml.encode("utf-8")
+            out.writestr(info, data)
+    return old, new
+
+
+def test_a_wrong_formula_is_caught(soffice, vae_workbook, vae_tape, vae_config, verify_cli, tmp_path):
+    """Flip the sign of one SGD step of the last iteration (nothing depends on those cells)."""
+    last = vae_config.iterations
+    it = {t.name: t for t in vae_tape.tensors if t.iteration == last}
+    b4_new, grad = it["b4"], it["dL/db4"]
+    j = int(np.argmax(np.abs(grad.value)))
+    layout = Layout(vae_tape, Template("vae", "en"), {})
+    sheet = f"Iteration {last}"
+    cell = layout.place[id(b4_new)].addr(0, j, sheet)
+    broken = tmp_path / "broken.xlsx"
+    old, new = rewrite_formula(vae_workbook("en"), broken, sheet, cell, lambda f: f.replace("-lr*", "+lr*"))
+    assert re.fullmatch(rf"'Iteration {last - 1}'![A-Z]+\d+-lr\*[A-Z]+\d+", old) and new.count("+lr*") == 1
+
+    code, out, report = verify_cli(broken)
+    assert code == 1
+    assert not report.ok and report.errors == []
+    assert report.n_mismatches == 1
+    (addr, stored, recalculated), = report.mismatches
+    assert addr == f"'{sheet}'!{cell}" == report.worst
+    assert stored == b4_new.value[0, j]
+    p = b4_new.inputs[0].value[0, j]
+    assert recalculated == pytest.approx(p + vae_config.lr * grad.value[0, j], rel=1e-12)
+    assert "1 cells disagree" in out and addr in out and out.splitlines()[-1] == "FAILED"
