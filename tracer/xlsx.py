@@ -30,6 +30,9 @@ NUMBER = "0.000000"
 SCALES = {
     "gray": {"type": "2_color_scale", "min_type": "num", "min_value": 0, "min_color": "#FFFFFF",
              "max_type": "num", "max_value": 1, "max_color": "#000000"},
+    # its own darkest and lightest cell: x̂ moves only a few hundredths in 4 steps, and this
+    # makes the digit it is turning into visible
+    "gray_auto": {"type": "2_color_scale", "min_color": "#FFFFFF", "max_color": "#000000"},
     "diverging": {"type": "3_color_scale", "min_color": "#2166AC", "mid_type": "num", "mid_value": 0,
                   "mid_color": "#FFFFFF", "max_color": "#B2182B"},
 }
@@ -112,11 +115,11 @@ class _Writer:
             ws.set_column(1, sheet.width, 12)
         if sheet.freeze != (0, 0):
             ws.freeze_panes(*sheet.freeze)
-        last = -1
+        last = -1  # constant-memory mode: rows must be written in order, parts must not overlap
         for part in sorted(sheet.parts, key=lambda p: (p.row, getattr(p, "col", 0))):
-            if part.row < last and not isinstance(part, Chart):
+            if part.row <= last and not isinstance(part, (Chart, Text, Link)):
                 raise AssertionError(f"parts of {sheet.name} overlap at row {part.row}")
-            last = getattr(self, "_" + type(part).__name__.lower())(ws, sheet, part)
+            last = max(last, getattr(self, "_" + type(part).__name__.lower())(ws, sheet, part))
 
     # each part writer returns the row it reached
     def _text(self, ws, sheet, p: Text):
@@ -125,7 +128,7 @@ class _Writer:
         return p.row
 
     def _link(self, ws, sheet, p: Link):
-        ws.write_url(p.row, getattr(p, "col", 0), f"internal:{quote_sheet(p.sheet)}!A{p.target_row + 1}",
+        ws.write_url(p.row, p.col, f"internal:{quote_sheet(p.sheet)}!A{p.target_row + 1}",
                      self.st.link, string=p.text)
         self.cells += 1
         return p.row
