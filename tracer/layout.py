@@ -205,7 +205,7 @@ class Layout:
         for s in self.sheets:
             if len(s.name) > MAX_SHEET_NAME:
                 raise TracerError(f"sheet name {s.name!r} is longer than Excel's {MAX_SHEET_NAME} characters")
-        self._place_hypers_first()
+        self.hypers = [t for t in tape.tensors if on_overview(t)]  # placed by _lay_overview
         self._lay_tensor_sheets()
         self._lay_pictures()
         self._lay_overview()
@@ -213,10 +213,6 @@ class Layout:
     # -- tensor sheets --------------------------------------------------------------------------
     def _sheet_of(self, t) -> Sheet:
         return self.inputs if t.iteration == 0 else self.iters[t.iteration - 1]
-
-    def _place_hypers_first(self):
-        """Hyperparameters live on the overview; their rows are fixed by _lay_overview."""
-        self.hypers = [t for t in self.tape.tensors if on_overview(t)]
 
     def _fit(self, t, sheet: str, row0: int, col0: int) -> Place:
         rows, cols = t.shape
@@ -233,12 +229,11 @@ class Layout:
         rows = {id(s): 0 for s in self.sheets}
         counters: dict[tuple, int] = {}
         current: dict[int, str] = {}
-        for s in [self.inputs, *self.iters]:
-            k = self.sheets.index(s) - 1
-            head = tt("inputs") if s is self.inputs else tt("iteration", k=k)
+        for k, s in enumerate([self.inputs, *self.iters]):  # k = 0 for the inputs
+            head = tt("inputs") if k == 0 else tt("iteration", k=k)
             s.parts.append(Text(0, 1, head, "sheet_title"))
             s.parts.append(Link(0, 4, tt("back"), self.overview.name, 0))
-            if s is not self.inputs:
+            if k:
                 prev = self.inputs if k == 1 else self.iters[k - 2]
                 s.parts.append(Link(0, 6, tt("prev", k=k - 1) if k > 1 else tt("inputs"), prev.name, 0))
                 if k < len(self.iters):

@@ -135,9 +135,10 @@ class _Writer:
 
     def _views(self, ws, sheet, p: Views):
         for col, t, text in p.cells:
-            if t is None:
-                (ws.write_number if isinstance(text, (int, float)) else ws.write_string)(
-                    p.row, col, text if isinstance(text, (int, float)) else str(text), self.st.text)
+            if t is None and isinstance(text, (int, float)):
+                ws.write_number(p.row, col, text, self.st.text)
+            elif t is None:
+                ws.write_string(p.row, col, str(text), self.st.text)
             else:
                 ws.write_formula(p.row, col, "=" + self.layout.place[id(t)].addr(0, 0, sheet.name),
                                  self.st.view, float(t.value[0, 0]))
