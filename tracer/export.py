@@ -11,10 +11,10 @@ from __future__ import annotations
 import csv
 import json
 import os
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+from tracer.atomic import atomic_path
 from tracer.errors import TracerError
 
 FORMATS = (".xlsx", ".json", ".csv")
@@ -40,17 +40,8 @@ def check_output(path: Path) -> Path:
 @contextmanager
 def atomic_text(path: Path):
     """A text file that appears at `path` only when completely written."""
-    fd, tmp = tempfile.mkstemp(prefix=".tracer-", suffix=path.suffix, dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            yield f
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
+        yield f
 
 
 def records(tape):

@@ -59,7 +59,7 @@ class Elementwise(Op):
 def dot(a, b) -> str:
     """Σ a_k b_k of two equally long ranges: SUMPRODUCT when both run the same way, MMULT of a
     row by a column when they cross (SUMPRODUCT needs equal shapes), a product for one cell."""
-    (ra, va, na), (rb, vb, nb) = a, b
+    (ra, va, na), (rb, vb, _) = a, b
     if na == 1:
         return f"{ra}*{rb}"
     if va == vb:

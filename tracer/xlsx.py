@@ -6,15 +6,14 @@ small in memory.  The file appears atomically: written beside the target, then r
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import xlsxwriter
 from xlsxwriter.worksheet import Worksheet
 
+from tracer.atomic import atomic_path
 from tracer.errors import TracerError
-from tracer.layout import (BLOCK_HEAD, COLS, PICTURE_SIDE, Block, Cells, Chart, Hyper, Link, Picture,
+from tracer.layout import (PICTURE_SIDE, Block, Cells, Chart, Hyper, Link, Picture,
                            Text, Views, quote_sheet)
 
 MAX_FORMULA = 8192
@@ -75,23 +74,13 @@ class _Styles:
 def write_xlsx(layout, path: Path, progress=None) -> int:
     """Write the workbook to `path` atomically; returns the number of cells written.
     `progress(n)` is called with the number of cells of each finished block."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(suffix=".xlsx", prefix=".tracer-", dir=path.parent)
-    os.close(fd)
-    try:
-        wb = xlsxwriter.Workbook(tmp, {"constant_memory": True, "strings_to_numbers": False,
-                                      "strings_to_formulas": False, "strings_to_urls": False})
+    with atomic_path(Path(path)) as tmp:
+        wb = xlsxwriter.Workbook(str(tmp), {"constant_memory": True, "strings_to_numbers": False,
+                                           "strings_to_formulas": False, "strings_to_urls": False})
         writer = _Writer(wb, layout, progress)
         for sheet in layout.sheets:
             writer.sheet(sheet)
         wb.close()
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; a workbook is a normal file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return writer.cells
 
 
@@ -100,7 +89,6 @@ class _Writer:
         self.wb, self.layout, self.progress = wb, layout, progress or (lambda n: None)
         self.st = _Styles(wb)
         self.cells = 0
-        self.sheet_names = [s.name for s in layout.sheets]
 
     def sheet(self, sheet):
         ws = self.wb.add_worksheet(sheet.name, worksheet_class=_PortableSheet)
