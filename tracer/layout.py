@@ -178,7 +178,7 @@ class Chart:
     col: int
     title: str
     categories: tuple  # (sheet, col, first row, last row)
-    series: list  # (name, sheet, col, first row, last row)
+    series: list  # (name, sheet, col, first row, last row, on the secondary axis)
 
 
 @dataclass
@@ -321,6 +321,7 @@ class Layout:
         r += 2
         parts.append(Text(r, 0, tt("losses"), "heading"))
         names = tpl.model.get("losses", {}).get("names", [])
+        secondary = tpl.model.get("losses", {}).get("secondary", [])
         r += 1
         parts.append(Views(r, [(0, None, tt("iteration_col"))] +
                            [(1 + n, None, tpl.symbol(name)) for n, name in enumerate(names)]))
@@ -332,7 +333,8 @@ class Layout:
                                                    for n, name in enumerate(names)]))
         if names:
             parts.append(Chart(first - 1, len(names) + 2, tt("chart_title"), (s.name, 0, first, r),
-                               [(tpl.symbol(name), s.name, 1 + n, first, r) for n, name in enumerate(names)]))
+                               [(tpl.symbol(name), s.name, 1 + n, first, r, name in secondary)
+                                for n, name in enumerate(names)]))
         r = max(r + 2, first + 17)  # below the chart
         parts.append(Text(r, 0, tt("index"), "heading"))
         parts.append(Link(2, 0, tt("index") + " ↓", s.name, r))

@@ -145,12 +145,13 @@ class _Writer:
     def _chart(self, ws, sheet, p: Chart):
         chart = self.wb.add_chart({"type": "line"})
         cs, cc, c0, c1 = p.categories
-        for name, s, col, r0, r1 in p.series:
+        for name, s, col, r0, r1, right in p.series:
             chart.add_series({
-                "name": name,
+                "name": name + (" →" if right else ""),
                 "categories": [cs, c0, cc, c1, cc],
                 "values": [s, r0, col, r1, col],
                 "marker": {"type": "circle"},
+                "y2_axis": right,
             })
         chart.set_title({"name": p.title})
         chart.set_x_axis({"name": self.layout.tpl.t("iteration_col")})
