@@ -171,26 +171,22 @@ class _Writer:
         n_rows, n_cols = p.display
         for c in range(n_cols):
             ws.write_number(r + 3, p.col0 + c, c + 1, st.index)
-        fmt, value = st.cell[phase], t.value
-        if t.op is None:
-            for dr in range(n_rows):
-                row = p.row0 + dr
-                ws.write_number(row, 0, dr + 1, st.index)
-                vals = value[:, dr] if p.transposed else value[dr]
-                for dc in range(n_cols):
-                    ws.write_number(row, p.col0 + dc, float(vals[dc]), fmt)
-        else:
-            cells, formula = Cells(self.layout, t), t.op.formula
-            for dr in range(n_rows):
-                row = p.row0 + dr
-                ws.write_number(row, 0, dr + 1, st.index)
-                for dc in range(n_cols):
-                    i, j = (dc, dr) if p.transposed else (dr, dc)
-                    f = formula(cells, i, j)
-                    if len(f) >= MAX_FORMULA:
-                        raise TracerError(f"the formula of {t.name}[{i},{j}] is longer than Excel's "
-                                          f"{MAX_FORMULA} characters")
-                    ws.write_formula(row, p.col0 + dc, "=" + f, fmt, float(value[i, j]))
+        fmt = st.cell[phase]
+        grid = (t.value.T if p.transposed else t.value).tolist()  # as displayed
+        cells = Cells(self.layout, t) if t.op else None  # constants are plain numbers
+        for dr, values in enumerate(grid):
+            row = p.row0 + dr
+            ws.write_number(row, 0, dr + 1, st.index)
+            for dc, value in enumerate(values):
+                if cells is None:
+                    ws.write_number(row, p.col0 + dc, value, fmt)
+                    continue
+                i, j = (dc, dr) if p.transposed else (dr, dc)
+                f = t.op.formula(cells, i, j)
+                if len(f) >= MAX_FORMULA:
+                    raise TracerError(f"the formula of {t.name}[{i},{j}] is longer than Excel's "
+                                      f"{MAX_FORMULA} characters")
+                ws.write_formula(row, p.col0 + dc, "=" + f, fmt, value)
         n = n_rows * n_cols
         self.cells += n + 4 + n_cols + n_rows  # grid, 4 header texts, column and row numbers
         self.progress(n)
