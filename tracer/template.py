@@ -62,7 +62,7 @@ class Template:
         if name.startswith(GRAD):
             base, _, via = name[len(GRAD):].partition(VIA)
             sym = f"∂L/∂{self.symbol(base)}"
-            return f"{sym} (via {self.symbol(via)})" if via else sym
+            return f"{sym} ({self.words['via_short'].format(self.symbol(via))})" if via else sym
         return self._entry(name).get("symbol", name)
 
     def describe(self, t) -> str:
