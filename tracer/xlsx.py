@@ -38,11 +38,18 @@ SCALES = {
 
 
 class _PortableSheet(Worksheet):
-    """XlsxWriter scans every formula with ~30 regexes to prefix Excel 365 functions; ours use
-    only portable functions (tests/test_portable.py checks), so the scan is skipped: 2× faster."""
+    """Two changes to XlsxWriter's worksheet: (1) it scans every formula with ~30 regexes to
+    prefix Excel 365 functions; ours use only portable functions (tests/test_portable.py
+    checks), so the scan is skipped: 2× faster.  (2) It writes numbers with 16 significant
+    digits, which does not always give back the same double; constants (the digit, the initial
+    parameters, ε) are written with Python's shortest exact repr instead."""
 
     def _prepare_formula(self, formula, expand_future_functions=False):
         return formula[1:] if formula.startswith("=") else formula
+
+    def _xml_number_element(self, number, attributes=()):
+        attrs = "".join(f' {key}="{self._escape_attributes(value)}"' for key, value in attributes)
+        self.fh.write(f"<c{attrs}><v>{float(number)!r}</v></c>")
 
 
 class _Styles:
