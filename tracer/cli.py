@@ -120,7 +120,7 @@ def _make_run(model):
 
 @cli.command()
 @click.argument("workbook", type=click.Path(path_type=Path))
-@click.option("--all", "show_all", is_flag=True, help="list every error value and mismatch")
+@click.option("--all", "show_all", is_flag=True, help="list every error value (by default the first 50; mismatches: the first 20 and a count)")
 def verify(workbook, show_all):
     """Recalculate WORKBOOK in LibreOffice (forced) and compare every formula cell with the value
     the exporter stored: exit 0 only when all agree within 1e-9 relative or 1e-12 absolute."""
