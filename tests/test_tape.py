@@ -136,13 +136,13 @@ def test_backward_stops_at_the_parameters():
         assert {t.name for t in new} == {"dL/dL", "dL/dz", "dL/dw"}  # not dL/dzero (a constant)
         # dL/dw = x ⊙ z = x² w
         np.testing.assert_allclose(grads["w"].value, x.value**2 * params["w"].value, rtol=1e-14)
-        assert tape.backward_runs[-1][0] is loss and tape.backward_runs[-1][2] == grads
+        assert tape.backward_runs[-1].loss is loss and tape.backward_runs[-1].grads == grads
         tape.phase = "update"
         params = {"w": tape.apply(ops.SGD, params["w"], lr, grads["w"], name="w")}
     # iteration 2's parameter is iteration 1's update record, an op with inputs of its own,
     # yet nothing of iterations 0 and 1 got a gradient in iteration 2
     assert len(tape.backward_runs) == 2
-    w1 = tape.backward_runs[1][1]["w"]
+    w1 = tape.backward_runs[1].params["w"]
     assert w1.iteration == 1 and w1.phase == "update" and w1.op is ops.SGD
     grads_2 = [t for t in tape.tensors if t.iteration == 2 and t.name.startswith("dL/d")]
     assert all(u.iteration in (0, 1, 2) for t in grads_2 for u in t.inputs)

@@ -18,7 +18,7 @@ def by_name(tape, k):
 
 def params_entering(tape, k):
     """The parameter tensors iteration k starts from: the inputs of its backward run."""
-    return tape.backward_runs[k - 1][1]
+    return tape.backward_runs[k - 1].params
 
 
 def test_default_loss_falls_at_every_iteration(vae_tape):
@@ -124,7 +124,7 @@ def test_traced_gradients_equal_hand_written_backprop(cfg, vae_tape):
         entering = params_entering(tape, k)
         loss, grads = hand_backprop(x, {n: t.value for n, t in entering.items()}, it["eps"].value)
         assert it["loss"].value[0, 0] == pytest.approx(loss, rel=1e-12)
-        traced = tape.backward_runs[k - 1][2]
+        traced = tape.backward_runs[k - 1].grads
         for name in PARAMS:
             got, want = traced[name].value, grads[name]
             assert got.shape == want.shape == entering[name].shape

@@ -1,9 +1,12 @@
-"""Central finite differences of the loss against the traced gradients.
+"""Central finite differences of each loss against the traced gradients.
 
-The loss is recomputed by replaying the recorded forward ops with one parameter element nudged
-by ±h, so the check compares the ops' forward code with their gradient rules.  The replay runs
-in extended precision (numpy's longdouble): in float64, rounding in a loss of ~500 limits the
-differences to ~1e-8 absolute, too coarse for gradients of ~1e-3.
+The loss is recomputed by replaying the recorded ops of the backward pass's region (the forward
+and loss tensors the gradient flowed through) with one parameter element nudged by ±h, so the
+check compares the ops' forward code with their gradient rules.  Everything outside the region
+(data, draws, held tensors such as a GAN's fake image in the discriminator step, the other
+player's parameters) keeps its recorded value, exactly as the backward pass treated it.  The
+replay runs in extended precision (numpy's longdouble): in float64, rounding in a loss of ~500
+limits the differences to ~1e-8 absolute, too coarse for gradients of ~1e-3.
 """
 
 from __future__ import annotations
@@ -17,32 +20,21 @@ FLOOR = 1e-3  # errors are relative to max(largest |gradient| of the tensor, FLO
 PRECISION = np.longdouble
 
 
-def replay(loss, overrides: dict[int, np.ndarray], cache: dict[int, np.ndarray]):
-    """The loss recomputed from the recorded graph with some tensors' values replaced.
-    `cache` holds values already known (it is filled with every value computed)."""
-
-    def value(t):
-        if id(t) in overrides:
-            return overrides[id(t)]
-        if id(t) not in cache:
-            cache[id(t)] = (t.value.astype(PRECISION) if t.op is None
-                            else t.op.forward(*(value(u) for u in t.inputs), **t.attrs))
-        return cache[id(t)]
-
-    return value(loss)[0, 0]  # kept in extended precision: the caller subtracts two of these
+def _replay(steps, values: dict[int, np.ndarray]):
+    """Recompute `steps` (tensors in topological order) from `values`, which it extends."""
+    for t in steps:
+        values[id(t)] = t.op.forward(*(values[id(u)] for u in t.inputs), **t.attrs)
+    return values[id(steps[-1])][0, 0] if steps else None
 
 
-def _not_depending_on(p, loss, values: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
-    """The values of the tensors that do not depend on p (they stay fixed while p is nudged)."""
-    depends: dict[int, bool] = {}
-
-    def dep(t):
-        if id(t) not in depends:
-            depends[id(t)] = any([dep(u) for u in t.inputs]) or t is p  # visit every input
-        return depends[id(t)]
-
-    dep(loss)
-    return {k: v for k, v in values.items() if not depends[k]}
+def _downstream(p, region) -> list:
+    """The region's tensors that depend on p, in order."""
+    hit, out = {id(p)}, []
+    for t in region:
+        if any(id(u) in hit for u in t.inputs):
+            hit.add(id(t))
+            out.append(t)
+    return out
 
 
 @dataclass
@@ -57,6 +49,8 @@ class Check:
 @dataclass
 class Report:
     iteration: int
+    loss: str = "L"
+    held: list = field(default_factory=list)  # (name, gradient recorded into it?)
     checks: list[Check] = field(default_factory=list)
 
     @property
@@ -64,32 +58,56 @@ class Report:
         return max((c.rel for c in self.checks), default=0.0)
 
     @property
+    def leaks(self) -> list[str]:
+        """Held tensors a gradient was recorded into: the stop of gradient failed."""
+        return [name for name, leaked in self.held if leaked]
+
+    @property
     def ok(self) -> bool:
-        return bool(self.checks) and self.max_rel <= THRESHOLD
+        return bool(self.checks) and self.max_rel <= THRESHOLD and not self.leaks
 
     def lines(self) -> list[str]:
-        out = [f"iteration {self.iteration}: central differences vs traced gradients"]
+        out = [f"iteration {self.iteration}, loss {self.loss}: central differences vs traced gradients"]
+        for name, leaked in self.held:
+            out.append(f"  {name} held constant: " + ("a gradient WAS recorded into it" if leaked
+                                                       else "no gradient recorded into it (the stop holds)"))
         for c in self.checks:
-            out.append(f"  dL/d{c.name:<10} {c.checked:>6}/{c.size:<6} elements  "
+            out.append(f"  d{self.loss}/d{c.name:<10} {c.checked:>6}/{c.size:<6} elements  "
                        f"max abs err {c.max_abs:.2e}  rel err {c.rel:.2e}")
         verdict = "OK" if self.ok else f"FAILED (threshold {THRESHOLD:g})"
         out.append(f"largest relative error: {self.max_rel:.2e}  {verdict}")
         return out
 
 
-def gradcheck(tape, iteration: int = 1, sample: int | None = None, h: float = 1e-6, seed: int = 0) -> Report:
-    """Check every parameter element (or `sample` seeded elements per tensor) of one iteration.
-    The relative error of a tensor is its largest absolute error over its largest gradient, or
-    over FLOOR when all its gradients are smaller: the differences themselves are only good to
-    ~1e-10, so a tensor of gradients ~1e-6 would otherwise fail on that noise alone."""
-    loss, params, grads = tape.backward_runs[iteration - 1]
+def runs_of(tape, iteration: int) -> list:
+    return [run for run in tape.backward_runs if run.loss.iteration == iteration]
+
+
+def gradcheck(tape, iteration: int = 1, sample: int | None = None, h: float = 1e-6, seed: int = 0) -> list[Report]:
+    """One report per backward pass of the iteration (a GAN has two: D's loss and G's loss).
+    Every parameter element is checked, or `sample` seeded elements per tensor.  The relative
+    error of a tensor is its largest absolute error over its largest gradient, or over FLOOR
+    when all its gradients are smaller: the differences themselves are only good to ~1e-10, so
+    a tensor of gradients ~1e-6 would otherwise fail on that noise alone."""
+    return [_check_run(tape, run, sample, h, seed) for run in runs_of(tape, iteration)]
+
+
+def _check_run(tape, run, sample, h, seed) -> Report:
     rng = np.random.default_rng(seed)
-    report = Report(iteration)
-    values: dict[int, np.ndarray] = {}
-    replay(loss, {}, values)
-    for name, p in params.items():
-        fixed = _not_depending_on(p, loss, values)
-        traced = grads[name].value
+    prefix = next(iter(run.grads.values())).name.split("/")[0][1:] if run.grads else "L"
+    grad_names = {t.name for t in tape.tensors if t.iteration == run.loss.iteration}
+    report = Report(run.loss.iteration, prefix,
+                    [(t.name, f"d{prefix}/d{t.name}" in grad_names) for t in run.held])
+    inside = {id(t) for t in run.region}
+    base: dict[int, np.ndarray] = {}
+    for t in run.region:
+        for u in t.inputs:
+            if id(u) not in inside:
+                base[id(u)] = u.value.astype(PRECISION)
+    _replay(run.region, base)
+    for name, p in run.params.items():
+        traced = run.grads[name].value
+        steps = _downstream(p, run.region)
         flat = np.arange(p.value.size)
         if sample is not None and sample < flat.size:
             flat = np.sort(rng.choice(flat, size=sample, replace=False))
@@ -99,9 +117,9 @@ def gradcheck(tape, iteration: int = 1, sample: int | None = None, h: float = 1e
             idx = np.unravel_index(k, p.value.shape)
             old = nudged[idx]
             nudged[idx] = old + h
-            up = replay(loss, {id(p): nudged}, dict(fixed))
+            up = _replay(steps, {**base, id(p): nudged})
             nudged[idx] = old - h
-            down = replay(loss, {id(p): nudged}, dict(fixed))
+            down = _replay(steps, {**base, id(p): nudged})
             nudged[idx] = old
             numeric[n] = float((up - down) / (2 * h))
         err = np.abs(numeric - traced.ravel()[flat])

@@ -15,7 +15,6 @@ from tracer.template import Template
 
 MAX_ROWS, MAX_COLS = 1_048_576, 16_384
 MAX_SHEET_NAME = 31
-PHASE_SECTION = {"input": 0, "forward": 1, "loss": 2, "backward": 3, "update": 4}
 PICTURE_SIDE = 28
 BLOCK_HEAD = 4  # title, equation, note, column numbers
 
@@ -229,6 +228,7 @@ class Layout:
         rows = {id(s): 0 for s in self.sheets}
         counters: dict[tuple, int] = {}
         current: dict[int, str] = {}
+        numbers: dict[int, int] = {}  # the current section number of each sheet
         for k, s in enumerate([self.inputs, *self.iters]):  # k = 0 for the inputs
             head = tt("inputs") if k == 0 else tt("iteration", k=k)
             s.parts.append(Text(0, 1, head, "sheet_title"))
@@ -244,15 +244,16 @@ class Layout:
             if on_overview(t):
                 continue
             s = self._sheet_of(t)
-            phase = t.phase if t.iteration else "input"
-            sec = PHASE_SECTION[phase]
+            section = t.section if t.iteration else "input"
             r = rows[id(s)]
-            if current.get(id(s)) != phase:
-                current[id(s)] = phase
-                title = f"{sec}  {tt('section_' + phase)}"
-                s.parts.append(Text(r, 0, title, "section_" + phase))
+            if current.get(id(s)) != section:
+                current[id(s)] = section
+                numbers[id(s)] = sec = numbers.get(id(s), -1 if t.iteration else 0) + 1
+                title = f"{sec}  {tpl.section(section)}"
+                s.parts.append(Text(r, 0, title, "section_" + (t.phase if t.iteration else "input")))
                 self.sections.append((s.name, title, r))
                 r += 2
+            sec = numbers[id(s)]
             counters[(id(s), sec)] = n = counters.get((id(s), sec), 0) + 1
             p = self._fit(t, s.name, r + BLOCK_HEAD, 1)
             self.place[id(t)] = p

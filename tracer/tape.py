@@ -27,6 +27,7 @@ class Tensor:
     op: object = None  # an Op from tracer.ops; None for constants (inputs, draws, parameters)
     inputs: tuple = ()
     attrs: dict = field(default_factory=dict)
+    section: str = ""  # the workbook section (a step of the training loop); the phase by default
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -38,6 +39,19 @@ class Tensor:
         return f"{self.iteration}:{self.name}"
 
 
+@dataclass(eq=False)
+class BackwardRun:
+    """One call of Tape.backward, for gradcheck: the loss, the parameters, their gradients, the
+    tensors held constant, and the region the gradient flowed through (forward/loss tensors of
+    the iteration, in topological order) which a replay recomputes."""
+
+    loss: Tensor
+    params: dict
+    grads: dict
+    held: tuple
+    region: list
+
+
 class Tape:
     """The ordered list of every tensor of a run."""
 
@@ -45,10 +59,11 @@ class Tape:
         self.tensors: list[Tensor] = []
         self.iteration = 0
         self.phase = "input"
+        self.section = None  # None: each tensor's section is its phase
         self._keys: set[str] = set()
         self._auto = 0
         self.meta: dict = {}
-        self.backward_runs: list[tuple[Tensor, dict, dict]] = []  # (loss, params, grads) for gradcheck
+        self.backward_runs: list[BackwardRun] = []  # for gradcheck
 
     def _record(self, name, value, op=None, inputs=(), phase=None, **attrs) -> Tensor:
         value = np.asarray(value, dtype=np.float64)
@@ -57,7 +72,9 @@ class Tape:
         if name is None:
             self._auto += 1
             name = f"t{self._auto}"
-        t = Tensor(self, name, self.iteration, phase or self.phase, value, op, tuple(inputs), attrs)
+        phase = phase or self.phase
+        t = Tensor(self, name, self.iteration, phase, value, op, tuple(inputs), attrs,
+                   self.section or phase)
         if t.key in self._keys:
             raise ValueError(f"duplicate tensor name {name!r} in iteration {self.iteration}")
         self._keys.add(t.key)
@@ -73,6 +90,11 @@ class Tape:
         value = op.forward(*(t.value for t in inputs), **attrs)
         return self._record(name, value, op, inputs, **attrs)
 
+    def at(self, phase: str, section: str | None = None) -> None:
+        """Tensors recorded from now on belong to `phase` and to the workbook section `section`
+        (by default the phase itself)."""
+        self.phase, self.section = phase, section
+
     def rename(self, t: Tensor, name: str) -> None:
         self._keys.discard(t.key)
         t.name = name
@@ -80,23 +102,31 @@ class Tape:
             raise ValueError(f"duplicate tensor name {name!r} in iteration {t.iteration}")
         self._keys.add(t.key)
 
-    def backward(self, loss: Tensor, params: dict[str, Tensor]) -> dict[str, Tensor]:
-        """Record dL/d<name> for every tensor between `params` and `loss`; return the params' ones.
+    def backward(self, loss: Tensor, params: dict[str, Tensor], held=(), prefix: str = "L") -> dict[str, Tensor]:
+        """Record d<prefix>/d<name> for every tensor between `params` and `loss`; return the
+        params' gradients (named d<prefix>/d<param name>).
 
-        Traversal stops at the parameters, so an iteration never reaches into the previous one.
-        Where a tensor feeds several ops, each op's contribution is recorded as
-        `dL/d<name> via <consumer>` and their recorded sum is `dL/d<name>`.
+        The gradient flows through the forward and loss tensors of the current iteration only:
+        it stops at the parameters, at the tensors in `held` (treated as constants, e.g. the fake
+        image in a GAN's discriminator step) and at anything an optimizer made (an updated
+        parameter of another player is a constant here).  Where a tensor feeds several ops,
+        each op's contribution is recorded as `d<prefix>/d<name> via <consumer>` and their
+        recorded sum is `d<prefix>/d<name>`.
         """
         from tracer import ops  # the tape knows ops only for the seed and the sums
 
         leaves = {id(p) for p in params.values()}
+        stop = leaves | {id(h) for h in held}
         order, seen = [], set()
+
+        def inside(t):
+            return t.op is not None and t.iteration == loss.iteration and t.phase not in ("backward", "update")
 
         def visit(t):  # depth-first post-order = topological order
             if id(t) in seen:
                 return
             seen.add(id(t))
-            if id(t) not in leaves:
+            if id(t) not in stop and inside(t):
                 for u in t.inputs:
                     visit(u)
             order.append(t)
@@ -104,30 +134,31 @@ class Tape:
         visit(loss)
         needs = set(leaves)
         for t in order:
-            if id(t) not in leaves and any(id(u) in needs for u in t.inputs):
+            if id(t) not in stop and inside(t) and any(id(u) in needs for u in t.inputs):
                 needs.add(id(t))
 
         contributions: dict[int, list[tuple[Tensor, str]]] = {}
         grads: dict[int, Tensor] = {}
-        seed = self.apply(ops.ONE, loss, name=f"dL/d{loss.name}")
+        seed = self.apply(ops.ONE, loss, name=f"d{prefix}/d{loss.name}")
         grads[id(loss)] = seed
         for t in reversed(order):
             if id(t) not in needs:
                 continue
             if id(t) != id(loss):
-                grads[id(t)] = self._total(t, contributions.get(id(t), []))
-            if id(t) in leaves or t.op is None:
+                grads[id(t)] = self._total(t, contributions.get(id(t), []), prefix)
+            if id(t) in leaves:
                 continue
             wanted = [id(u) in needs for u in t.inputs]
             for u, g_u, w in zip(t.inputs, t.op.backward(t, grads[id(t)], wanted), wanted):
                 if w:
                     contributions.setdefault(id(u), []).append((g_u, t.name))
         result = {name: grads[id(p)] for name, p in params.items() if id(p) in grads}
-        self.backward_runs.append((loss, dict(params), result))
+        region = [t for t in order if inside(t) and id(t) not in stop]
+        self.backward_runs.append(BackwardRun(loss, dict(params), result, tuple(held), region))
         return result
 
-    def _total(self, t: Tensor, parts: list[tuple[Tensor, str]]) -> Tensor:
-        target = f"dL/d{t.name}"
+    def _total(self, t: Tensor, parts: list[tuple[Tensor, str]], prefix: str) -> Tensor:
+        target = f"d{prefix}/d{t.name}"
         if len(parts) == 1:
             self.rename(parts[0][0], target)
             return parts[0][0]

@@ -5,6 +5,7 @@ The templates ship inside the package as `tracer.templates`, so they load from a
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 from pathlib import Path
 
@@ -16,7 +17,7 @@ except ModuleNotFoundError:  # Python 3.10
 from tracer.errors import TracerError
 
 LANGS = ("en", "es")
-GRAD = "dL/d"
+GRAD = re.compile(r"d([^/ ]+)/d(.+)")  # d<loss>/d<tensor>[ via <consumer>]
 VIA = " via "
 
 
@@ -54,23 +55,30 @@ class Template:
         """A text of the model template in the chosen language."""
         return self.model[key][self.lang]
 
+    def section(self, name: str) -> str:
+        """The title of a workbook section: the model's own [sections] or common section_<name>."""
+        own = self.model.get("sections", {}).get(name)
+        return own[self.lang] if own else self.words["section_" + name]
+
     def _entry(self, name: str) -> dict:
         return self.model.get("tensors", {}).get(name, {})
 
     def symbol(self, name: str) -> str:
         """x̂ for x_hat, ∂L/∂x̂ for dL/dx_hat, ∂L/∂h (via μ) for 'dL/dh via mu'."""
-        if name.startswith(GRAD):
-            base, _, via = name[len(GRAD):].partition(VIA)
-            sym = f"∂L/∂{self.symbol(base)}"
+        grad = GRAD.fullmatch(name)
+        if grad:
+            loss, (base, _, via) = grad[1], grad[2].partition(VIA)
+            sym = f"∂{self.symbol(loss)}/∂{self.symbol(base)}"
             return f"{sym} ({self.words['via_short'].format(self.symbol(via))})" if via else sym
         return self._entry(name).get("symbol", name)
 
     def describe(self, t) -> str:
         """One line saying what the tensor is."""
         name = t.name
-        if name.startswith(GRAD):
-            base, _, via = name[len(GRAD):].partition(VIA)
-            text = self.words["gradient_of"].format(self.symbol(base))
+        grad = GRAD.fullmatch(name)
+        if grad:
+            loss, (base, _, via) = grad[1], grad[2].partition(VIA)
+            text = self.words["gradient_of"].format(self.symbol(base), loss=self.symbol(loss))
             return f"{text}; {self.words['via'].format(self.symbol(via))}" if via else text
         text = self._entry(name).get(self.lang, "")
         if t.phase == "update":
