@@ -111,6 +111,20 @@ REFERENCE = {
     "linear": lambda x, W, b: np.einsum("ik,kj->ij", x, W) + b,
     "bce": ref_bce,
     "kl": ref_kl,
+    # Adam and the update
+    "sub": elementwise(lambda a, b: a - b),
+    "increment": elementwise(lambda t: t + 1),
+    "adam_m": elementwise(lambda m, b, g: m + (1 - b) * (g - m)),  # the same, rearranged
+    "adam_v": elementwise(lambda v, b, g: v + (1 - b) * (g ** 2 - v)),
+    "bias_correct": elementwise(lambda m, b, t: m / (1 - math.pow(b, t))),
+    "adam_step": elementwise(lambda lr, m, v, e: lr * m / (math.sqrt(v) + e)),
+    # the GAN
+    "leaky_relu": elementwise(lambda a, s: max(a, 0.0) + s * min(a, 0.0)),
+    "leaky_relu_grad": elementwise(lambda a, s, g: g if a > 0 else s * g),
+    "neg_mean_ln": lambda a: np.array([[-math.fsum(math.log(v) for v in a.ravel()) / a.size]]),
+    "neg_mean_ln1m": lambda a: np.array([[-math.fsum(math.log1p(-v) for v in a.ravel()) / a.size]]),
+    "neg_mean_ln_grad": lambda a, g: np.vectorize(lambda v, w: -w / (a.size * v))(a, g),
+    "neg_mean_ln1m_grad": lambda a, g: np.vectorize(lambda v, w: w / (a.size * (1 - v)))(a, g),
 }
 
 
@@ -156,6 +170,18 @@ def forward_cases():
         ("bce", "1x5", [pixels(r, 1, 5), prob(r, 1, 5)]),
         ("kl", "1x4", [normal(r, 1, 4), normal(r, 1, 4)]),
         ("kl", "2x3", [normal(r, 2, 3), normal(r, 2, 3)]),
+        ("sub", "3x4", [normal(r, 3, 4), normal(r, 3, 4)]),
+        ("increment", "scalar", [np.array([[3.0]])]),
+        ("adam_m", "beta scalar", [normal(r, 3, 4), np.array([[0.9]]), normal(r, 3, 4)]),
+        ("adam_v", "beta scalar", [np.abs(normal(r, 3, 4)), np.array([[0.999]]), normal(r, 3, 4)]),
+        ("bias_correct", "t = 3", [normal(r, 2, 3), np.array([[0.9]]), np.array([[3.0]])]),
+        ("adam_step", "scalars", [np.array([[0.01]]), normal(r, 2, 3), np.abs(normal(r, 2, 3)), np.array([[1e-8]])]),
+        ("leaky_relu", "2x3", [away(r, 2, 3), np.array([[0.2]])]),
+        ("leaky_relu_grad", "2x3", [away(r, 2, 3), np.array([[0.2]]), normal(r, 2, 3)]),
+        ("neg_mean_ln", "3x1", [prob(r, 3, 1)]),
+        ("neg_mean_ln1m", "3x1", [prob(r, 3, 1)]),
+        ("neg_mean_ln_grad", "3x1", [prob(r, 3, 1), normal(r, 1, 1)]),
+        ("neg_mean_ln1m_grad", "3x1", [prob(r, 3, 1), normal(r, 1, 1)]),
     ]
 
 
@@ -210,12 +236,17 @@ def grad_cases():
         ("bce", [pixels(r, 2, 3), prob(r, 2, 3)], (1,)),
         ("kl", [normal(r, 1, 4), normal(r, 1, 4)], (0, 1)),
         ("kl", [normal(r, 2, 3), normal(r, 2, 3)], (0, 1)),
+        ("leaky_relu", [away(r, 3, 4), np.array([[0.2]])], (0,)),
+        ("neg_mean_ln", [prob(r, 3, 1)], (0,)),
+        ("neg_mean_ln1m", [prob(r, 4, 1)], (0,)),
     ]
 
 
 GRAD = grad_cases()
 NO_GRADIENT_RULE = {"one", "copy", "sum", "relu_grad", "sigmoid_grad", "exp_half_grad", "bce_grad",
-                    "kl_logvar_grad", "sgd", "sum_rows", "sum_cols", "sum_all"}
+                    "kl_logvar_grad", "sgd", "sum_rows", "sum_cols", "sum_all", "sub", "increment",
+                    "adam_m", "adam_v", "bias_correct", "adam_step", "leaky_relu_grad",
+                    "neg_mean_ln_grad", "neg_mean_ln1m_grad"}
 
 
 def weighted_loss(tape, out, weights):
@@ -287,7 +318,8 @@ def test_gradient_rules_use_every_gradient_op():
         tape, loss, _ = traced_gradients(name, inputs, wrt, weights)
         used |= {t.op.name for t in tape.tensors[tape.tensors.index(loss) + 1:]}
     assert {"one", "copy", "relu_grad", "sigmoid_grad", "exp_half_grad", "bce_grad",
-            "kl_logvar_grad", "mul", "matmul", "matmul_nt", "matmul_tn", "sum_rows"} <= used
+            "kl_logvar_grad", "mul", "matmul", "matmul_nt", "matmul_tn", "sum_rows",
+            "leaky_relu_grad", "neg_mean_ln_grad", "neg_mean_ln1m_grad"} <= used
 
 
 @pytest.mark.parametrize("name", sorted(NO_GRADIENT_RULE))

@@ -25,16 +25,22 @@ def validate(cfg) -> None:
             raise TracerError(f"{flag} must be at least {meta['min']} (got {v})")
         if meta.get("positive") and not v > 0:
             raise TracerError(f"{flag} must be positive (got {v})")
+        if "choices" in meta and v is not None and v not in meta["choices"]:
+            raise TracerError(f"{flag} must be one of {', '.join(map(str, meta['choices']))} (got {v})")
+        if "below" in meta and not v < meta["below"]:
+            raise TracerError(f"{flag} must be below {meta['below']} (got {v})")
 
 
 def trace_model(model, cfg):
     validate(cfg)
     with np.errstate(all="ignore"):  # a diverging run is reported below, in one line
         tape = model.trace(cfg)
+    rates = ", ".join(f"--{f.name.replace('_', '-')} (now {getattr(cfg, f.name)})"
+                      for f in dataclasses.fields(cfg) if f.name.startswith("lr"))
     for t in tape.tensors:
         if not np.all(np.isfinite(t.value)):
             raise TracerError(f"training diverged: {t.name} is not finite in iteration {t.iteration}; "
-                              f"try a smaller --lr (now {getattr(cfg, 'lr', '?')})")
+                              f"try a smaller learning rate: {rates}")
     return tape
 
 
@@ -42,11 +48,17 @@ def model_options(model):
     """One click option per field of the model's Config."""
     def decorate(fn):
         for f in reversed(dataclasses.fields(model.Config)):
-            kind = type(f.default) if f.default is not None else str
+            kind = type(f.default) if f.default is not None else f.type
+            kind = {"int": int, "float": float, "str": str}.get(kind, kind)
             if f.metadata.get("path"):
                 kind = click.Path(dir_okay=False)
+            if all(isinstance(c, str) for c in f.metadata.get("choices", [0])):
+                kind = click.Choice(f.metadata["choices"])
+            help = f.metadata["help"]
+            if "choices" in f.metadata and kind in (int, float):
+                help += f" ({' or '.join(map(str, f.metadata['choices']))})"
             fn = click.option("--" + f.name.replace("_", "-"), f.name, type=kind, default=f.default,
-                              show_default=f.default is not None, help=f.metadata["help"])(fn)
+                              show_default=f.default is not None, help=help)(fn)
         return fn
     return decorate
 
@@ -95,7 +107,7 @@ def _make_run(model):
     @click.option("--lang", type=click.Choice(["en", "es"]), default="en", show_default=True,
                   help="language of the workbook's labels")
     @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
-                  help=f"where to write: .xlsx, .json or .csv  [default: outputs/{model.NAME}.xlsx]")
+                  help=f"where to write: .xlsx (workbook), .tex or .md (walkthrough document), .json or .csv (trace)  [default: outputs/{model.NAME}.xlsx]")
     def command(lang, output, **kwargs):
         from tracer.export import check_output, export
 

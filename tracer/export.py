@@ -1,4 +1,5 @@
-"""Write a traced run: .xlsx (live-formula workbook), .json (every record) or .csv (long table).
+"""Write a traced run: .xlsx (live-formula workbook), .json (every record), .csv (long table), or
+the walkthrough as a document, .tex (LaTeX) or .md (Markdown): see tracer.document.
 
 JSON: {"model", "config", "tensors": [{"name", "iteration", "phase", "shape", "value", "op",
 "inputs"}]} where inputs are [{"name", "iteration"}] (a parameter of iteration k+1 is the update
@@ -17,7 +18,7 @@ from pathlib import Path
 from tracer.atomic import atomic_path
 from tracer.errors import TracerError
 
-FORMATS = (".xlsx", ".json", ".csv")
+FORMATS = (".xlsx", ".json", ".csv", ".tex", ".md")
 
 
 def check_output(path: Path) -> Path:
@@ -83,6 +84,10 @@ def export(tape, config: dict, path: Path, lang: str = "en", progress=None) -> i
         write_json(tape, config, path)
     elif suffix == ".csv":
         write_csv(tape, path)
+    elif suffix in (".tex", ".md"):
+        from tracer.document import write_document
+
+        return write_document(tape, config, path, lang)
     else:
         from tracer.layout import Layout
         from tracer.template import Template

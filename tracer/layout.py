@@ -8,6 +8,7 @@ every sheet in row order (XlsxWriter's constant-memory mode).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from tracer.errors import TracerError
@@ -15,7 +16,6 @@ from tracer.template import Template
 
 MAX_ROWS, MAX_COLS = 1_048_576, 16_384
 MAX_SHEET_NAME = 31
-PICTURE_SIDE = 28
 BLOCK_HEAD = 4  # title, equation, note, column numbers
 
 
@@ -164,11 +164,20 @@ class Views:
 
 
 @dataclass
+class PictureImage:
+    col: int
+    tensor: object
+    index: int  # which row of the tensor (a batch holds one image per row)
+    side: int
+    scale: str  # gray, gray_auto or diverging
+
+
+@dataclass
 class Picture:
-    """Side-by-side 28×28 heatmaps: each square is a formula pointing at the tensor's cell."""
+    """Side-by-side heatmaps: each square is a formula pointing at the tensor's cell."""
 
     row: int
-    images: list  # (col, tensor, scale)
+    images: list  # of PictureImage
 
 
 @dataclass
@@ -267,25 +276,30 @@ class Layout:
 
     # -- pictures -------------------------------------------------------------------------------
     def _lay_pictures(self):
-        s, tt = self.pictures, self.tpl.t
-        wanted = self.tpl.model.get("pictures", {})
+        """One row of heatmaps per iteration: the inputs' pictures, then the iteration's, each
+        row of a batch tensor (N × s²) as its own s × s image."""
+        s, tt, tpl = self.pictures, self.tpl.t, self.tpl
+        wanted = tpl.model.get("pictures", {})
         s.parts += [Text(0, 1, tt("pictures"), "sheet_title"), Link(0, 12, tt("back"), self.overview.name, 0),
                     Text(1, 1, tt("picture_note"), "note")]
         by_iter: dict[int, list] = {}
         for t in self.tape.tensors:
-            if t.name in wanted and t.shape == (1, PICTURE_SIDE**2):
-                by_iter.setdefault(t.iteration, []).append(t)
+            side = math.isqrt(t.shape[1])
+            if t.name in wanted and side * side == t.shape[1] and side > 1:
+                by_iter.setdefault(t.iteration, []).extend((t, n, side) for n in range(t.shape[0]))
         fixed = by_iter.pop(0, [])
         r = 3
         for k in sorted(by_iter) or ([0] if fixed else []):
-            images = fixed + by_iter.get(k, [])
             s.parts.append(Text(r, 0, tt("iteration", k=k) if k else "", "bold"))
-            for n, t in enumerate(images):
-                s.parts.append(Text(r, 1 + n * (PICTURE_SIDE + 1), tt("picture_" + t.name), "bold"))
-            s.parts.append(Picture(r + 1, [(1 + n * (PICTURE_SIDE + 1), t, wanted[t.name])
-                                           for n, t in enumerate(images)]))
-            s.width = max(s.width, len(images) * (PICTURE_SIDE + 1))
-            r += PICTURE_SIDE + 2
+            images, col = [], 1
+            for t, n, side in fixed + by_iter.get(k, []):
+                label = tpl.m_picture(t.name) + (f"  #{n + 1}" if t.shape[0] > 1 else "")
+                s.parts.append(Text(r, col, label, "bold"))
+                images.append(PictureImage(col, t, n, side, wanted[t.name]["scale"]))
+                col += side + 1
+            s.parts.append(Picture(r + 1, images))
+            s.width = max(s.width, col)
+            r += max(im.side for im in images) + 2
 
     # -- overview -------------------------------------------------------------------------------
     def _lay_overview(self):

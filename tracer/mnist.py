@@ -177,6 +177,28 @@ def load_digit(index: int, path: PathArg | None = None) -> tuple[np.ndarray, int
     return pixels, label
 
 
+def load_batch(index: int, n: int, path: PathArg | None = None) -> tuple[np.ndarray, int | None]:
+    """The digit at ``index`` and the next ``n - 1`` digits of the same class, as rows.
+
+    Returns ``(pixels, label)`` with ``pixels`` of shape ``(n, 784)`` scaled to [0, 1].  Without
+    labels (a user's file), the next ``n - 1`` digits whatever their class.
+
+    Raises:
+        TracerError: ``index`` is out of range, or the file has fewer than ``n`` such digits
+            from ``index`` on.
+    """
+    first, label = load_digit(index, path)
+    if n == 1:
+        return first, label
+    images, labels = load_images(path), load_labels(path)
+    rows = [i for i in range(index, images.shape[0]) if labels is None or labels[i] == label][:n]
+    if len(rows) < n:
+        what = f"digits of class {label}" if labels is not None else "digits"
+        raise TracerError(f"--batch {n} is too large: only {len(rows)} {what} from --digit {index} on")
+    pixels = images[rows].reshape(n, IMAGE_SIDE * IMAGE_SIDE).astype(np.float64) / 255.0
+    return pixels, label
+
+
 # --- helpers ---------------------------------------------------------------
 
 

@@ -80,6 +80,15 @@ BCE_GRAD = Elementwise(
 )
 KL_LOGVAR_GRAD = Elementwise("kl_logvar_grad", lambda g, lv: g * (np.exp(lv) - 1) / 2, "{0}*(EXP({1})-1)/2")
 SGD = Elementwise("sgd", lambda p, lr, g: p - lr * g, "{0}-{1}*{2}")  # θ − lr · ∂L/∂θ
+SUB = Elementwise("sub", lambda a, b: a - b, "{0}-{1}")
+# Adam (tracer.optim): moments, bias correction, step; the counter t is a cell of its own
+INCREMENT = Elementwise("increment", lambda t: t + 1, "{0}+1")
+ADAM_M = Elementwise("adam_m", lambda m, b, g: b * m + (1 - b) * g, "{1}*{0}+(1-{1})*{2}")
+ADAM_V = Elementwise("adam_v", lambda v, b, g: b * v + (1 - b) * g * g, "{1}*{0}+(1-{1})*{2}^2")
+BIAS_CORRECT = Elementwise("bias_correct", lambda m, b, t: m / (1 - b**t), "{0}/(1-{1}^{2})")
+ADAM_STEP = Elementwise(
+    "adam_step", lambda lr, m, v, e: lr * m / (np.sqrt(v) + e), "{0}*{1}/(SQRT({2})+{3})"
+)
 
 
 # --- forward ops ------------------------------------------------------------------------------
@@ -109,6 +118,13 @@ RELU = Elementwise(
 SIGMOID = Elementwise(
     "sigmoid", lambda a: 1 / (1 + np.exp(-a)), "1/(1+EXP(-{0}))",
     grad=lambda out, g, w, a: (_apply(SIGMOID_GRAD, out, g),),
+)
+LEAKY_RELU_GRAD = Elementwise(
+    "leaky_relu_grad", lambda a, s, g: np.where(a > 0, g, s * g), "IF({0}>0,{2},{1}*{2})"
+)
+LEAKY_RELU = Elementwise(  # the slope is a named cell
+    "leaky_relu", lambda a, s: np.where(a > 0, a, s * a), "IF({0}>0,{0},{1}*{0})",
+    grad=lambda out, g, w, a, s: _only(w, lambda: _apply(LEAKY_RELU_GRAD, a, s, g), _no_grad("the slope")),
 )
 EXP_HALF = Elementwise(  # σ = exp(logvar / 2)
     "exp_half", lambda a: np.exp(a / 2), "EXP({0}/2)",
@@ -237,11 +253,40 @@ KL = Reduce(  # kl = −½ Σ (1 + logvar − μ² − exp(logvar))
     ),
 )
 
+
+
+class MeanLnGrad(Op):
+    """The gradient of −mean ln a (or of −mean ln(1 − a) when `complement`) times g: each cell
+    −g / (N·a)  (or g / (N·(1 − a))), N = COUNT of a's cells."""
+
+    def __init__(self, name, complement):
+        self.name, self.complement = name, complement
+
+    def forward(self, a, g, **attrs):
+        return g / (a.size * (1 - a)) if self.complement else -g / (a.size * a)
+
+    def formula(self, c, i, j):
+        a, g, n = c.at(0, i, j), c.at(1, i, j), f"COUNT({c.all(0)})"
+        return f"{g}/({n}*(1-{a}))" if self.complement else f"-{g}/({n}*{a})"
+
+
+NEG_MEAN_LN_GRAD = MeanLnGrad("neg_mean_ln_grad", False)
+NEG_MEAN_LN1M_GRAD = MeanLnGrad("neg_mean_ln1m_grad", True)
+NEG_MEAN_LN = Reduce(  # −mean ln D(x): a GAN's loss on "real" answers
+    "neg_mean_ln", lambda a: -np.mean(np.log(a)), "-SUMPRODUCT(LN({0}))/COUNT({0})",
+    grad=lambda out, g, w, a: (_apply(NEG_MEAN_LN_GRAD, a, g),),
+)
+NEG_MEAN_LN1M = Reduce(  # −mean ln(1 − D(x)): a GAN's loss on "fake" answers
+    "neg_mean_ln1m", lambda a: -np.mean(np.log(1 - a)), "-SUMPRODUCT(LN(1-{0}))/COUNT({0})",
+    grad=lambda out, g, w, a: (_apply(NEG_MEAN_LN1M_GRAD, a, g),),
+)
+
 OPS = {op.name: op for op in (
     ONE, COPY, SUM_N, RELU_GRAD, SIGMOID_GRAD, EXP_HALF_GRAD, BCE_GRAD, KL_LOGVAR_GRAD, SGD,
+    SUB, INCREMENT, ADAM_M, ADAM_V, BIAS_CORRECT, ADAM_STEP,
     MUL, ADD, ADD_MUL, RELU, SIGMOID, EXP_HALF, MATMUL, MATMUL_NT, MATMUL_TN, SUM_ROWS, SUM_COLS,
     SUM_ALL, LINEAR,
-    BCE, KL,
+    BCE, KL, LEAKY_RELU, LEAKY_RELU_GRAD, NEG_MEAN_LN, NEG_MEAN_LN1M, NEG_MEAN_LN_GRAD, NEG_MEAN_LN1M_GRAD,
 )}
 
 
@@ -257,6 +302,18 @@ def relu(a, name=None):
 
 def sigmoid(a, name=None):
     return _apply(SIGMOID, a, name=name)
+
+
+def leaky_relu(a, slope, name=None):
+    return _apply(LEAKY_RELU, a, slope, name=name)
+
+
+def neg_mean_ln(a, name=None):
+    return _apply(NEG_MEAN_LN, a, name=name)
+
+
+def neg_mean_ln1m(a, name=None):
+    return _apply(NEG_MEAN_LN1M, a, name=name)
 
 
 def exp_half(a, name=None):
@@ -277,7 +334,3 @@ def bce(x, x_hat, name=None):
 
 def kl_normal(mu, logvar, name=None):
     return _apply(KL, mu, logvar, name=name)
-
-
-def sgd(param, lr, grad, name=None):
-    return _apply(SGD, param, lr, grad, name=name)

@@ -19,6 +19,7 @@ from tracer.errors import TracerError
 LANGS = ("en", "es")
 GRAD = re.compile(r"d([^/ ]+)/d(.+)")  # d<loss>/d<tensor>[ via <consumer>]
 VIA = " via "
+STATE = re.compile(r"(m|v|m_hat|v_hat|step)\[(.+)\]")  # Adam's state of a parameter: m[W1]
 
 
 def _folder():
@@ -55,13 +56,18 @@ class Template:
         """A text of the model template in the chosen language."""
         return self.model[key][self.lang]
 
+    def m_picture(self, name: str) -> str:
+        """The label of a picture (the model's [pictures] entry)."""
+        return self.model["pictures"][name][self.lang]
+
     def section(self, name: str) -> str:
         """The title of a workbook section: the model's own [sections] or common section_<name>."""
         own = self.model.get("sections", {}).get(name)
         return own[self.lang] if own else self.words["section_" + name]
 
     def _entry(self, name: str) -> dict:
-        return self.model.get("tensors", {}).get(name, {})
+        """The model's text for a tensor, else the shared one of common.toml (optimizer cells)."""
+        return self.model.get("tensors", {}).get(name) or self.common["tensors"].get(name, {})
 
     def symbol(self, name: str) -> str:
         """x̂ for x_hat, ∂L/∂x̂ for dL/dx_hat, ∂L/∂h (via μ) for 'dL/dh via mu'."""
@@ -70,6 +76,9 @@ class Template:
             loss, (base, _, via) = grad[1], grad[2].partition(VIA)
             sym = f"∂{self.symbol(loss)}/∂{self.symbol(base)}"
             return f"{sym} ({self.words['via_short'].format(self.symbol(via))})" if via else sym
+        state = STATE.fullmatch(name)
+        if state:
+            return f"{self.common['state'][state[1]]['symbol']}({self.symbol(state[2])})"
         return self._entry(name).get("symbol", name)
 
     def describe(self, t) -> str:
@@ -80,6 +89,9 @@ class Template:
             loss, (base, _, via) = grad[1], grad[2].partition(VIA)
             text = self.words["gradient_of"].format(self.symbol(base), loss=self.symbol(loss))
             return f"{text}; {self.words['via'].format(self.symbol(via))}" if via else text
+        state = STATE.fullmatch(name)
+        if state:
+            return self.common["state"][state[1]][self.lang].format(self.symbol(state[2]))
         text = self._entry(name).get(self.lang, "")
         if t.phase == "update":
             text = f"{text} ({self.words['update_word']})"

@@ -13,7 +13,7 @@ from xlsxwriter.worksheet import Worksheet
 
 from tracer.atomic import atomic_path
 from tracer.errors import TracerError
-from tracer.layout import (PICTURE_SIDE, Block, Cells, Chart, Hyper, Link, Picture,
+from tracer.layout import (Block, Cells, Chart, Hyper, Link, Picture,
                            Text, Views, quote_sheet)
 
 MAX_FORMULA = 8192
@@ -134,9 +134,13 @@ class _Writer:
                 ws.write_number(p.row, col, text, self.st.text)
             elif t is None:
                 ws.write_string(p.row, col, str(text), self.st.text)
-            else:
+            elif t.value.size == 1:
                 ws.write_formula(p.row, col, "=" + self.layout.place[id(t)].addr(0, 0, sheet.name),
                                  self.st.view, float(t.value[0, 0]))
+            else:  # a batch of values (e.g. D(x) of N digits): their mean
+                rows, cols = t.shape
+                ws.write_formula(p.row, col, f"=AVERAGE({self.layout.place[id(t)].span(0, 0, rows - 1, cols - 1, sheet.name)})",
+                                 self.st.view, float(t.value.mean()))
             self.cells += 1
         return p.row
 
@@ -200,15 +204,17 @@ class _Writer:
         return p.row0 + n_rows - 1
 
     def _picture(self, ws, sheet, p: Picture):
-        side = PICTURE_SIDE
-        for r in range(side):
-            for col, t, _ in p.images:
-                src = self.layout.place[id(t)]
-                for c in range(side):
-                    k = r * side + c
-                    ws.write_formula(p.row + r, col + c, "=" + src.addr(0, k, sheet.name),
-                                     self.st.pixel, float(t.value[0, k]))
-        for col, t, scale in p.images:
-            ws.conditional_format(p.row, col, p.row + side - 1, col + side - 1, dict(SCALES[scale]))
-        self.cells += side * side * len(p.images)
-        return p.row + side - 1
+        height = max(im.side for im in p.images)
+        for r in range(height):  # constant-memory mode: whole rows in order
+            for im in p.images:
+                if r >= im.side:
+                    continue
+                src = self.layout.place[id(im.tensor)]
+                for c in range(im.side):
+                    k = r * im.side + c
+                    ws.write_formula(p.row + r, im.col + c, "=" + src.addr(im.index, k, sheet.name),
+                                     self.st.pixel, float(im.tensor.value[im.index, k]))
+        for im in p.images:
+            ws.conditional_format(p.row, im.col, p.row + im.side - 1, im.col + im.side - 1, dict(SCALES[im.scale]))
+            self.cells += im.side * im.side
+        return p.row + height - 1

@@ -1,6 +1,6 @@
 """The models tracer can trace: each module has NAME, SUMMARY, Config (a dataclass whose fields
 are the CLI options) and trace(config) -> Tape."""
 
-from tracer.models import vae
+from tracer.models import gan, vae
 
-MODELS = {m.NAME: m for m in (vae,)}
+MODELS = {m.NAME: m for m in (vae, gan)}

@@ -1,11 +1,11 @@
-"""The VAE of the walkthrough: one MNIST digit, 4 iterations of plain SGD on the negative ELBO.
+"""The VAE of the walkthrough: one MNIST digit, 4 iterations of SGD (or Adam) on the negative ELBO.
 
     x ∈ [0,1]^(1×784)            h      = ReLU(x·W1 + b1)           (1×H)
     mu     = h·W_mu + b_mu  (1×J)   logvar = h·W_logvar + b_logvar  (1×J)
     sigma  = exp(logvar / 2)        z      = mu + sigma ⊙ eps,  eps ~ N(0, I) recorded
     h_dec  = ReLU(z·W3 + b3) (1×H)  x_hat  = sigmoid(h_dec·W4 + b4)  (1×784)
     recon  = −Σ [x ln x_hat + (1−x) ln(1−x_hat)]    kl = −½ Σ (1 + logvar − mu² − exp(logvar))
-    loss   = recon + kl             θ ← θ − lr · ∂loss/∂θ
+    loss   = recon + kl             θ ← θ − lr · ∂loss/∂θ   (or Adam: tracer.optim)
 
 Initialization (seeded, numpy's default_rng(seed)): each weight matrix W (fan_in × fan_out) is
 drawn from N(0, (0.1)²/fan_in) — LeCun normal scaled by 0.1, so the first reconstruction is close
@@ -15,40 +15,43 @@ starts at 0; then one eps draw per iteration.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
-from tracer import mnist
-from tracer.ops import add, add_mul, bce, exp_half, kl_normal, linear, relu, sgd, sigmoid
+from tracer import mnist, optim
+from tracer.models.base import Training, opt
+from tracer.ops import add, add_mul, bce, exp_half, kl_normal, linear, relu, sigmoid
 from tracer.tape import Tape
 
 NAME = "vae"
 INIT_SCALE = 0.1
-SUMMARY = "variational autoencoder learning one MNIST digit (forward, ELBO, backprop, SGD)"
+SUMMARY = "variational autoencoder learning one MNIST digit (forward, ELBO, backprop, SGD or Adam)"
 
 
-def _opt(default, help, **checks):
-    return field(default=default, metadata={"help": help, **checks})
+LR = {"sgd": 0.1, "adam": 0.01}  # the default learning rate of each optimizer
 
 
 @dataclass
-class Config:
+class Config(Training):
     """The options of `tracer run vae` (one CLI option per field)."""
 
-    iterations: int = _opt(4, "training iterations, one sheet each", min=1)
-    seed: int = _opt(0, "seed of the initial weights and of the ε draws", min=0)
-    lr: float = _opt(0.1, "SGD learning rate (a named cell: change it in the workbook)", positive=True)
-    hidden: int = _opt(8, "hidden units H of encoder and decoder", min=1)
-    latent: int = _opt(2, "latent units J", min=1)
-    digit: int = _opt(0, "which digit: index into the shipped 100 MNIST test digits (or into --mnist)")
-    mnist: str = _opt(None, "your own MNIST images file (IDX format, gzipped or not)", path=True)
+    lr: float = opt(None, "learning rate, a named cell: change it in the workbook "
+                          f"[default: {LR['sgd']} with sgd, {LR['adam']} with adam]", positive=True)
+    hidden: int = opt(8, "hidden units H of encoder and decoder", min=1)
+    latent: int = opt(2, "latent units J", min=1)
+    digit: int = opt(0, "which digit: index into the shipped 100 MNIST test digits (or into --mnist)")
+    mnist: str = opt(None, "your own MNIST images file (IDX format, gzipped or not)", path=True)
+
+    def __post_init__(self):
+        if self.lr is None:
+            self.lr = LR.get(self.optimizer, LR["sgd"])
 
 
 def loss(p: dict, x, eps):
     """One forward pass and the negative ELBO; p maps parameter names to tensors."""
     tape = x.tape
-    tape.phase = "forward"
+    tape.at("forward")
     h_pre = linear(x, p["W1"], p["b1"], name="h_pre")
     h = relu(h_pre, name="h")
     mu = linear(h, p["W_mu"], p["b_mu"], name="mu")
@@ -59,7 +62,7 @@ def loss(p: dict, x, eps):
     h_dec = relu(h_dec_pre, name="h_dec")
     x_logit = linear(h_dec, p["W4"], p["b4"], name="x_logit")
     x_hat = sigmoid(x_logit, name="x_hat")
-    tape.phase = "loss"
+    tape.at("loss")
     recon = bce(x, x_hat, name="recon")
     kl = kl_normal(mu, logvar, name="kl")
     return add(recon, kl, name="loss")
@@ -84,12 +87,14 @@ def trace(cfg: Config) -> Tape:
     x = tape.constant("x", pixels, role="data")
     p = {k: tape.constant(k, v, role="param") for k, v in init_params(rng, cfg.hidden, cfg.latent).items()}
     lr = tape.constant("lr", [[cfg.lr]], role="hyper", defined_name="lr")
+    optimizer = optim.make(tape, cfg, lr, p, optim.hyperparameters(tape, cfg))
     for k in range(1, cfg.iterations + 1):
-        tape.iteration, tape.phase = k, "forward"
+        tape.iteration = k
+        tape.at("forward")
         eps = tape.constant("eps", rng.standard_normal((1, cfg.latent)), role="draw")
         L = loss(p, x, eps)
-        tape.phase = "backward"
+        tape.at("backward")
         grads = tape.backward(L, p)
-        tape.phase = "update"
-        p = {k_: sgd(p[k_], lr, grads[k_], name=k_) for k_ in p}
+        tape.at("update")
+        p = optimizer.step(p, grads)
     return tape
