@@ -1,5 +1,6 @@
 """The wheel carries the templates and the MNIST sample; the templates cover every op, label and tensor."""
 
+import re
 import subprocess
 import sys
 import zipfile
@@ -9,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from tracer import ops
-from tracer.models import MODELS, vae
-from tracer.template import LANGS, _load
+from tracer.models import MODELS
+from tracer.template import LANGS, STATE, Template, _load
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,7 +28,9 @@ def test_resources_are_importable_package_data():
 
 def test_every_op_has_an_equation_and_words_in_both_languages():
     common = _load("common")
-    for name in ops.OPS:
+    from tracer.upscale import UPSCALE_OPS
+
+    for name in {**ops.OPS, **UPSCALE_OPS}:
         entry = common["ops"][name]
         assert entry["equation"].startswith("{out}"), name
         for lang in LANGS:
@@ -37,17 +40,40 @@ def test_every_op_has_an_equation_and_words_in_both_languages():
 def test_both_languages_have_the_same_labels():
     common = _load("common")
     assert set(common["en"]) == set(common["es"])
-    model = _load("vae")
-    for key in ("title", "intro"):
-        assert set(model[key]) == set(LANGS)
+    for name in MODELS:
+        model = _load(name)
+        for key in ("title", "intro"):
+            assert set(model[key]) == set(LANGS)
+        for table in ("sections", "pictures"):
+            for entry in model.get(table, {}).values():
+                assert set(LANGS) <= set(entry), (name, table, entry)
 
 
-def test_every_vae_tensor_has_a_symbol_and_description():
-    tape = vae.trace(vae.Config(iterations=1))
-    tensors = _load("vae")["tensors"]
-    named = {t.name for t in tape.tensors if not t.name.startswith("dL/d")}
-    for name in named:
-        assert tensors[name]["symbol"] and tensors[name]["en"] and tensors[name]["es"], name
+SMALL_RUNS = {  # every kind of tensor a model can record: Adam's state, the amplifier
+    "vae": lambda m: m.Config(iterations=1, hidden=2, optimizer="adam"),
+    "gan": lambda m: m.Config(iterations=1, hidden=2, optimizer="adam", upscale=2),
+}
+
+
+@pytest.mark.parametrize("model", list(MODELS))
+def test_every_tensor_has_a_symbol_and_description(model):
+    """Every tensor a run records gets its text from a template: the model's, or common.toml's
+    shared entries (Adam's cells, m[θ] … step[θ]); gradients d<loss>/d<x> are built from them."""
+    m = MODELS[model]
+    tape = m.trace(SMALL_RUNS[model](m))
+    for lang in LANGS:
+        tpl = Template(model, lang)
+        for t in tape.tensors:
+            if re.fullmatch(r"d[^/ ]+/d.+", t.name):
+                continue
+            if STATE.fullmatch(t.name):
+                assert tpl.describe(t), (model, lang, t.name)
+                continue
+            entry = tpl._entry(t.name)
+            assert entry.get("symbol") and entry.get(lang), (model, lang, t.name)
+    sections = {t.section for t in tape.tensors if t.iteration}
+    tpl = Template(model, "es")
+    assert all(tpl.section(s) for s in sections)
 
 
 @pytest.mark.skipif(not (ROOT / "pyproject.toml").exists(), reason="needs the source tree")

@@ -50,7 +50,7 @@ class Check:
 class Report:
     iteration: int
     loss: str = "L"
-    held: list = field(default_factory=list)  # (name, gradient recorded into it?)
+    held: list = field(default_factory=list)  # (name, gradient recorded into it?, |directional derivative|)
     checks: list[Check] = field(default_factory=list)
 
     @property
@@ -60,7 +60,7 @@ class Report:
     @property
     def leaks(self) -> list[str]:
         """Held tensors a gradient was recorded into: the stop of gradient failed."""
-        return [name for name, leaked in self.held if leaked]
+        return [name for name, leaked, _ in self.held if leaked]
 
     @property
     def ok(self) -> bool:
@@ -68,9 +68,10 @@ class Report:
 
     def lines(self) -> list[str]:
         out = [f"iteration {self.iteration}, loss {self.loss}: central differences vs traced gradients"]
-        for name, leaked in self.held:
-            out.append(f"  {name} held constant: " + ("a gradient WAS recorded into it" if leaked
-                                                       else "no gradient recorded into it (the stop holds)"))
+        for name, leaked, slope in self.held:
+            out.append(f"  {name} held constant: the loss depends on it (directional derivative {slope:.2e}) "
+                       + ("but a gradient WAS recorded into it: the stop FAILED" if leaked
+                          else "yet no gradient was recorded into it: the stop holds"))
         for c in self.checks:
             out.append(f"  d{self.loss}/d{c.name:<10} {c.checked:>6}/{c.size:<6} elements  "
                        f"max abs err {c.max_abs:.2e}  rel err {c.rel:.2e}")
@@ -96,8 +97,7 @@ def _check_run(tape, run, sample, h, seed) -> Report:
     rng = np.random.default_rng(seed)
     prefix = next(iter(run.grads.values())).name.split("/")[0][1:] if run.grads else "L"
     grad_names = {t.name for t in tape.tensors if t.iteration == run.loss.iteration}
-    report = Report(run.loss.iteration, prefix,
-                    [(t.name, f"d{prefix}/d{t.name}" in grad_names) for t in run.held])
+    report = Report(run.loss.iteration, prefix)
     inside = {id(t) for t in run.region}
     base: dict[int, np.ndarray] = {}
     for t in run.region:
@@ -105,6 +105,13 @@ def _check_run(tape, run, sample, h, seed) -> Report:
             if id(u) not in inside:
                 base[id(u)] = u.value.astype(PRECISION)
     _replay(run.region, base)
+    for held in run.held:  # the loss does depend on a held tensor: its stop is a real one
+        direction = rng.standard_normal(held.shape).astype(PRECISION)
+        direction /= np.sqrt(np.sum(direction * direction))
+        steps, value = _downstream(held, run.region), base[id(held)]
+        up = _replay(steps, {**base, id(held): value + h * direction})
+        down = _replay(steps, {**base, id(held): value - h * direction})
+        report.held.append((held.name, f"d{prefix}/d{held.name}" in grad_names, abs(float((up - down) / (2 * h)))))
     for name, p in run.params.items():
         traced = run.grads[name].value
         steps = _downstream(p, run.region)

@@ -16,6 +16,7 @@ from tracer.template import Template
 
 MAX_ROWS, MAX_COLS = 1_048_576, 16_384
 MAX_SHEET_NAME = 31
+WIDE = 1024  # tensors wider than this (and not as tall) are shown turned
 BLOCK_HEAD = 4  # title, equation, note, column numbers
 
 
@@ -224,7 +225,9 @@ class Layout:
 
     def _fit(self, t, sheet: str, row0: int, col0: int) -> Place:
         rows, cols = t.shape
-        transposed = rows == 1 and cols > 1  # a row vector reads best as a column
+        # a row vector reads best as a column; a very wide batch (N upscaled images) too, since
+        # a sheet's width costs time in every one of its rows
+        transposed = (rows == 1 and cols > 1) or (cols > WIDE > rows)
         p = Place(sheet, row0, col0, rows, cols, transposed)
         if col0 + p.display[1] > MAX_COLS:
             p.transposed = not transposed
