@@ -74,6 +74,62 @@ def vae_workbook(vae_tape, vae_config, tmp_path_factory):
     return get
 
 
+# Other workbooks: every model and option that records other ops (GAN, Adam, the amplifier)
+RUNS = {
+    "gan": ("gan", {}),  # the default GAN
+    "gan-adam-upscale": ("gan", {"hidden": 3, "iterations": 2, "batch": 2, "upscale": 2, "optimizer": "adam"}),
+    "gan-nearest-4": ("gan", {"hidden": 3, "iterations": 2, "upscale": 4, "upscale_mode": "nearest"}),
+    "vae-adam": ("vae", {"hidden": 4, "iterations": 3, "optimizer": "adam"}),
+}
+
+
+@pytest.fixture(scope="session")
+def run_tape():
+    """run_tape(key) -> the tape of RUNS[key] (traced once).  Shared: never modify it."""
+    from tracer.models import MODELS
+
+    made = {}
+
+    def get(key):
+        if key not in made:
+            model, options = RUNS[key]
+            made[key] = (MODELS[model].Config(**options), MODELS[model].trace(MODELS[model].Config(**options)))
+        return made[key]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def run_workbook(run_tape, tmp_path_factory):
+    """run_workbook(key, lang) -> path of RUNS[key] exported in that language (made once)."""
+    from tracer.export import export
+
+    made: dict = {}
+
+    def get(key, lang="en"):
+        if (key, lang) not in made:
+            cfg, tape = run_tape(key)
+            path = tmp_path_factory.mktemp(key) / f"{key}_{lang}.xlsx"
+            export(tape, dataclasses.asdict(cfg), path, lang)
+            made[(key, lang)] = path
+        return made[(key, lang)]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def run_book(run_workbook):
+    """run_book(key, lang) -> BookCells of that workbook (read once)."""
+    read: dict = {}
+
+    def get(key, lang="en"):
+        if (key, lang) not in read:
+            read[(key, lang)] = read_book(run_workbook(key, lang))
+        return read[(key, lang)]
+
+    return get
+
+
 @dataclasses.dataclass
 class BookCells:
     """What a workbook holds, by sheet then (row, column), 1-based like openpyxl."""

@@ -1,28 +1,39 @@
-"""Smoke test of tracer.bench: the quick benchmark runs and reports positive numbers (no timing
-assertions: the benchmark is informational)."""
+"""Smoke test of tracer.bench: the quick benchmark (default VAE and default GAN, one run each) runs
+and reports positive numbers (no timing assertions: the benchmark is informational)."""
 
-from tracer.bench import run_bench
+import zipfile
+
+from tracer.bench import CASES, run_bench
 
 
-def test_quick_bench_reports_positive_numbers():
+def test_quick_bench_reports_positive_numbers(tmp_path):
     lines = []
-    res = run_bench(large=False, echo=lines.append, repeat=1)
+    res = run_bench(quick=True, echo=lines.append, repeat=1, keep=tmp_path)
 
-    assert {"default", "default_baseline_stock", "default_baseline_portable", "cli", "targets",
-            "bench"} <= set(res)
-    assert "large" not in res
-    case = res["default"]
-    for key in ("cells", "formulas", "trace_s", "export_s", "cells_per_s", "file_mb", "peak_mb"):
-        assert case[key] > 0, key
-    assert case["formulas"] < case["cells"]
-    for flavour in ("stock", "portable"):
-        base = res[f"default_baseline_{flavour}"]
-        for key in ("cells", "seconds", "cells_per_s", "file_mb", "peak_mb", "ratio"):
-            assert base[key] > 0, (flavour, key)
-        assert base["cells"] == case["cells"]
-        assert base["formulas"] == case["formulas"]  # counted in the written file
-    cli = res["cli"]
-    assert cli["wall_s"] > 0 and cli["peak_mb"] > 0 and cli["file_mb"] > 0
-    assert cli["cells"] == case["cells"]
+    assert {"vae", "vae_baseline_stock", "vae_baseline_portable", "gan", "gan_baseline_stock",
+            "gan_baseline_portable", "cli", "targets", "bench"} <= set(res)
+    assert not {c.name for c in CASES if c.config} & set(res)  # the optional cases: full run only
+    for name in ("vae", "gan"):
+        case = res[name]
+        assert case["model"] == name and case["runs"] == 1
+        for key in ("cells", "formulas", "trace_s", "export_s", "cells_per_s", "file_mb", "peak_mb"):
+            assert case[key] > 0, (name, key)
+        assert case["formulas"] < case["cells"]
+        for flavour in ("stock", "portable"):
+            base = res[f"{name}_baseline_{flavour}"]
+            for key in ("cells", "seconds", "cells_per_s", "file_mb", "peak_mb", "ratio"):
+                assert base[key] > 0, (name, flavour, key)
+            assert base["cells"] == case["cells"]
+            assert base["formulas"] == case["formulas"]  # counted in the written file
+        cli = res["cli"][name]
+        assert cli["wall_s"] > 0 and cli["peak_mb"] > 0 and cli["file_mb"] > 0
+        assert cli["cells"] == case["cells"]
+        for path in (tmp_path / f"{name}.xlsx", tmp_path / f"cli_{name}.xlsx"):
+            with zipfile.ZipFile(path) as z:  # kept (keep=): a valid, complete zip
+                assert z.testzip() is None
+                assert "xl/workbook.xml" in z.namelist()
+    assert res["gan"]["cells"] > 300_000  # the default GAN: about 400k cells
     assert res["targets"] and all(isinstance(t["pass"], bool) for t in res["targets"].values())
+    assert not any("gan" in name and "end to end" in name for name in res["targets"])
     assert any("PASS" in line or "MISS" in line for line in lines)
+    assert any(line.startswith("tracer run gan (end to end):") for line in lines)

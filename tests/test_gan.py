@@ -209,3 +209,36 @@ def test_default_losses_show_the_game():
     d_fake = [float(of(tape, k)["D_fake"].value.mean()) for k in range(1, 5)]
     l_d = [float(of(tape, k)["L_D"].value[0, 0]) for k in range(1, 5)]
     assert d_fake[1] < d_fake[0] and l_d[1] < l_d[0]
+
+
+# --- the command --------------------------------------------------------------------------------
+
+def test_cli_run_gan_writes_the_workbook_and_reports_both_losses(run_main, tmp_path):
+    out_file = tmp_path / "g.xlsx"
+    code, out, err = run_main("run", "gan", "--hidden", 3, "--iterations", 2, "--upscale", 2, "-o", out_file)
+    assert code == 0, err
+    assert out_file.exists() and "L_D " in out and "L_G " in out and "2 iterations" in out
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--upscale", "3"], ["--upscale must be one of 2, 4", "got 3"]),
+    (["--upscale-mode", "cubic"], ["--upscale-mode", "cubic"]),
+    (["--batch", "50"], ["--batch 50 is too large", "class 7"]),
+    (["--batch", "0"], ["--batch must be at least 1"]),
+    (["--lr-g", "0"], ["--lr-g must be positive"]),
+    (["--slope", "-1"], ["--slope must be at least 0"]),
+])
+def test_cli_bad_gan_options(run_main, tmp_path, args, words):
+    out_file = tmp_path / "g.xlsx"
+    code, out, err = run_main("run", "gan", *args, "-o", out_file)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and err.startswith("error: "), err
+    for w in words:
+        assert w in err, err
+    assert not out_file.exists()
+
+
+def test_cli_gradcheck_gan(run_main):
+    code, out, err = run_main("gradcheck", "gan", "--hidden", 3, "--iterations", 1, "--sample", 5)
+    assert code == 0, out + err
+    assert "loss L_D" in out and "loss L_G" in out and "the stop holds" in out
+    assert out.splitlines()[-1].endswith("-> OK")

@@ -1,4 +1,4 @@
-"""The VAE workbook's formulas stay portable: Excel 2007+, LibreOffice, Google Sheets.
+"""Every workbook's formulas stay portable: Excel 2007+, LibreOffice, Google Sheets.
 
 Only a handful of old functions, no array formulas or array constants, no Excel 365 functions
 (_xlfn.), no LAMBDA/LET, formulas under Excel's 8192-character limit, short sheet names, and a
@@ -13,7 +13,8 @@ import zipfile
 
 import pytest
 
-ALLOWED = {"SUMPRODUCT", "MMULT", "SUM", "EXP", "LN", "MAX", "IF"}
+ALLOWED = {"SUMPRODUCT", "MMULT", "SUM", "EXP", "LN", "MAX", "IF", "SQRT", "COUNT", "AVERAGE"}
+WHOLE_RANGE = ("SUM", "MMULT", "COUNT", "AVERAGE")  # functions that take a range as an argument
 LANGS = ["en", "es"]
 
 TOKEN = re.compile(r"""
@@ -57,7 +58,7 @@ def check_formula(formula: str, defined: set[str]) -> None:
             # a range outside SUMPRODUCT: a whole argument of SUM or MMULT, nothing else
             before = toks[n - 1][0] if n else None
             after = toks[n + 1][0] if n + 1 < len(toks) else None
-            assert stack and stack[-1] in ("SUM", "MMULT"), f"range {text} outside an aggregate: {formula!r}"
+            assert stack and stack[-1] in WHOLE_RANGE, f"range {text} outside an aggregate: {formula!r}"
             assert before in ("func", "comma") and after in ("comma", "close"), \
                 f"array arithmetic on {text} outside SUMPRODUCT: {formula!r}"
     assert not stack, f"unbalanced '(' in {formula!r}"
@@ -65,12 +66,14 @@ def check_formula(formula: str, defined: set[str]) -> None:
 
 def test_the_checker_rejects_what_it_should():
     for bad in ["SUM(A1:A3*B1:B3)", "A1:A3+1", "EXP(A1:A3)", "_xlfn.STDEV(A1)", "LET(x,1,x)",
-                "SUM({1,2})", "MAX(0,foo)", "MMULT(A1:A2*2,B1:B2)", "(A1"]:
+                "SUM({1,2})", "MAX(0,foo)", "MMULT(A1:A2*2,B1:B2)", "(A1", "AVERAGE(LN(A1:A3))",
+                "COUNT(A1:A3)*A1:A3", "SQRT(A1:A2)"]:
         with pytest.raises(AssertionError):
-            check_formula(bad, {"lr"})
+            check_formula(bad, {"lr", "adam_eps"})
     for good in ["SUM(A1:A3)", "SUMPRODUCT(A1:A3*LN(B1:B3))", "MMULT('It 1'!A1:C1,B1:B3)+C4",
-                 "B1-lr*B2", "-0.5*SUMPRODUCT(1+A1:A2-B1:B2^2-EXP(A1:A2))", "IF(A1>0,B1,0)"]:
-        check_formula(good, {"lr"})
+                 "B1-lr*B2", "-0.5*SUMPRODUCT(1+A1:A2-B1:B2^2-EXP(A1:A2))", "IF(A1>0,B1,0)",
+                 "-SUMPRODUCT(LN(A1:A3))/COUNT(A1:A3)", "AVERAGE(A1:A3)", "lr*B1/(SQRT(B2)+adam_eps)"]:
+        check_formula(good, {"lr", "adam_eps"})
 
 
 @pytest.mark.parametrize("lang", LANGS)
@@ -118,3 +121,30 @@ def test_sheet_names_fit_excel(vae_book, lang):
     for name in names:
         assert 0 < len(name) <= 31
         assert not set(name) & set("[]:*?/\\")
+
+
+# --- the other models and options ------------------------------------------------------------
+
+OTHER = ["gan", "gan-adam-upscale", "gan-nearest-4", "vae-adam"]
+
+
+@pytest.mark.parametrize("key", OTHER)
+def test_other_workbooks_are_portable(run_book, run_workbook, key):
+    book = run_book(key)
+    defined = set(book.defined_names)
+    used = set()
+    for formulas in book.formulas.values():
+        for f in formulas.values():
+            check_formula(f, defined)
+            assert len(f) + 1 < 8192
+            used |= set(re.findall(r"([A-Z][A-Z0-9.]*)\(", f))
+    assert used <= ALLOWED and book.array_formulas == []
+    with zipfile.ZipFile(run_workbook(key)) as archive:
+        for name in archive.namelist():
+            if name.startswith("xl/worksheets/sheet"):
+                xml = archive.read(name).decode("utf-8")
+                assert "<f t=" not in xml and "_xlfn" not in xml
+    if "adam" in key:
+        assert {"beta_1", "beta_2", "adam_eps"} <= defined and "SQRT" in used
+    if key.startswith("gan"):
+        assert {"slope", "lr_D", "lr_G"} <= defined and "COUNT" in used

@@ -3,24 +3,31 @@
 Every measured case runs in a fresh Python process (``sys.executable -c ...``), which reports
 its timings and, at its very end, ``resource.getrusage(RUSAGE_SELF).ru_maxrss``: the peak
 resident memory of the whole process (interpreter, numpy, the tape, the writer), not only of
-the export.  The end-to-end run is ``sys.executable -m tracer.cli run vae -o <tmp>`` timed from
-outside; its peak is the child's ``ru_maxrss`` from ``os.wait4``.  Caveat (Linux): an exec'd
-process's ru_maxrss starts at the high-water mark of the process that spawned it, so the
+the export.  The end-to-end runs are ``sys.executable -m tracer.cli run MODEL -o <tmp>`` timed
+from outside; their peak is the child's ``ru_maxrss`` from ``os.wait4``.  Caveat (Linux): an
+exec'd process's ru_maxrss starts at the high-water mark of the process that spawned it, so the
 parent keeps itself small (no numpy, workbooks scanned in chunks); each child also reports its
 own VmHWM, and the table marks with ``*`` a peak inherited from a larger parent (e.g. when
 run_bench is called inside a big pytest process).
 
-Cases
-  default   ``vae.Config()``: runs repeated ``repeat`` times (fresh processes, best time kept,
-            largest peak kept); the end-to-end ``tracer run vae`` likewise
-  large     ``vae.Config(hidden=80, iterations=4)``: about 1.2 million cells (checked >= 1M;
-            the loss falls at every step, while hidden=64 with 5 iterations diverges), run once
+Cases: a case is a model name and overrides of its ``Config`` (``CASES``), and every case runs
+through the same functions.
+  vae           ``vae.Config()`` (about 180k cells)                  default size, baseline
+  gan           ``gan.Config()`` (about 400k cells)                  default size, baseline
+  vae_large     ``vae.Config(hidden=80, iterations=4)``: about 1.2 million cells (checked >= 1M;
+                the loss falls at every step, while hidden=64 with 5 iterations diverges), baseline
+  vae_adam      ``vae.Config(optimizer="adam")``
+  gan_upscale4  ``gan.Config(upscale=4, upscale_mode="bilinear")``
+  gan_adam      ``gan.Config(optimizer="adam")`` (about 1 million cells)
+A default-size case (no overrides) runs ``repeat`` times (fresh processes, best time kept,
+largest peak kept), and so does its end-to-end ``tracer run MODEL``; every other case runs once
+and has no end-to-end run.  ``quick`` runs only the two default-size cases.
 For each: cells (the return value of ``write_xlsx``), trace seconds (``cli.trace_model``:
-``vae.trace`` plus the CLI's option and finiteness checks), export seconds
+``MODEL.trace`` plus the CLI's option and finiteness checks), export seconds
 (``export(tape, config, path)``, the .xlsx writer; modules are imported before the clock
 starts), cells/s of the export, file size, peak memory of the process.
 
-Baseline ("raw XlsxWriter"), for each case, in its own fresh process
+Baseline ("raw XlsxWriter"), for each case marked baseline, in its own fresh process
   * the same number of cells as the tracer workbook: exactly F formula cells, where F is the
     number of ``<f>`` elements counted in the tracer workbook's sheet XML, and the remaining
     (cells - F) as numbers;
@@ -41,7 +48,8 @@ with regular expressions for Excel-365 functions); ``portable`` uses tracer's
 tracer export seconds divided by the baseline seconds.
 
 Targets (printed as PASS/MISS): default ``tracer run vae`` <= 3 s end to end; export <= 1.3x
-the stock baseline; peak memory of the >= 1M-cell export process <= 400 MB.
+the stock baseline (every case with a baseline); peak memory of a >= 1M-cell export process
+<= 400 MB (every case of >= 1M cells).  ``tracer run gan`` end to end is printed, with no target.
 """
 
 from __future__ import annotations
@@ -54,6 +62,7 @@ import sys
 import tempfile
 import time
 import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 LARGE = {"hidden": 80, "iterations": 4}  # ~1.2M cells; the loss falls at every step
@@ -63,6 +72,37 @@ TARGET_E2E_S = 3.0
 TARGET_RATIO = 1.3
 TARGET_PEAK_MB = 400.0
 _MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Case:
+    """One benchmark case: a model and overrides of its Config.  No overrides = the default size
+    (repeated, with an end-to-end `tracer run MODEL`, part of the quick run)."""
+
+    name: str
+    model: str
+    config: dict = field(default_factory=dict)
+    baseline: bool = False  # also time raw XlsxWriter writing the same number of cells
+    min_cells: int = 0  # the run is refused (RuntimeError) if it writes fewer cells
+
+    @property
+    def default(self) -> bool:
+        return not self.config
+
+    @property
+    def flags(self) -> str:
+        """The overrides as `tracer run` options."""
+        return " ".join(f"--{k.replace('_', '-')} {v}" for k, v in self.config.items())
+
+
+CASES = (
+    Case("vae", "vae", baseline=True),
+    Case("vae_large", "vae", LARGE, baseline=True, min_cells=MIN_LARGE_CELLS),
+    Case("vae_adam", "vae", {"optimizer": "adam"}),
+    Case("gan", "gan", baseline=True),
+    Case("gan_upscale4", "gan", {"upscale": 4, "upscale_mode": "bilinear"}),
+    Case("gan_adam", "gan", {"optimizer": "adam"}),
+)
 
 
 # --- what runs inside the fresh child processes -----------------------------------------------
@@ -89,15 +129,16 @@ def _child_tracer(args: dict) -> dict:
     import tracer.xlsx  # noqa: F401
     from tracer.cli import trace_model
     from tracer.export import export
-    from tracer.models import vae
+    from tracer.models import MODELS
 
-    cfg = vae.Config(**args["config"])
+    model = MODELS[args["model"]]
+    cfg = model.Config(**args["config"])
     t0 = time.perf_counter()
-    tape = trace_model(vae, cfg)  # as the CLI: validates the options, refuses a diverged run
+    tape = trace_model(model, cfg)  # as the CLI: validates the options, refuses a diverged run
     t1 = time.perf_counter()
     cells = export(tape, dataclasses.asdict(cfg), Path(args["path"]))
     t2 = time.perf_counter()
-    return {"hidden": cfg.hidden, "iterations": cfg.iterations, "cells": cells,
+    return {"model": model.NAME, "hidden": cfg.hidden, "iterations": cfg.iterations, "cells": cells,
             "trace_s": t1 - t0, "export_s": t2 - t1}
 
 
@@ -201,12 +242,12 @@ def _scan(path: Path) -> dict:
             "mean_formula_len": length / formulas if formulas else 0.0}
 
 
-def _end_to_end(folder: Path) -> dict:
-    """`tracer run vae` as a user runs it; wall time from outside, the child's ru_maxrss."""
-    out = folder / "cli_vae.xlsx"
-    with open(folder / "cli.log", "w+b") as log:
+def _end_to_end(model: str, folder: Path, keep: bool = False) -> dict:
+    """`tracer run MODEL` as a user runs it; wall time from outside, the child's ru_maxrss."""
+    out = folder / f"cli_{model}.xlsx"
+    with open(folder / f"cli_{model}.log", "w+b") as log:
         t0 = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "tracer.cli", "run", "vae", "-o", str(out)],
+        proc = subprocess.Popen([sys.executable, "-m", "tracer.cli", "run", model, "-o", str(out)],
                                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t0
@@ -214,11 +255,12 @@ def _end_to_end(folder: Path) -> dict:
         log.seek(0)
         text = log.read().decode("utf-8", "replace")
     if proc.returncode != 0:
-        raise RuntimeError(f"tracer run vae failed ({proc.returncode}):\n{text[-3000:]}")
+        raise RuntimeError(f"tracer run {model} failed ({proc.returncode}):\n{text[-3000:]}")
     m = re.search(r"([\d,]+) cells", text)
     result = {"wall_s": wall, "peak_mb": usage.ru_maxrss / 1024, "file_mb": out.stat().st_size / _MB,
               "cells": int(m.group(1).replace(",", "")) if m else 0}
-    out.unlink()
+    if not keep:
+        out.unlink()
     return result
 
 
@@ -232,28 +274,31 @@ def _best(runs: list[dict], key: str) -> dict:
     return best
 
 
-def _case(name: str, config: dict, folder: Path, repeat: int) -> dict[str, dict]:
-    path = folder / f"{name}.xlsx"
-    r = _best([_in_fresh_process("tracer", {"config": config, "path": str(path)})
-               for _ in range(repeat)], "export_s")
-    case = {**r, "cells_per_s": r["cells"] / r["export_s"], "file_mb": path.stat().st_size / _MB,
-            **_scan(path)}
-    path.unlink()
-    out = {name: case}
-    for flavour in ("stock", "portable"):
+def _case(case: Case, folder: Path, repeat: int, keep: bool = False) -> dict[str, dict]:
+    """The tracer run of `case` (`repeat` fresh processes), then its baselines if it has them."""
+    name, path = case.name, folder / f"{case.name}.xlsx"
+    args = {"model": case.model, "config": case.config, "path": str(path)}
+    r = _best([_in_fresh_process("tracer", args) for _ in range(repeat)], "export_s")
+    result = {**r, "cells_per_s": r["cells"] / r["export_s"], "file_mb": path.stat().st_size / _MB,
+              **_scan(path)}
+    if not keep:
+        path.unlink()
+    out = {name: result}
+    for flavour in ("stock", "portable") if case.baseline else ():
         bpath = folder / f"{name}_baseline_{flavour}.xlsx"
-        args = {"cells": case["cells"], "formulas": case["formulas"], "path": str(bpath),
+        args = {"cells": result["cells"], "formulas": result["formulas"], "path": str(bpath),
                 "portable": flavour == "portable"}
         b = _best([_in_fresh_process("baseline", args) for _ in range(repeat)], "seconds")
         out[f"{name}_baseline_{flavour}"] = {
             **b, "cells_per_s": b["cells"] / b["seconds"], "file_mb": bpath.stat().st_size / _MB,
-            **_scan(bpath), "ratio": case["export_s"] / b["seconds"]}
-        bpath.unlink()
+            **_scan(bpath), "ratio": result["export_s"] / b["seconds"]}
+        if not keep:
+            bpath.unlink()
     return out
 
 
 def _table(res: dict, echo) -> None:
-    head = (f"{'case':<26}{'cells':>11}{'formulas':>11}{'f.len':>6}{'trace s':>8}{'write s':>8}"
+    head = (f"{'case':<28}{'cells':>11}{'formulas':>11}{'f.len':>6}{'trace s':>8}{'write s':>8}"
             f"{'cells/s':>9}{'file MB':>8}{'peak MB':>8}{'ratio':>7}")
     echo(head)
     echo("-" * len(head))
@@ -266,15 +311,20 @@ def _table(res: dict, echo) -> None:
         trace = f"{r['trace_s']:.2f}" if "trace_s" in r else ""
         ratio = f"{r['ratio']:.2f}x" if "ratio" in r else ""
         flag = "*" if r["peak_mb"] - r["hwm_mb"] > 5 else ""
-        echo(f"{label:<26}{r['cells']:>11,}{r['formulas']:>11,}{r['mean_formula_len']:>6.1f}{trace:>8}"
+        echo(f"{label:<28}{r['cells']:>11,}{r['formulas']:>11,}{r['mean_formula_len']:>6.1f}{trace:>8}"
              f"{write:>8.2f}{r['cells_per_s']:>9,.0f}{r['file_mb']:>8.1f}{r['peak_mb']:>7.0f}{flag:1}"
              f"{ratio:>7}")
-    c = res["cli"]
-    echo(f"tracer run vae (end to end): {c['wall_s']:.2f} s wall, {c['cells']:,} cells, "
-         f"{c['file_mb']:.1f} MB, peak {c['peak_mb']:.0f} MB")
-    runs = res["default"]["runs"]
-    echo(f"times: best of {runs} fresh processes for the default size" + (", one for large" if
-         "large" in res else "") + "; peak MB = whole-process ru_maxrss (max over the runs)")
+    for model, c in res["cli"].items():
+        echo(f"tracer run {model} (end to end): {c['wall_s']:.2f} s wall, {c['cells']:,} cells, "
+             f"{c['file_mb']:.1f} MB, peak {c['peak_mb']:.0f} MB")
+    ran = [c for c in CASES if c.name in res]
+    runs = max(res[c.name]["runs"] for c in ran if c.default)
+    echo(f"times: best of {runs} fresh processes for the default sizes"
+         + (", one for each other case" if any(not c.default for c in ran) else "")
+         + "; peak MB = whole-process ru_maxrss (max over the runs)")
+    for c in ran:
+        if not c.default:
+            echo(f"  {c.name} = tracer run {c.model} {c.flags}")
     echo("ratio = tracer export seconds / baseline seconds; f.len = mean formula length incl. '='")
     if any(r.get("peak_mb", 0) - r.get("hwm_mb", r.get("peak_mb", 0)) > 5 for r in res.values()):
         echo("* ru_maxrss above the process's own VmHWM: inherited from a larger parent process")
@@ -283,25 +333,36 @@ def _table(res: dict, echo) -> None:
         echo(f"  {'PASS' if t['pass'] else 'MISS'}  {name}: {t['value']:.2f} (limit {t['limit']})")
 
 
-def run_bench(large: bool = True, echo=print, repeat: int = 3) -> dict:
-    """Run the benchmark (large=False: the default VAE only), print a table via `echo` and return
-    the numbers: {case name: {metric: value}} plus "cli", "targets" and "bench" entries.
-    Default-size runs are repeated `repeat` times (fresh processes, best time kept)."""
+def run_bench(quick: bool = False, echo=print, repeat: int = 3, keep: Path | None = None) -> dict:
+    """Run the benchmark (quick: only the default-size cases, vae and gan), print a table via
+    `echo` and return the numbers: {case name: {metric: value}} (baselines as
+    "<case>_baseline_stock" and "<case>_baseline_portable") plus "cli" ({model: end-to-end
+    numbers}), "targets" and "bench" entries.  Default-size runs are repeated `repeat` times
+    (fresh processes, best time kept).  `keep`: a folder to write the workbooks into and leave
+    them there (by default a temporary folder, each workbook removed once measured)."""
     start = time.perf_counter()
-    res: dict[str, dict] = {}
+    res: dict[str, dict] = {"cli": {}}
+    cases = [c for c in CASES if c.default or not quick]
     with tempfile.TemporaryDirectory(prefix="tracer-bench-") as tmp:
-        folder = Path(tmp)
-        res.update(_case("default", {}, folder, repeat))
-        if large:
-            res.update(_case("large", dict(LARGE), folder, 1))
-            if res["large"]["cells"] < MIN_LARGE_CELLS:
-                raise RuntimeError(f"the large case wrote only {res['large']['cells']:,} cells")
-        res["cli"] = _best([_end_to_end(folder) for _ in range(repeat)], "wall_s")
-    targets = {"default `tracer run vae` end to end, s": (res["cli"]["wall_s"], TARGET_E2E_S)}
-    for name in ("default", "large") if large else ("default",):
-        targets[f"{name} export / stock baseline"] = (res[f"{name}_baseline_stock"]["ratio"], TARGET_RATIO)
-    if large:
-        targets["large (>=1M cells) peak memory, MB"] = (res["large"]["peak_mb"], TARGET_PEAK_MB)
+        folder = Path(keep) if keep is not None else Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
+        for case in cases:
+            res.update(_case(case, folder, repeat if case.default else 1, keep is not None))
+            if res[case.name]["cells"] < case.min_cells:
+                raise RuntimeError(f"the {case.name} case wrote only {res[case.name]['cells']:,} cells")
+        for case in cases:
+            if case.default:
+                res["cli"][case.model] = _best([_end_to_end(case.model, folder, keep is not None)
+                                                for _ in range(repeat)], "wall_s")
+    # the targets: only those set for the project, each applied to every case it concerns
+    targets = {"default `tracer run vae` end to end, s": (res["cli"]["vae"]["wall_s"], TARGET_E2E_S)}
+    for case in cases:
+        if case.baseline:
+            targets[f"{case.name} export / stock baseline"] = (
+                res[f"{case.name}_baseline_stock"]["ratio"], TARGET_RATIO)
+    for case in cases:
+        if res[case.name]["cells"] >= MIN_LARGE_CELLS:
+            targets[f"{case.name} (>=1M cells) peak memory, MB"] = (res[case.name]["peak_mb"], TARGET_PEAK_MB)
     res["targets"] = {k: {"value": v, "limit": lim, "pass": v <= lim} for k, (v, lim) in targets.items()}
     res["bench"] = {"wall_s": time.perf_counter() - start}
     _table(res, echo)
@@ -310,4 +371,4 @@ def run_bench(large: bool = True, echo=print, repeat: int = 3) -> dict:
 
 
 if __name__ == "__main__":
-    run_bench(large="--quick" not in sys.argv[1:])
+    run_bench(quick="--quick" in sys.argv[1:])

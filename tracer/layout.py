@@ -260,7 +260,7 @@ class Layout:
             r = rows[id(s)]
             if current.get(id(s)) != section:
                 current[id(s)] = section
-                numbers[id(s)] = sec = numbers.get(id(s), -1 if t.iteration else 0) + 1
+                numbers[id(s)] = sec = numbers.get(id(s), 0 if t.iteration else -1) + 1
                 title = f"{sec}  {tpl.section(section)}"
                 s.parts.append(Text(r, 0, title, "section_" + (t.phase if t.iteration else "input")))
                 self.sections.append((s.name, title, r))

@@ -1,4 +1,4 @@
-"""The models tracer can trace: each module has NAME, SUMMARY, Config (a dataclass whose fields
+"""The models tracer can trace: each module has NAME, SUMMARY, LOSSES, Config (a dataclass whose fields
 are the CLI options) and trace(config) -> Tape."""
 
 from tracer.models import gan, vae

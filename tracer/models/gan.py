@@ -30,6 +30,7 @@ from tracer.ops import add, leaky_relu, linear, neg_mean_ln, neg_mean_ln1m, sigm
 from tracer.tape import Tape
 
 NAME = "gan"
+LOSSES = ("L_D", "L_G")  # printed by `tracer run`
 SUMMARY = "GAN learning one MNIST digit: generator and discriminator, move by move (SGD or Adam)"
 # Default (lr_d, lr_g) of each optimizer.  The generator's gradient comes through the
 # discriminator and is ~100 times smaller than D's own, so with SGD G needs a much larger rate to

@@ -26,6 +26,7 @@ from tracer.tape import Tape
 
 NAME = "vae"
 INIT_SCALE = 0.1
+LOSSES = ("loss",)  # printed by `tracer run`
 SUMMARY = "variational autoencoder learning one MNIST digit (forward, ELBO, backprop, SGD or Adam)"
 
 
