@@ -289,3 +289,35 @@ def test_the_cli_writes_documents(run_main, tmp_path, suffix):
     assert code == 0, err
     assert f"wrote {path}" in out
     assert Template("vae", "es").section("forward") in path.read_text("utf-8").replace("\\", "")
+
+
+# ----------------------------------------------------------------------------------------------
+# the GAN's documents (the default GAN, and one with Adam and the amplifier for every symbol)
+# ----------------------------------------------------------------------------------------------
+
+GAN_SECTIONS = ["generate", "discriminate", "d_loss", "d_backward", "d_update", "g_loss", "g_backward", "g_update"]
+
+
+@pytest.mark.parametrize("key", ["gan", "gan-adam-upscale"])
+@pytest.mark.parametrize("lang", LANGS)
+def test_the_gan_documents(run_tape, tmp_path, key, lang):
+    cfg, tape = run_tape(key)
+    tpl, words = Template("gan", lang), _load("document")[lang]
+    md_text = write(tape, dataclasses.asdict(cfg), tmp_path / "gan.md", lang)
+    md = document.md
+    sections = GAN_SECTIONS + (["upscale"] if cfg.upscale else [])
+    in_order(md_text, [f"## {md(words['loop'])}"] + [f"### {md(tpl.section(s))}" for s in sections]
+             + [f"## {md(words['inputs'])}"])
+    table = md_text[md_text.index(f"## {md(words['losses'])}"):]
+    by_key = {(t.iteration, t.name): t.value for t in tape.tensors}
+    for k in range(1, cfg.iterations + 1):
+        row = next(line for line in table.splitlines() if line.startswith(f"| {k} |"))
+        cells = [c.strip() for c in row.strip("|").split("|")][1:]
+        want = [float(by_key[(k, n)].mean()) for n in tpl.model["losses"]["names"]]
+        assert [float(c) for c in cells] == pytest.approx(want, rel=1e-5)
+    require_pdflatex()
+    path = tmp_path / "gan.tex"
+    write(tape, dataclasses.asdict(cfg), path, lang)
+    ok, why = compile_tex(path)
+    assert ok, why
+    assert path.with_suffix(".pdf").is_file()

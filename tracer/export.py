@@ -51,6 +51,7 @@ def records(tape):
             "name": t.name,
             "iteration": t.iteration,
             "phase": t.phase,
+            "section": t.section,
             "shape": list(t.shape),
             "value": t.value.tolist(),
             "op": t.op.name if t.op else "input",
