@@ -221,8 +221,9 @@ def test_json_export(json_and_csv, vae_tape, vae_config):
     assert len(records) == len(vae_tape.tensors)
     assert n == sum(t.value.size for t in vae_tape.tensors)
     for rec, t in zip(records, vae_tape.tensors):
-        assert set(rec) == {"name", "iteration", "phase", "shape", "value", "op", "inputs"}
-        assert (rec["name"], rec["iteration"], rec["phase"], rec["shape"]) == (t.name, t.iteration, t.phase, list(t.shape))
+        assert set(rec) == {"name", "iteration", "phase", "section", "shape", "value", "op", "inputs"}
+        assert (rec["name"], rec["iteration"], rec["phase"], rec["section"], rec["shape"]) == \
+            (t.name, t.iteration, t.phase, t.section, list(t.shape))
         assert rec["op"] == (t.op.name if t.op else "input")
         assert rec["inputs"] == [{"name": u.name, "iteration": u.iteration} for u in t.inputs]
         assert np.array_equal(np.array(rec["value"]), t.value)

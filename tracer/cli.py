@@ -93,8 +93,11 @@ def cli():
     \b
     tracer run vae                  the VAE walkthrough -> outputs/vae.xlsx
     tracer run vae --lang es        the same in Spanish
+    tracer run gan --upscale 2      the GAN's game, generated digits also ×2
+    tracer run vae --optimizer adam Adam instead of SGD, its state as formulas
+    tracer run gan -o gan.tex       the walkthrough as a LaTeX document (or .md)
     tracer verify outputs/vae.xlsx  recalculate it in LibreOffice and compare
-    tracer gradcheck vae            finite differences vs the traced gradients
+    tracer gradcheck gan            finite differences vs the traced gradients
     """
 
 
@@ -107,7 +110,8 @@ def models():
 
 @cli.group(cls=ModelGroup, context_settings=CONTEXT)
 def run():
-    """Trace a model and write its walkthrough (.xlsx), or its trace (.json, .csv)."""
+    """Trace a model and write its walkthrough (.xlsx workbook, .tex or .md document), or its
+    trace (.json, .csv)."""
 
 
 def _make_run(model):

@@ -1,8 +1,8 @@
 """Write a traced run: .xlsx (live-formula workbook), .json (every record), .csv (long table), or
 the walkthrough as a document, .tex (LaTeX) or .md (Markdown): see tracer.document.
 
-JSON: {"model", "config", "tensors": [{"name", "iteration", "phase", "shape", "value", "op",
-"inputs"}]} where inputs are [{"name", "iteration"}] (a parameter of iteration k+1 is the update
+JSON: {"model", "config", "tensors": [{"name", "iteration", "phase", "section", "shape", "value",
+"op", "inputs"}]} where inputs are [{"name", "iteration"}] (a parameter of iteration k+1 is the update
 record of iteration k).  CSV: iteration, phase, tensor, index, value with one row per element;
 index is the row-major position within the tensor.
 """
