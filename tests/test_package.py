@@ -86,3 +86,9 @@ def test_the_wheel_ships_templates_and_data(tmp_path):
             "tracer/data/mnist-test-first100-images-idx3-ubyte.gz",
             "tracer/data/mnist-test-first100-labels-idx1-ubyte.gz", "tracer/data/README.md"} <= names
     assert any(n.endswith("entry_points.txt") for n in names)
+
+
+@pytest.mark.parametrize("model", list(MODELS))
+def test_equations_in_both_languages(model):
+    en, es = Template(model, "en").equations(), Template(model, "es").equations()
+    assert len(en) == len(es) > 3 and en != es

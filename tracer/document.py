@@ -183,7 +183,7 @@ def build(tape, tpl: Template, config: dict | None = None) -> Document:
     if config:
         blocks.append(("para", f"{w('settings')}: " + ", ".join(
             f"{k} = {'-' if v is None else v}" for k, v in config.items())))
-    blocks += [("heading", w("model")), ("equations", list(tpl.model.get("equations", [])))]
+    blocks += [("heading", w("model")), ("equations", tpl.equations())]
 
     blocks += [("heading", w("loop")), ("para", w("loop_intro", k=1))]
     for section, ts in runs:

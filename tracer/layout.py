@@ -295,7 +295,8 @@ class Layout:
         for k in sorted(by_iter) or ([0] if fixed else []):
             s.parts.append(Text(r, 0, tt("iteration", k=k) if k else "", "bold"))
             images, col = [], 1
-            for t, n, side in fixed + by_iter.get(k, []):
+            order = list(wanted)  # the template's order: e.g. the upscaled digit next to the digit
+            for t, n, side in fixed + sorted(by_iter.get(k, []), key=lambda e: (order.index(e[0].name), e[1])):
                 label = tpl.m_picture(t.name) + (f"  #{n + 1}" if t.shape[0] > 1 else "")
                 s.parts.append(Text(r, col, label, "bold"))
                 images.append(PictureImage(col, t, n, side, wanted[t.name]["scale"]))
@@ -311,7 +312,7 @@ class Layout:
         parts += [Text(0, 0, tpl.m("title"), "sheet_title"), Text(1, 0, tpl.m("intro"), "text")]
         r = 3
         parts.append(Text(r, 0, tt("equations"), "heading"))
-        for eq in tpl.model.get("equations", []):
+        for eq in tpl.equations():
             r += 1
             parts.append(Text(r, 0, eq, "equation"))
         r += 2

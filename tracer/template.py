@@ -56,6 +56,10 @@ class Template:
         """A text of the model template in the chosen language."""
         return self.model[key][self.lang]
 
+    def equations(self) -> list[str]:
+        """The model's equations: `equations_<lang>` where the words need translating."""
+        return list(self.model.get(f"equations_{self.lang}") or self.model.get("equations", []))
+
     def m_picture(self, name: str) -> str:
         """The label of a picture (the model's [pictures] entry)."""
         return self.model["pictures"][name][self.lang]
