@@ -102,7 +102,9 @@ def test_the_only_constants_are_the_inputs_and_the_draws(vae_book, vae_tape, vae
     for (r, c), v in over.items():
         if c != 3:
             continue
-        key = book.constants["Overview"].get((r, 1))
+        label = book.constants["Overview"].get((r, 1))
+        flag = re.search(r"\(--([a-z0-9-]+)\)$", label)  # "iterations  (--iterations)"
+        key = flag.group(1).replace("-", "_") if flag else label
         if key in config:  # a setting of the export
             assert v == config[key], key
             kinds.add("setting")

@@ -84,7 +84,9 @@ def test_the_wheel_ships_templates_and_data(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"tracer/templates/common.toml", "tracer/templates/vae.toml",
             "tracer/data/mnist-test-first100-images-idx3-ubyte.gz",
-            "tracer/data/mnist-test-first100-labels-idx1-ubyte.gz", "tracer/data/README.md"} <= names
+            "tracer/data/mnist-test-first100-labels-idx1-ubyte.gz", "tracer/data/README.md",
+            "tracer/data/corpus_en.txt", "tracer/data/corpus_es.txt", "tracer/templates/gan.toml",
+            "tracer/templates/document.toml"} <= names
     assert any(n.endswith("entry_points.txt") for n in names)
 
 

@@ -326,13 +326,14 @@ class Layout:
         r += 1
         parts.append(Text(r, 0, tt("settings"), "heading"))
         hyper_names = {t.name for t in self.hypers}
+        hyper_names = {n.lower() for n in hyper_names}
         for key, value in self.config.items():
-            if key in hyper_names:
+            if key.lower() in hyper_names:
                 continue  # shown above as a named cell
             if value is None:
                 value = tt("default_" + key) if "default_" + key in self.tpl.words else "-"
             r += 1
-            parts.append(Views(r, [(0, None, key), (2, None, value)]))
+            parts.append(Views(r, [(0, None, self.tpl.setting(key)), (2, None, value)]))
         label = self.tape.meta.get("label")
         if label is not None:
             r += 1

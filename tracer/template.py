@@ -56,6 +56,12 @@ class Template:
         """A text of the model template in the chosen language."""
         return self.model[key][self.lang]
 
+    def setting(self, key: str) -> str:
+        """The label of an option on the overview: its meaning in words and the option itself."""
+        words = self.common["settings"].get(key, {}).get(self.lang)
+        flag = "--" + key.replace("_", "-")
+        return f"{words}  ({flag})" if words else flag
+
     def equations(self) -> list[str]:
         """The model's equations: `equations_<lang>` where the words need translating."""
         return list(self.model.get(f"equations_{self.lang}") or self.model.get("equations", []))
