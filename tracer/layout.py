@@ -210,12 +210,17 @@ class Layout:
         self.inputs = Sheet(tt("inputs"), "inputs", freeze=(2, 1))
         self.iters = [Sheet(tt("iteration", k=k), "iteration", freeze=(2, 1)) for k in range(1, iterations + 1)]
         self.pictures = Sheet(tt("pictures"), "pictures")
-        self.sheets = [self.overview, self.inputs, *self.iters, self.pictures]
+        tokenized = tape.meta.get("tokenized")
+        self.tokens = Sheet(tt("tokens"), "tokens") if tokenized else None
+        self.sheets = [self.overview, *([self.tokens] if tokenized else []), self.inputs, *self.iters,
+                       self.pictures]
         for s in self.sheets:
             if len(s.name) > MAX_SHEET_NAME:
                 raise TracerError(f"sheet name {s.name!r} is longer than Excel's {MAX_SHEET_NAME} characters")
         self.hypers = [t for t in tape.tensors if on_overview(t)]  # placed by _lay_overview
         self._lay_tensor_sheets()
+        if tokenized:
+            self._lay_tokens(tokenized)
         self._lay_pictures()
         self._lay_overview()
 
@@ -276,6 +281,45 @@ class Layout:
             if r > MAX_ROWS:
                 raise TracerError(f"sheet {s.name!r} would need more than {MAX_ROWS} rows")
             rows[id(s)] = r
+
+    # -- tokens: text → tokens → ids, the vocabulary, and how BPE learned it ------------------------
+    def _lay_tokens(self, tok):
+        s, tt = self.tokens, self.tpl.t
+        parts = s.parts
+        parts += [Text(0, 0, tt("tokens_title", kind=tok.kind), "sheet_title"),
+                  Link(0, 6, tt("back"), self.overview.name, 0), Text(1, 0, tt("tokens_note"), "note")]
+        r, width = 3, 2
+        parts.append(Text(r, 0, tt("tokens_sentences"), "heading"))
+        for n, ids in enumerate(tok.sentences, start=1):
+            tokens = tok.decode(ids)
+            r += 1
+            parts.append(Views(r, [(0, None, tt("tokens_sentence", n=n))] +
+                               [(1 + k, None, token) for k, token in enumerate(tokens)]))
+            parts.append(Views(r + 1, [(0, None, tt("tokens_ids"))] + [(1 + k, None, i) for k, i in enumerate(ids)]))
+            width = max(width, 1 + len(ids))
+            r += 2
+        r += 1
+        parts.append(Text(r, 0, tt("tokens_vocab", n=len(tok.vocab)), "heading"))
+        r += 1
+        parts.append(Views(r, [(0, None, "id"), (1, None, tt("tokens_token"))]))
+        for i, token in enumerate(tok.vocab):
+            r += 1
+            parts.append(Views(r, [(0, None, i), (1, None, token)]))
+        if tok.kind == "bpe":
+            r += 2
+            parts.append(Text(r, 0, tt("tokens_merges"), "heading"))
+            r += 1
+            parts.append(Views(r, [(0, None, tt("tokens_step")), (1, None, tt("tokens_pair")),
+                                   (2, None, tt("tokens_count")), (3, None, tt("tokens_new")),
+                                   (4, None, tt("tokens_competitors"))]))
+            for n, m in enumerate(tok.merges, start=1):
+                r += 1
+                others = "; ".join(f"{a} + {b}: {c}" for (a, b), c in m.competitors)
+                parts.append(Views(r, [(0, None, n), (1, None, f"{m.pair[0]} + {m.pair[1]}"), (2, None, m.count),
+                                       (3, None, m.token), (4, None, others or "-")]))
+            if tok.stop_reason:
+                parts.append(Text(r + 1, 0, tok.stop_reason, "note"))
+        s.width = max(width, 6)
 
     # -- pictures -------------------------------------------------------------------------------
     def _lay_pictures(self):
@@ -340,7 +384,8 @@ class Layout:
             parts.append(Views(r, [(0, None, tt("label")), (2, None, int(label))]))
         r += 2
         parts.append(Text(r, 0, tt("losses"), "heading"))
-        names = tpl.model.get("losses", {}).get("names", [])
+        recorded = {t.name for t in self.tape.tensors if t.iteration}
+        names = [n for n in tpl.model.get("losses", {}).get("names", []) if n in recorded]
         secondary = tpl.model.get("losses", {}).get("secondary", [])
         r += 1
         parts.append(Views(r, [(0, None, tt("iteration_col"))] +
@@ -363,4 +408,6 @@ class Layout:
             parts.append(Link(r, 0, f"{sheet_name}:  {title}", sheet_name, row))
         r += 1
         parts.append(Link(r, 0, self.pictures.name, self.pictures.name, 0))
+        if self.tokens:
+            parts.append(Link(r + 1, 0, self.tokens.name, self.tokens.name, 0))
         s.width = 8

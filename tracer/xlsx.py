@@ -102,6 +102,9 @@ class _Writer:
         if sheet.kind == "pictures":
             ws.set_column(0, 0, 10)
             ws.set_column(1, sheet.width, 2.14)  # 20 px: square with the 20 px default row
+        elif sheet.kind == "tokens":
+            ws.set_column(0, 0, 14)
+            ws.set_column(1, sheet.width, 9)
         elif sheet.kind == "overview":
             ws.set_column(0, 0, 34)
             ws.set_column(1, sheet.width, 12)
