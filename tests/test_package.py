@@ -28,9 +28,10 @@ def test_resources_are_importable_package_data():
 
 def test_every_op_has_an_equation_and_words_in_both_languages():
     common = _load("common")
+    from tracer.lm_ops import LM_OPS
     from tracer.upscale import UPSCALE_OPS
 
-    for name in {**ops.OPS, **UPSCALE_OPS}:
+    for name in {**ops.OPS, **UPSCALE_OPS, **LM_OPS}:
         entry = common["ops"][name]
         assert entry["equation"].startswith("{out}"), name
         for lang in LANGS:
