@@ -113,6 +113,8 @@ REFERENCE = {
     "kl": ref_kl,
     # Adam and the update
     "sub": elementwise(lambda a, b: a - b),
+    "broadcast": lambda a, g: np.array([[g[0 if g.shape[0] == 1 else i, 0 if g.shape[1] == 1 else j]
+                                          for j in range(a.shape[1])] for i in range(a.shape[0])]),
     "increment": elementwise(lambda t: t + 1),
     "adam_m": elementwise(lambda m, b, g: m + (1 - b) * (g - m)),  # the same, rearranged
     "adam_v": elementwise(lambda v, b, g: v + (1 - b) * (g ** 2 - v)),
@@ -171,6 +173,8 @@ def forward_cases():
         ("kl", "1x4", [normal(r, 1, 4), normal(r, 1, 4)]),
         ("kl", "2x3", [normal(r, 2, 3), normal(r, 2, 3)]),
         ("sub", "3x4", [normal(r, 3, 4), normal(r, 3, 4)]),
+        ("broadcast", "column", [normal(r, 3, 4), normal(r, 3, 1)]),
+        ("broadcast", "row", [normal(r, 3, 4), normal(r, 1, 4)]),
         ("increment", "scalar", [np.array([[3.0]])]),
         ("adam_m", "beta scalar", [normal(r, 3, 4), np.array([[0.9]]), normal(r, 3, 4)]),
         ("adam_v", "beta scalar", [np.abs(normal(r, 3, 4)), np.array([[0.999]]), normal(r, 3, 4)]),
@@ -238,13 +242,16 @@ def grad_cases():
         ("kl", [normal(r, 2, 3), normal(r, 2, 3)], (0, 1)),
         ("leaky_relu", [away(r, 3, 4), np.array([[0.2]])], (0,)),
         ("neg_mean_ln", [prob(r, 3, 1)], (0,)),
+        ("sum_rows", [normal(r, 4, 3)], (0,)),
+        ("sum_cols", [normal(r, 4, 3)], (0,)),
+        ("sum_all", [normal(r, 4, 3)], (0,)),
         ("neg_mean_ln1m", [prob(r, 4, 1)], (0,)),
     ]
 
 
 GRAD = grad_cases()
 NO_GRADIENT_RULE = {"one", "copy", "sum", "relu_grad", "sigmoid_grad", "exp_half_grad", "bce_grad",
-                    "kl_logvar_grad", "sgd", "sum_rows", "sum_cols", "sum_all", "sub", "increment",
+                    "kl_logvar_grad", "sgd", "sub", "broadcast", "increment",
                     "adam_m", "adam_v", "bias_correct", "adam_step", "leaky_relu_grad",
                     "neg_mean_ln_grad", "neg_mean_ln1m_grad"}
 

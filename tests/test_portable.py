@@ -13,8 +13,10 @@ import zipfile
 
 import pytest
 
-ALLOWED = {"SUMPRODUCT", "MMULT", "SUM", "EXP", "LN", "MAX", "IF", "SQRT", "COUNT", "AVERAGE"}
-WHOLE_RANGE = ("SUM", "MMULT", "COUNT", "AVERAGE")  # functions that take a range as an argument
+ALLOWED = {"SUMPRODUCT", "MMULT", "SUM", "EXP", "LN", "MAX", "IF", "SQRT", "COUNT", "AVERAGE",
+           "INDEX", "SUMIF", "MATCH", "LARGE", "TANH", "PI", "SIN", "COS"}
+# functions that take a range as an argument
+WHOLE_RANGE = ("SUM", "MMULT", "COUNT", "AVERAGE", "MAX", "INDEX", "SUMIF", "MATCH", "LARGE")
 LANGS = ["en", "es"]
 
 TOKEN = re.compile(r"""
@@ -125,7 +127,7 @@ def test_sheet_names_fit_excel(vae_book, lang):
 
 # --- the other models and options ------------------------------------------------------------
 
-OTHER = ["gan", "gan-adam-upscale", "gan-nearest-4", "vae-adam"]
+OTHER = ["gan", "gan-adam-upscale", "gan-nearest-4", "vae-adam", "skipgram", "skipgram-neg-bpe-adam"]
 
 
 @pytest.mark.parametrize("key", OTHER)
@@ -146,5 +148,7 @@ def test_other_workbooks_are_portable(run_book, run_workbook, key):
                 assert "<f t=" not in xml and "_xlfn" not in xml
     if "adam" in key:
         assert {"beta_1", "beta_2", "adam_eps"} <= defined and "SQRT" in used
+    if key.startswith("skipgram"):
+        assert {"INDEX", "SUMIF", "MATCH", "LARGE"} <= used
     if key.startswith("gan"):
         assert {"slope", "lr_D", "lr_G"} <= defined and "COUNT" in used

@@ -69,6 +69,8 @@ class BatchSheet:
             a(ops.SUM_COLS, n(5, 3, transposed=t))
             a(ops.SUM_ALL, n(5, 3, transposed=t))
         a(ops.SUM_COLS, n(4, 1))
+        a(ops.BROADCAST, n(5, 3), n(5, 1))  # the gradient of SUM_COLS
+        a(ops.BROADCAST, n(5, 3, transposed=True), n(1, 3, transposed=True))
         # linear: batch and a row vector laid out as a column (like the VAE)
         for t in (False, True):
             a(ops.LINEAR, n(2, 3, transposed=t), n(3, 4), n(1, 4, transposed=True))

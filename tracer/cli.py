@@ -126,6 +126,8 @@ def _make_run(model):
 
         start = time.perf_counter()
         cfg = config_of(model, kwargs)
+        if getattr(cfg, "corpus", "") is None:  # a text model's built-in corpus: the workbook's language
+            cfg.corpus = lang
         path = check_output(output or Path("outputs") / f"{model.NAME}{'' if lang == 'en' else '_' + lang}.xlsx")
         tape = trace_model(model, cfg)
         config = dataclasses.asdict(cfg)

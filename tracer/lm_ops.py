@@ -703,6 +703,52 @@ def lm_op_instances() -> list:
     return fixed + list(_SLICES.values()) + list(_PADS.values())
 
 
+# --- 9. after training: cosine similarity and nearest neighbours --------------------------------
+
+class Cosine(Op):
+    """E (V, d) → (V, V): cos[i, j] = E_i · E_j / (|E_i| |E_j|), the cosine similarity of rows.
+    Cell: SUMPRODUCT(row i, row j) / SQRT(SUMPRODUCT(row i, row i) · SUMPRODUCT(row j, row j))."""
+
+    name = "cosine"
+
+    def forward(self, E, **attrs):
+        norms = np.sqrt(np.sum(E * E, axis=1, keepdims=True))
+        return (E @ E.T) / (norms * norms.T)
+
+    def formula(self, c, i, j):
+        ri, rj = c.row(0, i), c.row(0, j)
+        return f"{dot(ri, rj)}/SQRT({dot(ri, ri)}*{dot(rj, rj)})"
+
+
+class Nearest(Op):
+    """cos (V, V) → (V, k): the ids of each row's k most similar other rows, nearest first
+    (attribute k).  Cell (i, n): MATCH(LARGE(row i, n + 2), row i, 0) − 1: LARGE(…, 1) is the row
+    itself (cosine 1), MATCH finds the column of the value, ids count from 0.  Ties: the first
+    column, like numpy's stable sort."""
+
+    name = "nearest"
+
+    def forward(self, cos, k=3, **attrs):
+        order = np.argsort(-cos, axis=1, kind="stable")
+        return order[:, 1:1 + int(k)].astype(np.float64)
+
+    def formula(self, c, i, j):
+        row = c.row(0, i)[0]
+        return f"MATCH(LARGE({row},{j + 2}),{row},0)-1"
+
+
+COSINE, NEAREST = Cosine(), Nearest()
+LM_OPS.update({COSINE.name: COSINE, NEAREST.name: NEAREST})
+
+
+def cosine(E, name=None):
+    return _rec(COSINE, E, name=name)
+
+
+def nearest(cos, k, name=None):
+    return _rec(NEAREST, cos, name=name, k=k)
+
+
 # --- what a model calls ----------------------------------------------------------------------
 
 def softmax(x, name=None):

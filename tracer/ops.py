@@ -81,6 +81,9 @@ BCE_GRAD = Elementwise(
 KL_LOGVAR_GRAD = Elementwise("kl_logvar_grad", lambda g, lv: g * (np.exp(lv) - 1) / 2, "{0}*(EXP({1})-1)/2")
 SGD = Elementwise("sgd", lambda p, lr, g: p - lr * g, "{0}-{1}*{2}")  # θ − lr · ∂L/∂θ
 SUB = Elementwise("sub", lambda a, b: a - b, "{0}-{1}")
+BROADCAST = Elementwise(  # the gradient of a sum: each summed cell gets the sum's gradient
+    "broadcast", lambda a, g: np.broadcast_to(g, a.shape).copy(), "{1}"
+)
 # Adam (tracer.optim): moments, bias correction, step; the counter t is a cell of its own
 INCREMENT = Elementwise("increment", lambda t: t + 1, "{0}+1")
 ADAM_M = Elementwise("adam_m", lambda m, b, g: b * m + (1 - b) * g, "{1}*{0}+(1-{1})*{2}")
@@ -174,6 +177,9 @@ class SumTo(Op):
         rng = c.span(0, 0 if self.rows else i, 0 if self.cols else j,
                      m - 1 if self.rows else i, n - 1 if self.cols else j)
         return rng if ":" not in rng else f"SUM({rng})"
+
+    def backward(self, out, g, wanted):
+        return (_apply(BROADCAST, out.inputs[0], g),)
 
 
 SUM_ROWS, SUM_COLS, SUM_ALL = SumTo("sum_rows", True, False), SumTo("sum_cols", False, True), SumTo("sum_all", True, True)
@@ -283,7 +289,7 @@ NEG_MEAN_LN1M = Reduce(  # −mean ln(1 − D(x)): a GAN's loss on "fake" answer
 
 OPS = {op.name: op for op in (
     ONE, COPY, SUM_N, RELU_GRAD, SIGMOID_GRAD, EXP_HALF_GRAD, BCE_GRAD, KL_LOGVAR_GRAD, SGD,
-    SUB, INCREMENT, ADAM_M, ADAM_V, BIAS_CORRECT, ADAM_STEP,
+    SUB, BROADCAST, INCREMENT, ADAM_M, ADAM_V, BIAS_CORRECT, ADAM_STEP,
     MUL, ADD, ADD_MUL, RELU, SIGMOID, EXP_HALF, MATMUL, MATMUL_NT, MATMUL_TN, SUM_ROWS, SUM_COLS,
     SUM_ALL, LINEAR,
     BCE, KL, LEAKY_RELU, LEAKY_RELU_GRAD, NEG_MEAN_LN, NEG_MEAN_LN1M, NEG_MEAN_LN_GRAD, NEG_MEAN_LN1M_GRAD,
