@@ -83,6 +83,9 @@ RUNS = {
     "skipgram": ("skipgram", {"corpus": "en"}),  # the default skip-gram (English corpus)
     "skipgram-neg-bpe-adam": ("skipgram", {"corpus": "es", "negative": 2, "tokenizer": "bpe", "merges": 4,
                                            "sentences": 2, "iterations": 3, "optimizer": "adam"}),
+    "attention": ("attention", {"corpus": "en"}),  # the default attention layer
+    "attention-es-bpe-adam": ("attention", {"corpus": "es", "tokenizer": "bpe", "optimizer": "adam",
+                                            "iterations": 2}),
 }
 
 

@@ -207,6 +207,7 @@ def ref_nearest(cos, k=2):
 
 
 REFERENCE = {
+    "rsqrt": lambda a: np.vectorize(lambda v: 1 / math.sqrt(v))(a),
     "cosine": ref_cosine,
     "nearest": ref_nearest,
     "softmax": ref_softmax,
@@ -307,6 +308,7 @@ def forward_cases():
         cases.append((f"pad_cols {a},{w}", L.pad_cols(a, w), [n(size=(3, w))], {"cols": 5}, pad_ref(a, w, 5)))
     E = n(size=(5, 3))
     cases.append(("cosine 5x3", L.COSINE, [E], {}, ref_cosine))
+    cases.append(("rsqrt 1x1", L.RSQRT, [np.array([[4.0]])], {}, lambda a: np.array([[0.5]])))
     cases.append(("nearest k=2", L.NEAREST, [ref_cosine(E)], {"k": 2}, lambda c: ref_nearest(c, 2)))
     return cases
 
@@ -424,7 +426,7 @@ GRAD = grad_cases()
 NO_GRADIENT_RULE = {"softmax_grad", "xent_grad", "softmax_xent_grad", "embed_grad", "row_mean_grad",
                     "row_var_grad_x", "row_var_grad_mu", "normalize_grad_x", "normalize_grad_mu",
                     "normalize_grad_var", "col_dot", "layernorm_grad", "gelu_grad", "pos_encoding",
-                    "pad_cols", "cosine", "nearest"}
+                    "pad_cols", "cosine", "nearest", "rsqrt"}
 
 
 def traced(op, inputs, wrt, weights):
@@ -971,6 +973,7 @@ def build_tape():
     a(L.GELU_GRAD, xg, gg)
     a(L.POS_ENCODING, pos, dim)
     cos = a(L.COSINE, C("E53", np.random.default_rng(5).normal(size=(5, 3))))
+    a(L.RSQRT, C("dk", np.array([[3.0]])))
     tape.apply(L.NEAREST, cos, name="nearest of cos", k=3)
     a(L.POS_ENCODING, C("pos3", np.arange(3.0).reshape(3, 1)), C("dim5", np.arange(5.0).reshape(1, 5)))
     heads = [a(L.slice_cols(k * 2, 2), h36) for k in range(3)]

@@ -127,7 +127,8 @@ def test_sheet_names_fit_excel(vae_book, lang):
 
 # --- the other models and options ------------------------------------------------------------
 
-OTHER = ["gan", "gan-adam-upscale", "gan-nearest-4", "vae-adam", "skipgram", "skipgram-neg-bpe-adam"]
+OTHER = ["gan", "gan-adam-upscale", "gan-nearest-4", "vae-adam", "skipgram", "skipgram-neg-bpe-adam",
+         "attention", "attention-es-bpe-adam"]
 
 
 @pytest.mark.parametrize("key", OTHER)

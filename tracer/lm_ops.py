@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tracer.ops import MUL, SUM_ROWS, Op, dot
+from tracer.ops import MUL, SUM_ROWS, Elementwise, Op, dot
 
 SQRT_2_OVER_PI = np.sqrt(2 / np.pi)  # the formula: SQRT(2/PI())
 GELU_A = 0.044715  # tanh-approximated GELU: x³ coefficient
@@ -738,7 +738,9 @@ class Nearest(Op):
 
 
 COSINE, NEAREST = Cosine(), Nearest()
-LM_OPS.update({COSINE.name: COSINE, NEAREST.name: NEAREST})
+# 1/√d_k, the attention scores' scale, as a formula of the cell holding d_k
+RSQRT = Elementwise("rsqrt", lambda a: 1 / np.sqrt(a), "1/SQRT({0})")
+LM_OPS.update({COSINE.name: COSINE, NEAREST.name: NEAREST, RSQRT.name: RSQRT})
 
 
 def cosine(E, name=None):

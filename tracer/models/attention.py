@@ -1,0 +1,115 @@
+"""One causal self-attention layer, trained as a tiny next-token predictor.
+
+    ids (T×1), targets (T×1)  the first --context tokens of the text and the token after each
+    X     = E[ids] + PE                (T×d)   embedding lookup plus the sinusoidal positional encoding
+    Q     = X·W_q, K = X·W_k, V = X·W_v (T×d_k)
+    S     = (Q·Kᵀ) · 1/√d_k            (T×T)   attention scores
+    A     = causal softmax(S)          (T×T)   row i attends to positions 0 … i only
+    O     = A·V                        (T×d_k) the weighted sum of the values
+    Z     = O·W_o + b_o                (T×V)   a linear head: a score for every next token
+    P     = softmax(Z),  L = −(1/T) Σ ln P[i, target_i]   (cross-entropy on the next token)
+    θ ← θ − lr·∂L/∂θ (or Adam) for E, W_q, W_k, W_v, W_o, b_o.
+
+Initialization (seeded): every matrix from N(0, 1/fan_in) (E from N(0, 1)), b_o = 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from tracer import optim
+from tracer import text as txt
+from tracer.errors import TracerError
+from tracer.lm_ops import RSQRT, causal_softmax, cross_entropy, embed, one_hot, positional_encoding, softmax, token_ids
+from tracer.models.base import Training, opt
+from tracer.ops import MATMUL, MATMUL_NT, MUL, add, linear
+from tracer.tape import Tape
+
+NAME = "attention"
+LOSSES = ("loss",)
+SUMMARY = "one causal self-attention layer learning to predict the next token"
+
+
+@dataclass
+class Config(Training):
+    """The options of `tracer run attention` (one CLI option per field)."""
+
+    lr: float = opt(None, "learning rate, a named cell [default: 0.2 with sgd, 0.05 with adam]", positive=True)
+    d_model: int = opt(8, "embedding size d", min=1)
+    d_k: int = opt(4, "size of the queries, keys and values", min=1)
+    context: int = opt(8, "tokens in the training sequence (T)", min=2)
+    text: str = opt(None, "your own text file (UTF-8, one sentence per line)", path=True)
+    corpus: str = opt(None, "built-in corpus when no --text [default: the workbook's --lang]", choices=("en", "es"))
+    tokenizer: str = opt("word", "how the text becomes tokens", choices=txt.TOKENIZERS)
+    merges: int = opt(txt.DEFAULT_MERGES, "BPE merges (with --tokenizer bpe)", min=0)
+
+    def __post_init__(self):
+        if self.lr is None:
+            self.lr = {"adam": 0.05}.get(self.optimizer, 0.2)
+
+
+def init_params(rng, V: int, d: int, d_k: int) -> dict[str, np.ndarray]:
+    return {
+        "E": rng.normal(0.0, 1.0, (V, d)),
+        "W_q": rng.normal(0.0, 1 / np.sqrt(d), (d, d_k)),
+        "W_k": rng.normal(0.0, 1 / np.sqrt(d), (d, d_k)),
+        "W_v": rng.normal(0.0, 1 / np.sqrt(d), (d, d_k)),
+        "W_o": rng.normal(0.0, 1 / np.sqrt(d_k), (d_k, V)),
+        "b_o": np.zeros((1, V)),
+    }
+
+
+def sequence(cfg):
+    """The tokenization of the text (cut to what the sequence needs) and (inputs, targets)."""
+    lines = txt.split_sentences(txt.load_text(cfg.text, cfg.corpus or "en"))
+    tok = txt.tokenize("\n".join(lines), cfg.tokenizer, cfg.merges)
+    need, kept = cfg.context + 1, []
+    for line in lines:  # whole sentences until the sequence is long enough: a small vocabulary
+        kept.append(line)
+        tok = txt.tokenize("\n".join(kept), cfg.tokenizer, cfg.merges)
+        if len(tok.ids) >= need:
+            break
+    if len(tok.ids) < need:
+        raise TracerError(f"the text gives {len(tok.ids)} tokens: --context {cfg.context} needs {need}")
+    return tok, tok.ids[:cfg.context], tok.ids[1:need]
+
+
+def forward(tape, p, ids, pe, d_k, targets, V):
+    """The layer and its loss; p maps parameter names to tensors."""
+    tape.at("forward")
+    x = add(embed(p["E"], ids, name="X_emb"), pe, name="X")
+    q = tape.apply(MATMUL, x, p["W_q"], name="Q")
+    k = tape.apply(MATMUL, x, p["W_k"], name="K")
+    v = tape.apply(MATMUL, x, p["W_v"], name="V")
+    scores = tape.apply(MUL, tape.apply(MATMUL_NT, q, k, name="QK"), d_k, name="S")
+    weights = causal_softmax(scores, name="A")
+    out = tape.apply(MATMUL, weights, v, name="O")
+    logits = linear(out, p["W_o"], p["b_o"], name="Z")
+    probs = softmax(logits, name="P")
+    tape.at("loss")
+    return cross_entropy(probs, targets, name="loss")
+
+
+def trace(cfg: Config) -> Tape:
+    tok, inputs, nexts = sequence(cfg)
+    V, T = len(tok.vocab), cfg.context
+    rng = np.random.default_rng(cfg.seed)
+    tape = Tape()
+    tape.meta = {"model": NAME, "tokenized": tok}
+    ids = token_ids(tape, inputs, name="ids")
+    targets = one_hot(tape, nexts, V, name="Y")
+    pe = positional_encoding(tape, T, cfg.d_model)
+    scale = tape.apply(RSQRT, tape.constant("d_k", [[float(cfg.d_k)]], role="data"), name="1/sqrt(d_k)")
+    p = {k: tape.constant(k, v, role="param") for k, v in init_params(rng, V, cfg.d_model, cfg.d_k).items()}
+    lr = tape.constant("lr", [[cfg.lr]], role="hyper", defined_name="lr")
+    optimizer = optim.make(tape, cfg, lr, p, optim.hyperparameters(tape, cfg))
+    for k in range(1, cfg.iterations + 1):
+        tape.iteration = k
+        loss = forward(tape, p, ids, pe, scale, targets, V)
+        tape.at("backward")
+        grads = tape.backward(loss, p)
+        tape.at("update")
+        p = optimizer.step(p, grads)
+    return tape
