@@ -38,6 +38,16 @@ def soffice() -> str:
     return require_soffice()
 
 
+def ops_template(lang: str, title: str):
+    """A Template for a workbook of bare ops (no model): common.toml's text for every op and a
+    minimal model (a title and an intro; no pictures, losses or symbols)."""
+    from tracer.template import Template
+
+    tpl = Template("vae", lang)
+    tpl.model = {"title": {lang: title}, "intro": {lang: title}}
+    return tpl
+
+
 # --------------------------------------------------------------------------
 # The default VAE
 # --------------------------------------------------------------------------

@@ -172,11 +172,11 @@ def test_gradcheck_catches_a_gradient_leaking_into_the_generator():
     slope = tape.constant("slope", [[0.2]], role="hyper")
     x = tape.constant("x_real", mnist.load_digit(0)[0])
     tape.iteration = 1
-    fake = gan.generator(tape.constant("z", rng.standard_normal((1, 2))), {**P, "slope": slope})
+    fake = gan.generator(tape.constant("z", rng.standard_normal((1, 2))), P, slope)
     from tracer.ops import add, neg_mean_ln, neg_mean_ln1m
 
-    L_D = add(neg_mean_ln(gan.discriminator(x, {**P, "slope": slope}, "real")),
-              neg_mean_ln1m(gan.discriminator(fake, {**P, "slope": slope}, "fake")), name="L_D")
+    L_D = add(neg_mean_ln(gan.discriminator(x, P, slope, "real")),
+              neg_mean_ln1m(gan.discriminator(fake, P, slope, "fake")), name="L_D")
     tape.backward(L_D, P, held=[fake], prefix="L_D")
     (report,) = gradcheck(tape, 1, sample=2)
     assert report.max_rel < 1e-6  # the gradients themselves are right ...

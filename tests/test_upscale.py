@@ -5,25 +5,23 @@ when installed), the gradient rule against the dense transpose, the cell formula
 Python against the forward, then recalculated in LibreOffice through the real exporter (Layout +
 write_xlsx), and a formula broken on purpose that the LibreOffice check catches.
 
-The workbook needs each op's equation and note: until `PROPOSED_TOML` is merged into
-templates/common.toml, the test's Template instance gets those entries added to its own
-`common["ops"]` (entries already in common.toml win, so the tests keep working after the merge).
+The workbook's equations and notes are templates/common.toml's.
 """
 
 from __future__ import annotations
 
 import math
 import re
-import tomllib
 from fractions import Fraction
 
 import numpy as np
 import pytest
+from conftest import ops_template
 
 from tracer import ops, verify
 from tracer.layout import Cells, Layout, Place
 from tracer.tape import Tape
-from tracer.template import LANGS, Template
+from tracer.template import LANGS, Template, _load
 from tracer.upscale import (UPSCALE_BILINEAR_2, UPSCALE_NEAREST_2, UPSCALE_OPS, UPSCALES,
                             Upscale, UpscaleGrad, upscale)
 from tracer.xlsx import write_xlsx
@@ -287,54 +285,12 @@ def test_the_op_table():
 
 # --- workbook text (to be merged into templates/common.toml) ----------------------------------
 
-PROPOSED_TOML = """\
-[ops.upscale_nearest_2]
-equation = "{out}[R, C] = {0}[⌊R/2⌋, ⌊C/2⌋]"
-en = "Each row of {0} is an s × s image (pixel (r, c) in column r·s + c), enlarged to 2s × 2s: output pixel (R, C) is simply a reference to pixel (⌊R/2⌋, ⌊C/2⌋) of the same row of {0} (nearest neighbour: every pixel becomes a 2 × 2 square)."
-es = "Cada fila de {0} es una imagen de s × s (píxel (r, c) en la columna r·s + c), ampliada a 2s × 2s: el píxel de salida (R, C) es simplemente una referencia al píxel (⌊R/2⌋, ⌊C/2⌋) de la misma fila de {0} (vecino más cercano: cada píxel se convierte en un cuadrado de 2 × 2)."
-[ops.upscale_nearest_4]
-equation = "{out}[R, C] = {0}[⌊R/4⌋, ⌊C/4⌋]"
-en = "Each row of {0} is an s × s image (pixel (r, c) in column r·s + c), enlarged to 4s × 4s: output pixel (R, C) is simply a reference to pixel (⌊R/4⌋, ⌊C/4⌋) of the same row of {0} (nearest neighbour: every pixel becomes a 4 × 4 square)."
-es = "Cada fila de {0} es una imagen de s × s (píxel (r, c) en la columna r·s + c), ampliada a 4s × 4s: el píxel de salida (R, C) es simplemente una referencia al píxel (⌊R/4⌋, ⌊C/4⌋) de la misma fila de {0} (vecino más cercano: cada píxel se convierte en un cuadrado de 4 × 4)."
-[ops.upscale_bilinear_2]
-equation = "{out}[R, C] = (1−fy)(1−fx)·{0}[y₀, x₀] + (1−fy)·fx·{0}[y₀, x₀+1] + fy·(1−fx)·{0}[y₀+1, x₀] + fy·fx·{0}[y₀+1, x₀+1],   y = R·(s−1)/(S−1), x = C·(s−1)/(S−1), S = 2s"
-en = "Each row of {0} is an s × s image (pixel (r, c) in column r·s + c), enlarged to S × S, S = 2s, by bilinear interpolation with the corners aligned (the 4 corner pixels are kept): output pixel (R, C) sits at y = R·(s−1)/(S−1), x = C·(s−1)/(S−1) of {0}; with y₀ = ⌊y⌋, x₀ = ⌊x⌋, fy = y − y₀, fx = x − x₀ it is the weighted average of the 4 pixels around it, (y₀, x₀), (y₀, x₀+1), (y₀+1, x₀) and (y₀+1, x₀+1), with weights (1−fy)(1−fx), (1−fy)·fx, fy·(1−fx) and fy·fx. The formula writes them exactly, as integers over (S−1)²: ((A·wx₀ + B·wx₁)·wy₀ + (C·wx₀ + D·wx₁)·wy₁)/(S−1)² with fy = wy₁/(S−1), fx = wx₁/(S−1); weights of 0 are left out, so on a grid line it averages 2 pixels and on a grid point it is the pixel itself."
-es = "Cada fila de {0} es una imagen de s × s (píxel (r, c) en la columna r·s + c), ampliada a S × S, S = 2s, por interpolación bilineal con las esquinas alineadas (se conservan los 4 píxeles de las esquinas): el píxel de salida (R, C) está en y = R·(s−1)/(S−1), x = C·(s−1)/(S−1) de {0}; con y₀ = ⌊y⌋, x₀ = ⌊x⌋, fy = y − y₀, fx = x − x₀ es la media ponderada de los 4 píxeles que lo rodean, (y₀, x₀), (y₀, x₀+1), (y₀+1, x₀) y (y₀+1, x₀+1), con pesos (1−fy)(1−fx), (1−fy)·fx, fy·(1−fx) y fy·fx. La fórmula los escribe exactos, como enteros sobre (S−1)²: ((A·wx₀ + B·wx₁)·wy₀ + (C·wx₀ + D·wx₁)·wy₁)/(S−1)² con fy = wy₁/(S−1), fx = wx₁/(S−1); los pesos 0 se omiten, así que sobre una línea de la cuadrícula promedia 2 píxeles y sobre un punto de la cuadrícula es el propio píxel."
-[ops.upscale_bilinear_4]
-equation = "{out}[R, C] = (1−fy)(1−fx)·{0}[y₀, x₀] + (1−fy)·fx·{0}[y₀, x₀+1] + fy·(1−fx)·{0}[y₀+1, x₀] + fy·fx·{0}[y₀+1, x₀+1],   y = R·(s−1)/(S−1), x = C·(s−1)/(S−1), S = 4s"
-en = "Each row of {0} is an s × s image (pixel (r, c) in column r·s + c), enlarged to S × S, S = 4s, by bilinear interpolation with the corners aligned (the 4 corner pixels are kept): output pixel (R, C) sits at y = R·(s−1)/(S−1), x = C·(s−1)/(S−1) of {0}; with y₀ = ⌊y⌋, x₀ = ⌊x⌋, fy = y − y₀, fx = x − x₀ it is the weighted average of the 4 pixels around it, (y₀, x₀), (y₀, x₀+1), (y₀+1, x₀) and (y₀+1, x₀+1), with weights (1−fy)(1−fx), (1−fy)·fx, fy·(1−fx) and fy·fx. The formula writes them exactly, as integers over (S−1)²: ((A·wx₀ + B·wx₁)·wy₀ + (C·wx₀ + D·wx₁)·wy₁)/(S−1)² with fy = wy₁/(S−1), fx = wx₁/(S−1); weights of 0 are left out, so on a grid line it averages 2 pixels and on a grid point it is the pixel itself."
-es = "Cada fila de {0} es una imagen de s × s (píxel (r, c) en la columna r·s + c), ampliada a S × S, S = 4s, por interpolación bilineal con las esquinas alineadas (se conservan los 4 píxeles de las esquinas): el píxel de salida (R, C) está en y = R·(s−1)/(S−1), x = C·(s−1)/(S−1) de {0}; con y₀ = ⌊y⌋, x₀ = ⌊x⌋, fy = y − y₀, fx = x − x₀ es la media ponderada de los 4 píxeles que lo rodean, (y₀, x₀), (y₀, x₀+1), (y₀+1, x₀) y (y₀+1, x₀+1), con pesos (1−fy)(1−fx), (1−fy)·fx, fy·(1−fx) y fy·fx. La fórmula los escribe exactos, como enteros sobre (S−1)²: ((A·wx₀ + B·wx₁)·wy₀ + (C·wx₀ + D·wx₁)·wy₁)/(S−1)² con fy = wy₁/(S−1), fx = wx₁/(S−1); los pesos 0 se omiten, así que sobre una línea de la cuadrícula promedia 2 píxeles y sobre un punto de la cuadrícula es el propio píxel."
-[ops.upscale_nearest_2_grad]
-equation = "{out}[r, c] = Σ {0}[R, C]   (2r ≤ R ≤ 2r+1, 2c ≤ C ≤ 2c+1)"
-en = "Each cell: the sum of the 2 × 2 cells of {0} that copied this pixel in the nearest-neighbour enlargement ×2 (the gradient flows back to the pixel it came from)."
-es = "Cada celda: la suma de las 2 × 2 celdas de {0} que copiaron este píxel en la ampliación ×2 por vecino más cercano (el gradiente vuelve al píxel del que vino)."
-[ops.upscale_nearest_4_grad]
-equation = "{out}[r, c] = Σ {0}[R, C]   (4r ≤ R ≤ 4r+3, 4c ≤ C ≤ 4c+3)"
-en = "Each cell: the sum of the 4 × 4 cells of {0} that copied this pixel in the nearest-neighbour enlargement ×4 (the gradient flows back to the pixel it came from)."
-es = "Cada celda: la suma de las 4 × 4 celdas de {0} que copiaron este píxel en la ampliación ×4 por vecino más cercano (el gradiente vuelve al píxel del que vino)."
-[ops.upscale_bilinear_2_grad]
-equation = "{out}[r, c] = Σ_R Σ_C w(R→r) · w(C→c) · {0}[R, C]"
-en = "Each cell: the sum of the cells (R, C) of {0} whose bilinear interpolation ×2 used this pixel, each times the weight the pixel had there, w(R→r)·w(C→c) (1−fy or fy, times 1−fx or fx): the transpose of the enlargement, its weights exact integers over (S−1)², S = 2s."
-es = "Cada celda: la suma de las celdas (R, C) de {0} cuya interpolación bilineal ×2 usó este píxel, cada una por el peso que el píxel tenía allí, w(R→r)·w(C→c) (1−fy o fy, por 1−fx o fx): la traspuesta de la ampliación, con pesos enteros exactos sobre (S−1)², S = 2s."
-[ops.upscale_bilinear_4_grad]
-equation = "{out}[r, c] = Σ_R Σ_C w(R→r) · w(C→c) · {0}[R, C]"
-en = "Each cell: the sum of the cells (R, C) of {0} whose bilinear interpolation ×4 used this pixel, each times the weight the pixel had there, w(R→r)·w(C→c) (1−fy or fy, times 1−fx or fx): the transpose of the enlargement, its weights exact integers over (S−1)², S = 4s."
-es = "Cada celda: la suma de las celdas (R, C) de {0} cuya interpolación bilineal ×4 usó este píxel, cada una por el peso que el píxel tenía allí, w(R→r)·w(C→c) (1−fy o fy, por 1−fx o fx): la traspuesta de la ampliación, con pesos enteros exactos sobre (S−1)², S = 4s."
-"""
-
-
 def upscale_template(lang: str) -> Template:
-    """A Template for a workbook made of these ops only: common.toml plus the proposed entries
-    it does not have yet, and a minimal model (title and intro; no pictures, losses, symbols)."""
-    tpl = Template("vae", lang)
-    for name, entry in tomllib.loads(PROPOSED_TOML)["ops"].items():
-        tpl.common["ops"].setdefault(name, entry)
-    tpl.model = {"title": {lang: "Upscale"}, "intro": {lang: "Resolution amplifier"}}
-    return tpl
+    return ops_template(lang, "Upscale")
 
 
-def test_proposed_template_text_covers_every_op():
-    entries = tomllib.loads(PROPOSED_TOML)["ops"]
+def test_template_text_covers_every_op():
+    entries = {name: entry for name, entry in _load("common")["ops"].items() if name in UPSCALE_OPS}
     assert set(entries) == set(UPSCALE_OPS)
     for name, entry in entries.items():
         assert entry["equation"].startswith("{out}") and set(entry) == {"equation", *LANGS}, name

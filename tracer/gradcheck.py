@@ -95,7 +95,7 @@ def gradcheck(tape, iteration: int = 1, sample: int | None = None, h: float = 1e
 
 def _check_run(tape, run, sample, h, seed) -> Report:
     rng = np.random.default_rng(seed)
-    prefix = next(iter(run.grads.values())).name.split("/")[0][1:] if run.grads else "L"
+    prefix = run.prefix
     grad_names = {t.name for t in tape.tensors if t.iteration == run.loss.iteration}
     report = Report(run.loss.iteration, prefix)
     inside = {id(t) for t in run.region}

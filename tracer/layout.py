@@ -369,8 +369,7 @@ class Layout:
             r += 1
         r += 1
         parts.append(Text(r, 0, tt("settings"), "heading"))
-        hyper_names = {t.name for t in self.hypers}
-        hyper_names = {n.lower() for n in hyper_names}
+        hyper_names = {t.name.lower() for t in self.hypers}
         for key, value in self.config.items():
             if key.lower() in hyper_names:
                 continue  # shown above as a named cell

@@ -15,15 +15,6 @@ position (masked or not, sine or cosine, which head) the op makes it when it wri
 Two things need no new op:
 * scaling by a constant such as 1/√d_k is tracer.ops.MUL with a (1, 1) tensor (`scale`);
 * a one-hot lookup X·E is tracer.ops.MATMUL; `embed` is the readable lookup by id.
-
-Fused gradients.  tracer.tape.Tape.backward asks an op for the gradient of every input that
-depends on a parameter.  An op whose formula reads helper tensors computed from its main input
-(the probabilities P of the logits Z, the row mean μ and variance σ² of x) but whose gradient rule
-differentiates straight through them to the main input cannot answer for the helpers: they are
-its *views*.  Such an op ("softmax_xent", "normalize_fused") computes its numpy value from its
-main input only (so a finite-difference replay that nudges Z or x is right) and refuses to
-differentiate its views: pass `held=views_to_hold(tape)` to Tape.backward.  The unfused chains
-("xent" after "softmax"; "row_mean", "row_var", "normalize") need nothing held.
 """
 
 from __future__ import annotations
@@ -79,35 +70,6 @@ def _same_way(c, a, b, op_name):
     if c.shape(a) != c.shape(b) or (_turned(c, a) != _turned(c, b) and c.shape(a) != (1, 1)):
         raise ValueError(f"{op_name}: its two {c.shape(a)} and {c.shape(b)} inputs must have the "
                          "same shape and be laid out the same way")
-
-
-class _Views:
-    """Mixin for a fused op: inputs at indices `views` are read by its formula but recomputed by its
-    numpy forward from the main input, and never differentiated (hold them)."""
-
-    views: tuple = ()
-
-    def _check_views(self, out, wanted):
-        for k in self.views:
-            if wanted[k]:
-                raise ValueError(
-                    f"{self.name}: {out.inputs[k].name!r} is a view its gradient rule differentiates "
-                    "through; hold it: tape.backward(loss, params, held=lm_ops.views_to_hold(tape))")
-
-
-def views_to_hold(tape, iteration=None) -> list:
-    """The views of the fused ops recorded in `iteration` (default: the tape's current one): the
-    tensors to pass as `held` to Tape.backward."""
-    it = tape.iteration if iteration is None else iteration
-    seen, out = set(), []
-    for t in tape.tensors:
-        if t.iteration == it and isinstance(t.op, _Views):
-            for k in t.op.views:
-                u = t.inputs[k]
-                if id(u) not in seen:
-                    seen.add(id(u))
-                    out.append(u)
-    return out
 
 
 # --- 1, 2. softmax over rows, and the causal softmax ------------------------------------------
@@ -207,46 +169,7 @@ class CrossEntropyGrad(Op):
         return f"-{c.at(2, i, j)}*{c.at(1, i, j)}/({_rows(c, 0)}*{c.at(0, i, j)})"
 
 
-class SoftmaxCrossEntropy(_Views, Op):
-    """The fused loss of logits: L = −(1/T) Σ Y ⊙ ln softmax(Z): Z (T, V) logits, P (T, V) =
-    softmax(Z) (a view: the formula reads it), Y (T, V) one-hot → (1, 1).
-    Cell: −SUMPRODUCT(Y, LN(P))/T, like xent.  numpy computes it from Z (log-sum-exp), and the
-    gradient goes straight to the logits: dZ = g·(P − Y)/T (softmax_xent_grad), one block
-    instead of xent_grad's and softmax_grad's.  Hold P (views_to_hold)."""
-
-    name = "softmax_xent"
-    views = (1,)
-
-    def forward(self, z, p, y, **attrs):
-        m = z.max(axis=1, keepdims=True)
-        log_p = z - m - np.log(np.exp(z - m).sum(axis=1, keepdims=True))
-        return np.array([[-(y * log_p).sum() / z.shape[0]]])
-
-    def formula(self, c, i, j):
-        _same_way(c, 1, 2, self.name)
-        return f"-SUMPRODUCT({c.all(2)},LN({c.all(1)}))/{_rows(c, 1)}"
-
-    def backward(self, out, g, wanted):
-        self._check_views(out, wanted)
-        _, p, y = out.inputs
-        return _grads(wanted, lambda: _rec(SOFTMAX_XENT_GRAD, p, y, g), lambda: None,
-                      _refuse(self.name, "the targets"))
-
-
-class SoftmaxCrossEntropyGrad(Op):
-    """dZ = g·(P − Y)/T: P (T, V), Y (T, V), g (1, 1) → (T, V)."""
-
-    name = "softmax_xent_grad"
-
-    def forward(self, p, y, g, **attrs):
-        return g * (p - y) / p.shape[0]
-
-    def formula(self, c, i, j):
-        return f"{c.at(2, i, j)}*({c.at(0, i, j)}-{c.at(1, i, j)})/{_rows(c, 0)}"
-
-
 XENT, XENT_GRAD = CrossEntropy(), CrossEntropyGrad()
-SOFTMAX_XENT, SOFTMAX_XENT_GRAD = SoftmaxCrossEntropy(), SoftmaxCrossEntropyGrad()
 
 
 # --- 4. embedding lookup ----------------------------------------------------------------------
@@ -471,50 +394,11 @@ class ColDot(Op):
         return dot(c.col(0, j), c.col(1, j))
 
 
-class NormalizeFused(_Views, Normalize):
-    """x̂ = (x − μ)/√(σ² + ε) like normalize (same cells), with LayerNorm's whole gradient in one op:
-    μ and σ² are views: they must be x's row mean and variance (layer_norm records them so);
-    numpy recomputes them from x and the gradient rule reads σ²; hold them.  The gradient:
-      dx = (g − mean_j g − x̂ ⊙ mean_j(g ⊙ x̂)) / √(σ² + ε)   (layernorm_grad)."""
-
-    name = "normalize_fused"
-    views = (1, 2)
-
-    def forward(self, x, mu, var, eps, **attrs):
-        m = ROW_MEAN.forward(x)
-        return Normalize.forward(self, x, m, ROW_VAR.forward(x, m), eps)
-
-    def backward(self, out, g, wanted):
-        self._check_views(out, wanted)
-        _, _, var, eps = out.inputs
-        return _grads(wanted, lambda: _rec(LAYERNORM_GRAD, out, var, eps, g), lambda: None,
-                      lambda: None, _refuse(self.name, "ε"))
-
-
-class LayerNormGrad(Op):
-    """dx[i, j] = (g_ij − (1/d) Σ_k g_ik − x̂_ij (1/d) Σ_k g_ik x̂_ik) / √(σ²_i + ε):
-    x̂ (T, d), σ² (T, 1), ε (1, 1), g (T, d) → (T, d).
-    Cell: (g − AVERAGE(row of g) − x̂*SUMPRODUCT(row of g, row of x̂)/d)/SQRT(σ² + ε)."""
-
-    name = "layernorm_grad"
-
-    def forward(self, xhat, var, eps, g, **attrs):
-        d = g.shape[1]
-        return (g - g.sum(axis=1, keepdims=True) / d
-                - xhat * (g * xhat).sum(axis=1, keepdims=True) / d) / np.sqrt(var + eps)
-
-    def formula(self, c, i, j):
-        grow, d = c.row(3, i), _cols(c, 3)
-        return (f"({c.at(3, i, j)}-AVERAGE({grow[0]})-{c.at(0, i, j)}*{dot(grow, c.row(0, i))}/{d})"
-                f"/SQRT({c.at(1, i, j)}+{c.at(2, i, j)})")
-
-
 ROW_MEAN, ROW_MEAN_GRAD = RowMean(), RowMeanGrad()
 ROW_VAR, ROW_VAR_GRAD_X, ROW_VAR_GRAD_MU = RowVar(), RowVarGradX(), RowVarGradMu()
 NORMALIZE, NORMALIZE_GRAD_X, NORMALIZE_GRAD_MU, NORMALIZE_GRAD_VAR = (
     Normalize(), NormalizeGradX(), NormalizeGradMu(), NormalizeGradVar())
 AFFINE, COL_DOT = Affine(), ColDot()
-NORMALIZE_FUSED, LAYERNORM_GRAD = NormalizeFused(), LayerNormGrad()
 
 
 # --- 6. GELU (tanh approximation) --------------------------------------------------------------
@@ -687,10 +571,10 @@ CONCAT_COLS = ConcatCols()
 # --- the registry ---------------------------------------------------------------------------
 
 LM_OPS = {op.name: op for op in (
-    SOFTMAX, CAUSAL_SOFTMAX, SOFTMAX_GRAD, XENT, XENT_GRAD, SOFTMAX_XENT, SOFTMAX_XENT_GRAD,
+    SOFTMAX, CAUSAL_SOFTMAX, SOFTMAX_GRAD, XENT, XENT_GRAD,
     EMBED, EMBED_GRAD, ROW_MEAN, ROW_MEAN_GRAD, ROW_VAR, ROW_VAR_GRAD_X, ROW_VAR_GRAD_MU,
     NORMALIZE, NORMALIZE_GRAD_X, NORMALIZE_GRAD_MU, NORMALIZE_GRAD_VAR, AFFINE, COL_DOT,
-    NORMALIZE_FUSED, LAYERNORM_GRAD, GELU, GELU_GRAD, POS_ENCODING,
+    GELU, GELU_GRAD, POS_ENCODING,
     slice_cols(0, 1), pad_cols(0, 1), CONCAT_COLS,
 )}
 """One op per name (the template's [ops.<name>] entries).  slice_cols and pad_cols are families
@@ -768,14 +652,6 @@ def cross_entropy(probs, targets, name=None):
     return _rec(XENT, probs, targets, name=name)
 
 
-def softmax_cross_entropy(logits, targets, name=None, probs_name=None):
-    """The fused form: records P = softmax(logits) and the loss of the logits read through P;
-    returns (P, loss).  Its gradient goes straight to the logits ((P − Y)/T), so hold P:
-    tape.backward(loss, params, held=views_to_hold(tape))."""
-    probs = softmax(logits, name=probs_name)
-    return probs, _rec(SOFTMAX_XENT, logits, probs, targets, name=name)
-
-
 def one_hot(tape, ids, vocab, name="Y", **attrs):
     """A constant (T, V) one-hot matrix: row i has its 1 at column ids[i]."""
     ids = np.asarray(ids, dtype=np.int64).ravel()
@@ -800,14 +676,13 @@ def _named(base, part):
     return None if base is None else f"{base}_{part}"
 
 
-def layer_norm(x, gamma, beta, eps, name=None, fused=False):
+def layer_norm(x, gamma, beta, eps, name=None):
     """LayerNorm over the last axis, recorded as μ = `<name>_mu`, σ² = `<name>_var`,
     x̂ = `<name>_xhat` and y = `<name>`.  eps: a (1, 1) tensor (e.g. a named hyperparameter cell).
-    fused=True records x̂ with normalize_fused (one layernorm_grad block in the backward pass;
-    hold μ and σ²: views_to_hold)."""
+    Every step records its exact partial derivatives; the tape sums x's three contributions."""
     mu = _rec(ROW_MEAN, x, name=_named(name, "mu"))
     var = _rec(ROW_VAR, x, mu, name=_named(name, "var"))
-    xhat = _rec(NORMALIZE_FUSED if fused else NORMALIZE, x, mu, var, eps, name=_named(name, "xhat"))
+    xhat = _rec(NORMALIZE, x, mu, var, eps, name=_named(name, "xhat"))
     return _rec(AFFINE, xhat, gamma, beta, name=name)
 
 

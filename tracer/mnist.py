@@ -25,12 +25,11 @@ import math
 import operator
 import os
 import zlib
-from pathlib import Path
 from typing import Union
 
 import numpy as np
 
-from tracer.errors import TracerError
+from tracer.errors import TracerError, read_bytes
 
 #: Number of digits in the shipped sample.
 SAMPLE_SIZE = 100
@@ -77,7 +76,7 @@ def read_idx(path: PathArg) -> np.ndarray:
             has trailing bytes, or is a corrupt gzip file.
     """
     name = str(path)
-    raw = _read_bytes(path, name)
+    raw = read_bytes(path, name, "an MNIST")
     if raw[:2] == _GZIP_MAGIC:
         raw = _gunzip(raw, name)
     return _parse_idx(raw, name)
@@ -158,6 +157,20 @@ def load_digit(index: int, path: PathArg | None = None) -> tuple[np.ndarray, int
         TracerError: the file cannot be loaded, or ``index`` is out of
             range (negative indices are out of range too).
     """
+    return load_batch(index, 1, path)
+
+
+def load_batch(index: int, n: int, path: PathArg | None = None) -> tuple[np.ndarray, int | None]:
+    """The digit at ``index`` and the next ``n - 1`` digits of the same class, as rows.
+
+    Returns ``(pixels, label)`` with ``pixels`` of shape ``(n, 784)`` scaled to [0, 1] and the
+    class (``None`` if unknown).  Without labels (a user's file), the next ``n - 1`` digits
+    whatever their class.
+
+    Raises:
+        TracerError: the file cannot be loaded, ``index`` is out of range, or the file has
+            fewer than ``n`` such digits from ``index`` on.
+    """
     index = operator.index(index)
     images = load_images(path)
     count = images.shape[0]
@@ -167,33 +180,13 @@ def load_digit(index: int, path: PathArg | None = None) -> tuple[np.ndarray, int
             f"--digit {index} is out of range: {where} has {count} "
             f"digit{'' if count == 1 else 's'} (0-{count - 1})"
         )
-    pixels = images[index].reshape(1, IMAGE_SIDE * IMAGE_SIDE).astype(np.float64) / 255.0
     labels = load_labels(path)
-    label = None
-    if labels is not None:
-        if labels.shape[0] != count:
-            raise TracerError("the shipped MNIST sample has different numbers of images and labels")
-        label = int(labels[index])
-    return pixels, label
-
-
-def load_batch(index: int, n: int, path: PathArg | None = None) -> tuple[np.ndarray, int | None]:
-    """The digit at ``index`` and the next ``n - 1`` digits of the same class, as rows.
-
-    Returns ``(pixels, label)`` with ``pixels`` of shape ``(n, 784)`` scaled to [0, 1].  Without
-    labels (a user's file), the next ``n - 1`` digits whatever their class.
-
-    Raises:
-        TracerError: ``index`` is out of range, or the file has fewer than ``n`` such digits
-            from ``index`` on.
-    """
-    first, label = load_digit(index, path)
-    if n == 1:
-        return first, label
-    images, labels = load_images(path), load_labels(path)
-    rows = [i for i in range(index, images.shape[0]) if labels is None or labels[i] == label][:n]
+    if labels is not None and labels.shape[0] != count:
+        raise TracerError("the shipped MNIST sample has different numbers of images and labels")
+    label = None if labels is None else int(labels[index])
+    rows = [i for i in range(index, count) if label is None or labels[i] == label][:n]
     if len(rows) < n:
-        what = f"digits of class {label}" if labels is not None else "digits"
+        what = f"digits of class {label}" if label is not None else "digits"
         raise TracerError(f"--batch {n} is too large: only {len(rows)} {what} from --digit {index} on")
     pixels = images[rows].reshape(n, IMAGE_SIDE * IMAGE_SIDE).astype(np.float64) / 255.0
     return pixels, label
@@ -205,20 +198,6 @@ def load_batch(index: int, n: int, path: PathArg | None = None) -> tuple[np.ndar
 def _sample_file(filename: str):
     """Return a Traversable for one of the package's own data files."""
     return importlib.resources.files("tracer.data").joinpath(filename)
-
-
-def _read_bytes(path, name: str) -> bytes:
-    """Read a whole file, turning OS errors into TracerError."""
-    source = path if hasattr(path, "read_bytes") else Path(path)
-    try:
-        return source.read_bytes()
-    except FileNotFoundError:
-        raise TracerError(f"MNIST file not found: {name}") from None
-    except IsADirectoryError:
-        raise TracerError(f"expected an MNIST file but found a directory: {name}") from None
-    except OSError as exc:
-        reason = exc.strerror or exc.__class__.__name__
-        raise TracerError(f"cannot read MNIST file {name}: {reason}") from None
 
 
 def _gunzip(raw: bytes, name: str) -> bytes:

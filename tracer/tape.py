@@ -50,6 +50,7 @@ class BackwardRun:
     grads: dict
     held: tuple
     region: list
+    prefix: str = "L"  # the gradients are named d<prefix>/d<tensor>
 
 
 class Tape:
@@ -154,7 +155,7 @@ class Tape:
                     contributions.setdefault(id(u), []).append((g_u, t.name))
         result = {name: grads[id(p)] for name, p in params.items() if id(p) in grads}
         region = [t for t in order if inside(t) and id(t) not in stop]
-        self.backward_runs.append(BackwardRun(loss, dict(params), result, tuple(held), region))
+        self.backward_runs.append(BackwardRun(loss, dict(params), result, tuple(held), region, prefix))
         return result
 
     def _total(self, t: Tensor, parts: list[tuple[Tensor, str]], prefix: str) -> Tensor:

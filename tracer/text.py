@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence, Union
 
-from tracer.errors import TracerError
+from tracer.errors import TracerError, read_bytes
 
 #: Languages with a built-in corpus, and its file in tracer/data.
 CORPORA = {"en": "corpus_en.txt", "es": "corpus_es.txt"}
@@ -201,7 +201,7 @@ def load_text(path: PathArg | None, lang: str = "en") -> str:
     else:
         source = Path(path)
         name = str(path)
-    raw = _read_head(source, name, 4 * MAX_CHARS + 1)
+    raw = read_bytes(source, name, "a text", 4 * MAX_CHARS + 1)
     if b"\0" in raw:
         raise TracerError(f"{name} is a binary file (it contains NUL bytes), not UTF-8 text")
     why = "the limit keeps workbooks readable"
@@ -221,22 +221,6 @@ def load_text(path: PathArg | None, lang: str = "en") -> str:
     if not text.strip():
         raise TracerError(f"{name} contains only whitespace")
     return text
-
-
-def _read_head(source, name: str, limit: int) -> bytes:
-    """The first ``limit`` bytes of a file, OS errors turned into TracerError."""
-    try:
-        if isinstance(source, Path) and source.is_dir():
-            raise IsADirectoryError
-        with source.open("rb") as handle:
-            return handle.read(limit)
-    except FileNotFoundError:
-        raise TracerError(f"text file not found: {name}") from None
-    except IsADirectoryError:
-        raise TracerError(f"expected a text file but found a folder: {name}") from None
-    except OSError as exc:
-        reason = exc.strerror or exc.__class__.__name__
-        raise TracerError(f"cannot read text file {name}: {reason}") from None
 
 
 # --- tokenizing --------------------------------------------------------------

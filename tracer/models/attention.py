@@ -20,10 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from tracer import optim
-from tracer import text as txt
 from tracer.errors import TracerError
 from tracer.lm_ops import RSQRT, causal_softmax, cross_entropy, embed, one_hot, positional_encoding, softmax, token_ids
-from tracer.models.base import Training, opt
+from tracer.models.base import TextTraining, lr_opt, opt
 from tracer.ops import MATMUL, MATMUL_NT, MUL, add, linear
 from tracer.tape import Tape
 
@@ -33,21 +32,13 @@ SUMMARY = "one causal self-attention layer learning to predict the next token"
 
 
 @dataclass
-class Config(Training):
+class Config(TextTraining):
     """The options of `tracer run attention` (one CLI option per field)."""
 
-    lr: float = opt(None, "learning rate, a named cell [default: 0.2 with sgd, 0.05 with adam]", positive=True)
+    lr: float = lr_opt("learning rate", sgd=0.2, adam=0.05)
     d_model: int = opt(8, "embedding size d", min=1)
     d_k: int = opt(4, "size of the queries, keys and values", min=1)
     context: int = opt(8, "tokens in the training sequence (T)", min=2)
-    text: str = opt(None, "your own text file (UTF-8, one sentence per line)", path=True)
-    corpus: str = opt(None, "built-in corpus when no --text [default: the workbook's --lang]", choices=("en", "es"))
-    tokenizer: str = opt("word", "how the text becomes tokens", choices=txt.TOKENIZERS)
-    merges: int = opt(txt.DEFAULT_MERGES, "BPE merges (with --tokenizer bpe)", min=0)
-
-    def __post_init__(self):
-        if self.lr is None:
-            self.lr = {"adam": 0.05}.get(self.optimizer, 0.2)
 
 
 def init_params(rng, V: int, d: int, d_k: int) -> dict[str, np.ndarray]:
@@ -63,12 +54,9 @@ def init_params(rng, V: int, d: int, d_k: int) -> dict[str, np.ndarray]:
 
 def sequence(cfg):
     """The tokenization of the text (cut to what the sequence needs) and (inputs, targets)."""
-    lines = txt.split_sentences(txt.load_text(cfg.text, cfg.corpus or "en"))
-    tok = txt.tokenize("\n".join(lines), cfg.tokenizer, cfg.merges)
-    need, kept = cfg.context + 1, []
-    for line in lines:  # whole sentences until the sequence is long enough: a small vocabulary
-        kept.append(line)
-        tok = txt.tokenize("\n".join(kept), cfg.tokenizer, cfg.merges)
+    lines, need = cfg.lines(), cfg.context + 1
+    for n in range(1, len(lines) + 1):  # whole sentences until the sequence is long enough: a small vocabulary
+        tok = cfg.tokenize(lines[:n])
         if len(tok.ids) >= need:
             break
     if len(tok.ids) < need:

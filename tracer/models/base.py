@@ -1,17 +1,26 @@
-"""What every trainable model's options share: iterations, seed and the optimizer.
+"""What every trainable model's options share: iterations, seed and the optimizer (Training),
+and for the language models the text they learn from (TextTraining).
 
 A model's `Config` is a dataclass whose fields become CLI options (`tracer run MODEL --help`);
 `opt` attaches the help text and the checks the CLI applies (min=, positive=, below=, path=,
-choices=).
+choices=); `lr_opt` makes a learning rate whose default depends on --optimizer.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+
+from tracer import text as txt
 
 
 def opt(default, help, **checks):
     return field(default=default, metadata={"help": help, **checks})
+
+
+def lr_opt(what: str, sgd: float, adam: float):
+    """A learning rate (a named cell) whose default is `sgd` or `adam` by --optimizer."""
+    return opt(None, f"{what}, a named cell [default: {sgd} with sgd, {adam} with adam]", positive=True,
+               by_optimizer={"sgd": sgd, "adam": adam})
 
 
 @dataclass
@@ -23,3 +32,26 @@ class Training:
     beta1: float = opt(0.9, "Adam: decay of the first moment m (a named cell)", min=0, below=1)
     beta2: float = opt(0.999, "Adam: decay of the second moment v (a named cell)", min=0, below=1)
     adam_eps: float = opt(1e-8, "Adam: ε added to √v̂ (a named cell)", positive=True)
+
+    def __post_init__(self):
+        for f in fields(self):  # learning rates left to their optimizer's default
+            defaults = f.metadata.get("by_optimizer")
+            if defaults and getattr(self, f.name) is None:
+                setattr(self, f.name, defaults.get(self.optimizer, defaults["sgd"]))
+
+
+@dataclass
+class TextTraining(Training):
+    """Training on a text: the built-in corpus or the user's file, and its tokenizer."""
+
+    text: str = opt(None, "your own text file (UTF-8, one sentence per line)", path=True)
+    corpus: str = opt(None, "built-in corpus when no --text [default: the workbook's --lang]", choices=("en", "es"))
+    tokenizer: str = opt("word", "how the text becomes tokens", choices=txt.TOKENIZERS)
+    merges: int = opt(txt.DEFAULT_MERGES, "BPE merges (with --tokenizer bpe)", min=0)
+
+    def lines(self) -> list[str]:
+        """The sentences of the text (one per line)."""
+        return txt.split_sentences(txt.load_text(self.text, self.corpus or "en"))
+
+    def tokenize(self, lines: list[str], boundary: bool = True):
+        return txt.tokenize("\n".join(lines), self.tokenizer, self.merges, boundary=boundary)

@@ -25,27 +25,25 @@ from dataclasses import dataclass
 import numpy as np
 
 from tracer import mnist, optim
-from tracer.models.base import Training, opt
+from tracer.models.base import Training, lr_opt, opt
 from tracer.ops import add, leaky_relu, linear, neg_mean_ln, neg_mean_ln1m, sigmoid
 from tracer.tape import Tape
+from tracer.upscale import upscale
 
 NAME = "gan"
 LOSSES = ("L_D", "L_G")  # printed by `tracer run`
 SUMMARY = "GAN learning one MNIST digit: generator and discriminator, move by move (SGD or Adam)"
-# Default (lr_d, lr_g) of each optimizer.  The generator's gradient comes through the
-# discriminator and is ~100 times smaller than D's own, so with SGD G needs a much larger rate to
-# move at all; with these, D(x_fake) falls and G visibly fights back within a few iterations.
-LR = {"sgd": (0.005, 5.0), "adam": (0.0005, 0.05)}
 
 
 @dataclass
 class Config(Training):
     """The options of `tracer run gan` (one CLI option per field)."""
 
-    lr_d: float = opt(None, "discriminator's learning rate, a named cell "
-                            f"[default: {LR['sgd'][0]} with sgd, {LR['adam'][0]} with adam]", positive=True)
-    lr_g: float = opt(None, "generator's learning rate, a named cell "
-                            f"[default: {LR['sgd'][1]} with sgd, {LR['adam'][1]} with adam]", positive=True)
+    # The generator's gradient comes through the discriminator and is ~100 times smaller than D's
+    # own, so with SGD G needs a much larger rate to move at all; with these defaults D(x_fake)
+    # falls and G visibly fights back within a few iterations.
+    lr_d: float = lr_opt("discriminator's learning rate", sgd=0.005, adam=0.0005)
+    lr_g: float = lr_opt("generator's learning rate", sgd=5.0, adam=0.05)
     hidden: int = opt(16, "hidden units of the generator and of the discriminator", min=1)
     latent: int = opt(4, "latent units Z of the generator's input noise", min=1)
     slope: float = opt(0.2, "LeakyReLU slope for negative inputs (a named cell)", min=0)
@@ -55,20 +53,15 @@ class Config(Training):
     upscale: int = opt(None, "resolution amplifier: also show the generated digits ×2 or ×4", choices=(2, 4))
     upscale_mode: str = opt("bilinear", "how the amplifier interpolates", choices=("nearest", "bilinear"))
 
-    def __post_init__(self):
-        lr_d, lr_g = LR.get(self.optimizer, LR["sgd"])
-        self.lr_d = lr_d if self.lr_d is None else self.lr_d
-        self.lr_g = lr_g if self.lr_g is None else self.lr_g
 
-
-def generator(z, p):
-    h = leaky_relu(linear(z, p["G_W1"], p["G_b1"], name="G_a1"), p["slope"], name="G_h")
+def generator(z, p, slope):
+    h = leaky_relu(linear(z, p["G_W1"], p["G_b1"], name="G_a1"), slope, name="G_h")
     return sigmoid(linear(h, p["G_W2"], p["G_b2"], name="G_a2"), name="x_fake")
 
 
-def discriminator(x, p, tag):
+def discriminator(x, p, slope, tag):
     """D(x) for the batch x; `tag` names the tensors (real, fake, gen)."""
-    h = leaky_relu(linear(x, p["D_W1"], p["D_b1"], name=f"D_a1_{tag}"), p["slope"], name=f"D_h_{tag}")
+    h = leaky_relu(linear(x, p["D_W1"], p["D_b1"], name=f"D_a1_{tag}"), slope, name=f"D_h_{tag}")
     return sigmoid(linear(h, p["D_W2"], p["D_b2"], name=f"D_a2_{tag}"), name=f"D_{tag}")
 
 
@@ -102,10 +95,10 @@ def trace(cfg: Config) -> Tape:
         tape.iteration = k
         tape.at("forward", "generate")
         z = tape.constant("z", rng.standard_normal((cfg.batch, cfg.latent)), role="draw")
-        x_fake = generator(z, {**G, "slope": slope})
+        x_fake = generator(z, G, slope)
         tape.at("forward", "discriminate")
-        d_real = discriminator(x_real, {**D, "slope": slope}, "real")
-        d_fake = discriminator(x_fake, {**D, "slope": slope}, "fake")
+        d_real = discriminator(x_real, D, slope, "real")
+        d_fake = discriminator(x_fake, D, slope, "fake")
         tape.at("loss", "d_loss")
         L_D = add(neg_mean_ln(d_real, name="L_real"), neg_mean_ln1m(d_fake, name="L_fake"), name="L_D")
         tape.at("backward", "d_backward")
@@ -113,15 +106,13 @@ def trace(cfg: Config) -> Tape:
         tape.at("update", "d_update")
         D = opt_d.step(D, grads)
         tape.at("loss", "g_loss")
-        d_gen = discriminator(x_fake, {**D, "slope": slope}, "gen")
+        d_gen = discriminator(x_fake, D, slope, "gen")
         L_G = neg_mean_ln(d_gen, name="L_G")
         tape.at("backward", "g_backward")
         grads = tape.backward(L_G, G, prefix="L_G")
         tape.at("update", "g_update")
         G = opt_g.step(G, grads)
         if cfg.upscale:
-            from tracer.upscale import upscale
-
             tape.at("forward", "upscale")
             upscale(x_fake, cfg.upscale, cfg.upscale_mode, name="x_fake_up")
     return tape

@@ -33,12 +33,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from tracer import optim
-from tracer import text as txt
 from tracer.errors import TracerError
 from tracer.lm_ops import cosine, cross_entropy, embed, nearest, one_hot, softmax, token_ids
-from tracer.models.base import Training, opt
-from tracer.ops import MATMUL_NT, SUM_COLS, add, neg_mean_ln, neg_mean_ln1m, sigmoid
-from tracer.ops import MUL
+from tracer.models.base import TextTraining, lr_opt, opt
+from tracer.ops import MATMUL_NT, MUL, SUM_COLS, add, neg_mean_ln, neg_mean_ln1m, sigmoid
 from tracer.tape import Tape
 
 NAME = "skipgram"
@@ -49,24 +47,15 @@ NEIGHBOURS = 3
 
 
 @dataclass
-class Config(Training):
+class Config(TextTraining):
     """The options of `tracer run skipgram` (one CLI option per field)."""
 
     iterations: int = opt(8, "training iterations (each one over every pair of the text)", min=1)
     sentences: int = opt(4, "use the first N sentences of the text (0: all of them)", min=0)
-    lr: float = opt(None, "learning rate, a named cell [default: 4.0 with sgd, 0.1 with adam]", positive=True)
+    lr: float = lr_opt("learning rate", sgd=4.0, adam=0.1)
     dim: int = opt(4, "embedding size d", min=1)
     window: int = opt(2, "context words on each side of the center word", min=1)
     negative: int = opt(0, "negative samples per pair (0: full softmax over the vocabulary)", min=0)
-    text: str = opt(None, "your own text file (UTF-8, one sentence per line)", path=True)
-    corpus: str = opt(None, "built-in corpus when no --text [default: the workbook's --lang]",
-                      choices=("en", "es"))
-    tokenizer: str = opt("word", "how the text becomes tokens", choices=txt.TOKENIZERS)
-    merges: int = opt(txt.DEFAULT_MERGES, "BPE merges (with --tokenizer bpe)", min=0)
-
-    def __post_init__(self):
-        if self.lr is None:
-            self.lr = {"adam": 0.1}.get(self.optimizer, 4.0)
 
 
 def pairs(sentence: list[int], window: int) -> list[tuple[int, int]]:
@@ -87,8 +76,7 @@ def noise_distribution(tok) -> np.ndarray:
 
 
 def trace(cfg: Config) -> Tape:
-    lines = txt.split_sentences(txt.load_text(cfg.text, cfg.corpus or "en"))
-    tok = txt.tokenize("\n".join(lines[:cfg.sentences or None]), cfg.tokenizer, cfg.merges, boundary=False)
+    tok = cfg.tokenize(cfg.lines()[:cfg.sentences or None], boundary=False)
     pr = [p for s in tok.sentences for p in pairs(s, cfg.window)]
     if not pr:
         raise TracerError("the text has no sentence of two or more tokens: skip-gram needs contexts")

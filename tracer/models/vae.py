@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tracer import mnist, optim
-from tracer.models.base import Training, opt
+from tracer.models.base import Training, lr_opt, opt
 from tracer.ops import add, add_mul, bce, exp_half, kl_normal, linear, relu, sigmoid
 from tracer.tape import Tape
 
@@ -30,23 +30,16 @@ LOSSES = ("loss",)  # printed by `tracer run`
 SUMMARY = "variational autoencoder learning one MNIST digit (forward, ELBO, backprop, SGD or Adam)"
 
 
-LR = {"sgd": 0.1, "adam": 0.01}  # the default learning rate of each optimizer
-
 
 @dataclass
 class Config(Training):
     """The options of `tracer run vae` (one CLI option per field)."""
 
-    lr: float = opt(None, "learning rate, a named cell: change it in the workbook "
-                          f"[default: {LR['sgd']} with sgd, {LR['adam']} with adam]", positive=True)
+    lr: float = lr_opt("learning rate (change it in the workbook)", sgd=0.1, adam=0.01)
     hidden: int = opt(8, "hidden units H of encoder and decoder", min=1)
     latent: int = opt(2, "latent units J", min=1)
     digit: int = opt(0, "which digit: index into the shipped 100 MNIST test digits (or into --mnist)")
     mnist: str = opt(None, "your own MNIST images file (IDX format, gzipped or not)", path=True)
-
-    def __post_init__(self):
-        if self.lr is None:
-            self.lr = LR.get(self.optimizer, LR["sgd"])
 
 
 def loss(p: dict, x, eps):
