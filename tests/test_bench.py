@@ -11,9 +11,10 @@ def test_quick_bench_reports_positive_numbers(tmp_path):
     res = run_bench(quick=True, echo=lines.append, repeat=1, keep=tmp_path)
 
     assert {"vae", "vae_baseline_stock", "vae_baseline_portable", "gan", "gan_baseline_stock",
-            "gan_baseline_portable", "cli", "targets", "bench"} <= set(res)
+            "gan_baseline_portable", "transformer", "transformer_baseline_stock", "cli", "targets",
+            "bench"} <= set(res)
     assert not {c.name for c in CASES if c.config} & set(res)  # the optional cases: full run only
-    for name in ("vae", "gan"):
+    for name in ("vae", "gan", "transformer"):
         case = res[name]
         assert case["model"] == name and case["runs"] == 1
         for key in ("cells", "formulas", "trace_s", "export_s", "cells_per_s", "file_mb", "peak_mb"):

@@ -54,7 +54,8 @@ SMALL_RUNS = {  # every kind of tensor a model can record: Adam's state, the amp
     "vae": lambda m: m.Config(iterations=1, hidden=2, optimizer="adam"),
     "gan": lambda m: m.Config(iterations=1, hidden=2, optimizer="adam", upscale=2),
     "skipgram": lambda m: m.Config(iterations=1, sentences=2, negative=3, optimizer="adam"),
-    "attention": lambda m: m.Config(iterations=1, optimizer="adam"),
+    "attention": lambda m: m.Config(iterations=1, optimizer="adam", generate=3, context=4),
+    "transformer": lambda m: m.Config(iterations=1, optimizer="adam", layers=2, generate=3, context=4),
 }
 
 

@@ -26,7 +26,7 @@ def test_constant_and_apply_record_every_field():
     assert d.phase == "loss" and d.shape == (1, 1)
     e = tape.constant("e", 1.0, phase="update")  # an explicit phase wins
     assert e.phase == "update"
-    assert set(PHASES) == {"input", "forward", "loss", "backward", "update"}
+    assert set(PHASES) == {"input", "forward", "loss", "backward", "update", "after"}
 
 
 @pytest.mark.parametrize("value, shape", [(2.5, (1, 1)), ([1, 2, 3], (1, 3)), ([[1], [2]], (2, 1)),

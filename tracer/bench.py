@@ -19,9 +19,12 @@ through the same functions.
   vae_adam      ``vae.Config(optimizer="adam")``
   gan_upscale4  ``gan.Config(upscale=4, upscale_mode="bilinear")``
   gan_adam      ``gan.Config(optimizer="adam")`` (about 1 million cells)
+  transformer   ``transformer.Config()`` (default size, with generation)   default size, baseline
+  transformer_large  ``TRANSFORMER_LARGE``: 4 blocks of d_model 32, 4 heads, context 16, d_ff 128,
+                lr 0.1 (checked >= 1M cells; the loss falls at every step), baseline
 A default-size case (no overrides) runs ``repeat`` times (fresh processes, best time kept,
 largest peak kept), and so does its end-to-end ``tracer run MODEL``; every other case runs once
-and has no end-to-end run.  ``quick`` runs only the two default-size cases.
+and has no end-to-end run.  ``quick`` runs only the default-size cases.
 For each: cells (the return value of ``write_xlsx``), trace seconds (``cli.trace_model``:
 ``MODEL.trace`` plus the CLI's option and finiteness checks), export seconds
 (``export(tape, config, path)``, the .xlsx writer; modules are imported before the clock
@@ -66,6 +69,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 LARGE = {"hidden": 80, "iterations": 4}  # ~1.2M cells; the loss falls at every step
+TRANSFORMER_LARGE = {"layers": 4, "d_model": 32, "heads": 4, "context": 16, "d_ff": 128, "lr": 0.1}
 MIN_LARGE_CELLS = 1_000_000
 BASELINE_WIDTH = 64
 TARGET_E2E_S = 3.0
@@ -102,6 +106,8 @@ CASES = (
     Case("gan", "gan", baseline=True),
     Case("gan_upscale4", "gan", {"upscale": 4, "upscale_mode": "bilinear"}),
     Case("gan_adam", "gan", {"optimizer": "adam"}),
+    Case("transformer", "transformer", baseline=True),
+    Case("transformer_large", "transformer", TRANSFORMER_LARGE, baseline=True, min_cells=MIN_LARGE_CELLS),
 )
 
 
@@ -138,7 +144,7 @@ def _child_tracer(args: dict) -> dict:
     t1 = time.perf_counter()
     cells = export(tape, dataclasses.asdict(cfg), Path(args["path"]))
     t2 = time.perf_counter()
-    return {"model": model.NAME, "hidden": cfg.hidden, "iterations": cfg.iterations, "cells": cells,
+    return {"model": model.NAME, "hidden": getattr(cfg, "hidden", None), "iterations": cfg.iterations, "cells": cells,
             "trace_s": t1 - t0, "export_s": t2 - t1}
 
 
@@ -298,20 +304,23 @@ def _case(case: Case, folder: Path, repeat: int, keep: bool = False) -> dict[str
 
 
 def _table(res: dict, echo) -> None:
-    head = (f"{'case':<28}{'cells':>11}{'formulas':>11}{'f.len':>6}{'trace s':>8}{'write s':>8}"
+    head = (f"{'case':<36}{'cells':>11}{'formulas':>11}{'f.len':>6}{'trace s':>8}{'write s':>8}"
             f"{'cells/s':>9}{'file MB':>8}{'peak MB':>8}{'ratio':>7}")
     echo(head)
     echo("-" * len(head))
     for name, r in res.items():
         if name in ("cli", "targets", "bench"):
             continue
-        label = (name.replace("_baseline_", " baseline ") if "baseline" in name
-                 else f"{name} (H={r['hidden']}, it={r['iterations']})")
+        if "baseline" in name:
+            label = name.replace("_baseline_", " baseline ")
+        else:
+            hidden = "" if r["hidden"] is None else f"H={r['hidden']}, "
+            label = f"{name} ({hidden}it={r['iterations']})"
         write = r.get("export_s", r.get("seconds"))
         trace = f"{r['trace_s']:.2f}" if "trace_s" in r else ""
         ratio = f"{r['ratio']:.2f}x" if "ratio" in r else ""
         flag = "*" if r["peak_mb"] - r["hwm_mb"] > 5 else ""
-        echo(f"{label:<28}{r['cells']:>11,}{r['formulas']:>11,}{r['mean_formula_len']:>6.1f}{trace:>8}"
+        echo(f"{label:<36}{r['cells']:>11,}{r['formulas']:>11,}{r['mean_formula_len']:>6.1f}{trace:>8}"
              f"{write:>8.2f}{r['cells_per_s']:>9,.0f}{r['file_mb']:>8.1f}{r['peak_mb']:>7.0f}{flag:1}"
              f"{ratio:>7}")
     for model, c in res["cli"].items():
@@ -334,7 +343,7 @@ def _table(res: dict, echo) -> None:
 
 
 def run_bench(quick: bool = False, echo=print, repeat: int = 3, keep: Path | None = None) -> dict:
-    """Run the benchmark (quick: only the default-size cases, vae and gan), print a table via
+    """Run the benchmark (quick: only the default-size cases: vae, gan, transformer), print a table via
     `echo` and return the numbers: {case name: {metric: value}} (baselines as
     "<case>_baseline_stock" and "<case>_baseline_portable") plus "cli" ({model: end-to-end
     numbers}), "targets" and "bench" entries.  Default-size runs are repeated `repeat` times

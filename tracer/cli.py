@@ -98,6 +98,8 @@ def cli():
     tracer run gan -o gan.tex       the walkthrough as a LaTeX document (or .md)
     tracer verify outputs/vae.xlsx  recalculate it in LibreOffice and compare
     tracer gradcheck gan            finite differences vs the traced gradients
+    tracer run transformer --tokenizer bpe --temperature 0.5,1,2
+                                    a transformer learns a text, then writes some
     """
 
 
@@ -142,6 +144,9 @@ def _make_run(model):
         what = "cells" if path.suffix.lower() == ".xlsx" else "values"
         click.echo(f"wrote {path}: {cfg.iterations} iterations, {cells:,} {what}, "
                    f"{loss_summary(tape, model.LOSSES)}  ({time.perf_counter() - start:.1f} s)")
+        for label, text in tape.meta.get("generated", []):  # a language model's continuations
+            how = "greedy" if label == "greedy" else f"sampled at temperature {label}"
+            click.echo(f"  generated ({how}): {text}")
     return command
 
 

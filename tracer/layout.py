@@ -25,6 +25,11 @@ def on_overview(t) -> bool:
     return t.attrs.get("role") == "hyper"
 
 
+def phase_style(t) -> str:
+    """The colors of a tensor's block: its phase's (every constant of the inputs sheet: input)."""
+    return t.phase if t.iteration or t.phase == "after" else "input"
+
+
 def block_cells(tape) -> int:
     """How many tensor cells the blocks hold (the length of a progress bar)."""
     return sum(t.value.size for t in tape.tensors if not on_overview(t))
@@ -209,11 +214,14 @@ class Layout:
         self.overview = Sheet(tt("overview"), "overview")
         self.inputs = Sheet(tt("inputs"), "inputs", freeze=(2, 1))
         self.iters = [Sheet(tt("iteration", k=k), "iteration", freeze=(2, 1)) for k in range(1, iterations + 1)]
+        # what a model computes with its trained parameters (generation, similarities): one sheet
+        after = any(t.phase == "after" for t in tape.tensors)
+        self.after = Sheet(tt("after"), "after", freeze=(2, 1)) if after else None
         self.pictures = Sheet(tt("pictures"), "pictures")
         tokenized = tape.meta.get("tokenized")
         self.tokens = Sheet(tt("tokens"), "tokens") if tokenized else None
         self.sheets = [self.overview, *([self.tokens] if tokenized else []), self.inputs, *self.iters,
-                       self.pictures]
+                       *([self.after] if after else []), self.pictures]
         for s in self.sheets:
             if len(s.name) > MAX_SHEET_NAME:
                 raise TracerError(f"sheet name {s.name!r} is longer than Excel's {MAX_SHEET_NAME} characters")
@@ -226,6 +234,8 @@ class Layout:
 
     # -- tensor sheets --------------------------------------------------------------------------
     def _sheet_of(self, t) -> Sheet:
+        if t.phase == "after":
+            return self.after
         return self.inputs if t.iteration == 0 else self.iters[t.iteration - 1]
 
     def _fit(self, t, sheet: str, row0: int, col0: int) -> Place:
@@ -246,28 +256,28 @@ class Layout:
         counters: dict[tuple, int] = {}
         current: dict[int, str] = {}
         numbers: dict[int, int] = {}  # the current section number of each sheet
-        for k, s in enumerate([self.inputs, *self.iters]):  # k = 0 for the inputs
-            head = tt("inputs") if k == 0 else tt("iteration", k=k)
+        chain = [self.inputs, *self.iters, *([self.after] if self.after else [])]
+        for k, s in enumerate(chain):  # k = 0 for the inputs
+            head = tt("inputs") if k == 0 else s.name
             s.parts.append(Text(0, 1, head, "sheet_title"))
             s.parts.append(Link(0, 4, tt("back"), self.overview.name, 0))
             if k:
-                prev = self.inputs if k == 1 else self.iters[k - 2]
-                s.parts.append(Link(0, 6, tt("prev", k=k - 1) if k > 1 else tt("inputs"), prev.name, 0))
-                if k < len(self.iters):
-                    s.parts.append(Link(0, 8, tt("next", k=k + 1), self.iters[k].name, 0))
+                s.parts.append(Link(0, 6, f"← {chain[k - 1].name}", chain[k - 1].name, 0))
+                if k + 1 < len(chain):
+                    s.parts.append(Link(0, 8, f"{chain[k + 1].name} →", chain[k + 1].name, 0))
             s.parts.append(Text(1, 1, tt("legend"), "note"))
             rows[id(s)] = 3
         for t in self.tape.tensors:
             if on_overview(t):
                 continue
             s = self._sheet_of(t)
-            section = t.section if t.iteration else "input"
+            section = t.section if t.iteration or t.phase == "after" else "input"
             r = rows[id(s)]
             if current.get(id(s)) != section:
                 current[id(s)] = section
                 numbers[id(s)] = sec = numbers.get(id(s), 0 if t.iteration else -1) + 1
                 title = f"{sec}  {tpl.section(section)}"
-                s.parts.append(Text(r, 0, title, "section_" + (t.phase if t.iteration else "input")))
+                s.parts.append(Text(r, 0, title, "section_" + phase_style(t)))
                 self.sections.append((s.name, title, r))
                 r += 2
             sec = numbers[id(s)]

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-PHASES = ("input", "forward", "loss", "backward", "update")
+PHASES = ("input", "forward", "loss", "backward", "update", "after")  # after: with the trained parameters
 
 
 @dataclass(eq=False)
@@ -121,7 +121,7 @@ class Tape:
         order, seen = [], set()
 
         def inside(t):
-            return t.op is not None and t.iteration == loss.iteration and t.phase not in ("backward", "update")
+            return t.op is not None and t.iteration == loss.iteration and t.phase not in ("backward", "update", "after")
 
         def visit(t):  # depth-first post-order = topological order
             if id(t) in seen:

@@ -20,6 +20,12 @@ LANGS = ("en", "es")
 GRAD = re.compile(r"d([^/ ]+)/d(.+)")  # d<loss>/d<tensor>[ via <consumer>]
 VIA = " via "
 STATE = re.compile(r"(m|v|m_hat|v_hat|step)\[(.+)\]")  # Adam's state of a parameter: m[W1]
+RUN = re.compile(r"\[([^\]]*)\] (.+)")  # a tensor of one generation step: "[greedy 2] P" is a P
+# a transformer block's tensor: b2.LN1 (block 2), b1.h2.Q (block 1, head 2); the template's entry
+# is "b.LN1" or "b.h.Q", whose {b} and {h} become the block and head numbers
+BLOCK = re.compile(r"b(\d+)\.(?:h(\d+)\.)?(.+)")
+SUP = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
+SUB = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
 
 
 def _folder():
@@ -71,13 +77,36 @@ class Template:
         return self.model["pictures"][name][self.lang]
 
     def section(self, name: str) -> str:
-        """The title of a workbook section: the model's own [sections] or common section_<name>."""
-        own = self.model.get("sections", {}).get(name)
-        return own[self.lang] if own else self.words["section_" + name]
+        """The title of a workbook section: the model's own [sections] or common section_<name>.
+        A name may carry arguments after colons ("block_attention:2"), the title's {0}, {1}, …"""
+        key, *args = name.split(":")
+        own = self.model.get("sections", {}).get(key)
+        return (own[self.lang] if own else self.words["section_" + key]).format(*args)
 
     def _entry(self, name: str) -> dict:
-        """The model's text for a tensor, else the shared one of common.toml (optimizer cells)."""
-        return self.model.get("tensors", {}).get(name) or self.common["tensors"].get(name, {})
+        """The model's text for a tensor, else the shared one of common.toml (optimizer cells).
+        A generation step's tensor reads as the tensor it repeats; a block's (or head's) tensor
+        gets its entry's text with the block and head numbers filled in."""
+        run = RUN.fullmatch(name)
+        if run:
+            name = run[2]
+        own = self._own(name)
+        if own:
+            return own
+        number = re.search(r"\d+", name)  # tau2: the entry "tau#", its {k} = 2
+        numbered = number and self._own(name[:number.start()] + "#" + name[number.end():])
+        if numbered:
+            return {key: text.format(k=number[0]) for key, text in numbered.items()}
+        block = BLOCK.fullmatch(name)
+        if not block:
+            return {}
+        b, h, base = block[1], block[2], block[3]
+        entry = self.model.get("tensors", {}).get(f"b.h.{base}" if h else f"b.{base}", {})
+        marks = {"b": f"⁽{b.translate(SUP)}⁾", "h": (h or "").translate(SUB)}  # symbols: Q₁⁽¹⁾
+        return {k: v.format(**(marks if k == "symbol" else {"b": b, "h": h})) for k, v in entry.items()}
+
+    def _own(self, name: str) -> dict | None:
+        return self.model.get("tensors", {}).get(name) or self.common["tensors"].get(name)
 
     def symbol(self, name: str) -> str:
         """x̂ for x_hat, ∂L/∂x̂ for dL/dx_hat, ∂L/∂h (via μ) for 'dL/dh via mu'."""
@@ -89,6 +118,9 @@ class Template:
         state = STATE.fullmatch(name)
         if state:
             return f"{self.common['state'][state[1]]['symbol']}({self.symbol(state[2])})"
+        run = RUN.fullmatch(name)
+        if run:  # which generation step: P [τ2 1] is step 1 of the sampling at temperature 2
+            return f"{self.symbol(run[2])} [{run[1]}]"
         return self._entry(name).get("symbol", name)
 
     def describe(self, t) -> str:

@@ -173,6 +173,40 @@ class Tokenized:
             rendered = [line.rstrip(" ") for line in rendered]
         return "\n".join(rendered)
 
+    def encode(self, text: str) -> list[int]:
+        """The ids of a prompt, tokenized with the same rules and this vocabulary (bpe: this
+        text's merges, in order); sentences (lines) are joined by ``BOUNDARY`` when
+        ``boundary`` is true, and none is appended.
+
+        Raises:
+            TracerError: a token is not in the vocabulary (the first one is named); the prompt
+                gives no tokens.
+        """
+        tokens: list[str] = []
+        for sentence in split_sentences(text):
+            if self.kind == "char":
+                piece = [SPACE if c == " " else c for c in sentence]
+            elif self.kind == "word":
+                piece = words(sentence)
+            else:  # each word: its characters and the end-of-word marker, merged like the text's
+                piece = []
+                for w in words(sentence):
+                    symbols = tuple(w) + (SPACE,)
+                    for m in self.merges:
+                        symbols = _merge(symbols, m.pair, m.token)
+                    piece += symbols
+            if piece and tokens and self.boundary:  # the text had BOUNDARY after each sentence
+                tokens.append(BOUNDARY)
+            tokens += piece
+        if not tokens:
+            raise TracerError(f"the prompt gives no tokens with the {self.kind} tokenizer")
+        index = self.index
+        for token in tokens:
+            if token not in index:
+                raise TracerError(f"the prompt's token {token!r} is not in the vocabulary learned from the text "
+                                  f"({len(self.vocab)} tokens; see the Tokens sheet)")
+        return [index[t] for t in tokens]
+
 
 # --- loading -----------------------------------------------------------------
 

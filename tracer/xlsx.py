@@ -13,7 +13,7 @@ from xlsxwriter.worksheet import Worksheet
 
 from tracer.atomic import atomic_path
 from tracer.errors import TracerError
-from tracer.layout import (Block, Cells, Chart, Hyper, Link, Picture,
+from tracer.layout import (Block, Cells, Chart, Hyper, Link, Picture, phase_style,
                            Text, Views, quote_sheet)
 
 MAX_FORMULA = 8192
@@ -24,6 +24,7 @@ PHASE_COLORS = {  # title fill, cell fill
     "loss": ("#F4B084", "#FCE4D6"),
     "backward": ("#B4A7D6", "#E4DFEC"),
     "update": ("#A9D08E", "#E2EFDA"),
+    "after": ("#FFD966", "#FFF2CC"),
 }
 NUMBER = "0.000000"
 SCALES = {
@@ -174,7 +175,7 @@ class _Writer:
 
     def _block(self, ws, sheet, b: Block):
         t, p, st = b.tensor, b.place, self.st
-        phase = t.phase if t.iteration else "input"
+        phase = phase_style(t)
         r = b.row
         ws.write_string(r, 0, b.number, st.title[phase])
         ws.write_string(r, 1, b.title, st.title[phase])

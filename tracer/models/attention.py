@@ -22,7 +22,8 @@ import numpy as np
 from tracer import optim
 from tracer.errors import TracerError
 from tracer.lm_ops import RSQRT, causal_softmax, cross_entropy, embed, one_hot, positional_encoding, softmax, token_ids
-from tracer.models.base import TextTraining, lr_opt, opt
+from tracer.generate import take_rows
+from tracer.models.base import GenerativeText, generation, lr_opt, opt
 from tracer.ops import MATMUL, MATMUL_NT, MUL, add, linear
 from tracer.tape import Tape
 
@@ -32,7 +33,7 @@ SUMMARY = "one causal self-attention layer learning to predict the next token"
 
 
 @dataclass
-class Config(TextTraining):
+class Config(GenerativeText):
     """The options of `tracer run attention` (one CLI option per field)."""
 
     lr: float = lr_opt("learning rate", sgd=0.2, adam=0.05)
@@ -55,7 +56,9 @@ def init_params(rng, V: int, d: int, d_k: int) -> dict[str, np.ndarray]:
 def sequence(cfg):
     """The tokenization of the text (cut to what the sequence needs) and (inputs, targets)."""
     lines, need = cfg.lines(), cfg.context + 1
-    for n in range(1, len(lines) + 1):  # whole sentences until the sequence is long enough: a small vocabulary
+    # whole sentences until the sequence is long enough: a small vocabulary; BPE learns its
+    # merges from the whole text (in a few sentences hardly any pair repeats)
+    for n in range(len(lines) if cfg.tokenizer == "bpe" else 1, len(lines) + 1):
         tok = cfg.tokenize(lines[:n])
         if len(tok.ids) >= need:
             break
@@ -64,20 +67,20 @@ def sequence(cfg):
     return tok, tok.ids[:cfg.context], tok.ids[1:need]
 
 
-def forward(tape, p, ids, pe, d_k, targets, V):
-    """The layer and its loss; p maps parameter names to tensors."""
-    tape.at("forward")
-    x = add(embed(p["E"], ids, name="X_emb"), pe, name="X")
-    q = tape.apply(MATMUL, x, p["W_q"], name="Q")
-    k = tape.apply(MATMUL, x, p["W_k"], name="K")
-    v = tape.apply(MATMUL, x, p["W_v"], name="V")
-    scores = tape.apply(MUL, tape.apply(MATMUL_NT, q, k, name="QK"), d_k, name="S")
-    weights = causal_softmax(scores, name="A")
-    out = tape.apply(MATMUL, weights, v, name="O")
-    logits = linear(out, p["W_o"], p["b_o"], name="Z")
-    probs = softmax(logits, name="P")
-    tape.at("loss")
-    return cross_entropy(probs, targets, name="loss")
+def logits(p, ids, pe, scale, prefix=""):
+    """The layer from token ids (m×1) to next-token scores Z (m×V); p maps parameter names to
+    tensors.  A generation step names its tensors with a prefix and uses the first m rows of PE."""
+    tape = ids.tape
+    if prefix:
+        pe = take_rows(pe, 0, ids.shape[0], name=prefix + "PE")
+    x = add(embed(p["E"], ids, name=prefix + "X_emb"), pe, name=prefix + "X")
+    q = tape.apply(MATMUL, x, p["W_q"], name=prefix + "Q")
+    k = tape.apply(MATMUL, x, p["W_k"], name=prefix + "K")
+    v = tape.apply(MATMUL, x, p["W_v"], name=prefix + "V")
+    scores = tape.apply(MUL, tape.apply(MATMUL_NT, q, k, name=prefix + "QK"), scale, name=prefix + "S")
+    weights = causal_softmax(scores, name=prefix + "A")
+    out = tape.apply(MATMUL, weights, v, name=prefix + "O")
+    return linear(out, p["W_o"], p["b_o"], name=prefix + "Z")
 
 
 def trace(cfg: Config) -> Tape:
@@ -95,9 +98,13 @@ def trace(cfg: Config) -> Tape:
     optimizer = optim.make(tape, cfg, lr, p, optim.hyperparameters(tape, cfg))
     for k in range(1, cfg.iterations + 1):
         tape.iteration = k
-        loss = forward(tape, p, ids, pe, scale, targets, V)
+        tape.at("forward")
+        probs = softmax(logits(p, ids, pe, scale), name="P")
+        tape.at("loss")
+        loss = cross_entropy(probs, targets, name="loss")
         tape.at("backward")
         grads = tape.backward(loss, p)
         tape.at("update")
         p = optimizer.step(p, grads)
+    generation(tape, cfg, tok, inputs, lambda seq, prefix: logits(p, seq, pe, scale, prefix))
     return tape

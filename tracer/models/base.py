@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
+import numpy as np
+
 from tracer import text as txt
+from tracer.errors import TracerError
 
 
 def opt(default, help, **checks):
@@ -55,3 +58,42 @@ class TextTraining(Training):
 
     def tokenize(self, lines: list[str], boundary: bool = True):
         return txt.tokenize("\n".join(lines), self.tokenizer, self.merges, boundary=boundary)
+
+
+@dataclass
+class GenerativeText(TextTraining):
+    """A next-token model: after training it generates from a prompt, greedily and by sampling."""
+
+    generate: int = opt(6, "tokens to generate after training, greedily and at each temperature (0: none)", min=0)
+    prompt: str = opt(None, "the text generation starts from [default: the text's first 2 tokens]")
+    temperature: str = opt("0.5,1,2", "sampling temperatures, comma-separated, each a named cell ('' for greedy only)")
+
+    def temperatures(self) -> list[float]:
+        """--temperature as numbers: '0.5,1,2' → [0.5, 1.0, 2.0]."""
+        try:
+            taus = [float(s) for s in self.temperature.replace(" ", "").split(",") if s]
+        except ValueError:
+            taus = [0.0]
+        if not all(t > 0 and t < float("inf") for t in taus):
+            raise TracerError(f"--temperature must be positive numbers separated by commas (got {self.temperature!r})")
+        return taus
+
+    def prompt_ids(self, tok, text_ids: list[int], context: int) -> list[int]:
+        """The prompt's token ids: --prompt in the text's vocabulary, else the text's first 2 tokens."""
+        ids = list(text_ids[:2]) if self.prompt is None else tok.encode(self.prompt)
+        if len(ids) > context:
+            raise TracerError(f"--prompt gives {len(ids)} tokens: at most --context {context} fit")
+        return ids
+
+
+def generation(tape, cfg: GenerativeText, tok, text_ids, logits_of) -> None:
+    """After training: --generate tokens from the prompt, greedily and at each temperature, as
+    formulas; the continuations (as text) go to tape.meta["generated"] for the command to print."""
+    if not cfg.generate:
+        return
+    from tracer.generate import generate
+
+    prompt = cfg.prompt_ids(tok, text_ids, cfg.context)
+    runs = generate(tape, logits_of, prompt, cfg.context, cfg.generate, cfg.temperatures(),
+                    np.random.default_rng([cfg.seed, 1]))
+    tape.meta["generated"] = [(label, tok.detokenize(ids).replace("\n", f" {txt.BOUNDARY} ")) for label, ids in runs]

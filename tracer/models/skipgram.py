@@ -118,7 +118,7 @@ def trace(cfg: Config) -> Tape:
         grads = tape.backward(loss, params)
         tape.at("update")
         params = optimizer.step(params, grads)
-    tape.at("forward", "evaluate")
+    tape.at("after", "evaluate")
     before = cosine(first, name="cos_before")
     after = cosine(params["E_in"], name="cos")
     nearest(before, min(NEIGHBOURS, V - 1), name="nearest_before")
