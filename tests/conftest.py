@@ -96,6 +96,10 @@ RUNS = {
     "attention": ("attention", {"corpus": "en"}),  # the default attention layer
     "attention-es-bpe-adam": ("attention", {"corpus": "es", "tokenizer": "bpe", "optimizer": "adam",
                                             "iterations": 2}),
+    "transformer": ("transformer", {"corpus": "en"}),  # the default transformer, with generation
+    "transformer-es-bpe-gelu-adam": ("transformer", {"corpus": "es", "tokenizer": "bpe", "ffn": "gelu",
+                                                     "optimizer": "adam", "layers": 2, "iterations": 2,
+                                                     "context": 6, "generate": 5}),
 }
 
 

@@ -128,7 +128,7 @@ def test_sheet_names_fit_excel(vae_book, lang):
 # --- the other models and options ------------------------------------------------------------
 
 OTHER = ["gan", "gan-adam-upscale", "gan-nearest-4", "vae-adam", "skipgram", "skipgram-neg-bpe-adam",
-         "attention", "attention-es-bpe-adam"]
+         "attention", "attention-es-bpe-adam", "transformer", "transformer-es-bpe-gelu-adam"]
 
 
 @pytest.mark.parametrize("key", OTHER)
