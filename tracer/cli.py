@@ -203,16 +203,20 @@ for _m in MODELS.values():
 
 @cli.command()
 @click.option("--quick", is_flag=True,
-              help="only the default VAE and the default GAN (skip the ≥ 1M-cell VAE, the Adam and the ×4 upscale cases)")
-def bench(quick):
-    """Time tracing and export: cells written, cells/s, file size, peak memory.  The default VAE
-    and the default GAN (best of 3 fresh processes, with `tracer run vae` and `tracer run gan`
-    timed end to end, and raw XlsxWriter writing the same number of cells as a baseline); the
-    full run (without --quick) adds, once each: a ≥ 1M-cell VAE (hidden 80, with a baseline),
-    the VAE and the GAN with --optimizer adam, and the GAN with --upscale 4 --upscale-mode bilinear."""
+              help="only the default VAE, GAN and transformer (skip the ≥ 1M-cell, Adam and ×4 upscale cases)")
+@click.option("--case", "cases", multiple=True, metavar="NAME",
+              help="run only this case (repeatable): vae, vae_large, vae_adam, gan, gan_upscale4, gan_adam, "
+                   "transformer, transformer_large")
+def bench(quick, cases):
+    """Time tracing and export: cells written, cells/s, file size, peak memory.  The default VAE,
+    GAN and transformer (best of 3 fresh processes, each also timed end to end as `tracer run
+    MODEL`, and raw XlsxWriter writing the same number of cells as a baseline); the full run
+    (without --quick) adds, once each: a ≥ 1M-cell VAE (hidden 80) and a ≥ 1M-cell transformer
+    (4 blocks, d_model 32, context 16), both with a baseline, the VAE and the GAN with
+    --optimizer adam, and the GAN with --upscale 4 --upscale-mode bilinear."""
     from tracer.bench import run_bench
 
-    run_bench(quick=quick, echo=click.echo)
+    run_bench(quick=quick, echo=click.echo, only=cases)
 
 
 def main(argv=None):

@@ -292,7 +292,7 @@ class VerifyReport:
         out = [
             f"{name}: {self.n_formulas} formula cells recalculated in LibreOffice",
             f"largest absolute error: {self.max_abs_err:.3g}",
-            f"largest relative error: {self.max_rel_err:.3g}"
+            f"largest relative error: {self.max_rel_err:.3g} (over the cells whose absolute error exceeds {self.atol:g})"
             + (f" (worst cell {self.worst})" if self.worst else ""),
             f"tolerance: rtol={self.rtol:g}, atol={self.atol:g}",
         ]
@@ -339,7 +339,7 @@ def _compare(report: VerifyReport, addr: str, stored: object, recalc: object) ->
         score = min(_ratio(abs_err, report.atol), _ratio(rel_err, report.rtol))
         if abs_err > report.max_abs_err:
             report.max_abs_err = abs_err
-        if rel_err > report.max_rel_err:
+        if rel_err > report.max_rel_err and abs_err > report.atol:  # near 0, only the absolute error means anything
             report.max_rel_err = rel_err
         if report.worst is None or score > report._worst_score:
             report.worst, report._worst_score = addr, score
