@@ -9,6 +9,7 @@ import pytest
 
 from tracer.gradcheck import gradcheck
 from tracer.models import attention
+from tracer.models.next_token import sequence
 from tracer.verify import verify_workbook
 
 PARAMS = ["E", "W_q", "W_k", "W_v", "W_o", "b_o"]
@@ -41,7 +42,7 @@ def numpy_loss(p, inputs, targets, d_k):
 def test_loss_matches_an_independent_numpy_forward(options):
     cfg = attention.Config(corpus="en", **options)
     tape = attention.trace(cfg)
-    _, inputs, targets = attention.sequence(cfg)
+    _, inputs, targets = sequence(cfg)
     params = {k: of(tape, 0)[k].value for k in PARAMS}
     for k in range(1, cfg.iterations + 1):
         it = of(tape, k)

@@ -14,7 +14,7 @@ import pytest
 
 from tracer.gradcheck import gradcheck
 from tracer.models import transformer
-from tracer.models.attention import sequence
+from tracer.models.next_token import sequence
 from tracer.template import GRAD, STATE, VIA, Template
 
 # every option the forward must follow (generate=0: the training only)

@@ -19,11 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tracer import optim
-from tracer.errors import TracerError
-from tracer.lm_ops import RSQRT, causal_softmax, cross_entropy, embed, one_hot, positional_encoding, softmax, token_ids
-from tracer.generate import take_rows
-from tracer.models.base import GenerativeText, generation, lr_opt, opt
+from tracer.lm_ops import RSQRT, causal_softmax, embed
+from tracer.models.base import GenerativeText, lr_opt, opt
+from tracer.models.next_token import positions, train
 from tracer.ops import MATMUL, MATMUL_NT, MUL, add, linear
 from tracer.tape import Tape
 
@@ -53,27 +51,11 @@ def init_params(rng, V: int, d: int, d_k: int) -> dict[str, np.ndarray]:
     }
 
 
-def sequence(cfg):
-    """The tokenization of the text (cut to what the sequence needs) and (inputs, targets)."""
-    lines, need = cfg.lines(), cfg.context + 1
-    # whole sentences until the sequence is long enough: a small vocabulary; BPE learns its
-    # merges from the whole text (in a few sentences hardly any pair repeats)
-    for n in range(len(lines) if cfg.tokenizer == "bpe" else 1, len(lines) + 1):
-        tok = cfg.tokenize(lines[:n])
-        if len(tok.ids) >= need:
-            break
-    if len(tok.ids) < need:
-        raise TracerError(f"the text gives {len(tok.ids)} tokens: --context {cfg.context} needs {need}")
-    return tok, tok.ids[:cfg.context], tok.ids[1:need]
-
-
 def logits(p, ids, pe, scale, prefix=""):
     """The layer from token ids (m×1) to next-token scores Z (m×V); p maps parameter names to
     tensors.  A generation step names its tensors with a prefix and uses the first m rows of PE."""
     tape = ids.tape
-    if prefix:
-        pe = take_rows(pe, 0, ids.shape[0], name=prefix + "PE")
-    x = add(embed(p["E"], ids, name=prefix + "X_emb"), pe, name=prefix + "X")
+    x = add(embed(p["E"], ids, name=prefix + "X_emb"), positions(pe, ids, prefix), name=prefix + "X")
     q = tape.apply(MATMUL, x, p["W_q"], name=prefix + "Q")
     k = tape.apply(MATMUL, x, p["W_k"], name=prefix + "K")
     v = tape.apply(MATMUL, x, p["W_v"], name=prefix + "V")
@@ -84,27 +66,8 @@ def logits(p, ids, pe, scale, prefix=""):
 
 
 def trace(cfg: Config) -> Tape:
-    tok, inputs, nexts = sequence(cfg)
-    V, T = len(tok.vocab), cfg.context
-    rng = np.random.default_rng(cfg.seed)
-    tape = Tape()
-    tape.meta = {"model": NAME, "tokenized": tok}
-    ids = token_ids(tape, inputs, name="ids")
-    targets = one_hot(tape, nexts, V, name="Y")
-    pe = positional_encoding(tape, T, cfg.d_model)
-    scale = tape.apply(RSQRT, tape.constant("d_k", [[float(cfg.d_k)]], role="data"), name="1/sqrt(d_k)")
-    p = {k: tape.constant(k, v, role="param") for k, v in init_params(rng, V, cfg.d_model, cfg.d_k).items()}
-    lr = tape.constant("lr", [[cfg.lr]], role="hyper", defined_name="lr")
-    optimizer = optim.make(tape, cfg, lr, p, optim.hyperparameters(tape, cfg))
-    for k in range(1, cfg.iterations + 1):
-        tape.iteration = k
-        tape.at("forward")
-        probs = softmax(logits(p, ids, pe, scale), name="P")
-        tape.at("loss")
-        loss = cross_entropy(probs, targets, name="loss")
-        tape.at("backward")
-        grads = tape.backward(loss, p)
-        tape.at("update")
-        p = optimizer.step(p, grads)
-    generation(tape, cfg, tok, inputs, lambda seq, prefix: logits(p, seq, pe, scale, prefix))
-    return tape
+    def build(tape, V, pe, rng):
+        scale = tape.apply(RSQRT, tape.constant("d_k", [[float(cfg.d_k)]], role="data"), name="1/sqrt(d_k)")
+        return init_params(rng, V, cfg.d_model, cfg.d_k), lambda p, ids, prefix="": logits(p, ids, pe, scale, prefix)
+
+    return train(cfg, NAME, build)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
 
-import numpy as np
 
 from tracer import text as txt
 from tracer.errors import TracerError
@@ -85,15 +84,3 @@ class GenerativeText(TextTraining):
             raise TracerError(f"--prompt gives {len(ids)} tokens: at most --context {context} fit")
         return ids
 
-
-def generation(tape, cfg: GenerativeText, tok, text_ids, logits_of) -> None:
-    """After training: --generate tokens from the prompt, greedily and at each temperature, as
-    formulas; the continuations (as text) go to tape.meta["generated"] for the command to print."""
-    if not cfg.generate:
-        return
-    from tracer.generate import generate
-
-    prompt = cfg.prompt_ids(tok, text_ids, cfg.context)
-    runs = generate(tape, logits_of, prompt, cfg.context, cfg.generate, cfg.temperatures(),
-                    np.random.default_rng([cfg.seed, 1]))
-    tape.meta["generated"] = [(label, tok.detokenize(ids).replace("\n", f" {txt.BOUNDARY} ")) for label, ids in runs]

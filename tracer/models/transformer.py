@@ -28,14 +28,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tracer import optim
-from tracer.lm_ops import (RSQRT, causal_softmax, cross_entropy, embed, gelu, layer_norm, merge_heads, one_hot,
-                           positional_encoding, softmax, token_ids)
-from tracer.generate import take_rows
-from tracer.models.attention import sequence
-from tracer.models.base import GenerativeText, generation, lr_opt, opt
-from tracer.ops import MATMUL, MATMUL_NT, MUL, add, linear, relu
 from tracer.errors import TracerError
+from tracer.lm_ops import RSQRT, causal_softmax, embed, gelu, layer_norm, merge_heads
+from tracer.models.base import GenerativeText, lr_opt, opt
+from tracer.models.next_token import positions, train
+from tracer.ops import MATMUL, MATMUL_NT, MUL, add, linear, relu
 from tracer.tape import Tape
 
 NAME = "transformer"
@@ -93,8 +90,7 @@ class Net:
                 ids.tape.at("forward", section)
 
         at("embed")
-        pe = take_rows(self.pe, 0, ids.shape[0], name=prefix + "PE") if prefix else self.pe
-        x = add(embed(p["E"], ids, name=prefix + "X_emb"), pe, name=prefix + "X")
+        x = add(embed(p["E"], ids, name=prefix + "X_emb"), positions(self.pe, ids, prefix), name=prefix + "X")
         for b in range(1, self.cfg.layers + 1):
             at(f"block_attention:{b}")
             x = self.attention(p, x, f"b{b}.", prefix)
@@ -128,28 +124,11 @@ class Net:
 def trace(cfg: Config) -> Tape:
     if cfg.d_model % cfg.heads:
         raise TracerError(f"--d-model {cfg.d_model} must be a multiple of --heads {cfg.heads}")
-    tok, inputs, nexts = sequence(cfg)
-    V, T = len(tok.vocab), cfg.context
-    rng = np.random.default_rng(cfg.seed)
-    tape = Tape()
-    tape.meta = {"model": NAME, "tokenized": tok}
-    ids = token_ids(tape, inputs, name="ids")
-    targets = one_hot(tape, nexts, V, name="Y")
-    pe = positional_encoding(tape, T, cfg.d_model)
-    d_k = tape.constant("d_k", [[float(cfg.d_model // cfg.heads)]], role="data")
-    net = Net(cfg, pe, tape.apply(RSQRT, d_k, name="1/sqrt(d_k)"),
-              tape.constant("ln_eps", [[cfg.ln_eps]], role="hyper", defined_name="ln_eps"))
-    p = {k: tape.constant(k, v, role="param") for k, v in init_params(rng, V, cfg).items()}
-    lr = tape.constant("lr", [[cfg.lr]], role="hyper", defined_name="lr")
-    optimizer = optim.make(tape, cfg, lr, p, optim.hyperparameters(tape, cfg))
-    for k in range(1, cfg.iterations + 1):
-        tape.iteration = k
-        probs = softmax(net.logits(p, ids), name="P")
-        tape.at("loss")
-        loss = cross_entropy(probs, targets, name="loss")
-        tape.at("backward")
-        grads = tape.backward(loss, p)
-        tape.at("update")
-        p = optimizer.step(p, grads)
-    generation(tape, cfg, tok, inputs, lambda seq, prefix: net.logits(p, seq, prefix))
-    return tape
+
+    def build(tape, V, pe, rng):
+        d_k = tape.constant("d_k", [[float(cfg.d_model // cfg.heads)]], role="data")
+        net = Net(cfg, pe, tape.apply(RSQRT, d_k, name="1/sqrt(d_k)"),
+                  tape.constant("ln_eps", [[cfg.ln_eps]], role="hyper", defined_name="ln_eps"))
+        return init_params(rng, V, cfg), net.logits
+
+    return train(cfg, NAME, build)
