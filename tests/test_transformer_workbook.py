@@ -25,6 +25,7 @@ def test_workbooks_verify_in_libreoffice(soffice, run_workbook, run_book, key):
     assert report.n_formulas > 10_000
     text = "\n".join(run_book(key).formulas["After training"].values())
     assert "SUMPRODUCT((" in text and "MATCH(MAX(" in text and "/tau_1" in text
+    assert "INDEX(vocab," in text  # the generated ids read as tokens (strings, compared by verify too)
 
 
 def cells_of(tape, config, lang="en"):
@@ -61,6 +62,10 @@ def test_a_new_temperature_in_the_spreadsheet_resamples(soffice, model, tmp_path
     recalculated = read(before)
     assert recalculated == list(after.value[:, 0])
     assert recalculated != list(before.value[:, 0])
+    place = layout.place[id(before)]  # beside the ids, their tokens follow: INDEX(vocab, id + 1)
+    words = [values[place.sheet].cell(place.rc(i, 0)[0] + 1, place.rc(i, 0)[1] + 2).value
+             for i in range(before.shape[0])]
+    assert words == [tape.meta["tokenized"].vocab[int(i)] for i in after.value[:, 0]]
     for name in ("generated (greedy)", "generated (τ2)"):  # the other chains do not move
         t = next(t for t in tape.tensors if t.name == name)
         assert read(t) == list(t.value[:, 0])

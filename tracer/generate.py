@@ -261,7 +261,8 @@ def generate(tape, logits_of, prompt_ids, context, steps, temperatures, rng) -> 
 
     saved = tape.phase, tape.section
     tape.at("after", "generate_prompt")
-    prompt = tape.constant("prompt", np.array(prompt_ids, dtype=np.float64).reshape(-1, 1), role="data")
+    prompt = tape.constant("prompt", np.array(prompt_ids, dtype=np.float64).reshape(-1, 1), role="data",
+                           decode=True)  # decode: the workbook shows each id's token beside it
     taus = [tape.constant(f"tau{k}", [[tau]], phase="input", role="hyper", defined_name=f"tau_{k}")
             for k, tau in enumerate(temperatures, start=1)]
 
@@ -291,7 +292,7 @@ def generate(tape, logits_of, prompt_ids, context, steps, temperatures, rng) -> 
         texts[c] = text
 
     tape.at("after", "generate_result")
-    finals = [tape.apply(COPY, text, name=f"generated ({label})") for label, text in zip(labels, texts)]
+    finals = [tape.apply(COPY, text, name=f"generated ({label})", decode=True) for label, text in zip(labels, texts)]
     tape.at(*saved)
     names = ["greedy"] + [f"{tau:g}" for tau in temperatures]
     return [(name, [int(v) for v in t.value[:, 0]]) for name, t in zip(names, finals)]

@@ -149,6 +149,7 @@ class Block:
     equation: str
     note: str
     place: Place
+    tokens: list | None = None  # a column of token ids also shown as text: the token of each row
 
 
 @dataclass
@@ -220,6 +221,7 @@ class Layout:
         self.pictures = Sheet(tt("pictures"), "pictures")
         tokenized = tape.meta.get("tokenized")
         self.tokens = Sheet(tt("tokens"), "tokens") if tokenized else None
+        self.vocab_range = None  # set by _lay_tokens
         self.sheets = [self.overview, *([self.tokens] if tokenized else []), self.inputs, *self.iters,
                        *([self.after] if after else []), self.pictures]
         for s in self.sheets:
@@ -285,8 +287,11 @@ class Layout:
             p = self._fit(t, s.name, r + BLOCK_HEAD, 1)
             self.place[id(t)] = p
             title = f"{tpl.symbol(t.name)}    {t.shape[0]} × {t.shape[1]}    {tpl.describe(t)}"
-            s.parts.append(Block(r, t, f"{sec}.{n}", title, tpl.equation(t), tpl.note(t), p))
-            s.width = max(s.width, 1 + p.display[1])
+            block = Block(r, t, f"{sec}.{n}", title, tpl.equation(t), tpl.note(t), p)
+            if t.attrs.get("decode") and self.tokens and t.shape[1] == 1:  # ids read as text
+                block.tokens = [self.tape.meta["tokenized"].vocab[int(v)] for v in t.value[:, 0]]
+            s.parts.append(block)
+            s.width = max(s.width, 2 + p.display[1])
             r += BLOCK_HEAD + p.display[0] + 1
             if r > MAX_ROWS:
                 raise TracerError(f"sheet {s.name!r} would need more than {MAX_ROWS} rows")
@@ -312,6 +317,8 @@ class Layout:
         parts.append(Text(r, 0, tt("tokens_vocab", n=len(tok.vocab)), "heading"))
         r += 1
         parts.append(Views(r, [(0, None, "id"), (1, None, tt("tokens_token"))]))
+        # the named range `vocab`: INDEX(vocab, id + 1) is the token of an id anywhere in the book
+        self.vocab_range = f"={quote_sheet(s.name)}!$B${r + 2}:$B${r + 1 + len(tok.vocab)}"
         for i, token in enumerate(tok.vocab):
             r += 1
             parts.append(Views(r, [(0, None, i), (1, None, token)]))

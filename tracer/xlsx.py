@@ -66,6 +66,7 @@ class _Styles:
         self.link = f({"font_color": "#0563C1", "underline": 1})
         self.hyper = f({"bg_color": "#FFF2CC", "border": 1, "num_format": "0.######"})
         self.view = f({"num_format": NUMBER})
+        self.token = f({"bold": True, "align": "center", "font_color": "#1F4E79"})
         self.pixel = f({"num_format": ";;;"})
         self.title, self.cell, self.section = {}, {}, {}
         for phase, (dark, light) in PHASE_COLORS.items():
@@ -88,6 +89,8 @@ def write_xlsx(layout, path: Path, progress=None) -> int:
         writer = _Writer(wb, layout, progress)
         for sheet in layout.sheets:
             writer.sheet(sheet)
+        if layout.vocab_range:
+            wb.define_name("vocab", layout.vocab_range)
         wb.close()
     return writer.cells
 
@@ -186,6 +189,8 @@ class _Writer:
         n_rows, n_cols = p.display
         for c in range(n_cols):
             ws.write_number(r + 3, p.col0 + c, c + 1, st.index)
+        if b.tokens:  # constant-memory mode: a row's cells before the next row's
+            ws.write_string(r + 3, p.col0 + n_cols, self.layout.tpl.t("tokens_token"), st.index)
         fmt = st.cell[phase]
         grid = (t.value.T if p.transposed else t.value).tolist()  # as displayed
         cells = Cells(self.layout, t) if t.op else None  # constants are plain numbers
@@ -202,6 +207,11 @@ class _Writer:
                     raise TracerError(f"the formula of {t.name}[{i},{j}] is longer than Excel's "
                                       f"{MAX_FORMULA} characters")
                 ws.write_formula(row, p.col0 + dc, "=" + f, fmt, value)
+            if b.tokens:  # the token of the id: a formula too, so it follows a recomputed id
+                ws.write_formula(row, p.col0 + n_cols, f"=INDEX(vocab,{p.addr(dr, 0, sheet.name)}+1)",
+                                 st.token, b.tokens[dr])
+        if b.tokens:
+            self.cells += n_rows + 1
         n = n_rows * n_cols
         self.cells += n + 4 + n_cols + n_rows  # grid, 4 header texts, column and row numbers
         self.progress(n)

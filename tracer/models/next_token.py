@@ -46,7 +46,7 @@ def train(cfg, name: str, build) -> Tape:
     rng = np.random.default_rng(cfg.seed)
     tape = Tape()
     tape.meta = {"model": name, "tokenized": tok}
-    ids = token_ids(tape, inputs, name="ids")
+    ids = token_ids(tape, inputs, name="ids", decode=True)
     targets = one_hot(tape, nexts, V, name="Y")
     pe = positional_encoding(tape, cfg.context, cfg.d_model)
     init, logits = build(tape, V, pe, rng)
