@@ -27,7 +27,7 @@ def on_overview(t) -> bool:
 
 def phase_style(t) -> str:
     """The colors of a tensor's block: its phase's (every constant of the inputs sheet: input)."""
-    return t.phase if t.iteration or t.phase == "after" else "input"
+    return t.phase if t.iteration else "input"
 
 
 def block_cells(tape) -> int:
@@ -273,7 +273,7 @@ class Layout:
             if on_overview(t):
                 continue
             s = self._sheet_of(t)
-            section = t.section if t.iteration or t.phase == "after" else "input"
+            section = t.section if t.iteration else "input"
             r = rows[id(s)]
             if current.get(id(s)) != section:
                 current[id(s)] = section
@@ -291,7 +291,7 @@ class Layout:
             if t.attrs.get("decode") and self.tokens and t.shape[1] == 1:  # ids read as text
                 block.tokens = [self.tape.meta["tokenized"].vocab[int(v)] for v in t.value[:, 0]]
             s.parts.append(block)
-            s.width = max(s.width, 2 + p.display[1])
+            s.width = max(s.width, 1 + p.display[1] + bool(block.tokens))
             r += BLOCK_HEAD + p.display[0] + 1
             if r > MAX_ROWS:
                 raise TracerError(f"sheet {s.name!r} would need more than {MAX_ROWS} rows")

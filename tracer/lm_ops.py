@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tracer.ops import MUL, SUM_ROWS, Elementwise, Op, dot
+from tracer.ops import MATMUL, MATMUL_NT, MUL, SUM_ROWS, Elementwise, Op, dot
 
 SQRT_2_OVER_PI = np.sqrt(2 / np.pi)  # the formula: SQRT(2/PI())
 GELU_A = 0.044715  # tanh-approximated GELU: x³ coefficient
@@ -716,3 +716,12 @@ def merge_heads(heads, name=None):
 def scale(x, factor, name=None):
     """x times a (1, 1) tensor (e.g. 1/√d_k): tracer.ops.MUL, no new op."""
     return _rec(MUL, x, factor, name=name)
+
+
+def causal_head(x, W_q, W_k, W_v, inv_sqrt_dk, prefix=""):
+    """One head of causal self-attention on x (T×d): Q = x·W_q, K = x·W_k, V = x·W_v (T×d_k),
+    S = Q·Kᵀ · 1/√d_k, A = causal softmax(S) (T×T), returns O = A·V (T×d_k); each step is
+    recorded as prefix + Q, K, V, QK, S, A, O."""
+    q, k, v = (_rec(MATMUL, x, w, name=prefix + n) for w, n in ((W_q, "Q"), (W_k, "K"), (W_v, "V")))
+    scores = scale(_rec(MATMUL_NT, q, k, name=prefix + "QK"), inv_sqrt_dk, name=prefix + "S")
+    return _rec(MATMUL, causal_softmax(scores, name=prefix + "A"), v, name=prefix + "O")

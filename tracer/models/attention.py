@@ -19,10 +19,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tracer.lm_ops import RSQRT, causal_softmax, embed
+from tracer.lm_ops import RSQRT, causal_head, embed
 from tracer.models.base import GenerativeText, lr_opt, opt
 from tracer.models.next_token import positions, train
-from tracer.ops import MATMUL, MATMUL_NT, MUL, add, linear
+from tracer.ops import add, linear
 from tracer.tape import Tape
 
 NAME = "attention"
@@ -54,14 +54,8 @@ def init_params(rng, V: int, d: int, d_k: int) -> dict[str, np.ndarray]:
 def logits(p, ids, pe, scale, prefix=""):
     """The layer from token ids (m×1) to next-token scores Z (m×V); p maps parameter names to
     tensors.  A generation step names its tensors with a prefix and uses the first m rows of PE."""
-    tape = ids.tape
     x = add(embed(p["E"], ids, name=prefix + "X_emb"), positions(pe, ids, prefix), name=prefix + "X")
-    q = tape.apply(MATMUL, x, p["W_q"], name=prefix + "Q")
-    k = tape.apply(MATMUL, x, p["W_k"], name=prefix + "K")
-    v = tape.apply(MATMUL, x, p["W_v"], name=prefix + "V")
-    scores = tape.apply(MUL, tape.apply(MATMUL_NT, q, k, name=prefix + "QK"), scale, name=prefix + "S")
-    weights = causal_softmax(scores, name=prefix + "A")
-    out = tape.apply(MATMUL, weights, v, name=prefix + "O")
+    out = causal_head(x, p["W_q"], p["W_k"], p["W_v"], scale, prefix)
     return linear(out, p["W_o"], p["b_o"], name=prefix + "Z")
 
 

@@ -8,8 +8,8 @@ choices=); `lr_opt` makes a learning rate whose default depends on --optimizer.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
-
 
 from tracer import text as txt
 from tracer.errors import TracerError
@@ -73,7 +73,7 @@ class GenerativeText(TextTraining):
             taus = [float(s) for s in self.temperature.replace(" ", "").split(",") if s]
         except ValueError:
             taus = [0.0]
-        if not all(t > 0 and t < float("inf") for t in taus):
+        if not all(t > 0 and math.isfinite(t) for t in taus):
             raise TracerError(f"--temperature must be positive numbers separated by commas (got {self.temperature!r})")
         return taus
 
@@ -83,4 +83,3 @@ class GenerativeText(TextTraining):
         if len(ids) > context:
             raise TracerError(f"--prompt gives {len(ids)} tokens: at most --context {context} fit")
         return ids
-

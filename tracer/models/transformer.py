@@ -29,10 +29,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from tracer.errors import TracerError
-from tracer.lm_ops import RSQRT, causal_softmax, embed, gelu, layer_norm, merge_heads
+from tracer.lm_ops import RSQRT, causal_head, embed, gelu, layer_norm, merge_heads
 from tracer.models.base import GenerativeText, lr_opt, opt
 from tracer.models.next_token import positions, train
-from tracer.ops import MATMUL, MATMUL_NT, MUL, add, linear, relu
+from tracer.ops import MATMUL, add, linear, relu
 from tracer.tape import Tape
 
 NAME = "transformer"
@@ -102,15 +102,11 @@ class Net:
 
     def attention(self, p, x, b, prefix):
         """X₁ = X + [O_1 | … | O_H]·W_o, each head on LayerNorm(X); b = "b1." names the block."""
-        tape, n = x.tape, prefix + b
+        n = prefix + b
         normed = layer_norm(x, p[b + "gamma1"], p[b + "beta1"], self.eps, name=n + "LN1")
-        heads = []
-        for h in range(1, self.cfg.heads + 1):
-            w, nh = f"{b}h{h}.", f"{n}h{h}."
-            q, k, v = (tape.apply(MATMUL, normed, p[w + "W_" + m], name=nh + m.upper()) for m in "qkv")
-            scores = tape.apply(MUL, tape.apply(MATMUL_NT, q, k, name=nh + "QK"), self.scale, name=nh + "S")
-            heads.append(tape.apply(MATMUL, causal_softmax(scores, name=nh + "A"), v, name=nh + "O"))
-        mixed = tape.apply(MATMUL, merge_heads(heads, name=n + "O"), p[b + "W_o"], name=n + "M")
+        heads = [causal_head(normed, *(p[f"{b}h{h}.W_{m}"] for m in "qkv"), self.scale, f"{n}h{h}.")
+                 for h in range(1, self.cfg.heads + 1)]
+        mixed = x.tape.apply(MATMUL, merge_heads(heads, name=n + "O"), p[b + "W_o"], name=n + "M")
         return add(x, mixed, name=n + "X1")
 
     def feed_forward(self, p, x1, b, prefix):
