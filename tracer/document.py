@@ -353,7 +353,7 @@ def write_document(tape, config: dict, path: Path, lang: str = "en") -> int:
     (and loss values) it documents."""
     from tracer.export import atomic_text
 
-    doc = build(tape, Template(tape.meta["model"], lang), config)
+    doc = build(tape, Template.of(tape, lang), config)
     text = to_latex(doc) if Path(path).suffix.lower() == ".tex" else to_markdown(doc)
     with atomic_text(Path(path)) as f:
         f.write(text)

@@ -94,5 +94,5 @@ def export(tape, config: dict, path: Path, lang: str = "en", progress=None) -> i
         from tracer.template import Template
         from tracer.xlsx import write_xlsx
 
-        return write_xlsx(Layout(tape, Template(tape.meta["model"], lang), config), path, progress)
+        return write_xlsx(Layout(tape, Template.of(tape, lang), config), path, progress)
     return sum(t.value.size for t in tape.tensors)

@@ -207,7 +207,8 @@ class Sheet:
 
 class Layout:
     def __init__(self, tape, template: Template, config: dict):
-        self.tape, self.tpl, self.config = tape, template, config
+        self.tape, self.tpl = tape, template
+        self.config = tape.meta.get("settings") or config  # a run may describe its own settings
         self.place: dict[int, Place] = {}
         self.sections: list[tuple[str, str, int]] = []  # (sheet, title, row) for the index
         iterations = max(t.iteration for t in tape.tensors)

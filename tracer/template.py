@@ -46,13 +46,21 @@ def _load(name: str) -> dict:
 
 
 class Template:
-    def __init__(self, model: str, lang: str = "en"):
+    def __init__(self, model: str, lang: str = "en", tensors: dict | None = None):
+        """`tensors`: texts for tensors whose names the user chose (an mlp config's), as in a
+        template's [tensors] table; they come first."""
         if lang not in LANGS:
             raise TracerError(f"unknown language {lang!r}: choose one of {', '.join(LANGS)}")
         self.lang = lang
         self.common = _load("common")
         self.model = _load(model)
         self.words = self.common[lang]
+        self.extra = tensors or {}
+
+    @classmethod
+    def of(cls, tape, lang: str = "en") -> "Template":
+        """The template of a traced run: its model's, plus the texts the run carries."""
+        return cls(tape.meta["model"], lang, tape.meta.get("tensors"))
 
     def t(self, key: str, **fmt) -> str:
         """A label of common.toml in the chosen language."""
@@ -106,7 +114,8 @@ class Template:
         return {k: v.format(**(marks if k == "symbol" else {"b": b, "h": h})) for k, v in entry.items()}
 
     def _own(self, name: str) -> dict | None:
-        return self.model.get("tensors", {}).get(name) or self.common["tensors"].get(name)
+        return (self.extra.get(name) or self.model.get("tensors", {}).get(name)
+                or self.common["tensors"].get(name))
 
     def symbol(self, name: str) -> str:
         """x̂ for x_hat, ∂L/∂x̂ for dL/dx_hat, ∂L/∂h (via μ) for 'dL/dh via mu'."""
