@@ -143,7 +143,7 @@ def _make_run(model):
             cells = export(tape, config, path, lang)  # values, for .json and .csv
         what = "cells" if path.suffix.lower() == ".xlsx" else "values"
         click.echo(f"wrote {path}: {cfg.iterations} iterations, {cells:,} {what}, "
-                   f"{loss_summary(tape, tape.meta.get("losses", model.LOSSES))}  ({time.perf_counter() - start:.1f} s)")
+                   f"{loss_summary(tape, tape.meta.get('losses', model.LOSSES))}  ({time.perf_counter() - start:.1f} s)")
         for label, text in tape.meta.get("generated", []):  # a language model's continuations
             how = "greedy" if label == "greedy" else f"sampled at temperature {label}"
             click.echo(f"  generated ({how}): {text}")
