@@ -97,6 +97,8 @@ def cli():
     tracer run vae --optimizer adam Adam instead of SGD, its state as formulas
     tracer run gan -o gan.tex       the walkthrough as a LaTeX document (or .md)
     tracer verify outputs/vae.xlsx  recalculate it in LibreOffice and compare
+    tracer exercise vae --blank backward   a student's version: the gradients blank
+    tracer check filled.xlsx        grade it: own mistakes apart from carried ones
     tracer gradcheck gan            finite differences vs the traced gradients
     tracer run transformer --tokenizer bpe --temperature 0.5,1,2
                                     a transformer learns a text, then writes some
@@ -116,28 +118,49 @@ def run():
     trace (.json, .csv)."""
 
 
+def output_options(default: str):
+    """--lang and -o, shared by `run` and `exercise`."""
+    def decorate(fn):
+        fn = click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
+                          help=f"where to write{default}")(fn)
+        return click.option("--lang", type=click.Choice(["en", "es"]), default="en", show_default=True,
+                            help="language of the workbook's labels")(fn)
+    return decorate
+
+
+def configured(model, kwargs, lang):
+    """The model's Config from the command's options (a text model's corpus follows --lang)."""
+    cfg = config_of(model, kwargs)
+    if getattr(cfg, "corpus", "") is None:
+        cfg.corpus = lang
+    return cfg
+
+
+def _default_path(model, lang, what=""):
+    return Path("outputs") / f"{model.NAME}{what}{'' if lang == 'en' else '_' + lang}.xlsx"
+
+
+def _progress(tape, path):
+    from tracer.layout import block_cells
+
+    return click.progressbar(length=block_cells(tape), label=f"writing {path.name}", file=sys.stderr)
+
+
 def _make_run(model):
     @run.command(name=model.NAME, help=f"Trace the {model.SUMMARY}.", context_settings=CONTEXT)
     @model_options(model)
-    @click.option("--lang", type=click.Choice(["en", "es"]), default="en", show_default=True,
-                  help="language of the workbook's labels")
-    @click.option("-o", "--output", type=click.Path(path_type=Path), default=None,
-                  help=f"where to write: .xlsx (workbook), .tex or .md (walkthrough document), .json or .csv (trace)  [default: outputs/{model.NAME}.xlsx]")
+    @output_options(f": .xlsx (workbook), .tex or .md (walkthrough document), .json or .csv (trace)  "
+                    f"[default: outputs/{model.NAME}.xlsx]")
     def command(lang, output, **kwargs):
         from tracer.export import check_output, export
 
         start = time.perf_counter()
-        cfg = config_of(model, kwargs)
-        if getattr(cfg, "corpus", "") is None:  # a text model's built-in corpus: the workbook's language
-            cfg.corpus = lang
-        path = check_output(output or Path("outputs") / f"{model.NAME}{'' if lang == 'en' else '_' + lang}.xlsx")
+        cfg = configured(model, kwargs, lang)
+        path = check_output(output or _default_path(model, lang))
         tape = trace_model(model, cfg)
         config = dataclasses.asdict(cfg)
         if path.suffix.lower() == ".xlsx":
-            from tracer.layout import block_cells
-
-            total = block_cells(tape)
-            with click.progressbar(length=total, label=f"writing {path.name}", file=sys.stderr) as bar:
+            with _progress(tape, path) as bar:
                 cells = export(tape, config, path, lang, progress=bar.update)
         else:
             cells = export(tape, config, path, lang)  # values, for .json and .csv
@@ -148,6 +171,86 @@ def _make_run(model):
             how = "greedy" if label == "greedy" else f"sampled at temperature {label}"
             click.echo(f"  generated ({how}): {text}")
     return command
+
+
+@cli.group(cls=ModelGroup, context_settings=CONTEXT)
+def exercise():
+    """Write a student's version of a walkthrough: the blocks chosen with --blank keep their titles,
+    shapes, equations and notes, but their cells are empty, white input cells.  No answer is stored
+    in the file (cells computed from the student's are saved without a value) unless --self-check
+    is given.  Grade the filled workbook with `tracer check`.
+
+    \b
+    tracer exercise vae --blank backward
+    tracer exercise mlp --config classic_222 --blank update
+    tracer exercise mlp --blank forward,loss --self-check
+    """
+
+
+def _make_exercise(model):
+    @exercise.command(name=model.NAME, context_settings=CONTEXT,
+                      help=f"A student's exercise on the {model.SUMMARY}.")
+    @model_options(model)
+    @click.option("--blank", required=True, metavar="WHAT",
+                  help="what the student computes, comma-separated: phases (forward, loss, backward, update) "
+                       "and/or tensor names, e.g. 'backward' or 'h,x_hat'")
+    @click.option("--blank-iterations", default="all", show_default=True, metavar="K,…",
+                  help="leave those blocks blank only in these iterations, e.g. '1'")
+    @click.option("--self-check", is_flag=True,
+                  help="add a cell beside each blank block that turns green (✓) or red (✗) as the student "
+                       "fills it in.  WARNING: the file then contains the answers (on a hidden sheet)")
+    @output_options(f" (.xlsx)  [default: outputs/{model.NAME}_exercise.xlsx]")
+    def command(lang, output, blank, blank_iterations, self_check, **kwargs):
+        from tracer import exercise as ex_
+        from tracer.export import check_output
+
+        start = time.perf_counter()
+        cfg = configured(model, kwargs, lang)
+        path = check_output(output or _default_path(model, lang, "_exercise"))
+        if path.suffix.lower() != ".xlsx":
+            raise TracerError(f"an exercise is a workbook: {path.name} must end in .xlsx")
+        tape = trace_model(model, cfg)
+        with _progress(tape, path) as bar:
+            cells, ex = ex_.write(tape, model, cfg, lang, path, blank, blank_iterations, self_check, bar.update)
+        n = sum(t.value.size for t in ex.blank)
+        click.echo(f"wrote {path}: {len(ex.blank)} blank blocks, {n:,} cells for the student to fill "
+                   f"({cells:,} cells in all; {time.perf_counter() - start:.1f} s)")
+        click.echo("  this file contains the answers (--self-check): keep it from the students who are graded"
+                   if self_check else "  no answers are stored in it; grade the filled file with: tracer check FILE")
+    return command
+
+
+@cli.command()
+@click.argument("workbook", type=click.Path(path_type=Path))
+@click.option("--decimals", type=click.IntRange(0, 15), default=None,
+              help="right when it rounds like the reference to N decimals (within half a unit of the N-th decimal)")
+@click.option("--rtol", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="right within this relative difference of the reference  [default: 0.001]")
+@click.option("--report", type=click.Path(path_type=Path), default=None,
+              help="also write a copy of the workbook with each wrong cell coloured (own mistake red, carried "
+                   "error yellow, missing grey) and a note with the expected value, and a Grade sheet")
+@click.option("--exercise", "original", type=click.Path(path_type=Path), default=None,
+              help="the exercise as handed out: refuse a workbook made for another model or configuration")
+def check(workbook, decimals, rtol, report, original):
+    """Grade a filled exercise WORKBOOK (as Excel, LibreOffice or Google Sheets saved it): every blank
+    cell right, wrong or missing; each wrong cell an own mistake or an error carried from an earlier
+    one (the step recomputed from the student's own inputs gives the student's value).  Exit 0 when
+    every cell is right, 1 otherwise, 2 when the file cannot be graded."""
+    from tracer.check import Tolerance, grade, write_report
+
+    if decimals is not None and rtol is not None:
+        raise TracerError("give --decimals or --rtol, not both")
+    if report is not None:
+        from tracer.export import check_output
+
+        check_output(report)
+    result = grade(workbook, Tolerance(decimals, rtol or Tolerance.rtol), original)
+    for line in result.lines():
+        click.echo(line)
+    if report is not None:
+        marked = write_report(result, report)
+        click.echo(f"wrote {report}: {marked} cells marked")
+    return 0 if result.total() == result.total("right") else 1
 
 
 @cli.command()
@@ -198,6 +301,7 @@ def _make_gradcheck(model):
 
 for _m in MODELS.values():
     _make_run(_m)
+    _make_exercise(_m)
     _make_gradcheck(_m)
 
 

@@ -73,13 +73,19 @@ def write_csv(tape, path: Path):
                 w.writerow([t.iteration, t.phase, t.name, k, repr(v)])
 
 
-def export(tape, config: dict, path: Path, lang: str = "en", progress=None) -> int:
-    """Write the run to `path` by its suffix; returns the number of cells (or values) written."""
+def prepare_folder(path: Path) -> Path:
+    """Check the output path and make its folder."""
     path = check_output(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise TracerError(f"cannot create the output folder {path.parent}: {e.strerror}") from None
+    return path
+
+
+def export(tape, config: dict, path: Path, lang: str = "en", progress=None) -> int:
+    """Write the run to `path` by its suffix; returns the number of cells (or values) written."""
+    path = prepare_folder(path)
     suffix = path.suffix.lower()
     if suffix == ".json":
         write_json(tape, config, path)

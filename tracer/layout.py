@@ -210,6 +210,7 @@ class Layout:
         self.tape, self.tpl = tape, template
         self.config = tape.meta.get("settings") or config  # a run may describe its own settings
         self.place: dict[int, Place] = {}
+        self.exercise = None  # a student's version (tracer.exercise) leaves some blocks blank
         self.sections: list[tuple[str, str, int]] = []  # (sheet, title, row) for the index
         iterations = max(t.iteration for t in tape.tensors)
         tt = template.t

@@ -209,12 +209,14 @@ def _formula_cells(path: Path) -> dict[str, set[tuple[int, int]]]:
     return found
 
 
-def _values_at(path: Path, wanted: dict[str, set[tuple[int, int]]]) -> dict[tuple[str, int, int], object]:
-    """Read the stored (cached) values of the wanted cells of a workbook.
+def values_at(path: Path, wanted: dict[str, set[tuple[int, int]]],
+               data_only: bool = True) -> dict[tuple[str, int, int], object]:
+    """Read the stored (cached) values of the wanted cells of a workbook (their formulas, as
+    "=…" strings, with data_only=False); rows and columns count from 1.
 
     Cells, or whole sheets, that are absent are simply missing from the result.
     """
-    wb = _open(path, data_only=True)
+    wb = _open(path, data_only=data_only)
     try:
         values: dict[tuple[str, int, int], object] = {}
         for ws in wb.worksheets:
@@ -382,7 +384,7 @@ def verify_workbook(path, rtol: float = 1e-9, atol: float = 1e-12,
     if report.n_formulas == 0:
         report.compare_seconds = time.perf_counter() - start
         return report
-    stored = _values_at(path, formulas)
+    stored = values_at(path, formulas)
     reading = time.perf_counter() - start
 
     with tempfile.TemporaryDirectory(prefix="tracer-verify-") as tmp:
@@ -391,7 +393,7 @@ def verify_workbook(path, rtol: float = 1e-9, atol: float = 1e-12,
         report.recalc_seconds = time.perf_counter() - start
 
         start = time.perf_counter()
-        recalculated = _values_at(recalculated_path, formulas)
+        recalculated = values_at(recalculated_path, formulas)
     for sheet in formulas:
         for r, c in sorted(formulas[sheet]):
             key = (sheet, r, c)

@@ -13,7 +13,8 @@ from xlsxwriter.worksheet import Worksheet
 
 from tracer.atomic import atomic_path
 from tracer.errors import TracerError
-from tracer.layout import (Block, Cells, Chart, Hyper, Link, Picture, phase_style,
+from tracer.exercise import INFO_SHEET
+from tracer.layout import (COLS, Block, Cells, Chart, Hyper, Link, Picture, phase_style,
                            Text, Views, quote_sheet)
 
 MAX_FORMULA = 8192
@@ -68,6 +69,12 @@ class _Styles:
         self.view = f({"num_format": NUMBER})
         self.token = f({"bold": True, "align": "center", "font_color": "#1F4E79"})
         self.pixel = f({"num_format": ";;;"})
+        # a student's cell: white, framed, unlocked; the self-check verdict; its colours
+        self.answer = f({"bg_color": "#FFFFFF", "num_format": "General", "border": 1,
+                         "border_color": "#7F7F7F", "locked": False})
+        self.check = f({"bold": True, "align": "center", "border": 1})
+        self.right = f({"bg_color": "#C6EFCE", "font_color": "#006100"})
+        self.wrong = f({"bg_color": "#FFC7CE", "font_color": "#9C0006"})
         self.title, self.cell, self.section = {}, {}, {}
         for phase, (dark, light) in PHASE_COLORS.items():
             self.title[phase] = f({"bold": True, "bg_color": dark})
@@ -89,6 +96,8 @@ def write_xlsx(layout, path: Path, progress=None) -> int:
         writer = _Writer(wb, layout, progress)
         for sheet in layout.sheets:
             writer.sheet(sheet)
+        if layout.exercise:
+            writer.exercise_sheets(layout.exercise)
         if layout.vocab_range:
             wb.define_name("vocab", layout.vocab_range)
         wb.close()
@@ -100,6 +109,13 @@ class _Writer:
         self.wb, self.layout, self.progress = wb, layout, progress or (lambda n: None)
         self.st = _Styles(wb)
         self.cells = 0
+        ex = layout.exercise  # a student's version: blank blocks, and values that would tell
+        self.blank = ex.blank_ids if ex else set()
+        self.hidden = ex.hidden if ex else set()
+
+    def value(self, t, v):
+        """The value stored with a formula: none ("") when it is computed from a student's cells."""
+        return "" if id(t) in self.hidden else v
 
     def sheet(self, sheet):
         ws = self.wb.add_worksheet(sheet.name, worksheet_class=_PortableSheet)
@@ -143,11 +159,11 @@ class _Writer:
                 ws.write_string(p.row, col, str(text), self.st.text)
             elif t.value.size == 1:
                 ws.write_formula(p.row, col, "=" + self.layout.place[id(t)].addr(0, 0, sheet.name),
-                                 self.st.view, float(t.value[0, 0]))
+                                 self.st.view, self.value(t, float(t.value[0, 0])))
             else:  # a batch of values (e.g. D(x) of N digits): their mean
                 rows, cols = t.shape
                 ws.write_formula(p.row, col, f"=AVERAGE({self.layout.place[id(t)].span(0, 0, rows - 1, cols - 1, sheet.name)})",
-                                 self.st.view, float(t.value.mean()))
+                                 self.st.view, self.value(t, float(t.value.mean())))
             self.cells += 1
         return p.row
 
@@ -180,12 +196,16 @@ class _Writer:
         t, p, st = b.tensor, b.place, self.st
         phase = phase_style(t)
         r = b.row
+        blank = id(t) in self.blank  # the student fills it in
         ws.write_string(r, 0, b.number, st.title[phase])
         ws.write_string(r, 1, b.title, st.title[phase])
         for c in range(2, TITLE_WIDTH):  # a coloured band the title can run across
             ws.write_blank(r, c, None, st.title[phase])
+        if blank and self.layout.exercise.self_check:
+            self._self_check(ws, sheet, b, r)
         ws.write_string(r + 1, 1, b.equation, st.equation)
-        ws.write_string(r + 2, 1, b.note, st.note)
+        your_turn = self.layout.tpl.t("exercise_your_turn") + "  " if blank else ""
+        ws.write_string(r + 2, 1, your_turn + b.note, st.note)
         n_rows, n_cols = p.display
         for c in range(n_cols):
             ws.write_number(r + 3, p.col0 + c, c + 1, st.index)
@@ -198,6 +218,9 @@ class _Writer:
             row = p.row0 + dr
             ws.write_number(row, 0, dr + 1, st.index)
             for dc, value in enumerate(values):
+                if blank:  # the student's cell
+                    ws.write_blank(row, p.col0 + dc, None, st.answer)
+                    continue
                 if cells is None:
                     ws.write_number(row, p.col0 + dc, value, fmt)
                     continue
@@ -206,10 +229,10 @@ class _Writer:
                 if len(f) >= MAX_FORMULA:
                     raise TracerError(f"the formula of {t.name}[{i},{j}] is longer than Excel's "
                                       f"{MAX_FORMULA} characters")
-                ws.write_formula(row, p.col0 + dc, "=" + f, fmt, value)
+                ws.write_formula(row, p.col0 + dc, "=" + f, fmt, self.value(t, value))
             if b.tokens:  # the token of the id: a formula too, so it follows a recomputed id
                 ws.write_formula(row, p.col0 + n_cols, f"=INDEX(vocab,{p.addr(dr, 0, sheet.name)}+1)",
-                                 st.token, b.tokens[dr])
+                                 st.token, self.value(t, b.tokens[dr]))
         if b.tokens:
             self.cells += n_rows + 1
         n = n_rows * n_cols
@@ -227,8 +250,49 @@ class _Writer:
                 for c in range(im.side):
                     k = r * im.side + c
                     ws.write_formula(p.row + r, im.col + c, "=" + src.addr(im.index, k, sheet.name),
-                                     self.st.pixel, float(im.tensor.value[im.index, k]))
+                                     self.st.pixel, self.value(im.tensor, float(im.tensor.value[im.index, k])))
         for im in p.images:
             ws.conditional_format(p.row, im.col, p.row + im.side - 1, im.col + im.side - 1, dict(SCALES[im.scale]))
             self.cells += im.side * im.side
         return p.row + height - 1
+
+    # -- a student's version (tracer.exercise) -----------------------------------------------------
+    def _self_check(self, ws, sheet, b: Block, r: int):
+        """A cell beside the title: how many of the block's cells match the answers (✓ n/n or ✗ k/n)."""
+        ex, p = self.layout.exercise, b.place
+        rows, cols = p.display
+        n = rows * cols
+        mine = p.span(0, 0, p.rows - 1, p.cols - 1, sheet.name)
+        answers = ex.answers[id(b.tensor)].span(0, 0, p.rows - 1, p.cols - 1, sheet.name)
+        from tracer.exercise import ATOL, RTOL
+
+        right = f"SUMPRODUCT((ABS({mine}-{answers})<={RTOL!r}*ABS({answers})+{ATOL!r})*1)"
+        col = TITLE_WIDTH
+        ws.write_formula(r, col, f'=IF(COUNT({mine})<{n},"✎ "&COUNT({mine})&"/{n}",'
+                                 f'IF({right}={n},"✓ {n}/{n}","✗ "&{right}&"/{n}"))',
+                         self.st.check, f"✎ 0/{n}")
+        cell = f"${COLS[col]}${r + 1}"
+        for mark, fmt in (("✓", self.st.right), ("✗", self.st.wrong)):
+            ws.conditional_format(r, col, r, col, {"type": "formula", "criteria": f'=LEFT({cell},1)="{mark}"',
+                                                   "format": fmt})
+        self.cells += 1
+
+    def exercise_sheets(self, ex):
+        """Hidden: the answers (self-check only) and the recipe `tracer check` rebuilds from."""
+        if ex.self_check:
+            ws = self.wb.add_worksheet(ex.answer_sheet, worksheet_class=_PortableSheet)
+            ws.write_string(0, 0, self.layout.tpl.t("answers_note"), self.st.note)
+            for t in ex.blank:
+                p = ex.answers[id(t)]
+                grid = (t.value.T if p.transposed else t.value).tolist()
+                for dr, values in enumerate(grid):
+                    for dc, v in enumerate(values):
+                        ws.write_number(p.row0 + dr, p.col0 + dc, v)
+                self.cells += t.value.size
+            ws.hide()
+        ws = self.wb.add_worksheet(INFO_SHEET, worksheet_class=_PortableSheet)
+        ws.write_string(0, 0, self.layout.tpl.t("exercise_info"))
+        for r, (key, chunk) in enumerate(ex.info_rows(), start=1):
+            ws.write_string(r, 0, key)
+            ws.write_string(r, 1, chunk)
+        ws.hide()

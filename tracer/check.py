@@ -1,0 +1,356 @@
+"""Grade a student's filled exercise workbook, cell by cell, the way a teacher would.
+
+1. Read the recipe the workbook carries (tracer.exercise) and rebuild the reference trace.
+2. Check that the given cells (data, initial parameters, draws, hyperparameters) and the blank
+   blocks' titles are the exercise's: otherwise the file was made for another exercise.
+3. Read the student's cells as the application saved them (cached values; a formula saved with
+   no value is recalculated in LibreOffice).
+4. Replay the steps on the student's own numbers ("the student's world"): each given block is
+   recomputed from the student's cells, as the spreadsheet itself would.  A wrong cell is an
+   own mistake unless the step, applied to the student's own inputs, gives the student's value:
+   then the step was done right on wrong inputs and the error is carried.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from tracer.errors import TracerError
+from tracer.exercise import ATOL, INFO_SHEET, RTOL, build
+from tracer.layout import Block, Layout, on_overview
+from tracer.verify import address, check_workbook, is_error_value, recalculate, values_at
+
+RIGHT, OWN, CARRIED, MISSING = "right", "own mistake", "carried error", "missing"
+
+
+@dataclass
+class Tolerance:
+    """When a student's number counts as the reference's."""
+
+    decimals: int | None = None  # right within half a unit of the last decimal: a rounded answer is right
+    rtol: float = RTOL
+
+    def close(self, student, reference):
+        s, r = np.asarray(student, dtype=float), np.asarray(reference, dtype=float)
+        if self.decimals is not None:
+            return np.abs(s - r) <= 0.5 * 10.0 ** -self.decimals * (1 + 1e-9) + 1e-15
+        return np.abs(s - r) <= self.rtol * np.abs(r) + ATOL
+
+    def describe(self) -> str:
+        if self.decimals is not None:
+            return f"right when rounding to {self.decimals} decimals gives the reference's value (±{0.5 * 10.0 ** -self.decimals:g})"
+        return f"right within a relative {self.rtol:g} of the reference"
+
+
+@dataclass
+class Cell:
+    i: int
+    j: int
+    address: str
+    student: object  # as read: a number, text, or None
+    status: str
+    reference: float
+    from_inputs: float  # the step applied to the student's own inputs
+
+
+@dataclass
+class TensorGrade:
+    tensor: object
+    block: Block
+    sheet: str
+    cells: list = field(default_factory=list)
+
+    def count(self, status) -> int:
+        return sum(c.status == status for c in self.cells)
+
+    @property
+    def first_own(self) -> Cell | None:
+        return next((c for c in self.cells if c.status == OWN), None)
+
+
+@dataclass
+class Grade:
+    path: Path
+    recipe: dict
+    tolerance: Tolerance
+    tensors: list  # TensorGrade, in step order
+    template: object = None
+
+    def total(self, status=None) -> int:
+        return sum(len(g.cells) if status is None else g.count(status) for g in self.tensors)
+
+    @property
+    def score(self) -> float:
+        return 100.0 * self.total(RIGHT) / max(1, self.total())
+
+    def lines(self) -> list[str]:
+        r = self.recipe
+        out = [f"{self.path.name}: {r['model']} exercise (blank: {r['blank']}; iterations: {r['iterations']}), "
+               f"{self.total():,} cells to fill; {self.tolerance.describe()}"]
+        first = None
+        for g in self.tensors:
+            counts = [f"{g.count(RIGHT)} right"]
+            wrong = g.count(OWN) + g.count(CARRIED)
+            if wrong:
+                counts.append(f"{wrong} wrong ({g.count(OWN)} own, {g.count(CARRIED)} carried)")
+            if g.count(MISSING):
+                counts.append(f"{g.count(MISSING)} missing")
+            t = g.tensor
+            out.append(f"{g.sheet} · {g.block.number} {self.template.symbol(t.name)} ({t.shape[0]}×{t.shape[1]}): "
+                       + ", ".join(counts))
+            own = g.first_own
+            if own:
+                first = first or (g, own)
+                out.append("    first own mistake: " + self.mistake(g, own))
+        out.append(f"score: {self.score:.1f}% ({self.total(RIGHT):,} of {self.total():,} cells right); "
+                   f"own mistakes {self.total(OWN)}, carried errors {self.total(CARRIED)}, missing {self.total(MISSING)}")
+        if first:
+            g, own = first
+            out.append(f"the first own mistake: {g.sheet} · {g.block.number} {self.template.symbol(g.tensor.name)} "
+                       f"at {own.address}")
+        return out
+
+    def mistake(self, g: TensorGrade, c: Cell) -> str:
+        shown = f"{c.student!r}" if isinstance(c.student, str) else f"{c.student:.6g}"
+        expect = (f"from your own inputs the step gives {c.from_inputs:.6g} (reference {c.reference:.6g})"
+                  if math.isfinite(c.from_inputs) else f"the reference is {c.reference:.6g}")
+        return f"{c.address} [{c.i + 1}, {c.j + 1}]: you wrote {shown}; {expect}; {g.block.equation}"
+
+
+# --- reading the workbook -----------------------------------------------------------------------
+
+def read_recipe(path: Path) -> dict:
+    from openpyxl import load_workbook
+
+    check_workbook(path)
+    wb = load_workbook(path, read_only=True, data_only=True)
+    try:
+        if INFO_SHEET not in wb.sheetnames:
+            raise TracerError(f"{path.name} was not made by `tracer exercise` (it has no '{INFO_SHEET}' sheet); "
+                              "make one with: tracer exercise MODEL --blank …")
+        chunks = [row[1] for row in wb[INFO_SHEET].iter_rows(min_row=2, max_col=2, values_only=True)
+                  if len(row) > 1 and isinstance(row[1], str)]
+    finally:
+        wb.close()
+    try:
+        recipe = json.loads("".join(chunks))
+        assert recipe["format"] == 1 and {"model", "config", "blank", "iterations", "fingerprint"} <= set(recipe)
+    except Exception:
+        raise TracerError(f"{path.name}: its '{INFO_SHEET}' sheet was edited or damaged; "
+                          "grade the workbook as the exercise handed it out") from None
+    return recipe
+
+
+def rebuild(recipe: dict):
+    """The reference trace, its layout and the exercise, from a workbook's recipe."""
+    import base64
+
+    from tracer.cli import trace_model
+    from tracer.models import MODELS
+    from tracer.template import Template
+
+    model = MODELS.get(recipe["model"])
+    if model is None:
+        raise TracerError(f"the exercise is for a model this tracer does not know: {recipe['model']!r}")
+    with tempfile.TemporaryDirectory(prefix="tracer-check-") as tmp:
+        config = dict(recipe["config"])
+        for name, f in recipe.get("files", {}).items():  # the files its options named
+            local = Path(tmp) / Path(f["name"]).name
+            local.write_bytes(base64.b64decode(f["data"]))
+            config[name] = str(local)
+        try:
+            cfg = model.Config(**config)
+        except TypeError:
+            raise TracerError("the exercise was made by another version of tracer (its options differ)") from None
+        tape = trace_model(model, cfg)
+    ex = build(tape, model.NAME, recipe["config"], recipe.get("files", {}), recipe["lang"], recipe["blank"],
+               recipe["iterations"], recipe.get("self_check", False))
+    if ex.recipe["fingerprint"] != recipe["fingerprint"]:
+        raise TracerError("the exercise cannot be rebuilt exactly: it was made by another version of tracer, "
+                          f"or its '{INFO_SHEET}' sheet was edited")
+    layout = Layout(tape, Template.of(tape, recipe["lang"]), recipe["config"])
+    return tape, layout, ex
+
+
+def _cells_of(layout, t):
+    """(i, j, sheet row, sheet column), rows and columns counting from 1 as openpyxl does."""
+    p = layout.place[id(t)]
+    for i in range(p.rows):
+        for j in range(p.cols):
+            r, c = p.rc(i, j)
+            yield i, j, r + 1, c + 1
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _check_given(path, layout, tape, blocks, values) -> None:
+    """The given cells and the blank blocks' titles must be the exercise's."""
+    for t in tape.tensors:
+        if t.op is not None:
+            continue
+        sheet = layout.place[id(t)].sheet
+        for i, j, r, c in _cells_of(layout, t):
+            v, where = values.get((sheet, r, c)), address(sheet, r, c)
+            if isinstance(v, str) and not is_error_value(v):
+                raise TracerError(f"{where} holds the text {v!r} where the number {t.name}[{i + 1}, {j + 1}] belongs")
+            if not _number(v) or not math.isclose(v, t.value[i, j], rel_tol=1e-9, abs_tol=1e-12):
+                raise TracerError(f"{path.name} was made for another model or configuration (or a given cell was "
+                                  f"changed): {where} should hold {t.name}[{i + 1}, {j + 1}] = {t.value[i, j]:.6g}, "
+                                  f"it holds {v!r}")
+    for t, b in blocks.items():
+        sheet = layout.place[id(t)].sheet
+        if values.get((sheet, b.row + 1, 2)) != b.title:
+            raise TracerError(f"{path.name} was made for another model or configuration: "
+                              f"{address(sheet, b.row + 1, 2)} should be the title of the block {b.title!r}")
+
+
+def read_student(path: Path, layout, tape, ex) -> tuple[dict, dict]:
+    """(blocks of the blank tensors, the cells' values as the student's application saved them)."""
+    blocks = {}
+    for s in layout.sheets:
+        for part in s.parts:
+            if isinstance(part, Block) and id(part.tensor) in ex.blank_ids:
+                blocks[part.tensor] = part
+    def cells(tensors) -> dict[str, set]:
+        found: dict[str, set] = {}
+        for t in tensors:
+            found.setdefault(layout.place[id(t)].sheet, set()).update((r, c) for _, _, r, c in _cells_of(layout, t))
+        return found
+
+    answer_cells = cells(ex.blank)
+    wanted = cells([*ex.blank, *(u for u in tape.tensors if u.op is None)])
+    for t, b in blocks.items():
+        wanted[layout.place[id(t)].sheet].add((b.row + 1, 2))
+    from openpyxl import load_workbook
+
+    wb = load_workbook(path, read_only=True)
+    names = set(wb.sheetnames)
+    wb.close()
+    missing = [s for s in wanted if s not in names]
+    if missing:
+        raise TracerError(f"{path.name} lacks the sheet{'s' if len(missing) > 1 else ''} "
+                          f"{', '.join(repr(s) for s in missing)} of the exercise")
+    values = values_at(path, wanted)
+    _check_given(path, layout, tape, blocks, values)
+    # a formula the student typed, saved without its value (e.g. written by a script): recalculate
+    formulas = values_at(path, answer_cells, data_only=False)
+    stale = {k for k, f in formulas.items() if isinstance(f, str) and f.startswith("=") and values.get(k) is None}
+    if stale:
+        with tempfile.TemporaryDirectory(prefix="tracer-check-") as tmp:
+            fresh = values_at(recalculate(path, Path(tmp)), {s: {(r, c) for s2, r, c in stale if s2 == s}
+                                                             for s in {k[0] for k in stale}})
+        values.update(fresh)
+    return blocks, values
+
+
+# --- grading --------------------------------------------------------------------------------------
+
+def _as_number(v) -> float:
+    return float(v) if _number(v) else math.nan
+
+
+def grade(path: Path, tolerance: Tolerance, original: Path | None = None) -> Grade:
+    path = Path(path)
+    recipe = read_recipe(path)
+    if original is not None:
+        handed_out = read_recipe(Path(original))
+        keys = ("model", "config", "blank", "iterations", "fingerprint")
+        if any(recipe.get(k) != handed_out.get(k) for k in keys):
+            raise TracerError(f"{path.name} was made for another model or configuration than {Path(original).name} "
+                              f"({recipe['model']} {recipe['config']} vs {handed_out['model']} {handed_out['config']})")
+    tape, layout, ex = rebuild(recipe)
+    blocks, values = read_student(path, layout, tape, ex)
+    world: dict[int, np.ndarray] = {}  # the student's world: every tensor as their sheet computes it
+    last = max(tape.tensors.index(t) for t in ex.blank)
+    grades = []
+    with np.errstate(all="ignore"):
+        for t in tape.tensors[:last + 1]:
+            if t.op is None:
+                world[id(t)] = t.value
+                continue
+            try:
+                from_inputs = np.asarray(t.op.forward(*(world[id(u)] for u in t.inputs), **t.attrs), dtype=float)
+                from_inputs = np.broadcast_to(from_inputs, t.shape)
+            except Exception:  # e.g. an id the student left empty
+                from_inputs = np.full(t.shape, math.nan)
+            if id(t) not in ex.blank_ids:
+                world[id(t)] = from_inputs
+                continue
+            sheet = layout.place[id(t)].sheet
+            g = TensorGrade(t, blocks[t], sheet)
+            mine = np.full(t.shape, math.nan)
+            for i, j, r, c in _cells_of(layout, t):
+                v = values.get((sheet, r, c))
+                mine[i, j] = _as_number(v)
+                ref, own = float(t.value[i, j]), float(from_inputs[i, j])
+                if v is None or v == "":
+                    status = MISSING
+                elif not _number(v):
+                    status = OWN  # text, TRUE/FALSE or an error value: wrong
+                elif tolerance.close(v, ref):
+                    status = RIGHT
+                elif math.isfinite(own) and tolerance.close(v, own):
+                    status = CARRIED
+                else:
+                    status = OWN
+                g.cells.append(Cell(i, j, address(sheet, r, c), v, status, ref, own))
+            world[id(t)] = mine
+            grades.append(g)
+    return Grade(path, recipe, tolerance, grades, layout.tpl)
+
+
+# --- the annotated copy -------------------------------------------------------------------------
+
+COLORS = {OWN: "FFC7CE", CARRIED: "FFEB9C", MISSING: "D9D9D9"}
+
+
+def write_report(grade_: Grade, out: Path) -> int:
+    """A copy of the student's workbook: each wrong or missing cell coloured (own mistakes red,
+    carried errors yellow, missing grey) with a note; a Grade sheet with the report in front."""
+    from openpyxl import load_workbook
+    from openpyxl.comments import Comment
+    from openpyxl.styles import PatternFill
+
+    from tracer.atomic import atomic_path
+
+    out = Path(out)
+    if out.suffix.lower() != ".xlsx":
+        raise TracerError(f"--report {out.name}: the report is a workbook and must end in .xlsx")
+    if out.resolve() == grade_.path.resolve():
+        raise TracerError("--report must not overwrite the student's workbook")
+    wb = load_workbook(grade_.path)
+    fills = {k: PatternFill("solid", start_color=v, end_color=v) for k, v in COLORS.items()}
+    marked = 0
+    for g in grade_.tensors:
+        ws = wb[g.sheet]
+        for c in g.cells:
+            if c.status == RIGHT:
+                continue
+            r, col = g.block.place.rc(c.i, c.j)
+            cell = ws.cell(row=r + 1, column=col + 1)
+            cell.fill = fills[c.status]
+            note = f"{c.status}: expected {c.reference:.10g}"
+            if c.status == CARRIED:
+                note += f"; right from your own inputs ({c.from_inputs:.10g})"
+            elif c.status == OWN and math.isfinite(c.from_inputs):
+                note += f"; from your own inputs the step gives {c.from_inputs:.10g}"
+            cell.comment = Comment(note, "tracer check", width=260, height=90)
+            marked += 1
+    sheet = wb.create_sheet("Grade", 0)
+    for n, line in enumerate(grade_.lines(), start=1):
+        sheet.cell(row=n, column=1, value=line)
+    sheet.column_dimensions["A"].width = 140
+    wb.active = 0
+    wb.calculation.fullCalcOnLoad = True  # openpyxl keeps no cached values: recompute on opening
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp:
+        wb.save(tmp)
+    return marked

@@ -1,0 +1,170 @@
+"""A student's version of a walkthrough: chosen blocks left blank, nothing that gives them away.
+
+    blank   the tensors the student computes: whole phases (forward, loss, backward, update) or
+            tensors by name, in every iteration or only in some
+    hidden  every tensor computed from a blank one: still live formulas (they recompute from the
+            student's answers) but stored without a value, so no cached number leaks an answer
+
+The workbook also carries, on a hidden sheet, what `tracer check` needs to rebuild the exercise:
+the model, its options, the blank selection, and the files the options name (an mlp config, a
+text).  With `self_check`, the answers sit on a second hidden sheet and each blank block gets a
+cell that turns green or red: such a file contains the answers.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tracer.errors import TracerError
+from tracer.layout import MAX_ROWS, Place, Text
+
+PHASES = ("forward", "loss", "backward", "update")
+INFO_SHEET = "tracer"  # hidden: the exercise's recipe
+CHUNK = 30_000  # characters per cell (Excel's limit is 32,767)
+MAX_EMBED = 2_000_000  # bytes of a file named by an option that travel inside the workbook
+RTOL, ATOL = 1e-3, 1e-9  # what the self-check cells accept (and `tracer check` by default)
+
+
+@dataclass
+class Exercise:
+    """Which tensors are blank and which are hidden; where the self-check's answers go."""
+
+    recipe: dict  # model, lang, config, blank, iterations, self_check, files, fingerprint
+    blank: list  # tensors, in step order
+    hidden: set = field(default_factory=set)  # ids of blank tensors and of everything computed from them
+    answers: dict = field(default_factory=dict)  # id -> Place on the answers sheet (self-check)
+    answer_sheet: str = ""
+
+    @property
+    def blank_ids(self) -> set:
+        return {id(t) for t in self.blank}
+
+    @property
+    def self_check(self) -> bool:
+        return bool(self.recipe.get("self_check"))
+
+    def info_rows(self) -> list[tuple[str, str]]:
+        """The hidden sheet's rows: a warning, then the recipe as JSON in chunks."""
+        text = json.dumps(self.recipe)  # in order: the overview lists the settings so
+        return [(str(k), text[k * CHUNK:(k + 1) * CHUNK]) for k in range(-(-len(text) // CHUNK))]
+
+
+def parse_iterations(spec: str, last: int) -> set[int]:
+    """'all' or '1,3' -> the iterations whose blocks are left blank."""
+    if spec.strip().lower() == "all":
+        return set(range(1, last + 1))
+    try:
+        chosen = {int(s) for s in spec.split(",") if s.strip()}
+    except ValueError:
+        chosen = set()
+    if not chosen or not all(1 <= k <= last for k in chosen):
+        raise TracerError(f"--blank-iterations must be 'all' or iteration numbers 1 … {last} separated by commas (got {spec!r})")
+    return chosen
+
+
+def select(tape, spec: str, iterations: set[int]) -> list:
+    """The tensors `spec` names (phases and/or tensor names, comma-separated), in step order."""
+    items = [s.strip() for s in spec.split(",") if s.strip()]
+    if not items:
+        raise TracerError("--blank needs phases (forward, loss, backward, update) or tensor names")
+    names = {t.name for t in tape.tensors}
+    computed = {t.name for t in tape.tensors if t.op is not None}
+    for item in items:
+        if item in PHASES:
+            continue
+        if item not in names:
+            known = sorted(computed, key=len)[:12]
+            raise TracerError(f"--blank: no phase or tensor named {item!r}; phases: {', '.join(PHASES)}; "
+                              f"tensors e.g.: {', '.join(known)}")
+        if item not in computed:
+            raise TracerError(f"--blank: {item!r} is a given input (data, a parameter, a draw or a "
+                              "hyperparameter), not a step to compute")
+    chosen = [t for t in tape.tensors if t.op is not None and t.iteration in iterations and t.phase != "after"
+              and (t.phase in items or t.name in items)]
+    if not chosen:
+        raise TracerError(f"--blank {spec!r} leaves nothing blank in iterations {sorted(iterations)}")
+    return chosen
+
+
+def downstream(tape, blank: list) -> set:
+    """Ids of the blank tensors and of every tensor computed from one (the tape is in step order)."""
+    hidden = {id(t) for t in blank}
+    for t in tape.tensors:
+        if any(id(u) in hidden for u in t.inputs):
+            hidden.add(id(t))
+    return hidden
+
+
+def fingerprint(tape, blank: list) -> str:
+    """A digest of everything the student is given and asked: it changes when the exercise would."""
+    h = hashlib.sha256()
+    for t in tape.tensors:
+        if t.op is None:
+            h.update(f"{t.key}{t.shape}".encode())
+            h.update(t.value.tobytes())
+    for t in blank:
+        h.update(f"{t.key}{t.shape}".encode())
+    return h.hexdigest()[:16]
+
+
+def embed_files(model, cfg) -> dict:
+    """The files the options name (--config, --text, --mnist), so the checker needs no other file."""
+    files = {}
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if not f.metadata.get("path") or value is None or not Path(value).is_file():
+            continue
+        data = Path(value).read_bytes()
+        if len(data) > MAX_EMBED:
+            raise TracerError(f"--{f.name.replace('_', '-')} {value}: {len(data):,} bytes is too large to travel "
+                              f"inside an exercise workbook (at most {MAX_EMBED:,})")
+        files[f.name] = {"name": Path(value).name, "data": base64.b64encode(data).decode("ascii")}
+    return files
+
+
+def build(tape, model_name: str, config: dict, files: dict, lang: str, blank_spec: str,
+          iterations_spec: str, self_check: bool) -> Exercise:
+    last = max(t.iteration for t in tape.tensors)
+    iterations = parse_iterations(iterations_spec, last)
+    blank = select(tape, blank_spec, iterations)
+    recipe = {"format": 1, "model": model_name, "lang": lang, "config": config, "files": files,
+              "blank": blank_spec, "iterations": iterations_spec, "self_check": self_check,
+              "fingerprint": fingerprint(tape, blank)}
+    return Exercise(recipe, blank, downstream(tape, blank))
+
+
+def place_answers(ex: Exercise, layout) -> None:
+    """Self-check: each blank tensor's answers on the answers sheet, stacked, shaped as displayed."""
+    ex.answer_sheet = layout.tpl.t("answers")
+    r = 1
+    for t in ex.blank:
+        p = layout.place[id(t)]
+        rows, cols = p.display
+        ex.answers[id(t)] = Place(ex.answer_sheet, r, 0, p.rows, p.cols, p.transposed)
+        r += rows + 1
+        if r > MAX_ROWS:
+            raise TracerError("--self-check: the answers do not fit on one sheet; leave fewer blocks blank")
+
+
+def write(tape, model, cfg, lang: str, path: Path, blank_spec: str, iterations_spec: str,
+          self_check: bool, progress=None) -> tuple[int, Exercise]:
+    """Write the student's workbook; returns (cells written, the exercise)."""
+    from tracer.export import prepare_folder
+    from tracer.layout import Layout
+    from tracer.template import Template
+    from tracer.xlsx import write_xlsx
+
+    config = dataclasses.asdict(cfg)
+    ex = build(tape, model.NAME, config, embed_files(model, cfg), lang, blank_spec, iterations_spec, self_check)
+    layout = Layout(tape, Template.of(tape, lang), config)
+    layout.exercise = ex
+    layout.overview.parts.append(Text(2, 2, layout.tpl.t("exercise_intro"), "bold"))
+    if self_check:
+        place_answers(ex, layout)
+    prepare_folder(path)
+    return write_xlsx(layout, path, progress), ex
