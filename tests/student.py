@@ -27,3 +27,21 @@ def fill(path: Path, out: Path, value=lambda cell: cell[-1], skip=lambda cell: F
         wb[cell[3]].cell(row=cell[4], column=cell[5], value=value(cell))
     wb.save(out)
     return Path(out)
+
+
+def formulas(path: Path, out: Path, typed: dict | None = None) -> Path:
+    """A student who types each blank cell as the step's formula (as the walkthrough would have it),
+    except the cells in `typed` {(tensor name, iteration, i, j): value}, typed as given."""
+    from tracer.layout import Cells
+
+    tape, layout, ex = rebuild(read_recipe(Path(path)))
+    typed = typed or {}
+    wb = load_workbook(path)
+    for t in ex.blank:
+        cells = Cells(layout, t)
+        for i, j, r, c in _cells_of(layout, t):
+            key = (t.name, t.iteration, i, j)
+            value = typed[key] if key in typed else "=" + t.op.formula(cells, i, j)
+            wb[layout.place[id(t)].sheet].cell(row=r, column=c, value=value)
+    wb.save(out)
+    return Path(out)

@@ -201,8 +201,9 @@ def _make_exercise(model):
                        "fills it in.  WARNING: the file then contains the answers (on a hidden sheet)")
     @output_options(f" (.xlsx)  [default: outputs/{model.NAME}_exercise.xlsx]")
     def command(lang, output, blank, blank_iterations, self_check, **kwargs):
-        from tracer import exercise as ex_
-        from tracer.export import check_output
+        from tracer.exercise import make
+        from tracer.export import check_output, prepare_folder
+        from tracer.xlsx import write_xlsx
 
         start = time.perf_counter()
         cfg = configured(model, kwargs, lang)
@@ -210,8 +211,10 @@ def _make_exercise(model):
         if path.suffix.lower() != ".xlsx":
             raise TracerError(f"an exercise is a workbook: {path.name} must end in .xlsx")
         tape = trace_model(model, cfg)
+        layout, ex = make(tape, model, cfg, lang, blank, blank_iterations, self_check)
+        prepare_folder(path)
         with _progress(tape, path) as bar:
-            cells, ex = ex_.write(tape, model, cfg, lang, path, blank, blank_iterations, self_check, bar.update)
+            cells = write_xlsx(layout, path, bar.update)
         n = sum(t.value.size for t in ex.blank)
         click.echo(f"wrote {path}: {len(ex.blank)} blank blocks, {n:,} cells for the student to fill "
                    f"({cells:,} cells in all; {time.perf_counter() - start:.1f} s)")

@@ -151,13 +151,10 @@ def place_answers(ex: Exercise, layout) -> None:
             raise TracerError("--self-check: the answers do not fit on one sheet; leave fewer blocks blank")
 
 
-def write(tape, model, cfg, lang: str, path: Path, blank_spec: str, iterations_spec: str,
-          self_check: bool, progress=None) -> tuple[int, Exercise]:
-    """Write the student's workbook; returns (cells written, the exercise)."""
-    from tracer.export import prepare_folder
+def make(tape, model, cfg, lang: str, blank_spec: str, iterations_spec: str, self_check: bool):
+    """The student's workbook, laid out: (layout, exercise); tracer.xlsx.write_xlsx writes it."""
     from tracer.layout import Layout
     from tracer.template import Template
-    from tracer.xlsx import write_xlsx
 
     config = dataclasses.asdict(cfg)
     ex = build(tape, model.NAME, config, embed_files(model, cfg), lang, blank_spec, iterations_spec, self_check)
@@ -166,5 +163,4 @@ def write(tape, model, cfg, lang: str, path: Path, blank_spec: str, iterations_s
     layout.overview.parts.append(Text(2, 2, layout.tpl.t("exercise_intro"), "bold"))
     if self_check:
         place_answers(ex, layout)
-    prepare_folder(path)
-    return write_xlsx(layout, path, progress), ex
+    return layout, ex
