@@ -29,9 +29,10 @@ def test_resources_are_importable_package_data():
 def test_every_op_has_an_equation_and_words_in_both_languages():
     common = _load("common")
     from tracer.lm_ops import LM_OPS
+    from tracer.mlp_ops import MLP_OPS
     from tracer.upscale import UPSCALE_OPS
 
-    for name in {**ops.OPS, **UPSCALE_OPS, **LM_OPS}:
+    for name in {**ops.OPS, **UPSCALE_OPS, **LM_OPS, **MLP_OPS}:
         entry = common["ops"][name]
         assert entry["equation"].startswith("{out}"), name
         for lang in LANGS:
@@ -56,6 +57,7 @@ SMALL_RUNS = {  # every kind of tensor a model can record: Adam's state, the amp
     "skipgram": lambda m: m.Config(iterations=1, sentences=2, negative=3, optimizer="adam"),
     "attention": lambda m: m.Config(iterations=1, optimizer="adam", generate=3, context=4),
     "transformer": lambda m: m.Config(iterations=1, optimizer="adam", layers=2, generate=3, context=4),
+    "mlp": lambda m: m.Config(config="xor"),  # the template's default names, Adam, the LeakyReLU slope
 }
 
 
