@@ -110,6 +110,9 @@ class Grade:
                 out.append("    first own mistake: " + self.mistake(g, own))
         out.append(f"score: {self.score:.1f}% ({self.total(RIGHT):,} of {self.total():,} cells right); "
                    f"own mistakes {self.total(OWN)}, carried errors {self.total(CARRIED)}, missing {self.total(MISSING)}")
+        if self.total(CARRIED):
+            done = 100.0 * (self.total(RIGHT) + self.total(CARRIED)) / self.total()
+            out.append(f"counting carried errors as right (each step done right on the numbers it had): {done:.1f}%")
         if first:
             g, own = first
             out.append(f"the first own mistake: {g.sheet} · {g.block.number} {self.template.symbol(g.tensor.name)} "
