@@ -40,7 +40,7 @@ def trace_model(model, cfg):
     for t in tape.tensors:
         if not np.all(np.isfinite(t.value)):
             raise TracerError(f"training diverged: {t.name} is not finite in iteration {t.iteration}; "
-                              f"try a smaller learning rate: {rates}")
+                              f"try a smaller learning rate{': ' + rates if rates else ''}")
     return tape
 
 
@@ -165,7 +165,7 @@ def _make_run(model):
         else:
             cells = export(tape, config, path, lang)  # values, for .json and .csv
         what = "cells" if path.suffix.lower() == ".xlsx" else "values"
-        click.echo(f"wrote {path}: {cfg.iterations} iterations, {cells:,} {what}, "
+        click.echo(f"wrote {path}: {cfg.iterations} iteration{'s' if cfg.iterations != 1 else ''}, {cells:,} {what}, "
                    f"{loss_summary(tape, tape.meta.get('losses', model.LOSSES))}  ({time.perf_counter() - start:.1f} s)")
         for label, text in tape.meta.get("generated", []):  # a language model's continuations
             how = "greedy" if label == "greedy" else f"sampled at temperature {label}"

@@ -62,7 +62,7 @@ MATH = {  # math-mode replacements, each wrapped in \ensuremath
     "∪": r"\cup", "∩": r"\cap", "∅": r"\emptyset", "∀": r"\forall", "∃": r"\exists", "¬": r"\neg",
     "∧": r"\wedge", "∨": r"\vee", "→": r"\rightarrow", "←": r"\leftarrow", "↔": r"\leftrightarrow",
     "⇒": r"\Rightarrow", "⇐": r"\Leftarrow", "⇔": r"\Leftrightarrow", "↦": r"\mapsto",
-    "↑": r"\uparrow", "↓": r"\downarrow", "′": r"{}^\prime", "°": r"{}^\circ", "‖": r"\|",
+    "↑": r"\uparrow", "✎": r"\triangleright", "↓": r"\downarrow", "′": r"{}^\prime", "°": r"{}^\circ", "‖": r"\|",
     "∥": r"\parallel", "∣": r"\mid", "⟨": r"\langle", "⟩": r"\rangle", "⌊": r"\lfloor",
     "⌋": r"\rfloor", "⌈": r"\lceil", "⌉": r"\rceil", "ℓ": r"\ell", "⋯": r"\cdots", "⋮": r"\vdots",
     "⊤": r"\top", "⊥": r"\bot", "½": r"\frac{1}{2}", "¼": r"\frac{1}{4}", "¾": r"\frac{3}{4}",
@@ -180,6 +180,7 @@ def build(tape, tpl: Template, config: dict | None = None) -> Document:
     runs = [(section, list(ts)) for section, ts in groupby(first, key=lambda t: t.section)]
 
     blocks: list = [("title", tpl.m("title")), ("para", tpl.m("intro"))]
+    config = tape.meta.get("settings") or config  # a run may describe its own settings
     if config:
         blocks.append(("para", f"{w('settings')}: " + ", ".join(
             f"{k} = {'-' if v is None else v}" for k, v in config.items())))
@@ -203,7 +204,7 @@ def build(tape, tpl: Template, config: dict | None = None) -> Document:
         blocks.append(("subheading", tpl.section(section)))
         blocks += _value_tables(ts, w, tpl)
 
-    names = tpl.model.get("losses", {}).get("names", [])
+    names = tpl.losses(tape)
     by_key = {(t.iteration, t.name): t for t in tape.tensors}
     iterations = sorted({t.iteration for t in tape.tensors if t.iteration > 0})
     batch = {n for n in names if any(by_key[(k, n)].value.size > 1 for k in iterations if (k, n) in by_key)}

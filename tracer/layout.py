@@ -395,7 +395,8 @@ class Layout:
             if value is None:
                 value = tt("default_" + key) if "default_" + key in self.tpl.words else "-"
             r += 1
-            parts.append(Views(r, [(0, None, self.tpl.setting(key)), (2, None, value)]))
+            label = self.tpl.setting(key, option="settings" not in self.tape.meta)
+            parts.append(Views(r, [(0, None, label), (2, None, value)]))
         label = self.tape.meta.get("label")
         if label is not None:
             r += 1
@@ -403,7 +404,7 @@ class Layout:
         r += 2
         parts.append(Text(r, 0, tt("losses"), "heading"))
         recorded = {t.name for t in self.tape.tensors if t.iteration}
-        names = [n for n in tpl.model.get("losses", {}).get("names", []) if n in recorded]
+        names = [n for n in tpl.losses(self.tape) if n in recorded]
         secondary = tpl.model.get("losses", {}).get("secondary", [])
         r += 1
         parts.append(Views(r, [(0, None, tt("iteration_col"))] +

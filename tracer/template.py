@@ -70,11 +70,19 @@ class Template:
         """A text of the model template in the chosen language."""
         return self.model[key][self.lang]
 
-    def setting(self, key: str) -> str:
-        """The label of an option on the overview: its meaning in words and the option itself."""
+    def setting(self, key: str, option: bool = True) -> str:
+        """The label of a setting on the overview: its meaning in words and, for a command-line
+        option, the option itself."""
         words = self.common["settings"].get(key, {}).get(self.lang)
         flag = "--" + key.replace("_", "-")
+        if not option:
+            return words or key
         return f"{words}  ({flag})" if words else flag
+
+    def losses(self, tape) -> list[str]:
+        """The names of the losses the overview charts: the run's own (an mlp file names its
+        loss), else the model template's."""
+        return list(tape.meta.get("losses") or self.model.get("losses", {}).get("names", []))
 
     def equations(self) -> list[str]:
         """The model's equations: `equations_<lang>` where the words need translating."""
@@ -164,7 +172,7 @@ class Template:
         if f"note_{self.lang}" in entry:
             return entry[f"note_{self.lang}"]
         if t.op is None:
-            what = self.words["constant_" + t.attrs.get("role", "data")]
+            what = self.words["constant_" + t.attrs.get("source", t.attrs.get("role", "data"))]
             return self.words["constant"].format(what=what)
         syms = [self.symbol(u.name) for u in t.inputs]
         return self.common["ops"][t.op.name][self.lang].format(*syms, all=" + ".join(syms))

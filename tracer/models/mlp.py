@@ -1,0 +1,203 @@
+"""A dense network fully described by a TOML file (tracer.mlp_config): layers, activations, the
+numbers of every weight, the data, the loss and the training, so that a published backprop
+exercise comes out number for number.
+
+    a₀ = x                        (N × n₀: one row per example, all rows at once)
+    zₖ = aₖ₋₁ · Wₖ + bₖ           (layer k = 1 … K; bₖ is added to every row)
+    aₖ = f(zₖ)                    identity (aₖ is zₖ itself), sigmoid, tanh, relu, leaky_relu, softmax
+    L  = loss(a_K, y)             mse, half_sse, bce or softmax_ce (tracer.mlp_ops, tracer.lm_ops)
+    θ ← θ − lr · ∂L/∂θ            (or Adam: tracer.optim), for every parameter that is not frozen
+
+Every tensor carries the name the file gives it (net_h, out_h, E_total, …), the gradients are
+named after the loss (dE_total/dw_o), and the run carries the texts for those names.  Weights the
+file leaves out are drawn from N(0, 1/fan_in) with numpy's default_rng(seed), layer by layer;
+biases left out start at 0.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tracer import optim
+from tracer.lm_ops import cross_entropy, softmax
+from tracer.mlp_config import DEFAULT_EXAMPLE, examples, load
+from tracer.mlp_ops import bce_mean, half_sse, mse, tanh
+from tracer.models.base import opt
+from tracer.ops import leaky_relu, linear, relu, sigmoid
+from tracer.tape import Tape
+
+NAME = "mlp"
+LOSSES = ("loss",)  # the default loss name; a run names its own loss (tape.meta["losses"])
+SUMMARY = "dense network described by a TOML file: layers, weights, data, loss and training (a textbook backprop exercise)"
+
+LOSS = {"mse": mse, "half_sse": half_sse, "bce": bce_mean, "softmax_ce": cross_entropy}
+
+
+@dataclass
+class Config:
+    """The options of `tracer run mlp`: just the file; everything else is in it."""
+
+    config: str = opt(None, f"the network as a TOML file, or a shipped example: {', '.join(examples())} "
+                            f"[default: {DEFAULT_EXAMPLE}]", path=True)
+
+    def __post_init__(self):
+        self.spec = load(self.config)  # checked: a malformed file is a one-line TracerError
+
+    @property
+    def iterations(self) -> int:
+        return self.spec.iterations
+
+
+def activate(kind: str, z, slope, name: str):
+    """aₖ = f(zₖ) for every activation but identity."""
+    if kind == "sigmoid":
+        return sigmoid(z, name=name)
+    if kind == "tanh":
+        return tanh(z, name=name)
+    if kind == "relu":
+        return relu(z, name=name)
+    if kind == "leaky_relu":
+        return leaky_relu(z, slope, name=name)
+    return softmax(z, name=name)
+
+
+def forward(spec, p: dict, x, slope):
+    """The layers, in order: a₀ = x, zₖ = aₖ₋₁·Wₖ + bₖ, aₖ = f(zₖ); returns a_K."""
+    a = x
+    for layer in spec.layers:
+        z = linear(a, p[layer.weights_name], p[layer.bias_name], name=layer.pre_name)
+        a = z if layer.activation == "identity" else activate(layer.activation, z, slope, layer.out_name)
+    return a
+
+
+def initial_params(spec) -> dict[str, tuple[np.ndarray, str]]:
+    """{name: (value, where it comes from)}: the file's weights and biases ("given"), those it
+    leaves out seeded (weights: "param", a seeded draw) or 0 (biases: "zero")."""
+    rng = np.random.default_rng(spec.seed)
+    params, fan_in = {}, spec.inputs.shape[1]
+    for layer in spec.layers:
+        shape = (fan_in, layer.units)
+        params[layer.weights_name] = ((layer.weights, "given") if layer.weights is not None else
+                                      (rng.normal(0.0, 1 / np.sqrt(fan_in), size=shape), "param"))
+        params[layer.bias_name] = ((layer.bias, "given") if layer.bias is not None else
+                                   (np.zeros((1, layer.units)), "zero"))
+        fan_in = layer.units
+    return params
+
+
+def trace(cfg: Config) -> Tape:
+    """Run the file's iterations on all its examples at once and return the tape."""
+    spec = cfg.spec
+    tape = Tape()
+    tape.meta = {"model": NAME, "losses": (spec.loss_name,), "settings": settings(spec), "tensors": texts(spec)}
+    x = tape.constant(spec.inputs_name, spec.inputs, role="data")
+    y = tape.constant(spec.targets_name, spec.targets, role="data")
+    p = {k: tape.constant(k, v, role="param", source=source) for k, (v, source) in initial_params(spec).items()}
+    lr = tape.constant("lr", [[spec.lr]], role="hyper", defined_name="lr")
+    slope = (tape.constant("slope", [[spec.leaky_slope]], role="hyper", defined_name="slope")
+             if spec.uses_leaky else None)
+    trained = [n for n in p if n not in spec.frozen]  # a frozen parameter keeps its one tensor throughout
+    optimizer = optim.make(tape, spec, lr, {n: p[n] for n in trained}, optim.hyperparameters(tape, spec))
+    for k in range(1, spec.iterations + 1):
+        tape.iteration = k
+        tape.at("forward")
+        out = forward(spec, p, x, slope)
+        tape.at("loss")
+        L = LOSS[spec.loss](out, y, name=spec.loss_name)
+        tape.at("backward")
+        grads = tape.backward(L, {n: p[n] for n in trained}, prefix=spec.loss_name)
+        tape.at("update")
+        p |= optimizer.step({n: p[n] for n in trained}, grads)
+    return tape
+
+
+# --- what the overview and the blocks say about the file's choices --------------------------------
+
+SUB = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
+LOSS_WORDS = {
+    "mse": ("mean squared error: the mean of (output − target)² over every output of every example",
+            "error cuadrático medio: la media de (salida − objetivo)² sobre cada salida de cada ejemplo"),
+    "half_sse": ("half the sum of squared errors: ½ Σ (target − output)² over every output of every example",
+                 "la mitad de la suma de los errores al cuadrado: ½ Σ (objetivo − salida)² sobre cada salida de cada ejemplo"),
+    "bce": ("binary cross-entropy, the mean over every output of every example",
+            "entropía cruzada binaria, la media sobre cada salida de cada ejemplo"),
+    "softmax_ce": ("cross-entropy of the softmax output, the mean over the examples of −Σ target · ln output",
+                   "entropía cruzada de la salida softmax, la media sobre los ejemplos de −Σ objetivo · ln salida"),
+}
+
+
+def symbol(name: str) -> str:
+    """The name with its trailing digits as subscripts: W1 → W₁, net_h → net_h."""
+    return re.sub(r"\d+$", lambda m: m[0].translate(SUB), name)
+
+
+def settings(spec) -> dict:
+    """The overview's settings: what the file chose."""
+    out = {"title": spec.title} if spec.title else {}
+    out |= {
+        "config": Path(spec.source).name,
+        "layers": "-".join(str(n) for n in [spec.inputs.shape[1]] + [layer.units for layer in spec.layers]),
+        "activations": ", ".join(layer.activation for layer in spec.layers),
+        "loss": f"{spec.loss} ({spec.loss_name})",
+        "optimizer": spec.optimizer,
+        "iterations": spec.iterations,
+        "examples": spec.inputs.shape[0],
+        "frozen": ", ".join(spec.frozen) or "-",
+    }
+    if any(layer.weights is None for layer in spec.layers):
+        out["seed"] = spec.seed
+    return out
+
+
+def texts(spec) -> dict:
+    """{name: {"symbol", "en", "es"}} for every tensor name the file chose (or defaulted)."""
+    N, n0 = spec.inputs.shape
+    one_hot = spec.loss == "softmax_ce"
+    out = {
+        spec.inputs_name: (f"the inputs: {N} example{'s' * (N > 1)}, one per row, of {n0} values",
+                           f"las entradas: {N} ejemplo{'s' * (N > 1)}, uno por fila, de {n0} valores"),
+        spec.targets_name: ("the targets: what the network should output for each example (one row each)"
+                            + ("; one-hot, a 1 at the correct class" if one_hot else ""),
+                            "los objetivos: lo que la red debería dar para cada ejemplo (una fila cada uno)"
+                            + ("; one-hot, un 1 en la clase correcta" if one_hot else "")),
+        spec.loss_name: (f"the loss: {LOSS_WORDS[spec.loss][0]}", f"la pérdida: {LOSS_WORDS[spec.loss][1]}"),
+    }
+    fan_in = n0
+    for k, layer in enumerate(spec.layers, start=1):
+        units = f"{layer.units} unit{'s' * (layer.units > 1)}"
+        unidades = f"{layer.units} unidad{'es' * (layer.units > 1)}"
+        source = (("given in the file", "dados en el archivo") if layer.weights is not None else
+                  (f"drawn from N(0, 1/{fan_in}) with seed {spec.seed}", f"sorteados de N(0, 1/{fan_in}) con semilla {spec.seed}"))
+        out[layer.weights_name] = (
+            f"weights of layer {k} ({fan_in} × {layer.units}, {source[0]}): row i holds the weights from input i, column j those into unit j",
+            f"pesos de la capa {k} ({fan_in} × {layer.units}, {source[1]}): la fila i tiene los pesos desde la entrada i, la columna j los que llegan a la unidad j")
+        out[layer.bias_name] = (f"bias of layer {k} ({units}), added to every example",
+                                f"sesgo de la capa {k} ({unidades}), se suma a cada ejemplo")
+        for name in (layer.weights_name, layer.bias_name):
+            if name in spec.frozen:
+                out[name] = (out[name][0] + "; frozen: not trained", out[name][1] + "; congelado: no se entrena")
+        if layer.activation == "identity":  # one tensor
+            out[layer.out_name] = (f"output of layer {k} ({units}): identity, the pre-activation itself, inputs · weights + bias",
+                                   f"salida de la capa {k} ({unidades}): identidad, la propia preactivación, entradas · pesos + sesgo")
+        else:
+            out[layer.pre_name] = (f"pre-activation of layer {k} ({units}): inputs · weights + bias",
+                                   f"preactivación de la capa {k} ({unidades}): entradas · pesos + sesgo")
+            out[layer.out_name] = (f"output of layer {k}: {layer.activation} of its pre-activation",
+                                   f"salida de la capa {k}: {layer.activation} de su preactivación")
+        if k == len(spec.layers):
+            out[layer.out_name] = (out[layer.out_name][0] + "; the network's output",
+                                   out[layer.out_name][1] + "; la salida de la red")
+        fan_in = layer.units
+    entries = {name: {"symbol": symbol(name), "en": en, "es": es} for name, (en, es) in out.items()}
+    if one_hot:  # the cross-entropy op's own note speaks of tokens
+        y, p = symbol(spec.targets_name), symbol(spec.layers[-1].out_name)
+        entries[spec.loss_name] |= {
+            "note_en": f"One cell: −SUMPRODUCT({y}, LN({p})) / N, N = {N} the number of examples (rows). {y} is one-hot, "
+                       f"so this is the mean over the examples of −ln(the probability given to the correct class).",
+            "note_es": f"Una celda: −SUMPRODUCT({y}, LN({p})) / N, N = {N} el número de ejemplos (filas). {y} es one-hot, "
+                       f"así que es la media sobre los ejemplos de −ln(la probabilidad dada a la clase correcta)."}
+    return entries
