@@ -165,3 +165,8 @@ def test_bad_exercise_options_are_one_line_errors(run_main, tmp_path, monkeypatc
 def test_help_says_self_check_files_contain_the_answers(run_main):
     code, out, err = run_main("exercise", "vae", "--help")
     assert code == 0 and "contains the answers" in " ".join(out.split())
+
+
+def test_verify_refuses_an_exercise(books, run_main):
+    code, out, err = run_main("verify", books(*VAE, "--blank", "backward"))
+    assert code == 2 and "is an exercise" in err and len(err.strip().splitlines()) == 1

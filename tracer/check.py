@@ -132,7 +132,10 @@ def read_recipe(path: Path) -> dict:
     from openpyxl import load_workbook
 
     check_workbook(path)
-    wb = load_workbook(path, read_only=True, data_only=True)
+    try:
+        wb = load_workbook(path, read_only=True, data_only=True)
+    except Exception:
+        raise TracerError(f"not an Excel workbook: {path.name}") from None
     try:
         if INFO_SHEET not in wb.sheetnames:
             raise TracerError(f"{path.name} was not made by `tracer exercise` (it has no '{INFO_SHEET}' sheet); "

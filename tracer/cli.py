@@ -265,6 +265,12 @@ def verify(workbook, show_all):
     from tracer.verify import check_workbook, find_soffice, verify_workbook
 
     check_workbook(workbook)
+    from tracer.exercise import is_exercise
+
+    if is_exercise(workbook):
+        raise TracerError(f"{workbook.name} is an exercise: its blank cells and the cells computed from them "
+                          "hold no values to verify; verify the workbook `tracer run` writes with the same options, "
+                          "or grade this one with `tracer check`")
     find_soffice()
     click.echo(f"recalculating {workbook} in LibreOffice (recalculation forced) ...", err=True)
     report = verify_workbook(workbook)

@@ -54,6 +54,20 @@ class Exercise:
         return [(str(k), text[k * CHUNK:(k + 1) * CHUNK]) for k in range(-(-len(text) // CHUNK))]
 
 
+def is_exercise(path: Path) -> bool:
+    """Whether the workbook at `path` (an .xlsx file) is a student's version."""
+    from openpyxl import load_workbook
+
+    try:
+        wb = load_workbook(path, read_only=True)
+    except Exception:  # not a workbook openpyxl can read: not an exercise either
+        return False
+    try:
+        return INFO_SHEET in wb.sheetnames
+    finally:
+        wb.close()
+
+
 def parse_iterations(spec: str, last: int) -> set[int]:
     """'all' or '1,3' -> the iterations whose blocks are left blank."""
     if spec.strip().lower() == "all":
