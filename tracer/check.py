@@ -23,7 +23,7 @@ import numpy as np
 
 from tracer.errors import TracerError
 from tracer.exercise import ATOL, INFO_SHEET, RTOL, build
-from tracer.layout import Block, Layout, on_overview
+from tracer.layout import Block, Layout
 from tracer.verify import address, check_workbook, is_error_value, recalculate, values_at
 
 RIGHT, OWN, CARRIED, MISSING = "right", "own mistake", "carried error", "missing"

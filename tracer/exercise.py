@@ -158,9 +158,8 @@ def place_answers(ex: Exercise, layout) -> None:
     r = 1
     for t in ex.blank:
         p = layout.place[id(t)]
-        rows, cols = p.display
         ex.answers[id(t)] = Place(ex.answer_sheet, r, 0, p.rows, p.cols, p.transposed)
-        r += rows + 1
+        r += p.display[0] + 1
         if r > MAX_ROWS:
             raise TracerError("--self-check: the answers do not fit on one sheet; leave fewer blocks blank")
 
