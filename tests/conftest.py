@@ -100,6 +100,9 @@ RUNS = {
     "transformer-es-bpe-gelu-adam": ("transformer", {"corpus": "es", "tokenizer": "bpe", "ffn": "gelu",
                                                      "optimizer": "adam", "layers": 2, "iterations": 2,
                                                      "context": 6, "generate": 5}),
+    "mlp": ("mlp", {}),  # the classic 2-2-2 example
+    "mlp-softmax": ("mlp", {"config": "softmax_classifier"}),
+    "mlp-xor": ("mlp", {"config": "xor"}),  # leaky ReLU, mse, Adam
 }
 
 

@@ -128,7 +128,8 @@ def test_sheet_names_fit_excel(vae_book, lang):
 # --- the other models and options ------------------------------------------------------------
 
 OTHER = ["gan", "gan-adam-upscale", "gan-nearest-4", "vae-adam", "skipgram", "skipgram-neg-bpe-adam",
-         "attention", "attention-es-bpe-adam", "transformer", "transformer-es-bpe-gelu-adam"]
+         "attention", "attention-es-bpe-adam", "transformer", "transformer-es-bpe-gelu-adam",
+         "mlp", "mlp-softmax", "mlp-xor"]
 
 
 @pytest.mark.parametrize("key", OTHER)
@@ -151,5 +152,11 @@ def test_other_workbooks_are_portable(run_book, run_workbook, key):
         assert {"beta_1", "beta_2", "adam_eps"} <= defined and "SQRT" in used
     if key.startswith("skipgram"):
         assert {"INDEX", "SUMIF", "MATCH", "LARGE"} <= used
+    if key.startswith("mlp"):
+        assert "lr" in defined
+    if key == "mlp-softmax":
+        assert {"TANH", "EXP", "MAX", "LN", "SUMPRODUCT"} <= used
+    if key == "mlp-xor":
+        assert {"slope", "beta_1", "beta_2", "adam_eps"} <= defined and {"IF", "SQRT"} <= used
     if key.startswith("gan"):
         assert {"slope", "lr_D", "lr_G"} <= defined and "COUNT" in used

@@ -24,7 +24,7 @@ import numpy as np
 from tracer.errors import TracerError
 from tracer.exercise import ATOL, INFO_SHEET, RTOL, build
 from tracer.layout import Block, Layout
-from tracer.verify import address, check_workbook, is_error_value, recalculate, values_at
+from tracer.verify import address, check_workbook, is_error_value, is_number, recalculate, values_at
 
 RIGHT, OWN, CARRIED, MISSING = "right", "own mistake", "carried error", "missing"
 
@@ -193,10 +193,6 @@ def _cells_of(layout, t):
             yield i, j, r + 1, c + 1
 
 
-def _number(v) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
 def _check_given(path, layout, tape, blocks, values) -> None:
     """The given cells and the blank blocks' titles must be the exercise's."""
     for t in tape.tensors:
@@ -207,7 +203,7 @@ def _check_given(path, layout, tape, blocks, values) -> None:
             v, where = values.get((sheet, r, c)), address(sheet, r, c)
             if isinstance(v, str) and not is_error_value(v):
                 raise TracerError(f"{where} holds the text {v!r} where the number {t.name}[{i + 1}, {j + 1}] belongs")
-            if not _number(v) or not math.isclose(v, t.value[i, j], rel_tol=1e-9, abs_tol=1e-12):
+            if not is_number(v) or not math.isclose(v, t.value[i, j], rel_tol=1e-9, abs_tol=1e-12):
                 raise TracerError(f"{path.name} was made for another model or configuration (or a given cell was "
                                   f"changed): {where} should hold {t.name}[{i + 1}, {j + 1}] = {t.value[i, j]:.6g}, "
                                   f"it holds {v!r}")
@@ -260,7 +256,7 @@ def read_student(path: Path, layout, tape, ex) -> tuple[dict, dict]:
 # --- grading --------------------------------------------------------------------------------------
 
 def _as_number(v) -> float:
-    return float(v) if _number(v) else math.nan
+    return float(v) if is_number(v) else math.nan
 
 
 def grade(path: Path, tolerance: Tolerance, original: Path | None = None) -> Grade:
@@ -275,7 +271,7 @@ def grade(path: Path, tolerance: Tolerance, original: Path | None = None) -> Gra
     tape, layout, ex = rebuild(recipe)
     blocks, values = read_student(path, layout, tape, ex)
     world: dict[int, np.ndarray] = {}  # the student's world: every tensor as their sheet computes it
-    last = max(tape.tensors.index(t) for t in ex.blank)
+    last = max(k for k, t in enumerate(tape.tensors) if id(t) in ex.blank_ids)
     grades = []
     with np.errstate(all="ignore"):
         for t in tape.tensors[:last + 1]:
@@ -299,7 +295,7 @@ def grade(path: Path, tolerance: Tolerance, original: Path | None = None) -> Gra
                 ref, own = float(t.value[i, j]), float(from_inputs[i, j])
                 if v is None or v == "":
                     status = MISSING
-                elif not _number(v):
+                elif not is_number(v):
                     status = OWN  # text, TRUE/FALSE or an error value: wrong
                 elif tolerance.close(v, ref):
                     status = RIGHT

@@ -40,9 +40,8 @@ class Exercise:
     answers: dict = field(default_factory=dict)  # id -> Place on the answers sheet (self-check)
     answer_sheet: str = ""
 
-    @property
-    def blank_ids(self) -> set:
-        return {id(t) for t in self.blank}
+    def __post_init__(self):
+        self.blank_ids = {id(t) for t in self.blank}
 
     @property
     def self_check(self) -> bool:

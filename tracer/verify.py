@@ -245,7 +245,7 @@ def is_error_value(value: object) -> bool:
     return isinstance(value, str) and (value in ERROR_VALUES or bool(_LO_ERROR.match(value)))
 
 
-def _is_number(value: object) -> bool:
+def is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
@@ -328,7 +328,7 @@ def _compare(report: VerifyReport, addr: str, stored: object, recalc: object) ->
         report.errors.append((addr, recalc))
         return
     agree = True
-    if _is_number(stored) and _is_number(recalc):
+    if is_number(stored) and is_number(recalc):
         a, b = float(stored), float(recalc)
         abs_err = abs(a - b)
         scale = max(abs(a), abs(b))

@@ -13,7 +13,7 @@ from xlsxwriter.worksheet import Worksheet
 
 from tracer.atomic import atomic_path
 from tracer.errors import TracerError
-from tracer.exercise import INFO_SHEET
+from tracer.exercise import ATOL, INFO_SHEET, RTOL
 from tracer.layout import (COLS, Block, Cells, Chart, Hyper, Link, Picture, phase_style,
                            Text, Views, quote_sheet)
 
@@ -264,8 +264,6 @@ class _Writer:
         n = rows * cols
         mine = p.span(0, 0, p.rows - 1, p.cols - 1, sheet.name)
         answers = ex.answers[id(b.tensor)].span(0, 0, p.rows - 1, p.cols - 1, sheet.name)
-        from tracer.exercise import ATOL, RTOL
-
         right = f"SUMPRODUCT((ABS({mine}-{answers})<={RTOL!r}*ABS({answers})+{ATOL!r})*1)"
         col = TITLE_WIDTH
         ws.write_formula(r, col, f'=IF(COUNT({mine})<{n},"✎ "&COUNT({mine})&"/{n}",'
