@@ -15,9 +15,8 @@ import pytest
 from openpyxl import load_workbook
 from openpyxl.worksheet.formula import ArrayFormula
 
+from tracer.engines.libreoffice import find_soffice
 from tracer.errors import TracerError
-from tracer.verify import find_soffice
-
 
 # --------------------------------------------------------------------------
 # LibreOffice
@@ -41,7 +40,7 @@ def soffice() -> str:
 def ops_template(lang: str, title: str):
     """A Template for a workbook of bare ops (no model): common.toml's text for every op and a
     minimal model (a title and an intro; no pictures, losses or symbols)."""
-    from tracer.template import Template
+    from tracer.render.template import Template
 
     tpl = Template("vae", lang)
     tpl.model = {"title": {lang: title}, "intro": {lang: title}}
@@ -70,7 +69,7 @@ def vae_tape(vae_config):
 @pytest.fixture(scope="session")
 def vae_workbook(vae_tape, vae_config, tmp_path_factory):
     """vae_workbook(lang) -> path of the default VAE exported in that language (made once)."""
-    from tracer.export import export
+    from tracer.render.export import export
 
     made: dict[str, Path] = {}
 
@@ -125,7 +124,7 @@ def run_tape():
 @pytest.fixture(scope="session")
 def run_workbook(run_tape, tmp_path_factory):
     """run_workbook(key, lang) -> path of RUNS[key] exported in that language (made once)."""
-    from tracer.export import export
+    from tracer.render.export import export
 
     made: dict = {}
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from openpyxl import load_workbook
 
-from tracer.check import _cells_of, read_recipe, rebuild
+from tracer.checks.check import _cells_of, read_recipe, rebuild
 
 
 def answers(path: Path) -> list[tuple]:
@@ -32,7 +32,7 @@ def fill(path: Path, out: Path, value=lambda cell: cell[-1], skip=lambda cell: F
 def formulas(path: Path, out: Path, typed: dict | None = None) -> Path:
     """A student who types each blank cell as the step's formula (as the walkthrough would have it),
     except the cells in `typed` {(tensor name, iteration, i, j): value}, typed as given."""
-    from tracer.layout import Cells
+    from tracer.render.layout import Cells
 
     tape, layout, ex = rebuild(read_recipe(Path(path)))
     typed = typed or {}

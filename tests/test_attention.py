@@ -7,10 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tracer.gradcheck import gradcheck
+from tracer.checks.gradcheck import gradcheck
+from tracer.checks.verify import verify_workbook
 from tracer.models import attention
 from tracer.models.next_token import sequence
-from tracer.verify import verify_workbook
 
 PARAMS = ["E", "W_q", "W_k", "W_v", "W_o", "b_o"]
 

@@ -8,9 +8,18 @@ import math
 
 import pytest
 from openpyxl import Workbook, load_workbook
-
 from student import answers, fill, formulas
-from tracer.check import CARRIED, MISSING, OWN, RIGHT, Tolerance, grade, read_recipe, rebuild
+
+from tracer.checks.check import (
+    CARRIED,
+    MISSING,
+    OWN,
+    RIGHT,
+    Tolerance,
+    grade,
+    read_recipe,
+    rebuild,
+)
 
 VAE = ("vae", "--hidden", "2", "--iterations", "2")
 EARLY = ("dL/dx_hat", 1, 0, 300)  # early in iteration 1's backward pass: a pixel's gradient
@@ -127,7 +136,7 @@ def test_text_in_a_blank_cell_is_wrong_not_a_crash(exercise, tmp_path, run_main)
 
 def test_a_workbook_saved_by_libreoffice(exercise, tmp_path, soffice):
     """Filled, then opened and saved by LibreOffice (cached values written by a real application)."""
-    from tracer.verify import recalculate
+    from tracer.engines.libreoffice import recalculate
 
     reference = {(t.name, t.iteration, i, j): v for t, i, j, *_, v in answers(exercise)}
     typed = formulas(exercise, tmp_path / "typed.xlsx", {EARLY: reference[EARLY] - 3.0})

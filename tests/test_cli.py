@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tracer import __version__, mnist
+from tracer import __version__
+from tracer.data import mnist
 
 
 def tracer(*args, cwd=None, timeout=300):

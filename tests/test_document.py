@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from tracer import document
-from tracer.export import export
 from tracer.models import vae
-from tracer.template import LANGS, Template, _folder, _load
+from tracer.render import document
+from tracer.render.export import export
+from tracer.render.template import LANGS, Template, _folder, _load
 
 # ----------------------------------------------------------------------------------------------
 # pdflatex

@@ -8,10 +8,10 @@ import zipfile
 
 import pytest
 from openpyxl import load_workbook
-
 from student import answers, fill
 from test_portable import check_formula
-from tracer.check import read_recipe, rebuild
+
+from tracer.checks.check import read_recipe, rebuild
 
 VAE = ("vae", "--hidden", "2", "--iterations", "2")
 
@@ -84,7 +84,7 @@ def test_blank_blocks_keep_their_text_and_empty_cells(books):
     wb = load_workbook(path)
     cells = answers(path)
     assert all(wb[s].cell(row=r, column=c).value is None for _, _, _, s, r, c, _ in cells)
-    from tracer.layout import Block
+    from tracer.render.layout import Block
 
     blocks = [p for s in layout.sheets for p in s.parts if isinstance(p, Block) and id(p.tensor) in ex.blank_ids]
     for b in blocks:
@@ -122,11 +122,12 @@ def test_the_recipe_travels_inside(books, tmp_path):
 
 
 def test_self_check_cells_turn_green_or_red(books, tmp_path, soffice):
-    from tracer.verify import recalculate, values_at
+    from tracer.engines.libreoffice import recalculate
+    from tracer.engines.workbook import values_at
 
     path = books(*VAE, "--blank", "forward", "--blank-iterations", "1", "--self-check")
     tape, layout, ex = rebuild(read_recipe(path))
-    from tracer.layout import Block
+    from tracer.render.layout import Block
 
     blocks = [p for s in layout.sheets for p in s.parts if isinstance(p, Block) and id(p.tensor) in ex.blank_ids]
     where = {}

@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tracer import xlsx
 from tracer.errors import TracerError
-from tracer.export import check_output, export
 from tracer.models import vae
+from tracer.render import xlsx
+from tracer.render.export import check_output, export
 
 SHEETS_EN = ["Overview", "Inputs", "Iteration 1", "Iteration 2", "Iteration 3", "Iteration 4", "Pictures"]
 SHEETS_ES = ["Resumen", "Entradas", "Iteración 1", "Iteración 2", "Iteración 3", "Iteración 4", "Imágenes"]

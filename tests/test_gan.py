@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tracer import mnist
-from tracer.gradcheck import gradcheck, runs_of
+from tracer.checks.gradcheck import gradcheck, runs_of
+from tracer.core.tape import Tape
+from tracer.data import mnist
 from tracer.models import gan
-from tracer.tape import Tape
 
 SMALL = gan.Config(hidden=5, latent=3, iterations=2)
 G_NAMES = ["G_W1", "G_b1", "G_W2", "G_b2"]
@@ -173,7 +173,8 @@ def test_gradcheck_catches_a_gradient_leaking_into_the_generator():
     x = tape.constant("x_real", mnist.load_digit(0)[0])
     tape.iteration = 1
     fake = gan.generator(tape.constant("z", rng.standard_normal((1, 2))), P, slope)
-    from tracer.ops import add, neg_mean_ln, neg_mean_ln1m
+    from tracer.core.linalg import add
+    from tracer.core.losses import neg_mean_ln, neg_mean_ln1m
 
     L_D = add(neg_mean_ln(gan.discriminator(x, P, slope, "real")),
               neg_mean_ln1m(gan.discriminator(fake, P, slope, "fake")), name="L_D")

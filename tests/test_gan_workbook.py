@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from tracer import verify
-from tracer.template import Template
+from tracer.checks import verify
+from tracer.render.template import Template
 
 RUNS = ["gan", "gan-adam-upscale", "gan-nearest-4", "vae-adam"]
 

@@ -18,14 +18,18 @@ import types
 import numpy as np
 import pytest
 from conftest import ops_template
+from families import BASIC, GENERATION, LANGUAGE, ops_of
 
-from tracer import generate as G
-from tracer import lm_ops as L
-from tracer import ops, verify
-from tracer.layout import Block, Cells, Layout, Place
-from tracer.tape import Tape
-from tracer.template import LANGS, _load
-from tracer.xlsx import write_xlsx
+from tracer.checks import verify
+from tracer.core import activations, embeddings, generation, linalg
+from tracer.core import op as core_op
+from tracer.core.tape import Tape
+from tracer.models import generation as generation_loop
+from tracer.render.layout import Block, Cells, Layout, Place
+from tracer.render.template import LANGS, _load
+from tracer.render.xlsx import write_xlsx
+
+GENERATION_OPS = ops_of(GENERATION)
 
 
 def rng(tag: str):
@@ -88,30 +92,30 @@ def forward_cases():
     short = np.array([[0.25, 0.5, 0.75, 1 - 2**-40]])  # the last value rounded below 1
     zero_first = np.cumsum([[0.0, 0.0, 0.5, 0.5]], axis=1)
     cases = [
-        ("take_rows 1,2", G.take_rows_op(1, 2), [n(size=(4, 3))], lambda x: ref_take_rows(x, 1, 2)),
-        ("take_rows last", G.take_rows_op(4, 1), [n(size=(5, 6))], lambda x: ref_take_rows(x, 4, 1)),
-        ("take_rows all", G.take_rows_op(0, 3), [n(size=(3, 1))], lambda x: ref_take_rows(x, 0, 3)),
-        ("append_row", G.APPEND_ROW, [np.array([[3.0], [1.0], [4.0]]), np.array([[2.0]])], ref_append_row),
-        ("append_row to 1", G.APPEND_ROW, [np.array([[0.0]]), np.array([[5.0]])], ref_append_row),
-        ("divide", G.DIVIDE, [n(size=(1, 6)), np.array([[0.7]])], ref_divide),
-        ("divide 2 rows", G.DIVIDE, [n(size=(2, 3)), np.array([[2.5]])], ref_divide),
-        ("cumsum", G.CUMSUM, [L.SOFTMAX.forward(n(size=(1, 7)))], ref_cumsum),
-        ("cumsum 2 rows", G.CUMSUM, [n(size=(2, 4))], ref_cumsum),
-        ("argmax", G.ARGMAX, [n(size=(1, 8))], ref_argmax),
-        ("argmax ties: the first", G.ARGMAX, [np.array([[1.0, 3.0, -2.0, 3.0, 3.0]])], ref_argmax),
-        ("argmax all equal", G.ARGMAX, [np.zeros((1, 4))], ref_argmax),
-        ("argmax 3 rows", G.ARGMAX, [np.array([[0.0, 1.0], [2.0, 1.0], [5.0, 5.0]])], ref_argmax),
-        ("argmax V=1", G.ARGMAX, [np.array([[-7.0]])], ref_argmax),
-        ("sample u=0", G.SAMPLE, [cum, np.array([[0.0]])], ref_sample),
-        ("sample u=0, leading zeros skipped", G.SAMPLE, [zero_first, np.array([[0.0]])], ref_sample),
-        ("sample middle", G.SAMPLE, [cum, np.array([[0.45]])], ref_sample),
-        ("sample on a boundary", G.SAMPLE, [np.array([[0.25, 0.5, 0.75, 1.0]]), np.array([[0.5]])], ref_sample),
-        ("sample u beyond the last", G.SAMPLE, [short, np.array([[1 - 2**-50]])], ref_sample),
-        ("sample u just under the last", G.SAMPLE, [cum, np.array([[np.nextafter(cum[0, 2], 0)]])], ref_sample),
-        ("sample V=1", G.SAMPLE, [np.array([[1.0]]), np.array([[0.3]])], ref_sample),
-        ("sample 2 rows", G.SAMPLE, [np.vstack([cum, short]), np.array([[0.05], [0.99]])], ref_sample),
-        ("stack_rows 1", G.STACK_ROWS, [n(size=(1, 5))], ref_stack_rows),
-        ("stack_rows 3", G.STACK_ROWS, [n(size=(1, 4)), n(size=(1, 4)), n(size=(1, 4))], ref_stack_rows),
+        ("take_rows 1,2", generation.take_rows_op(1, 2), [n(size=(4, 3))], lambda x: ref_take_rows(x, 1, 2)),
+        ("take_rows last", generation.take_rows_op(4, 1), [n(size=(5, 6))], lambda x: ref_take_rows(x, 4, 1)),
+        ("take_rows all", generation.take_rows_op(0, 3), [n(size=(3, 1))], lambda x: ref_take_rows(x, 0, 3)),
+        ("append_row", generation.APPEND_ROW, [np.array([[3.0], [1.0], [4.0]]), np.array([[2.0]])], ref_append_row),
+        ("append_row to 1", generation.APPEND_ROW, [np.array([[0.0]]), np.array([[5.0]])], ref_append_row),
+        ("divide", generation.DIVIDE, [n(size=(1, 6)), np.array([[0.7]])], ref_divide),
+        ("divide 2 rows", generation.DIVIDE, [n(size=(2, 3)), np.array([[2.5]])], ref_divide),
+        ("cumsum", generation.CUMSUM, [activations.SOFTMAX.forward(n(size=(1, 7)))], ref_cumsum),
+        ("cumsum 2 rows", generation.CUMSUM, [n(size=(2, 4))], ref_cumsum),
+        ("argmax", generation.ARGMAX, [n(size=(1, 8))], ref_argmax),
+        ("argmax ties: the first", generation.ARGMAX, [np.array([[1.0, 3.0, -2.0, 3.0, 3.0]])], ref_argmax),
+        ("argmax all equal", generation.ARGMAX, [np.zeros((1, 4))], ref_argmax),
+        ("argmax 3 rows", generation.ARGMAX, [np.array([[0.0, 1.0], [2.0, 1.0], [5.0, 5.0]])], ref_argmax),
+        ("argmax V=1", generation.ARGMAX, [np.array([[-7.0]])], ref_argmax),
+        ("sample u=0", generation.SAMPLE, [cum, np.array([[0.0]])], ref_sample),
+        ("sample u=0, leading zeros skipped", generation.SAMPLE, [zero_first, np.array([[0.0]])], ref_sample),
+        ("sample middle", generation.SAMPLE, [cum, np.array([[0.45]])], ref_sample),
+        ("sample on a boundary", generation.SAMPLE, [np.array([[0.25, 0.5, 0.75, 1.0]]), np.array([[0.5]])], ref_sample),
+        ("sample u beyond the last", generation.SAMPLE, [short, np.array([[1 - 2**-50]])], ref_sample),
+        ("sample u just under the last", generation.SAMPLE, [cum, np.array([[np.nextafter(cum[0, 2], 0)]])], ref_sample),
+        ("sample V=1", generation.SAMPLE, [np.array([[1.0]]), np.array([[0.3]])], ref_sample),
+        ("sample 2 rows", generation.SAMPLE, [np.vstack([cum, short]), np.array([[0.05], [0.99]])], ref_sample),
+        ("stack_rows 1", generation.STACK_ROWS, [n(size=(1, 5))], ref_stack_rows),
+        ("stack_rows 3", generation.STACK_ROWS, [n(size=(1, 4)), n(size=(1, 4)), n(size=(1, 4))], ref_stack_rows),
     ]
     return cases
 
@@ -120,11 +124,11 @@ FORWARD = forward_cases()
 
 
 def test_every_op_has_a_case_and_one_name():
-    assert {op.name for _, op, _, _ in FORWARD} == set(G.GENERATE_OPS)
-    assert all(op.name == name for name, op in G.GENERATE_OPS.items())
-    assert not set(G.GENERATE_OPS) & (set(ops.OPS) | set(L.LM_OPS))  # no clashes
-    assert G.take_rows_op(1, 2) is G.take_rows_op(1, 2) and G.take_rows_op(1, 2) in G.generate_op_instances()
-    assert {op.name for op in G.generate_op_instances()} == set(G.GENERATE_OPS)
+    assert {op.name for _, op, _, _ in FORWARD} == set(GENERATION_OPS)
+    assert all(op.name == name for name, op in GENERATION_OPS.items())
+    assert not set(GENERATION_OPS) & (set(BASIC) | set(LANGUAGE))  # no clashes
+    assert generation.take_rows_op(1, 2) is generation.take_rows_op(1, 2) and generation.take_rows_op(1, 2) in generation.instances()
+    assert {op.name for op in generation.instances()} == set(GENERATION_OPS)
 
 
 @pytest.mark.parametrize("case, op, inputs, ref", FORWARD, ids=[c[0] for c in FORWARD])
@@ -139,7 +143,7 @@ def test_forward_matches_reference(case, op, inputs, ref):
 
 def test_sample_edge_values():
     cum = np.array([[0.1, 0.3, 0.6, 1.0]])
-    f = lambda u, c=cum: G.SAMPLE.forward(c, np.array([[u]]))[0, 0]
+    f = lambda u, c=cum: generation.SAMPLE.forward(c, np.array([[u]]))[0, 0]
     assert [f(0.0), f(0.0999), f(0.1), f(0.3), f(0.59), f(0.6), f(0.999)] == [0, 0, 1, 2, 2, 3, 3]
     assert f(1.0) == f(5.0) == 3  # beyond the last value: V − 1, never V
     low = np.array([[0.25, 0.5, 0.75, 0.9999999]])  # rounding left the sum below 1
@@ -151,22 +155,22 @@ def test_sample_edge_values():
 def test_sampling_draws_each_token_with_its_probability():
     """Draws spread evenly over [0, 1) land on each token in proportion to its probability."""
     p = np.array([[0.05, 0.25, 0.0, 0.3, 0.4]])
-    cum = G.CUMSUM.forward(p)
+    cum = generation.CUMSUM.forward(p)
     N = 2000
-    tokens = [G.SAMPLE.forward(cum, np.array([[(k + 0.5) / N]]))[0, 0] for k in range(N)]
+    tokens = [generation.SAMPLE.forward(cum, np.array([[(k + 0.5) / N]]))[0, 0] for k in range(N)]
     counts = np.bincount(np.array(tokens, dtype=int), minlength=5)
     assert np.all(np.abs(counts - N * p[0]) <= 1), counts
 
 
 def test_argmax_is_greedy_and_temperature_keeps_it():
     z = rng("argmax").normal(size=(1, 9))
-    best = int(G.ARGMAX.forward(z)[0, 0])
+    best = int(generation.ARGMAX.forward(z)[0, 0])
     for tau in (0.1, 1.0, 7.0):
-        P = L.SOFTMAX.forward(G.DIVIDE.forward(z, np.array([[tau]])))
+        P = activations.SOFTMAX.forward(generation.DIVIDE.forward(z, np.array([[tau]])))
         assert int(np.argmax(P)) == best
     # a low temperature concentrates the probability on the argmax, a high one evens it out
-    sharp = L.SOFTMAX.forward(z / 0.05)[0, best]
-    flat = L.SOFTMAX.forward(z / 100)[0]
+    sharp = activations.SOFTMAX.forward(z / 0.05)[0, best]
+    flat = activations.SOFTMAX.forward(z / 100)[0]
     assert sharp > 0.99 and flat.max() - flat.min() < 0.05
 
 
@@ -179,7 +183,7 @@ def test_no_gradient_after_training(op, inputs):
     tape.at("forward")
     ts = [tape.constant(f"in{k}", a) for k, a in enumerate(inputs)]
     out = tape.apply(op, *ts, name="out")
-    loss = tape.apply(ops.SUM_ALL, out, name="L")
+    loss = tape.apply(linalg.SUM_ALL, out, name="L")
     with pytest.raises(ValueError, match=f"^{op.name}: no gradient: generation happens after training$"):
         tape.backward(loss, {f"in{k}": t for k, t in enumerate(ts)})
 
@@ -188,13 +192,13 @@ def test_ops_check_their_inputs():
     tape = Tape()
     x = tape.constant("x", np.zeros((3, 2)))
     with pytest.raises(ValueError, match="rows 2 … 3 of a tensor of 3 rows"):
-        G.take_rows(x, 2, 2)
+        generation.take_rows(x, 2, 2)
     with pytest.raises(ValueError, match="append_row"):
-        G.append_row(x, tape.constant("t", [[1.0]]))
+        generation.append_row(x, tape.constant("t", [[1.0]]))
     with pytest.raises(ValueError, match="stack_rows"):
-        G.stack_rows([tape.constant("a", np.zeros((1, 3))), tape.constant("b", np.zeros((1, 4)))])
+        generation.stack_rows([tape.constant("a", np.zeros((1, 3))), tape.constant("b", np.zeros((1, 4)))])
     with pytest.raises(ValueError, match="one draw per row"):
-        G.sample(tape.constant("c", np.zeros((1, 3))), tape.constant("u", np.zeros((1, 2))))
+        generation.sample(tape.constant("c", np.zeros((1, 3))), tape.constant("u", np.zeros((1, 2))))
 
 
 # --- formulas: their text -----------------------------------------------------------------------
@@ -211,8 +215,8 @@ def test_formula_text():
     tau = tape.constant("tau1", [[0.5]], role="hyper", defined_name="tau_1")
     seq, tok = tape.constant("seq", np.zeros((2, 1))), tape.constant("tok", [[1.0]])
     out = {
-        "take": G.take_rows(x, 1, 2), "cum": G.cumsum(p), "arg": G.argmax(p), "smp": G.sample(p, u),
-        "div": G.divide(p, tau), "app": G.append_row(seq, tok), "stk": G.stack_rows([p, p]),
+        "take": generation.take_rows(x, 1, 2), "cum": generation.cumsum(p), "arg": generation.argmax(p), "smp": generation.sample(p, u),
+        "div": generation.divide(p, tau), "app": generation.append_row(seq, tok), "stk": generation.stack_rows([p, p]),
     }
     places = {id(x): Place("In", 1, 1, 4, 2), id(p): Place("S", 10, 1, 1, 4, transposed=True),
               id(u): Place("S", 30, 1, 1, 1), id(seq): Place("S", 50, 1, 2, 1), id(tok): Place("S", 60, 1, 1, 1),
@@ -232,7 +236,7 @@ def test_formula_text():
     places[id(p)] = Place("S", 10, 1, 1, 4)  # p runs across
     assert f("cum", 0, 3) == "SUM(B11:E11)" and f("smp", 0, 0) == "SUMPRODUCT((B11:D11<=B31)*1)"
     p1 = tape.constant("p1", [[1.0]])
-    one = G.sample(p1, u)
+    one = generation.sample(p1, u)
     places.update({id(p1): Place("S", 70, 1, 1, 1), id(one): Place("S", 80, 1, 1, 1)})
     assert one.op.formula(_cells(places, one), 0, 0) == "0"  # one token: always token 0
 
@@ -251,10 +255,10 @@ def toy(tape, context, seed="toy"):
     W = tape.constant("W", r.normal(size=(D, V)), role="param")
 
     def logits_of(ids, prefix):
-        X = L.embed(E, ids, name=prefix + "X")
-        pe = G.take_rows(PE, 0, ids.shape[0], name=prefix + "PE")
-        H = ops.add(X, pe, name=prefix + "H")
-        return tape.apply(ops.MATMUL, H, W, name=prefix + "logits")
+        X = embeddings.embed(E, ids, name=prefix + "X")
+        pe = generation.take_rows(PE, 0, ids.shape[0], name=prefix + "PE")
+        H = linalg.add(X, pe, name=prefix + "H")
+        return tape.apply(linalg.MATMUL, H, W, name=prefix + "logits")
 
     return (E.value, PE.value, W.value), logits_of
 
@@ -290,7 +294,7 @@ def run(prompt=(1, 4), context=3, steps=4, temps=(0.5, 3.0), seed=7, iteration=2
     params, logits_of = toy(tape, context)
     tape.iteration = iteration
     tape.at("update", "somewhere")
-    out = G.generate(tape, logits_of, list(prompt), context, steps, list(temps), np.random.default_rng(seed))
+    out = generation_loop.generate(tape, logits_of, list(prompt), context, steps, list(temps), np.random.default_rng(seed))
     return tape, params, out
 
 
@@ -320,7 +324,7 @@ def test_draws_come_from_rng_one_per_sampled_token():
     r = np.random.default_rng(5)
     tape = Tape()
     _, logits_of = toy(tape, 3)
-    G.generate(tape, logits_of, [1], 3, 4, [1.0, 2.0], r)
+    generation_loop.generate(tape, logits_of, [1], 3, 4, [1.0, 2.0], r)
     fresh = np.random.default_rng(5)
     fresh.uniform(size=2 * 4)
     assert r.uniform() == fresh.uniform()
@@ -385,10 +389,10 @@ def test_the_window_slides():
         for n in range(3, 6):  # 2 + n − 1 ids: the last 3
             window = by[f"[{label} {n}] window"]
             assert window.value[:, 0].tolist() == ids[n - 2:n + 1]
-            assert window.inputs == (by[f"[{label} {n - 1}] text"],) and window.op is G.take_rows_op(n - 2, 3)
+            assert window.inputs == (by[f"[{label} {n - 1}] text"],) and window.op is generation.take_rows_op(n - 2, 3)
             assert by[f"[{label} {n}] X"].inputs[1] is window and by[f"[{label} {n}] PE"].shape == (3, D)
         assert by[f"generated ({label})"].value[:, 0].tolist() == ids
-        assert by[f"generated ({label})"].op is ops.COPY
+        assert by[f"generated ({label})"].op is core_op.COPY
 
 
 def test_greedy_only():
@@ -410,7 +414,7 @@ def test_generate_checks_its_arguments(prompt, context, steps, temps, message):
     _, logits_of = toy(tape, 4)
     n = len(tape.tensors)
     with pytest.raises(ValueError, match=re.escape(message)):
-        G.generate(tape, logits_of, prompt, context, steps, temps, np.random.default_rng(0))
+        generation_loop.generate(tape, logits_of, prompt, context, steps, temps, np.random.default_rng(0))
     assert len(tape.tensors) == n  # nothing recorded
 
 
@@ -418,7 +422,7 @@ def test_logits_of_must_return_one_row_per_id():
     tape = Tape()
     _, logits_of = toy(tape, 4)
     with pytest.raises(ValueError, match="returned 1 rows of logits for 2 ids"):
-        G.generate(tape, lambda ids, p: G.take_rows(logits_of(ids, p), 0, 1), [1, 2], 4, 1, [], None)
+        generation_loop.generate(tape, lambda ids, p: generation.take_rows(logits_of(ids, p), 0, 1), [1, 2], 4, 1, [], None)
 
 
 # --- the workbook text: templates/common.toml ----------------------------------------------------
@@ -428,7 +432,7 @@ N_INPUTS = {"take_rows": 1, "append_row": 2, "divide": 2, "cumsum": 1, "argmax":
 
 def test_template_text_covers_every_op():
     common = _load("common")["ops"]
-    assert set(N_INPUTS) == set(G.GENERATE_OPS)
+    assert set(N_INPUTS) == set(GENERATION_OPS)
     for name, n_in in N_INPUTS.items():
         entry = common[name]
         assert set(entry) == {"equation", *LANGS} and entry["equation"].startswith("{out}"), name
@@ -469,7 +473,7 @@ def workbook_tape():
     _, logits_of = toy(tape, 3)
     tape.iteration = 1
     tape.at("forward")
-    out = G.generate(tape, logits_of, [1, 4], 3, 5, [0.3, 4.0], np.random.default_rng(7))
+    out = generation_loop.generate(tape, logits_of, [1, 4], 3, 5, [0.3, 4.0], np.random.default_rng(7))
     return tape, out
 
 
@@ -491,7 +495,7 @@ def test_workbook_recalculates_to_numpy(exported):
     tape, out, _, report = exported
     assert report.ok, report.format()
     assert report.n_formulas == sum(t.value.size for t in tape.tensors if t.op)
-    assert {t.op.name for t in tape.tensors if t.op} >= set(G.GENERATE_OPS)
+    assert {t.op.name for t in tape.tensors if t.op} >= set(GENERATION_OPS)
     names = {t.name for t in tape.tensors}
     assert "[greedy 3] window" in names and "[τ2 5] window" in names
     assert dict(out)["4"] != dict(out)["greedy"]  # a sampled token that is not the argmax
@@ -505,7 +509,7 @@ def test_workbook_shows_tau_as_named_cells_and_every_block(exported):
     for lang in LANGS:
         tpl = gen_template(lang, tape)
         for b in blocks:
-            if b.tensor.op is not None and b.tensor.op.name in G.GENERATE_OPS:
+            if b.tensor.op is not None and b.tensor.op.name in GENERATION_OPS:
                 assert tpl.note(b.tensor) and tpl.equation(b.tensor).startswith(tpl.symbol(b.tensor.name))
 
 
@@ -528,7 +532,7 @@ def test_every_formula_is_portable(exported):
         for i, j in np.ndindex(t.shape):
             f = t.op.formula(cells, i, j)
             used |= check_formula(f, defined)
-            if t.op.name in G.GENERATE_OPS:
+            if t.op.name in GENERATION_OPS:
                 n += 1
                 assert "IF(" not in f and "MIN(" not in f
     assert n > 100
@@ -550,8 +554,8 @@ def test_a_broken_sample_is_caught(soffice, monkeypatch, tmp_path):
         V = c.shape(0)[1]
         return f"SUMPRODUCT(({c.span(0, i, 0, i, V - 2)}<{c.at(1, i, 0)}-1)*1)"
 
-    tape, report = _broken(monkeypatch, tmp_path, G.Sample, broken)
-    assert any(t.op is G.SAMPLE and t.value[0, 0] != 0 for t in tape.tensors)  # so something must change
+    tape, report = _broken(monkeypatch, tmp_path, generation.Sample, broken)
+    assert any(t.op is generation.SAMPLE and t.value[0, 0] != 0 for t in tape.tensors)  # so something must change
     assert not report.ok and report.errors == [] and report.n_mismatches >= 1
 
 
@@ -561,7 +565,7 @@ def test_a_broken_argmax_is_caught(soffice, monkeypatch, tmp_path):
         row = c.row(0, i)[0]
         return f"MATCH(MIN({row}),{row},0)-1"
 
-    tape, report = _broken(monkeypatch, tmp_path, G.Argmax, broken)
+    tape, report = _broken(monkeypatch, tmp_path, generation.Argmax, broken)
     assert not report.ok and report.errors == []
-    greedy = [t for t in tape.tensors if t.op is G.ARGMAX]
+    greedy = [t for t in tape.tensors if t.op is generation.ARGMAX]
     assert report.n_mismatches >= len(greedy)  # every greedy token at least

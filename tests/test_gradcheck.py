@@ -10,8 +10,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tracer import ops
-from tracer.gradcheck import THRESHOLD, gradcheck as gradcheck_runs, runs_of, _replay
+from tracer.checks.gradcheck import THRESHOLD, _replay, runs_of
+from tracer.checks.gradcheck import gradcheck as gradcheck_runs
+from tracer.core import activations, losses
 from tracer.models import vae
 
 SMALL = vae.Config(hidden=5, latent=2, iterations=1)
@@ -61,13 +62,13 @@ def wrong(monkeypatch, op, fn):
 
 @pytest.mark.parametrize("breakage, broken, intact", [
     # σ'(a) off by 1 %: every parameter before the output is affected (biases: dense gradients)
-    (lambda: (ops.SIGMOID_GRAD, lambda y, g: 1.01 * g * y * (1 - y)),
+    (lambda: (activations.SIGMOID_GRAD, lambda y, g: 1.01 * g * y * (1 - y)),
      ["b1", "b_mu", "b_logvar", "W3", "b3", "b4"], []),
     # the KL term's gradient for log σ² missing its −1: only the log-variance path is affected
-    (lambda: (ops.KL_LOGVAR_GRAD, lambda g, lv: g * np.exp(lv) / 2), ["b_logvar", "b1"],
+    (lambda: (losses.KL_LOGVAR_GRAD, lambda g, lv: g * np.exp(lv) / 2), ["b_logvar", "b1"],
      ["b_mu", "W3", "b3", "W4", "b4"]),
     # ReLU passing the gradient of its negative inputs too (some units of h are off)
-    (lambda: (ops.RELU_GRAD, lambda a, g: g), ["b1"], ["W4", "b4"]),
+    (lambda: (activations.RELU_GRAD, lambda a, g: g), ["b1"], ["W4", "b4"]),
 ], ids=["sigmoid_grad", "kl_logvar_grad", "relu_grad"])
 def test_a_wrong_gradient_rule_is_caught(monkeypatch, breakage, broken, intact):
     op, fn = breakage()
@@ -99,7 +100,7 @@ def test_cli_gradcheck_ok(run_main):
 
 
 def test_cli_gradcheck_fails_on_a_wrong_rule(run_main, monkeypatch):
-    wrong(monkeypatch, ops.SIGMOID_GRAD, lambda y, g: 1.01 * g * y * (1 - y))
+    wrong(monkeypatch, activations.SIGMOID_GRAD, lambda y, g: 1.01 * g * y * (1 - y))
     code, out, err = run_main("gradcheck", "vae", "--hidden", 5, "--iterations", 2, "--sample", 5)
     assert code == 1, out + err
     assert out.splitlines()[-1].endswith("-> FAILED")

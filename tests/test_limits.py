@@ -6,13 +6,13 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from tracer import ops
+from tracer.core import activations
+from tracer.core.tape import Tape
 from tracer.errors import TracerError
-from tracer.layout import MAX_COLS, Layout
 from tracer.models import vae
-from tracer.tape import Tape
-from tracer.template import Template
-from tracer.xlsx import write_xlsx
+from tracer.render.layout import MAX_COLS, Layout
+from tracer.render.template import Template
+from tracer.render.xlsx import write_xlsx
 
 
 def layout_of(tape, lang="en"):
@@ -58,7 +58,7 @@ def test_a_long_sheet_name_is_refused():
 def test_a_formula_over_8192_characters_is_refused_and_no_file_is_left(tmp_path, monkeypatch):
     tape = vae.trace(vae.Config(iterations=1, hidden=2))
     # make one op's formula absurdly long: the writer must stop with a clear message
-    monkeypatch.setattr(ops.SIGMOID, "excel", "1/(1+EXP(-{0}))" + "+0*{0}" * 2000)
+    monkeypatch.setattr(activations.SIGMOID, "excel", "1/(1+EXP(-{0}))" + "+0*{0}" * 2000)
     target = tmp_path / "out.xlsx"
     with pytest.raises(TracerError, match="longer than Excel's 8192 characters"):
         write_xlsx(layout_of(tape), target)
@@ -69,7 +69,7 @@ def test_an_existing_workbook_survives_a_refused_export(tmp_path, monkeypatch):
     target = tmp_path / "out.xlsx"
     target.write_bytes(b"the previous workbook")
     tape = vae.trace(vae.Config(iterations=1, hidden=2))
-    monkeypatch.setattr(ops.SIGMOID, "excel", "{0}" + "+{0}" * 3000)
+    monkeypatch.setattr(activations.SIGMOID, "excel", "{0}" + "+{0}" * 3000)
     with pytest.raises(TracerError):
         write_xlsx(layout_of(tape), target)
     assert target.read_bytes() == b"the previous workbook"

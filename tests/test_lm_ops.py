@@ -20,16 +20,28 @@ import types
 
 import numpy as np
 import pytest
-from conftest import ops_template
 import xlsxwriter
+from conftest import ops_template
+from families import BASIC, LANGUAGE, ops_of
 
-from tracer import lm_ops as L
-from tracer import ops, verify
-from tracer.gradcheck import gradcheck
-from tracer.layout import Block, Cells, Layout, Place
-from tracer.tape import Tape
-from tracer.template import LANGS, Template
-from tracer.xlsx import write_xlsx
+from tracer.checks import verify
+from tracer.checks.gradcheck import gradcheck
+from tracer.core import (
+    activations,
+    attention,
+    embeddings,
+    linalg,
+    losses,
+    normalization,
+)
+from tracer.core import op as core_op
+from tracer.core.tape import Tape
+from tracer.engines.workbook import address
+from tracer.render.layout import Block, Cells, Layout, Place
+from tracer.render.template import LANGS, Template
+from tracer.render.xlsx import write_xlsx
+
+LM_OPS = ops_of(LANGUAGE)
 
 
 def rng(tag: str):
@@ -259,50 +271,50 @@ def forward_cases():
     xh = n(size=(3, 5))
     var, eps = positive(r, 3, 1), np.array([[1e-5]])
     xs = [
-        ("softmax 3x5", L.SOFTMAX, [x35]),
-        ("softmax 1x6", L.SOFTMAX, [x16]),
-        ("softmax large logits", L.SOFTMAX, [40 * n(size=(2, 4)) + 700]),  # exp would overflow unshifted
-        ("causal_softmax 4x4", L.CAUSAL_SOFTMAX, [n(size=(4, 4))]),
-        ("causal_softmax 3x5", L.CAUSAL_SOFTMAX, [x35]),
-        ("causal_softmax 5x3", L.CAUSAL_SOFTMAX, [n(size=(5, 3))]),
-        ("softmax_grad", L.SOFTMAX_GRAD, [p35, n(size=(3, 5))]),
-        ("xent 3x5", L.XENT, [p35, y35]),
-        ("xent 1x6", L.XENT, [probs(r, 1, 6), one_hot([5], 6)]),
-        ("xent_grad", L.XENT_GRAD, [p35, y35, n(size=(1, 1))]),
-        ("embed", L.EMBED, [n(size=(6, 4)), np.array([[2.0], [5.0], [2.0]])]),
-        ("embed V=1", L.EMBED, [n(size=(1, 3)), np.array([[0.0], [0.0]])]),
-        ("row_mean", L.ROW_MEAN, [x35]),
-        ("row_mean_grad", L.ROW_MEAN_GRAD, [x35, n(size=(3, 1))]),
-        ("row_var", L.ROW_VAR, [x35, n(size=(3, 1))]),
-        ("row_var_grad_x", L.ROW_VAR_GRAD_X, [x35, n(size=(3, 1)), n(size=(3, 1))]),
-        ("row_var_grad_mu", L.ROW_VAR_GRAD_MU, [x35, n(size=(3, 1)), n(size=(3, 1))]),
-        ("normalize", L.NORMALIZE, [x35, n(size=(3, 1)), var, eps]),
-        ("normalize_grad_x", L.NORMALIZE_GRAD_X, [var, eps, n(size=(3, 5))]),
-        ("normalize_grad_mu", L.NORMALIZE_GRAD_MU, [var, eps, n(size=(3, 5))]),
-        ("normalize_grad_var", L.NORMALIZE_GRAD_VAR, [xh, var, eps, n(size=(3, 5))]),
-        ("affine", L.AFFINE, [xh, n(size=(1, 5)), n(size=(1, 5))]),
-        ("col_dot", L.COL_DOT, [n(size=(3, 5)), xh]),
-        ("gelu", L.GELU, [3 * n(size=(3, 4))]),
-        ("gelu_grad", L.GELU_GRAD, [3 * n(size=(3, 4)), n(size=(3, 4))]),
-        ("pos_encoding 5x6", L.POS_ENCODING, [np.arange(5.0).reshape(5, 1), np.arange(6.0).reshape(1, 6)]),
-        ("pos_encoding 3x5", L.POS_ENCODING, [np.arange(3.0).reshape(3, 1), np.arange(5.0).reshape(1, 5)]),
-        ("concat_cols 2", L.CONCAT_COLS, [n(size=(3, 2)), n(size=(3, 2))]),
-        ("concat_cols 3 uneven", L.CONCAT_COLS, [n(size=(2, 1)), n(size=(2, 3)), n(size=(2, 2))]),
+        ("softmax 3x5", activations.SOFTMAX, [x35]),
+        ("softmax 1x6", activations.SOFTMAX, [x16]),
+        ("softmax large logits", activations.SOFTMAX, [40 * n(size=(2, 4)) + 700]),  # exp would overflow unshifted
+        ("causal_softmax 4x4", activations.CAUSAL_SOFTMAX, [n(size=(4, 4))]),
+        ("causal_softmax 3x5", activations.CAUSAL_SOFTMAX, [x35]),
+        ("causal_softmax 5x3", activations.CAUSAL_SOFTMAX, [n(size=(5, 3))]),
+        ("softmax_grad", activations.SOFTMAX_GRAD, [p35, n(size=(3, 5))]),
+        ("xent 3x5", losses.XENT, [p35, y35]),
+        ("xent 1x6", losses.XENT, [probs(r, 1, 6), one_hot([5], 6)]),
+        ("xent_grad", losses.XENT_GRAD, [p35, y35, n(size=(1, 1))]),
+        ("embed", embeddings.EMBED, [n(size=(6, 4)), np.array([[2.0], [5.0], [2.0]])]),
+        ("embed V=1", embeddings.EMBED, [n(size=(1, 3)), np.array([[0.0], [0.0]])]),
+        ("row_mean", normalization.ROW_MEAN, [x35]),
+        ("row_mean_grad", normalization.ROW_MEAN_GRAD, [x35, n(size=(3, 1))]),
+        ("row_var", normalization.ROW_VAR, [x35, n(size=(3, 1))]),
+        ("row_var_grad_x", normalization.ROW_VAR_GRAD_X, [x35, n(size=(3, 1)), n(size=(3, 1))]),
+        ("row_var_grad_mu", normalization.ROW_VAR_GRAD_MU, [x35, n(size=(3, 1)), n(size=(3, 1))]),
+        ("normalize", normalization.NORMALIZE, [x35, n(size=(3, 1)), var, eps]),
+        ("normalize_grad_x", normalization.NORMALIZE_GRAD_X, [var, eps, n(size=(3, 5))]),
+        ("normalize_grad_mu", normalization.NORMALIZE_GRAD_MU, [var, eps, n(size=(3, 5))]),
+        ("normalize_grad_var", normalization.NORMALIZE_GRAD_VAR, [xh, var, eps, n(size=(3, 5))]),
+        ("affine", normalization.AFFINE, [xh, n(size=(1, 5)), n(size=(1, 5))]),
+        ("col_dot", linalg.COL_DOT, [n(size=(3, 5)), xh]),
+        ("gelu", activations.GELU, [3 * n(size=(3, 4))]),
+        ("gelu_grad", activations.GELU_GRAD, [3 * n(size=(3, 4)), n(size=(3, 4))]),
+        ("pos_encoding 5x6", embeddings.POS_ENCODING, [np.arange(5.0).reshape(5, 1), np.arange(6.0).reshape(1, 6)]),
+        ("pos_encoding 3x5", embeddings.POS_ENCODING, [np.arange(3.0).reshape(3, 1), np.arange(5.0).reshape(1, 5)]),
+        ("concat_cols 2", linalg.CONCAT_COLS, [n(size=(3, 2)), n(size=(3, 2))]),
+        ("concat_cols 3 uneven", linalg.CONCAT_COLS, [n(size=(2, 1)), n(size=(2, 3)), n(size=(2, 2))]),
     ]
     cases = [(cid, op, ins, {}, REFERENCE[op.name]) for cid, op, ins in xs]
     ids6 = np.array([[2.0], [5.0], [2.0], [0.0]])
-    cases.append(("embed_grad", L.EMBED_GRAD, [ids6, n(size=(4, 3))], {"vocab": 7},
+    cases.append(("embed_grad", embeddings.EMBED_GRAD, [ids6, n(size=(4, 3))], {"vocab": 7},
                   lambda ids, g: ref_embed_grad(ids, g, 7)))
     for a, w in ((0, 2), (2, 2), (1, 3)):
-        cases.append((f"slice_cols {a},{w}", L.slice_cols(a, w), [n(size=(3, 4))], {}, slice_ref(a, w)))
-        cases.append((f"pad_cols {a},{w}", L.pad_cols(a, w), [n(size=(3, w))], {"cols": 5}, pad_ref(a, w, 5)))
+        cases.append((f"slice_cols {a},{w}", linalg.slice_cols(a, w), [n(size=(3, 4))], {}, slice_ref(a, w)))
+        cases.append((f"pad_cols {a},{w}", linalg.pad_cols(a, w), [n(size=(3, w))], {"cols": 5}, pad_ref(a, w, 5)))
     for x in (x35, x16):  # with x's own statistics: textbook LayerNorm without γ, β
-        cases.append((f"normalize {x.shape} own statistics", L.NORMALIZE, [x, *stats(x), eps], {},
+        cases.append((f"normalize {x.shape} own statistics", normalization.NORMALIZE, [x, *stats(x), eps], {},
                       lambda x, mu, var, e: ref_layer_norm_xhat(x, e)))
     E = n(size=(5, 3))
-    cases.append(("cosine 5x3", L.COSINE, [E], {}, ref_cosine))
-    cases.append(("rsqrt 1x1", L.RSQRT, [np.array([[4.0]])], {}, lambda a: np.array([[0.5]])))
-    cases.append(("nearest k=2", L.NEAREST, [ref_cosine(E)], {"k": 2}, lambda c: ref_nearest(c, 2)))
+    cases.append(("cosine 5x3", embeddings.COSINE, [E], {}, ref_cosine))
+    cases.append(("rsqrt 1x1", attention.RSQRT, [np.array([[4.0]])], {}, lambda a: np.array([[0.5]])))
+    cases.append(("nearest k=2", embeddings.NEAREST, [ref_cosine(E)], {"k": 2}, lambda c: ref_nearest(c, 2)))
     return cases
 
 
@@ -310,10 +322,10 @@ FORWARD = forward_cases()
 
 
 def test_every_op_has_a_reference_and_a_case():
-    assert set(REFERENCE) == set(L.LM_OPS)
-    assert {op.name for _, op, _, _, _ in FORWARD} == set(L.LM_OPS)
-    assert all(op.name == name for name, op in L.LM_OPS.items())
-    assert not set(L.LM_OPS) & set(ops.OPS)  # no name clashes with tracer.ops
+    assert set(REFERENCE) == set(LM_OPS)
+    assert {op.name for _, op, _, _, _ in FORWARD} == set(LM_OPS)
+    assert all(op.name == name for name, op in LM_OPS.items())
+    assert not set(LM_OPS) & set(BASIC)  # no name clashes with the basic ops
 
 
 @pytest.mark.parametrize("case, op, inputs, attrs, ref", FORWARD, ids=[c[0] for c in FORWARD])
@@ -329,37 +341,37 @@ def test_forward_matches_reference(case, op, inputs, attrs, ref):
 def test_forward_facts():
     r = rng("facts")
     x = r.normal(size=(4, 4))
-    y = L.SOFTMAX.forward(x)
+    y = activations.SOFTMAX.forward(x)
     np.testing.assert_allclose(y.sum(axis=1), 1, rtol=1e-15)
-    c = L.CAUSAL_SOFTMAX.forward(x)
+    c = activations.CAUSAL_SOFTMAX.forward(x)
     assert np.all(np.triu(c, 1) == 0) and c[0, 0] == 1
     np.testing.assert_allclose(c.sum(axis=1), 1, rtol=1e-15)
     # the causal softmax is the softmax of scores masked with a large negative number
-    np.testing.assert_allclose(c, L.SOFTMAX.forward(np.where(np.tri(4, dtype=bool), x, -1e9)), rtol=1e-15)
+    np.testing.assert_allclose(c, activations.SOFTMAX.forward(np.where(np.tri(4, dtype=bool), x, -1e9)), rtol=1e-15)
     # the lookup is the one-hot matrix product
     E, ids = r.normal(size=(5, 3)), np.array([[4.0], [1.0], [4.0]])
-    np.testing.assert_array_equal(L.EMBED.forward(E, ids), one_hot([4, 1, 4], 5) @ E)
+    np.testing.assert_array_equal(embeddings.EMBED.forward(E, ids), one_hot([4, 1, 4], 5) @ E)
     # LayerNorm: each row of x̂ has mean 0 and variance 1 (up to ε)
-    xh = L.NORMALIZE.forward(x, *stats(x), np.array([[0.0]]))
+    xh = normalization.NORMALIZE.forward(x, *stats(x), np.array([[0.0]]))
     np.testing.assert_allclose(xh.mean(axis=1), 0, atol=1e-15)
     np.testing.assert_allclose(xh.var(axis=1), 1, rtol=1e-14)
     # split then merge is the identity
     h = r.normal(size=(3, 6))
-    parts = [L.slice_cols(k * 2, 2).forward(h) for k in range(3)]
-    np.testing.assert_array_equal(L.CONCAT_COLS.forward(*parts), h)
+    parts = [linalg.slice_cols(k * 2, 2).forward(h) for k in range(3)]
+    np.testing.assert_array_equal(linalg.CONCAT_COLS.forward(*parts), h)
 
 
 def test_gelu_is_the_tanh_approximation():
     """Close to the exact x·Φ(x) (erf) but not equal: the approximation's error is below 1e-3."""
     x = np.linspace(-5, 5, 201).reshape(1, -1)
     exact = np.array([[v * 0.5 * (1 + math.erf(v / math.sqrt(2))) for v in x[0]]])
-    err = np.abs(L.GELU.forward(x) - exact)
+    err = np.abs(activations.GELU.forward(x) - exact)
     assert 1e-5 < err.max() < 1e-3
 
 
 def test_positional_encoding_helper():
     tape = Tape()
-    pe = L.positional_encoding(tape, 4, 6, name="PE")
+    pe = embeddings.positional_encoding(tape, 4, 6, name="PE")
     pos, dim = pe.inputs
     assert (pos.name, pos.shape, dim.name, dim.shape) == ("pos", (4, 1), "dim", (1, 6))
     assert pe.shape == (4, 6) and np.all(pe.value[0, 0::2] == 0) and np.all(pe.value[0, 1::2] == 1)
@@ -371,9 +383,9 @@ def test_positional_encoding_helper():
 def weighted_loss(tape, out, weights):
     """Σ weights ⊙ out as a recorded (1, 1) tensor, made only of tracer.ops ops."""
     m, n = out.shape
-    prod = tape.apply(ops.MUL, out, tape.constant("R", weights), name="out*R")
-    cols = tape.apply(ops.MATMUL_TN, tape.constant("ones_m", np.ones((m, 1))), prod, name="col sums")
-    return tape.apply(ops.MATMUL_NT, cols, tape.constant("ones_n", np.ones((1, n))), name="L")
+    prod = tape.apply(linalg.MUL, out, tape.constant("R", weights), name="out*R")
+    cols = tape.apply(linalg.MATMUL_TN, tape.constant("ones_m", np.ones((m, 1))), prod, name="col sums")
+    return tape.apply(linalg.MATMUL_NT, cols, tape.constant("ones_n", np.ones((1, n))), name="L")
 
 
 def central_differences(f, inputs, k, h=1e-6):
@@ -394,22 +406,22 @@ def grad_cases():
     y35 = one_hot([1, 4, 4], 5)
     eps = np.array([[1e-3]])
     xs = [
-        ("softmax", L.SOFTMAX, [x35], (0,)),
-        ("softmax row", L.SOFTMAX, [n(size=(1, 6))], (0,)),
-        ("causal_softmax", L.CAUSAL_SOFTMAX, [n(size=(4, 4))], (0,)),
-        ("causal_softmax 3x5", L.CAUSAL_SOFTMAX, [x35], (0,)),
-        ("xent", L.XENT, [probs(r, 3, 5), y35], (0,)),
-        ("embed", L.EMBED, [n(size=(6, 3)), np.array([[1.0], [4.0], [1.0], [0.0]])], (0,)),
-        ("row_mean", L.ROW_MEAN, [x35], (0,)),
-        ("row_var", L.ROW_VAR, [x35, n(size=(3, 1))], (0, 1)),
-        ("normalize", L.NORMALIZE, [x35, n(size=(3, 1)), positive(r, 3, 1), eps], (0, 1, 2)),
-        ("normalize row", L.NORMALIZE, [n(size=(1, 4)), n(size=(1, 1)), positive(r, 1, 1), eps], (0, 1, 2)),
-        ("affine", L.AFFINE, [x35, n(size=(1, 5)), n(size=(1, 5))], (0, 1, 2)),
-        ("gelu", L.GELU, [3 * n(size=(3, 4))], (0,)),
-        ("concat_cols", L.CONCAT_COLS, [n(size=(3, 2)), n(size=(3, 1)), n(size=(3, 2))], (0, 1, 2)),
+        ("softmax", activations.SOFTMAX, [x35], (0,)),
+        ("softmax row", activations.SOFTMAX, [n(size=(1, 6))], (0,)),
+        ("causal_softmax", activations.CAUSAL_SOFTMAX, [n(size=(4, 4))], (0,)),
+        ("causal_softmax 3x5", activations.CAUSAL_SOFTMAX, [x35], (0,)),
+        ("xent", losses.XENT, [probs(r, 3, 5), y35], (0,)),
+        ("embed", embeddings.EMBED, [n(size=(6, 3)), np.array([[1.0], [4.0], [1.0], [0.0]])], (0,)),
+        ("row_mean", normalization.ROW_MEAN, [x35], (0,)),
+        ("row_var", normalization.ROW_VAR, [x35, n(size=(3, 1))], (0, 1)),
+        ("normalize", normalization.NORMALIZE, [x35, n(size=(3, 1)), positive(r, 3, 1), eps], (0, 1, 2)),
+        ("normalize row", normalization.NORMALIZE, [n(size=(1, 4)), n(size=(1, 1)), positive(r, 1, 1), eps], (0, 1, 2)),
+        ("affine", normalization.AFFINE, [x35, n(size=(1, 5)), n(size=(1, 5))], (0, 1, 2)),
+        ("gelu", activations.GELU, [3 * n(size=(3, 4))], (0,)),
+        ("concat_cols", linalg.CONCAT_COLS, [n(size=(3, 2)), n(size=(3, 1)), n(size=(3, 2))], (0, 1, 2)),
     ]
     cases = [(cid, op, ins, wrt, REFERENCE[op.name]) for cid, op, ins, wrt in xs]
-    cases.append(("slice_cols", L.slice_cols(2, 2), [n(size=(3, 6))], (0,), slice_ref(2, 2)))
+    cases.append(("slice_cols", linalg.slice_cols(2, 2), [n(size=(3, 6))], (0,), slice_ref(2, 2)))
     return cases
 
 
@@ -430,7 +442,7 @@ def traced(op, inputs, wrt, weights):
 
 def test_every_op_is_gradient_checked_or_has_no_rule():
     checked = {op.name for _, op, _, _, _ in GRAD}
-    assert checked | NO_GRADIENT_RULE == set(L.LM_OPS) and not checked & NO_GRADIENT_RULE
+    assert checked | NO_GRADIENT_RULE == set(LM_OPS) and not checked & NO_GRADIENT_RULE
 
 
 @pytest.mark.parametrize("case, op, inputs, wrt, ref", GRAD, ids=[c[0] for c in GRAD])
@@ -480,9 +492,9 @@ def test_gradient_rules_record_the_expected_ops():
 def test_the_data_get_no_gradient():
     r = rng("data")
     for op, inputs, k, words in [
-        (L.XENT, [probs(r, 2, 3), one_hot([0, 2], 3)], 1, "the targets"),
-        (L.EMBED, [r.normal(size=(4, 2)), np.array([[1.0], [3.0]])], 1, "the token ids"),
-        (L.NORMALIZE, [r.normal(size=(2, 3)), r.normal(size=(2, 1)), positive(r, 2, 1), np.array([[1e-5]])], 3, "ε"),
+        (losses.XENT, [probs(r, 2, 3), one_hot([0, 2], 3)], 1, "the targets"),
+        (embeddings.EMBED, [r.normal(size=(4, 2)), np.array([[1.0], [3.0]])], 1, "the token ids"),
+        (normalization.NORMALIZE, [r.normal(size=(2, 3)), r.normal(size=(2, 1)), positive(r, 2, 1), np.array([[1e-5]])], 3, "ε"),
     ]:
         with pytest.raises(ValueError, match=f"no gradient with respect to {words}"):
             traced(op, inputs, (0, k), np.ones(op.forward(*inputs).shape))
@@ -495,8 +507,8 @@ def _probs_loss(z, y):
     Z, Y = tape.constant("Z", z), tape.constant("Y", y)
     tape.iteration = 1
     tape.at("forward")
-    P = L.softmax(Z, name="P")
-    loss = L.cross_entropy(P, Y, name="L")
+    P = activations.softmax(Z, name="P")
+    loss = losses.cross_entropy(P, Y, name="L")
     tape.at("backward")
     grads = tape.backward(loss, {"Z": Z})
     return tape, loss, grads
@@ -512,7 +524,7 @@ def test_softmax_cross_entropy_gradient_is_p_minus_y_over_t():
     f = lambda zz: ref_softmax_xent(zz, None, y)[0, 0]
     np.testing.assert_allclose(grads["Z"].value, central_differences(f, [z], 0), rtol=1e-6, atol=1e-9)
     by_name = {t.name: t for t in tape.tensors if t.iteration == 1}
-    assert by_name["dL/dP"].op is L.XENT_GRAD and by_name["dL/dZ"].op is L.SOFTMAX_GRAD
+    assert by_name["dL/dP"].op is losses.XENT_GRAD and by_name["dL/dZ"].op is activations.SOFTMAX_GRAD
 
 
 def _layer_norm(x, gamma, beta, eps_value, weights):
@@ -522,7 +534,7 @@ def _layer_norm(x, gamma, beta, eps_value, weights):
     eps = tape.constant("eps", [[eps_value]], role="hyper", defined_name="ln_eps")
     tape.iteration = 1
     tape.at("forward")
-    y = L.layer_norm(X, G, B, eps, name="ln")
+    y = normalization.layer_norm(X, G, B, eps, name="ln")
     loss = weighted_loss(tape, y, weights)
     tape.at("backward")
     grads = tape.backward(loss, {"X": X, "gamma": G, "beta": B})
@@ -575,8 +587,8 @@ def model_inputs(tape, r):
         "W_out": tape.constant("W_out", r.normal(size=(D, VOCAB)) / 2, role="param"),
         "eps": tape.constant("eps", [[1e-5]], role="hyper", defined_name="ln_eps"),
         "scale": tape.constant("scale", [[1 / math.sqrt(D // HEADS)]], role="data"),
-        "ids": L.token_ids(tape, [3, 1, 4, 1, 5]),
-        "Y": L.one_hot(tape, [1, 4, 1, 5, 6], VOCAB),
+        "ids": embeddings.token_ids(tape, [3, 1, 4, 1, 5]),
+        "Y": losses.one_hot(tape, [1, 4, 1, 5, 6], VOCAB),
     }
 
 
@@ -584,17 +596,17 @@ def model_step(tape, c):
     """x = E[ids] + PE → LN → 2 heads of causal self-attention (on the normalized x itself) →
     merge → GELU → logits → softmax → cross-entropy; then the backward pass."""
     tape.at("forward")
-    x = ops.add(L.embed(c["E"], c["ids"], name="x_tok"), L.positional_encoding(tape, T, D), name="x")
-    h = L.layer_norm(x, c["gamma"], c["beta"], c["eps"], name="ln")
+    x = linalg.add(embeddings.embed(c["E"], c["ids"], name="x_tok"), embeddings.positional_encoding(tape, T, D), name="x")
+    h = normalization.layer_norm(x, c["gamma"], c["beta"], c["eps"], name="ln")
     heads = []
-    for k, hk in enumerate(L.split_heads(h, HEADS, names=[f"h{k}" for k in range(HEADS)])):
-        scores = L.scale(ops._apply(ops.MATMUL_NT, hk, hk, name=f"S{k}"), c["scale"], name=f"S{k}_scaled")
-        A = L.causal_softmax(scores, name=f"A{k}")
-        heads.append(ops._apply(ops.MATMUL, A, hk, name=f"O{k}"))
-    a = L.gelu(L.merge_heads(heads, name="O"), name="a")
-    logits = ops._apply(ops.MATMUL, a, c["W_out"], name="logits")
+    for k, hk in enumerate(attention.split_heads(h, HEADS, names=[f"h{k}" for k in range(HEADS)])):
+        scores = attention.scale(core_op.record(linalg.MATMUL_NT, hk, hk, name=f"S{k}"), c["scale"], name=f"S{k}_scaled")
+        A = activations.causal_softmax(scores, name=f"A{k}")
+        heads.append(core_op.record(linalg.MATMUL, A, hk, name=f"O{k}"))
+    a = activations.gelu(attention.merge_heads(heads, name="O"), name="a")
+    logits = core_op.record(linalg.MATMUL, a, c["W_out"], name="logits")
     tape.at("loss")
-    loss = L.cross_entropy(L.softmax(logits, name="P"), c["Y"], name="loss")
+    loss = losses.cross_entropy(activations.softmax(logits, name="P"), c["Y"], name="loss")
     tape.at("backward")
     params = {k: c[k] for k in ("E", "gamma", "beta", "W_out")}
     return loss, tape.backward(loss, params)
@@ -613,7 +625,7 @@ def test_attention_model_passes_gradcheck():
     assert report.ok and report.max_rel < 1e-8, "\n".join(report.lines())
     assert report.held == []
     names = {t.op.name for t in tape.tensors if t.op}
-    lm = {n for n in names if n in L.LM_OPS}
+    lm = {n for n in names if n in LM_OPS}
     assert lm == ({"embed", "pos_encoding", "row_mean", "row_var", "normalize", "affine", "slice_cols",
                    "causal_softmax", "concat_cols", "gelu", "softmax", "xent", "embed_grad", "row_mean_grad",
                    "row_var_grad_x", "row_var_grad_mu", "normalize_grad_x", "normalize_grad_mu",
@@ -624,22 +636,22 @@ def test_helpers_check_their_arguments():
     tape = Tape()
     x = tape.constant("x", np.zeros((2, 6)))
     with pytest.raises(ValueError, match="cannot split 6 columns into 4 heads"):
-        L.split_heads(x, 4)
-    assert L.merge_heads([x]) is x
+        attention.split_heads(x, 4)
+    assert attention.merge_heads([x]) is x
     with pytest.raises(ValueError, match="at least two"):
-        tape.apply(L.CONCAT_COLS, x)
+        tape.apply(linalg.CONCAT_COLS, x)
     with pytest.raises(ValueError, match=r"integers in 0 … 4"):
-        tape.apply(L.EMBED, tape.constant("E", np.zeros((5, 2))), tape.constant("ids", [[5.0]]))
+        tape.apply(embeddings.EMBED, tape.constant("E", np.zeros((5, 2))), tape.constant("ids", [[5.0]]))
     with pytest.raises(ValueError, match=r"integers in 0 … 4"):
-        tape.apply(L.EMBED, tape.constant("E2", np.zeros((5, 2))), tape.constant("ids2", [[1.5]]))
+        tape.apply(embeddings.EMBED, tape.constant("E2", np.zeros((5, 2))), tape.constant("ids2", [[1.5]]))
     with pytest.raises(ValueError, match="γ and β must be"):
-        tape.apply(L.AFFINE, x, tape.constant("g", np.ones((2, 6))), tape.constant("b", np.ones((1, 6))))
+        tape.apply(normalization.AFFINE, x, tape.constant("g", np.ones((2, 6))), tape.constant("b", np.ones((1, 6))))
     with pytest.raises(ValueError, match="columns 4 … 7 of a tensor of 6"):
-        tape.apply(L.slice_cols(4, 4), x)
+        tape.apply(linalg.slice_cols(4, 4), x)
     with pytest.raises(ValueError, match="vocab"):
-        tape.apply(L.EMBED_GRAD, tape.constant("i3", [[0.0]]), tape.constant("g3", [[1.0]]))
-    assert L.slice_cols(2, 3) is L.slice_cols(2, 3) and L.slice_cols(2, 3) in L.lm_op_instances()
-    assert L.scale(x, tape.constant("s", [[0.5]])).op is ops.MUL
+        tape.apply(embeddings.EMBED_GRAD, tape.constant("i3", [[0.0]]), tape.constant("g3", [[1.0]]))
+    assert linalg.slice_cols(2, 3) is linalg.slice_cols(2, 3) and linalg.slice_cols(2, 3) in linalg.instances()
+    assert attention.scale(x, tape.constant("s", [[0.5]])).op is linalg.MUL
 
 
 # --- formulas: their text ---------------------------------------------------------------------
@@ -655,10 +667,10 @@ def test_formula_text():
     ids = tape.constant("ids", np.zeros((2, 1)))
     pos, dim = tape.constant("pos", np.zeros((2, 1))), tape.constant("dim", np.arange(4.0)[None])
     outs = {name: tape.apply(op, *ins) for name, op, ins in [
-        ("sm", L.SOFTMAX, [x]), ("cs", L.CAUSAL_SOFTMAX, [x]), ("emb", L.EMBED, [E, ids]),
-        ("pe", L.POS_ENCODING, [pos, dim]), ("mu", L.ROW_MEAN, [x]), ("sl", L.slice_cols(1, 2), [x])]}
+        ("sm", activations.SOFTMAX, [x]), ("cs", activations.CAUSAL_SOFTMAX, [x]), ("emb", embeddings.EMBED, [E, ids]),
+        ("pe", embeddings.POS_ENCODING, [pos, dim]), ("mu", normalization.ROW_MEAN, [x]), ("sl", linalg.slice_cols(1, 2), [x])]}
     g = tape.constant("g", np.zeros((2, 4)))
-    outs["eg"] = tape.apply(L.EMBED_GRAD, ids, g, vocab=6)
+    outs["eg"] = tape.apply(embeddings.EMBED_GRAD, ids, g, vocab=6)
     places = {id(x): Place("In", 1, 1, 2, 3), id(E): Place("In", 10, 1, 6, 4), id(ids): Place("In", 1, 7, 2, 1),
               id(pos): Place("S", 0, 0, 2, 1), id(dim): Place("S", 0, 2, 1, 4, transposed=True),
               id(g): Place("S", 10, 1, 2, 4)}
@@ -685,16 +697,16 @@ def test_formula_text():
 def test_formulas_refuse_blocks_laid_out_differently():
     tape = Tape()
     p, y = tape.constant("p", np.full((2, 3), 1 / 3)), tape.constant("y", one_hot([0, 1], 3))
-    loss = tape.apply(L.XENT, p, y)
+    loss = tape.apply(losses.XENT, p, y)
     ids, g = tape.constant("ids", np.zeros((2, 1))), tape.constant("g", np.zeros((2, 3)))
-    dE = tape.apply(L.EMBED_GRAD, ids, g, vocab=3)
+    dE = tape.apply(embeddings.EMBED_GRAD, ids, g, vocab=3)
     places = {id(p): Place("S", 0, 0, 2, 3), id(y): Place("S", 5, 0, 2, 3, transposed=True),
               id(loss): Place("S", 20, 0, 1, 1), id(ids): Place("S", 30, 0, 2, 1),
               id(g): Place("S", 30, 3, 2, 3, transposed=True), id(dE): Place("S", 40, 0, 3, 3)}
     with pytest.raises(ValueError, match="laid out the same way"):
-        L.XENT.formula(_cells(places, loss), 0, 0)
+        losses.XENT.formula(_cells(places, loss), 0, 0)
     with pytest.raises(ValueError, match="run the same way"):
-        L.EMBED_GRAD.formula(_cells(places, dE), 0, 0)
+        embeddings.EMBED_GRAD.formula(_cells(places, dE), 0, 0)
 
 
 # --- the workbook text: the entries for templates/common.toml ------------------------------------
@@ -706,10 +718,10 @@ def lm_template(lang: str) -> Template:
 def test_template_text_covers_every_op():
     """Every op's text, in templates/common.toml (PROPOSED_TOML was merged there), uses only its
     own inputs."""
-    from tracer.template import _load
+    from tracer.render.template import _load
 
     common = _load("common")["ops"]
-    entries = {name: common[name] for name in L.LM_OPS}
+    entries = {name: common[name] for name in LM_OPS}
     for name, entry in entries.items():
         assert set(entry) == {"equation", *LANGS} and entry["equation"].startswith("{out}"), name
         n_in = len(next(c for c in FORWARD if c[1].name == name)[2])
@@ -756,44 +768,44 @@ def build_tape():
     tape.at("forward")
     a = lambda op, *ins, **attrs: tape.apply(op, *ins, **attrs)
     for x in (x35, x16, big):
-        a(L.SOFTMAX, x)
+        a(activations.SOFTMAX, x)
     for x in (s44, x35, x16):
-        a(L.CAUSAL_SOFTMAX, x)
-    a(L.SOFTMAX_GRAD, p35, g35)
-    a(L.SOFTMAX_GRAD, p16, g16)
+        a(activations.CAUSAL_SOFTMAX, x)
+    a(activations.SOFTMAX_GRAD, p35, g35)
+    a(activations.SOFTMAX_GRAD, p16, g16)
     for p, y in ((p35, y35), (p16, y16)):
-        a(L.XENT, p, y)
-        a(L.XENT_GRAD, p, y, g1)
+        a(losses.XENT, p, y)
+        a(losses.XENT_GRAD, p, y, g1)
 
-    a(L.EMBED, E, ids)
-    a(L.EMBED, E1, ids1)
-    a(L.EMBED_GRAD, ids, gE, vocab=6)
-    a(L.EMBED_GRAD, C("id0", [[4.0]]), gE1, vocab=6)
+    a(embeddings.EMBED, E, ids)
+    a(embeddings.EMBED, E1, ids1)
+    a(embeddings.EMBED_GRAD, ids, gE, vocab=6)
+    a(embeddings.EMBED_GRAD, C("id0", [[4.0]]), gE1, vocab=6)
     for x, g, col, var in ((x35, g35, col3, var3), (x16, g16, col1, var1)):
-        mu = a(L.ROW_MEAN, x)
-        a(L.ROW_MEAN_GRAD, x, col)
-        v = a(L.ROW_VAR, x, mu)
-        a(L.ROW_VAR_GRAD_X, x, mu, col)
-        a(L.ROW_VAR_GRAD_MU, x, mu, col)
-        a(L.NORMALIZE, x, col, var, eps)
-        xh = a(L.NORMALIZE, x, mu, v, eps)
-        a(L.NORMALIZE_GRAD_X, var, eps, g)
-        a(L.NORMALIZE_GRAD_MU, var, eps, g)
-        a(L.NORMALIZE_GRAD_VAR, xh, var, eps, g)
-        a(L.COL_DOT, g, xh)
-    a(L.AFFINE, x35, gam, bet)
-    a(L.GELU, xg)
-    a(L.GELU_GRAD, xg, gg)
-    a(L.POS_ENCODING, pos, dim)
-    cos = a(L.COSINE, C("E53", np.random.default_rng(5).normal(size=(5, 3))))
-    a(L.RSQRT, C("dk", np.array([[3.0]])))
-    tape.apply(L.NEAREST, cos, name="nearest of cos", k=3)
-    a(L.POS_ENCODING, C("pos3", np.arange(3.0).reshape(3, 1)), C("dim5", np.arange(5.0).reshape(1, 5)))
-    heads = [a(L.slice_cols(k * 2, 2), h36) for k in range(3)]
-    a(L.CONCAT_COLS, *heads)
-    a(L.CONCAT_COLS, col3, h36, x35)
-    a(L.pad_cols(2, 2), heads[0], cols=6)
-    a(L.pad_cols(0, 1), col3, cols=3)
+        mu = a(normalization.ROW_MEAN, x)
+        a(normalization.ROW_MEAN_GRAD, x, col)
+        v = a(normalization.ROW_VAR, x, mu)
+        a(normalization.ROW_VAR_GRAD_X, x, mu, col)
+        a(normalization.ROW_VAR_GRAD_MU, x, mu, col)
+        a(normalization.NORMALIZE, x, col, var, eps)
+        xh = a(normalization.NORMALIZE, x, mu, v, eps)
+        a(normalization.NORMALIZE_GRAD_X, var, eps, g)
+        a(normalization.NORMALIZE_GRAD_MU, var, eps, g)
+        a(normalization.NORMALIZE_GRAD_VAR, xh, var, eps, g)
+        a(linalg.COL_DOT, g, xh)
+    a(normalization.AFFINE, x35, gam, bet)
+    a(activations.GELU, xg)
+    a(activations.GELU_GRAD, xg, gg)
+    a(embeddings.POS_ENCODING, pos, dim)
+    cos = a(embeddings.COSINE, C("E53", np.random.default_rng(5).normal(size=(5, 3))))
+    a(attention.RSQRT, C("dk", np.array([[3.0]])))
+    tape.apply(embeddings.NEAREST, cos, name="nearest of cos", k=3)
+    a(embeddings.POS_ENCODING, C("pos3", np.arange(3.0).reshape(3, 1)), C("dim5", np.arange(5.0).reshape(1, 5)))
+    heads = [a(linalg.slice_cols(k * 2, 2), h36) for k in range(3)]
+    a(linalg.CONCAT_COLS, *heads)
+    a(linalg.CONCAT_COLS, col3, h36, x35)
+    a(linalg.pad_cols(2, 2), heads[0], cols=6)
+    a(linalg.pad_cols(0, 1), col3, cols=3)
 
     tape.iteration = 2
     model_step(tape, c)
@@ -811,7 +823,7 @@ def exported(soffice, tmp_path_factory):
 
 def test_workbook_recalculates_to_numpy(exported):
     tape, _, report = exported
-    assert {t.op.name for t in tape.tensors if t.op} >= set(L.LM_OPS)
+    assert {t.op.name for t in tape.tensors if t.op} >= set(LM_OPS)
     assert report.ok, report.format()
     assert report.n_formulas == sum(t.value.size for t in tape.tensors if t.op)
 
@@ -820,8 +832,8 @@ def test_workbook_shows_the_equations_and_notes(exported):
     tape, layout, _ = exported
     blocks = [p for s in layout.iters for p in s.parts if isinstance(p, Block) and p.tensor.op]
     assert len(blocks) == sum(1 for t in tape.tensors if t.op)
-    lm_blocks = [b for b in blocks if b.tensor.op.name in L.LM_OPS]
-    assert {b.tensor.op.name for b in lm_blocks} == set(L.LM_OPS)
+    lm_blocks = [b for b in blocks if b.tensor.op.name in LM_OPS]
+    assert {b.tensor.op.name for b in lm_blocks} == set(LM_OPS)
     for b in lm_blocks:
         assert b.equation.startswith(layout.tpl.symbol(b.tensor.name)) and b.note, b.tensor.name
     ln = next(b for b in blocks if b.tensor.name == "ln_xhat")
@@ -862,7 +874,7 @@ def test_every_formula_is_portable(exported):
         for i, j in np.ndindex(t.shape):
             f = t.op.formula(cells, i, j)
             assert len(f) < 8191 and "{" not in f
-            if t.op.name in L.LM_OPS:
+            if t.op.name in LM_OPS:
                 used |= check_formula(f)
     # (MMULT too, where two rows cross: see the hand-made layout below)
     assert used == {"SUMPRODUCT", "SUM", "EXP", "LN", "MAX", "SQRT", "AVERAGE", "INDEX", "SUMIF",
@@ -901,35 +913,35 @@ class HandSheet:
         eps = c([[1e-5]], defined_name="ln_eps")
         for tx in (False, True):
             x = n(3, 5, turned=tx)
-            a(L.SOFTMAX, x, turned=not tx)
-            a(L.CAUSAL_SOFTMAX, x, turned=not tx)
+            a(activations.SOFTMAX, x, turned=not tx)
+            a(activations.CAUSAL_SOFTMAX, x, turned=not tx)
             for ty in (False, True):
                 y = c(probs(r, 3, 5), turned=ty)
-                a(L.SOFTMAX_GRAD, y, x, turned=tx)  # MMULT when they cross
-                mu = a(L.ROW_MEAN, x, turned=ty)
-                v = a(L.ROW_VAR, x, mu)
-                xh = a(L.NORMALIZE, x, mu, v, eps, turned=ty)
+                a(activations.SOFTMAX_GRAD, y, x, turned=tx)  # MMULT when they cross
+                mu = a(normalization.ROW_MEAN, x, turned=ty)
+                v = a(normalization.ROW_VAR, x, mu)
+                xh = a(normalization.NORMALIZE, x, mu, v, eps, turned=ty)
                 g = n(3, 5, turned=ty)
-                a(L.NORMALIZE_GRAD_VAR, xh, v, eps, n(3, 5, turned=not ty), turned=tx)
-                a(L.NORMALIZE_GRAD_MU, v, eps, g, turned=tx)
-                a(L.COL_DOT, g, xh, turned=tx)
-                a(L.ROW_VAR_GRAD_MU, x, mu, n(3, 1, turned=ty))
+                a(normalization.NORMALIZE_GRAD_VAR, xh, v, eps, n(3, 5, turned=not ty), turned=tx)
+                a(normalization.NORMALIZE_GRAD_MU, v, eps, g, turned=tx)
+                a(linalg.COL_DOT, g, xh, turned=tx)
+                a(normalization.ROW_VAR_GRAD_MU, x, mu, n(3, 1, turned=ty))
         for tp in (False, True):
             Z = n(2, 4, turned=not tp)
-            P, Y = c(L.SOFTMAX.forward(Z.value), turned=tp), c(one_hot([1, 3], 4), turned=tp)
-            a(L.XENT, P, Y)
+            P, Y = c(activations.SOFTMAX.forward(Z.value), turned=tp), c(one_hot([1, 3], 4), turned=tp)
+            a(losses.XENT, P, Y)
             for tE in (False, True):
                 E = n(5, 3, turned=tE)
                 ids = c(np.array([[4.0], [0.0], [4.0], [2.0]]), turned=tp)
-                a(L.EMBED, E, ids, turned=not tE)
-                a(L.EMBED_GRAD, ids, n(4, 3, turned=tp), vocab=5, turned=tE)
-            a(L.POS_ENCODING, c(np.arange(4.0).reshape(4, 1), turned=tp), c(np.arange(5.0)[None], turned=not tp),
+                a(embeddings.EMBED, E, ids, turned=not tE)
+                a(embeddings.EMBED_GRAD, ids, n(4, 3, turned=tp), vocab=5, turned=tE)
+            a(embeddings.POS_ENCODING, c(np.arange(4.0).reshape(4, 1), turned=tp), c(np.arange(5.0)[None], turned=not tp),
               turned=tp)
             h = n(3, 4, turned=tp)
-            parts = [a(L.slice_cols(k * 2, 2), h, turned=not tp) for k in range(2)]
-            a(L.CONCAT_COLS, parts[0], n(3, 1), parts[1], turned=tp)
-            a(L.pad_cols(1, 2), parts[1], cols=4, turned=not tp)
-            a(L.AFFINE, h, n(1, 4, turned=tp), n(1, 4, turned=not tp))
+            parts = [a(linalg.slice_cols(k * 2, 2), h, turned=not tp) for k in range(2)]
+            a(linalg.CONCAT_COLS, parts[0], n(3, 1), parts[1], turned=tp)
+            a(linalg.pad_cols(1, 2), parts[1], cols=4, turned=not tp)
+            a(normalization.AFFINE, h, n(1, 4, turned=tp), n(1, 4, turned=not tp))
         return self
 
     def write(self, path):
@@ -945,7 +957,7 @@ class HandSheet:
                     continue
                 f = t.op.formula(Cells(self.layout, t), i, j)
                 sheets[p.sheet].write_formula(r, col, "=" + f, None, float(t.value[i, j]))
-                formulas[verify.address(p.sheet, r + 1, col + 1)] = f
+                formulas[address(p.sheet, r + 1, col + 1)] = f
             if t.attrs.get("defined_name"):
                 wb.define_name(t.attrs["defined_name"], f"={p.addr(0, 0, '', absolute=True)}")
         wb.close()
@@ -975,15 +987,15 @@ def test_a_sample_variance_is_caught(soffice, monkeypatch, tmp_path):
     x = tape.constant("x", r.normal(size=(3, 5)), role="data")
     tape.iteration = 1
     tape.at("forward")
-    mu = tape.apply(L.ROW_MEAN, x, name="mu")
-    var = tape.apply(L.ROW_VAR, x, mu, name="var")
-    right = L.RowVar.formula
+    mu = tape.apply(normalization.ROW_MEAN, x, name="mu")
+    var = tape.apply(normalization.ROW_VAR, x, mu, name="var")
+    right = normalization.RowVar.formula
 
     def broken(self, c, i, j):
         f = right(self, c, i, j)
         return f[:-2] + "/4" if i == 1 else f
 
-    monkeypatch.setattr(L.RowVar, "formula", broken)
+    monkeypatch.setattr(normalization.RowVar, "formula", broken)
     layout = Layout(tape, lm_template("en"), {})
     path = tmp_path / "broken.xlsx"
     write_xlsx(layout, path)

@@ -5,7 +5,7 @@
 * every activation × every loss against a numpy network written here from the equations (forward,
   loss, backprop and SGD), and finite differences (gradcheck) with SGD, Adam and frozen parameters;
 * a malformed config is a one-line error naming the file, the line and the key (exit 2, no file);
-* the ops of tracer.mlp_ops, and the workbooks' formulas stay portable.
+* the dense network's ops (tanh and the pair losses), and the workbooks' formulas stay portable.
 """
 
 from __future__ import annotations
@@ -19,21 +19,24 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from families import DENSE, ops_of
 from openpyxl import load_workbook
-
 from test_portable import check_formula
-from tracer import mlp_ops
+
+from tracer.checks.gradcheck import gradcheck
+from tracer.core import activations, losses
+from tracer.core.tape import Tape
+from tracer.data.mlp_config import examples, key_lines
 from tracer.errors import TracerError
-from tracer.export import export
-from tracer.gradcheck import gradcheck
-from tracer.layout import Cells, Layout, Place
-from tracer.mlp_config import examples, key_lines
 from tracer.models import mlp
-from tracer.tape import Tape
-from tracer.template import LANGS, Template
+from tracer.render.export import export
+from tracer.render.layout import Cells, Layout, Place
+from tracer.render.template import LANGS, Template
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ["classic_222", "softmax_classifier", "xor"]
+
+MLP_OPS = ops_of(DENSE)
 
 
 def by_name(tape, k):
@@ -94,7 +97,8 @@ def test_classic_222_reproduces_the_published_values(example_tape):
 def test_classic_222_in_libreoffice_gives_the_published_values(soffice, tmp_path, example_tape):
     """The workbook, recalculated from scratch by LibreOffice, shows Mazur's numbers in the cells of
     the blocks (and every formula agrees with numpy: tracer verify)."""
-    from tracer.verify import recalculate, verify_workbook
+    from tracer.checks.verify import verify_workbook
+    from tracer.engines.libreoffice import recalculate
 
     tape = example_tape("classic_222")
     config = dataclasses.asdict(mlp.Config())
@@ -116,7 +120,7 @@ def test_classic_222_in_libreoffice_gives_the_published_values(soffice, tmp_path
 
 @pytest.mark.parametrize("name", EXAMPLES[1:])
 def test_every_shipped_example_passes_verify(soffice, tmp_path, example_tape, name):
-    from tracer.verify import verify_workbook
+    from tracer.checks.verify import verify_workbook
 
     path = tmp_path / f"{name}.xlsx"
     export(example_tape(name), dataclasses.asdict(mlp.Config(config=name)), path, "es")
@@ -130,9 +134,9 @@ def test_the_shipped_examples_are_listed_and_documented():
     assert examples() == EXAMPLES
     assert mlp.Config().config is None and mlp.Config().spec.source == "classic_222.toml"
     for name in EXAMPLES:
-        text = (ROOT / "tracer" / "examples" / f"{name}.toml").read_text("utf-8")
+        text = (ROOT / "tracer" / "data" / "examples" / f"{name}.toml").read_text("utf-8")
         assert text.startswith("#") and f"tracer run mlp --config {name}" in text
-    classic = (ROOT / "tracer" / "examples" / "classic_222.toml").read_text("utf-8")
+    classic = (ROOT / "tracer" / "data" / "examples" / "classic_222.toml").read_text("utf-8")
     for key in ("inputs", "targets", "names", "units", "activation", "weights", "bias", "kind",
                 "name", "lr", "iterations", "optimizer", "frozen", "seed", "leaky_slope"):
         assert re.search(rf"^#?\s*{key}\s+", classic, re.M) or f"# {key}" in classic, key  # explained
@@ -167,7 +171,7 @@ def test_softmax_classifier_learns_every_class(example_tape):
 def test_the_run_carries_its_texts_and_settings(example_tape):
     """Every tensor the file names gets a symbol and words in both languages from the run itself;
     the overview shows what the file chose instead of the CLI options."""
-    from tracer.document import unhandled
+    from tracer.render.document import unhandled
 
     for name in EXAMPLES:
         tape = example_tape(name)
@@ -613,18 +617,15 @@ def test_gradcheck_command(run_main):
 # The workbooks' formulas are checked with every other model's in test_portable (RUNS "mlp*").
 
 
-# --- the ops of tracer.mlp_ops ------------------------------------------------------------------------
+# --- the dense network's ops --------------------------------------------------------------------------
 
 def test_mlp_ops_do_not_clash_with_other_ops():
-    from tracer.generate import GENERATE_OPS
-    from tracer.lm_ops import LM_OPS
-    from tracer.ops import OPS
-    from tracer.upscale import UPSCALE_OPS
+    from families import BASIC, GENERATION, LANGUAGE, UPSCALE
 
-    assert set(mlp_ops.MLP_OPS) == {"tanh", "tanh_grad", "half_sse", "half_sse_grad", "mse", "mse_grad",
+    assert set(MLP_OPS) == {"tanh", "tanh_grad", "half_sse", "half_sse_grad", "mse", "mse_grad",
                                     "bce_mean", "bce_mean_grad"}
-    assert not set(mlp_ops.MLP_OPS) & (set(OPS) | set(LM_OPS) | set(UPSCALE_OPS) | set(GENERATE_OPS))
-    assert all(op.name == name for name, op in mlp_ops.MLP_OPS.items())
+    assert not set(MLP_OPS) & (set(BASIC) | set(LANGUAGE) | set(UPSCALE) | set(GENERATION))
+    assert all(op.name == name for name, op in MLP_OPS.items())
 
 
 def _ref_loss(kind, p, y):
@@ -643,7 +644,7 @@ def test_losses_forward_and_gradient(kind, shape):
     p, y = rng.uniform(0.05, 0.95, size=shape), rng.uniform(0, 1, size=shape)
     tape = Tape()
     P, Y = tape.constant("p", p), tape.constant("y", y)
-    L = tape.apply(mlp_ops.MLP_OPS[kind], P, Y, name="L")
+    L = tape.apply(MLP_OPS[kind], P, Y, name="L")
     assert L.shape == (1, 1)
     assert L.value[0, 0] == pytest.approx(_ref_loss(kind.replace("_mean", ""), p, y), rel=1e-13)
     grads = tape.backward(L, {"p": P})
@@ -656,7 +657,7 @@ def test_losses_forward_and_gradient(kind, shape):
     np.testing.assert_allclose(grads["p"].value, numeric, rtol=1e-6, atol=1e-8)
     tape = Tape()
     P, Y = tape.constant("p", p), tape.constant("y", y)
-    L = tape.apply(mlp_ops.MLP_OPS[kind], P, Y, name="L")
+    L = tape.apply(MLP_OPS[kind], P, Y, name="L")
     with pytest.raises(ValueError, match="no gradient with respect to the targets"):
         tape.backward(L, {"y": Y})
 
@@ -665,12 +666,12 @@ def test_tanh_forward_and_gradient():
     z = np.array([[-2.0, -0.3, 0.0, 0.4, 3.0]])
     tape = Tape()
     Z = tape.constant("z", z)
-    A = mlp_ops.tanh(Z, name="a")
+    A = activations.tanh(Z, name="a")
     np.testing.assert_allclose(A.value, [[math.tanh(v) for v in z[0]]], rtol=1e-15)
-    L = tape.apply(mlp_ops.HALF_SSE, A, tape.constant("y", np.zeros_like(z)), name="L")  # ½ Σ a²
+    L = tape.apply(losses.HALF_SSE, A, tape.constant("y", np.zeros_like(z)), name="L")  # ½ Σ a²
     g = tape.backward(L, {"z": Z})["z"]
     np.testing.assert_allclose(g.value, np.tanh(z) * (1 - np.tanh(z) ** 2), rtol=1e-13)
-    assert g.op is mlp_ops.TANH_GRAD
+    assert g.op is activations.TANH_GRAD
 
 
 class _Layout:
@@ -687,16 +688,16 @@ def test_formulas_follow_the_placement():
     for kind, expected in [("half_sse", "0.5*SUMPRODUCT(('In'!C10:E11-B5:D6)^2)"),
                            ("mse", "SUMPRODUCT((B5:D6-'In'!C10:E11)^2)/6"),
                            ("bce_mean", "-SUMPRODUCT('In'!C10:E11*LN(B5:D6)+(1-'In'!C10:E11)*LN(1-B5:D6))/6")]:
-        out = tape.apply(mlp_ops.MLP_OPS[kind], p, y, name=kind)
+        out = tape.apply(MLP_OPS[kind], p, y, name=kind)
         lay.place[id(out)] = Place("It 1", 20, 1, 1, 1)
         assert out.op.formula(Cells(lay, out), 0, 0) == expected
         check_formula(expected.replace("'In'!", "In!"), set())
-    grad = tape.apply(mlp_ops.MSE_GRAD, p, y, g, name="dp")
+    grad = tape.apply(losses.MSE_GRAD, p, y, g, name="dp")
     lay.place[id(grad)] = Place("It 1", 30, 1, 2, 3)
-    assert mlp_ops.MSE_GRAD.formula(Cells(lay, grad), 1, 2) == "F1*2*(D6-'In'!E11)/6"
+    assert losses.MSE_GRAD.formula(Cells(lay, grad), 1, 2) == "F1*2*(D6-'In'!E11)/6"
     # a loss's two blocks must be laid out the same way: a turned row against an unturned one
     lay.place[id(y)] = Place("In", 9, 2, 2, 3, transposed=True)
-    out = tape.apply(mlp_ops.MSE, p, y, name="mse2")
+    out = tape.apply(losses.MSE, p, y, name="mse2")
     lay.place[id(out)] = Place("It 1", 40, 1, 1, 1)
     with pytest.raises(ValueError, match="laid out the same way"):
         out.op.formula(Cells(lay, out), 0, 0)
@@ -710,5 +711,5 @@ def test_the_wheel_ships_the_examples(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)],
                    check=True, capture_output=True)
     names = set(zipfile.ZipFile(next(tmp_path.glob("tracer-*.whl"))).namelist())
-    assert {f"tracer/examples/{n}.toml" for n in EXAMPLES} | {"tracer/examples/__init__.py",
-                                                              "tracer/templates/mlp.toml"} <= names
+    assert {f"tracer/data/examples/{n}.toml" for n in EXAMPLES} | {"tracer/data/examples/__init__.py",
+                                                                   "tracer/templates/mlp.toml"} <= names

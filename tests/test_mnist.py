@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tracer import mnist
+from tracer.data import mnist
 from tracer.errors import TracerError
 
 SHARED = Path("/work/shared/data/mnist")

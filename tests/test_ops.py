@@ -11,12 +11,16 @@ import math
 
 import numpy as np
 import pytest
+from families import BASIC, ops_of
 
-from tracer import ops
-from tracer.layout import Cells, Place
-from tracer.tape import Tape
+from tracer.core import linalg, losses, optimizers
+from tracer.core import op as core_op
+from tracer.core.tape import Tape
+from tracer.render.layout import Cells, Place
 
 RNG_SEED = 20240611
+
+BASIC_OPS = ops_of(BASIC)
 
 
 def _rng(tag: str):
@@ -193,14 +197,14 @@ FORWARD = forward_cases()
 
 
 def test_every_op_has_a_reference_and_a_case():
-    assert set(REFERENCE) == set(ops.OPS)
-    assert {name for name, _, _ in FORWARD} == set(ops.OPS)
-    assert all(op.name == name for name, op in ops.OPS.items())
+    assert set(REFERENCE) == set(BASIC_OPS)
+    assert {name for name, _, _ in FORWARD} == set(BASIC_OPS)
+    assert all(op.name == name for name, op in BASIC_OPS.items())
 
 
 @pytest.mark.parametrize("name, case, inputs", FORWARD, ids=[f"{n}-{c}" for n, c, _ in FORWARD])
 def test_forward_matches_reference(name, case, inputs):
-    op = ops.OPS[name]
+    op = BASIC_OPS[name]
     expected = REFERENCE[name](*inputs)
     tape = Tape()
     ts = [tape.constant(f"in{k}", a) for k, a in enumerate(inputs)]
@@ -213,7 +217,7 @@ def test_forward_matches_reference(name, case, inputs):
 
 def test_copy_is_a_copy():
     a = np.arange(6.0).reshape(2, 3)
-    b = ops.COPY.forward(a)
+    b = core_op.COPY.forward(a)
     b[0, 0] = 99
     assert a[0, 0] == 0
 
@@ -260,15 +264,15 @@ def weighted_loss(tape, out, weights):
     """Σ weights ⊙ out as a recorded (1,1) tensor, made only of ops: 1ᵀ (out ⊙ R) 1."""
     m, n = out.shape
     w = tape.constant("R", weights)
-    prod = tape.apply(ops.MUL, out, w, name="out*R")
-    cols = tape.apply(ops.MATMUL_TN, tape.constant("ones_m", np.ones((m, 1))), prod, name="col sums")
-    return tape.apply(ops.MATMUL_NT, cols, tape.constant("ones_n", np.ones((1, n))), name="L")
+    prod = tape.apply(linalg.MUL, out, w, name="out*R")
+    cols = tape.apply(linalg.MATMUL_TN, tape.constant("ones_m", np.ones((m, 1))), prod, name="col sums")
+    return tape.apply(linalg.MATMUL_NT, cols, tape.constant("ones_n", np.ones((1, n))), name="L")
 
 
 def traced_gradients(name, inputs, wrt, weights):
     tape = Tape()
     ts = [tape.constant(f"in{k}", a) for k, a in enumerate(inputs)]
-    out = tape.apply(ops.OPS[name], *ts, name="out")
+    out = tape.apply(BASIC_OPS[name], *ts, name="out")
     loss = weighted_loss(tape, out, weights)
     grads = tape.backward(loss, {f"in{k}": ts[k] for k in wrt})
     return tape, loss, grads
@@ -287,7 +291,7 @@ def central_differences(f, inputs, k, h=1e-6):
 
 def test_every_op_is_gradient_checked_or_has_no_rule():
     checked = {name for name, _, _ in GRAD}
-    assert checked | NO_GRADIENT_RULE == set(ops.OPS)
+    assert checked | NO_GRADIENT_RULE == set(BASIC_OPS)
     assert not checked & NO_GRADIENT_RULE
 
 
@@ -334,7 +338,7 @@ def test_ops_without_a_rule_refuse_to_differentiate(name):
     case = next(inputs for n, _, inputs in FORWARD if n == name)
     tape = Tape()
     ts = [tape.constant(f"in{k}", a) for k, a in enumerate(case)]
-    out = tape.apply(ops.OPS[name], *ts, name="out")
+    out = tape.apply(BASIC_OPS[name], *ts, name="out")
     loss = weighted_loss(tape, out, np.ones(out.shape))
     with pytest.raises(NotImplementedError, match=name):
         tape.backward(loss, {"in0": ts[0]})
@@ -344,7 +348,7 @@ def test_bce_has_no_gradient_for_the_data():
     r = _rng("bce data")
     tape = Tape()
     x, xh = tape.constant("x", pixels(r, 1, 4)), tape.constant("xh", prob(r, 1, 4))
-    loss = tape.apply(ops.BCE, x, xh, name="recon")
+    loss = tape.apply(losses.BCE, x, xh, name="recon")
     with pytest.raises(ValueError, match="no gradient with respect to the data"):
         tape.backward(loss, {"x": x, "xh": xh})
 
@@ -353,11 +357,11 @@ def test_bce_has_no_gradient_for_the_data():
 
 def test_dot_chooses_sumproduct_mmult_or_product():
     row, col = ("A1:C1", False, 3), ("E1:E3", True, 3)
-    assert ops.dot(row, col) == "MMULT(A1:C1,E1:E3)"
-    assert ops.dot(col, row) == "MMULT(A1:C1,E1:E3)"  # MMULT wants the row first
-    assert ops.dot(col, ("G1:G3", True, 3)) == "SUMPRODUCT(E1:E3,G1:G3)"
-    assert ops.dot(row, ("A2:C2", False, 3)) == "SUMPRODUCT(A1:C1,A2:C2)"
-    assert ops.dot(("B7", True, 1), ("C9", False, 1)) == "B7*C9"
+    assert core_op.dot(row, col) == "MMULT(A1:C1,E1:E3)"
+    assert core_op.dot(col, row) == "MMULT(A1:C1,E1:E3)"  # MMULT wants the row first
+    assert core_op.dot(col, ("G1:G3", True, 3)) == "SUMPRODUCT(E1:E3,G1:G3)"
+    assert core_op.dot(row, ("A2:C2", False, 3)) == "SUMPRODUCT(A1:C1,A2:C2)"
+    assert core_op.dot(("B7", True, 1), ("C9", False, 1)) == "B7*C9"
 
 
 class _Layout:
@@ -374,7 +378,7 @@ def test_matmul_formulas_follow_the_placement():
     tape = Tape()
     a = tape.constant("a", np.zeros((2, 3)))
     b = tape.constant("b", np.zeros((3, 4)))
-    c = tape.apply(ops.MATMUL, a, b, name="c")
+    c = tape.apply(linalg.MATMUL, a, b, name="c")
     lay = _Layout()
     lay.place[id(c)] = Place("Out", 0, 0, 2, 4)
     for ta, tb, expected in [
@@ -385,7 +389,7 @@ def test_matmul_formulas_follow_the_placement():
     ]:
         lay.place[id(a)] = Place("In", 1, 1, 2, 3, ta)
         lay.place[id(b)] = Place("In", 1, 7, 3, 4, tb)
-        assert ops.MATMUL.formula(_cells(lay, c), 0, 0) == expected, (ta, tb)
+        assert linalg.MATMUL.formula(_cells(lay, c), 0, 0) == expected, (ta, tb)
 
 
 def test_elementwise_formula_broadcasts_and_uses_defined_names():
@@ -393,31 +397,31 @@ def test_elementwise_formula_broadcasts_and_uses_defined_names():
     p = tape.constant("p", np.zeros((2, 3)))
     lr = tape.constant("lr", [[0.1]], defined_name="lr")
     g = tape.constant("g", np.zeros((1, 3)))  # broadcast over rows
-    new = tape.apply(ops.SGD, p, lr, g, name="p_new")
+    new = tape.apply(optimizers.SGD, p, lr, g, name="p_new")
     lay = _Layout()
     lay.place[id(p)] = Place("S", 0, 0, 2, 3)
     lay.place[id(lr)] = Place("Overview", 5, 2, 1, 1)
     lay.place[id(g)] = Place("S", 4, 0, 1, 3, transposed=True)  # A5:A7
     lay.place[id(new)] = Place("S", 10, 0, 2, 3)
     cells = _cells(lay, new)
-    assert ops.SGD.formula(cells, 0, 0) == "A1-lr*A5"
-    assert ops.SGD.formula(cells, 1, 2) == "C2-lr*A7"
+    assert optimizers.SGD.formula(cells, 0, 0) == "A1-lr*A5"
+    assert optimizers.SGD.formula(cells, 1, 2) == "C2-lr*A7"
 
 
 def test_reduce_and_sum_rows_formulas():
     tape = Tape()
     x = tape.constant("x", np.zeros((1, 5)))
     xh = tape.constant("xh", np.full((1, 5), 0.5))
-    recon = tape.apply(ops.BCE, x, xh, name="recon")
+    recon = tape.apply(losses.BCE, x, xh, name="recon")
     g = tape.constant("g", np.zeros((3, 2)))
-    s = tape.apply(ops.SUM_ROWS, g, name="s")
+    s = tape.apply(linalg.SUM_ROWS, g, name="s")
     lay = _Layout()
     lay.place.update({id(x): Place("In puts", 0, 1, 1, 5, True), id(xh): Place("It 1", 0, 1, 1, 5, True),
                       id(recon): Place("It 1", 9, 1, 1, 1), id(g): Place("It 1", 20, 1, 3, 2),
                       id(s): Place("It 1", 30, 1, 1, 2, True)})
-    assert ops.BCE.formula(_cells(lay, recon), 0, 0) == (
+    assert losses.BCE.formula(_cells(lay, recon), 0, 0) == (
         "-SUMPRODUCT('In puts'!B1:B5*LN(B1:B5)+(1-'In puts'!B1:B5)*LN(1-B1:B5))")
-    assert ops.SUM_ROWS.formula(_cells(lay, s), 0, 1) == "SUM(C21:C23)"
+    assert linalg.SUM_ROWS.formula(_cells(lay, s), 0, 1) == "SUM(C21:C23)"
 
 
 @pytest.mark.parametrize("name", ["add", "mul", "add_mul"])

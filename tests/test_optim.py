@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tracer.gradcheck import gradcheck
+from tracer.checks.gradcheck import gradcheck
 from tracer.models import vae
 
 PARAMS = ["W1", "b1", "W_mu", "b_mu", "W_logvar", "b_logvar", "W3", "b3", "W4", "b4"]

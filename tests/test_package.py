@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tracer import ops
+from tracer import core
 from tracer.models import MODELS
-from tracer.template import LANGS, STATE, Template, _load
+from tracer.render.template import LANGS, STATE, Template, _load
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -28,11 +28,7 @@ def test_resources_are_importable_package_data():
 
 def test_every_op_has_an_equation_and_words_in_both_languages():
     common = _load("common")
-    from tracer.lm_ops import LM_OPS
-    from tracer.mlp_ops import MLP_OPS
-    from tracer.upscale import UPSCALE_OPS
-
-    for name in {**ops.OPS, **UPSCALE_OPS, **LM_OPS, **MLP_OPS}:
+    for name in core.OPS:
         entry = common["ops"][name]
         assert entry["equation"].startswith("{out}"), name
         for lang in LANGS:

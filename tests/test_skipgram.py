@@ -7,10 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tracer import text
-from tracer.gradcheck import gradcheck
+from tracer.checks.gradcheck import gradcheck
+from tracer.checks.verify import verify_workbook
+from tracer.data import text
 from tracer.models import skipgram
-from tracer.verify import verify_workbook
 
 
 def of(tape, k):

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tracer import ops
-from tracer.tape import PHASES, Tape
+from tracer.core import activations, linalg, losses, optimizers
+from tracer.core import op as core_op
+from tracer.core.tape import PHASES, Tape
 
 
 def test_constant_and_apply_record_every_field():
@@ -14,15 +15,15 @@ def test_constant_and_apply_record_every_field():
     tape.iteration, tape.phase = 3, "forward"
     a = tape.constant("a", [[1.0, -2.0, 3.0]], role="param")
     b = tape.constant("b", [[0.5, 0.5, 0.5]])
-    c = tape.apply(ops.MUL, a, b, name="c")
+    c = tape.apply(linalg.MUL, a, b, name="c")
     assert tape.tensors == [a, b, c]
     assert (a.name, a.iteration, a.phase, a.shape, a.op, a.inputs) == ("a", 3, "forward", (1, 3), None, ())
     assert a.attrs == {"role": "param"}
-    assert (c.name, c.iteration, c.phase, c.shape, c.op, c.inputs) == ("c", 3, "forward", (1, 3), ops.MUL, (a, b))
+    assert (c.name, c.iteration, c.phase, c.shape, c.op, c.inputs) == ("c", 3, "forward", (1, 3), linalg.MUL, (a, b))
     np.testing.assert_array_equal(c.value, [[0.5, -1.0, 1.5]])
     assert c.key == "3:c" and c.tape is tape
     tape.phase = "loss"
-    d = tape.apply(ops.KL, a, b, name="d")
+    d = tape.apply(losses.KL, a, b, name="d")
     assert d.phase == "loss" and d.shape == (1, 1)
     e = tape.constant("e", 1.0, phase="update")  # an explicit phase wins
     assert e.phase == "update"
@@ -39,7 +40,7 @@ def test_values_are_2d_float64(value, shape):
 def test_unnamed_tensors_get_numbered_names():
     tape = Tape()
     a = tape.constant(None, [[1.0]])
-    b = tape.apply(ops.COPY, a)
+    b = tape.apply(core_op.COPY, a)
     assert (a.name, b.name) == ("t1", "t2")
 
 
@@ -50,7 +51,7 @@ def test_duplicate_names_in_one_iteration_raise():
     with pytest.raises(ValueError, match="duplicate tensor name 'a' in iteration 1"):
         tape.constant("a", [[2.0]])
     with pytest.raises(ValueError, match="duplicate"):
-        tape.apply(ops.COPY, a, name="a")
+        tape.apply(core_op.COPY, a, name="a")
     tape.iteration = 2
     again = tape.constant("a", [[3.0]])  # another iteration: fine
     assert again.key == "2:a"
@@ -66,11 +67,11 @@ def fan_out_tape():
     p = tape.constant("p", [[0.3, -0.7, 1.1]], role="param")
     c1 = tape.constant("c1", [[1.5, -0.5, 2.0]])
     c2 = tape.constant("c2", [[-0.3, 0.8, 0.25]])
-    a = tape.apply(ops.EXP_HALF, p, name="a")
-    y1 = tape.apply(ops.MUL, a, c1, name="y1")
-    y2 = tape.apply(ops.MUL, a, c2, name="y2")
+    a = tape.apply(activations.EXP_HALF, p, name="a")
+    y1 = tape.apply(linalg.MUL, a, c1, name="y1")
+    y2 = tape.apply(linalg.MUL, a, c2, name="y2")
     tape.phase = "loss"
-    loss = tape.apply(ops.KL, y1, y2, name="L")
+    loss = tape.apply(losses.KL, y1, y2, name="L")
     tape.phase = "backward"
     grads = tape.backward(loss, {"p": p})
     return tape, grads
@@ -80,7 +81,7 @@ def test_fan_out_records_contributions_and_their_sum():
     tape, grads = fan_out_tape()
     by_name = {t.name: t for t in tape.tensors}
     via1, via2, total = by_name["dL/da via y1"], by_name["dL/da via y2"], by_name["dL/da"]
-    assert total.op is ops.SUM_N and total.op.name == "sum"
+    assert total.op is core_op.SUM_N and total.op.name == "sum"
     assert set(total.inputs) == {via1, via2}
     np.testing.assert_array_equal(total.value, via1.value + via2.value)
     assert total.phase == via1.phase == "backward"
@@ -94,7 +95,7 @@ def test_fan_out_records_contributions_and_their_sum():
     assert grads["p"].name == "dL/dp"
     # single-consumer gradients are named plainly, no 'via'
     assert "dL/dy1" in by_name and "dL/dy2" in by_name and "dL/dL" in by_name
-    assert by_name["dL/dL"].op is ops.ONE and by_name["dL/dL"].value.tolist() == [[1.0]]
+    assert by_name["dL/dL"].op is core_op.ONE and by_name["dL/dL"].value.tolist() == [[1.0]]
     # no gradient for tensors the parameter does not reach
     assert not {"dL/dc1", "dL/dc2"} & set(by_name)
 
@@ -124,10 +125,10 @@ def test_backward_stops_at_the_parameters():
     params = {"w": w0}
     for k in (1, 2):
         tape.iteration, tape.phase = k, "forward"
-        z = tape.apply(ops.MUL, x, params["w"], name="z")
+        z = tape.apply(linalg.MUL, x, params["w"], name="z")
         tape.phase = "loss"
         zero = tape.constant("zero", np.zeros((1, 3)))
-        loss = tape.apply(ops.KL, z, zero, name="L")  # ½ Σ z²
+        loss = tape.apply(losses.KL, z, zero, name="L")  # ½ Σ z²
         tape.phase = "backward"
         before = len(tape.tensors)
         grads = tape.backward(loss, params)
@@ -138,12 +139,12 @@ def test_backward_stops_at_the_parameters():
         np.testing.assert_allclose(grads["w"].value, x.value**2 * params["w"].value, rtol=1e-14)
         assert tape.backward_runs[-1].loss is loss and tape.backward_runs[-1].grads == grads
         tape.phase = "update"
-        params = {"w": tape.apply(ops.SGD, params["w"], lr, grads["w"], name="w")}
+        params = {"w": tape.apply(optimizers.SGD, params["w"], lr, grads["w"], name="w")}
     # iteration 2's parameter is iteration 1's update record, an op with inputs of its own,
     # yet nothing of iterations 0 and 1 got a gradient in iteration 2
     assert len(tape.backward_runs) == 2
     w1 = tape.backward_runs[1].params["w"]
-    assert w1.iteration == 1 and w1.phase == "update" and w1.op is ops.SGD
+    assert w1.iteration == 1 and w1.phase == "update" and w1.op is optimizers.SGD
     grads_2 = [t for t in tape.tensors if t.iteration == 2 and t.name.startswith("dL/d")]
     assert all(u.iteration in (0, 1, 2) for t in grads_2 for u in t.inputs)
     assert not any(t.name.startswith("dL/d") for t in tape.tensors if t.iteration in (0,))
@@ -156,7 +157,7 @@ def test_eps_is_shared_by_the_forward_and_the_backward_pass(vae_tape):
         eps, z, dsigma = it["eps"], it["z"], it["dL/dsigma"]
         assert z.inputs[2] is eps
         assert any(u is eps for u in dsigma.inputs)
-        assert dsigma.op is ops.MUL
+        assert dsigma.op is linalg.MUL
         np.testing.assert_array_equal(dsigma.value, it["dL/dz"].value * eps.value)
 
 
@@ -167,7 +168,7 @@ def test_vae_fan_out_names(vae_tape):
         for base, consumers in [("h", ("mu", "logvar")), ("mu", ("z", "kl")), ("logvar", ("sigma", "kl"))]:
             total = it[f"dL/d{base}"]
             parts = [it[f"dL/d{base} via {c}"] for c in consumers]
-            assert total.op is ops.SUM_N and set(total.inputs) == set(parts)
+            assert total.op is core_op.SUM_N and set(total.inputs) == set(parts)
             np.testing.assert_array_equal(total.value, sum(p.value for p in parts))
         assert "dL/dx" not in it and "dL/deps" not in it and "dL/dlr" not in it
 
@@ -176,7 +177,7 @@ def test_tensor_used_twice_by_one_op():
     """sq = p ⊙ p: both inputs of one op are the same tensor (e.g. a square)."""
     tape = Tape()
     p = tape.constant("p", [[0.5, -1.0]])
-    sq = tape.apply(ops.MUL, p, p, name="sq")
-    loss = tape.apply(ops.KL, sq, tape.constant("zero", np.zeros((1, 2))), name="L")  # ½ Σ p⁴
+    sq = tape.apply(linalg.MUL, p, p, name="sq")
+    loss = tape.apply(losses.KL, sq, tape.constant("zero", np.zeros((1, 2))), name="L")  # ½ Σ p⁴
     grads = tape.backward(loss, {"p": p})
     np.testing.assert_allclose(grads["p"].value, 2 * p.value**3)

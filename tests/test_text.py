@@ -4,9 +4,17 @@ from collections import Counter
 
 import pytest
 
-from tracer import text
+from tracer.data import text
+from tracer.data.text import (
+    BOUNDARY,
+    MAX_CHARS,
+    SPACE,
+    Merge,
+    load_text,
+    split_sentences,
+    tokenize,
+)
 from tracer.errors import TracerError
-from tracer.text import BOUNDARY, MAX_CHARS, SPACE, Merge, load_text, split_sentences, tokenize
 
 PAIRS = {  # words that share their contexts, and words that should not
     "en": {"similar": [("dog", "cat"), ("king", "queen"), ("green", "blue"), ("fire", "sun"), ("ice", "winter")],

@@ -2,8 +2,8 @@
 
 import pytest
 
+from tracer.data.text import BOUNDARY, SPACE, load_text, split_sentences, tokenize
 from tracer.errors import TracerError
-from tracer.text import BOUNDARY, SPACE, load_text, split_sentences, tokenize
 
 KINDS = ["char", "word", "bpe"]
 

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from openpyxl import load_workbook
 
-from tracer import text
-from tracer.export import export
-from tracer.tape import Tape
+from tracer.core.tape import Tape
+from tracer.data import text
+from tracer.render.export import export
 
 
 def tiny_tape(tok):
@@ -18,7 +18,7 @@ def tiny_tape(tok):
     tape.meta = {"model": "vae", "tokenized": tok}
     ids = tape.constant("x", np.array([tok.ids], dtype=float), role="data")
     tape.iteration = 1
-    from tracer.ops import COPY
+    from tracer.core.op import COPY
 
     tape.apply(COPY, ids, name="h")
     return tape
@@ -52,9 +52,9 @@ def test_tokens_sheet_shows_text_tokens_ids_and_vocabulary(tmp_path, kind, lang)
 
 
 def test_no_tokens_sheet_without_text():
-    from tracer.layout import Layout
     from tracer.models import vae
-    from tracer.template import Template
+    from tracer.render.layout import Layout
+    from tracer.render.template import Template
 
     lay = Layout(vae.trace(vae.Config(hidden=2, iterations=1)), Template("vae", "en"), {})
     assert lay.tokens is None and "Tokens" not in [s.name for s in lay.sheets]

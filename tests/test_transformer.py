@@ -12,10 +12,10 @@ import itertools
 import numpy as np
 import pytest
 
-from tracer.gradcheck import gradcheck
+from tracer.checks.gradcheck import gradcheck
 from tracer.models import transformer
 from tracer.models.next_token import sequence
-from tracer.template import GRAD, STATE, VIA, Template
+from tracer.render.template import GRAD, STATE, VIA, Template
 
 # every option the forward must follow (generate=0: the training only)
 CONFIGS = {

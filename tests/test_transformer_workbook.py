@@ -9,11 +9,12 @@ import dataclasses
 import openpyxl
 import pytest
 
-from tracer import verify
-from tracer.export import export
-from tracer.layout import Layout
+from tracer.checks import verify
+from tracer.engines.libreoffice import recalculate
 from tracer.models import attention, transformer
-from tracer.template import Template
+from tracer.render.export import export
+from tracer.render.layout import Layout
+from tracer.render.template import Template
 
 SMALL = {"corpus": "en", "context": 5, "generate": 4, "iterations": 2}  # the window slides
 
@@ -49,7 +50,7 @@ def test_a_new_temperature_in_the_spreadsheet_resamples(soffice, model, tmp_path
     book = openpyxl.load_workbook(path)
     book[p.sheet].cell(*(x + 1 for x in p.rc(0, 0))).value = 3.0
     book.save(tmp_path / "changed.xlsx")
-    out = verify.recalculate(tmp_path / "changed.xlsx", tmp_path / "recalc")
+    out = recalculate(tmp_path / "changed.xlsx", tmp_path / "recalc")
     values = openpyxl.load_workbook(out, data_only=True)
 
     def read(t):

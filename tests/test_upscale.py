@@ -18,13 +18,21 @@ import numpy as np
 import pytest
 from conftest import ops_template
 
-from tracer import ops, verify
-from tracer.layout import Cells, Layout, Place
-from tracer.tape import Tape
-from tracer.template import LANGS, Template, _load
-from tracer.upscale import (UPSCALE_BILINEAR_2, UPSCALE_NEAREST_2, UPSCALE_OPS, UPSCALES,
-                            Upscale, UpscaleGrad, upscale)
-from tracer.xlsx import write_xlsx
+from tracer.checks import verify
+from tracer.core import OPS, linalg
+from tracer.core.resampling import OPS as UPSCALE_OPS
+from tracer.core.resampling import (
+    UPSCALE_BILINEAR_2,
+    UPSCALE_NEAREST_2,
+    UPSCALES,
+    Upscale,
+    UpscaleGrad,
+    upscale,
+)
+from tracer.core.tape import Tape
+from tracer.render.layout import Cells, Layout, Place
+from tracer.render.template import LANGS, Template, _load
+from tracer.render.xlsx import write_xlsx
 
 CASES = [(mode, f) for mode in ("nearest", "bilinear") for f in (2, 4)]
 IDS = [f"{m}-{f}" for m, f in CASES]
@@ -215,9 +223,9 @@ def test_bilinear_weights_over_the_common_denominator():
 def weighted_loss(tape, out, weights):
     """Σ weights ⊙ out as a recorded (1,1) tensor, made only of ops: 1ᵀ (out ⊙ W) 1."""
     m, n = out.shape
-    prod = tape.apply(ops.MUL, out, tape.constant("W", weights), name="out*W")
-    cols = tape.apply(ops.MATMUL_TN, tape.constant("ones_m", np.ones((m, 1))), prod, name="col sums")
-    return tape.apply(ops.MATMUL_NT, cols, tape.constant("ones_n", np.ones((1, n))), name="L")
+    prod = tape.apply(linalg.MUL, out, tape.constant("W", weights), name="out*W")
+    cols = tape.apply(linalg.MATMUL_TN, tape.constant("ones_m", np.ones((m, 1))), prod, name="col sums")
+    return tape.apply(linalg.MATMUL_NT, cols, tape.constant("ones_n", np.ones((1, n))), name="L")
 
 
 @pytest.mark.parametrize("mode, f", CASES, ids=IDS)
@@ -278,8 +286,8 @@ def test_bad_factor_mode_or_row_length():
 def test_the_op_table():
     assert set(UPSCALE_OPS) == {f"upscale_{m}_{f}{g}" for m, f in CASES for g in ("", "_grad")}
     assert all(op.name == name for name, op in UPSCALE_OPS.items())
-    for name in set(UPSCALE_OPS) & set(ops.OPS):  # once merged into tracer.ops.OPS: the same ops
-        assert ops.OPS[name] is UPSCALE_OPS[name]
+    for name in UPSCALE_OPS:  # the one registry holds the same ops
+        assert OPS[name] is UPSCALE_OPS[name]
     assert all(isinstance(op, (Upscale, UpscaleGrad)) for op in UPSCALE_OPS.values())
 
 

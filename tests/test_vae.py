@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tracer import mnist, ops
+from tracer.core import optimizers
+from tracer.data import mnist
 from tracer.models import vae
 
 PARAMS = ("W1", "b1", "W_mu", "b_mu", "W_logvar", "b_logvar", "W3", "b3", "W4", "b4")
@@ -58,7 +59,7 @@ def test_parameters_of_the_next_iteration_are_the_update_records(vae_tape):
             else:
                 update = by_name(vae_tape, k - 1)[name]
                 assert p is update
-                assert update.phase == "update" and update.op is ops.SGD
+                assert update.phase == "update" and update.op is optimizers.SGD
         it = by_name(vae_tape, k)
         assert it["h_pre"].inputs[1] is entering["W1"] and it["h_pre"].inputs[2] is entering["b1"]
         assert it["h_pre"].inputs[0] is zero["x"]

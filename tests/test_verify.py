@@ -15,9 +15,12 @@ from pathlib import Path
 import pytest
 import xlsxwriter
 
-from tracer import verify
+from tracer.checks import verify
+from tracer.checks.verify import VerifyReport, verify_workbook
+from tracer.engines import libreoffice
+from tracer.engines.libreoffice import find_soffice, recalculate
+from tracer.engines.workbook import address
 from tracer.errors import TracerError
-from tracer.verify import VerifyReport, find_soffice, recalculate, verify_workbook
 
 
 @pytest.fixture
@@ -25,8 +28,8 @@ def no_libreoffice(monkeypatch):
     """Make any attempt to start LibreOffice fail the test."""
     def forbidden(*args, **kwargs):
         raise AssertionError("LibreOffice must not be started")
-    monkeypatch.setattr(verify, "recalculate", forbidden)
-    monkeypatch.setattr(verify, "_run", forbidden)
+    monkeypatch.setattr(libreoffice, "recalculate", forbidden)
+    monkeypatch.setattr(libreoffice, "_run", forbidden)
 
 
 # --------------------------------------------------------------------------
@@ -252,6 +255,6 @@ def test_compare_tracks_largest_errors():
 
 
 def test_address_quotes_sheet_names():
-    assert verify.address("Sheet", 5, 2) == "Sheet!B5"
-    assert verify.address("Iteración 1", 5, 2) == "'Iteración 1'!B5"
-    assert verify.address("it's", 1, 1) == "'it''s'!A1"
+    assert address("Sheet", 5, 2) == "Sheet!B5"
+    assert address("Iteración 1", 5, 2) == "'Iteración 1'!B5"
+    assert address("it's", 1, 1) == "'it''s'!A1"

@@ -13,12 +13,15 @@ import zipfile
 import numpy as np
 import pytest
 import xlsxwriter
+from families import BASIC
 
-from tracer import ops, verify
-from tracer.layout import Cells, Layout, Place
-from tracer.tape import Tape
-from tracer.template import Template
-
+from tracer.checks import verify
+from tracer.core import activations, linalg, losses, optimizers
+from tracer.core import op as core_op
+from tracer.core.tape import Tape
+from tracer.engines.workbook import address
+from tracer.render.layout import Cells, Layout, Place
+from tracer.render.template import Template
 
 # --------------------------------------------------------------------------
 # Every op on a small sheet of batch shapes
@@ -53,82 +56,82 @@ class BatchSheet:
         n, c, a = self.normal, self.const, self.apply
         rng = self.rng
         # products in every orientation of both operands (SUMPRODUCT and MMULT), and n = 1
-        for op, sa, sb in ((ops.MATMUL, (2, 3), (3, 4)), (ops.MATMUL_NT, (2, 3), (4, 3)),
-                           (ops.MATMUL_TN, (3, 2), (3, 4))):
+        for op, sa, sb in ((linalg.MATMUL, (2, 3), (3, 4)), (linalg.MATMUL_NT, (2, 3), (4, 3)),
+                           (linalg.MATMUL_TN, (3, 2), (3, 4))):
             for ta in (False, True):
                 for tb in (False, True):
                     a(op, n(*sa, transposed=ta), n(*sb, transposed=tb), transposed=ta != tb)
-        a(ops.MATMUL, n(3, 1), n(1, 4, transposed=True))  # outer product: one-cell "dot"
-        a(ops.MATMUL, n(1, 3, transposed=True), n(3, 1))
-        y = a(ops.MATMUL_TN, n(5, 2), n(5, 3), transposed=True)
-        a(ops.SIGMOID, y)  # a formula of formulas
+        a(linalg.MATMUL, n(3, 1), n(1, 4, transposed=True))  # outer product: one-cell "dot"
+        a(linalg.MATMUL, n(1, 3, transposed=True), n(3, 1))
+        y = a(linalg.MATMUL_TN, n(5, 2), n(5, 3), transposed=True)
+        a(activations.SIGMOID, y)  # a formula of formulas
         for t in (False, True):
-            a(ops.SUM_ROWS, n(5, 3, transposed=t))
-        a(ops.SUM_ROWS, n(1, 4, transposed=True))
+            a(linalg.SUM_ROWS, n(5, 3, transposed=t))
+        a(linalg.SUM_ROWS, n(1, 4, transposed=True))
         for t in (False, True):
-            a(ops.SUM_COLS, n(5, 3, transposed=t))
-            a(ops.SUM_ALL, n(5, 3, transposed=t))
-        a(ops.SUM_COLS, n(4, 1))
-        a(ops.BROADCAST, n(5, 3), n(5, 1))  # the gradient of SUM_COLS
-        a(ops.BROADCAST, n(5, 3, transposed=True), n(1, 3, transposed=True))
+            a(linalg.SUM_COLS, n(5, 3, transposed=t))
+            a(linalg.SUM_ALL, n(5, 3, transposed=t))
+        a(linalg.SUM_COLS, n(4, 1))
+        a(linalg.BROADCAST, n(5, 3), n(5, 1))  # the gradient of SUM_COLS
+        a(linalg.BROADCAST, n(5, 3, transposed=True), n(1, 3, transposed=True))
         # linear: batch and a row vector laid out as a column (like the VAE)
         for t in (False, True):
-            a(ops.LINEAR, n(2, 3, transposed=t), n(3, 4), n(1, 4, transposed=True))
-        a(ops.LINEAR, n(1, 5, transposed=True), n(5, 2), n(1, 2, transposed=True), transposed=True)
+            a(linalg.LINEAR, n(2, 3, transposed=t), n(3, 4), n(1, 4, transposed=True))
+        a(linalg.LINEAR, n(1, 5, transposed=True), n(5, 2), n(1, 2, transposed=True), transposed=True)
         # elementwise ops, broadcasting scalars, rows and columns
         A, B = n(2, 3), n(2, 3, transposed=True)
         row, col, s = n(1, 3, transposed=True), n(2, 1), n(1, 1)
-        a(ops.MUL, A, B)
-        a(ops.MUL, A, row)
-        a(ops.MUL, s, B, transposed=True)
-        a(ops.MUL, col, row)
-        a(ops.ADD, n(3, 1), n(3, 4))
-        a(ops.ADD, s, n(1, 1))
-        a(ops.ADD_MUL, A, row, s)
-        a(ops.ADD_MUL, n(1, 4, transposed=True), c(np.exp(rng.normal(size=(1, 4))), True),
+        a(linalg.MUL, A, B)
+        a(linalg.MUL, A, row)
+        a(linalg.MUL, s, B, transposed=True)
+        a(linalg.MUL, col, row)
+        a(linalg.ADD, n(3, 1), n(3, 4))
+        a(linalg.ADD, s, n(1, 1))
+        a(linalg.ADD_MUL, A, row, s)
+        a(linalg.ADD_MUL, n(1, 4, transposed=True), c(np.exp(rng.normal(size=(1, 4))), True),
           n(1, 4, transposed=True), transposed=True)
-        a(ops.RELU, A)
-        a(ops.SIGMOID, B, transposed=True)
-        a(ops.EXP_HALF, row, transposed=True)
-        a(ops.ONE, A)
-        a(ops.COPY, B)
-        a(ops.SUM_N, A, B, n(2, 3))
-        a(ops.RELU_GRAD, A, B)
+        a(activations.RELU, A)
+        a(activations.SIGMOID, B, transposed=True)
+        a(activations.EXP_HALF, row, transposed=True)
+        a(core_op.ONE, A)
+        a(core_op.COPY, B)
+        a(core_op.SUM_N, A, B, n(2, 3))
+        a(activations.RELU_GRAD, A, B)
         probs = c(rng.uniform(0.05, 0.95, (2, 3)))
         probs_t = c(rng.uniform(0.05, 0.95, (1, 5)), True)
         pixels = c(rng.integers(0, 256, (2, 3)) / 255)
         pixels_t = c(rng.integers(0, 256, (1, 5)) / 255, True)
-        a(ops.SIGMOID_GRAD, probs, A)
-        a(ops.EXP_HALF_GRAD, c(np.exp(rng.normal(size=(2, 3)))), B)
-        a(ops.BCE_GRAD, pixels, probs, s)
-        a(ops.BCE_GRAD, pixels_t, probs_t, s, transposed=True)
-        a(ops.KL_LOGVAR_GRAD, s, n(1, 4, transposed=True), transposed=True)
+        a(activations.SIGMOID_GRAD, probs, A)
+        a(activations.EXP_HALF_GRAD, c(np.exp(rng.normal(size=(2, 3)))), B)
+        a(losses.BCE_GRAD, pixels, probs, s)
+        a(losses.BCE_GRAD, pixels_t, probs_t, s, transposed=True)
+        a(losses.KL_LOGVAR_GRAD, s, n(1, 4, transposed=True), transposed=True)
         lr = self._put(self.tape.constant("lr", [[0.1]], defined_name="lr"), "Overview", False)
-        a(ops.SGD, n(3, 4), lr, n(3, 4))
-        a(ops.SGD, n(1, 4, transposed=True), lr, n(1, 4, transposed=True), transposed=True)
+        a(optimizers.SGD, n(3, 4), lr, n(3, 4))
+        a(optimizers.SGD, n(1, 4, transposed=True), lr, n(1, 4, transposed=True), transposed=True)
         # Adam, with its hyperparameters as named cells
         beta = self._put(self.tape.constant("beta1", [[0.9]], defined_name="beta_1"), "Overview", False)
         eps = self._put(self.tape.constant("adam_eps", [[1e-8]], defined_name="adam_eps"), "Overview", False)
-        t = a(ops.INCREMENT, c(np.array([[2.0]])))
-        m = a(ops.ADAM_M, A, beta, B)
-        v = a(ops.ADAM_V, c(np.abs(rng.normal(size=(2, 3)))), beta, A)
-        m_hat, v_hat = a(ops.BIAS_CORRECT, m, beta, t), a(ops.BIAS_CORRECT, v, beta, t)
-        step = a(ops.ADAM_STEP, lr, m_hat, v_hat, eps)
-        a(ops.SUB, A, step)
+        t = a(optimizers.INCREMENT, c(np.array([[2.0]])))
+        m = a(optimizers.ADAM_M, A, beta, B)
+        v = a(optimizers.ADAM_V, c(np.abs(rng.normal(size=(2, 3)))), beta, A)
+        m_hat, v_hat = a(optimizers.BIAS_CORRECT, m, beta, t), a(optimizers.BIAS_CORRECT, v, beta, t)
+        step = a(optimizers.ADAM_STEP, lr, m_hat, v_hat, eps)
+        a(linalg.SUB, A, step)
         # the GAN: LeakyReLU with a named slope, −mean ln losses over a batch column
         slope = self._put(self.tape.constant("slope", [[0.2]], defined_name="slope"), "Overview", False)
-        a(ops.LEAKY_RELU, A, slope)
-        a(ops.LEAKY_RELU_GRAD, B, slope, A, transposed=True)
+        a(activations.LEAKY_RELU, A, slope)
+        a(activations.LEAKY_RELU_GRAD, B, slope, A, transposed=True)
         d = c(rng.uniform(0.05, 0.95, (3, 1)))
-        a(ops.NEG_MEAN_LN, d)
-        a(ops.NEG_MEAN_LN1M, d)
-        a(ops.NEG_MEAN_LN_GRAD, d, s)
-        a(ops.NEG_MEAN_LN1M_GRAD, d, s)
+        a(losses.NEG_MEAN_LN, d)
+        a(losses.NEG_MEAN_LN1M, d)
+        a(losses.NEG_MEAN_LN_GRAD, d, s)
+        a(losses.NEG_MEAN_LN1M_GRAD, d, s)
         # scalars from whole blocks
-        a(ops.BCE, pixels, probs)
-        a(ops.BCE, pixels_t, probs_t)
-        a(ops.KL, A, n(2, 3))
-        a(ops.KL, n(1, 4, transposed=True), n(1, 4, transposed=True))
+        a(losses.BCE, pixels, probs)
+        a(losses.BCE, pixels_t, probs_t)
+        a(losses.KL, A, n(2, 3))
+        a(losses.KL, n(1, 4, transposed=True), n(1, 4, transposed=True))
         return self
 
     def write(self, path):
@@ -147,7 +150,7 @@ class BatchSheet:
                         continue
                     f = t.op.formula(Cells(self.layout, t), i, j)
                     ws.write_formula(r, col, "=" + f, None, float(t.value[i, j]))
-                    formulas[verify.address(p.sheet, r + 1, col + 1)] = f
+                    formulas[address(p.sheet, r + 1, col + 1)] = f
             if t.attrs.get("defined_name"):
                 wb.define_name(t.attrs["defined_name"], f"={p.addr(0, 0, '', absolute=True)}")
         wb.close()
@@ -165,7 +168,7 @@ def batch(soffice, tmp_path_factory):
 def test_batch_sheet_covers_every_op_and_both_dot_forms(batch):
     sheet, formulas, _ = batch
     used = {t.op.name for t in sheet.tape.tensors if t.op is not None}
-    assert used == set(ops.OPS)
+    assert used == set(BASIC)
     text = "\n".join(formulas.values())
     assert "SUMPRODUCT(" in text and "MMULT(" in text
     assert "'In puts'!" in text and "-lr*" in text

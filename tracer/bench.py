@@ -25,7 +25,7 @@ through the same functions.
 A default-size case (no overrides) runs ``repeat`` times (fresh processes, best time kept,
 largest peak kept), and so does its end-to-end ``tracer run MODEL``; every other case runs once
 and has no end-to-end run.  ``quick`` runs only the default-size cases.
-For each: cells (the return value of ``write_xlsx``), trace seconds (``cli.trace_model``:
+For each: cells (the return value of ``write_xlsx``), trace seconds (``models.trace``:
 ``MODEL.trace`` plus the CLI's option and finiteness checks), export seconds
 (``export(tape, config, path)``, the .xlsx writer; modules are imported before the clock
 starts), cells/s of the export, file size, peak memory of the process.
@@ -132,17 +132,16 @@ def _peaks() -> dict:
 def _child_tracer(args: dict) -> dict:
     import dataclasses
 
-    import tracer.layout  # noqa: F401  (imported before the clock, as the baseline does)
-    import tracer.template  # noqa: F401
-    import tracer.xlsx  # noqa: F401
-    from tracer.cli import trace_model
-    from tracer.export import export
-    from tracer.models import MODELS
+    import tracer.render.layout  # noqa: F401  (imported before the clock, as the baseline does)
+    import tracer.render.template  # noqa: F401
+    import tracer.render.xlsx  # noqa: F401
+    from tracer import models
+    from tracer.render.export import export
 
-    model = MODELS[args["model"]]
+    model = models.get(args["model"])
     cfg = model.Config(**args["config"])
     t0 = time.perf_counter()
-    tape = trace_model(model, cfg)  # as the CLI: validates the options, refuses a diverged run
+    tape = models.trace(model, cfg)  # as the CLI: validates the options, refuses a diverged run
     t1 = time.perf_counter()
     cells = export(tape, dataclasses.asdict(cfg), Path(args["path"]))
     t2 = time.perf_counter()
@@ -156,8 +155,8 @@ def _child_baseline(args: dict) -> dict:
 
     worksheet_class = None
     if args["portable"]:
-        from tracer.xlsx import _PortableSheet as worksheet_class
-    from tracer.layout import COLS
+        from tracer.render.xlsx import _PortableSheet as worksheet_class
+    from tracer.render.layout import COLS
 
     cells, formulas, width = args["cells"], args["formulas"], BASELINE_WIDTH
     numbers = cells - formulas

@@ -1,4 +1,5 @@
-"""The `tracer` command: run a model, verify a workbook, check gradients, benchmark."""
+"""The `tracer` command: run a model, verify a workbook, check gradients, benchmark.  A thin click
+layer over the Python API (tracer.api): options in, one line of output or error out."""
 
 from __future__ import annotations
 
@@ -8,49 +9,18 @@ import time
 from pathlib import Path
 
 import click
-import numpy as np
 
-from tracer import __version__
+from tracer import __version__, api
 from tracer.errors import TracerError
-from tracer.models import MODELS
+
+MODELS = api.MODELS
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-def validate(cfg) -> None:
-    for f in dataclasses.fields(cfg):
-        v, meta = getattr(cfg, f.name), f.metadata
-        flag = "--" + f.name.replace("_", "-")
-        if "min" in meta and v < meta["min"]:
-            raise TracerError(f"{flag} must be at least {meta['min']} (got {v})")
-        if meta.get("positive") and not v > 0:
-            raise TracerError(f"{flag} must be positive (got {v})")
-        if "choices" in meta and v is not None and v not in meta["choices"]:
-            raise TracerError(f"{flag} must be one of {', '.join(map(str, meta['choices']))} (got {v})")
-        if "below" in meta and not v < meta["below"]:
-            raise TracerError(f"{flag} must be below {meta['below']} (got {v})")
-
-
-def trace_model(model, cfg):
-    validate(cfg)
-    with np.errstate(all="ignore"):  # a diverging run is reported below, in one line
-        tape = model.trace(cfg)
-    rates = ", ".join(f"--{f.name.replace('_', '-')} (now {getattr(cfg, f.name)})"
-                      for f in dataclasses.fields(cfg) if f.name.startswith("lr"))
-    for t in tape.tensors:
-        if not np.all(np.isfinite(t.value)):
-            raise TracerError(f"training diverged: {t.name} is not finite in iteration {t.iteration}; "
-                              f"try a smaller learning rate{': ' + rates if rates else ''}")
-    return tape
-
-
-def loss_summary(tape, names) -> str:
+def loss_summary(run) -> str:
     """'loss 543.39 -> 525.49 …' for each of the model's losses."""
-    parts = []
-    for name in names:
-        values = [float(t.value[0, 0]) for t in tape.tensors if t.name == name]
-        parts.append(f"{name} {' -> '.join(f'{v:.2f}' for v in values)}")
-    return ", ".join(parts)
+    return ", ".join(f"{name} {' -> '.join(f'{v:.2f}' for v in values)}" for name, values in run.losses.items())
 
 
 def model_options(model):
@@ -72,8 +42,9 @@ def model_options(model):
     return decorate
 
 
-def config_of(model, kwargs):
-    return model.Config(**{f.name: kwargs.pop(f.name) for f in dataclasses.fields(model.Config)})
+def options_of(model, kwargs) -> dict:
+    """The model's options out of a command's keyword arguments."""
+    return {f.name: kwargs.pop(f.name) for f in dataclasses.fields(model.Config)}
 
 
 class ModelGroup(click.Group):
@@ -128,22 +99,8 @@ def output_options(default: str):
     return decorate
 
 
-def configured(model, kwargs, lang):
-    """The model's Config from the command's options (a text model's corpus follows --lang)."""
-    cfg = config_of(model, kwargs)
-    if getattr(cfg, "corpus", "") is None:
-        cfg.corpus = lang
-    return cfg
-
-
-def _default_path(model, lang, what=""):
-    return Path("outputs") / f"{model.NAME}{what}{'' if lang == 'en' else '_' + lang}.xlsx"
-
-
-def _progress(tape, path):
-    from tracer.layout import block_cells
-
-    return click.progressbar(length=block_cells(tape), label=f"writing {path.name}", file=sys.stderr)
+def _progress(length, path):
+    return click.progressbar(length=length, label=f"writing {path.name}", file=sys.stderr)
 
 
 def _make_run(model):
@@ -152,22 +109,20 @@ def _make_run(model):
     @output_options(f": .xlsx (workbook), .tex or .md (walkthrough document), .json or .csv (trace)  "
                     f"[default: outputs/{model.NAME}.xlsx]")
     def command(lang, output, **kwargs):
-        from tracer.export import check_output, export
-
         start = time.perf_counter()
-        cfg = configured(model, kwargs, lang)
-        path = check_output(output or _default_path(model, lang))
-        tape = trace_model(model, cfg)
-        config = dataclasses.asdict(cfg)
+        options = options_of(model, kwargs)
+        path = api.check_output(output or api.default_path(model.NAME, lang))
+        r = api.run(model.NAME, lang, **options)
         if path.suffix.lower() == ".xlsx":
-            with _progress(tape, path) as bar:
-                cells = export(tape, config, path, lang, progress=bar.update)
+            with _progress(r.size, path) as bar:
+                cells = r.save(path, progress=bar.update)
         else:
-            cells = export(tape, config, path, lang)  # values, for .json and .csv
+            cells = r.save(path)  # values, for .json and .csv
         what = "cells" if path.suffix.lower() == ".xlsx" else "values"
-        click.echo(f"wrote {path}: {cfg.iterations} iteration{'s' if cfg.iterations != 1 else ''}, {cells:,} {what}, "
-                   f"{loss_summary(tape, tape.meta.get('losses', model.LOSSES))}  ({time.perf_counter() - start:.1f} s)")
-        for label, text in tape.meta.get("generated", []):  # a language model's continuations
+        n = r.config.iterations
+        click.echo(f"wrote {path}: {n} iteration{'s' if n != 1 else ''}, {cells:,} {what}, "
+                   f"{loss_summary(r)}  ({time.perf_counter() - start:.1f} s)")
+        for label, text in r.generated:  # a language model's continuations
             how = "greedy" if label == "greedy" else f"sampled at temperature {label}"
             click.echo(f"  generated ({how}): {text}")
     return command
@@ -201,20 +156,13 @@ def _make_exercise(model):
                        "fills it in.  WARNING: the file then contains the answers (on a hidden sheet)")
     @output_options(f" (.xlsx)  [default: outputs/{model.NAME}_exercise.xlsx]")
     def command(lang, output, blank, blank_iterations, self_check, **kwargs):
-        from tracer.exercise import make
-        from tracer.export import check_output, prepare_folder
-        from tracer.xlsx import write_xlsx
-
         start = time.perf_counter()
-        cfg = configured(model, kwargs, lang)
-        path = check_output(output or _default_path(model, lang, "_exercise"))
-        if path.suffix.lower() != ".xlsx":
-            raise TracerError(f"an exercise is a workbook: {path.name} must end in .xlsx")
-        tape = trace_model(model, cfg)
-        layout, ex = make(tape, model, cfg, lang, blank, blank_iterations, self_check)
-        prepare_folder(path)
-        with _progress(tape, path) as bar:
-            cells = write_xlsx(layout, path, bar.update)
+        options = options_of(model, kwargs)
+        path = api.exercise_path(output or api.default_path(model.NAME, lang, "_exercise"))
+        r = api.run(model.NAME, lang, **options)
+        layout, ex = api.lay_out_exercise(r, blank, blank_iterations, self_check)
+        with _progress(r.size, path) as bar:
+            cells = api.write_exercise(layout, path, bar.update)
         n = sum(t.value.size for t in ex.blank)
         click.echo(f"wrote {path}: {len(ex.blank)} blank blocks, {n:,} cells for the student to fill "
                    f"({cells:,} cells in all; {time.perf_counter() - start:.1f} s)")
@@ -239,19 +187,10 @@ def check(workbook, decimals, rtol, report, original):
     cell right, wrong or missing; each wrong cell an own mistake or an error carried from an earlier
     one (the step recomputed from the student's own inputs gives the student's value).  Exit 0 when
     every cell is right, 1 otherwise, 2 when the file cannot be graded."""
-    from tracer.check import Tolerance, grade, write_report
-
-    if decimals is not None and rtol is not None:
-        raise TracerError("give --decimals or --rtol, not both")
-    if report is not None:
-        from tracer.export import check_output
-
-        check_output(report)
-    result = grade(workbook, Tolerance(decimals, rtol or Tolerance.rtol), original)
+    result, marked = api.check(workbook, decimals, rtol, report, original)
     for line in result.lines():
         click.echo(line)
     if report is not None:
-        marked = write_report(result, report)
         click.echo(f"wrote {report}: {marked} cells marked")
     return 0 if result.total() == result.total("right") else 1
 
@@ -262,18 +201,7 @@ def check(workbook, decimals, rtol, report, original):
 def verify(workbook, show_all):
     """Recalculate WORKBOOK in LibreOffice (forced) and compare every formula cell with the value
     the exporter stored: exit 0 only when all agree within 1e-9 relative or 1e-12 absolute."""
-    from tracer.verify import check_workbook, find_soffice, verify_workbook
-
-    check_workbook(workbook)
-    from tracer.exercise import is_exercise
-
-    if is_exercise(workbook):
-        raise TracerError(f"{workbook.name} is an exercise: its blank cells and the cells computed from them "
-                          "hold no values to verify; verify the workbook `tracer run` writes with the same options, "
-                          "or grade this one with `tracer check`")
-    find_soffice()
-    click.echo(f"recalculating {workbook} in LibreOffice (recalculation forced) ...", err=True)
-    report = verify_workbook(workbook)
+    report = api.verify(workbook, announce=lambda text: click.echo(text, err=True))
     for line in report.lines(limit=None if show_all else 50):
         click.echo(line)
     return 0 if report.ok else 1
@@ -292,17 +220,14 @@ def _make_gradcheck(model):
     @click.option("--sample", type=click.IntRange(min=1), default=None,
                   help="check this many seeded elements per tensor instead of all of them")
     def command(sample, **kwargs):
-        from tracer.gradcheck import gradcheck as check
-
-        cfg = config_of(model, kwargs)
-        tape = trace_model(model, cfg)
-        worst, ok = 0.0, True
-        for k in range(1, cfg.iterations + 1):
-            for report in check(tape, k, sample=sample):
-                for line in report.lines():
-                    click.echo(line)
-                worst, ok = max(worst, report.max_rel), ok and report.ok
-        click.echo(f"{model.NAME}: largest relative error over {cfg.iterations} iterations: {worst:.2e}"
+        options = options_of(model, kwargs)
+        worst, ok, iterations = 0.0, True, set()
+        for report in api.gradcheck(model.NAME, sample, **options):
+            for line in report.lines():
+                click.echo(line)
+            worst, ok = max(worst, report.max_rel), ok and report.ok
+            iterations.add(report.iteration)
+        click.echo(f"{model.NAME}: largest relative error over {len(iterations)} iterations: {worst:.2e}"
                    f" -> {'OK' if ok else 'FAILED'}")
         return 0 if ok else 1
     return command
@@ -327,9 +252,7 @@ def bench(quick, cases):
     (without --quick) adds, once each: a ≥ 1M-cell VAE (hidden 80) and a ≥ 1M-cell transformer
     (4 blocks, d_model 32, context 16), both with a baseline, the VAE and the GAN with
     --optimizer adam, and the GAN with --upscale 4 --upscale-mode bilinear."""
-    from tracer.bench import run_bench
-
-    run_bench(quick=quick, echo=click.echo, only=cases)
+    api.bench(quick=quick, echo=click.echo, only=cases)
 
 
 def main(argv=None):

@@ -19,11 +19,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tracer.lm_ops import RSQRT, causal_head, embed
+from tracer.core.attention import causal_head, inverse_sqrt
+from tracer.core.embeddings import embed
+from tracer.core.linalg import add, linear
+from tracer.core.tape import Tape
 from tracer.models.base import GenerativeText, lr_opt, opt
 from tracer.models.next_token import positions, train
-from tracer.ops import add, linear
-from tracer.tape import Tape
 
 NAME = "attention"
 LOSSES = ("loss",)
@@ -61,7 +62,7 @@ def logits(p, ids, pe, scale, prefix=""):
 
 def trace(cfg: Config) -> Tape:
     def build(tape, V, pe, rng):
-        scale = tape.apply(RSQRT, tape.constant("d_k", [[float(cfg.d_k)]], role="data"), name="1/sqrt(d_k)")
+        scale = inverse_sqrt(tape, cfg.d_k)
         return init_params(rng, V, cfg.d_model, cfg.d_k), lambda p, ids, prefix="": logits(p, ids, pe, scale, prefix)
 
     return train(cfg, NAME, build)

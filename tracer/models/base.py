@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field, fields
 
-from tracer import text as txt
+from tracer.data import text as txt
 from tracer.errors import TracerError
 
 

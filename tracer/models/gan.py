@@ -24,11 +24,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tracer import mnist, optim
+from tracer.core import optimizers as optim
+from tracer.core.activations import leaky_relu, sigmoid
+from tracer.core.linalg import add, linear
+from tracer.core.losses import neg_mean_ln, neg_mean_ln1m
+from tracer.core.resampling import upscale
+from tracer.core.tape import Tape
+from tracer.data import mnist
 from tracer.models.base import Training, lr_opt, opt
-from tracer.ops import add, leaky_relu, linear, neg_mean_ln, neg_mean_ln1m, sigmoid
-from tracer.tape import Tape
-from tracer.upscale import upscale
 
 NAME = "gan"
 LOSSES = ("L_D", "L_G")  # printed by `tracer run`

@@ -1,12 +1,12 @@
-"""A dense network fully described by a TOML file (tracer.mlp_config): layers, activations, the
+"""A dense network fully described by a TOML file (tracer.data.mlp_config): layers, activations, the
 numbers of every weight, the data, the loss and the training, so that a published backprop
 exercise comes out number for number.
 
     a₀ = x                        (N × n₀: one row per example, all rows at once)
     zₖ = aₖ₋₁ · Wₖ + bₖ           (layer k = 1 … K; bₖ is added to every row)
     aₖ = f(zₖ)                    identity (aₖ is zₖ itself), sigmoid, tanh, relu, leaky_relu, softmax
-    L  = loss(a_K, y)             mse, half_sse, bce or softmax_ce (tracer.mlp_ops, tracer.lm_ops)
-    θ ← θ − lr · ∂L/∂θ            (or Adam: tracer.optim), for every parameter that is not frozen
+    L  = loss(a_K, y)             mse, half_sse, bce or softmax_ce (tracer.core.losses)
+    θ ← θ − lr · ∂L/∂θ            (or Adam: tracer.core.optimizers), for every parameter that is not frozen
 
 Every tensor carries the name the file gives it (net_h, out_h, E_total, …), the gradients are
 named after the loss (dE_total/dw_o), and the run carries the texts for those names.  Weights the
@@ -22,13 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
-from tracer import optim
-from tracer.lm_ops import cross_entropy, softmax
-from tracer.mlp_config import DEFAULT_EXAMPLE, examples, load
-from tracer.mlp_ops import bce_mean, half_sse, mse, tanh
+from tracer.core import optimizers as optim
+from tracer.core.activations import leaky_relu, relu, sigmoid, softmax, tanh
+from tracer.core.linalg import linear
+from tracer.core.losses import bce_mean, cross_entropy, half_sse, mse
+from tracer.core.tape import Tape
+from tracer.data.mlp_config import DEFAULT_EXAMPLE, examples, load
 from tracer.models.base import opt
-from tracer.ops import leaky_relu, linear, relu, sigmoid
-from tracer.tape import Tape
 
 NAME = "mlp"
 LOSSES = ("loss",)  # the default loss name; a run names its own loss (tape.meta["losses"])

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from tracer import optim
+from tracer.core import optimizers as optim
+from tracer.core.activations import softmax
+from tracer.core.embeddings import positional_encoding, token_ids
+from tracer.core.generation import take_rows
+from tracer.core.losses import cross_entropy, one_hot
+from tracer.core.tape import Tape
+from tracer.data.text import BOUNDARY
 from tracer.errors import TracerError
-from tracer.generate import generate, take_rows
-from tracer.lm_ops import cross_entropy, one_hot, positional_encoding, softmax, token_ids
-from tracer.tape import Tape
-from tracer.text import BOUNDARY
+from tracer.models.generation import generate
 
 
 def sequence(cfg):

@@ -32,12 +32,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tracer import optim
+from tracer.core import optimizers as optim
+from tracer.core.activations import sigmoid, softmax
+from tracer.core.embeddings import cosine, embed, nearest, token_ids
+from tracer.core.linalg import add, matmul_nt, mul, sum_cols
+from tracer.core.losses import cross_entropy, neg_mean_ln, neg_mean_ln1m, one_hot
+from tracer.core.tape import Tape
 from tracer.errors import TracerError
-from tracer.lm_ops import cosine, cross_entropy, embed, nearest, one_hot, softmax, token_ids
 from tracer.models.base import TextTraining, lr_opt, opt
-from tracer.ops import MATMUL_NT, MUL, SUM_COLS, add, neg_mean_ln, neg_mean_ln1m, sigmoid
-from tracer.tape import Tape
 
 NAME = "skipgram"
 LOSSES = ("loss",)
@@ -98,19 +100,19 @@ def trace(cfg: Config) -> Tape:
         h = embed(params["E_in"], centers, name="h")
         if cfg.negative:
             u = embed(params["E_out"], token_ids(tape, contexts, name="ids_o"), name="u")
-            pos = tape.apply(SUM_COLS, tape.apply(MUL, h, u, name="h*u"), name="s_pos")
+            pos = sum_cols(mul(h, u, name="h*u"), name="s_pos")
             tape.at("loss")
             loss = neg_mean_ln(sigmoid(pos, name="sig_pos"), name="L_pos")
             for n in range(1, cfg.negative + 1):
                 tape.at("forward")
                 draws = rng.choice(V, size=len(pr), p=noise)
                 neg = embed(params["E_out"], token_ids(tape, draws, name=f"neg{n}", role="draw"), name=f"n{n}")
-                s_neg = tape.apply(SUM_COLS, tape.apply(MUL, h, neg, name=f"h*n{n}"), name=f"s_neg{n}")
+                s_neg = sum_cols(mul(h, neg, name=f"h*n{n}"), name=f"s_neg{n}")
                 tape.at("loss")
                 loss = add(loss, neg_mean_ln1m(sigmoid(s_neg, name=f"sig_neg{n}"), name=f"L_neg{n}"),
                            name="loss" if n == cfg.negative else f"L_{n}")
         else:
-            scores = tape.apply(MATMUL_NT, h, params["E_out"], name="s")
+            scores = matmul_nt(h, params["E_out"], name="s")
             probs = softmax(scores, name="p")
             tape.at("loss")
             loss = cross_entropy(probs, one_hot(tape, contexts, V, name="Y"), name="loss")

@@ -28,12 +28,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tracer.core.activations import gelu, relu
+from tracer.core.attention import causal_head, inverse_sqrt, merge_heads
+from tracer.core.embeddings import embed
+from tracer.core.linalg import add, linear, matmul
+from tracer.core.normalization import layer_norm
+from tracer.core.tape import Tape
 from tracer.errors import TracerError
-from tracer.lm_ops import RSQRT, causal_head, embed, gelu, layer_norm, merge_heads
 from tracer.models.base import GenerativeText, lr_opt, opt
 from tracer.models.next_token import positions, train
-from tracer.ops import MATMUL, add, linear, relu
-from tracer.tape import Tape
 
 NAME = "transformer"
 LOSSES = ("loss",)
@@ -106,7 +109,7 @@ class Net:
         normed = layer_norm(x, p[b + "gamma1"], p[b + "beta1"], self.eps, name=n + "LN1")
         heads = [causal_head(normed, *(p[f"{b}h{h}.W_{m}"] for m in "qkv"), self.scale, f"{n}h{h}.")
                  for h in range(1, self.cfg.heads + 1)]
-        mixed = x.tape.apply(MATMUL, merge_heads(heads, name=n + "O"), p[b + "W_o"], name=n + "M")
+        mixed = matmul(merge_heads(heads, name=n + "O"), p[b + "W_o"], name=n + "M")
         return add(x, mixed, name=n + "X1")
 
     def feed_forward(self, p, x1, b, prefix):
@@ -122,8 +125,7 @@ def trace(cfg: Config) -> Tape:
         raise TracerError(f"--d-model {cfg.d_model} must be a multiple of --heads {cfg.heads}")
 
     def build(tape, V, pe, rng):
-        d_k = tape.constant("d_k", [[float(cfg.d_model // cfg.heads)]], role="data")
-        net = Net(cfg, pe, tape.apply(RSQRT, d_k, name="1/sqrt(d_k)"),
+        net = Net(cfg, pe, inverse_sqrt(tape, cfg.d_model // cfg.heads),
                   tape.constant("ln_eps", [[cfg.ln_eps]], role="hyper", defined_name="ln_eps"))
         return init_params(rng, V, cfg), net.logits
 

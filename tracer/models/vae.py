@@ -5,7 +5,7 @@
     sigma  = exp(logvar / 2)        z      = mu + sigma ⊙ eps,  eps ~ N(0, I) recorded
     h_dec  = ReLU(z·W3 + b3) (1×H)  x_hat  = sigmoid(h_dec·W4 + b4)  (1×784)
     recon  = −Σ [x ln x_hat + (1−x) ln(1−x_hat)]    kl = −½ Σ (1 + logvar − mu² − exp(logvar))
-    loss   = recon + kl             θ ← θ − lr · ∂loss/∂θ   (or Adam: tracer.optim)
+    loss   = recon + kl             θ ← θ − lr · ∂loss/∂θ   (or Adam: tracer.core.optimizers)
 
 Initialization (seeded, numpy's default_rng(seed)): each weight matrix W (fan_in × fan_out) is
 drawn from N(0, (0.1)²/fan_in) — LeCun normal scaled by 0.1, so the first reconstruction is close
@@ -19,10 +19,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tracer import mnist, optim
+from tracer.core import optimizers as optim
+from tracer.core.activations import exp_half, relu, sigmoid
+from tracer.core.linalg import add, add_mul, linear
+from tracer.core.losses import bce, kl_normal
+from tracer.core.tape import Tape
+from tracer.data import mnist
 from tracer.models.base import Training, lr_opt, opt
-from tracer.ops import add, add_mul, bce, exp_half, kl_normal, linear, relu, sigmoid
-from tracer.tape import Tape
 
 NAME = "vae"
 INIT_SCALE = 0.1

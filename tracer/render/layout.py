@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 
 from tracer.errors import TracerError
-from tracer.template import Template
+from tracer.render.template import Template
 
 MAX_ROWS, MAX_COLS = 1_048_576, 16_384
 MAX_SHEET_NAME = 31
@@ -210,7 +210,7 @@ class Layout:
         self.tape, self.tpl = tape, template
         self.config = tape.meta.get("settings") or config  # a run may describe its own settings
         self.place: dict[int, Place] = {}
-        self.exercise = None  # a student's version (tracer.exercise) leaves some blocks blank
+        self.exercise = None  # a student's version (tracer.checks.exercise) leaves some blocks blank
         self.sections: list[tuple[str, str, int]] = []  # (sheet, title, row) for the index
         iterations = max(t.iteration for t in tape.tensors)
         tt = template.t

@@ -1,5 +1,5 @@
 """Write a traced run: .xlsx (live-formula workbook), .json (every record), .csv (long table), or
-the walkthrough as a document, .tex (LaTeX) or .md (Markdown): see tracer.document.
+the walkthrough as a document, .tex (LaTeX) or .md (Markdown): see tracer.render.document.
 
 JSON: {"model", "config", "tensors": [{"name", "iteration", "phase", "section", "shape", "value",
 "op", "inputs"}]} where inputs are [{"name", "iteration"}] (a parameter of iteration k+1 is the update
@@ -12,11 +12,10 @@ from __future__ import annotations
 import csv
 import json
 import os
-from contextlib import contextmanager
 from pathlib import Path
 
-from tracer.atomic import atomic_path
 from tracer.errors import TracerError
+from tracer.render.atomic import atomic_text
 
 FORMATS = (".xlsx", ".json", ".csv", ".tex", ".md")
 
@@ -38,13 +37,6 @@ def check_output(path: Path) -> Path:
     return path
 
 
-@contextmanager
-def atomic_text(path: Path):
-    """A text file that appears at `path` only when completely written."""
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
-        yield f
-
-
 def records(tape):
     for t in tape.tensors:
         yield {
@@ -64,13 +56,19 @@ def write_json(tape, config: dict, path: Path):
         json.dump({"model": tape.meta.get("model"), "config": config, "tensors": list(records(tape))}, f)
 
 
+def long_rows(tape):
+    """(iteration, phase, tensor, index, value) for every element of every tensor, row-major."""
+    for t in tape.tensors:
+        for k, v in enumerate(t.value.ravel().tolist()):
+            yield t.iteration, t.phase, t.name, k, v
+
+
 def write_csv(tape, path: Path):
     with atomic_text(path) as f:
         w = csv.writer(f)
         w.writerow(["iteration", "phase", "tensor", "index", "value"])
-        for t in tape.tensors:
-            for k, v in enumerate(t.value.ravel().tolist()):
-                w.writerow([t.iteration, t.phase, t.name, k, repr(v)])
+        for iteration, phase, name, k, v in long_rows(tape):
+            w.writerow([iteration, phase, name, k, repr(v)])
 
 
 def prepare_folder(path: Path) -> Path:
@@ -92,13 +90,13 @@ def export(tape, config: dict, path: Path, lang: str = "en", progress=None) -> i
     elif suffix == ".csv":
         write_csv(tape, path)
     elif suffix in (".tex", ".md"):
-        from tracer.document import write_document
+        from tracer.render.document import write_document
 
         return write_document(tape, config, path, lang)
     else:
-        from tracer.layout import Layout
-        from tracer.template import Template
-        from tracer.xlsx import write_xlsx
+        from tracer.render.layout import Layout
+        from tracer.render.template import Template
+        from tracer.render.xlsx import write_xlsx
 
         return write_xlsx(Layout(tape, Template.of(tape, lang), config), path, progress)
     return sum(t.value.size for t in tape.tensors)

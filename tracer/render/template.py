@@ -34,7 +34,7 @@ def _folder():
     try:
         return resources.files("tracer.templates")
     except ModuleNotFoundError:
-        return Path(__file__).resolve().parent.parent / "templates"
+        return Path(__file__).resolve().parents[2] / "templates"
 
 
 def _load(name: str) -> dict:

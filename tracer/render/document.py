@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tracer.template import Template, _load
+from tracer.render.atomic import atomic_text
+from tracer.render.template import Template, _load
 
 SMALL = 16  # tensors of at most this many values are shown in full
 FIRST = 3  # entries shown of a larger tensor
@@ -352,8 +353,6 @@ def to_latex(doc: Document) -> str:
 def write_document(tape, config: dict, path: Path, lang: str = "en") -> int:
     """Write the walkthrough document (.tex or .md by suffix); returns the number of tensors
     (and loss values) it documents."""
-    from tracer.export import atomic_text
-
     doc = build(tape, Template.of(tape, lang), config)
     text = to_latex(doc) if Path(path).suffix.lower() == ".tex" else to_markdown(doc)
     with atomic_text(Path(path)) as f:

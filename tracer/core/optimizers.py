@@ -15,7 +15,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from tracer.ops import ADAM_M, ADAM_V, ADAM_STEP, BIAS_CORRECT, INCREMENT, SGD, SUB
+from tracer.core.linalg import SUB
+from tracer.core.op import Elementwise
+
+SGD = Elementwise("sgd", lambda p, lr, g: p - lr * g, "{0}-{1}*{2}")  # θ − lr · ∂L/∂θ
+# Adam: moments, bias correction, step; the counter t is a cell of its own
+INCREMENT = Elementwise("increment", lambda t: t + 1, "{0}+1")
+ADAM_M = Elementwise("adam_m", lambda m, b, g: b * m + (1 - b) * g, "{1}*{0}+(1-{1})*{2}")
+ADAM_V = Elementwise("adam_v", lambda v, b, g: b * v + (1 - b) * g * g, "{1}*{0}+(1-{1})*{2}^2")
+BIAS_CORRECT = Elementwise("bias_correct", lambda m, b, t: m / (1 - b**t), "{0}/(1-{1}^{2})")
+ADAM_STEP = Elementwise(
+    "adam_step", lambda lr, m, v, e: lr * m / (np.sqrt(v) + e), "{0}*{1}/(SQRT({2})+{3})"
+)
+
+OPS = {op.name: op for op in (SGD, INCREMENT, ADAM_M, ADAM_V, BIAS_CORRECT, ADAM_STEP)}
 
 
 class Sgd:

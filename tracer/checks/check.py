@@ -1,6 +1,6 @@
 """Grade a student's filled exercise workbook, cell by cell, the way a teacher would.
 
-1. Read the recipe the workbook carries (tracer.exercise) and rebuild the reference trace.
+1. Read the recipe the workbook carries (tracer.checks.exercise) and rebuild the reference trace.
 2. Check that the given cells (data, initial parameters, draws, hyperparameters) and the blank
    blocks' titles are the exercise's: otherwise the file was made for another exercise.
 3. Read the student's cells as the application saved them (cached values; a formula saved with
@@ -21,10 +21,21 @@ from pathlib import Path
 
 import numpy as np
 
+from tracer import models
+from tracer.checks.exercise import build
+from tracer.engines import libreoffice
+from tracer.engines.workbook import (
+    address,
+    check_workbook,
+    is_error_value,
+    is_number,
+    values_at,
+)
 from tracer.errors import TracerError
-from tracer.exercise import ATOL, INFO_SHEET, RTOL, build
-from tracer.layout import Block, Layout
-from tracer.verify import address, check_workbook, is_error_value, is_number, recalculate, values_at
+from tracer.render.atomic import atomic_path
+from tracer.render.layout import Block, Layout
+from tracer.render.template import Template
+from tracer.render.xlsx import ATOL, INFO_SHEET, RTOL
 
 RIGHT, OWN, CARRIED, MISSING = "right", "own mistake", "carried error", "missing"
 
@@ -157,11 +168,7 @@ def rebuild(recipe: dict):
     """The reference trace, its layout and the exercise, from a workbook's recipe."""
     import base64
 
-    from tracer.cli import trace_model
-    from tracer.models import MODELS
-    from tracer.template import Template
-
-    model = MODELS.get(recipe["model"])
+    model = models.MODELS.get(recipe["model"])
     if model is None:
         raise TracerError(f"the exercise is for a model this tracer does not know: {recipe['model']!r}")
     with tempfile.TemporaryDirectory(prefix="tracer-check-") as tmp:
@@ -174,7 +181,7 @@ def rebuild(recipe: dict):
             cfg = model.Config(**config)
         except TypeError:
             raise TracerError("the exercise was made by another version of tracer (its options differ)") from None
-        tape = trace_model(model, cfg)
+        tape = models.trace(model, cfg)
     ex = build(tape, model.NAME, recipe["config"], recipe.get("files", {}), recipe["lang"], recipe["blank"],
                recipe["iterations"], recipe.get("self_check", False))
     if ex.recipe["fingerprint"] != recipe["fingerprint"]:
@@ -247,7 +254,7 @@ def read_student(path: Path, layout, tape, ex) -> tuple[dict, dict]:
     stale = {k for k, f in formulas.items() if isinstance(f, str) and f.startswith("=") and values.get(k) is None}
     if stale:
         with tempfile.TemporaryDirectory(prefix="tracer-check-") as tmp:
-            fresh = values_at(recalculate(path, Path(tmp)), {s: {(r, c) for s2, r, c in stale if s2 == s}
+            fresh = values_at(libreoffice.recalculate(path, Path(tmp)), {s: {(r, c) for s2, r, c in stale if s2 == s}
                                                              for s in {k[0] for k in stale}})
         values.update(fresh)
     return blocks, values
@@ -320,8 +327,6 @@ def write_report(grade_: Grade, out: Path) -> int:
     from openpyxl import load_workbook
     from openpyxl.comments import Comment
     from openpyxl.styles import PatternFill
-
-    from tracer.atomic import atomic_path
 
     out = Path(out)
     if out.suffix.lower() != ".xlsx":

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from tracer.core.op import ONE, SUM_N
+
 PHASES = ("input", "forward", "loss", "backward", "update", "after")  # after: with the trained parameters
 
 
@@ -24,7 +26,7 @@ class Tensor:
     iteration: int
     phase: str
     value: np.ndarray = field(repr=False)
-    op: object = None  # an Op from tracer.ops; None for constants (inputs, draws, parameters)
+    op: object = None  # an Op (tracer.core.op); None for constants (inputs, draws, parameters)
     inputs: tuple = ()
     attrs: dict = field(default_factory=dict)
     section: str = ""  # the workbook section (a step of the training loop); the phase by default
@@ -114,8 +116,6 @@ class Tape:
         each op's contribution is recorded as `d<prefix>/d<name> via <consumer>` and their
         recorded sum is `d<prefix>/d<name>`.
         """
-        from tracer import ops  # the tape knows ops only for the seed and the sums
-
         leaves = {id(p) for p in params.values()}
         stop = leaves | {id(h) for h in held}
         order, seen = [], set()
@@ -140,7 +140,7 @@ class Tape:
 
         contributions: dict[int, list[tuple[Tensor, str]]] = {}
         grads: dict[int, Tensor] = {}
-        seed = self.apply(ops.ONE, loss, name=f"d{prefix}/d{loss.name}")
+        seed = self.apply(ONE, loss, name=f"d{prefix}/d{loss.name}")
         grads[id(loss)] = seed
         for t in reversed(order):
             if id(t) not in needs:
@@ -163,11 +163,9 @@ class Tape:
         if len(parts) == 1:
             self.rename(parts[0][0], target)
             return parts[0][0]
-        from tracer import ops
-
         consumers = [c for _, c in parts]
         for n, (g, consumer) in enumerate(parts):
             if consumers.count(consumer) > 1:  # one op using the tensor twice, e.g. p ⊙ p
                 consumer = f"{consumer} #{consumers[:n + 1].count(consumer)}"
             self.rename(g, f"{target} via {consumer}")
-        return self.apply(ops.SUM_N, *(g for g, _ in parts), name=target)
+        return self.apply(SUM_N, *(g for g, _ in parts), name=target)

@@ -4,7 +4,7 @@ every problem is a TracerError of one line naming the file, the line and the key
 
     my_net.toml, line 14 ([[layer]] 2, activation): unknown activation 'sigmiod' (did you mean 'sigmoid'?)
 
-The keys (the shipped examples in tracer/examples/ explain each one in comments):
+The keys (the shipped examples in tracer/data/examples/ explain each one in comments):
 
     title = "..."                      optional, shown on the overview
     [data]    inputs = [[...], ...]    one row per example (N × n₀)
@@ -43,7 +43,7 @@ except ModuleNotFoundError:  # Python 3.10
 
 from tracer.errors import TracerError, read_bytes
 
-EXAMPLES = "tracer.examples"  # the package of the shipped example configs
+EXAMPLES = "tracer.data.examples"  # the package of the shipped example configs
 DEFAULT_EXAMPLE = "classic_222"
 ACTIVATIONS = ("identity", "sigmoid", "tanh", "relu", "leaky_relu", "softmax")
 LOSS_KINDS = ("mse", "half_sse", "bce", "softmax_ce")

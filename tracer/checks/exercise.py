@@ -21,13 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tracer.errors import TracerError
-from tracer.layout import MAX_ROWS, Place, Text
+from tracer.render.layout import MAX_ROWS, Layout, Place, Text
+from tracer.render.template import Template
+from tracer.render.xlsx import INFO_SHEET
 
 PHASES = ("forward", "loss", "backward", "update")
-INFO_SHEET = "tracer"  # hidden: the exercise's recipe
 CHUNK = 30_000  # characters per cell (Excel's limit is 32,767)
 MAX_EMBED = 2_000_000  # bytes of a file named by an option that travel inside the workbook
-RTOL, ATOL = 1e-3, 1e-9  # what the self-check cells accept (and `tracer check` by default)
 
 
 @dataclass
@@ -164,10 +164,7 @@ def place_answers(ex: Exercise, layout) -> None:
 
 
 def make(tape, model, cfg, lang: str, blank_spec: str, iterations_spec: str, self_check: bool):
-    """The student's workbook, laid out: (layout, exercise); tracer.xlsx.write_xlsx writes it."""
-    from tracer.layout import Layout
-    from tracer.template import Template
-
+    """The student's workbook, laid out: (layout, exercise); tracer.render.xlsx.write_xlsx writes it."""
     config = dataclasses.asdict(cfg)
     ex = build(tape, model.NAME, config, embed_files(model, cfg), lang, blank_spec, iterations_spec, self_check)
     layout = Layout(tape, Template.of(tape, lang), config)

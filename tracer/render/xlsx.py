@@ -11,11 +11,21 @@ from pathlib import Path
 import xlsxwriter
 from xlsxwriter.worksheet import Worksheet
 
-from tracer.atomic import atomic_path
 from tracer.errors import TracerError
-from tracer.exercise import ATOL, INFO_SHEET, RTOL
-from tracer.layout import (COLS, Block, Cells, Chart, Hyper, Link, Picture, phase_style,
-                           Text, Views, quote_sheet)
+from tracer.render.atomic import atomic_path
+from tracer.render.layout import (
+    COLS,
+    Block,
+    Cells,
+    Chart,
+    Hyper,
+    Link,
+    Picture,
+    Text,
+    Views,
+    phase_style,
+    quote_sheet,
+)
 
 MAX_FORMULA = 8192
 TITLE_WIDTH = 8  # columns of a block's coloured title band
@@ -28,6 +38,8 @@ PHASE_COLORS = {  # title fill, cell fill
     "after": ("#FFD966", "#FFF2CC"),
 }
 NUMBER = "0.000000"
+INFO_SHEET = "tracer"  # hidden, in a student's version: the exercise's recipe (tracer.checks.exercise)
+RTOL, ATOL = 1e-3, 1e-9  # what the self-check cells accept (and `tracer check` by default)
 SCALES = {
     "gray": {"type": "2_color_scale", "min_type": "num", "min_value": 0, "min_color": "#FFFFFF",
              "max_type": "num", "max_value": 1, "max_color": "#000000"},
@@ -256,7 +268,7 @@ class _Writer:
             self.cells += im.side * im.side
         return p.row + height - 1
 
-    # -- a student's version (tracer.exercise) -----------------------------------------------------
+    # -- a student's version (tracer.checks.exercise) -----------------------------------------------------
     def _self_check(self, ws, sheet, b: Block, r: int):
         """A cell beside the title: how many of the block's cells match the answers (✓ n/n or ✗ k/n)."""
         ex, p = self.layout.exercise, b.place

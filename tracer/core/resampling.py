@@ -29,7 +29,7 @@ from math import isqrt, lcm
 
 import numpy as np
 
-from tracer.ops import Op
+from tracer.core.op import Op
 
 FACTORS = (2, 4)
 MODES = ("nearest", "bilinear")
@@ -188,7 +188,7 @@ UPSCALE_NEAREST_2, UPSCALE_NEAREST_4 = Upscale("nearest", 2), Upscale("nearest",
 UPSCALE_BILINEAR_2, UPSCALE_BILINEAR_4 = Upscale("bilinear", 2), Upscale("bilinear", 4)
 UPSCALES = {(op.mode, op.factor): op for op in (UPSCALE_NEAREST_2, UPSCALE_NEAREST_4,
                                                 UPSCALE_BILINEAR_2, UPSCALE_BILINEAR_4)}
-UPSCALE_OPS = {op.name: op for up in UPSCALES.values() for op in (up, up.grad_op)}
+OPS = {op.name: op for up in UPSCALES.values() for op in (up, up.grad_op)}
 
 
 def upscale(a, factor: int, mode: str, name=None):

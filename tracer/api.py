@@ -1,0 +1,236 @@
+"""The Python API: everything the `tracer` command does, for a notebook or a script.
+
+    import tracer
+    run = tracer.run("vae", iterations=4, lr=0.1)   # the CLI's options, checked the same way
+    run.losses                       # {"loss": [543.39, 525.49, …]}
+    df = run.to_pandas()             # the long table of the CSV: iteration, phase, tensor, index, value
+    run["dL/dW1", 2]                 # a tensor's numpy value by name and iteration
+    run.save("vae.xlsx", lang="es")  # or .json, .csv, .tex, .md, exactly as `tracer run -o`
+    tracer.verify("vae.xlsx")        # a report: formula cells, largest errors, error values, ok
+
+Bad options raise tracer.TracerError with the one-line message the CLI prints.  The CLI
+(tracer.cli) is a thin layer over these functions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from tracer import models
+from tracer.errors import TracerError
+
+MODELS = models.MODELS
+LANGS = ("en", "es")
+FORMATS = (".xlsx", ".json", ".csv", ".tex", ".md")
+
+
+def _check_type(model, f, value):
+    """An option's value as its field expects (an int for a count, a number for a rate)."""
+    if value is None:
+        return value
+    kind = type(f.default) if f.default is not None else f.type
+    kind = {"int": int, "float": float, "str": str}.get(kind, kind)
+    flag = f.name
+    if kind is int and (isinstance(value, bool) or not isinstance(value, (int, np.integer))):
+        raise TracerError(f"{model.NAME} option {flag!r} must be a whole number (got {value!r})")
+    if kind is float and (isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating))):
+        raise TracerError(f"{model.NAME} option {flag!r} must be a number (got {value!r})")
+    if kind is str and not isinstance(value, (str, Path)):
+        raise TracerError(f"{model.NAME} option {flag!r} must be text (got {value!r})")
+    return str(value) if kind is str else kind(value)
+
+
+def configure(model: str, lang: str = "en", **options):
+    """The model's Config from keyword options (the CLI's, with _ for -); a text model's corpus
+    follows `lang` unless given."""
+    m = models.get(model)
+    if lang not in LANGS:
+        raise TracerError(f"unknown language {lang!r}: choose one of {', '.join(LANGS)}")
+    fields = {f.name: f for f in dataclasses.fields(m.Config)}
+    unknown = [k for k in options if k not in fields]
+    if unknown:
+        raise TracerError(f"{m.NAME} has no option {unknown[0]!r}: its options are {', '.join(fields)}")
+    cfg = m.Config(**{k: _check_type(m, fields[k], v) for k, v in options.items()})
+    if getattr(cfg, "corpus", "") is None:
+        cfg.corpus = lang
+    return cfg
+
+
+def default_path(model: str, lang: str = "en", what: str = "") -> Path:
+    """Where `tracer run MODEL` writes when no -o is given."""
+    return Path("outputs") / f"{model}{what}{'' if lang == 'en' else '_' + lang}.xlsx"
+
+
+@dataclass
+class Run:
+    """A traced run: the model, its options, the tape of every tensor, the language it was made in."""
+
+    model: object  # the model's module (tracer.models.vae, …)
+    config: object  # its Config
+    tape: object  # tracer.core.tape.Tape
+    lang: str = "en"
+
+    @property
+    def name(self) -> str:
+        return self.model.NAME
+
+    @property
+    def settings(self) -> dict:
+        """The options as a plain dict (the overview's settings, the JSON's config)."""
+        return dataclasses.asdict(self.config)
+
+    @property
+    def loss_names(self) -> tuple:
+        return tuple(self.tape.meta.get("losses") or self.model.LOSSES)
+
+    @property
+    def losses(self) -> dict[str, list[float]]:
+        """Each loss's value in every iteration, e.g. {"loss": [543.39, 525.49, …]}."""
+        return {name: [float(t.value[0, 0]) for t in self.tape.tensors if t.name == name and t.iteration]
+                for name in self.loss_names}
+
+    @property
+    def generated(self) -> list[tuple[str, str]]:
+        """A language model's texts after training: [("greedy", text), ("0.5", text), …]."""
+        return list(self.tape.meta.get("generated", []))
+
+    @property
+    def size(self) -> int:
+        """The tensor cells a workbook of this run holds (the length of a progress bar)."""
+        from tracer.render.layout import block_cells
+
+        return block_cells(self.tape)
+
+    def __getitem__(self, key) -> np.ndarray:
+        """run["dL/dW1", 2]: the value of a tensor in an iteration (0: the inputs); run["W1"]: its
+        value in iteration 0, else in the last iteration that has it."""
+        name, iteration = key if isinstance(key, tuple) else (key, None)
+        found = [t for t in self.tape.tensors if t.name == name and (iteration is None or t.iteration == iteration)]
+        if not found:
+            raise KeyError(f"no tensor {name!r}" + (f" in iteration {iteration}" if iteration is not None else ""))
+        return found[0].value if iteration is None and found[0].iteration == 0 else found[-1].value
+
+    def to_pandas(self):
+        """The long table of `-o trace.csv`: iteration, phase, tensor, index, value (one row per element)."""
+        import pandas as pd
+
+        from tracer.render.export import long_rows
+
+        return pd.DataFrame(long_rows(self.tape), columns=["iteration", "phase", "tensor", "index", "value"])
+
+    def save(self, path, lang: str | None = None, progress=None) -> int:
+        """Write the run by the suffix of `path` (.xlsx, .tex, .md, .json, .csv), atomically; returns
+        the cells (or values) written.  `progress(n)` is called as blocks of n cells are written."""
+        from tracer.render.export import export
+
+        return export(self.tape, self.settings, Path(path), lang or self.lang, progress)
+
+
+def run(model: str, lang: str = "en", **options) -> Run:
+    """Trace `model` with the CLI's options as keywords (e.g. iterations=4, lr=0.1)."""
+    cfg = configure(model, lang, **options)
+    m = models.get(model)
+    return Run(m, cfg, models.trace(m, cfg), lang)
+
+
+def check_output(path, formats=FORMATS) -> Path:
+    """Refuse an output path before any work: an unknown suffix, a folder, a folder that cannot be
+    written."""
+    from tracer.render.export import check_output as check
+
+    path = check(Path(path))
+    if path.suffix.lower() not in formats:
+        raise TracerError(f"cannot write {path.name}: it must end in {', '.join(formats)}")
+    return path
+
+
+def lay_out_exercise(r: Run, blank: str, blank_iterations: str = "all", self_check: bool = False):
+    """A student's version of the run's walkthrough, laid out: (layout, exercise).  `blank`: phases
+    (forward, loss, backward, update) and/or tensor names, comma-separated."""
+    from tracer.checks.exercise import make
+
+    return make(r.tape, r.model, r.config, r.lang, blank, blank_iterations, self_check)
+
+
+def write_exercise(layout, path, progress=None) -> int:
+    """Write a laid-out exercise to `path` (.xlsx, checked by exercise_path); returns the cells."""
+    from tracer.render.export import prepare_folder
+    from tracer.render.xlsx import write_xlsx
+
+    path = prepare_folder(exercise_path(path))
+    return write_xlsx(layout, path, progress)
+
+
+def exercise_path(path) -> Path:
+    """An exercise's output path, checked before any work (a workbook: .xlsx)."""
+    if Path(path).suffix.lower() != ".xlsx":
+        raise TracerError(f"an exercise is a workbook: {Path(path).name} must end in .xlsx")
+    return check_output(path)
+
+
+def exercise(model: str, blank: str, path=None, blank_iterations: str = "all", self_check: bool = False,
+             lang: str = "en", **options):
+    """Trace `model` and write a student's version of it: (path, exercise, cells)."""
+    path = exercise_path(path if path is not None else default_path(model, lang, "_exercise"))
+    layout, ex = lay_out_exercise(run(model, lang, **options), blank, blank_iterations, self_check)
+    return path, ex, write_exercise(layout, path)
+
+
+def check(path, decimals: int | None = None, rtol: float | None = None, report=None, original=None):
+    """Grade a filled exercise; with `report`, also write the coloured copy.  Returns the Grade
+    (its .lines(), .score, .total(status)) and the number of cells the report marked (or None)."""
+    from tracer.checks.check import Tolerance, grade, write_report
+
+    if decimals is not None and rtol is not None:
+        raise TracerError("give --decimals or --rtol, not both")
+    if report is not None:
+        check_output(report)
+    result = grade(Path(path), Tolerance(decimals, rtol or Tolerance.rtol), original)
+    marked = write_report(result, Path(report)) if report is not None else None
+    return result, marked
+
+
+def is_exercise(path) -> bool:
+    from tracer.checks.exercise import is_exercise as test
+
+    return test(Path(path))
+
+
+def verify(path, announce=None):
+    """Recalculate the workbook in LibreOffice and compare every formula cell with its stored value:
+    a report with .ok, .n_formulas, .max_abs_err, .max_rel_err, .errors, .mismatches, .lines().
+    `announce(text)` is told, once the file is found fit, what is about to happen."""
+    from tracer.checks.verify import verify_workbook
+    from tracer.engines.libreoffice import find_soffice
+    from tracer.engines.workbook import check_workbook
+
+    path = Path(path)
+    check_workbook(path)
+    if is_exercise(path):
+        raise TracerError(f"{path.name} is an exercise: its blank cells and the cells computed from them "
+                          "hold no values to verify; verify the workbook `tracer run` writes with the same options, "
+                          "or grade this one with `tracer check`")
+    find_soffice()
+    if announce:
+        announce(f"recalculating {path} in LibreOffice (recalculation forced) ...")
+    return verify_workbook(path)
+
+
+def gradcheck(model: str, sample: int | None = None, **options) -> list:
+    """Central differences against the traced gradients, every iteration: a list of reports (a GAN
+    has two per iteration), each with .ok, .max_rel and .lines()."""
+    from tracer.checks.gradcheck import gradcheck as check
+
+    r = run(model, **options)
+    return [report for k in range(1, r.config.iterations + 1) for report in check(r.tape, k, sample=sample)]
+
+
+def bench(quick: bool = False, echo=print, only: tuple = ()) -> dict:
+    """The benchmark of tracing and export (see tracer.bench)."""
+    from tracer.bench import run_bench
+
+    return run_bench(quick=quick, echo=echo, only=only)

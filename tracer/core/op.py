@@ -1,0 +1,116 @@
+"""What every op is made of: its numpy forward, its gradient rule and the formula of each output cell.
+
+All values are 2-D (a row vector is 1×n, a scalar 1×1).  A gradient rule receives the output
+tensor `out`, its gradient `g` and which inputs want a gradient; it returns one tensor per input
+(None where not wanted), made by applying ops, so gradients are recorded tensors with formulas.
+
+A formula is written against `c`, the cells of the op's inputs as seen from the output's sheet
+(see tracer.render.layout.Cells): `c.at(k, i, j)` is input k's cell (broadcast like numpy),
+`c.row(k, i)` / `c.col(k, j)` a row / column as (range, runs down the sheet, length), `c.all(k)`
+the whole block, `c.span(k, i0, j0, i1, j1)` a rectangle, `c.shape(k)` its shape.
+
+The ops themselves live by kind: linalg, activations, losses, normalization, embeddings,
+attention, generation, resampling, optimizers.  This module also holds the three plumbing ops the
+tape itself uses: ONE (the seed dL/dL), COPY and SUM_N (the sum of a tensor's gradient parts).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class Op:
+    name = "op"
+
+    def forward(self, *xs, **attrs):
+        raise NotImplementedError
+
+    def backward(self, out, g, wanted):
+        raise NotImplementedError(f"op {self.name!r} has no gradient rule")
+
+    def formula(self, c, i, j) -> str:
+        raise NotImplementedError
+
+
+def record(op, *xs, name=None, **attrs):
+    """Apply op to the tensors xs on their tape and record the result."""
+    return xs[0].tape.apply(op, *xs, name=name, **attrs)
+
+
+def only(wanted, *makers):
+    """One gradient per input: makers[k]() where wanted[k], else None (makers are thunks)."""
+    return tuple(make() if w else None for w, make in zip(wanted, makers))
+
+
+def no_grad(op_name, what):
+    """A gradient maker for an input that gets none (data, targets, token ids): it refuses."""
+    def fail():
+        raise ValueError(f"{op_name}: no gradient with respect to {what}")
+
+    return fail
+
+
+class Elementwise(Op):
+    """out[i, j] = f(inputs[i, j] ...), numpy broadcasting; `excel` is a "{0}+{1}" template or a
+    function of the list of input cell references."""
+
+    def __init__(self, name, fn, excel, grad=None):
+        self.name, self.fn, self.excel, self.grad = name, fn, excel, grad
+
+    def forward(self, *xs, **attrs):
+        return self.fn(*xs)
+
+    def backward(self, out, g, wanted):
+        if self.grad is None:
+            return super().backward(out, g, wanted)
+        return self.grad(out, g, wanted, *out.inputs)
+
+    def formula(self, c, i, j):
+        refs = [c.at(k, i, j) for k in range(c.n)]
+        return self.excel(refs) if callable(self.excel) else self.excel.format(*refs)
+
+
+class Reduce(Op):
+    """A scalar from whole blocks: `excel` is a template over the inputs' ranges, `grad` the rule
+    grad(out, g, wanted, *inputs)."""
+
+    def __init__(self, name, fn, excel, grad):
+        self.name, self.fn, self.excel, self.grad = name, fn, excel, grad
+
+    def forward(self, *xs, **attrs):
+        return np.array([[self.fn(*xs)]])
+
+    def formula(self, c, i, j):
+        return self.excel.format(*(c.all(k) for k in range(c.n)))
+
+    def backward(self, out, g, wanted):
+        return self.grad(out, g, wanted, *out.inputs)
+
+
+def dot(a, b) -> str:
+    """Σ a_k b_k of two equally long ranges (c.row / c.col results): SUMPRODUCT when both run the
+    same way, MMULT of a row by a column when they cross (SUMPRODUCT needs equal shapes), a
+    product for one cell."""
+    (ra, va, na), (rb, vb, _) = a, b
+    if na == 1:
+        return f"{ra}*{rb}"
+    if va == vb:
+        return f"SUMPRODUCT({ra},{rb})"
+    return f"MMULT({rb},{ra})" if va else f"MMULT({ra},{rb})"
+
+
+def same_way(c, a, b, op_name):
+    """Inputs a and b enter SUMPRODUCT as whole blocks: they must be laid out the same way."""
+    turned = c.row(a, 0)[1], c.row(b, 0)[1]
+    if c.shape(a) != c.shape(b) or (turned[0] != turned[1] and c.shape(a) != (1, 1)):
+        raise ValueError(f"{op_name}: its two {c.shape(a)} and {c.shape(b)} inputs must have the "
+                         "same shape and be laid out the same way")
+
+
+# --- the tape's own ops: the seed of a backward pass, a copy, the sum of gradient parts ----------
+
+ONE = Elementwise("one", lambda a: np.ones_like(a), "1")  # dL/dL = 1
+COPY = Elementwise("copy", lambda a: a.copy(), "{0}")
+SUM_N = Elementwise("sum", lambda *xs: sum(xs), lambda refs: "+".join(refs))
+
+OPS = {op.name: op for op in (ONE, COPY, SUM_N)}

@@ -1,0 +1,1 @@
+"""Spreadsheet engines: reading a workbook, and recalculating it from scratch (LibreOffice)."""

@@ -1,0 +1,133 @@
+"""LibreOffice as a recalculation engine: it recalculates every formula of a workbook from scratch.
+
+LibreOffice normally trusts the cached values of an .xlsx file and does not recalculate on load,
+which would make any check prove nothing.  `recalculate` therefore runs it headless with a
+throwaway user profile whose settings force a full recalculation on load, and converts the
+workbook to a new .xlsx whose cached values are LibreOffice's own.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+from pathlib import Path
+
+from tracer.errors import TracerError
+
+INSTALL_HINT = (
+    "LibreOffice (soffice) not found: install it, "
+    "e.g. 'apt-get install -y libreoffice-calc-nogui'"
+)
+
+DEFAULT_TIMEOUT = 600.0  # seconds for one LibreOffice conversion
+
+# LibreOffice settings that force a recalculation of every formula on load
+# (0 = always recalculate, 1 = never, 2 = ask) for .xlsx and .ods files.
+_FORCE_RECALC_XCU = """\
+<?xml version="1.0" encoding="UTF-8"?>
+<oor:items xmlns:oor="http://openoffice.org/2001/registry"
+           xmlns:xs="http://www.w3.org/2001/XMLSchema"
+           xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
+<item oor:path="/org.openoffice.Office.Calc/Formula/Load">\
+<prop oor:name="OOXMLRecalcMode" oor:op="fuse"><value>0</value></prop></item>
+<item oor:path="/org.openoffice.Office.Calc/Formula/Load">\
+<prop oor:name="ODFRecalcMode" oor:op="fuse"><value>0</value></prop></item>
+</oor:items>
+"""
+
+
+def find_soffice() -> str:
+    """Return the path of the LibreOffice executable.
+
+    The environment variable ``TRACER_SOFFICE`` (a path or a command name)
+    takes precedence; otherwise ``soffice`` or ``libreoffice`` is looked up
+    on ``PATH``.  Raises :class:`TracerError` when none is found.
+    """
+    override = os.environ.get("TRACER_SOFFICE")
+    if override:
+        found = shutil.which(override)
+        if found is None:
+            raise TracerError(f"TRACER_SOFFICE={override!r} is not an executable; {INSTALL_HINT}")
+        return found
+    for name in ("soffice", "libreoffice"):
+        found = shutil.which(name)
+        if found is not None:
+            return found
+    raise TracerError(INSTALL_HINT)
+
+
+def _write_profile(profile: Path) -> None:
+    """Create a LibreOffice user profile that recalculates every file on load."""
+    user = profile / "user"
+    user.mkdir(parents=True)
+    (user / "registrymodifications.xcu").write_text(_FORCE_RECALC_XCU, encoding="utf-8")
+
+
+def _run(cmd: list[str], timeout: float) -> subprocess.CompletedProcess:
+    """Run cmd in its own process group; on timeout kill the whole group.
+
+    soffice starts helper processes, so killing only the direct child could
+    leave a LibreOffice instance behind.
+    """
+    posix = os.name == "posix"
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL, text=True, start_new_session=posix)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        if posix:
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:
+            proc.kill()
+        proc.communicate()
+        raise TracerError(f"LibreOffice did not finish within {timeout:g} s") from None
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def recalculate(src: Path, outdir: Path, timeout: float = DEFAULT_TIMEOUT) -> Path:
+    """Recalculate every formula of the workbook src in LibreOffice.
+
+    Writes the recalculated workbook to ``outdir / src.name`` and returns
+    that path.  outdir must not be src's own folder (that would overwrite
+    src).  Raises :class:`TracerError` if LibreOffice is missing, fails,
+    times out or produces no file.
+    """
+    src = Path(src).resolve()
+    outdir = Path(outdir).resolve()
+    target = outdir / src.name
+    if target == src:
+        raise TracerError(f"recalculation would overwrite {src.name}: choose another folder")
+    soffice = find_soffice()
+    outdir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="tracer-lo-") as tmp:
+        tmp = Path(tmp)
+        profile = tmp / "profile"
+        _write_profile(profile)
+        # Convert a copy with a plain name in a fresh folder: the output name
+        # is then known and nothing in outdir is overwritten by surprise.
+        work = tmp / "in"
+        work.mkdir()
+        copy = work / "book.xlsx"
+        shutil.copyfile(src, copy)
+        converted = tmp / "out"
+        cmd = [
+            soffice,
+            f"-env:UserInstallation={profile.as_uri()}",
+            "--headless", "--norestore",
+            "--convert-to", "xlsx",
+            "--outdir", str(converted),
+            str(copy),
+        ]
+        result = _run(cmd, timeout)
+        produced = converted / "book.xlsx"
+        if result.returncode != 0 or not produced.is_file():
+            detail = " ".join((result.stderr or result.stdout or "").split())[:300]
+            raise TracerError(
+                f"LibreOffice could not recalculate {src.name} "
+                f"(exit code {result.returncode}){': ' + detail if detail else ''}"
+            )
+        shutil.move(str(produced), target)
+    return target
