@@ -6,6 +6,7 @@ small in memory.  The file appears atomically: written beside the target, then r
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 import xlsxwriter
@@ -49,6 +50,25 @@ SCALES = {
     "diverging": {"type": "3_color_scale", "min_color": "#2166AC", "mid_type": "num", "mid_value": 0,
                   "mid_color": "#FFFFFF", "max_color": "#B2182B"},
 }
+
+
+XLSXWRITER_RANGE = ">=3.1.9,<3.4"  # pyproject's bound: the versions whose private methods below the tests cover
+OVERRIDDEN = {  # the private XlsxWriter methods _PortableSheet replaces, with the parameters they must have
+    "_prepare_formula": ("self", "formula", "expand_future_functions"),
+    "_xml_number_element": ("self", "number", "attributes"),
+}
+
+
+def check_xlsxwriter() -> None:
+    """Refuse, loudly, an XlsxWriter whose private methods _PortableSheet overrides have changed:
+    the overrides would silently stop applying (formulas scanned and prefixed again, numbers
+    written with 16 digits)."""
+    for name, params in OVERRIDDEN.items():
+        method = getattr(Worksheet, name, None)
+        found = tuple(inspect.signature(method).parameters) if method else None
+        if found != params:
+            raise TracerError(f"XlsxWriter {xlsxwriter.__version__} is not supported: its Worksheet.{name} "
+                              f"{'has parameters ' + str(found) if found else 'is gone'}; install XlsxWriter{XLSXWRITER_RANGE}")
 
 
 class _PortableSheet(Worksheet):
@@ -102,6 +122,7 @@ class _Styles:
 def write_xlsx(layout, path: Path, progress=None) -> int:
     """Write the workbook to `path` atomically; returns the number of cells written.
     `progress(n)` is called with the number of cells of each finished block."""
+    check_xlsxwriter()
     with atomic_path(Path(path)) as tmp:
         wb = xlsxwriter.Workbook(str(tmp), {"constant_memory": True, "strings_to_numbers": False,
                                            "strings_to_formulas": False, "strings_to_urls": False})
