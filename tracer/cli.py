@@ -4,6 +4,7 @@ layer over the Python API (tracer.api): options in, one line of output or error 
 from __future__ import annotations
 
 import dataclasses
+import io
 import sys
 import time
 from pathlib import Path
@@ -100,7 +101,10 @@ def output_options(default: str):
 
 
 def _progress(length, path):
-    return click.progressbar(length=length, label=f"writing {path.name}", file=sys.stderr)
+    """A progress bar on a terminal; elsewhere (a log, a pipe) nothing, so that stderr holds only
+    the one line of an error or an interruption."""
+    return click.progressbar(length=length, label=f"writing {path.name}",
+                             file=sys.stderr if sys.stderr.isatty() else io.StringIO())
 
 
 def _make_run(model):
@@ -112,7 +116,7 @@ def _make_run(model):
         start = time.perf_counter()
         options = options_of(model, kwargs)
         path = api.check_output(output or api.default_path(model.NAME, lang))
-        r = api.run(model.NAME, lang, **options)
+        r = api.run(model.NAME, lang, output=path, **options)
         if path.suffix.lower() == ".xlsx":
             with _progress(r.size, path) as bar:
                 cells = r.save(path, progress=bar.update)
@@ -159,7 +163,7 @@ def _make_exercise(model):
         start = time.perf_counter()
         options = options_of(model, kwargs)
         path = api.exercise_path(output or api.default_path(model.NAME, lang, "_exercise"))
-        r = api.run(model.NAME, lang, **options)
+        r = api.run(model.NAME, lang, output=path, **options)
         layout, ex = api.lay_out_exercise(r, blank, blank_iterations, self_check)
         with _progress(r.size, path) as bar:
             cells = api.write_exercise(layout, path, bar.update)

@@ -181,7 +181,7 @@ def rebuild(recipe: dict):
             cfg = model.Config(**config)
         except TypeError:
             raise TracerError("the exercise was made by another version of tracer (its options differ)") from None
-        tape = models.trace(model, cfg)
+        tape = models.trace(model, cfg, ".xlsx")  # the limits, before any work
     ex = build(tape, model.NAME, recipe["config"], recipe.get("files", {}), recipe["lang"], recipe["blank"],
                recipe["iterations"], recipe.get("self_check", False))
     if ex.recipe["fingerprint"] != recipe["fingerprint"]:
