@@ -222,9 +222,7 @@ def verify(path, announce=None):
                           "hold no values to verify; verify the workbook `tracer run` writes with the same options, "
                           "or grade this one with `tracer check`")
     find_soffice()
-    if announce:
-        announce(f"recalculating {path} in LibreOffice (recalculation forced) ...")
-    return verify_workbook(path)
+    return verify_workbook(path, announce=announce)
 
 
 def gradcheck(model: str, sample: int | None = None, **options) -> list:

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from tracer import __version__, api
-from tracer.errors import TracerError
+from tracer.errors import Interrupted, TracerError, raise_if_interrupted, stop_on_signals
 
 MODELS = api.MODELS
 
@@ -98,6 +98,12 @@ def output_options(default: str):
         return click.option("--lang", type=click.Choice(["en", "es"]), default="en", show_default=True,
                             help="language of the workbook's labels")(fn)
     return decorate
+
+
+def _progress_note(text):
+    """A line about what is happening, on a terminal only (like the progress bar)."""
+    if sys.stderr.isatty():
+        click.echo(text, err=True)
 
 
 def _progress(length, path):
@@ -192,6 +198,7 @@ def check(workbook, decimals, rtol, report, original):
     one (the step recomputed from the student's own inputs gives the student's value).  Exit 0 when
     every cell is right, 1 otherwise, 2 when the file cannot be graded."""
     result, marked = api.check(workbook, decimals, rtol, report, original)
+    raise_if_interrupted()
     for line in result.lines():
         click.echo(line)
     if report is not None:
@@ -205,7 +212,8 @@ def check(workbook, decimals, rtol, report, original):
 def verify(workbook, show_all):
     """Recalculate WORKBOOK in LibreOffice (forced) and compare every formula cell with the value
     the exporter stored: exit 0 only when all agree within 1e-9 relative or 1e-12 absolute."""
-    report = api.verify(workbook, announce=lambda text: click.echo(text, err=True))
+    report = api.verify(workbook, announce=_progress_note)
+    raise_if_interrupted()
     for line in report.lines(limit=None if show_all else 50):
         click.echo(line)
     return 0 if report.ok else 1
@@ -260,23 +268,31 @@ def bench(quick, cases):
 
 
 def main(argv=None):
-    try:
-        code = cli.main(args=argv, prog_name="tracer", standalone_mode=False)
-    except TracerError as e:
-        click.echo(f"error: {e}", err=True)
-        sys.exit(2)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(130)
-    except click.exceptions.NoArgsIsHelpError as e:  # `tracer` or `tracer run` alone: the help
-        click.echo(e.ctx.get_help())
-        sys.exit(0)
-    except click.ClickException as e:
-        click.echo(f"error: {e.format_message()}", err=True)
-        sys.exit(e.exit_code)
-    except OSError as e:  # a disk or permission problem while writing
-        click.echo(f"error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), err=True)
-        sys.exit(2)
+    with stop_on_signals():  # SIGINT, SIGTERM, SIGHUP: Interrupted, whatever is running cleans up
+        try:
+            code = cli.main(args=argv, prog_name="tracer", standalone_mode=False)
+            raise_if_interrupted()  # a signal some library swallowed: never report success
+        except Interrupted as e:
+            click.echo(f"interrupted by {e.name}: stopped; nothing half-written is left", err=True)
+            sys.exit(128 + e.signum)
+        except TracerError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(2)
+        except click.exceptions.Abort:
+            click.echo("aborted", err=True)
+            sys.exit(130)
+        except click.exceptions.NoArgsIsHelpError as e:  # `tracer` or `tracer run` alone: the help
+            click.echo(e.ctx.get_help())
+            sys.exit(0)
+        except click.ClickException as e:
+            click.echo(f"error: {e.format_message()}", err=True)
+            sys.exit(e.exit_code)
+        except MemoryError:
+            click.echo("error: out of memory: choose smaller options (README: Limits)", err=True)
+            sys.exit(2)
+        except OSError as e:  # a disk or permission problem while writing
+            click.echo(f"error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), err=True)
+            sys.exit(2)
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
-from tracer.errors import TracerError
+from tracer.errors import TracerError, quietly
 
 
 @contextmanager
@@ -18,8 +18,9 @@ def atomic_path(path: Path):
     error (or Ctrl-C) it is removed and `path` is left as it was.  A failure of the file system
     is a TracerError naming the target (not the hidden temporary file)."""
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".tracer-", suffix=path.suffix, dir=path.parent)
-        os.close(fd)
+        with quietly():  # a signal now would leave the file behind
+            fd, tmp = tempfile.mkstemp(prefix=".tracer-", suffix=path.suffix, dir=path.parent)
+            os.close(fd)
     except OSError as e:
         raise TracerError(f"cannot write {path}: {e.strerror or e}") from None
     try:
@@ -27,12 +28,15 @@ def atomic_path(path: Path):
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes it private; an output is a normal file
-        os.replace(tmp, path)
+        with quietly():
+            os.replace(tmp, path)
     except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
+        with quietly():
+            Path(tmp).unlink(missing_ok=True)
         raise TracerError(f"cannot write {path}: {e.strerror or e}") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException:  # an error, or a signal (Interrupted)
+        with quietly():
+            Path(tmp).unlink(missing_ok=True)
         raise
 
 

@@ -7,14 +7,13 @@ small in memory.  The file appears atomically: written beside the target, then r
 from __future__ import annotations
 
 import inspect
-import tempfile
 from pathlib import Path
 
 import xlsxwriter
 from xlsxwriter.exceptions import XlsxFileError
 from xlsxwriter.worksheet import Worksheet
 
-from tracer.errors import TracerError
+from tracer.errors import TracerError, temporary_folder
 from tracer.render.atomic import atomic_path, document_date
 from tracer.render.layout import (
     COLS,
@@ -126,10 +125,10 @@ def write_xlsx(layout, path: Path, progress=None) -> int:
     `progress(n)` is called with the number of cells of each finished block."""
     check_xlsxwriter()
     # XlsxWriter's constant-memory files go to a folder of our own: removed however the writing ends
-    with atomic_path(Path(path)) as tmp, tempfile.TemporaryDirectory(prefix="tracer-xlsx-") as scratch:
+    with atomic_path(Path(path)) as tmp, temporary_folder("tracer-xlsx-") as scratch:
         wb = xlsxwriter.Workbook(str(tmp), {"constant_memory": True, "strings_to_numbers": False,
                                            "strings_to_formulas": False, "strings_to_urls": False,
-                                           "tmpdir": scratch})
+                                           "tmpdir": str(scratch)})
         wb.set_properties({"created": document_date()})  # the same inputs, the same bytes
         writer = _Writer(wb, layout, progress)
         for sheet in layout.sheets:
