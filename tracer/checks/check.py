@@ -34,7 +34,7 @@ from tracer.engines.workbook import (
     values_at,
 )
 from tracer.errors import TracerError, temporary_folder
-from tracer.render.atomic import atomic_path
+from tracer.render.atomic import atomic_path, document_date
 from tracer.render.layout import Block, Cells, Layout
 from tracer.render.template import Template
 from tracer.render.xlsx import ATOL, INFO_SHEET, RTOL
@@ -412,5 +412,28 @@ def write_report(grade_: Grade, out: Path) -> int:
     wb.calculation.fullCalcOnLoad = True  # openpyxl keeps no cached values: recompute on opening
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
-        wb.save(tmp)
+        _save(wb, tmp)
     return marked
+
+
+def _save(wb, path: Path) -> None:
+    """openpyxl's save, with the same bytes for the same workbook: its modified date and the date of
+    every zip member are document_date(), not the time of saving."""
+    from zipfile import ZIP_DEFLATED, ZipFile, ZipInfo
+
+    from openpyxl.writer.excel import ExcelWriter
+
+    date = document_date()
+
+    class Archive(ZipFile):
+        def writestr(self, name, data, *args, **kwargs):
+            if isinstance(name, str):
+                name = ZipInfo(name, date_time=date.timetuple()[:6])
+                name.compress_type, name.external_attr = ZIP_DEFLATED, 0o600 << 16
+            super().writestr(name, data, *args, **kwargs)
+
+        def write(self, filename, arcname=None, *args, **kwargs):  # a sheet, from openpyxl's temporary file
+            self.writestr(arcname or str(filename), Path(filename).read_bytes())
+
+    wb.properties.modified = date.replace(tzinfo=None)
+    ExcelWriter(wb, Archive(path, "w", ZIP_DEFLATED, allowZip64=True)).save()
