@@ -27,12 +27,14 @@ def sequence(cfg):
     """The tokenization of the text (cut to what the sequence needs) and (inputs, targets): the
     first --context tokens and the token after each."""
     lines, need = cfg.lines(), cfg.context + 1
-    # whole sentences until the sequence is long enough: a small vocabulary; BPE learns its
-    # merges from the whole text (in a few sentences hardly any pair repeats)
-    for n in range(len(lines) if cfg.tokenizer == "bpe" else 1, len(lines) + 1):
-        tok = cfg.tokenize(lines[:n])
-        if len(tok.ids) >= need:
-            break
+    # the fewest whole sentences that make the sequence long enough: a small vocabulary (found by
+    # bisection: more sentences never give fewer tokens); BPE learns its merges from the whole text
+    # (in a few sentences hardly any pair repeats)
+    low, high = (len(lines) if cfg.tokenizer == "bpe" else 1), len(lines)
+    while low < high:
+        mid = (low + high) // 2
+        low, high = (low, mid) if len(cfg.tokenize(lines[:mid]).ids) >= need else (mid + 1, high)
+    tok = cfg.tokenize(lines[:high])
     if len(tok.ids) < need:
         raise TracerError(f"the text gives {len(tok.ids)} tokens: --context {cfg.context} needs {need}")
     return tok, tok.ids[:cfg.context], tok.ids[1:need]
