@@ -114,10 +114,12 @@ def quietly():
 @contextmanager
 def temporary_folder(prefix: str):
     """A fresh folder in $TMPDIR, removed with everything in it however the body ends."""
-    with quietly():
-        folder = Path(tempfile.mkdtemp(prefix=prefix))
+    folder = None
     try:
+        with quietly():  # a signal meanwhile takes effect inside the try: the folder is removed
+            folder = Path(tempfile.mkdtemp(prefix=prefix))
         yield folder
     finally:
-        with quietly():
-            shutil.rmtree(folder, ignore_errors=True)
+        if folder is not None:
+            with quietly():
+                shutil.rmtree(folder, ignore_errors=True)

@@ -74,15 +74,18 @@ def _run(cmd: list[str], timeout: float, env: dict | None = None) -> subprocess.
     leave a LibreOffice instance behind (and files it writes after its folder is removed).
     """
     posix = os.name == "posix"
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL, text=True, start_new_session=posix, env=env)
+    proc = None
     try:
+        with quietly():  # a signal while the child starts would leave it running, unknown to us
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    stdin=subprocess.DEVNULL, text=True, start_new_session=posix, env=env)
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         _kill(proc)
         raise TracerError(f"LibreOffice did not finish within {timeout:g} s") from None
     except BaseException:
-        _kill(proc)
+        if proc is not None:
+            _kill(proc)
         raise
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 

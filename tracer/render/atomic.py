@@ -17,13 +17,11 @@ def atomic_path(path: Path):
     """Yield a temporary path in the target's folder; on success it replaces `path`, on any
     error (or Ctrl-C) it is removed and `path` is left as it was.  A failure of the file system
     is a TracerError naming the target (not the hidden temporary file)."""
+    tmp = None
     try:
-        with quietly():  # a signal now would leave the file behind
+        with quietly():  # a signal meanwhile takes effect inside the try: the file is removed
             fd, tmp = tempfile.mkstemp(prefix=".tracer-", suffix=path.suffix, dir=path.parent)
             os.close(fd)
-    except OSError as e:
-        raise TracerError(f"cannot write {path}: {e.strerror or e}") from None
-    try:
         yield Path(tmp)
         umask = os.umask(0)
         os.umask(umask)
@@ -31,13 +29,17 @@ def atomic_path(path: Path):
         with quietly():
             os.replace(tmp, path)
     except OSError as e:
-        with quietly():
-            Path(tmp).unlink(missing_ok=True)
+        _remove(tmp)
         raise TracerError(f"cannot write {path}: {e.strerror or e}") from None
     except BaseException:  # an error, or a signal (Interrupted)
+        _remove(tmp)
+        raise
+
+
+def _remove(tmp) -> None:
+    if tmp is not None:
         with quietly():
             Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @contextmanager
