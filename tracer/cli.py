@@ -268,7 +268,10 @@ def bench(quick, cases):
 
 
 def main(argv=None):
-    with stop_on_signals():  # SIGINT, SIGTERM, SIGHUP: Interrupted, whatever is running cleans up
+    # SIGINT, SIGTERM, SIGHUP: Interrupted, whatever is running cleans up.  Called as the program
+    # (argv None), a signal after the work is done no longer matters; called in-process, the
+    # caller's handlers come back.
+    with stop_on_signals(restore=argv is not None):
         try:
             code = cli.main(args=argv, prog_name="tracer", standalone_mode=False)
             raise_if_interrupted()  # a signal some library swallowed: never report success

@@ -77,9 +77,10 @@ def _handler(signum, frame):
 
 
 @contextmanager
-def stop_on_signals():
-    """While the body runs, SIGINT, SIGTERM and SIGHUP raise Interrupted; the previous handlers come
-    back afterwards.  For the CLI: a library leaves the signals alone."""
+def stop_on_signals(restore: bool = True):
+    """While the body runs, SIGINT, SIGTERM and SIGHUP raise Interrupted; afterwards the previous
+    handlers come back, or (restore=False: the program is about to exit, its work done) the signals
+    are ignored.  For the CLI: a library leaves the signals alone."""
     previous = {s: signal.signal(s, _handler) for s in STOP_SIGNALS}
     _Signals.received = _Signals.pending = None
     _Signals.quiet = 0
@@ -87,7 +88,7 @@ def stop_on_signals():
         yield
     finally:
         for s, handler in previous.items():
-            signal.signal(s, handler)
+            signal.signal(s, handler if restore else signal.SIG_IGN)
 
 
 def raise_if_interrupted() -> None:

@@ -346,7 +346,7 @@ def grade(path: Path, tolerance: Tolerance, original: Path | None = None) -> Gra
             mine = (np.full(t.shape, math.nan), np.full(t.shape, math.nan))
             for i, j, r, c in _cells_of(layout, t):
                 v = values.get((sheet, r, c))
-                mine[0][i, j], mine[1][i, j] = _mine(None if v == "" else v)
+                mine[0][i, j], mine[1][i, j] = _mine(v)
                 ref, own = float(t.value[i, j]), float(as_zero[i, j])
                 if v is None or v == "":
                     status = MISSING
