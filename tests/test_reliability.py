@@ -182,3 +182,15 @@ def test_source_date_epoch_sets_the_dates(tmp_path, monkeypatch):
     with pytest.raises(api.TracerError, match="SOURCE_DATE_EPOCH must be a whole number"):
         api.run("mlp").save(tmp_path / "n.xlsx")
     assert [p.name for p in tmp_path.iterdir()] == ["m.xlsx"]
+
+
+def test_out_of_memory_anyway_is_one_line(run_main, monkeypatch, tmp_path):
+    """Within the limits a machine may still run out of memory (numpy's _ArrayMemoryError is a
+    MemoryError): one line and exit code 2, no file."""
+    def exhausted(cfg):
+        return np.empty((10**8, 10**8))  # 80 PB: numpy refuses at once
+
+    monkeypatch.setattr(models.vae, "trace", exhausted)
+    code, out, err = run_main("run", *VAE, "-o", tmp_path / "out.xlsx")
+    assert code == 2 and err.splitlines() == ["error: out of memory: choose smaller options (README: Limits)"]
+    assert list(tmp_path.iterdir()) == []
