@@ -34,7 +34,7 @@ from tracer.engines.workbook import (
     values_at,
 )
 from tracer.errors import TracerError, temporary_folder
-from tracer.render.atomic import atomic_path, document_date
+from tracer.render.atomic import FIXED_DATE, atomic_path, document_date
 from tracer.render.layout import Block, Cells, Layout
 from tracer.render.template import Template
 from tracer.render.xlsx import ATOL, INFO_SHEET, RTOL
@@ -424,11 +424,12 @@ def _save(wb, path: Path) -> None:
     from openpyxl.writer.excel import ExcelWriter
 
     date = document_date()
+    stamp = max(date, FIXED_DATE).timetuple()[:6]  # a zip member's date cannot be before 1980
 
     class Archive(ZipFile):
         def writestr(self, name, data, *args, **kwargs):
             if isinstance(name, str):
-                name = ZipInfo(name, date_time=date.timetuple()[:6])
+                name = ZipInfo(name, date_time=stamp)
                 name.compress_type, name.external_attr = ZIP_DEFLATED, 0o600 << 16
             super().writestr(name, data, *args, **kwargs)
 
