@@ -300,7 +300,7 @@ def test_an_overwritten_given_formula_is_an_error(tmp_path, run_main):
     assert run_main("exercise", "mlp", "--blank", "update", "-o", path)[0] == 0
     filled = fill(path, tmp_path / "filled.xlsx")
     assert run_main("check", filled)[0] == 0
-    tape, layout, ex = rebuild(read_recipe(path))
+    tape, layout, _ = rebuild(read_recipe(path))
     t = next(t for t in tape.tensors if t.name == "dE_total/dw_o")
     r, c = layout.place[id(t)].rc(1, 0)
     for k, value in enumerate([float(t.value[1, 0]), "=0.5*2"]):

@@ -191,6 +191,6 @@ def test_out_of_memory_anyway_is_one_line(run_main, monkeypatch, tmp_path):
         return np.empty((10**8, 10**8))  # 80 PB: numpy refuses at once
 
     monkeypatch.setattr(models.vae, "trace", exhausted)
-    code, out, err = run_main("run", *VAE, "-o", tmp_path / "out.xlsx")
+    code, _, err = run_main("run", *VAE, "-o", tmp_path / "out.xlsx")
     assert code == 2 and err.splitlines() == ["error: out of memory: choose smaller options (README: Limits)"]
     assert list(tmp_path.iterdir()) == []

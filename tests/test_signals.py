@@ -115,8 +115,8 @@ def test_an_interrupted_command_leaves_nothing_behind(command, moment, inputs, t
         assert moment == "later" and (target is None or target.read_bytes()[:2] == b"PK"), stderr
     else:
         assert proc.returncode == 128 + signum, (proc.returncode, stderr)
-        assert stderr.splitlines() == [f"interrupted by {signal.Signals(signum).name}: stopped; "
-                                       "nothing half-written is left"], stderr
+        line = f"interrupted by {signal.Signals(signum).name}: stopped; nothing half-written is left"
+        assert stderr.splitlines() == [line], stderr
         assert "OK" not in stdout and "score:" not in stdout and "wrote" not in stdout, stdout
         if target:
             assert target.read_bytes() == PREVIOUS

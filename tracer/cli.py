@@ -12,7 +12,12 @@ from pathlib import Path
 import click
 
 from tracer import __version__, api
-from tracer.errors import Interrupted, TracerError, raise_if_interrupted, stop_on_signals
+from tracer.errors import (
+    Interrupted,
+    TracerError,
+    raise_if_interrupted,
+    stop_on_signals,
+)
 
 MODELS = api.MODELS
 
