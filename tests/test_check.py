@@ -250,3 +250,75 @@ def test_scores_add_up(exercise, tmp_path):
     result = grade(filled, Tolerance())
     assert sum(result.total(s) for s in (RIGHT, OWN, CARRIED, MISSING)) == result.total()
     assert math.isclose(result.score, 100 * result.total(RIGHT) / result.total())
+
+
+# --- the student's sheet, replayed as their spreadsheet computed it --------------------------------
+
+MAZUR = ("mlp", "--blank", "forward,loss,backward,update")
+
+
+@pytest.fixture(scope="module")
+def mazur(tmp_path_factory):
+    from tracer.cli import main
+
+    path = tmp_path_factory.mktemp("mazur") / "mazur.xlsx"
+    with pytest.raises(SystemExit) as e:
+        main(["exercise", *MAZUR, "-o", str(path)])
+    assert e.value.code in (0, None)
+    return path
+
+
+@pytest.mark.parametrize("typed, first", [(None, MISSING), ("x", OWN)], ids=["empty", "text"])
+def test_an_empty_or_text_cell_upstream_is_the_only_mistake(mazur, tmp_path, soffice, typed, first):
+    """out_h[1] left empty (or 'x'), every other cell typed as its step's formula and computed by
+    LibreOffice: an empty cell is 0 in arithmetic, SUMPRODUCT skips text, and #VALUE! follows text
+    through arithmetic; so every later cell is carried, and the empty/text cell is the only mistake."""
+    from tracer.engines.libreoffice import recalculate
+
+    filled = formulas(mazur, tmp_path / "typed.xlsx", {("out_h", 1, 0, 1): typed})
+    result = grade(recalculate(filled, tmp_path / "saved"), Tolerance())
+    wrong = [(g.tensor.name, c.status, c.student) for g in result.tensors for c in g.cells if c.status != RIGHT]
+    assert wrong[0] == ("out_h", first, typed)
+    assert {status for _, status, _ in wrong[1:]} == {CARRIED}, wrong
+    assert len(wrong) > 20  # everything downstream of out_h[1]: net_o, out_o, E_total, the gradients, the update
+    if typed == "x":  # text reaches arithmetic as #VALUE!: an error carried, not an own mistake
+        assert any(isinstance(s, str) and s.startswith("#") for *_, s in wrong[1:])
+
+
+def test_an_error_value_the_step_does_not_give_is_own(mazur, tmp_path):
+    """The check can fail: #DIV/0! typed where the student's inputs give a number is a mistake."""
+    cells = answers(mazur)
+    target = next((c[0].key, c[1], c[2]) for c in cells if c[0].name == "net_o")
+    filled = fill(mazur, tmp_path / "div0.xlsx", value=lambda c: "#DIV/0!" if (c[0].key, c[1], c[2]) == target else c[-1])
+    wrong = [(g.tensor.name, c.status) for g in grade(filled, Tolerance()).tensors for c in g.cells if c.status != RIGHT]
+    assert wrong == [("net_o", OWN)]
+
+
+def test_an_overwritten_given_formula_is_an_error(tmp_path, run_main):
+    """A given gradient replaced by its right value (or by another formula) is not the exercise."""
+    path = tmp_path / "update.xlsx"
+    assert run_main("exercise", "mlp", "--blank", "update", "-o", path)[0] == 0
+    filled = fill(path, tmp_path / "filled.xlsx")
+    assert run_main("check", filled)[0] == 0
+    tape, layout, _ = rebuild(read_recipe(path))
+    t = next(t for t in tape.tensors if t.name == "dE_total/dw_o")
+    r, c = layout.place[id(t)].rc(1, 0)
+    for k, value in enumerate([float(t.value[1, 0]), "=0.5*2"]):
+        wb = load_workbook(filled)
+        wb[layout.place[id(t)].sheet].cell(row=r + 1, column=c + 1, value=value)
+        wb.save(tmp_path / f"edited{k}.xlsx")
+        err = one_line_error(run_main, tmp_path / f"edited{k}.xlsx")
+        assert "the given cell 'Iteration 1'!" in err and "(dE_total/dw_o[2, 1]) was changed" in err
+
+
+def test_formulas_compare_as_every_spreadsheet_writes_them():
+    from tracer.checks.check import _formula_text
+
+    ours = "SUMPRODUCT('Iteration 1'!B10:B11,'Inputs'!$C$5:$C$6)+0.001*EXP(-B2)"
+    for theirs in ("=SUMPRODUCT('Iteration 1'!B10:B11,Inputs!C5:C6)+0.001*EXP(-B2)",
+                   "=sumproduct('Iteration 1'!B10:B11, Inputs!$C$5:$C$6) + 1E-3*exp(-B2)",
+                   "=_xlfn.SUMPRODUCT('Iteration 1'!B10:B11,Inputs!C5:C6)+1.0e-03*EXP(-B2)"):
+        assert _formula_text(theirs) == _formula_text(ours)
+    for other in ("=SUMPRODUCT('Iteration 1'!B10:B11,Inputs!C5:C7)+0.001*EXP(-B2)", "0.0823", 0.0823, None,
+                  "=SUMPRODUCT('Iteration 1'!B10:B11,Inputs!C5:C6)+0.002*EXP(-B2)"):
+        assert _formula_text(other) != _formula_text(ours)

@@ -15,6 +15,7 @@ Bad options raise tracer.TracerError with the one-line message the CLI prints.  
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -130,11 +131,13 @@ class Run:
         return export(self.tape, self.settings, Path(path), lang or self.lang, progress)
 
 
-def run(model: str, lang: str = "en", **options) -> Run:
-    """Trace `model` with the CLI's options as keywords (e.g. iterations=4, lr=0.1)."""
+def run(model: str, lang: str = "en", *, output=None, **options) -> Run:
+    """Trace `model` with the CLI's options as keywords (e.g. iterations=4, lr=0.1).  `output`: where
+    the run will be saved, if known: its format's size limits are checked before any work (any run
+    is held to tracer.core.size.MAX_CELLS values)."""
     cfg = configure(model, lang, **options)
     m = models.get(model)
-    return Run(m, cfg, models.trace(m, cfg), lang)
+    return Run(m, cfg, models.trace(m, cfg, Path(output).suffix if output is not None else None), lang)
 
 
 def check_output(path, formats=FORMATS) -> Path:
@@ -167,6 +170,8 @@ def write_exercise(layout, path, progress=None) -> int:
 
 def exercise_path(path) -> Path:
     """An exercise's output path, checked before any work (a workbook: .xlsx)."""
+    if Path(path).is_dir():
+        raise TracerError(f"cannot write {path}: it is a folder")
     if Path(path).suffix.lower() != ".xlsx":
         raise TracerError(f"an exercise is a workbook: {Path(path).name} must end in .xlsx")
     return check_output(path)
@@ -176,7 +181,7 @@ def exercise(model: str, blank: str, path=None, blank_iterations: str = "all", s
              lang: str = "en", **options):
     """Trace `model` and write a student's version of it: (path, exercise, cells)."""
     path = exercise_path(path if path is not None else default_path(model, lang, "_exercise"))
-    layout, ex = lay_out_exercise(run(model, lang, **options), blank, blank_iterations, self_check)
+    layout, ex = lay_out_exercise(run(model, lang, output=path, **options), blank, blank_iterations, self_check)
     return path, ex, write_exercise(layout, path)
 
 
@@ -187,6 +192,8 @@ def check(path, decimals: int | None = None, rtol: float | None = None, report=N
 
     if decimals is not None and rtol is not None:
         raise TracerError("give --decimals or --rtol, not both")
+    if rtol is not None and not (math.isfinite(rtol) and rtol > 0):
+        raise TracerError(f"--rtol must be a positive finite number (got {rtol})")
     if report is not None:
         check_output(report)
     result = grade(Path(path), Tolerance(decimals, rtol or Tolerance.rtol), original)
@@ -215,9 +222,7 @@ def verify(path, announce=None):
                           "hold no values to verify; verify the workbook `tracer run` writes with the same options, "
                           "or grade this one with `tracer check`")
     find_soffice()
-    if announce:
-        announce(f"recalculating {path} in LibreOffice (recalculation forced) ...")
-    return verify_workbook(path)
+    return verify_workbook(path, announce=announce)
 
 
 def gradcheck(model: str, sample: int | None = None, **options) -> list:

@@ -4,6 +4,7 @@ layer over the Python API (tracer.api): options in, one line of output or error 
 from __future__ import annotations
 
 import dataclasses
+import io
 import sys
 import time
 from pathlib import Path
@@ -11,7 +12,12 @@ from pathlib import Path
 import click
 
 from tracer import __version__, api
-from tracer.errors import TracerError
+from tracer.errors import (
+    Interrupted,
+    TracerError,
+    raise_if_interrupted,
+    stop_on_signals,
+)
 
 MODELS = api.MODELS
 
@@ -99,8 +105,17 @@ def output_options(default: str):
     return decorate
 
 
+def _progress_note(text):
+    """A line about what is happening, on a terminal only (like the progress bar)."""
+    if sys.stderr.isatty():
+        click.echo(text, err=True)
+
+
 def _progress(length, path):
-    return click.progressbar(length=length, label=f"writing {path.name}", file=sys.stderr)
+    """A progress bar on a terminal; elsewhere (a log, a pipe) nothing, so that stderr holds only
+    the one line of an error or an interruption."""
+    return click.progressbar(length=length, label=f"writing {path.name}",
+                             file=sys.stderr if sys.stderr.isatty() else io.StringIO())
 
 
 def _make_run(model):
@@ -112,7 +127,7 @@ def _make_run(model):
         start = time.perf_counter()
         options = options_of(model, kwargs)
         path = api.check_output(output or api.default_path(model.NAME, lang))
-        r = api.run(model.NAME, lang, **options)
+        r = api.run(model.NAME, lang, output=path, **options)
         if path.suffix.lower() == ".xlsx":
             with _progress(r.size, path) as bar:
                 cells = r.save(path, progress=bar.update)
@@ -159,7 +174,7 @@ def _make_exercise(model):
         start = time.perf_counter()
         options = options_of(model, kwargs)
         path = api.exercise_path(output or api.default_path(model.NAME, lang, "_exercise"))
-        r = api.run(model.NAME, lang, **options)
+        r = api.run(model.NAME, lang, output=path, **options)
         layout, ex = api.lay_out_exercise(r, blank, blank_iterations, self_check)
         with _progress(r.size, path) as bar:
             cells = api.write_exercise(layout, path, bar.update)
@@ -188,6 +203,7 @@ def check(workbook, decimals, rtol, report, original):
     one (the step recomputed from the student's own inputs gives the student's value).  Exit 0 when
     every cell is right, 1 otherwise, 2 when the file cannot be graded."""
     result, marked = api.check(workbook, decimals, rtol, report, original)
+    raise_if_interrupted()
     for line in result.lines():
         click.echo(line)
     if report is not None:
@@ -201,7 +217,8 @@ def check(workbook, decimals, rtol, report, original):
 def verify(workbook, show_all):
     """Recalculate WORKBOOK in LibreOffice (forced) and compare every formula cell with the value
     the exporter stored: exit 0 only when all agree within 1e-9 relative or 1e-12 absolute."""
-    report = api.verify(workbook, announce=lambda text: click.echo(text, err=True))
+    report = api.verify(workbook, announce=_progress_note)
+    raise_if_interrupted()
     for line in report.lines(limit=None if show_all else 50):
         click.echo(line)
     return 0 if report.ok else 1
@@ -256,23 +273,34 @@ def bench(quick, cases):
 
 
 def main(argv=None):
-    try:
-        code = cli.main(args=argv, prog_name="tracer", standalone_mode=False)
-    except TracerError as e:
-        click.echo(f"error: {e}", err=True)
-        sys.exit(2)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(130)
-    except click.exceptions.NoArgsIsHelpError as e:  # `tracer` or `tracer run` alone: the help
-        click.echo(e.ctx.get_help())
-        sys.exit(0)
-    except click.ClickException as e:
-        click.echo(f"error: {e.format_message()}", err=True)
-        sys.exit(e.exit_code)
-    except OSError as e:  # a disk or permission problem while writing
-        click.echo(f"error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), err=True)
-        sys.exit(2)
+    # SIGINT, SIGTERM, SIGHUP: Interrupted, whatever is running cleans up.  Called as the program
+    # (argv None), a signal after the work is done no longer matters; called in-process, the
+    # caller's handlers come back.
+    with stop_on_signals(restore=argv is not None):
+        try:
+            code = cli.main(args=argv, prog_name="tracer", standalone_mode=False)
+            raise_if_interrupted()  # a signal some library swallowed: never report success
+        except Interrupted as e:
+            click.echo(f"interrupted by {e.name}: stopped; nothing half-written is left", err=True)
+            sys.exit(128 + e.signum)
+        except TracerError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(2)
+        except click.exceptions.Abort:
+            click.echo("aborted", err=True)
+            sys.exit(130)
+        except click.exceptions.NoArgsIsHelpError as e:  # `tracer` or `tracer run` alone: the help
+            click.echo(e.ctx.get_help())
+            sys.exit(0)
+        except click.ClickException as e:
+            click.echo(f"error: {e.format_message()}", err=True)
+            sys.exit(e.exit_code)
+        except MemoryError:
+            click.echo("error: out of memory: choose smaller options (README: Limits)", err=True)
+            sys.exit(2)
+        except OSError as e:  # a disk or permission problem while writing
+            click.echo(f"error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), err=True)
+            sys.exit(2)
     sys.exit(code if isinstance(code, int) else 0)
 
 

@@ -13,27 +13,29 @@
 
 from __future__ import annotations
 
+import binascii
 import json
 import math
-import tempfile
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from tracer import models
-from tracer.checks.exercise import build
+from tracer.checks.exercise import build, seal
 from tracer.engines import libreoffice
 from tracer.engines.workbook import (
     address,
     check_workbook,
     is_error_value,
     is_number,
+    reading,
     values_at,
 )
-from tracer.errors import TracerError
-from tracer.render.atomic import atomic_path
-from tracer.render.layout import Block, Layout
+from tracer.errors import TracerError, temporary_folder
+from tracer.render.atomic import FIXED_DATE, atomic_path, document_date
+from tracer.render.layout import Block, Cells, Layout
 from tracer.render.template import Template
 from tracer.render.xlsx import ATOL, INFO_SHEET, RTOL
 
@@ -140,24 +142,18 @@ class Grade:
 # --- reading the workbook -----------------------------------------------------------------------
 
 def read_recipe(path: Path) -> dict:
-    from openpyxl import load_workbook
-
+    """The recipe on the workbook's hidden sheet, its seal checked (tracer.checks.exercise.seal)."""
     check_workbook(path)
-    try:
-        wb = load_workbook(path, read_only=True, data_only=True)
-    except Exception:
-        raise TracerError(f"not an Excel workbook: {path.name}") from None
-    try:
+    with reading(path) as wb:
         if INFO_SHEET not in wb.sheetnames:
             raise TracerError(f"{path.name} was not made by `tracer exercise` (it has no '{INFO_SHEET}' sheet); "
                               "make one with: tracer exercise MODEL --blank …")
         chunks = [row[1] for row in wb[INFO_SHEET].iter_rows(min_row=2, max_col=2, values_only=True)
                   if len(row) > 1 and isinstance(row[1], str)]
-    finally:
-        wb.close()
     try:
         recipe = json.loads("".join(chunks))
         assert recipe["format"] == 1 and {"model", "config", "blank", "iterations", "fingerprint"} <= set(recipe)
+        assert recipe.get("seal") == seal(recipe)
     except Exception:
         raise TracerError(f"{path.name}: its '{INFO_SHEET}' sheet was edited or damaged; "
                           "grade the workbook as the exercise handed it out") from None
@@ -165,23 +161,29 @@ def read_recipe(path: Path) -> dict:
 
 
 def rebuild(recipe: dict):
-    """The reference trace, its layout and the exercise, from a workbook's recipe."""
+    """The reference trace, its layout and the exercise, from a workbook's recipe (its options and
+    their size checked before anything is traced)."""
     import base64
 
     model = models.MODELS.get(recipe["model"])
     if model is None:
         raise TracerError(f"the exercise is for a model this tracer does not know: {recipe['model']!r}")
-    with tempfile.TemporaryDirectory(prefix="tracer-check-") as tmp:
+    with temporary_folder("tracer-check-") as tmp:
         config = dict(recipe["config"])
         for name, f in recipe.get("files", {}).items():  # the files its options named
-            local = Path(tmp) / Path(f["name"]).name
-            local.write_bytes(base64.b64decode(f["data"]))
+            try:
+                data = base64.b64decode(f["data"], validate=True)
+                local = tmp / Path(f["name"]).name
+            except (binascii.Error, KeyError, TypeError, ValueError):
+                raise TracerError(f"the file of --{name.replace('_', '-')} inside the exercise's '{INFO_SHEET}' "
+                                  "sheet is damaged; grade the workbook as the exercise handed it out") from None
+            local.write_bytes(data)
             config[name] = str(local)
         try:
             cfg = model.Config(**config)
         except TypeError:
             raise TracerError("the exercise was made by another version of tracer (its options differ)") from None
-        tape = models.trace(model, cfg)
+        tape = models.trace(model, cfg, ".xlsx")  # the limits, before any work
     ex = build(tape, model.NAME, recipe["config"], recipe.get("files", {}), recipe["lang"], recipe["blank"],
                recipe["iterations"], recipe.get("self_check", False))
     if ex.recipe["fingerprint"] != recipe["fingerprint"]:
@@ -221,6 +223,38 @@ def _check_given(path, layout, tape, blocks, values) -> None:
                               f"{address(sheet, b.row + 1, 2)} should be the title of the block {b.title!r}")
 
 
+def _check_formulas(path, layout, tape, ex, formulas) -> None:
+    """Every given formula cell must still hold the exercise's formula: a student who typed a number
+    over a given gradient would otherwise be graded on a sheet that is not the exercise."""
+    for t in tape.tensors:
+        if t.op is None or id(t) in ex.blank_ids:
+            continue
+        cells, sheet = Cells(layout, t), layout.place[id(t)].sheet
+        for i, j, r, c in _cells_of(layout, t):
+            expected, found = t.op.formula(cells, i, j), formulas.get((sheet, r, c))
+            if _formula_text(found) != _formula_text(expected):
+                shown = repr(found) if len(repr(found)) <= 60 else repr(found)[:57] + "…"
+                raise TracerError(f"{path.name}: the given cell {address(sheet, r, c)} ({t.name}[{i + 1}, {j + 1}]) was "
+                                  f"changed: it should hold the exercise's formula, it holds {shown}; only the white "
+                                  "cells are the student's")
+
+
+_QUOTED_SHEET = re.compile(r"'((?:[^']|'')*)'!")
+_NUMBER = re.compile(r"(?<![A-Z0-9_.$])(\d+\.?\d*(?:E[-+]?\d+)?|\.\d+(?:E[-+]?\d+)?)")
+
+
+def _formula_text(formula) -> str | None:
+    """A formula as every spreadsheet writes it alike: no '=', sheet names unquoted, no spaces or $,
+    upper case, no _xlfn. prefixes, numbers in one notation (LibreOffice unquotes sheet names,
+    Excel may write 1E-3 for 0.001); None for a cell that holds no formula."""
+    text = getattr(formula, "text", formula)  # an openpyxl ArrayFormula
+    if not isinstance(text, str) or not text.strip():
+        return None
+    text = _QUOTED_SHEET.sub(lambda m: m[1].replace("''", "'") + "!", text.strip().removeprefix("="))
+    text = "".join(text.split()).upper().replace("$", "").replace("_XLFN.", "").replace("_XLWS.", "")
+    return _NUMBER.sub(lambda m: repr(float(m[1])), text)
+
+
 def read_student(path: Path, layout, tape, ex) -> tuple[dict, dict]:
     """(blocks of the blank tensors, the cells' values as the student's application saved them)."""
     blocks = {}
@@ -238,23 +272,24 @@ def read_student(path: Path, layout, tape, ex) -> tuple[dict, dict]:
     wanted = cells([*ex.blank, *(u for u in tape.tensors if u.op is None)])
     for t, b in blocks.items():
         wanted[layout.place[id(t)].sheet].add((b.row + 1, 2))
-    from openpyxl import load_workbook
-
-    wb = load_workbook(path, read_only=True)
-    names = set(wb.sheetnames)
-    wb.close()
+    with reading(path) as wb:
+        names = set(wb.sheetnames)
     missing = [s for s in wanted if s not in names]
     if missing:
         raise TracerError(f"{path.name} lacks the sheet{'s' if len(missing) > 1 else ''} "
                           f"{', '.join(repr(s) for s in missing)} of the exercise")
     values = values_at(path, wanted)
     _check_given(path, layout, tape, blocks, values)
+    given = cells(u for u in tape.tensors if u.op is not None and id(u) not in ex.blank_ids)
+    formulas = values_at(path, {s: answer_cells.get(s, set()) | given.get(s, set()) for s in {*answer_cells, *given}},
+                         data_only=False)
+    _check_formulas(path, layout, tape, ex, formulas)
     # a formula the student typed, saved without its value (e.g. written by a script): recalculate
-    formulas = values_at(path, answer_cells, data_only=False)
+    formulas = {k: formulas.get(k) for s, rc in answer_cells.items() for k in ((s, r, c) for r, c in rc)}
     stale = {k for k, f in formulas.items() if isinstance(f, str) and f.startswith("=") and values.get(k) is None}
     if stale:
-        with tempfile.TemporaryDirectory(prefix="tracer-check-") as tmp:
-            fresh = values_at(libreoffice.recalculate(path, Path(tmp)), {s: {(r, c) for s2, r, c in stale if s2 == s}
+        with temporary_folder("tracer-check-") as tmp:
+            fresh = values_at(libreoffice.recalculate(path, tmp), {s: {(r, c) for s2, r, c in stale if s2 == s}
                                                              for s in {k[0] for k in stale}})
         values.update(fresh)
     return blocks, values
@@ -262,8 +297,23 @@ def read_student(path: Path, layout, tape, ex) -> tuple[dict, dict]:
 
 # --- grading --------------------------------------------------------------------------------------
 
-def _as_number(v) -> float:
-    return float(v) if is_number(v) else math.nan
+def _mine(v) -> tuple[float, float]:
+    """A student's cell in the replay, as the two ways a spreadsheet reads it: (in arithmetic and
+    SUMPRODUCT, where an empty cell is 0 and SUMPRODUCT skips text; where empty and text are errors).
+    An error value is an error both ways."""
+    if is_number(v):
+        return float(v), float(v)
+    return (math.nan, math.nan) if is_error_value(v) else (0.0, math.nan)
+
+
+def _replay(t, inputs) -> np.ndarray:
+    """The step t applied to `inputs` (its inputs' values); a value a spreadsheet would show as an
+    error (#NUM!, #VALUE!: not finite, or the step cannot run at all, e.g. on an empty id) is NaN."""
+    try:
+        out = np.broadcast_to(np.asarray(t.op.forward(*inputs, **t.attrs), dtype=float), t.shape)
+    except Exception:  # e.g. an id the student left empty or wrote as text
+        return np.full(t.shape, math.nan)
+    return np.where(np.isfinite(out), out, math.nan)
 
 
 def grade(path: Path, tolerance: Tolerance, original: Path | None = None) -> Grade:
@@ -277,33 +327,33 @@ def grade(path: Path, tolerance: Tolerance, original: Path | None = None) -> Gra
                               f"({recipe['model']} {recipe['config']} vs {handed_out['model']} {handed_out['config']})")
     tape, layout, ex = rebuild(recipe)
     blocks, values = read_student(path, layout, tape, ex)
-    world: dict[int, np.ndarray] = {}  # the student's world: every tensor as their sheet computes it
+    # the student's world: every tensor as their sheet computes it, twice (see _mine): where empty
+    # cells and text count as 0, and where they are errors
+    world: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     last = max(k for k, t in enumerate(tape.tensors) if id(t) in ex.blank_ids)
     grades = []
     with np.errstate(all="ignore"):
         for t in tape.tensors[:last + 1]:
             if t.op is None:
-                world[id(t)] = t.value
+                world[id(t)] = (t.value, t.value)
                 continue
-            try:
-                from_inputs = np.asarray(t.op.forward(*(world[id(u)] for u in t.inputs), **t.attrs), dtype=float)
-                from_inputs = np.broadcast_to(from_inputs, t.shape)
-            except Exception:  # e.g. an id the student left empty
-                from_inputs = np.full(t.shape, math.nan)
+            as_zero, as_error = (_replay(t, [world[id(u)][k] for u in t.inputs]) for k in (0, 1))
             if id(t) not in ex.blank_ids:
-                world[id(t)] = from_inputs
+                world[id(t)] = (as_zero, as_error)
                 continue
             sheet = layout.place[id(t)].sheet
             g = TensorGrade(t, blocks[t], sheet)
-            mine = np.full(t.shape, math.nan)
+            mine = (np.full(t.shape, math.nan), np.full(t.shape, math.nan))
             for i, j, r, c in _cells_of(layout, t):
                 v = values.get((sheet, r, c))
-                mine[i, j] = _as_number(v)
-                ref, own = float(t.value[i, j]), float(from_inputs[i, j])
+                mine[0][i, j], mine[1][i, j] = _mine(v)
+                ref, own = float(t.value[i, j]), float(as_zero[i, j])
                 if v is None or v == "":
                     status = MISSING
+                elif is_error_value(v):  # carried when the step, on the student's cells, is an error too
+                    status = CARRIED if math.isnan(as_error[i, j]) else OWN
                 elif not is_number(v):
-                    status = OWN  # text, TRUE/FALSE or an error value: wrong
+                    status = OWN  # text or TRUE/FALSE: wrong
                 elif tolerance.close(v, ref):
                     status = RIGHT
                 elif math.isfinite(own) and tolerance.close(v, own):
@@ -333,7 +383,10 @@ def write_report(grade_: Grade, out: Path) -> int:
         raise TracerError(f"--report {out.name}: the report is a workbook and must end in .xlsx")
     if out.resolve() == grade_.path.resolve():
         raise TracerError("--report must not overwrite the student's workbook")
-    wb = load_workbook(grade_.path)
+    try:
+        wb = load_workbook(grade_.path)
+    except Exception as e:  # grading read only the cells it needed; the copy needs every part
+        raise TracerError(f"{grade_.path.name} is damaged and cannot be copied ({(str(e).splitlines() or [''])[0]})") from None
     fills = {k: PatternFill("solid", start_color=v, end_color=v) for k, v in COLORS.items()}
     marked = 0
     for g in grade_.tensors:
@@ -359,5 +412,29 @@ def write_report(grade_: Grade, out: Path) -> int:
     wb.calculation.fullCalcOnLoad = True  # openpyxl keeps no cached values: recompute on opening
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp:
-        wb.save(tmp)
+        _save(wb, tmp)
     return marked
+
+
+def _save(wb, path: Path) -> None:
+    """openpyxl's save, with the same bytes for the same workbook: its modified date and the date of
+    every zip member are document_date(), not the time of saving."""
+    from zipfile import ZIP_DEFLATED, ZipFile, ZipInfo
+
+    from openpyxl.writer.excel import ExcelWriter
+
+    date = document_date()
+    stamp = max(date, FIXED_DATE).timetuple()[:6]  # a zip member's date cannot be before 1980
+
+    class Archive(ZipFile):
+        def writestr(self, name, data, *args, **kwargs):
+            if isinstance(name, str):
+                name = ZipInfo(name, date_time=stamp)
+                name.compress_type, name.external_attr = ZIP_DEFLATED, 0o600 << 16
+            super().writestr(name, data, *args, **kwargs)
+
+        def write(self, filename, arcname=None, *args, **kwargs):  # a sheet, from openpyxl's temporary file
+            self.writestr(arcname or str(filename), Path(filename).read_bytes())
+
+    wb.properties.modified = date.replace(tzinfo=None)
+    ExcelWriter(wb, Archive(path, "w", ZIP_DEFLATED, allowZip64=True)).save()

@@ -125,6 +125,14 @@ def fingerprint(tape, blank: list) -> str:
     return h.hexdigest()[:16]
 
 
+def seal(recipe: dict) -> str:
+    """A digest of the recipe itself, so that `tracer check` finds an edited recipe before it
+    rebuilds anything (the fingerprint needs the rebuilt tape).  Not a secret: it catches an edit
+    or damage, and check's size limits bound what any recipe can cost."""
+    text = json.dumps({k: v for k, v in recipe.items() if k != "seal"}, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def embed_files(model, cfg) -> dict:
     """The files the options name (--config, --text, --mnist), so the checker needs no other file."""
     files = {}
@@ -148,6 +156,7 @@ def build(tape, model_name: str, config: dict, files: dict, lang: str, blank_spe
     recipe = {"format": 1, "model": model_name, "lang": lang, "config": config, "files": files,
               "blank": blank_spec, "iterations": iterations_spec, "self_check": self_check,
               "fingerprint": fingerprint(tape, blank)}
+    recipe["seal"] = seal(recipe)
     return Exercise(recipe, blank, downstream(tape, blank))
 
 

@@ -9,7 +9,6 @@ formulas compute what numpy did.
 from __future__ import annotations
 
 import math
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +22,7 @@ from tracer.engines.workbook import (
     is_number,
     values_at,
 )
+from tracer.errors import temporary_folder
 
 MAX_MISMATCHES = 20  # how many mismatches a report keeps (all are counted)
 
@@ -135,7 +135,7 @@ def _ratio(err: float, tol: float) -> float:
 
 
 def verify_workbook(path, rtol: float = 1e-9, atol: float = 1e-12,
-                    timeout: float = libreoffice.DEFAULT_TIMEOUT) -> VerifyReport:
+                    timeout: float = libreoffice.DEFAULT_TIMEOUT, announce=None) -> VerifyReport:
     """Recalculate the workbook at path in LibreOffice and check every formula.
 
     A formula cell agrees when its recalculated value equals the value stored
@@ -143,7 +143,8 @@ def verify_workbook(path, rtol: float = 1e-9, atol: float = 1e-12,
     ``|a-b| <= rtol * max(|a|, |b|)``, other values exactly.  Error values
     (#DIV/0!, #NAME?, ...) and missing results are failures.  Raises
     :class:`TracerError` for a missing or non-workbook file (before starting
-    LibreOffice) and when LibreOffice is unavailable or fails.
+    LibreOffice) and when LibreOffice is unavailable or fails.  `announce(text)` is told when the
+    workbook has been read and LibreOffice starts.
     """
     path = Path(path)
     check_workbook(path)
@@ -158,9 +159,11 @@ def verify_workbook(path, rtol: float = 1e-9, atol: float = 1e-12,
     stored = values_at(path, formulas)
     reading = time.perf_counter() - start
 
-    with tempfile.TemporaryDirectory(prefix="tracer-verify-") as tmp:
+    if announce:
+        announce(f"recalculating {path} in LibreOffice (recalculation forced) ...")
+    with temporary_folder("tracer-verify-") as tmp:
         start = time.perf_counter()
-        recalculated_path = libreoffice.recalculate(path, Path(tmp), timeout=timeout)
+        recalculated_path = libreoffice.recalculate(path, tmp, timeout=timeout)
         report.recalc_seconds = time.perf_counter() - start
 
         start = time.perf_counter()

@@ -123,16 +123,20 @@ class Tape:
         def inside(t):
             return t.op is not None and t.iteration == loss.iteration and t.phase not in ("backward", "update", "after")
 
-        def visit(t):  # depth-first post-order = topological order
+        # depth-first post-order = topological order; a stack, not recursion, so that no option
+        # (e.g. skip-gram's --negative, a chain of K additions) can exceed Python's recursion limit
+        stack = [(loss, False)]
+        while stack:
+            t, expanded = stack.pop()
+            if expanded:
+                order.append(t)
+                continue
             if id(t) in seen:
-                return
+                continue
             seen.add(id(t))
+            stack.append((t, True))
             if id(t) not in stop and inside(t):
-                for u in t.inputs:
-                    visit(u)
-            order.append(t)
-
-        visit(loss)
+                stack.extend((u, False) for u in reversed(t.inputs) if id(u) not in seen)
         needs = set(leaves)
         for t in order:
             if id(t) not in stop and inside(t) and any(id(u) in needs for u in t.inputs):

@@ -12,10 +12,10 @@ import os
 import shutil
 import signal
 import subprocess
-import tempfile
+import time
 from pathlib import Path
 
-from tracer.errors import TracerError
+from tracer.errors import TracerError, quietly, temporary_folder
 
 INSTALL_HINT = (
     "LibreOffice (soffice) not found: install it, "
@@ -66,25 +66,49 @@ def _write_profile(profile: Path) -> None:
     (user / "registrymodifications.xcu").write_text(_FORCE_RECALC_XCU, encoding="utf-8")
 
 
-def _run(cmd: list[str], timeout: float) -> subprocess.CompletedProcess:
-    """Run cmd in its own process group; on timeout kill the whole group.
+def _run(cmd: list[str], timeout: float, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run cmd in its own process group; on timeout, an error or a signal (Interrupted) kill the
+    whole group and wait for it.
 
     soffice starts helper processes, so killing only the direct child could
-    leave a LibreOffice instance behind.
+    leave a LibreOffice instance behind (and files it writes after its folder is removed).
     """
     posix = os.name == "posix"
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL, text=True, start_new_session=posix)
+    proc = None
     try:
+        with quietly():  # a signal while the child starts would leave it running, unknown to us
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    stdin=subprocess.DEVNULL, text=True, start_new_session=posix, env=env)
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        if posix:
-            os.killpg(proc.pid, signal.SIGKILL)
-        else:
-            proc.kill()
-        proc.communicate()
+        _kill(proc)
         raise TracerError(f"LibreOffice did not finish within {timeout:g} s") from None
+    except BaseException:
+        if proc is not None:
+            _kill(proc)
+        raise
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def _kill(proc, patience: float = 3.0) -> None:
+    """Kill LibreOffice's process group and wait until none of it is left (at most `patience` s)."""
+    with quietly():
+        if os.name != "posix":
+            proc.kill()
+            proc.communicate()
+            return
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.communicate()
+        deadline = time.monotonic() + patience
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.02)
 
 
 def recalculate(src: Path, outdir: Path, timeout: float = DEFAULT_TIMEOUT) -> Path:
@@ -102,10 +126,11 @@ def recalculate(src: Path, outdir: Path, timeout: float = DEFAULT_TIMEOUT) -> Pa
         raise TracerError(f"recalculation would overwrite {src.name}: choose another folder")
     soffice = find_soffice()
     outdir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="tracer-lo-") as tmp:
-        tmp = Path(tmp)
+    with temporary_folder("tracer-lo-") as tmp:
         profile = tmp / "profile"
         _write_profile(profile)
+        scratch = tmp / "tmp"  # LibreOffice's own temporary files (lu*.tmp) go here, not to $TMPDIR
+        scratch.mkdir()
         # Convert a copy with a plain name in a fresh folder: the output name
         # is then known and nothing in outdir is overwritten by surprise.
         work = tmp / "in"
@@ -121,7 +146,8 @@ def recalculate(src: Path, outdir: Path, timeout: float = DEFAULT_TIMEOUT) -> Pa
             "--outdir", str(converted),
             str(copy),
         ]
-        result = _run(cmd, timeout)
+        result = _run(cmd, timeout, env={**os.environ, "TMPDIR": str(scratch), "TMP": str(scratch),
+                                         "TEMP": str(scratch)})
         produced = converted / "book.xlsx"
         if result.returncode != 0 or not produced.is_file():
             detail = " ".join((result.stderr or result.stdout or "").split())[:300]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 from openpyxl import load_workbook
@@ -19,6 +20,22 @@ ERROR_VALUES = frozenset(
      "#GETTING_DATA", "#SPILL!", "#CALC!"}
 )
 _LO_ERROR = re.compile(r"Err:\d+\Z")
+
+
+@contextmanager
+def reading(path: Path, data_only: bool = True):
+    """Open a workbook with openpyxl (read-only) and read it: a damaged one (a sheet's XML cut short,
+    a broken zip member) is a one-line TracerError, not a traceback."""
+    wb = _open(path, data_only)
+    try:
+        yield wb
+    except (TracerError, MemoryError):
+        raise
+    except Exception as e:
+        detail = (str(e).splitlines() or [""])[0] or type(e).__name__
+        raise TracerError(f"{path.name} is damaged and cannot be read ({detail})") from None
+    finally:
+        wb.close()
 
 
 def _open(path: Path, data_only: bool):
@@ -45,8 +62,7 @@ def formula_cells(path: Path) -> dict[str, set[tuple[int, int]]]:
 
     Every cell covered by an array formula counts as a formula cell.
     """
-    wb = _open(path, data_only=False)
-    try:
+    with reading(path, data_only=False) as wb:
         found: dict[str, set[tuple[int, int]]] = {}
         for ws in wb.worksheets:
             ws.reset_dimensions()  # do not trust the stored dimension
@@ -62,8 +78,6 @@ def formula_cells(path: Path) -> dict[str, set[tuple[int, int]]]:
                         cells.add((cell.row, cell.column))
             if cells:
                 found[ws.title] = cells
-    finally:
-        wb.close()
     return found
 
 
@@ -74,8 +88,7 @@ def values_at(path: Path, wanted: dict[str, set[tuple[int, int]]],
 
     Cells, or whole sheets, that are absent are simply missing from the result.
     """
-    wb = _open(path, data_only=data_only)
-    try:
+    with reading(path, data_only) as wb:
         values: dict[tuple[str, int, int], object] = {}
         for ws in wb.worksheets:
             cells = wanted.get(ws.title)
@@ -89,8 +102,6 @@ def values_at(path: Path, wanted: dict[str, set[tuple[int, int]]],
                 for c, value in enumerate(row, start=1):
                     if (r, c) in cells:
                         values[(ws.title, r, c)] = value
-    finally:
-        wb.close()
     return values
 
 

@@ -1,13 +1,17 @@
 """The models tracer can trace: each module has NAME, SUMMARY, LOSSES, Config (a dataclass whose fields
-are the options, checked by `validate`) and trace(config) -> Tape.  `trace` runs one as every
-command does: options checked, a diverging run refused in one line."""
+are the options, checked by `validate`), size(config) -> Size (what the run will hold, estimated from
+the options alone: tracer.core.size) and trace(config) -> Tape.  `trace` runs one as every command
+does: options checked, sizes checked against the limits before any work, a diverging run refused in
+one line."""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import numpy as np
 
+from tracer.core.size import DATA_FORMATS, MAX_CELLS, MAX_DATA_VALUES, MAX_ROWS, Size
 from tracer.errors import TracerError
 from tracer.models import attention, gan, mlp, skipgram, transformer, vae
 
@@ -22,10 +26,13 @@ def get(name: str):
 
 
 def validate(cfg) -> None:
-    """The checks each Config field's metadata asks for (min=, positive=, choices=, below=)."""
+    """The checks each Config field's metadata asks for (min=, positive=, choices=, below=), every
+    number finite, then the Config's own `check()` if it has one (checks across options)."""
     for f in dataclasses.fields(cfg):
         v, meta = getattr(cfg, f.name), f.metadata
         flag = "--" + f.name.replace("_", "-")
+        if isinstance(v, float) and not math.isfinite(v):
+            raise TracerError(f"{flag} must be a finite number (got {v})")
         if "min" in meta and v < meta["min"]:
             raise TracerError(f"{flag} must be at least {meta['min']} (got {v})")
         if meta.get("positive") and not v > 0:
@@ -34,12 +41,55 @@ def validate(cfg) -> None:
             raise TracerError(f"{flag} must be one of {', '.join(map(str, meta['choices']))} (got {v})")
         if "below" in meta and not v < meta["below"]:
             raise TracerError(f"{flag} must be below {meta['below']} (got {v})")
+    if hasattr(cfg, "check"):
+        cfg.check()
 
 
-def trace(model, cfg):
-    """The model's tape for the options `cfg`, checked first; a run whose numbers stop being finite
-    is a TracerError naming the tensor, the iteration and the learning rates to lower."""
+def check_size(model, cfg, fmt: str | None = None) -> Size | None:
+    """Refuse, before any work, a run larger than its output can take: MAX_CELLS values for any run,
+    MAX_DATA_VALUES for a .json or .csv file, and Excel's MAX_ROWS rows per sheet for a workbook
+    (fmt ".xlsx").  The message names the option that makes it so large.  A model without size()
+    is not checked here (a test fails for it; the exact count before writing still holds)."""
+    if not hasattr(model, "size"):
+        return None
+    est = model.size(cfg)
+    fmt = (fmt or "").lower()
+    limit = MAX_DATA_VALUES if fmt in DATA_FORMATS else MAX_CELLS
+    if est.cells > limit:
+        flag = _culprit(model, cfg, lambda size: size.cells)
+        where = f"the limit of {limit:,} for .json and .csv (an .xlsx takes up to {MAX_CELLS:,})" \
+            if fmt in DATA_FORMATS else f"tracer's limit of {limit:,}"
+        raise TracerError(f"{flag} makes the run too large: about {est.cells:,} values to record, more than "
+                          f"{where}; lower {flag.split()[0]}")
+    if fmt == ".xlsx" and est.rows > MAX_ROWS:
+        flag = _culprit(model, cfg, lambda size: size.rows)
+        raise TracerError(f"{flag} makes a sheet too long: about {est.rows:,} rows, more than Excel's {MAX_ROWS:,} "
+                          f"rows per sheet; lower {flag.split()[0]}")
+    return est
+
+
+def _culprit(model, cfg, measure) -> str:
+    """'--hidden 100000': of the options not at their default, the one whose default shrinks the run most."""
+    now, best, drop = measure(model.size(cfg)), "these options", 0
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if f.default is dataclasses.MISSING or value == f.default:
+            continue
+        try:
+            smaller = measure(model.size(dataclasses.replace(cfg, **{f.name: f.default})))
+        except (TracerError, ValueError, TypeError):  # that option alone at its default is not a valid run
+            continue
+        if now - smaller > drop:
+            best, drop = f"--{f.name.replace('_', '-')} {value}", now - smaller
+    return best
+
+
+def trace(model, cfg, fmt: str | None = None):
+    """The model's tape for the options `cfg`, checked first (its size too, for the output format
+    `fmt`: ".xlsx", ".json", …; see check_size); a run whose numbers stop being finite is a
+    TracerError naming the tensor, the iteration and the learning rates to lower."""
     validate(cfg)
+    check_size(model, cfg, fmt)
     with np.errstate(all="ignore"):  # a diverging run is reported below, in one line
         tape = model.trace(cfg)
     rates = ", ".join(f"--{f.name.replace('_', '-')} (now {getattr(cfg, f.name)})"

@@ -25,6 +25,7 @@ from tracer.core.linalg import add, linear
 from tracer.core.tape import Tape
 from tracer.models.base import GenerativeText, lr_opt, opt
 from tracer.models.next_token import positions, train
+from tracer.models.next_token import size as sequence_size
 
 NAME = "attention"
 LOSSES = ("loss",)
@@ -50,6 +51,13 @@ def init_params(rng, V: int, d: int, d_k: int) -> dict[str, np.ndarray]:
         "W_o": rng.normal(0.0, 1 / np.sqrt(d_k), (d_k, V)),
         "b_o": np.zeros((1, V)),
     }
+
+
+def size(cfg: Config):
+    """The run's size from its options (tracer.core.size)."""
+    d, dk = cfg.d_model, cfg.d_k
+    return sequence_size(cfg, lambda V: [(V, d), (d, dk), (d, dk), (d, dk), (dk, V), (1, V)],
+                         lambda m, V: [(m, d)] * 2 + [(m, dk)] * 3 + [(m, m)] * 3 + [(m, dk), (m, V)])
 
 
 def logits(p, ids, pe, scale, prefix=""):

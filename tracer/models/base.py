@@ -67,11 +67,16 @@ class GenerativeText(TextTraining):
     prompt: str = opt(None, "the text generation starts from [default: the text's first 2 tokens]")
     temperature: str = opt("0.5,1,2", "sampling temperatures, comma-separated, each a named cell ('' for greedy only)")
 
+    def check(self) -> None:
+        """What the options say together, before any work (tracer.models.validate calls it)."""
+        self.temperatures()
+
     def temperatures(self) -> list[float]:
-        """--temperature as numbers: '0.5,1,2' → [0.5, 1.0, 2.0]."""
+        """--temperature as numbers: '0.5,1,2' → [0.5, 1.0, 2.0]; '' → [] (greedy only)."""
+        text = self.temperature.replace(" ", "")
         try:
-            taus = [float(s) for s in self.temperature.replace(" ", "").split(",") if s]
-        except ValueError:
+            taus = [float(s) for s in text.split(",")] if text else []
+        except ValueError:  # also an empty piece: '1,,2'
             taus = [0.0]
         if not all(t > 0 and math.isfinite(t) for t in taus):
             raise TracerError(f"--temperature must be positive numbers separated by commas (got {self.temperature!r})")

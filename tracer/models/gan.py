@@ -29,6 +29,7 @@ from tracer.core.activations import leaky_relu, sigmoid
 from tracer.core.linalg import add, linear
 from tracer.core.losses import neg_mean_ln, neg_mean_ln1m
 from tracer.core.resampling import upscale
+from tracer.core.size import Size, estimate, optimizer_state, update
 from tracer.core.tape import Tape
 from tracer.data import mnist
 from tracer.models.base import Training, lr_opt, opt
@@ -76,6 +77,19 @@ def init_params(rng, hidden: int, latent: int, pixels: int = 784) -> dict[str, n
         params[w.replace("W", "b")] = np.zeros((1, fan_out))
     order = ["G_W1", "G_b1", "G_W2", "G_b2", "D_W1", "D_b1", "D_W2", "D_b2"]
     return {k: params[k] for k in order}
+
+
+def size(cfg: Config) -> Size:
+    """The run's size from its options (tracer.core.size): D's gradients come through the real and
+    the fake digits (a contribution each, and their sum), G's through D'."""
+    N, P, H, Z = cfg.batch, 784, cfg.hidden, cfg.latent
+    G = [(Z, H), (1, H), (H, P), (1, P)]
+    D = [(P, H), (1, H), (H, 1), (1, 1)]
+    forward = [(N, Z), (N, H), (N, H), (N, P), (N, P)] + [(N, H), (N, H), (N, 1), (N, 1)] * 3 + [(1, 1)] * 4
+    step = forward * 2 + D * 3 + G + update(cfg.optimizer, D + G)
+    if cfg.upscale:  # the amplifier, after the game: no gradient
+        step.append((N, P * cfg.upscale ** 2))
+    return estimate([(N, P), *G, *D, *optimizer_state(cfg.optimizer, D + G)], step, cfg.iterations)
 
 
 def trace(cfg: Config) -> Tape:

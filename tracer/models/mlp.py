@@ -26,6 +26,7 @@ from tracer.core import optimizers as optim
 from tracer.core.activations import leaky_relu, relu, sigmoid, softmax, tanh
 from tracer.core.linalg import linear
 from tracer.core.losses import bce_mean, cross_entropy, half_sse, mse
+from tracer.core.size import Size, estimate, optimizer_state, update
 from tracer.core.tape import Tape
 from tracer.data.mlp_config import DEFAULT_EXAMPLE, examples, load
 from tracer.models.base import opt
@@ -87,6 +88,23 @@ def initial_params(spec) -> dict[str, tuple[np.ndarray, str]]:
                                    (np.zeros((1, layer.units)), "zero"))
         fan_in = layer.units
     return params
+
+
+def size(cfg: Config) -> Size:
+    """The run's size from the file (tracer.core.size), before any weight is drawn."""
+    spec = cfg.spec
+    N, fan_in = spec.inputs.shape
+    params, trained, forward = [], [], []
+    for layer in spec.layers:
+        for name, shape in ((layer.weights_name, (fan_in, layer.units)), (layer.bias_name, (1, layer.units))):
+            params.append(shape)
+            if name not in spec.frozen:
+                trained.append(shape)
+        forward += [(N, layer.units)] * (1 if layer.activation == "identity" else 2)
+        fan_in = layer.units
+    forward.append((1, 1))  # the loss
+    return estimate([spec.inputs.shape, spec.targets.shape, *params, *optimizer_state(spec.optimizer, trained)],
+                    forward * 2 + trained + update(spec.optimizer, trained), spec.iterations)
 
 
 def trace(cfg: Config) -> Tape:

@@ -16,6 +16,7 @@ from tracer.core.activations import softmax
 from tracer.core.embeddings import positional_encoding, token_ids
 from tracer.core.generation import take_rows
 from tracer.core.losses import cross_entropy, one_hot
+from tracer.core.size import Size, estimate, optimizer_state, sheet, update
 from tracer.core.tape import Tape
 from tracer.data.text import BOUNDARY
 from tracer.errors import TracerError
@@ -26,12 +27,14 @@ def sequence(cfg):
     """The tokenization of the text (cut to what the sequence needs) and (inputs, targets): the
     first --context tokens and the token after each."""
     lines, need = cfg.lines(), cfg.context + 1
-    # whole sentences until the sequence is long enough: a small vocabulary; BPE learns its
-    # merges from the whole text (in a few sentences hardly any pair repeats)
-    for n in range(len(lines) if cfg.tokenizer == "bpe" else 1, len(lines) + 1):
-        tok = cfg.tokenize(lines[:n])
-        if len(tok.ids) >= need:
-            break
+    # the fewest whole sentences that make the sequence long enough: a small vocabulary (found by
+    # bisection: more sentences never give fewer tokens); BPE learns its merges from the whole text
+    # (in a few sentences hardly any pair repeats)
+    low, high = (len(lines) if cfg.tokenizer == "bpe" else 1), len(lines)
+    while low < high:
+        mid = (low + high) // 2
+        low, high = (low, mid) if len(cfg.tokenize(lines[:mid]).ids) >= need else (mid + 1, high)
+    tok = cfg.tokenize(lines[:high])
     if len(tok.ids) < need:
         raise TracerError(f"the text gives {len(tok.ids)} tokens: --context {cfg.context} needs {need}")
     return tok, tok.ids[:cfg.context], tok.ids[1:need]
@@ -41,6 +44,40 @@ def positions(pe, ids, prefix):
     """The positional encoding of a sequence: PE itself in training, its first m rows in a
     generation step (the text so far may be shorter than --context)."""
     return take_rows(pe, 0, ids.shape[0], name=prefix + "PE") if prefix else pe
+
+
+def size(cfg, params, forward) -> Size:
+    """The run's size from its options (tracer.core.size): params(V) the shapes of the model's
+    parameters, forward(m, V) the shapes it records from m token ids to their logits Z (m×V).  The
+    backward pass holds about one and a half times the forward's cells, plus a gradient per parameter."""
+    tok, inputs, _ = sequence(cfg)
+    V, T, d = len(tok.vocab), cfg.context, cfg.d_model
+    ps = params(V)
+    train = forward(T, V) + [(T, V), (1, 1)]  # … P, loss
+    step = train * 2 + train[::2] + ps + update(cfg.optimizer, ps)
+    first = [(T, 1), (T, V), (T, 1), (1, d), (T, d), *ps, *optimizer_state(cfg.optimizer, ps)]  # ids, Y, pos, dim, PE
+    after = _generation(cfg, forward, V, len(cfg.prompt_ids(tok, inputs, T))) if cfg.generate else Size(0, 0)
+    return estimate(first, step, cfg.iterations, after)
+
+
+def _generation(cfg, forward, V: int, start: int) -> Size:
+    """What generation records: a chain per temperature and the greedy one, each step the model on
+    the text so far (at most --context tokens), a choice and the longer text."""
+    T, d, steps, K = cfg.context, cfg.d_model, cfg.generate, len(cfg.temperatures())
+    chains, pick = 1 + K, [(1, V), (1, V), (1, V), (1, 1), (1, 1)]  # z/τ, P, cum, u, token
+    total = sheet([(start, 1), *forward(start, V), (start, d), (1, V), (1, 1), *pick * K, *[(K, V)] * (K > 0)])
+    # steps 2 … of each chain, on texts of start + 1 … start + steps − 1 tokens: sampled in at most 64
+    # lengths, each standing for the lengths up to it
+    lengths = range(start + 1, start + steps)
+    stride = -(-len(lengths) // 64) if len(lengths) else 1
+    for first in lengths[::stride]:
+        m = min(T, first + stride - 1)
+        count = len(range(first, min(first + stride, lengths.stop)))
+        model = sheet([*[(T, 1)] * (m < first), *forward(m, V), (m, d), (1, V), (1, 1)])
+        total += model * (count * chains) + sheet(pick[:4]) * (count * K)
+    n = steps  # the texts: start + 1 … start + steps tokens per chain, and each chain's final one
+    texts = n * start + n * (n + 1) // 2 + start + steps
+    return total + Size(chains * texts, chains * (texts + 5 * (n + 1)))
 
 
 def train(cfg, name: str, build) -> Tape:

@@ -37,6 +37,7 @@ from tracer.core.activations import sigmoid, softmax
 from tracer.core.embeddings import cosine, embed, nearest, token_ids
 from tracer.core.linalg import add, matmul_nt, mul, sum_cols
 from tracer.core.losses import cross_entropy, neg_mean_ln, neg_mean_ln1m, one_hot
+from tracer.core.size import Size, estimate, optimizer_state, update
 from tracer.core.tape import Tape
 from tracer.errors import TracerError
 from tracer.models.base import TextTraining, lr_opt, opt
@@ -68,6 +69,28 @@ def pairs(sentence: list[int], window: int) -> list[tuple[int, int]]:
             if q != p:
                 out.append((center, sentence[q]))
     return out
+
+
+def pair_count(length: int, window: int) -> int:
+    """len(pairs(sentence, window)) for a sentence of `length` tokens, without listing them."""
+    return sum(min(length - 1, p + window) - max(0, p - window) for p in range(length))
+
+
+def size(cfg: Config) -> Size:
+    """The run's size from its options (tracer.core.size), the text tokenized but not trained on."""
+    tok = cfg.tokenize(cfg.lines()[:cfg.sentences or None], boundary=False)
+    P, V, d, K = sum(pair_count(len(s), cfg.window) for s in tok.sentences), len(tok.vocab), cfg.dim, cfg.negative
+    E = [(V, d), (V, d)]
+    if K:  # per negative sample: its ids, embeddings, products, scores, σ and loss terms, and their gradients
+        forward = [(P, 1), (P, d), (P, 1), (P, d), (P, d), (P, 1), (P, 1), (1, 1)] + \
+                  [(P, 1), (P, d), (P, d), (P, 1), (P, 1), (1, 1), (1, 1)] * K
+        backward = [(P, d)] * 4 + [(P, 1)] * 2 + E + [(V, d)] + ([(P, d)] * 3 + [(P, 1)] * 2 + [(V, d)]) * K
+    else:
+        forward = [(P, 1), (P, d), (P, V), (P, V), (P, V), (1, 1)]
+        backward = [(P, V), (P, V), (P, d), (1, 1)] + E
+    n = min(NEIGHBOURS, V - 1)
+    return estimate(E + optimizer_state(cfg.optimizer, E), forward + backward + update(cfg.optimizer, E),
+                    cfg.iterations, after=[(V, V), (V, V), (V, n), (V, n)])
 
 
 def noise_distribution(tok) -> np.ndarray:

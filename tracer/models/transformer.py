@@ -37,6 +37,7 @@ from tracer.core.tape import Tape
 from tracer.errors import TracerError
 from tracer.models.base import GenerativeText, lr_opt, opt
 from tracer.models.next_token import positions, train
+from tracer.models.next_token import size as sequence_size
 
 NAME = "transformer"
 LOSSES = ("loss",)
@@ -56,6 +57,11 @@ class Config(GenerativeText):
     ffn: str = opt("relu", "the feed-forward activation", choices=tuple(ACTIVATIONS))
     context: int = opt(8, "tokens in the training sequence (T)", min=2)
     ln_eps: float = opt(1e-5, "LayerNorm's ε inside the square root (a named cell)", positive=True)
+
+    def check(self) -> None:
+        super().check()
+        if self.d_model % self.heads:
+            raise TracerError(f"--d-model {self.d_model} must be a multiple of --heads {self.heads}")
 
 
 def init_params(rng, V: int, cfg: Config) -> dict[str, np.ndarray]:
@@ -120,10 +126,25 @@ class Net:
         return add(x1, linear(hidden, p[b + "W_2"], p[b + "b_2"], name=n + "F"), name=n + "X2")
 
 
-def trace(cfg: Config) -> Tape:
-    if cfg.d_model % cfg.heads:
-        raise TracerError(f"--d-model {cfg.d_model} must be a multiple of --heads {cfg.heads}")
+def size(cfg: Config):
+    """The run's size from its options (tracer.core.size)."""
+    d, H, f, L = cfg.d_model, cfg.heads, cfg.d_ff, cfg.layers
+    dk = d // H
 
+    def params(V):
+        block = [(1, d)] * 2 + [(d, dk)] * (3 * H) + [(d, d)] + [(1, d)] * 2 + [(d, f), (1, f), (f, d), (1, d)]
+        return [(V, d), *block * L, (1, d), (1, d), (d, V), (1, V)]
+
+    def forward(m, V):
+        norm = [(m, 1), (m, 1), (m, d), (m, d)]  # LayerNorm: μ, σ², x̂, γ ⊙ x̂ + β
+        head = [(m, dk)] * 3 + [(m, m)] * 3 + [(m, dk)]
+        block = norm + head * H + [(m, d)] * 3 + norm + [(m, f), (m, f), (m, d), (m, d)]
+        return [(m, d)] * 2 + block * L + norm + [(m, V)]
+
+    return sequence_size(cfg, params, forward)
+
+
+def trace(cfg: Config) -> Tape:
     def build(tape, V, pe, rng):
         net = Net(cfg, pe, inverse_sqrt(tape, cfg.d_model // cfg.heads),
                   tape.constant("ln_eps", [[cfg.ln_eps]], role="hyper", defined_name="ln_eps"))

@@ -23,6 +23,7 @@ from tracer.core import optimizers as optim
 from tracer.core.activations import exp_half, relu, sigmoid
 from tracer.core.linalg import add, add_mul, linear
 from tracer.core.losses import bce, kl_normal
+from tracer.core.size import Size, estimate, optimizer_state, update
 from tracer.core.tape import Tape
 from tracer.data import mnist
 from tracer.models.base import Training, lr_opt, opt
@@ -73,6 +74,16 @@ def init_params(rng, hidden: int, latent: int, pixels: int = 784) -> dict[str, n
         params[w] = rng.normal(0.0, INIT_SCALE / np.sqrt(fan_in), size=(fan_in, fan_out))
         params["b" + w[1:]] = np.zeros((1, fan_out))
     return params
+
+
+def size(cfg: Config) -> Size:
+    """The run's size from its options (tracer.core.size): the backward pass holds a gradient of
+    every forward tensor and of every parameter."""
+    P, H, J = 784, cfg.hidden, cfg.latent
+    params = [(P, H), (1, H), (H, J), (1, J), (H, J), (1, J), (J, H), (1, H), (H, P), (1, P)]
+    forward = [(1, J)] * 5 + [(1, H)] * 4 + [(1, P)] * 2 + [(1, 1)] * 3  # eps … x_hat, recon, kl, loss
+    return estimate([(1, P), *params, *optimizer_state(cfg.optimizer, params)],
+                    forward * 2 + params + update(cfg.optimizer, params), cfg.iterations)
 
 
 def trace(cfg: Config) -> Tape:

@@ -14,6 +14,7 @@ import json
 import os
 from pathlib import Path
 
+from tracer.core.size import DATA_FORMATS, MAX_CELLS, MAX_DATA_VALUES
 from tracer.errors import TracerError
 from tracer.render.atomic import atomic_text
 
@@ -23,10 +24,10 @@ FORMATS = (".xlsx", ".json", ".csv", ".tex", ".md")
 def check_output(path: Path) -> Path:
     """Refuse an unknown suffix or a folder that cannot be written, before any work is done."""
     path = Path(path)
-    if path.suffix.lower() not in FORMATS:
-        raise TracerError(f"cannot write {path.name}: the output must end in {', '.join(FORMATS)}")
     if path.is_dir():
         raise TracerError(f"cannot write {path}: it is a folder")
+    if path.suffix.lower() not in FORMATS:
+        raise TracerError(f"cannot write {path.name}: the output must end in {', '.join(FORMATS)}")
     existing = path.parent
     while not existing.exists():  # the folder is made only when the file is written
         existing = existing.parent
@@ -52,8 +53,13 @@ def records(tape):
 
 
 def write_json(tape, config: dict, path: Path):
+    """The bytes json.dump writes for {"model", "config", "tensors"}, a record at a time (a list of every
+    record would hold each value as a Python float: 4× the trace's memory)."""
     with atomic_text(path) as f:
-        json.dump({"model": tape.meta.get("model"), "config": config, "tensors": list(records(tape))}, f)
+        f.write(f'{{"model": {json.dumps(tape.meta.get("model"))}, "config": {json.dumps(config)}, "tensors": [')
+        for n, record in enumerate(records(tape)):
+            f.write((", " if n else "") + json.dumps(record))
+        f.write("]}")
 
 
 def long_rows(tape):
@@ -81,10 +87,20 @@ def prepare_folder(path: Path) -> Path:
     return path
 
 
+def check_size(tape, suffix: str) -> None:
+    """The exact count against the limits the options' estimate was checked against before tracing
+    (tracer.models.check_size): the values of a run, and of a .json or .csv file."""
+    n = sum(t.value.size for t in tape.tensors)
+    limit = MAX_DATA_VALUES if suffix in DATA_FORMATS else MAX_CELLS
+    if n > limit:
+        raise TracerError(f"the run holds {n:,} values: more than the limit of {limit:,} for a {suffix} file")
+
+
 def export(tape, config: dict, path: Path, lang: str = "en", progress=None) -> int:
     """Write the run to `path` by its suffix; returns the number of cells (or values) written."""
     path = prepare_folder(path)
     suffix = path.suffix.lower()
+    check_size(tape, suffix)
     if suffix == ".json":
         write_json(tape, config, path)
     elif suffix == ".csv":

@@ -11,12 +11,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from tracer.core.size import MAX_COLS, MAX_ROWS, turned
 from tracer.errors import TracerError
 from tracer.render.template import Template
 
-MAX_ROWS, MAX_COLS = 1_048_576, 16_384
 MAX_SHEET_NAME = 31
-WIDE = 1024  # tensors wider than this (and not as tall) are shown turned
 BLOCK_HEAD = 4  # title, equation, note, column numbers
 
 
@@ -244,9 +243,7 @@ class Layout:
 
     def _fit(self, t, sheet: str, row0: int, col0: int) -> Place:
         rows, cols = t.shape
-        # a row vector reads best as a column; a very wide batch (N upscaled images) too, since
-        # a sheet's width costs time in every one of its rows
-        transposed = (rows == 1 and cols > 1) or (cols > WIDE > rows)
+        transposed = turned(rows, cols)
         p = Place(sheet, row0, col0, rows, cols, transposed)
         if col0 + p.display[1] > MAX_COLS:
             p.transposed = not transposed

@@ -10,10 +10,11 @@ import inspect
 from pathlib import Path
 
 import xlsxwriter
+from xlsxwriter.exceptions import XlsxFileError
 from xlsxwriter.worksheet import Worksheet
 
-from tracer.errors import TracerError
-from tracer.render.atomic import atomic_path
+from tracer.errors import TracerError, temporary_folder
+from tracer.render.atomic import atomic_path, document_date
 from tracer.render.layout import (
     COLS,
     Block,
@@ -123,9 +124,12 @@ def write_xlsx(layout, path: Path, progress=None) -> int:
     """Write the workbook to `path` atomically; returns the number of cells written.
     `progress(n)` is called with the number of cells of each finished block."""
     check_xlsxwriter()
-    with atomic_path(Path(path)) as tmp:
+    # XlsxWriter's constant-memory files go to a folder of our own: removed however the writing ends
+    with atomic_path(Path(path)) as tmp, temporary_folder("tracer-xlsx-") as scratch:
         wb = xlsxwriter.Workbook(str(tmp), {"constant_memory": True, "strings_to_numbers": False,
-                                           "strings_to_formulas": False, "strings_to_urls": False})
+                                           "strings_to_formulas": False, "strings_to_urls": False,
+                                           "tmpdir": str(scratch)})
+        wb.set_properties({"created": document_date()})  # the same inputs, the same bytes
         writer = _Writer(wb, layout, progress)
         for sheet in layout.sheets:
             writer.sheet(sheet)
@@ -133,7 +137,11 @@ def write_xlsx(layout, path: Path, progress=None) -> int:
             writer.exercise_sheets(layout.exercise)
         if layout.vocab_range:
             wb.define_name("vocab", layout.vocab_range)
-        wb.close()
+        try:
+            wb.close()
+        except XlsxFileError as e:  # a full disk, a file too large for a zip
+            cause = e.args[0] if e.args and isinstance(e.args[0], OSError) else e
+            raise TracerError(f"cannot write {path}: {getattr(cause, 'strerror', None) or cause}") from None
     return writer.cells
 
 
