@@ -333,6 +333,9 @@ def test_draws_come_from_rng_one_per_sampled_token():
                                        "[τ2 2] u", "[τ2 3] u", "[τ2 4] u"]
 
 
+SAMPLED = ("z/τ", "P_exp", "P_sum", "P", "cum", "u", "token")  # a sampled token's steps (P in its three)
+
+
 def expected_records(prompt_len, context, steps, temps):
     """(name, section) of every tensor generate records with the toy model, in order."""
     model = ["X", "PE", "H", "logits"]
@@ -340,7 +343,7 @@ def expected_records(prompt_len, context, steps, temps):
     out += [(f"[prompt] {m}", "generate_prompt") for m in model]
     out += [("[prompt] z", "generate_prompt"), ("[greedy 1] token", "generate_prompt")]
     for k in range(1, len(temps) + 1):
-        out += [(f"[τ{k} 1] {m}", "generate_prompt") for m in ("z/τ", "P", "cum", "u", "token")]
+        out += [(f"[τ{k} 1] {m}", "generate_prompt") for m in SAMPLED]
     if temps:
         out.append(("P by temperature", "generate_prompt"))
     labels = ["greedy"] + [f"τ{k}" for k in range(1, len(temps) + 1)]
@@ -350,7 +353,7 @@ def expected_records(prompt_len, context, steps, temps):
             section = f"generate_greedy:{n}" if c == 0 else f"generate_sample:{n}:{temps[c - 1]:g}"
             p = f"[{label} {n}] "
             window = [p + "window"] if prompt_len + n - 1 > context else []
-            picked = ["token"] if c == 0 else ["z/τ", "P", "cum", "u", "token"]
+            picked = ["token"] if c == 0 else list(SAMPLED)
             names = window + [p + m for m in model] + [p + "z"] + [p + m for m in picked] + [p + "text"]
             out += [(name, section) for name in names]
     out += [(f"generated ({label})", "generate_result") for label in labels]

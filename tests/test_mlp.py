@@ -687,9 +687,14 @@ def test_formulas_follow_the_placement():
     lay.place.update({id(p): Place("It 1", 4, 1, 2, 3), id(y): Place("In", 9, 2, 2, 3), id(g): Place("It 1", 0, 5, 1, 1)})
     for kind, expected in [("half_sse", "0.5*SUMPRODUCT(('In'!C10:E11-B5:D6)^2)"),
                            ("mse", "SUMPRODUCT((B5:D6-'In'!C10:E11)^2)/6"),
-                           ("bce_mean", "-SUMPRODUCT('In'!C10:E11*LN(B5:D6)+(1-'In'!C10:E11)*LN(1-B5:D6))/6")]:
+                           ("bce_mean", "SUM(B11:D12)/6")]:
         out = tape.apply(MLP_OPS[kind], p, y, name=kind)
         lay.place[id(out)] = Place("It 1", 20, 1, 1, 1)
+        if kind == "bce_mean":  # first its terms, each cell's binary cross-entropy
+            terms = out.inputs[2]
+            assert terms.name == "bce_mean_terms"
+            lay.place[id(terms)] = Place("It 1", 10, 1, 2, 3)
+            assert terms.op.formula(Cells(lay, terms), 1, 2) == "-('In'!E11*LN(D6)+(1-'In'!E11)*LN(1-D6))"
         assert out.op.formula(Cells(lay, out), 0, 0) == expected
         check_formula(expected.replace("'In'!", "In!"), set())
     grad = tape.apply(losses.MSE_GRAD, p, y, g, name="dp")

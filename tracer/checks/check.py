@@ -4,7 +4,7 @@
 2. Check that the given cells (data, initial parameters, draws, hyperparameters) and the blank
    blocks' titles are the exercise's: otherwise the file was made for another exercise.
 3. Read the student's cells as the application saved them (cached values; a formula saved with
-   no value is recalculated in LibreOffice).
+   no value is recalculated in a spreadsheet engine: LibreOffice when installed, else IronCalc).
 4. Replay the steps on the student's own numbers ("the student's world"): each given block is
    recomputed from the student's cells, as the spreadsheet itself would.  A wrong cell is an
    own mistake unless the step, applied to the student's own inputs, gives the student's value:
@@ -23,7 +23,7 @@ import numpy as np
 
 from tracer import models
 from tracer.checks.exercise import build
-from tracer.engines import libreoffice
+from tracer import engines
 from tracer.engines.workbook import (
     address,
     check_workbook,
@@ -92,6 +92,7 @@ class Grade:
     tolerance: Tolerance
     tensors: list  # TensorGrade, in step order
     template: object = None
+    recalculated: tuple | None = None  # (engine label, cells) when formulas saved without a value were recalculated
 
     def total(self, status=None) -> int:
         return sum(len(g.cells) if status is None else g.count(status) for g in self.tensors)
@@ -104,6 +105,9 @@ class Grade:
         r = self.recipe
         out = [f"{self.path.name}: {r['model']} exercise (blank: {r['blank']}; iterations: {r['iterations']}), "
                f"{self.total():,} cells to fill; {self.tolerance.describe()}"]
+        if self.recalculated:
+            engine, n = self.recalculated
+            out.append(f"{n:,} formula cells saved without a value were recalculated in {engine}")
         first = None
         for g in self.tensors:
             counts = [f"{g.count(RIGHT)} right"]
@@ -221,7 +225,7 @@ def _check_given(path, layout, tape, blocks, values) -> None:
                               f"{address(sheet, b.row + 1, 2)} should be the title of the block {b.title!r}")
 
 
-def read_student(path: Path, layout, tape, ex) -> tuple[dict, dict]:
+def read_student(path: Path, layout, tape, ex, engine: str | None = None) -> tuple[dict, dict, tuple | None]:
     """(blocks of the blank tensors, the cells' values as the student's application saved them)."""
     blocks = {}
     for s in layout.sheets:
@@ -252,12 +256,13 @@ def read_student(path: Path, layout, tape, ex) -> tuple[dict, dict]:
     # a formula the student typed, saved without its value (e.g. written by a script): recalculate
     formulas = values_at(path, answer_cells, data_only=False)
     stale = {k for k, f in formulas.items() if isinstance(f, str) and f.startswith("=") and values.get(k) is None}
+    recalculated = None
     if stale:
-        with tempfile.TemporaryDirectory(prefix="tracer-check-") as tmp:
-            fresh = values_at(libreoffice.recalculate(path, Path(tmp)), {s: {(r, c) for s2, r, c in stale if s2 == s}
-                                                             for s in {k[0] for k in stale}})
-        values.update(fresh)
-    return blocks, values
+        found = engines.preferred(engine)
+        values.update(found.recalculated_values(path, {s: {(r, c) for s2, r, c in stale if s2 == s}
+                                                       for s in {k[0] for k in stale}}))
+        recalculated = (found.LABEL, len(stale))
+    return blocks, values, recalculated
 
 
 # --- grading --------------------------------------------------------------------------------------
@@ -266,7 +271,9 @@ def _as_number(v) -> float:
     return float(v) if is_number(v) else math.nan
 
 
-def grade(path: Path, tolerance: Tolerance, original: Path | None = None) -> Grade:
+def grade(path: Path, tolerance: Tolerance, original: Path | None = None, engine: str | None = None) -> Grade:
+    """Grade the filled exercise at `path`; `engine` recalculates the formulas the student saved
+    without a value ("libreoffice", "ironcalc"; None: the first installed, LibreOffice first)."""
     path = Path(path)
     recipe = read_recipe(path)
     if original is not None:
@@ -276,7 +283,7 @@ def grade(path: Path, tolerance: Tolerance, original: Path | None = None) -> Gra
             raise TracerError(f"{path.name} was made for another model or configuration than {Path(original).name} "
                               f"({recipe['model']} {recipe['config']} vs {handed_out['model']} {handed_out['config']})")
     tape, layout, ex = rebuild(recipe)
-    blocks, values = read_student(path, layout, tape, ex)
+    blocks, values, recalculated = read_student(path, layout, tape, ex, engine)
     world: dict[int, np.ndarray] = {}  # the student's world: every tensor as their sheet computes it
     last = max(k for k, t in enumerate(tape.tensors) if id(t) in ex.blank_ids)
     grades = []
@@ -313,7 +320,7 @@ def grade(path: Path, tolerance: Tolerance, original: Path | None = None) -> Gra
                 g.cells.append(Cell(i, j, address(sheet, r, c), v, status, ref, own))
             world[id(t)] = mine
             grades.append(g)
-    return Grade(path, recipe, tolerance, grades, layout.tpl)
+    return Grade(path, recipe, tolerance, grades, layout.tpl, recalculated)
 
 
 # --- the annotated copy -------------------------------------------------------------------------
