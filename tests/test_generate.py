@@ -487,11 +487,11 @@ def export(tape, path, lang="en"):
 
 
 @pytest.fixture(scope="module")
-def exported(soffice, tmp_path_factory):
+def exported(module_engine, tmp_path_factory):
     tape, out = workbook_tape()
     path = tmp_path_factory.mktemp("generate") / "generate.xlsx"
     layout = export(tape, path)
-    return tape, out, layout, verify.verify_workbook(path, rtol=1e-12, atol=1e-14)
+    return tape, out, layout, verify.verify_workbook(path, rtol=1e-12, atol=1e-14, engine=module_engine)
 
 
 def test_workbook_recalculates_to_numpy(exported):
@@ -542,33 +542,33 @@ def test_every_formula_is_portable(exported):
     assert {"SUM", "MATCH", "MAX", "SUMPRODUCT"} <= used
 
 
-def _broken(monkeypatch, tmp_path, cls, broken_formula):
+def _broken(monkeypatch, tmp_path, cls, broken_formula, engine):
     """The toy workbook with one op's formula replaced: (tape, report)."""
     monkeypatch.setattr(cls, "formula", broken_formula)
     tape, _ = workbook_tape()
     path = tmp_path / "broken.xlsx"
     export(tape, path)
-    return tape, verify.verify_workbook(path, rtol=1e-12, atol=1e-14)
+    return tape, verify.verify_workbook(path, rtol=1e-12, atol=1e-14, engine=engine)
 
 
-def test_a_broken_sample_is_caught(soffice, monkeypatch, tmp_path):
+def test_a_broken_sample_is_caught(engine, monkeypatch, tmp_path):
     """`<` against a shifted draw (u − 1): every sampled token becomes 0 in LibreOffice."""
     def broken(self, c, i, j):
         V = c.shape(0)[1]
         return f"SUMPRODUCT(({c.span(0, i, 0, i, V - 2)}<{c.at(1, i, 0)}-1)*1)"
 
-    tape, report = _broken(monkeypatch, tmp_path, generation.Sample, broken)
+    tape, report = _broken(monkeypatch, tmp_path, generation.Sample, broken, engine)
     assert any(t.op is generation.SAMPLE and t.value[0, 0] != 0 for t in tape.tensors)  # so something must change
     assert not report.ok and report.errors == [] and report.n_mismatches >= 1
 
 
-def test_a_broken_argmax_is_caught(soffice, monkeypatch, tmp_path):
+def test_a_broken_argmax_is_caught(engine, monkeypatch, tmp_path):
     """MIN instead of MAX: the greedy tokens become the least likely ones."""
     def broken(self, c, i, j):
         row = c.row(0, i)[0]
         return f"MATCH(MIN({row}),{row},0)-1"
 
-    tape, report = _broken(monkeypatch, tmp_path, generation.Argmax, broken)
+    tape, report = _broken(monkeypatch, tmp_path, generation.Argmax, broken, engine)
     assert not report.ok and report.errors == []
     greedy = [t for t in tape.tensors if t.op is generation.ARGMAX]
     assert report.n_mismatches >= len(greedy)  # every greedy token at least

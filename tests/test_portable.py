@@ -1,9 +1,12 @@
-"""Every workbook's formulas stay portable: Excel 2007+, LibreOffice, Google Sheets.
+"""Every workbook's formulas stay portable: Excel 2010+, LibreOffice, Google Sheets, IronCalc.
 
-Only a handful of old functions, no array formulas or array constants, no Excel 365 functions
-(_xlfn.), no LAMBDA/LET, formulas under Excel's 8192-character limit, short sheet names, and a
-range is only ever a whole argument of SUM/MMULT/SUMPRODUCT or inside SUMPRODUCT (array
-arithmetic anywhere else would need an array formula).
+The formula rule: no function other than an aggregate ever receives a range (or an array
+expression made of ranges), and inside an aggregate ranges combine only through + − * / ^ and
+comparisons; array arithmetic at all only inside SUMPRODUCT (the other aggregates take a range as
+a whole argument).  Excel and LibreOffice evaluate LN(range) inside SUMPRODUCT as an array, other
+engines take one cell of it (implicit intersection) or give #VALUE!, so nothing may depend on it.
+Besides: only a handful of old functions, no array formulas or array constants, no Excel 365
+functions (_xlfn.), no LAMBDA/LET, formulas under Excel's 8192-character limit, short sheet names.
 """
 
 from __future__ import annotations
@@ -13,14 +16,16 @@ import zipfile
 
 import pytest
 
-ALLOWED = {"SUMPRODUCT", "MMULT", "SUM", "EXP", "LN", "MAX", "IF", "SQRT", "COUNT", "AVERAGE",
-           "INDEX", "SUMIF", "MATCH", "LARGE", "TANH", "PI", "SIN", "COS"}
-# functions that take a range as an argument
-WHOLE_RANGE = ("SUM", "MMULT", "COUNT", "AVERAGE", "MAX", "INDEX", "SUMIF", "MATCH", "LARGE")
+# the functions that take whole ranges; every other function gets single cells (or numbers)
+AGGREGATES = {"SUM", "SUMPRODUCT", "MMULT", "MAX", "AVERAGE", "COUNT", "LARGE", "MATCH", "INDEX", "SUMIF"}
+ALLOWED = AGGREGATES | {"EXP", "LN", "IF", "SQRT", "TANH", "PI", "SIN", "COS"}
+RANGE_NAMES = {"vocab"}  # defined names that stand for a range, not a cell
+ARITHMETIC = set("+-*/^=<>")  # how ranges may combine inside SUMPRODUCT
 LANGS = ["en", "es"]
 
 TOKEN = re.compile(r"""
-    (?P<ref>(?:'(?:[^']|'')+'!|[A-Za-z_][A-Za-z0-9_.]*!)?\$?[A-Z]{1,3}\$?\d+(?::\$?[A-Z]{1,3}\$?\d+)?)
+    (?P<string>"(?:[^"]|"")*")
+  | (?P<ref>(?:'(?:[^']|'')+'!|[A-Za-z_][A-Za-z0-9_.]*!)?\$?[A-Z]{1,3}\$?\d+(?::\$?[A-Z]{1,3}\$?\d+)?)
   | (?P<func>[A-Z][A-Z0-9._]*)\(
   | (?P<name>[A-Za-z_][A-Za-z0-9_.]*)
   | (?P<number>\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)
@@ -42,10 +47,11 @@ def tokens(formula: str):
 
 
 def check_formula(formula: str, defined: set[str]) -> None:
-    """Parse one formula: known functions, known names, ranges only where portable."""
+    """Parse one formula: known functions, known names, ranges only where every engine agrees."""
     toks = tokens(formula)
     stack = []  # enclosing calls: function name, or None for a bare parenthesis
     for n, (kind, text) in enumerate(toks):
+        calls = [f for f in stack if f]  # the enclosing functions, innermost last
         if kind == "func":
             assert text in ALLOWED, f"function {text} in {formula!r}"
             stack.append(text)
@@ -56,26 +62,46 @@ def check_formula(formula: str, defined: set[str]) -> None:
             stack.pop()
         elif kind == "name":
             assert text in defined, f"unknown name {text!r} in {formula!r}"
-        elif kind == "ref" and ":" in text and "SUMPRODUCT" not in stack:
-            # a range outside SUMPRODUCT: a whole argument of SUM or MMULT, nothing else
-            before = toks[n - 1][0] if n else None
-            after = toks[n + 1][0] if n + 1 < len(toks) else None
-            assert stack and stack[-1] in WHOLE_RANGE, f"range {text} outside an aggregate: {formula!r}"
-            assert before in ("func", "comma") and after in ("comma", "close"), \
-                f"array arithmetic on {text} outside SUMPRODUCT: {formula!r}"
+        elif kind == "op" and text not in ARITHMETIC:
+            assert not set(calls) & AGGREGATES, f"{text!r} inside an aggregate: {formula!r}"
+        if kind == "ref" and ":" in text or kind == "name" and text in RANGE_NAMES:
+            assert calls, f"range {text} outside a function: {formula!r}"
+            assert calls[-1] in AGGREGATES, f"{calls[-1]} receives the range {text}: {formula!r}"
+            if calls[-1] != "SUMPRODUCT":  # a whole argument of SUM, MMULT, MAX, INDEX, …
+                before = toks[n - 1][0] if n else None
+                after = toks[n + 1][0] if n + 1 < len(toks) else None
+                assert stack[-1] == calls[-1] and before in ("func", "comma") and after in ("comma", "close"), \
+                    f"array arithmetic on {text} outside SUMPRODUCT: {formula!r}"
     assert not stack, f"unbalanced '(' in {formula!r}"
 
 
 def test_the_checker_rejects_what_it_should():
     for bad in ["SUM(A1:A3*B1:B3)", "A1:A3+1", "EXP(A1:A3)", "_xlfn.STDEV(A1)", "LET(x,1,x)",
                 "SUM({1,2})", "MAX(0,foo)", "MMULT(A1:A2*2,B1:B2)", "(A1", "AVERAGE(LN(A1:A3))",
-                "COUNT(A1:A3)*A1:A3", "SQRT(A1:A2)"]:
+                "COUNT(A1:A3)*A1:A3", "SQRT(A1:A2)", "SUMPRODUCT(A1:A3*LN(B1:B3))",
+                "-SUMPRODUCT(LN(A1:A3))/COUNT(A1:A3)", "-0.5*SUMPRODUCT(1+A1:A2-B1:B2^2-EXP(A1:A2))",
+                "SUMPRODUCT((ABS(A1:A3-B1:B3)<=0.001)*1)", "LN(SUM(A1:A3)&A1:A3)", "SUMPRODUCT(A1:A3&B1:B3)",
+                "INDEX(vocab*2,1)", "LEN(vocab)", "SUM((A1:A3))"]:
         with pytest.raises(AssertionError):
-            check_formula(bad, {"lr", "adam_eps"})
-    for good in ["SUM(A1:A3)", "SUMPRODUCT(A1:A3*LN(B1:B3))", "MMULT('It 1'!A1:C1,B1:B3)+C4",
-                 "B1-lr*B2", "-0.5*SUMPRODUCT(1+A1:A2-B1:B2^2-EXP(A1:A2))", "IF(A1>0,B1,0)",
-                 "-SUMPRODUCT(LN(A1:A3))/COUNT(A1:A3)", "AVERAGE(A1:A3)", "lr*B1/(SQRT(B2)+adam_eps)"]:
-        check_formula(good, {"lr", "adam_eps"})
+            check_formula(bad, {"lr", "adam_eps", "vocab"})
+    for good in ["SUM(A1:A3)", "SUMPRODUCT(A1:A3*B1:B3)", "MMULT('It 1'!A1:C1,B1:B3)+C4",
+                 "B1-lr*B2", "-0.5*(1+A1-B1^2-EXP(A1))", "IF(A1>0,B1,0)", "SUM(A1:A3)/3", "AVERAGE(A1:A3)",
+                 "lr*B1/(SQRT(B2)+adam_eps)", "EXP(B5-MAX(B5:I5))", "-LN(SUMPRODUCT(A1:C1,A2:C2))",
+                 "SUMPRODUCT((((A1:A3-B1:B3)^2)^0.5<=0.001*(B1:B3^2)^0.5+1e-09)*1)",
+                 '"✎ "&COUNT(A1:A3)&"/3"', "INDEX(vocab,B5+1)", "SUMPRODUCT((A1:A3<=B5)*1)"]:
+        check_formula(good, {"lr", "adam_eps", "vocab"})
+
+
+def test_the_checker_catches_both_examples_of_the_issue():
+    """The two formulas that made another engine fail (issue 12): a BCE with LN over ranges inside
+    SUMPRODUCT (#VALUE! in IronCalc), a softmax with EXP over a range (silently 1 elsewhere)."""
+    recon = "-SUMPRODUCT(Inputs!B10:B793*LN(B886:B1669)+(1-Inputs!B10:B793)*LN(1-B886:B1669))"
+    softmax = "EXP(B89-MAX(B89:C89))/SUMPRODUCT(EXP(B89:C89-MAX(B89:C89)))"
+    for formula, culprit in ((recon, "LN receives the range B886:B1669"),
+                             (softmax, "EXP receives the range B89:C89")):
+        with pytest.raises(AssertionError, match=culprit):
+            check_formula(formula, set())
+    check_formula("EXP(B89-MAX(B89:C89))", set())  # the first step of today's softmax
 
 
 @pytest.mark.parametrize("lang", LANGS)

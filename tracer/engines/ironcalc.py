@@ -7,10 +7,18 @@ reads one written before dynamic arrays: a scalar function given a range takes t
 the formula's own row or column (implicit intersection, shown as `@`), or gives #VALUE!.  Which
 is why tracer's formulas never hand a range to anything but an aggregate (README: the formula
 rule), and why a workbook that does is caught here.
+
+One reading quirk is worked around: IronCalc 0.9 reads an empty cell marked as a number,
+`<c r="B5" s="3" t="n"/>` (how openpyxl saves a formatted empty cell, e.g. a student's blank
+answer), as the number 0, so COUNT would count it.  Such a file is recalculated from a copy
+without that mark, which every other reader takes as the same empty cell.
 """
 
 from __future__ import annotations
 
+import re
+import tempfile
+import zipfile
 from pathlib import Path
 
 from tracer.errors import TracerError
@@ -47,12 +55,13 @@ def recalculated_values(path: Path, wanted: dict[str, set[tuple[int, int]]],
     if ic is None:
         raise TracerError(INSTALL_HINT)
     path = Path(path)
-    try:
-        model = ic.load_from_xlsx(str(path), "en", "UTC")
-        model.evaluate()
-    except Exception as e:  # IronCalc's WorkbookError, or a panic it turns into an exception
-        detail = " ".join(str(e).split())[:300]
-        raise TracerError(f"IronCalc could not recalculate {path.name}: {detail}") from None
+    with tempfile.TemporaryDirectory(prefix="tracer-ironcalc-") as tmp:
+        try:
+            model = ic.load_from_xlsx(str(_without_empty_numbers(path, Path(tmp))), "en", "UTC")
+            model.evaluate()
+        except Exception as e:  # IronCalc's WorkbookError, or a panic it turns into an exception
+            detail = " ".join(str(e).split())[:300]
+            raise TracerError(f"IronCalc could not recalculate {path.name}: {detail}") from None
     sheets = {p["name"]: k for k, p in enumerate(model.get_worksheets_properties())}
     values = {}
     for sheet, cells in wanted.items():
@@ -62,3 +71,23 @@ def recalculated_values(path: Path, wanted: dict[str, set[tuple[int, int]]],
         for r, c in cells:
             values[(sheet, r, c)] = model.get_cell_value(k, r, c)
     return values
+
+
+_EMPTY_NUMBER = re.compile(rb'(<c\b[^>]*?)\s+t="n"(\s*/>)')  # <c r="B5" s="3" t="n"/>: an empty cell
+
+
+def _without_empty_numbers(path: Path, tmp: Path) -> Path:
+    """`path` itself, or a copy in `tmp` whose empty cells marked t="n" are plain empty cells."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            parts = [n for n in archive.namelist() if n.startswith("xl/worksheets/") and n.endswith(".xml")]
+            if not any(_EMPTY_NUMBER.search(archive.read(n)) for n in parts):
+                return path
+            copy = tmp / path.name
+            with zipfile.ZipFile(copy, "w", zipfile.ZIP_DEFLATED) as out:
+                for info in archive.infolist():
+                    data = archive.read(info)
+                    out.writestr(info, _EMPTY_NUMBER.sub(rb"\1\2", data) if info.filename in parts else data)
+    except (OSError, zipfile.BadZipFile):
+        return path  # not a zip: IronCalc says why it cannot read it
+    return copy

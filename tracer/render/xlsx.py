@@ -297,7 +297,9 @@ class _Writer:
         n = rows * cols
         mine = p.span(0, 0, p.rows - 1, p.cols - 1, sheet.name)
         answers = ex.answers[id(b.tensor)].span(0, 0, p.rows - 1, p.cols - 1, sheet.name)
-        right = f"SUMPRODUCT((ABS({mine}-{answers})<={RTOL!r}*ABS({answers})+{ATOL!r})*1)"
+        # |mine − answer| ≤ RTOL·|answer| + ATOL, cell by cell; |a| written (a^2)^0.5: no function
+        # other than an aggregate may receive a range (ABS(range) would be implicit intersection)
+        right = f"SUMPRODUCT(((({mine}-{answers})^2)^0.5<={RTOL!r}*({answers}^2)^0.5+{ATOL!r})*1)"
         col = TITLE_WIDTH
         ws.write_formula(r, col, f'=IF(COUNT({mine})<{n},"✎ "&COUNT({mine})&"/{n}",'
                                  f'IF({right}={n},"✓ {n}/{n}","✗ "&{right}&"/{n}"))',
