@@ -186,3 +186,70 @@ def test_other_workbooks_are_portable(run_book, run_workbook, key):
         assert {"slope", "beta_1", "beta_2", "adam_eps"} <= defined and {"IF", "SQRT"} <= used
     if key.startswith("gan"):
         assert {"slope", "lr_D", "lr_G"} <= defined and "COUNT" in used
+    # the layout's own formulas are walked too: the loss table, the mean of a batch, a token's text
+    overview = book.formulas[book.sheetnames[0]]
+    assert overview and any(f.startswith("AVERAGE(") for f in overview.values()) == (key == "gan-adam-upscale")
+    shows_tokens = key.startswith(("attention", "transformer"))  # beside their ids (skip-gram: no column of ids)
+    assert any(f.startswith("INDEX(vocab,") for fs in book.formulas.values() for f in fs.values()) == shows_tokens
+
+
+def every_op_tape():
+    """The ops no model of RUNS records (an mlp's mean BCE, every amplifier and its gradient, a
+    slice's pad, the sum of a 1 × 1 factor's gradient), each applied and differentiated."""
+    import numpy as np
+
+    from tracer.core import activations, linalg, losses, resampling
+    from tracer.core.tape import Tape
+
+    rng = np.random.default_rng(12)
+    tape = Tape()
+    x = tape.constant("x", rng.uniform(0.1, 0.9, (2, 9)), role="param")
+    s = tape.constant("s", [[0.5]], role="param")
+    y = tape.constant("y", rng.integers(0, 2, (2, 4)).astype(float), role="data")
+    tape.iteration = 1
+    for k, (factor, mode) in enumerate(((2, "nearest"), (2, "bilinear"), (4, "nearest"), (4, "bilinear")), 1):
+        tape.at("forward")
+        up = resampling.upscale(x, factor, mode, name=f"up{k}")
+        head = tape.apply(linalg.slice_cols(0, 4), linalg.mul(s, up, name=f"s·up{k}"), name=f"head{k}")
+        loss = losses.bce_mean(activations.sigmoid(head, name=f"p{k}"), y, name=f"L{k}")
+        tape.at("backward")
+        tape.backward(loss, {"x": x, "s": s}, prefix=f"L{k}")
+    return tape
+
+
+def test_every_op_writes_portable_formulas(run_tape):
+    """Every op's formulas, cell by cell in a real layout: those of the RUNS workbooks are walked
+    above; here the ops they do not record.  Together: every op of tracer.core.OPS."""
+    from conftest import RUNS, ops_template
+
+    from tracer import core
+    from tracer.render.layout import Cells, Layout
+
+    tape = every_op_tape()
+    layout = Layout(tape, ops_template("en", "every op"), {})
+    walked = set()
+    for t in tape.tensors:
+        if t.op is not None:
+            cells = Cells(layout, t)
+            for i in range(t.shape[0]):
+                for j in range(t.shape[1]):
+                    check_formula(t.op.formula(cells, i, j), set())
+            walked.add(t.op.name)
+    in_runs = {t.op.name for key in RUNS for t in run_tape(key)[1].tensors if t.op is not None}
+    assert walked | in_runs == set(core.OPS)
+    assert {"bce_mean", "pad_cols", "sum_all", "upscale_bilinear_4_grad"} <= walked - in_runs
+
+
+def test_self_check_cells_are_portable(tmp_path, run_main):
+    """A student's version with self-check cells: every formula of the file, the verdict cells too."""
+    from conftest import read_book
+
+    path = tmp_path / "ex.xlsx"
+    code, out, err = run_main("exercise", "mlp", "--blank", "forward,loss,backward", "--self-check", "-o", path)
+    assert code == 0, err
+    book = read_book(path)
+    verdicts = [f for fs in book.formulas.values() for f in fs.values() if f.startswith("IF(COUNT(")]
+    assert len(verdicts) > 5
+    for fs in book.formulas.values():
+        for f in fs.values():
+            check_formula(f, set(book.defined_names))

@@ -266,11 +266,8 @@ class _Writer:
             if b.tokens:  # the token of the id: a formula too, so it follows a recomputed id
                 ws.write_formula(row, p.col0 + n_cols, f"=INDEX(vocab,{p.addr(dr, 0, sheet.name)}+1)",
                                  st.token, self.value(t, b.tokens[dr]))
-        if b.tokens:
-            self.cells += n_rows + 1
-        n = n_rows * n_cols
-        self.cells += n + 4 + n_cols + n_rows  # grid, 4 header texts, column and row numbers
-        self.progress(n)
+        self.cells += b.cells
+        self.progress(n_rows * n_cols)
         return p.row0 + n_rows - 1
 
     def _picture(self, ws, sheet, p: Picture):
