@@ -87,9 +87,9 @@ def test_either_engine_gives_the_same_grade(exercise, tmp_path, soffice, run_mai
              for engine, r in grades.items()}
     assert cells["libreoffice"] == cells["ironcalc"] and statuses(grades["ironcalc"])[OWN] == 1
     assert grades["libreoffice"].lines()[2:] == grades["ironcalc"].lines()[2:]  # after the engine's line
-    code, out, err = run_main("check", filled)
+    code, out, _ = run_main("check", filled)
     assert code == 1 and "recalculated in LibreOffice" in out
-    code, out, err = run_main("check", filled, "--engine", "ironcalc")
+    code, out, _ = run_main("check", filled, "--engine", "ironcalc")
     assert code == 1 and "recalculated in IronCalc" in out
 
 

@@ -362,8 +362,8 @@ def test_the_steps_of_a_loss_get_no_gradient(name):
     """A loss in steps: the backward pass goes from the loss straight to its inputs, by the
     loss's own rule; its terms get no gradient record (the tape passes them by)."""
     inputs = next(ins for n, _, ins in FORWARD if n == name)
-    tape, loss, grads = traced_gradients(name, inputs, range(len(inputs)) if name == "kl" else (len(inputs) - 1,),
-                                         np.ones((1, 1)))
+    tape, loss, _ = traced_gradients(name, inputs, range(len(inputs)) if name == "kl" else (len(inputs) - 1,),
+                                     np.ones((1, 1)))
     out = next(t for t in tape.tensors if t.name == "out")
     (terms,) = out.inputs[len(inputs):]
     assert terms.name == "out_terms" and terms.shape == inputs[-1].shape

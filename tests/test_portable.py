@@ -245,7 +245,7 @@ def test_self_check_cells_are_portable(tmp_path, run_main):
     from conftest import read_book
 
     path = tmp_path / "ex.xlsx"
-    code, out, err = run_main("exercise", "mlp", "--blank", "forward,loss,backward", "--self-check", "-o", path)
+    code, _, err = run_main("exercise", "mlp", "--blank", "forward,loss,backward", "--self-check", "-o", path)
     assert code == 0, err
     book = read_book(path)
     verdicts = [f for fs in book.formulas.values() for f in fs.values() if f.startswith("IF(COUNT(")]

@@ -21,9 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tracer import models
+from tracer import engines, models
 from tracer.checks.exercise import build
-from tracer import engines
 from tracer.engines.workbook import (
     address,
     check_workbook,

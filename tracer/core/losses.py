@@ -24,7 +24,19 @@ from __future__ import annotations
 import numpy as np
 
 from tracer.core.linalg import MUL
-from tracer.core.op import Composite, Elementwise, Op, Reduce, dot, no_grad, only, record, same_way, total
+from tracer.core.op import (
+    Composite,
+    Elementwise,
+    Op,
+    Reduce,
+    dot,
+    no_grad,
+    only,
+    record,
+    same_way,
+    total,
+)
+
 
 class SumOfTerms(Composite):
     """A loss in two blocks: its terms, one per cell (`<name>_terms`, the op `terms` applied to

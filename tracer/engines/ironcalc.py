@@ -59,7 +59,9 @@ def recalculated_values(path: Path, wanted: dict[str, set[tuple[int, int]]],
         try:
             model = ic.load_from_xlsx(str(_without_empty_numbers(path, Path(tmp))), "en", "UTC")
             model.evaluate()
-        except Exception as e:  # IronCalc's WorkbookError, or a panic it turns into an exception
+        except BaseException as e:  # IronCalc's WorkbookError, or a Rust panic (a BaseException)
+            if not isinstance(e, ic.WorkbookError) and type(e).__name__ != "PanicException":
+                raise
             detail = " ".join(str(e).split())[:300]
             raise TracerError(f"IronCalc could not recalculate {path.name}: {detail}") from None
     sheets = {p["name"]: k for k, p in enumerate(model.get_worksheets_properties())}
