@@ -115,12 +115,8 @@ class ShiftedExp(Op):
         m = np.where(seen, x, -np.inf).max(axis=1, keepdims=True)
         return np.where(seen, np.exp(np.where(seen, x - m, 0)), 0)
 
-    def last(self, c, i) -> int:
-        """The last column row i reads."""
-        return min(i, c.shape(0)[1] - 1) if self.causal else c.shape(0)[1] - 1
-
     def formula(self, c, i, j):
-        last = self.last(c, i)
+        last = min(i, c.shape(0)[1] - 1) if self.causal else c.shape(0)[1] - 1  # the last column row i reads
         if j > last:
             return "0"
         return f"EXP({c.at(0, i, j)}-MAX({c.span(0, i, 0, i, last)}))"
