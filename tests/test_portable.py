@@ -20,6 +20,8 @@ import pytest
 AGGREGATES = {"SUM", "SUMPRODUCT", "MMULT", "MAX", "AVERAGE", "COUNT", "LARGE", "MATCH", "INDEX", "SUMIF"}
 ALLOWED = AGGREGATES | {"EXP", "LN", "IF", "SQRT", "TANH", "PI", "SIN", "COS"}
 RANGE_NAMES = {"vocab"}  # defined names that stand for a range, not a cell
+# the arguments (from 0) that must be a range, even of one cell (A1:A1): IronCalc refuses a cell there
+RANGE_ARGS = {"SUMIF": {0, 2}, "INDEX": {0}, "MATCH": {1}, "LARGE": {0}}
 ARITHMETIC = set("+-*/^=<>")  # how ranges may combine inside SUMPRODUCT
 LANGS = ["en", "es"]
 
@@ -50,16 +52,25 @@ def check_formula(formula: str, defined: set[str]) -> None:
     """Parse one formula: known functions, known names, ranges only where every engine agrees."""
     toks = tokens(formula)
     stack = []  # enclosing calls: function name, or None for a bare parenthesis
+    args = []  # beside it: which argument of that call the parser is in
     for n, (kind, text) in enumerate(toks):
         calls = [f for f in stack if f]  # the enclosing functions, innermost last
+        if stack and args[-1] in RANGE_ARGS.get(stack[-1], ()) and toks[n - 1][0] in ("func", "comma"):
+            assert kind == "ref" and ":" in text or kind == "name" and text in RANGE_NAMES, \
+                f"argument {args[-1] + 1} of {stack[-1]} must be a range (A1:A1 for one cell): {formula!r}"
         if kind == "func":
             assert text in ALLOWED, f"function {text} in {formula!r}"
             stack.append(text)
+            args.append(0)
         elif kind == "open":
             stack.append(None)
+            args.append(0)
         elif kind == "close":
             assert stack, f"unbalanced ')' in {formula!r}"
             stack.pop()
+            args.pop()
+        elif kind == "comma" and args:
+            args[-1] += 1
         elif kind == "name":
             assert text in defined, f"unknown name {text!r} in {formula!r}"
         elif kind == "op" and text not in ARITHMETIC:
@@ -81,14 +92,16 @@ def test_the_checker_rejects_what_it_should():
                 "COUNT(A1:A3)*A1:A3", "SQRT(A1:A2)", "SUMPRODUCT(A1:A3*LN(B1:B3))",
                 "-SUMPRODUCT(LN(A1:A3))/COUNT(A1:A3)", "-0.5*SUMPRODUCT(1+A1:A2-B1:B2^2-EXP(A1:A2))",
                 "SUMPRODUCT((ABS(A1:A3-B1:B3)<=0.001)*1)", "LN(SUM(A1:A3)&A1:A3)", "SUMPRODUCT(A1:A3&B1:B3)",
-                "INDEX(vocab*2,1)", "LEN(vocab)", "SUM((A1:A3))"]:
+                "INDEX(vocab*2,1)", "LEN(vocab)", "SUM((A1:A3))", "SUMIF(A1,0,B1:B1)", "SUMIF(A1:A1,0,B1)",
+                "INDEX(B5,1,1)", "MATCH(MAX(B1),B1,0)", "LARGE(B1,1)"]:
         with pytest.raises(AssertionError):
             check_formula(bad, {"lr", "adam_eps", "vocab"})
     for good in ["SUM(A1:A3)", "SUMPRODUCT(A1:A3*B1:B3)", "MMULT('It 1'!A1:C1,B1:B3)+C4",
                  "B1-lr*B2", "-0.5*(1+A1-B1^2-EXP(A1))", "IF(A1>0,B1,0)", "SUM(A1:A3)/3", "AVERAGE(A1:A3)",
                  "lr*B1/(SQRT(B2)+adam_eps)", "EXP(B5-MAX(B5:I5))", "-LN(SUMPRODUCT(A1:C1,A2:C2))",
                  "SUMPRODUCT((((A1:A3-B1:B3)^2)^0.5<=0.001*(B1:B3^2)^0.5+1e-09)*1)",
-                 '"✎ "&COUNT(A1:A3)&"/3"', "INDEX(vocab,B5+1)", "SUMPRODUCT((A1:A3<=B5)*1)"]:
+                 '"✎ "&COUNT(A1:A3)&"/3"', "INDEX(vocab,B5+1)", "SUMPRODUCT((A1:A3<=B5)*1)",
+                 "SUMIF(A1:A1,0,'In'!B1:B1)", "MATCH(LARGE(B1:B1,2),B1:B1,0)-1", "MATCH(MAX(B1),B1:B1,0)-1"]:
         check_formula(good, {"lr", "adam_eps", "vocab"})
 
 

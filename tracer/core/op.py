@@ -131,6 +131,12 @@ def total(rng: str, n: int = 1) -> str:
     return s if n == 1 else f"{s}/{n}"
 
 
+def as_range(ref: str) -> str:
+    """A reference as a range even when it is one cell (B5 → B5:B5): SUMIF, INDEX, MATCH and LARGE
+    take a range, and IronCalc gives #VALUE! (or #N/A) for a single-cell reference there."""
+    return ref if ":" in ref else f"{ref}:{ref.rsplit('!', 1)[-1]}"
+
+
 def dot(a, b) -> str:
     """Σ a_k b_k of two equally long ranges (c.row / c.col results): SUMPRODUCT when both run the
     same way, MMULT of a row by a column when they cross (SUMPRODUCT needs equal shapes), a
