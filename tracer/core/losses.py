@@ -134,7 +134,8 @@ class CrossEntropy(Composite):
     """L = −(1/T) Σ_i Σ_j Y[i, j] ln P[i, j] = (1/T) Σ_i ℓ_i, ℓ_i = −ln P[i, target_i]: P (T, V)
     probabilities (after softmax, so every P > 0), Y (T, V) one-hot targets (a constant) → (1, 1),
     in two blocks: ℓ (`<name>_terms`, xent_terms), then SUM(ℓ)/T (T a literal).  numpy adds
-    Σ_ij Y_ij ℓ_i, which is Σ_i ℓ_i added in the order of −Σ Y ⊙ ln P.
+    Σ_ij Y_ij ℓ_i, which is Σ_i ℓ_i in the order numpy adds −Σ Y ⊙ ln P: the loss keeps every bit
+    of the one-formula cross-entropy it was before the split.
 
     Y one-hot rather than a column of target ids: the target of each row is visible as the 1 in
     its row, no lookup.  Gradient: xent_grad, −g·Y/(T·P); after a softmax, softmax_grad turns it
