@@ -1,4 +1,5 @@
-"""Shared fixtures: LibreOffice, the default VAE trace and its workbooks, an in-process CLI.
+"""Shared fixtures: the engines (LibreOffice, IronCalc), the default VAE trace and its workbooks, an
+in-process CLI.
 
 Exporting the default VAE takes a few seconds per language and reading a workbook back another
 second or two, so the trace, the workbooks and their cells are built once per test session and
@@ -35,6 +36,33 @@ def require_soffice() -> str:
 @pytest.fixture(scope="session")
 def soffice() -> str:
     return require_soffice()
+
+
+# --------------------------------------------------------------------------
+# The engines every formula check runs in
+# --------------------------------------------------------------------------
+
+ENGINES = ("libreoffice", "ironcalc")
+
+
+def require_engine(name: str) -> str:
+    """The engine's name; LibreOffice's tests skip without soffice (fail if it is required).
+    IronCalc is a dependency of the package: always there."""
+    if name == "libreoffice":
+        require_soffice()
+    return name
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request) -> str:
+    """Each test that takes it runs once per engine: LibreOffice, then IronCalc."""
+    return require_engine(request.param)
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def module_engine(request) -> str:
+    """`engine` for module-scoped fixtures (a workbook verified once per engine)."""
+    return require_engine(request.param)
 
 
 def ops_template(lang: str, title: str):

@@ -1,18 +1,20 @@
 """The op families the op tests were written for, by name: each test module checks every op of
 its family against an independent reference (test_package checks that the families together are
-exactly tracer.core.OPS, so a new op cannot go untested)."""
+exactly tracer.core.OPS, so a new op cannot go untested).  A step of an op in steps (bce_terms,
+softmax_exp, …) is checked like any op, and its gradient with the op it is a step of."""
 
 from tracer.core import OPS
 
-BASIC = ("adam_m", "adam_step", "adam_v", "add", "add_mul", "bce", "bce_grad", "bias_correct", "broadcast",
-         "copy", "exp_half", "exp_half_grad", "increment", "kl", "kl_logvar_grad", "leaky_relu",
-         "leaky_relu_grad", "linear", "matmul", "matmul_nt", "matmul_tn", "mul", "neg_mean_ln",
-         "neg_mean_ln1m", "neg_mean_ln1m_grad", "neg_mean_ln_grad", "one", "relu", "relu_grad", "sgd",
-         "sigmoid", "sigmoid_grad", "sub", "sum", "sum_all", "sum_cols", "sum_rows")  # test_ops
-LANGUAGE = ("affine", "causal_softmax", "col_dot", "concat_cols", "cosine", "embed", "embed_grad", "gelu",
+BASIC = ("adam_m", "adam_step", "adam_v", "add", "add_mul", "bce", "bce_grad", "bce_terms", "bias_correct",
+         "broadcast", "copy", "exp_half", "exp_half_grad", "increment", "kl", "kl_logvar_grad", "kl_terms",
+         "leaky_relu", "leaky_relu_grad", "linear", "matmul", "matmul_nt", "matmul_tn", "mul", "neg_ln",
+         "neg_ln1m", "neg_mean_ln", "neg_mean_ln1m", "neg_mean_ln1m_grad", "neg_mean_ln_grad", "one", "relu",
+         "relu_grad", "sgd", "sigmoid", "sigmoid_grad", "sub", "sum", "sum_all", "sum_cols", "sum_rows")  # test_ops
+LANGUAGE = ("affine", "causal_softmax", "causal_softmax_exp", "col_dot", "concat_cols", "cosine", "embed", "embed_grad", "gelu",
             "gelu_grad", "nearest", "normalize", "normalize_grad_mu", "normalize_grad_var", "normalize_grad_x",
             "pad_cols", "pos_encoding", "row_mean", "row_mean_grad", "row_var", "row_var_grad_mu",
-            "row_var_grad_x", "rsqrt", "slice_cols", "softmax", "softmax_grad", "xent", "xent_grad")  # test_lm_ops
+            "row_var_grad_x", "rsqrt", "slice_cols", "softmax", "softmax_exp", "softmax_grad", "xent", "xent_grad",
+            "xent_terms")  # test_lm_ops
 DENSE = ("bce_mean", "bce_mean_grad", "half_sse", "half_sse_grad", "mse", "mse_grad", "tanh", "tanh_grad")  # test_mlp
 UPSCALE = tuple(f"upscale_{m}_{f}{g}" for m in ("nearest", "bilinear") for f in (2, 4) for g in ("", "_grad"))  # test_upscale
 GENERATION = ("append_row", "argmax", "cumsum", "divide", "sample", "stack_rows", "take_rows")  # test_generate

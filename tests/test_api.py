@@ -106,3 +106,22 @@ def test_verify_refuses_an_exercise_and_a_missing_file(tmp_path):
     assert path.is_file() and len(ex.blank) == 2 and cells > 0
     with pytest.raises(TracerError, match="is an exercise"):
         tracer.verify(path)
+
+
+def test_verify_in_one_engine_or_each(tmp_path):
+    """tracer.verify(path, engine=…): the engine's own report, by name; an unknown one refused."""
+    from tracer import api
+    from tracer.engines import CHOICES
+
+    assert api.ENGINES == CHOICES  # the CLI's choices are the engines'
+    run = tracer.run("mlp")
+    run.save(tmp_path / "mlp.xlsx")
+    v = tracer.verify(tmp_path / "mlp.xlsx", engine="ironcalc")
+    assert v.ok and [r.engine for r in v.reports] == ["IronCalc"] and v["ironcalc"].n_formulas == v.n_formulas > 20
+    assert v.lines()[-2:] == ["IronCalc: OK", "OK"]
+    with pytest.raises(KeyError):
+        v["libreoffice"]
+    with pytest.raises(TracerError, match="unknown engine 'excel'"):
+        tracer.verify(tmp_path / "mlp.xlsx", engine="excel")
+    with pytest.raises(TracerError, match="unknown engine 'all'"):
+        tracer.check(tmp_path / "mlp.xlsx", engine="all")

@@ -77,8 +77,8 @@ def test_loss_falls_with_the_defaults():
 
 
 @pytest.mark.parametrize("key", ["attention", "attention-es-bpe-adam"])
-def test_workbooks_verify_in_libreoffice(soffice, run_workbook, key):
-    report = verify_workbook(run_workbook(key))
+def test_workbooks_verify(engine, run_workbook, key):
+    report = verify_workbook(run_workbook(key), engine=engine)
     assert report.ok, "\n".join(report.lines(limit=20))
 
 

@@ -8,7 +8,7 @@ from tracer.bench import CASES, run_bench
 
 def test_quick_bench_reports_positive_numbers(tmp_path):
     lines = []
-    res = run_bench(quick=True, echo=lines.append, repeat=1, keep=tmp_path)
+    res = run_bench(quick=True, echo=lines.append, repeat=1, keep=tmp_path, engines=("ironcalc",))
 
     assert {"vae", "vae_baseline_stock", "vae_baseline_portable", "gan", "gan_baseline_stock",
             "gan_baseline_portable", "transformer", "transformer_baseline_stock", "cli", "targets",
@@ -38,3 +38,19 @@ def test_quick_bench_reports_positive_numbers(tmp_path):
     assert not any("gan" in name and "end to end" in name for name in res["targets"])
     assert any("PASS" in line or "MISS" in line for line in lines)
     assert any(line.startswith("tracer run gan (end to end):") for line in lines)
+    verified = res["vae_verify_ironcalc"]  # the default VAE, verified in IronCalc in a fresh process
+    assert verified["ok"] and verified["formulas"] == res["vae"]["formulas"] and verified["seconds"] > verified["recalc_s"] > 0
+    assert not any("_verify_libreoffice" in name for name in res)
+    assert any("IronCalc" in line and "formula cells" in line and "OK" in line for line in lines)
+
+
+def test_the_split_is_counted(tmp_path):
+    """The cells of default workbooks, and those of their step blocks: the mlp has none, the
+    attention layer's softmaxes and cross-entropy some."""
+    from tracer.bench import _child_split
+
+    res = _child_split({"models": ["mlp", "attention"], "folder": str(tmp_path)})
+    assert res["mlp"]["step_cells"] == 0 and res["mlp"]["cells"] > 200
+    attention = res["attention"]
+    assert 0 < attention["step_cells"] < attention["cells"] and attention["step_blocks"] > 10
+    assert not list(tmp_path.iterdir())  # the workbooks are removed

@@ -1,5 +1,5 @@
 """`tracer check`: tests that play the student.  Each fills the exercise programmatically (or
-types the step formulas and lets LibreOffice compute, as a real application would) and the
+types the step formulas and lets LibreOffice or IronCalc compute, as a real application would) and the
 grading must tell right, wrong and missing apart, and an own mistake from a carried error."""
 
 from __future__ import annotations
@@ -54,13 +54,16 @@ def test_nothing_filled_is_all_missing(exercise, run_main):
     assert code == 1 and f"score: 0.0% (0 of {n:,} cells right)" in out and f"missing {n}" in out
 
 
-def test_one_early_mistake_is_the_only_own_one_and_its_dependents_are_carried(exercise, tmp_path, soffice):
+def test_one_early_mistake_is_the_only_own_one_and_its_dependents_are_carried(exercise, tmp_path):
     """The student types every step as a formula except one number early in the backward pass; a
-    spreadsheet (LibreOffice, as `tracer check` recalculates formulas saved without a value)
-    carries the mistake into everything computed from it, across the update into iteration 2."""
+    spreadsheet (here IronCalc, as `tracer check` recalculates formulas saved without a value; the
+    next test shows LibreOffice grades the same) carries the mistake into everything computed from
+    it, across the update into iteration 2."""
     reference = {(t.name, t.iteration, i, j): v for t, i, j, *_, v in answers(exercise)}
     filled = formulas(exercise, tmp_path / "one.xlsx", {EARLY: reference[EARLY] + 1.0})
-    result = grade(filled, Tolerance())
+    result = grade(filled, Tolerance(), engine="ironcalc")
+    assert result.recalculated == ("IronCalc", len(reference) - 1)  # every cell but the typed number
+    assert f"{len(reference) - 1:,} formula cells saved without a value were recalculated in IronCalc" in result.lines()
     got = statuses(result)
     assert got[OWN] == 1 and got[MISSING] == 0
     assert got[CARRIED] > 100  # the gradients upstream, then iteration 2 through the update
@@ -72,6 +75,21 @@ def test_one_early_mistake_is_the_only_own_one_and_its_dependents_are_carried(ex
     assert cell.student == pytest.approx(reference[EARLY] + 1) and cell.from_inputs == pytest.approx(reference[EARLY])
     text = "\n".join(result.lines())
     assert "first own mistake: 'Iteration 1'!" in text and "you wrote" in text and "∂L/∂x̂ =" in text
+
+
+def test_either_engine_gives_the_same_grade(exercise, tmp_path, soffice, run_main):
+    """A student who typed formulas: LibreOffice and IronCalc compute them, and the grade is the
+    same cell for cell; `tracer check` says which engine it used (LibreOffice when installed)."""
+    reference = {(t.name, t.iteration, i, j): v for t, i, j, *_, v in answers(exercise)}
+    filled = formulas(exercise, tmp_path / "one.xlsx", {EARLY: reference[EARLY] - 2.0})
+    grades = {engine: grade(filled, Tolerance(), engine=engine) for engine in (None, "ironcalc")}
+    assert grades[None].recalculated[0] == "LibreOffice"  # the preferred engine when installed
+    cells = {engine: [(g.tensor.key, c.i, c.j, c.status) for g in r.tensors for c in g.cells]
+             for engine, r in grades.items()}
+    assert cells[None] == cells["ironcalc"] and statuses(grades["ironcalc"])[OWN] == 1
+    code, out, _ = run_main("check", filled, "--engine", "ironcalc")
+    assert code == 1 and "recalculated in IronCalc" in out
+    assert out.splitlines()[2:] == grades[None].lines()[2:]  # after the engine's line, the same report
 
 
 def test_a_mistake_in_a_later_step_on_right_inputs_is_own_not_carried(exercise, tmp_path):

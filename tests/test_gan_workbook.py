@@ -13,14 +13,14 @@ RUNS = ["gan", "gan-adam-upscale", "gan-nearest-4", "vae-adam"]
 
 
 @pytest.mark.parametrize("key", RUNS)
-def test_workbook_verifies_in_libreoffice(soffice, run_workbook, key):
-    report = verify.verify_workbook(run_workbook(key))
+def test_workbook_verifies(engine, run_workbook, key):
+    report = verify.verify_workbook(run_workbook(key), engine=engine)
     assert report.ok, "\n".join(report.lines(limit=20))
     assert report.errors == [] and report.n_mismatches == 0 and report.max_rel_err <= 1e-9
     assert report.n_formulas > (300_000 if key == "gan" else 10_000)
 
 
-def test_a_wrong_adam_formula_is_caught(soffice, run_workbook, run_book, tmp_path):
+def test_a_wrong_adam_formula_is_caught(engine, run_workbook, run_book, tmp_path):
     """Guard: break the bias correction of one cell of m̂ (β₁^t → β₁^(t+1)); verify fails there."""
     from test_workbook_verify import rewrite_formula
 
@@ -31,7 +31,7 @@ def test_a_wrong_adam_formula_is_caught(soffice, run_workbook, run_book, tmp_pat
     cell = f"{chr(64 + target[1])}{target[0]}"
     rewrite_formula(src, tmp_path / "broken.xlsx", sheet, cell,
                     lambda f: f.replace("/(1-beta_1^", "/(1-beta_1*beta_1^"))
-    report = verify.verify_workbook(tmp_path / "broken.xlsx")
+    report = verify.verify_workbook(tmp_path / "broken.xlsx", engine=engine)
     assert not report.ok and report.n_mismatches >= 1
     assert cell in "\n".join(report.lines(limit=None))
 

@@ -333,6 +333,9 @@ def test_draws_come_from_rng_one_per_sampled_token():
                                        "[τ2 2] u", "[τ2 3] u", "[τ2 4] u"]
 
 
+SAMPLED = ("z/τ", "P_exp", "P_sum", "P", "cum", "u", "token")  # a sampled token's steps (P in its three)
+
+
 def expected_records(prompt_len, context, steps, temps):
     """(name, section) of every tensor generate records with the toy model, in order."""
     model = ["X", "PE", "H", "logits"]
@@ -340,7 +343,7 @@ def expected_records(prompt_len, context, steps, temps):
     out += [(f"[prompt] {m}", "generate_prompt") for m in model]
     out += [("[prompt] z", "generate_prompt"), ("[greedy 1] token", "generate_prompt")]
     for k in range(1, len(temps) + 1):
-        out += [(f"[τ{k} 1] {m}", "generate_prompt") for m in ("z/τ", "P", "cum", "u", "token")]
+        out += [(f"[τ{k} 1] {m}", "generate_prompt") for m in SAMPLED]
     if temps:
         out.append(("P by temperature", "generate_prompt"))
     labels = ["greedy"] + [f"τ{k}" for k in range(1, len(temps) + 1)]
@@ -350,7 +353,7 @@ def expected_records(prompt_len, context, steps, temps):
             section = f"generate_greedy:{n}" if c == 0 else f"generate_sample:{n}:{temps[c - 1]:g}"
             p = f"[{label} {n}] "
             window = [p + "window"] if prompt_len + n - 1 > context else []
-            picked = ["token"] if c == 0 else ["z/τ", "P", "cum", "u", "token"]
+            picked = ["token"] if c == 0 else list(SAMPLED)
             names = window + [p + m for m in model] + [p + "z"] + [p + m for m in picked] + [p + "text"]
             out += [(name, section) for name in names]
     out += [(f"generated ({label})", "generate_result") for label in labels]
@@ -484,11 +487,11 @@ def export(tape, path, lang="en"):
 
 
 @pytest.fixture(scope="module")
-def exported(soffice, tmp_path_factory):
+def exported(module_engine, tmp_path_factory):
     tape, out = workbook_tape()
     path = tmp_path_factory.mktemp("generate") / "generate.xlsx"
     layout = export(tape, path)
-    return tape, out, layout, verify.verify_workbook(path, rtol=1e-12, atol=1e-14)
+    return tape, out, layout, verify.verify_workbook(path, rtol=1e-12, atol=1e-14, engine=module_engine)
 
 
 def test_workbook_recalculates_to_numpy(exported):
@@ -539,33 +542,33 @@ def test_every_formula_is_portable(exported):
     assert {"SUM", "MATCH", "MAX", "SUMPRODUCT"} <= used
 
 
-def _broken(monkeypatch, tmp_path, cls, broken_formula):
+def _broken(monkeypatch, tmp_path, cls, broken_formula, engine):
     """The toy workbook with one op's formula replaced: (tape, report)."""
     monkeypatch.setattr(cls, "formula", broken_formula)
     tape, _ = workbook_tape()
     path = tmp_path / "broken.xlsx"
     export(tape, path)
-    return tape, verify.verify_workbook(path, rtol=1e-12, atol=1e-14)
+    return tape, verify.verify_workbook(path, rtol=1e-12, atol=1e-14, engine=engine)
 
 
-def test_a_broken_sample_is_caught(soffice, monkeypatch, tmp_path):
+def test_a_broken_sample_is_caught(engine, monkeypatch, tmp_path):
     """`<` against a shifted draw (u − 1): every sampled token becomes 0 in LibreOffice."""
     def broken(self, c, i, j):
         V = c.shape(0)[1]
         return f"SUMPRODUCT(({c.span(0, i, 0, i, V - 2)}<{c.at(1, i, 0)}-1)*1)"
 
-    tape, report = _broken(monkeypatch, tmp_path, generation.Sample, broken)
+    tape, report = _broken(monkeypatch, tmp_path, generation.Sample, broken, engine)
     assert any(t.op is generation.SAMPLE and t.value[0, 0] != 0 for t in tape.tensors)  # so something must change
     assert not report.ok and report.errors == [] and report.n_mismatches >= 1
 
 
-def test_a_broken_argmax_is_caught(soffice, monkeypatch, tmp_path):
+def test_a_broken_argmax_is_caught(engine, monkeypatch, tmp_path):
     """MIN instead of MAX: the greedy tokens become the least likely ones."""
     def broken(self, c, i, j):
         row = c.row(0, i)[0]
         return f"MATCH(MIN({row}),{row},0)-1"
 
-    tape, report = _broken(monkeypatch, tmp_path, generation.Argmax, broken)
+    tape, report = _broken(monkeypatch, tmp_path, generation.Argmax, broken, engine)
     assert not report.ok and report.errors == []
     greedy = [t for t in tape.tensors if t.op is generation.ARGMAX]
     assert report.n_mismatches >= len(greedy)  # every greedy token at least

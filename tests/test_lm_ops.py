@@ -108,6 +108,21 @@ def targets_of(y):
     return [int(np.flatnonzero(row)[0]) for row in y]
 
 
+def ref_softmax_exp(x, causal=False):
+    """e^(x − the row's max) over the columns a row sees; 0 after them (causal)."""
+    out = np.zeros(x.shape)
+    for i in range(x.shape[0]):
+        n = min(i + 1, x.shape[1]) if causal else x.shape[1]
+        m = max(x[i, :n])
+        out[i, :n] = [math.exp(v - m) for v in x[i, :n]]
+    return out
+
+
+def ref_xent_terms(p, y):
+    """−ln of each row's target probability."""
+    return np.array([[-math.log(p[i, t])] for i, t in enumerate(targets_of(y))])
+
+
 def ref_xent(p, y):
     return np.array([[-math.fsum(math.log(p[i, t]) for i, t in enumerate(targets_of(y))) / p.shape[0]]])
 
@@ -224,7 +239,10 @@ REFERENCE = {
     "nearest": ref_nearest,
     "softmax": ref_softmax,
     "causal_softmax": lambda x: ref_softmax(x, causal=True),
+    "softmax_exp": ref_softmax_exp,
+    "causal_softmax_exp": lambda x: ref_softmax_exp(x, causal=True),
     "softmax_grad": ref_softmax_grad,
+    "xent_terms": ref_xent_terms,
     "xent": ref_xent,
     "xent_grad": cellwise(lambda i, j, p, y, g: -g[0, 0] * y[i, j] / (p.shape[0] * p[i, j])),
     "embed": ref_embed,
@@ -277,7 +295,11 @@ def forward_cases():
         ("causal_softmax 4x4", activations.CAUSAL_SOFTMAX, [n(size=(4, 4))]),
         ("causal_softmax 3x5", activations.CAUSAL_SOFTMAX, [x35]),
         ("causal_softmax 5x3", activations.CAUSAL_SOFTMAX, [n(size=(5, 3))]),
+        ("softmax_exp 3x5", activations.SOFTMAX_EXP, [x35]),
+        ("causal_softmax_exp 3x5", activations.CAUSAL_SOFTMAX_EXP, [x35]),
+        ("causal_softmax_exp 5x3", activations.CAUSAL_SOFTMAX_EXP, [n(size=(5, 3))]),
         ("softmax_grad", activations.SOFTMAX_GRAD, [p35, n(size=(3, 5))]),
+        ("xent_terms 3x5", losses.XENT_TERMS, [p35, y35]),
         ("xent 3x5", losses.XENT, [p35, y35]),
         ("xent 1x6", losses.XENT, [probs(r, 1, 6), one_hot([5], 6)]),
         ("xent_grad", losses.XENT_GRAD, [p35, y35, n(size=(1, 1))]),
@@ -336,6 +358,11 @@ def test_forward_matches_reference(case, op, inputs, attrs, ref):
     expected = ref(*inputs)
     assert out.value.dtype == np.float64 and out.shape == expected.shape
     np.testing.assert_allclose(out.value, expected, rtol=1e-12, atol=1e-13)
+    steps = out.inputs[len(ts):]  # an op in steps records them first, named after it
+    assert [(u.name, u.op) for u in steps] == [(f"out_{suffix}", step) for suffix, step, *_ in getattr(op, "steps", ())]
+    for u in steps:  # (a softmax's row sums are the basic sum_cols, checked in test_ops)
+        step_ref = REFERENCE.get(u.op.name, u.op.forward)
+        np.testing.assert_allclose(u.value, step_ref(*(v.value for v in u.inputs)), rtol=1e-12, atol=1e-13)
 
 
 def test_forward_facts():
@@ -429,7 +456,8 @@ GRAD = grad_cases()
 NO_GRADIENT_RULE = {"softmax_grad", "xent_grad", "embed_grad", "row_mean_grad",
                     "row_var_grad_x", "row_var_grad_mu", "normalize_grad_x", "normalize_grad_mu",
                     "normalize_grad_var", "col_dot", "gelu_grad", "pos_encoding",
-                    "pad_cols", "cosine", "nearest", "rsqrt"}
+                    "pad_cols", "cosine", "nearest", "rsqrt",
+                    "softmax_exp", "causal_softmax_exp", "xent_terms"}  # steps: differentiated with their op
 
 
 def traced(op, inputs, wrt, weights):
@@ -627,7 +655,8 @@ def test_attention_model_passes_gradcheck():
     names = {t.op.name for t in tape.tensors if t.op}
     lm = {n for n in names if n in LM_OPS}
     assert lm == ({"embed", "pos_encoding", "row_mean", "row_var", "normalize", "affine", "slice_cols",
-                   "causal_softmax", "concat_cols", "gelu", "softmax", "xent", "embed_grad", "row_mean_grad",
+                   "causal_softmax", "causal_softmax_exp", "concat_cols", "gelu", "softmax", "softmax_exp",
+                   "xent", "xent_terms", "embed_grad", "row_mean_grad",
                    "row_var_grad_x", "row_var_grad_mu", "normalize_grad_x", "normalize_grad_mu",
                    "normalize_grad_var", "col_dot", "softmax_grad", "xent_grad", "pad_cols", "gelu_grad"})
 
@@ -675,13 +704,21 @@ def test_formula_text():
               id(pos): Place("S", 0, 0, 2, 1), id(dim): Place("S", 0, 2, 1, 4, transposed=True),
               id(g): Place("S", 10, 1, 2, 4)}
     places.update({id(t): Place("S", 40, 1, *t.shape) for t in outs.values()})
+    for name in ("sm", "cs"):  # a softmax's steps: the exponentials (rows 21-22), the row sums (column H)
+        _, e, total = outs[name].inputs
+        places.update({id(e): Place("S", 20, 1, *e.shape), id(total): Place("S", 20, 7, *total.shape)})
+        outs[name + "_exp"], outs[name + "_sum"] = e, total
 
     def f(name, i, j):
         return outs[name].op.formula(_cells(places, outs[name]), i, j)
 
-    assert f("sm", 1, 2) == "EXP('In'!D3-MAX('In'!B3:D3))/SUMPRODUCT(EXP('In'!B3:D3-MAX('In'!B3:D3)))"
-    assert f("cs", 0, 0) == "EXP('In'!B2-MAX('In'!B2))/SUMPRODUCT(EXP('In'!B2-MAX('In'!B2)))"
-    assert f("cs", 1, 1) == "EXP('In'!C3-MAX('In'!B3:C3))/SUMPRODUCT(EXP('In'!B3:C3-MAX('In'!B3:C3)))"
+    assert f("sm_exp", 1, 2) == "EXP('In'!D3-MAX('In'!B3:D3))"
+    assert f("sm_sum", 1, 0) == "SUM(B22:D22)"
+    assert f("sm", 1, 2) == "D22/H22"
+    assert f("cs_exp", 0, 0) == "EXP('In'!B2-MAX('In'!B2))"
+    assert f("cs_exp", 1, 1) == "EXP('In'!C3-MAX('In'!B3:C3))"
+    assert f("cs_exp", 0, 1) == f("cs_exp", 0, 2) == f("cs_exp", 1, 2) == "0"
+    assert f("cs", 1, 1) == "C22/H22"
     assert f("cs", 0, 1) == f("cs", 0, 2) == f("cs", 1, 2) == "0"
     assert f("emb", 1, 2) == "INDEX('In'!B11:E16,'In'!H3+1,3)"
     assert f("eg", 4, 3) == "SUMIF('In'!H2:H3,4,E11:E12)"
@@ -703,8 +740,13 @@ def test_formulas_refuse_blocks_laid_out_differently():
     places = {id(p): Place("S", 0, 0, 2, 3), id(y): Place("S", 5, 0, 2, 3, transposed=True),
               id(loss): Place("S", 20, 0, 1, 1), id(ids): Place("S", 30, 0, 2, 1),
               id(g): Place("S", 30, 3, 2, 3, transposed=True), id(dE): Place("S", 40, 0, 3, 3)}
+    terms = loss.inputs[2]
+    places[id(terms)] = Place("S", 25, 0, 2, 1)
     with pytest.raises(ValueError, match="laid out the same way"):
-        losses.XENT.formula(_cells(places, loss), 0, 0)
+        losses.XENT_TERMS.formula(_cells(places, terms), 0, 0)
+    places[id(y)] = Place("S", 5, 0, 2, 3)  # laid out like P: one SUMPRODUCT of two rows per term
+    assert losses.XENT_TERMS.formula(_cells(places, terms), 1, 0) == "-LN(SUMPRODUCT(A7:C7,A2:C2))"
+    assert losses.XENT.formula(_cells(places, loss), 0, 0) == "SUM(A26:A27)/2"
     with pytest.raises(ValueError, match="run the same way"):
         embeddings.EMBED_GRAD.formula(_cells(places, dE), 0, 0)
 
@@ -724,7 +766,8 @@ def test_template_text_covers_every_op():
     entries = {name: common[name] for name in LM_OPS}
     for name, entry in entries.items():
         assert set(entry) == {"equation", *LANGS} and entry["equation"].startswith("{out}"), name
-        n_in = len(next(c for c in FORWARD if c[1].name == name)[2])
+        case = next(c for c in FORWARD if c[1].name == name)
+        n_in = len(case[2]) + len(getattr(case[1], "steps", ()))  # an op in steps reads its steps too
         for text in (entry["equation"], *(entry[lang] for lang in LANGS)):
             used = {int(k) for k in re.findall(r"\{(\d+)\}", text)}
             assert used <= set(range(n_in)), (name, text)
@@ -813,12 +856,12 @@ def build_tape():
 
 
 @pytest.fixture(scope="module")
-def exported(soffice, tmp_path_factory):
+def exported(module_engine, tmp_path_factory):
     tape = build_tape()
     layout = Layout(tape, lm_template("en"), {})
     path = tmp_path_factory.mktemp("lm_ops") / "lm_ops.xlsx"
     write_xlsx(layout, path)
-    return tape, layout, verify.verify_workbook(path, rtol=1e-12, atol=1e-14)
+    return tape, layout, verify.verify_workbook(path, rtol=1e-12, atol=1e-14, engine=module_engine)
 
 
 def test_workbook_recalculates_to_numpy(exported):
@@ -859,7 +902,7 @@ def test_the_checker_rejects_what_it_should():
                 "SUMIF(A1:A3,1,B1:B3*2)", "TANH(A1:A2)", "LET(x,1,x)"]:
         with pytest.raises(AssertionError):
             check_formula(bad)
-    for good in ["EXP(B5-MAX(B5:I5))/SUMPRODUCT(EXP(B5:I5-MAX(B5:I5)))", "INDEX('In'!B2:E7,H3+1,3)",
+    for good in ["EXP(B5-MAX(B5:I5))", "INDEX('In'!B2:E7,H3+1,3)", "-LN(SUMPRODUCT(B2:D2,B7:D7))",
                  "SUMIF(A1:A3,2,C1:C3)", "0.5*A1*(1+TANH(SQRT(2/PI())*(A1+0.044715*A1^3)))"]:
         check_formula(good)
 
@@ -902,7 +945,11 @@ class HandSheet:
         return self._put(self.tape.constant(None, value, **attrs), "In puts", turned)
 
     def apply(self, op, *ins, turned=False, **attrs):
-        return self._put(self.tape.apply(op, *ins, **attrs), "Ops", turned)
+        first = len(self.tape.tensors)
+        out = self.tape.apply(op, *ins, **attrs)
+        for t in self.tape.tensors[first:]:  # an op in steps: its steps, then itself
+            self._put(t, "Ops", turned)
+        return out
 
     def build(self):
         c, a, r = self.const, self.apply, self.rng
@@ -964,7 +1011,7 @@ class HandSheet:
         return formulas
 
 
-def test_any_layout_recalculates_to_numpy(soffice, tmp_path):
+def test_any_layout_recalculates_to_numpy(engine, tmp_path):
     sheet = HandSheet().build()
     path = tmp_path / "lm_hand.xlsx"
     formulas = sheet.write(path)
@@ -972,14 +1019,14 @@ def test_any_layout_recalculates_to_numpy(soffice, tmp_path):
     assert "MMULT(" in text and "SUMPRODUCT(" in text and "'In puts'!" in text
     for f in formulas.values():
         check_formula(f)
-    report = verify.verify_workbook(path, rtol=1e-12, atol=1e-14)
+    report = verify.verify_workbook(path, rtol=1e-12, atol=1e-14, engine=engine)
     assert report.ok, report.format()
     assert report.n_formulas == len(formulas)
 
 
 # --- a broken formula is caught -----------------------------------------------------------------
 
-def test_a_sample_variance_is_caught(soffice, monkeypatch, tmp_path):
+def test_a_sample_variance_is_caught(engine, monkeypatch, tmp_path):
     """One cell of σ² divided by d − 1 (the sample variance) instead of d: LibreOffice's value for
     that cell, and only that cell, disagrees with the stored numpy value."""
     r = rng("broken")
@@ -999,7 +1046,7 @@ def test_a_sample_variance_is_caught(soffice, monkeypatch, tmp_path):
     layout = Layout(tape, lm_template("en"), {})
     path = tmp_path / "broken.xlsx"
     write_xlsx(layout, path)
-    report = verify.verify_workbook(path)
+    report = verify.verify_workbook(path, engine=engine)
 
     sheet = layout.iters[0].name
     cell = layout.place[id(var)].addr(1, 0, sheet)

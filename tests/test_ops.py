@@ -114,7 +114,9 @@ REFERENCE = {
     "sum_all": ref_sum_all,
     "linear": lambda x, W, b: np.einsum("ik,kj->ij", x, W) + b,
     "bce": ref_bce,
+    "bce_terms": elementwise(lambda x, xh: -(x * math.log(xh) + (1 - x) * math.log1p(-xh))),
     "kl": ref_kl,
+    "kl_terms": elementwise(lambda mu, lv: -0.5 * (1 + lv - mu * mu - math.exp(lv))),
     # Adam and the update
     "sub": elementwise(lambda a, b: a - b),
     "broadcast": lambda a, g: np.array([[g[0 if g.shape[0] == 1 else i, 0 if g.shape[1] == 1 else j]
@@ -129,6 +131,8 @@ REFERENCE = {
     "leaky_relu_grad": elementwise(lambda a, s, g: g if a > 0 else s * g),
     "neg_mean_ln": lambda a: np.array([[-math.fsum(math.log(v) for v in a.ravel()) / a.size]]),
     "neg_mean_ln1m": lambda a: np.array([[-math.fsum(math.log1p(-v) for v in a.ravel()) / a.size]]),
+    "neg_ln": elementwise(lambda a: -math.log(a)),
+    "neg_ln1m": elementwise(lambda a: -math.log1p(-a)),
     "neg_mean_ln_grad": lambda a, g: np.vectorize(lambda v, w: -w / (a.size * v))(a, g),
     "neg_mean_ln1m_grad": lambda a, g: np.vectorize(lambda v, w: w / (a.size * (1 - v)))(a, g),
 }
@@ -174,7 +178,9 @@ def forward_cases():
         ("linear", "row vector", [normal(r, 1, 6), normal(r, 6, 2), normal(r, 1, 2)]),
         ("bce", "2x3", [pixels(r, 2, 3), prob(r, 2, 3)]),
         ("bce", "1x5", [pixels(r, 1, 5), prob(r, 1, 5)]),
+        ("bce_terms", "2x3", [pixels(r, 2, 3), prob(r, 2, 3)]),
         ("kl", "1x4", [normal(r, 1, 4), normal(r, 1, 4)]),
+        ("kl_terms", "1x4", [normal(r, 1, 4), normal(r, 1, 4)]),
         ("kl", "2x3", [normal(r, 2, 3), normal(r, 2, 3)]),
         ("sub", "3x4", [normal(r, 3, 4), normal(r, 3, 4)]),
         ("broadcast", "column", [normal(r, 3, 4), normal(r, 3, 1)]),
@@ -188,6 +194,8 @@ def forward_cases():
         ("leaky_relu_grad", "2x3", [away(r, 2, 3), np.array([[0.2]]), normal(r, 2, 3)]),
         ("neg_mean_ln", "3x1", [prob(r, 3, 1)]),
         ("neg_mean_ln1m", "3x1", [prob(r, 3, 1)]),
+        ("neg_ln", "3x1", [prob(r, 3, 1)]),
+        ("neg_ln1m", "3x1", [prob(r, 3, 1)]),
         ("neg_mean_ln_grad", "3x1", [prob(r, 3, 1), normal(r, 1, 1)]),
         ("neg_mean_ln1m_grad", "3x1", [prob(r, 3, 1), normal(r, 1, 1)]),
     ]
@@ -212,7 +220,11 @@ def test_forward_matches_reference(name, case, inputs):
     assert out.value.dtype == np.float64
     assert out.shape == expected.shape
     np.testing.assert_allclose(out.value, expected, rtol=1e-13, atol=1e-14)
-    assert out.op is op and out.inputs == tuple(ts)
+    assert out.op is op and out.inputs[:len(ts)] == tuple(ts)
+    # an op in steps: each step recorded first, named after the output, then read by the op
+    steps = out.inputs[len(ts):]
+    assert [(u.name, u.op) for u in steps] == [(f"out_{suffix}", step) for suffix, step, *_ in getattr(op, "steps", ())]
+    np.testing.assert_array_equal(op.forward(*inputs), out.value)  # forward alone makes the steps itself
 
 
 def test_copy_is_a_copy():
@@ -257,7 +269,8 @@ GRAD = grad_cases()
 NO_GRADIENT_RULE = {"one", "copy", "sum", "relu_grad", "sigmoid_grad", "exp_half_grad", "bce_grad",
                     "kl_logvar_grad", "sgd", "sub", "broadcast", "increment",
                     "adam_m", "adam_v", "bias_correct", "adam_step", "leaky_relu_grad",
-                    "neg_mean_ln_grad", "neg_mean_ln1m_grad"}
+                    "neg_mean_ln_grad", "neg_mean_ln1m_grad",
+                    "bce_terms", "kl_terms", "neg_ln", "neg_ln1m"}  # steps: differentiated with their op
 
 
 def weighted_loss(tape, out, weights):
@@ -344,6 +357,21 @@ def test_ops_without_a_rule_refuse_to_differentiate(name):
         tape.backward(loss, {"in0": ts[0]})
 
 
+@pytest.mark.parametrize("name", ["bce", "kl", "neg_mean_ln", "neg_mean_ln1m"])
+def test_the_steps_of_a_loss_get_no_gradient(name):
+    """A loss in steps: the backward pass goes from the loss straight to its inputs, by the
+    loss's own rule; its terms get no gradient record (the tape passes them by)."""
+    inputs = next(ins for n, _, ins in FORWARD if n == name)
+    tape, loss, _ = traced_gradients(name, inputs, range(len(inputs)) if name == "kl" else (len(inputs) - 1,),
+                                     np.ones((1, 1)))
+    out = next(t for t in tape.tensors if t.name == "out")
+    (terms,) = out.inputs[len(inputs):]
+    assert terms.name == "out_terms" and terms.shape == inputs[-1].shape
+    assert not any(t.name.startswith("dL/dout_terms") for t in tape.tensors)
+    grad_ops = {t.op.name for t in tape.tensors[tape.tensors.index(loss) + 1:]}
+    assert not {"bce_terms", "kl_terms", "neg_ln", "neg_ln1m", "sum_all", "broadcast"} & grad_ops
+
+
 def test_bce_has_no_gradient_for_the_data():
     r = _rng("bce data")
     tape = Tape()
@@ -408,19 +436,37 @@ def test_elementwise_formula_broadcasts_and_uses_defined_names():
     assert optimizers.SGD.formula(cells, 1, 2) == "C2-lr*A7"
 
 
-def test_reduce_and_sum_rows_formulas():
+def test_loss_in_steps_and_sum_rows_formulas():
+    """recon: its terms, one LN formula per pixel, then their SUM; KL likewise; −mean ln: the
+    terms, then their SUM over the count (one cell: the cell itself)."""
     tape = Tape()
     x = tape.constant("x", np.zeros((1, 5)))
     xh = tape.constant("xh", np.full((1, 5), 0.5))
     recon = tape.apply(losses.BCE, x, xh, name="recon")
+    terms = recon.inputs[2]
+    mu, lv = tape.constant("mu", np.zeros((1, 2))), tape.constant("lv", np.zeros((1, 2)))
+    kl = tape.apply(losses.KL, mu, lv, name="kl")
+    d3, d1 = tape.constant("d3", np.full((3, 1), 0.5)), tape.constant("d1", [[0.5]])
+    m3, m1 = tape.apply(losses.NEG_MEAN_LN, d3, name="m3"), tape.apply(losses.NEG_MEAN_LN1M, d1, name="m1")
     g = tape.constant("g", np.zeros((3, 2)))
     s = tape.apply(linalg.SUM_ROWS, g, name="s")
     lay = _Layout()
     lay.place.update({id(x): Place("In puts", 0, 1, 1, 5, True), id(xh): Place("It 1", 0, 1, 1, 5, True),
-                      id(recon): Place("It 1", 9, 1, 1, 1), id(g): Place("It 1", 20, 1, 3, 2),
-                      id(s): Place("It 1", 30, 1, 1, 2, True)})
-    assert losses.BCE.formula(_cells(lay, recon), 0, 0) == (
-        "-SUMPRODUCT('In puts'!B1:B5*LN(B1:B5)+(1-'In puts'!B1:B5)*LN(1-B1:B5))")
+                      id(terms): Place("It 1", 9, 1, 1, 5, True), id(recon): Place("It 1", 19, 1, 1, 1),
+                      id(mu): Place("It 1", 40, 1, 1, 2, True), id(lv): Place("It 1", 43, 1, 1, 2, True),
+                      id(kl.inputs[2]): Place("It 1", 46, 1, 1, 2, True), id(kl): Place("It 1", 49, 1, 1, 1),
+                      id(d3): Place("It 1", 50, 1, 3, 1), id(m3.inputs[1]): Place("It 1", 54, 1, 3, 1),
+                      id(m3): Place("It 1", 58, 1, 1, 1), id(d1): Place("It 1", 60, 1, 1, 1),
+                      id(m1.inputs[1]): Place("It 1", 61, 1, 1, 1), id(m1): Place("It 1", 62, 1, 1, 1),
+                      id(g): Place("It 1", 20, 1, 3, 2), id(s): Place("It 1", 30, 1, 1, 2, True)})
+    assert losses.BCE_TERMS.formula(_cells(lay, terms), 0, 3) == "-('In puts'!B4*LN(B4)+(1-'In puts'!B4)*LN(1-B4))"
+    assert losses.BCE.formula(_cells(lay, recon), 0, 0) == "SUM(B10:B14)"
+    assert losses.KL_TERMS.formula(_cells(lay, kl.inputs[2]), 0, 1) == "-0.5*(1+B45-B42^2-EXP(B45))"
+    assert losses.KL.formula(_cells(lay, kl), 0, 0) == "SUM(B47:B48)"
+    assert losses.NEG_LN.formula(_cells(lay, m3.inputs[1]), 2, 0) == "-LN(B53)"
+    assert losses.NEG_MEAN_LN.formula(_cells(lay, m3), 0, 0) == "SUM(B55:B57)/3"
+    assert losses.NEG_LN1M.formula(_cells(lay, m1.inputs[1]), 0, 0) == "-LN(1-B61)"
+    assert losses.NEG_MEAN_LN1M.formula(_cells(lay, m1), 0, 0) == "B62"
     assert linalg.SUM_ROWS.formula(_cells(lay, s), 0, 1) == "SUM(C21:C23)"
 
 

@@ -107,8 +107,8 @@ def test_negative_draws_are_recorded_constants():
 
 
 @pytest.mark.parametrize("key", ["skipgram", "skipgram-neg-bpe-adam"])
-def test_workbooks_verify_in_libreoffice(soffice, run_workbook, run_book, key):
-    report = verify_workbook(run_workbook(key))
+def test_workbooks_verify(engine, run_workbook, run_book, key):
+    report = verify_workbook(run_workbook(key), engine=engine)
     assert report.ok, "\n".join(report.lines(limit=20))
     book = run_book(key)
     assert "Tokens" in book.sheetnames

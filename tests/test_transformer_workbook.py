@@ -1,4 +1,4 @@
-"""Transformer and generation workbooks in LibreOffice: every formula recalculates to numpy, and a
+"""Transformer and generation workbooks in LibreOffice and IronCalc: every formula recalculates to numpy, and a
 changed temperature in the spreadsheet re-samples the generated text exactly as a new run would
 (the draws are recorded; the tokens are formulas of τ, the probabilities and the draws)."""
 
@@ -10,7 +10,7 @@ import openpyxl
 import pytest
 
 from tracer.checks import verify
-from tracer.engines.libreoffice import recalculate
+from tracer.engines import ENGINES
 from tracer.models import attention, transformer
 from tracer.render.export import export
 from tracer.render.layout import Layout
@@ -20,8 +20,8 @@ SMALL = {"corpus": "en", "context": 5, "generate": 4, "iterations": 2}  # the wi
 
 
 @pytest.mark.parametrize("key", ["transformer", "transformer-es-bpe-gelu-adam"])
-def test_workbooks_verify_in_libreoffice(soffice, run_workbook, run_book, key):
-    report = verify.verify_workbook(run_workbook(key))
+def test_workbooks_verify(engine, run_workbook, run_book, key):
+    report = verify.verify_workbook(run_workbook(key), engine=engine)
     assert report.ok, report.format()
     assert report.n_formulas > 10_000
     text = "\n".join(run_book(key).formulas["After training"].values())
@@ -36,9 +36,9 @@ def cells_of(tape, config, lang="en"):
 
 
 @pytest.mark.parametrize("model", [transformer, attention])
-def test_a_new_temperature_in_the_spreadsheet_resamples(soffice, model, tmp_path):
-    """Set τ₁ from 0.5 to 3 in the workbook, recalculate in LibreOffice: the sampled tokens are
-    those of a run made with --temperature 3,1,2 (same seed, so the same draws), and differ
+def test_a_new_temperature_in_the_spreadsheet_resamples(engine, model, tmp_path):
+    """Set τ₁ from 0.5 to 3 in the workbook, recalculate (LibreOffice, IronCalc): the sampled tokens
+    are those of a run made with --temperature 3,1,2 (same seed, so the same draws), and differ
     from the stored ones (else the check could not fail)."""
     cfg = model.Config(**SMALL, temperature="0.5,1,2")
     tape = model.trace(cfg)
@@ -50,12 +50,18 @@ def test_a_new_temperature_in_the_spreadsheet_resamples(soffice, model, tmp_path
     book = openpyxl.load_workbook(path)
     book[p.sheet].cell(*(x + 1 for x in p.rc(0, 0))).value = 3.0
     book.save(tmp_path / "changed.xlsx")
-    out = recalculate(tmp_path / "changed.xlsx", tmp_path / "recalc")
-    values = openpyxl.load_workbook(out, data_only=True)
+    wanted = {}
+    for t in tape.tensors:
+        if t.name.startswith("generated ("):  # each id, and its token beside it
+            place = layout.place[id(t)]
+            for i in range(t.shape[0]):
+                r, c = place.rc(i, 0)
+                wanted.setdefault(place.sheet, set()).update({(r + 1, c + 1), (r + 1, c + 2)})
+    cells = ENGINES[engine].recalculated_values(tmp_path / "changed.xlsx", wanted)
 
-    def read(t):
+    def read(t, beside=0):
         place = layout.place[id(t)]
-        return [values[place.sheet].cell(*(x + 1 for x in place.rc(i, 0))).value for i in range(t.shape[0])]
+        return [cells[(place.sheet, place.rc(i, 0)[0] + 1, place.rc(i, 0)[1] + 1 + beside)] for i in range(t.shape[0])]
 
     again = model.trace(dataclasses.replace(cfg, temperature="3,1,2"))
     before = next(t for t in tape.tensors if t.name == "generated (τ1)")
@@ -63,9 +69,7 @@ def test_a_new_temperature_in_the_spreadsheet_resamples(soffice, model, tmp_path
     recalculated = read(before)
     assert recalculated == list(after.value[:, 0])
     assert recalculated != list(before.value[:, 0])
-    place = layout.place[id(before)]  # beside the ids, their tokens follow: INDEX(vocab, id + 1)
-    words = [values[place.sheet].cell(place.rc(i, 0)[0] + 1, place.rc(i, 0)[1] + 2).value
-             for i in range(before.shape[0])]
+    words = read(before, beside=1)  # beside the ids, their tokens follow: INDEX(vocab, id + 1)
     assert words == [tape.meta["tokenized"].vocab[int(i)] for i in after.value[:, 0]]
     for name in ("generated (greedy)", "generated (τ2)"):  # the other chains do not move
         t = next(t for t in tape.tensors if t.name == name)

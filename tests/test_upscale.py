@@ -347,12 +347,12 @@ def build_tape():
 
 
 @pytest.fixture(scope="module")
-def exported(soffice, tmp_path_factory):
+def exported(module_engine, tmp_path_factory):
     tape = build_tape()
     layout = Layout(tape, upscale_template("en"), {})
     path = tmp_path_factory.mktemp("upscale") / "upscale.xlsx"
     write_xlsx(layout, path)
-    return tape, layout, verify.verify_workbook(path)
+    return tape, layout, verify.verify_workbook(path, engine=module_engine)
 
 
 def test_workbook_recalculates_to_numpy(exported):
@@ -374,7 +374,7 @@ def test_workbook_shows_the_equations_and_notes(exported):
     assert row.transposed and row.display == (20 * 20, 1)  # a row vector shown as a column
 
 
-def test_a_wrong_weight_is_caught(soffice, monkeypatch, tmp_path):
+def test_a_wrong_weight_is_caught(engine, monkeypatch, tmp_path):
     """One weight of one cell changed (3 → 4 in ((A*3+B*2)*3+(C*3+D*2)*2)/25): LibreOffice's
     value for that cell, and only that cell, disagrees with the stored numpy value."""
     r = rng("broken")
@@ -394,7 +394,7 @@ def test_a_wrong_weight_is_caught(soffice, monkeypatch, tmp_path):
     layout = Layout(tape, upscale_template("en"), {})
     path = tmp_path / "broken.xlsx"
     write_xlsx(layout, path)
-    report = verify.verify_workbook(path)
+    report = verify.verify_workbook(path, engine=engine)
 
     sheet = layout.iters[0].name
     cell = layout.place[id(up)].addr(*target, sheet)

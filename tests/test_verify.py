@@ -1,9 +1,9 @@
-"""Tests of tracer.verify: recalculating workbooks in LibreOffice.
+"""Tests of tracer.verify: recalculating workbooks in LibreOffice and in IronCalc.
 
-Tests that need LibreOffice use the ``soffice`` fixture: they are skipped
-when it is not installed, unless TRACER_REQUIRE_SOFFICE is set, in which
-case they fail.  Each LibreOffice run takes a second or more, so the
-workbooks are built and verified once per module.
+Tests that need LibreOffice use the ``soffice`` fixture (or the ``engine`` ones, once per
+engine): they are skipped when it is not installed, unless TRACER_REQUIRE_SOFFICE is set, in
+which case they fail.  IronCalc is a dependency.  Each LibreOffice run takes a second or more,
+so the workbooks are built and verified once per module and engine.
 """
 
 import math
@@ -15,9 +15,10 @@ from pathlib import Path
 import pytest
 import xlsxwriter
 
+from tracer import engines
 from tracer.checks import verify
 from tracer.checks.verify import VerifyReport, verify_workbook
-from tracer.engines import libreoffice
+from tracer.engines import ironcalc, libreoffice
 from tracer.engines.libreoffice import find_soffice, recalculate
 from tracer.engines.workbook import address
 from tracer.errors import TracerError
@@ -53,18 +54,28 @@ def write_good_workbook(path: Path) -> int:
     calc.write_column("H1", b)    # H1:H3
     calc.write_number("B15", 1.0)
     calc.write_number("B16", 3.0)
+    calc.write_column("K1", ["dog", "cat", "food"])  # K1:K3, the named range `words`
+    wb.define_name("words", "=Calc!$K$1:$K$3")
     dot = sum(x * y for x, y in zip(a, e))
-    bce = -sum(x * math.log(p) + (1 - x) * math.log(1 - p) for x, p in zip(a, b))
+    terms = [-(x * math.log(p) + (1 - x) * math.log(1 - p)) for x, p in zip(a, b)]
+    bce = math.fsum(terms)
     formulas = [
         ("B10", "=MMULT(A1:C1,E1:E3)", dot),
         ("B11", "=SUMPRODUCT(G1:G3,E1:E3)", dot),
-        ("B12", "=-SUMPRODUCT(G1:G3*LN(H1:H3)+(1-G1:G3)*LN(1-H1:H3))", bce),
+        *((f"I{k}", f"=-(G{k}*LN(H{k})+(1-G{k})*LN(1-H{k}))", t) for k, t in enumerate(terms, start=1)),
+        ("B12", "=SUM(I1:I3)", bce),  # the binary cross-entropy in steps: the formula rule
         ("B13", "='Iteración 1'!B5*2", 5.0),
         ("B14", "=B15-lr*B16", 1.0 - 0.1 * 3.0),
         ("B17", '="x"&B15', "x1"),
         ("B18", "=B15>0", True),
         ("B19", '=IF(B15>0,"",1)', ""),
         ("B20", "=EXP(B12)/3", math.exp(bce) / 3),
+        ("B21", "=INDEX(words,B15+1)", "cat"),
+        ("B22", "=MATCH(LARGE(E1:E3,1),E1:E3,0)-1", 2),
+        ("B23", "=SUMIF(G1:G3,0.7,E1:E3)", -2.0),
+        ("B24", "=SUMPRODUCT((G1:G3<=0.7)*1)", 2),
+        ("B25", "=TANH(B15)+SQRT(PI())+SIN(B16)*COS(B16)+AVERAGE(A1:C1)+COUNT(A1:C1)+MAX(E1:E3)",
+         math.tanh(1) + math.sqrt(math.pi) + math.sin(3) * math.cos(3) + sum(a) / 3 + 3 + 3.25),
     ]
     for cell, formula, value in formulas:
         calc.write_formula(cell, formula, None, value)
@@ -86,21 +97,21 @@ def write_bad_workbook(path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def good(soffice, tmp_path_factory):
+def good(module_engine, tmp_path_factory):
     path = tmp_path_factory.mktemp("good") / "good.xlsx"
     n = write_good_workbook(path)
-    return n, verify_workbook(path)
+    return n, verify_workbook(path, engine=module_engine)
 
 
 @pytest.fixture(scope="module")
-def bad(soffice, tmp_path_factory):
+def bad(module_engine, tmp_path_factory):
     path = tmp_path_factory.mktemp("bad") / "bad.xlsx"
     write_bad_workbook(path)
-    return verify_workbook(path)
+    return verify_workbook(path, engine=module_engine)
 
 
 # --------------------------------------------------------------------------
-# With LibreOffice
+# In each engine
 # --------------------------------------------------------------------------
 
 def test_correct_workbook_verifies(good):
@@ -114,7 +125,7 @@ def test_correct_workbook_verifies(good):
 
 
 def test_wrong_formula_with_right_stored_value_fails(bad):
-    # Passing this proves LibreOffice recalculated instead of keeping values.
+    # Passing this proves the engine recalculated instead of keeping values.
     assert not bad.ok
     assert bad.n_formulas == 4
     assert bad.n_mismatches == 1
@@ -130,6 +141,25 @@ def test_error_values_reported_with_address(bad):
     assert any("Sheet!B3" in line and "#DIV/0!" in line for line in lines)
     assert any("Sheet!B4" in line and "#NAME?" in line for line in lines)
     assert lines[-1] == "FAILED"
+
+
+def test_a_range_given_to_ln_fails_in_ironcalc_but_not_in_libreoffice(engine, tmp_path):
+    """Why the formula rule: LN of a range inside SUMPRODUCT, the VAE's recon before issue 12.
+    LibreOffice evaluates it as an array; IronCalc (like other engines) intersects it with the
+    formula's own row and gives #VALUE!, so verify in IronCalc fails on it."""
+    path = tmp_path / "arrays.xlsx"
+    wb = xlsxwriter.Workbook(path)
+    ws = wb.add_worksheet("Calc")
+    ws.write_column("A1", [0.2, 0.7, 0.9])
+    ws.write_column("B1", [0.3, 0.6, 0.8])
+    bce = -sum(x * math.log(p) + (1 - x) * math.log(1 - p) for x, p in ((0.2, 0.3), (0.7, 0.6), (0.9, 0.8)))
+    ws.write_formula("D10", "=-SUMPRODUCT(A1:A3*LN(B1:B3)+(1-A1:A3)*LN(1-B1:B3))", None, bce)
+    wb.close()
+    report = verify_workbook(path, engine=engine)
+    if engine == "ironcalc":
+        assert not report.ok and report.errors == [("Calc!D10", "#VALUE!")]
+    else:
+        assert report.ok, report.format()
 
 
 def test_recalculate_writes_into_outdir(soffice, tmp_path):
@@ -172,7 +202,7 @@ def test_no_formulas_is_not_ok(tmp_path, no_libreoffice):
     wb = xlsxwriter.Workbook(path)
     wb.add_worksheet().write_number("A1", 1.0)
     wb.close()
-    report = verify_workbook(path)
+    report = verify_workbook(path, engine="ironcalc")
     assert report.n_formulas == 0 and not report.ok
     assert any("no formula cells: nothing to verify" in line for line in report.lines())
 
@@ -258,3 +288,91 @@ def test_address_quotes_sheet_names():
     assert address("Sheet", 5, 2) == "Sheet!B5"
     assert address("Iteración 1", 5, 2) == "'Iteración 1'!B5"
     assert address("it's", 1, 1) == "'it''s'!A1"
+
+
+# --------------------------------------------------------------------------
+# Choosing the engines
+# --------------------------------------------------------------------------
+
+@pytest.fixture
+def without(monkeypatch):
+    """without(name): make that engine look uninstalled."""
+    def hide(name):
+        if name == "libreoffice":
+            monkeypatch.setenv("PATH", "")
+            monkeypatch.delenv("TRACER_SOFFICE", raising=False)
+        else:
+            monkeypatch.setattr(ironcalc, "_module", lambda: None)
+    return hide
+
+
+def test_the_engines_chosen(without):
+    assert [m.NAME for m in engines.chosen("ironcalc")] == ["ironcalc"]
+    without("libreoffice")
+    assert [m.NAME for m in engines.chosen(None)] == ["ironcalc"]  # every installed one
+    with pytest.raises(TracerError, match="apt-get install -y libreoffice-calc-nogui"):
+        engines.chosen("libreoffice")
+    with pytest.raises(TracerError, match="LibreOffice"):
+        engines.chosen("all")  # all: each must be installed
+    with pytest.raises(TracerError, match="unknown engine 'excel'"):
+        engines.chosen("excel")
+    without("ironcalc")
+    with pytest.raises(TracerError, match="no spreadsheet engine found.*pip install ironcalc"):
+        engines.chosen(None)
+
+
+@pytest.mark.parametrize("engine, hint", [("ironcalc", "pip install ironcalc"),
+                                          ("libreoffice", "apt-get install -y libreoffice-calc-nogui")])
+def test_a_missing_engine_is_a_one_line_error(tmp_path, run_main, without, engine, hint):
+    path = tmp_path / "good.xlsx"
+    write_good_workbook(path)
+    without(engine)
+    code, out, err = run_main("verify", path, "--engine", engine)
+    assert code == 2 and out == "" and hint in err and len(err.strip().splitlines()) == 1
+
+
+def test_without_libreoffice_verify_uses_ironcalc(tmp_path, run_main, without):
+    """After `pip install` on a machine without LibreOffice, verify still checks every formula."""
+    path = tmp_path / "good.xlsx"
+    n = write_good_workbook(path)
+    without("libreoffice")
+    code, out, err = run_main("verify", path)
+    assert code == 0, out + err
+    assert f"{n} formula cells recalculated in IronCalc" in out and "LibreOffice" not in out + err
+    assert out.splitlines()[-2:] == ["IronCalc: OK", "OK"]
+
+
+def test_each_engine_reports_its_own_figures(soffice, tmp_path, run_main):
+    path = tmp_path / "bad.xlsx"
+    write_bad_workbook(path)
+    code, out, err = run_main("verify", path)  # every installed engine
+    assert code == 1 and not err  # the "recalculating …" notes show only on a terminal
+    for label in ("LibreOffice", "IronCalc"):
+        assert f"4 formula cells recalculated in {label}" in out and f"{label}: FAILED" in out
+    assert out.count("Sheet!B3: #DIV/0!") == 2 and out.splitlines()[-1] == "FAILED"
+
+
+def test_ironcalc_refuses_what_it_cannot_read(tmp_path):
+    path = tmp_path / "broken.xlsx"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("xl/workbook.xml", "<not a workbook")
+    with pytest.raises(TracerError, match="IronCalc could not recalculate broken.xlsx"):
+        ironcalc.recalculated_values(path, {"Sheet1": {(1, 1)}})
+
+
+def test_an_empty_cell_saved_as_a_number_stays_empty(engine, tmp_path):
+    """openpyxl saves a formatted empty cell as <c … t="n"/>, which IronCalc 0.9 alone would read
+    as 0: COUNT must still count only the filled cell, in each engine."""
+    from openpyxl import Workbook
+    from openpyxl.styles import PatternFill
+
+    wb = Workbook()
+    ws = wb.active
+    ws.title = "S"
+    ws["A1"] = 2.0
+    ws["A2"].fill = PatternFill("solid", fgColor="FFFFFF")  # formatted, empty
+    ws["B1"] = "=COUNT(A1:A2)"
+    wb.save(tmp_path / "saved.xlsx")
+    with zipfile.ZipFile(tmp_path / "saved.xlsx") as archive:
+        assert b'<c r="A2" s="1" t="n"' in archive.read("xl/worksheets/sheet1.xml")
+    assert engines.ENGINES[engine].recalculated_values(tmp_path / "saved.xlsx", {"S": {(1, 2)}}) == {("S", 1, 2): 1}

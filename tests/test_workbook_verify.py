@@ -1,5 +1,6 @@
-"""tracer's own formulas recalculated in LibreOffice: every op on batch shapes, the whole VAE
-workbook in both languages, and a workbook with one formula broken on purpose.
+"""tracer's own formulas recalculated in each engine (LibreOffice, IronCalc): every op on batch
+shapes, the whole VAE workbook in both languages, and a workbook with one formula broken on
+purpose, which each engine must catch.
 
 Each LibreOffice conversion of the VAE workbook takes several seconds; each is done once.
 """
@@ -50,7 +51,11 @@ class BatchSheet:
         return self.const(self.rng.normal(size=shape), transposed)
 
     def apply(self, op, *inputs, transposed=False, sheet="Ops"):
-        return self._put(self.tape.apply(op, *inputs), sheet, transposed)
+        first = len(self.tape.tensors)
+        out = self.tape.apply(op, *inputs)
+        for t in self.tape.tensors[first:]:  # an op in steps: its steps, then itself
+            self._put(t, sheet, transposed)
+        return out
 
     def build(self):
         n, c, a = self.normal, self.const, self.apply
@@ -158,11 +163,11 @@ class BatchSheet:
 
 
 @pytest.fixture(scope="module")
-def batch(soffice, tmp_path_factory):
+def batch(module_engine, tmp_path_factory):
     sheet = BatchSheet().build()
     path = tmp_path_factory.mktemp("batch") / "batch_ops.xlsx"
     formulas = sheet.write(path)
-    return sheet, formulas, verify.verify_workbook(path)
+    return sheet, formulas, verify.verify_workbook(path, engine=module_engine)
 
 
 def test_batch_sheet_covers_every_op_and_both_dot_forms(batch):
@@ -201,8 +206,8 @@ def verify_cli(run_main, monkeypatch):
 
     monkeypatch.setattr(verify, "verify_workbook", capturing)
 
-    def run(path):
-        code, out, err = run_main("verify", path)
+    def run(path, engine):
+        code, out, err = run_main("verify", path, "--engine", engine)
         assert len(reports) == 1 and "Traceback" not in err
         return code, out, reports.pop()
 
@@ -210,8 +215,8 @@ def verify_cli(run_main, monkeypatch):
 
 
 @pytest.mark.parametrize("lang", ["en", "es"])
-def test_vae_workbook_verifies(soffice, vae_workbook, verify_cli, lang):
-    code, out, report = verify_cli(vae_workbook(lang))
+def test_vae_workbook_verifies(engine, vae_workbook, verify_cli, lang):
+    code, out, report = verify_cli(vae_workbook(lang), engine)
     assert code == 0, out
     assert report.ok and report.n_formulas > 100_000
     assert report.errors == [] and report.n_mismatches == 0
@@ -251,7 +256,7 @@ def rewrite_formula(src, dst, sheet, cell, change):
     return old, new
 
 
-def test_a_wrong_formula_is_caught(soffice, vae_workbook, vae_tape, vae_config, verify_cli, tmp_path):
+def test_a_wrong_formula_is_caught(engine, vae_workbook, vae_tape, vae_config, verify_cli, tmp_path):
     """Flip the sign of one SGD step of the last iteration (nothing depends on those cells)."""
     last = vae_config.iterations
     it = {t.name: t for t in vae_tape.tensors if t.iteration == last}
@@ -264,7 +269,7 @@ def test_a_wrong_formula_is_caught(soffice, vae_workbook, vae_tape, vae_config, 
     old, new = rewrite_formula(vae_workbook("en"), broken, sheet, cell, lambda f: f.replace("-lr*", "+lr*"))
     assert re.fullmatch(rf"'Iteration {last - 1}'![A-Z]+\d+-lr\*[A-Z]+\d+", old) and new.count("+lr*") == 1
 
-    code, out, report = verify_cli(broken)
+    code, out, report = verify_cli(broken, engine)
     assert code == 1
     assert not report.ok and report.errors == []
     assert report.n_mismatches == 1

@@ -6,7 +6,7 @@
     df = run.to_pandas()             # the long table of the CSV: iteration, phase, tensor, index, value
     run["dL/dW1", 2]                 # a tensor's numpy value by name and iteration
     run.save("vae.xlsx", lang="es")  # or .json, .csv, .tex, .md, exactly as `tracer run -o`
-    tracer.verify("vae.xlsx")        # a report: formula cells, largest errors, error values, ok
+    tracer.verify("vae.xlsx")        # recalculated in LibreOffice and IronCalc: a report each, and ok
 
 Bad options raise tracer.TracerError with the one-line message the CLI prints.  The CLI
 (tracer.cli) is a thin layer over these functions.
@@ -27,6 +27,7 @@ from tracer.errors import TracerError
 MODELS = models.MODELS
 LANGS = ("en", "es")
 FORMATS = (".xlsx", ".json", ".csv", ".tex", ".md")
+ENGINES = ("libreoffice", "ironcalc", "all")  # tracer.engines.CHOICES: `verify --engine`, `check --engine`
 
 
 def _check_type(model, f, value):
@@ -185,9 +186,12 @@ def exercise(model: str, blank: str, path=None, blank_iterations: str = "all", s
     return path, ex, write_exercise(layout, path)
 
 
-def check(path, decimals: int | None = None, rtol: float | None = None, report=None, original=None):
+def check(path, decimals: int | None = None, rtol: float | None = None, report=None, original=None,
+          engine: str | None = None):
     """Grade a filled exercise; with `report`, also write the coloured copy.  Returns the Grade
-    (its .lines(), .score, .total(status)) and the number of cells the report marked (or None)."""
+    (its .lines(), .score, .total(status), .recalculated) and the number of cells the report marked
+    (or None).  Formulas the student saved without a value are recalculated in `engine`
+    ("libreoffice" or "ironcalc"; None: LibreOffice when installed, else IronCalc)."""
     from tracer.checks.check import Tolerance, grade, write_report
 
     if decimals is not None and rtol is not None:
@@ -196,7 +200,9 @@ def check(path, decimals: int | None = None, rtol: float | None = None, report=N
         raise TracerError(f"--rtol must be a positive finite number (got {rtol})")
     if report is not None:
         check_output(report)
-    result = grade(Path(path), Tolerance(decimals, rtol or Tolerance.rtol), original)
+    if engine not in (None, *ENGINES[:-1]):
+        raise TracerError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES[:-1])}")
+    result = grade(Path(path), Tolerance(decimals, rtol or Tolerance.rtol), original, engine)
     marked = write_report(result, Path(report)) if report is not None else None
     return result, marked
 
@@ -207,12 +213,15 @@ def is_exercise(path) -> bool:
     return test(Path(path))
 
 
-def verify(path, announce=None):
-    """Recalculate the workbook in LibreOffice and compare every formula cell with its stored value:
-    a report with .ok, .n_formulas, .max_abs_err, .max_rel_err, .errors, .mismatches, .lines().
-    `announce(text)` is told, once the file is found fit, what is about to happen."""
-    from tracer.checks.verify import verify_workbook
-    from tracer.engines.libreoffice import find_soffice
+def verify(path, engine: str | None = None, announce=None):
+    """Recalculate the workbook in spreadsheet engines and compare every formula cell with its
+    stored value.  `engine`: "libreoffice", "ironcalc", "all", or None for every installed one;
+    a requested engine that is missing raises TracerError saying how to install it.  Returns a
+    Verification: .ok, .n_formulas, .lines(), and per engine (v["ironcalc"]) a report with
+    .max_abs_err, .max_rel_err, .errors, .mismatches.  `announce(text)` is told, once the file is
+    found fit, what is about to happen."""
+    from tracer.checks.verify import verify_engines
+    from tracer.engines import chosen
     from tracer.engines.workbook import check_workbook
 
     path = Path(path)
@@ -221,8 +230,8 @@ def verify(path, announce=None):
         raise TracerError(f"{path.name} is an exercise: its blank cells and the cells computed from them "
                           "hold no values to verify; verify the workbook `tracer run` writes with the same options, "
                           "or grade this one with `tracer check`")
-    find_soffice()
-    return verify_workbook(path, announce=announce)
+    chosen(engine)  # a missing engine is an error before any work
+    return verify_engines(path, engine, announce)
 
 
 def gradcheck(model: str, sample: int | None = None, **options) -> list:

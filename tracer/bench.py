@@ -50,6 +50,17 @@ with regular expressions for Excel-365 functions); ``portable`` uses tracer's
 ``_PortableSheet`` (no scan), the worksheet class tracer's writer uses.  The ratio is the
 tracer export seconds divided by the baseline seconds.
 
+Verify ("verify" cases: the default VAE and the >= 1M-cell VAE): once the workbook is written,
+``tracer.checks.verify.verify_workbook(path, engine=E)`` in a fresh process per engine
+(LibreOffice, IronCalc; an engine that is not installed is reported as such): formula cells,
+the whole verify's wall time (reading the workbook, recalculating, comparing), the
+recalculation's share, its verdict and the process's peak memory.
+
+Split ("split", full run or ``--case split``): the cell counts of the six models' default
+workbooks, and how many of them the step blocks of the formula rule hold (a softmax's
+exponentials and row sums, a loss's terms: the tensors tracer.core.op.Composite records); the
+count without those blocks is the workbook's size before the ops were split into steps.
+
 Targets (printed as PASS/MISS): default ``tracer run vae`` <= 3 s end to end; export <= 1.3x
 the stock baseline (every case with a baseline); peak memory of a >= 1M-cell export process
 <= 400 MB (every case of >= 1M cells).  ``tracer run gan`` end to end is printed, with no target.
@@ -73,6 +84,9 @@ from tracer.errors import TracerError
 LARGE = {"hidden": 80, "iterations": 4}  # ~1.2M cells; the loss falls at every step
 TRANSFORMER_LARGE = {"layers": 4, "d_model": 32, "heads": 4, "context": 16, "d_ff": 128, "lr": 0.1}
 MIN_LARGE_CELLS = 1_000_000
+VERIFY_ENGINES = ("libreoffice", "ironcalc")
+SPLIT = "split"  # the extra case: the defaults' cells before and after the split into steps
+SPLIT_MODELS = ("vae", "gan", "skipgram", "attention", "transformer", "mlp")
 BASELINE_WIDTH = 64
 TARGET_E2E_S = 3.0
 TARGET_RATIO = 1.3
@@ -90,6 +104,7 @@ class Case:
     config: dict = field(default_factory=dict)
     baseline: bool = False  # also time raw XlsxWriter writing the same number of cells
     min_cells: int = 0  # the run is refused (RuntimeError) if it writes fewer cells
+    verify: bool = False  # also time `tracer verify` of the workbook in each engine
 
     @property
     def default(self) -> bool:
@@ -102,8 +117,8 @@ class Case:
 
 
 CASES = (
-    Case("vae", "vae", baseline=True),
-    Case("vae_large", "vae", LARGE, baseline=True, min_cells=MIN_LARGE_CELLS),
+    Case("vae", "vae", baseline=True, verify=True),
+    Case("vae_large", "vae", LARGE, baseline=True, min_cells=MIN_LARGE_CELLS, verify=True),
     Case("vae_adam", "vae", {"optimizer": "adam"}),
     Case("gan", "gan", baseline=True),
     Case("gan_upscale4", "gan", {"upscale": 4, "upscale_mode": "bilinear"}),
@@ -197,10 +212,50 @@ def _child_baseline(args: dict) -> dict:
     return {"cells": written, "seconds": time.perf_counter() - t0}
 
 
+def _child_verify(args: dict) -> dict:
+    from tracer.checks.verify import verify_workbook
+    from tracer.engines import ENGINES
+
+    engine = ENGINES[args["engine"]]
+    if not engine.available():
+        return {"engine": engine.LABEL, "missing": engine.INSTALL_HINT}
+    t0 = time.perf_counter()
+    report = verify_workbook(Path(args["path"]), engine=engine.NAME)
+    return {"engine": engine.LABEL, "formulas": report.n_formulas, "ok": report.ok,
+            "seconds": time.perf_counter() - t0, "recalc_s": report.recalc_seconds,
+            "max_rel_err": report.max_rel_err, "errors": len(report.errors), "mismatches": report.n_mismatches}
+
+
+def _child_split(args: dict) -> dict:
+    """Each model's default workbook: the cells written, and those of the step blocks."""
+    import dataclasses
+
+    from tracer import models
+    from tracer.core.op import Composite
+    from tracer.render.export import export
+    from tracer.render.layout import Block, Layout
+    from tracer.render.template import Template
+
+    out = {}
+    for name in args["models"]:
+        model = models.get(name)
+        cfg = model.Config()
+        tape = models.trace(model, cfg)
+        path = Path(args["folder"]) / f"split_{name}.xlsx"
+        cells = export(tape, dataclasses.asdict(cfg), path)
+        path.unlink()
+        steps = {id(u) for t in tape.tensors if isinstance(t.op, Composite) for u in t.inputs[t.op.n_in:]}
+        layout = Layout(tape, Template.of(tape), dataclasses.asdict(cfg))
+        blocks = [p for sheet in layout.sheets for p in sheet.parts if isinstance(p, Block) and id(p.tensor) in steps]
+        out[name] = {"cells": cells, "step_cells": sum(b.cells for b in blocks), "step_blocks": len(blocks)}
+    return out
+
+
 def _child(kind: str, args_json: str) -> None:
     """Entry point of a child process: run one case, print one JSON line with its peak."""
     args = json.loads(args_json)
-    result = {"tracer": _child_tracer, "baseline": _child_baseline}[kind](args)
+    result = {"tracer": _child_tracer, "baseline": _child_baseline, "verify": _child_verify,
+              "split": _child_split}[kind](args)
     result.update(_peaks())
     print("BENCH " + json.dumps(result), flush=True)
 
@@ -281,16 +336,20 @@ def _best(runs: list[dict], key: str) -> dict:
     return best
 
 
-def _case(case: Case, folder: Path, repeat: int, keep: bool = False) -> dict[str, dict]:
-    """The tracer run of `case` (`repeat` fresh processes), then its baselines if it has them."""
+def _case(case: Case, folder: Path, repeat: int, keep: bool = False,
+          engines: tuple = VERIFY_ENGINES) -> dict[str, dict]:
+    """The tracer run of `case` (`repeat` fresh processes), its verification in each of `engines`
+    if it has one, then its baselines if it has them."""
     name, path = case.name, folder / f"{case.name}.xlsx"
     args = {"model": case.model, "config": case.config, "path": str(path)}
     r = _best([_in_fresh_process("tracer", args) for _ in range(repeat)], "export_s")
     result = {**r, "cells_per_s": r["cells"] / r["export_s"], "file_mb": path.stat().st_size / _MB,
               **_scan(path)}
+    out = {name: result}
+    for engine in engines if case.verify else ():
+        out[f"{name}_verify_{engine}"] = _in_fresh_process("verify", {"path": str(path), "engine": engine})
     if not keep:
         path.unlink()
-    out = {name: result}
     for flavour in ("stock", "portable") if case.baseline else ():
         bpath = folder / f"{name}_baseline_{flavour}.xlsx"
         args = {"cells": result["cells"], "formulas": result["formulas"], "path": str(bpath),
@@ -310,7 +369,7 @@ def _table(res: dict, echo) -> None:
     echo(head)
     echo("-" * len(head))
     for name, r in res.items():
-        if name in ("cli", "targets", "bench"):
+        if name in ("cli", "targets", "bench", SPLIT) or "_verify_" in name:
             continue
         if "baseline" in name:
             label = name.replace("_baseline_", " baseline ")
@@ -328,7 +387,7 @@ def _table(res: dict, echo) -> None:
         echo(f"tracer run {model} (end to end): {c['wall_s']:.2f} s wall, {c['cells']:,} cells, "
              f"{c['file_mb']:.1f} MB, peak {c['peak_mb']:.0f} MB")
     ran = [c for c in CASES if c.name in res]
-    runs = max(res[c.name]["runs"] for c in ran if c.default)
+    runs = max((res[c.name]["runs"] for c in ran if c.default), default=1)
     echo(f"times: best of {runs} fresh processes for the default sizes"
          + (", one for each other case" if any(not c.default for c in ran) else "")
          + "; peak MB = whole-process ru_maxrss (max over the runs)")
@@ -338,31 +397,52 @@ def _table(res: dict, echo) -> None:
     echo("ratio = tracer export seconds / baseline seconds; f.len = mean formula length incl. '='")
     if any(r.get("peak_mb", 0) - r.get("hwm_mb", r.get("peak_mb", 0)) > 5 for r in res.values()):
         echo("* ru_maxrss above the process's own VmHWM: inherited from a larger parent process")
+    verified = [(name, r) for name, r in res.items() if "_verify_" in name]
+    if verified:
+        echo("tracer verify (fresh process per engine; s = the whole verify, recalc = the engine's part):")
+        for name, r in verified:
+            case = name.split("_verify_")[0]
+            if "missing" in r:
+                echo(f"  {case:<12} {r['engine']:<12} not installed: {r['missing']}")
+                continue
+            echo(f"  {case:<12} {r['engine']:<12} {r['formulas']:>11,} formula cells  {r['seconds']:7.1f} s  "
+                 f"(recalc {r['recalc_s']:.1f} s)  peak {r['peak_mb']:.0f} MB  "
+                 f"{'OK' if r['ok'] else 'FAILED'} (largest relative error {r['max_rel_err']:.1e})")
+    if SPLIT in res:
+        echo("cells of the default workbooks: after the split into steps, in the step blocks, and without them (before):")
+        for model, r in res[SPLIT]["models"].items():
+            echo(f"  {model:<12} {r['cells']:>9,} = {r['cells'] - r['step_cells']:>9,} + {r['step_cells']:>6,} "
+                 f"in {r['step_blocks']} step blocks (+{100 * r['step_cells'] / (r['cells'] - r['step_cells']):.1f}%)")
     echo("targets (informational):")
     for name, t in res["targets"].items():
         echo(f"  {'PASS' if t['pass'] else 'MISS'}  {name}: {t['value']:.2f} (limit {t['limit']})")
 
 
 def run_bench(quick: bool = False, echo=print, repeat: int = 3, keep: Path | None = None,
-              only: tuple = ()) -> dict:
+              only: tuple = (), engines: tuple = VERIFY_ENGINES) -> dict:
     """Run the benchmark (quick: only the default-size cases: vae, gan, transformer), print a table via
     `echo` and return the numbers: {case name: {metric: value}} (baselines as
     "<case>_baseline_stock" and "<case>_baseline_portable") plus "cli" ({model: end-to-end
     numbers}), "targets" and "bench" entries.  Default-size runs are repeated `repeat` times
     (fresh processes, best time kept).  `keep`: a folder to write the workbooks into and leave
     them there (by default a temporary folder, each workbook removed once measured).  `only`:
-    the names of the cases to run (all by default)."""
+    the names of the cases to run (all by default; "split" is the defaults' cell counts).
+    `engines`: those the verify cases verify in."""
     start = time.perf_counter()
     res: dict[str, dict] = {"cli": {}}
-    unknown = set(only) - {c.name for c in CASES}
+    names = [c.name for c in CASES] + [SPLIT]
+    unknown = set(only) - set(names)
     if unknown:
-        raise TracerError(f"unknown bench case {sorted(unknown)[0]!r}: choose from {', '.join(c.name for c in CASES)}")
+        raise TracerError(f"unknown bench case {sorted(unknown)[0]!r}: choose from {', '.join(names)}")
     cases = [c for c in CASES if (c.default or not quick) and (not only or c.name in only)]
     with tempfile.TemporaryDirectory(prefix="tracer-bench-") as tmp:
         folder = Path(keep) if keep is not None else Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
+        if SPLIT in only or not (quick or only):
+            split = _in_fresh_process("split", {"models": SPLIT_MODELS, "folder": str(folder)})
+            res[SPLIT] = {"models": {m: split[m] for m in SPLIT_MODELS}, "peak_mb": split["peak_mb"]}
         for case in cases:
-            res.update(_case(case, folder, repeat if case.default else 1, keep is not None))
+            res.update(_case(case, folder, repeat if case.default else 1, keep is not None, engines))
             if res[case.name]["cells"] < case.min_cells:
                 raise RuntimeError(f"the {case.name} case wrote only {res[case.name]['cells']:,} cells")
         for case in cases:

@@ -73,7 +73,7 @@ def cli():
     tracer run gan --upscale 2      the GAN's game, generated digits also ×2
     tracer run vae --optimizer adam Adam instead of SGD, its state as formulas
     tracer run gan -o gan.tex       the walkthrough as a LaTeX document (or .md)
-    tracer verify outputs/vae.xlsx  recalculate it in LibreOffice and compare
+    tracer verify outputs/vae.xlsx  recalculate it in LibreOffice and IronCalc, compare
     tracer exercise vae --blank backward   a student's version: the gradients blank
     tracer check filled.xlsx        grade it: own mistakes apart from carried ones
     tracer gradcheck gan            finite differences vs the traced gradients
@@ -197,12 +197,15 @@ def _make_exercise(model):
                    "error yellow, missing grey) and a note with the expected value, and a Grade sheet")
 @click.option("--exercise", "original", type=click.Path(path_type=Path), default=None,
               help="the exercise as handed out: refuse a workbook made for another model or configuration")
-def check(workbook, decimals, rtol, report, original):
+@click.option("--engine", type=click.Choice(api.ENGINES[:-1]), default=None,
+              help="recalculate formulas saved without a value in this engine  [default: LibreOffice if "
+                   "installed, else IronCalc]")
+def check(workbook, decimals, rtol, report, original, engine):
     """Grade a filled exercise WORKBOOK (as Excel, LibreOffice or Google Sheets saved it): every blank
     cell right, wrong or missing; each wrong cell an own mistake or an error carried from an earlier
     one (the step recomputed from the student's own inputs gives the student's value).  Exit 0 when
     every cell is right, 1 otherwise, 2 when the file cannot be graded."""
-    result, marked = api.check(workbook, decimals, rtol, report, original)
+    result, marked = api.check(workbook, decimals, rtol, report, original, engine)
     raise_if_interrupted()
     for line in result.lines():
         click.echo(line)
@@ -213,11 +216,16 @@ def check(workbook, decimals, rtol, report, original):
 
 @cli.command()
 @click.argument("workbook", type=click.Path(path_type=Path))
+@click.option("--engine", type=click.Choice(api.ENGINES), default=None,
+              help="recalculate in this engine, or in all of them (each must be installed)  "
+                   "[default: every installed engine]")
 @click.option("--all", "show_all", is_flag=True, help="list every error value (by default the first 50; mismatches: the first 20 and a count)")
-def verify(workbook, show_all):
-    """Recalculate WORKBOOK in LibreOffice (forced) and compare every formula cell with the value
-    the exporter stored: exit 0 only when all agree within 1e-9 relative or 1e-12 absolute."""
-    report = api.verify(workbook, announce=_progress_note)
+def verify(workbook, engine, show_all):
+    """Recalculate WORKBOOK from scratch in spreadsheet engines (LibreOffice headless with forced
+    recalculation, IronCalc in process) and compare every formula cell with the value the exporter
+    stored: a report per engine; exit 0 only when all agree within 1e-9 relative or 1e-12
+    absolute in every engine."""
+    report = api.verify(workbook, engine, announce=_progress_note)
     raise_if_interrupted()
     for line in report.lines(limit=None if show_all else 50):
         click.echo(line)
@@ -261,14 +269,17 @@ for _m in MODELS.values():
               help="only the default VAE, GAN and transformer (skip the ≥ 1M-cell, Adam and ×4 upscale cases)")
 @click.option("--case", "cases", multiple=True, metavar="NAME",
               help="run only this case (repeatable): vae, vae_large, vae_adam, gan, gan_upscale4, gan_adam, "
-                   "transformer, transformer_large")
+                   "transformer, transformer_large, split")
 def bench(quick, cases):
     """Time tracing and export: cells written, cells/s, file size, peak memory.  The default VAE,
     GAN and transformer (best of 3 fresh processes, each also timed end to end as `tracer run
-    MODEL`, and raw XlsxWriter writing the same number of cells as a baseline); the full run
-    (without --quick) adds, once each: a ≥ 1M-cell VAE (hidden 80) and a ≥ 1M-cell transformer
-    (4 blocks, d_model 32, context 16), both with a baseline, the VAE and the GAN with
-    --optimizer adam, and the GAN with --upscale 4 --upscale-mode bilinear."""
+    MODEL`, and raw XlsxWriter writing the same number of cells as a baseline), and `tracer
+    verify` of the default VAE in each engine (LibreOffice, IronCalc); the full run (without
+    --quick) adds, once each: a ≥ 1M-cell VAE (hidden 80, verified in each engine too) and a
+    ≥ 1M-cell transformer (4 blocks, d_model 32, context 16), both with a baseline, the VAE and
+    the GAN with --optimizer adam, the GAN with --upscale 4 --upscale-mode bilinear, and the
+    cell counts of the six default workbooks with and without the step blocks of the formula
+    rule (split)."""
     api.bench(quick=quick, echo=click.echo, only=cases)
 
 

@@ -4,7 +4,7 @@
 2. Check that the given cells (data, initial parameters, draws, hyperparameters) and the blank
    blocks' titles are the exercise's: otherwise the file was made for another exercise.
 3. Read the student's cells as the application saved them (cached values; a formula saved with
-   no value is recalculated in LibreOffice).
+   no value is recalculated in a spreadsheet engine: LibreOffice when installed, else IronCalc).
 4. Replay the steps on the student's own numbers ("the student's world"): each given block is
    recomputed from the student's cells, as the spreadsheet itself would.  A wrong cell is an
    own mistake unless the step, applied to the student's own inputs, gives the student's value:
@@ -22,9 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tracer import models
+from tracer import engines, models
 from tracer.checks.exercise import build, seal
-from tracer.engines import libreoffice
 from tracer.engines.workbook import (
     address,
     check_workbook,
@@ -94,6 +93,7 @@ class Grade:
     tolerance: Tolerance
     tensors: list  # TensorGrade, in step order
     template: object = None
+    recalculated: tuple | None = None  # (engine label, cells) when formulas saved without a value were recalculated
 
     def total(self, status=None) -> int:
         return sum(len(g.cells) if status is None else g.count(status) for g in self.tensors)
@@ -106,6 +106,9 @@ class Grade:
         r = self.recipe
         out = [f"{self.path.name}: {r['model']} exercise (blank: {r['blank']}; iterations: {r['iterations']}), "
                f"{self.total():,} cells to fill; {self.tolerance.describe()}"]
+        if self.recalculated:
+            engine, n = self.recalculated
+            out.append(f"{n:,} formula cells saved without a value were recalculated in {engine}")
         first = None
         for g in self.tensors:
             counts = [f"{g.count(RIGHT)} right"]
@@ -255,7 +258,7 @@ def _formula_text(formula) -> str | None:
     return _NUMBER.sub(lambda m: repr(float(m[1])), text)
 
 
-def read_student(path: Path, layout, tape, ex) -> tuple[dict, dict]:
+def read_student(path: Path, layout, tape, ex, engine: str | None = None) -> tuple[dict, dict, tuple | None]:
     """(blocks of the blank tensors, the cells' values as the student's application saved them)."""
     blocks = {}
     for s in layout.sheets:
@@ -287,12 +290,13 @@ def read_student(path: Path, layout, tape, ex) -> tuple[dict, dict]:
     # a formula the student typed, saved without its value (e.g. written by a script): recalculate
     formulas = {k: formulas.get(k) for s, rc in answer_cells.items() for k in ((s, r, c) for r, c in rc)}
     stale = {k for k, f in formulas.items() if isinstance(f, str) and f.startswith("=") and values.get(k) is None}
+    recalculated = None
     if stale:
-        with temporary_folder("tracer-check-") as tmp:
-            fresh = values_at(libreoffice.recalculate(path, tmp), {s: {(r, c) for s2, r, c in stale if s2 == s}
-                                                             for s in {k[0] for k in stale}})
-        values.update(fresh)
-    return blocks, values
+        found = engines.preferred(engine)
+        values.update(found.recalculated_values(path, {s: {(r, c) for s2, r, c in stale if s2 == s}
+                                                       for s in {k[0] for k in stale}}))
+        recalculated = (found.LABEL, len(stale))
+    return blocks, values, recalculated
 
 
 # --- grading --------------------------------------------------------------------------------------
@@ -316,7 +320,9 @@ def _replay(t, inputs) -> np.ndarray:
     return np.where(np.isfinite(out), out, math.nan)
 
 
-def grade(path: Path, tolerance: Tolerance, original: Path | None = None) -> Grade:
+def grade(path: Path, tolerance: Tolerance, original: Path | None = None, engine: str | None = None) -> Grade:
+    """Grade the filled exercise at `path`; `engine` recalculates the formulas the student saved
+    without a value ("libreoffice", "ironcalc"; None: the first installed, LibreOffice first)."""
     path = Path(path)
     recipe = read_recipe(path)
     if original is not None:
@@ -326,7 +332,7 @@ def grade(path: Path, tolerance: Tolerance, original: Path | None = None) -> Gra
             raise TracerError(f"{path.name} was made for another model or configuration than {Path(original).name} "
                               f"({recipe['model']} {recipe['config']} vs {handed_out['model']} {handed_out['config']})")
     tape, layout, ex = rebuild(recipe)
-    blocks, values = read_student(path, layout, tape, ex)
+    blocks, values, recalculated = read_student(path, layout, tape, ex, engine)
     # the student's world: every tensor as their sheet computes it, twice (see _mine): where empty
     # cells and text count as 0, and where they are errors
     world: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -363,7 +369,7 @@ def grade(path: Path, tolerance: Tolerance, original: Path | None = None) -> Gra
                 g.cells.append(Cell(i, j, address(sheet, r, c), v, status, ref, own))
             world[id(t)] = mine
             grades.append(g)
-    return Grade(path, recipe, tolerance, grades, layout.tpl)
+    return Grade(path, recipe, tolerance, grades, layout.tpl, recalculated)
 
 
 # --- the annotated copy -------------------------------------------------------------------------

@@ -1,9 +1,10 @@
-"""Prove a tracer workbook's formulas right by recalculating it in a spreadsheet engine.
+"""Prove a tracer workbook's formulas right by recalculating it in spreadsheet engines.
 
 tracer writes every computed cell as a formula and stores the value numpy computed as that
-formula's cached value.  :func:`verify_workbook` has the engine recalculate every formula from
-scratch (tracer.engines) and compares each result with the stored value.  Agreement means the
-formulas compute what numpy did.
+formula's cached value.  :func:`verify_workbook` has one engine (tracer.engines: LibreOffice or
+IronCalc) recalculate every formula from scratch and compares each result with the stored value;
+:func:`verify_engines` does it in each engine chosen, each with its own report.  Agreement means
+the formulas compute what numpy did, in that spreadsheet.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tracer import engines
 from tracer.engines import libreoffice
 from tracer.engines.workbook import (
     address,
@@ -22,7 +24,6 @@ from tracer.engines.workbook import (
     is_number,
     values_at,
 )
-from tracer.errors import temporary_folder
 
 MAX_MISMATCHES = 20  # how many mismatches a report keeps (all are counted)
 
@@ -39,6 +40,7 @@ class VerifyReport:
     """
 
     path: Path
+    engine: str = "LibreOffice"  # the engine's label
     rtol: float = 1e-9
     atol: float = 1e-12
     n_formulas: int = 0
@@ -63,7 +65,7 @@ class VerifyReport:
         if self.n_formulas == 0:
             return [f"{name}: no formula cells: nothing to verify", "FAILED"]
         out = [
-            f"{name}: {self.n_formulas} formula cells recalculated in LibreOffice",
+            f"{name}: {self.n_formulas} formula cells recalculated in {self.engine} ({self.recalc_seconds:.1f} s)",
             f"largest absolute error: {self.max_abs_err:.3g}",
             f"largest relative error: {self.max_rel_err:.3g} (over the cells whose absolute error exceeds {self.atol:g})"
             + (f" (worst cell {self.worst})" if self.worst else ""),
@@ -135,20 +137,21 @@ def _ratio(err: float, tol: float) -> float:
 
 
 def verify_workbook(path, rtol: float = 1e-9, atol: float = 1e-12,
-                    timeout: float = libreoffice.DEFAULT_TIMEOUT, announce=None) -> VerifyReport:
-    """Recalculate the workbook at path in LibreOffice and check every formula.
+                    timeout: float = libreoffice.DEFAULT_TIMEOUT, engine: str = "libreoffice") -> VerifyReport:
+    """Recalculate the workbook at path in one engine ("libreoffice" or "ironcalc") and check
+    every formula.
 
     A formula cell agrees when its recalculated value equals the value stored
     in the file: numbers within ``|a-b| <= atol`` or
     ``|a-b| <= rtol * max(|a|, |b|)``, other values exactly.  Error values
     (#DIV/0!, #NAME?, ...) and missing results are failures.  Raises
     :class:`TracerError` for a missing or non-workbook file (before starting
-    LibreOffice) and when LibreOffice is unavailable or fails.  `announce(text)` is told when the
-    workbook has been read and LibreOffice starts.
+    the engine) and when the engine is unavailable or fails.
     """
     path = Path(path)
     check_workbook(path)
-    report = VerifyReport(path=path, rtol=rtol, atol=atol)
+    found = engines.preferred(engine)
+    report = VerifyReport(path=path, engine=found.LABEL, rtol=rtol, atol=atol)
 
     start = time.perf_counter()
     formulas = formula_cells(path)
@@ -159,18 +162,60 @@ def verify_workbook(path, rtol: float = 1e-9, atol: float = 1e-12,
     stored = values_at(path, formulas)
     reading = time.perf_counter() - start
 
-    if announce:
-        announce(f"recalculating {path} in LibreOffice (recalculation forced) ...")
-    with temporary_folder("tracer-verify-") as tmp:
-        start = time.perf_counter()
-        recalculated_path = libreoffice.recalculate(path, tmp, timeout=timeout)
-        report.recalc_seconds = time.perf_counter() - start
-
-        start = time.perf_counter()
-        recalculated = values_at(recalculated_path, formulas)
+    start = time.perf_counter()
+    recalculated = found.recalculated_values(path, formulas, timeout=timeout)
+    report.recalc_seconds = time.perf_counter() - start
+    start = time.perf_counter()
     for sheet in formulas:
         for r, c in sorted(formulas[sheet]):
             key = (sheet, r, c)
             _compare(report, address(sheet, r, c), stored.get(key), recalculated.get(key))
     report.compare_seconds = reading + time.perf_counter() - start
     return report
+
+
+@dataclass
+class Verification:
+    """A workbook verified in one or more engines: a report each."""
+
+    reports: list
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.reports) and all(r.ok for r in self.reports)
+
+    @property
+    def n_formulas(self) -> int:
+        return self.reports[0].n_formulas if self.reports else 0
+
+    def __getitem__(self, engine: str) -> VerifyReport:
+        """The report of an engine, by name or label: v["ironcalc"]."""
+        for r in self.reports:
+            if engine.lower() == r.engine.lower():
+                return r
+        raise KeyError(f"no report of engine {engine!r}")
+
+    def lines(self, limit: int | None = None) -> list[str]:
+        """Each engine's report (its verdict as 'Engine: OK'), then the verdict of all."""
+        out = []
+        for r in self.reports:
+            lines = r.lines(limit)
+            out += lines[:-1] + [f"{r.engine}: {lines[-1]}"]
+        return out + ["OK" if self.ok else "FAILED"]
+
+    def format(self) -> str:
+        return "\n".join(self.lines())
+
+
+def verify_engines(path, engine: str | None = None, announce=None, **options) -> Verification:
+    """verify_workbook in each engine `engine` chooses (tracer.engines.chosen: a name, "all", or
+    None for every installed engine).  `announce(text)` is told before each engine starts."""
+    path = Path(path)
+    check_workbook(path)
+    reports = []
+    for found in engines.chosen(engine):
+        if announce:
+            announce(f"recalculating {path} in {found.LABEL}"
+                     + (" (recalculation forced)" if found is libreoffice else "") + " ...")
+        reports.append(verify_workbook(path, engine=found.NAME, **options))
+    return Verification(reports)

@@ -8,13 +8,15 @@ and the softmax of each row (plain, and causal for attention), each with its gra
     exp_half    e^(a/2)  (σ from log σ²)    gradient  g ⊙ y / 2
     gelu        ½ a (1 + tanh(√(2/π)(a + 0.044715 a³)))                   (GPT-2's approximation)
     softmax     row by row, max-subtracted  gradient  y ⊙ (g − rowsum(g ⊙ y))
+                in steps: e = exp(x − max of the row) (softmax_exp), s = Σ of each row of e, y = e / s
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from tracer.core.op import Elementwise, Op, dot, no_grad, only, record
+from tracer.core.linalg import SUM_COLS
+from tracer.core.op import Composite, Elementwise, Op, dot, no_grad, only, record
 
 SQRT_2_OVER_PI = np.sqrt(2 / np.pi)  # the formula: SQRT(2/PI())
 GELU_A = 0.044715  # tanh-approximated GELU: x³ coefficient
@@ -97,43 +99,61 @@ GELU, GELU_GRAD = Gelu(), GeluGrad()
 
 # --- the softmax of each row, and the causal softmax of attention -------------------------------
 
-class Softmax(Op):
-    """Row softmax, max-subtracted: x (T, V) → y (T, V),
-
-        y[i, j] = exp(x[i, j] − m_i) / Σ_k exp(x[i, k] − m_i),   m_i = max_k x[i, k].
-
-    Cell (i, j): EXP(x_ij − MAX(row i)) / SUMPRODUCT(EXP(row i − MAX(row i))).
-
-    causal=True is the causal mask and the softmax in one op: scores x (T, T), row i (query i)
-    sees only columns k ≤ i (keys up to itself), y[i, j] = 0 for j > i, and m_i and the sum run
-    over k ≤ i.  Why not a separate mask op writing −1e9 (or −∞) above the diagonal: in a sheet
-    the masked cells would be a magic constant in a T × T block of its own per head; here the
-    mask is simply the range: row i's formula reads columns 0 … i, and the masked cells are the
-    formula 0.  Numerically it is the same: exp(−1e9 − m) is exactly 0.  Gradient: the same
-    softmax_grad, y ⊙ (g − rowsum(g ⊙ y)), which is 0 above the diagonal because y is.
-    """
+class ShiftedExp(Op):
+    """A softmax's first step, the shifted exponentials: x (T, V) → e (T, V),
+    e[i, j] = exp(x[i, j] − m_i), m_i = max_k x[i, k] (subtracting the row's maximum changes no
+    probability and keeps exp from overflowing).  Cell (i, j): EXP(x_ij − MAX(row i)).
+    causal=True: row i sees only columns k ≤ i (m_i runs over them), e[i, j] = 0 for j > i."""
 
     def __init__(self, name, causal):
         self.name, self.causal = name, causal
 
     def forward(self, x, **attrs):
         if not self.causal:
-            e = np.exp(x - x.max(axis=1, keepdims=True))
-            return e / e.sum(axis=1, keepdims=True)
+            return np.exp(x - x.max(axis=1, keepdims=True))
         seen = np.tri(*x.shape, dtype=bool)  # j ≤ i
         m = np.where(seen, x, -np.inf).max(axis=1, keepdims=True)
-        e = np.where(seen, np.exp(np.where(seen, x - m, 0)), 0)
-        return e / e.sum(axis=1, keepdims=True)
+        return np.where(seen, np.exp(np.where(seen, x - m, 0)), 0)
 
     def formula(self, c, i, j):
-        last = min(i, c.shape(0)[1] - 1) if self.causal else c.shape(0)[1] - 1
+        last = min(i, c.shape(0)[1] - 1) if self.causal else c.shape(0)[1] - 1  # the last column row i reads
         if j > last:
             return "0"
-        row = c.span(0, i, 0, i, last)
-        m = f"MAX({row})"
-        return f"EXP({c.at(0, i, j)}-{m})/SUMPRODUCT(EXP({row}-{m}))"
+        return f"EXP({c.at(0, i, j)}-MAX({c.span(0, i, 0, i, last)}))"
 
-    def backward(self, out, g, wanted):
+
+class Softmax(Composite):
+    """Row softmax, max-subtracted: x (T, V) → y (T, V),
+
+        y[i, j] = exp(x[i, j] − m_i) / Σ_k exp(x[i, k] − m_i),   m_i = max_k x[i, k],
+
+    in three blocks: e = the shifted exponentials (`<name>_exp`, one EXP per cell), s = the sum of
+    each row of e (`<name>_sum`, T × 1), then y = e / s.  Cell (i, j): e_ij/s_i.
+
+    causal=True is the causal mask and the softmax in one op: scores x (T, T), row i (query i)
+    sees only columns k ≤ i (keys up to itself), y[i, j] = 0 for j > i, and m_i and the sum run
+    over k ≤ i.  Why not a separate mask op writing −1e9 (or −∞) above the diagonal: in a sheet
+    the masked cells would be a magic constant in a T × T block of its own per head; here the
+    mask is simply the range: row i's exponentials read columns 0 … i, and the masked cells are
+    the formula 0.  Numerically it is the same: exp(−1e9 − m) is exactly 0.  Gradient (of the
+    whole softmax): softmax_grad, y ⊙ (g − rowsum(g ⊙ y)), which is 0 above the diagonal because
+    y is.
+    """
+
+    def __init__(self, name, exp):
+        self.name, self.causal = name, exp.causal
+        self.steps = (("exp", exp, 0), ("sum", SUM_COLS, 1))
+
+    def finish(self, x, e, s):
+        return e / s
+
+    def formula(self, c, i, j):
+        if self.causal and j > i:
+            return "0"
+        return f"{c.at(1, i, j)}/{c.at(2, i, 0)}"
+
+    @staticmethod
+    def grad(out, g, wanted, x):
         return only(wanted, lambda: record(SOFTMAX_GRAD, out, g))
 
 
@@ -150,13 +170,14 @@ class SoftmaxGrad(Op):
         return f"{c.at(0, i, j)}*({c.at(1, i, j)}-{dot(c.row(1, i), c.row(0, i))})"
 
 
-SOFTMAX = Softmax("softmax", causal=False)
-CAUSAL_SOFTMAX = Softmax("causal_softmax", causal=True)
+SOFTMAX_EXP, CAUSAL_SOFTMAX_EXP = ShiftedExp("softmax_exp", False), ShiftedExp("causal_softmax_exp", True)
+SOFTMAX, CAUSAL_SOFTMAX = Softmax("softmax", SOFTMAX_EXP), Softmax("causal_softmax", CAUSAL_SOFTMAX_EXP)
 SOFTMAX_GRAD = SoftmaxGrad()
 
 OPS = {op.name: op for op in (
     RELU, RELU_GRAD, SIGMOID, SIGMOID_GRAD, LEAKY_RELU, LEAKY_RELU_GRAD, TANH, TANH_GRAD,
-    EXP_HALF, EXP_HALF_GRAD, GELU, GELU_GRAD, SOFTMAX, CAUSAL_SOFTMAX, SOFTMAX_GRAD,
+    EXP_HALF, EXP_HALF_GRAD, GELU, GELU_GRAD, SOFTMAX_EXP, CAUSAL_SOFTMAX_EXP, SOFTMAX, CAUSAL_SOFTMAX,
+    SOFTMAX_GRAD,
 )}
 
 
@@ -187,10 +208,11 @@ def gelu(x, name=None):
 
 
 def softmax(x, name=None):
-    """Row softmax of x (T, V)."""
+    """Row softmax of x (T, V), recorded as `<name>_exp`, `<name>_sum` and `<name>`."""
     return record(SOFTMAX, x, name=name)
 
 
 def causal_softmax(scores, name=None):
-    """Masked attention weights: row i is the softmax of scores[i, 0 … i], 0 after."""
+    """Masked attention weights: row i is the softmax of scores[i, 0 … i], 0 after (in steps,
+    like softmax)."""
     return record(CAUSAL_SOFTMAX, scores, name=name)

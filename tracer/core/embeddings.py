@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tracer.core.op import Op, dot, no_grad, only, record
+from tracer.core.op import Op, as_range, dot, no_grad, only, record
 
 PE_BASE = 10000.0
 
@@ -44,7 +44,7 @@ class Embed(Op):
 
     def formula(self, c, i, j):
         where = (f"{j + 1},{c.at(1, i, 0)}+1" if c.row(0, 0)[1] else f"{c.at(1, i, 0)}+1,{j + 1}")
-        return f"INDEX({c.all(0)},{where})"
+        return f"INDEX({as_range(c.all(0))},{where})"
 
     def backward(self, out, g, wanted):
         E, ids = out.inputs
@@ -71,7 +71,7 @@ class EmbedGrad(Op):
         col, down, n = c.col(1, j)
         if n > 1 and down != c.col(0, 0)[1]:
             raise ValueError("embed_grad: the ids and the gradient's columns must run the same way")
-        return f"SUMIF({c.all(0)},{i},{col})"
+        return f"SUMIF({as_range(c.all(0))},{i},{as_range(col)})"
 
 
 EMBED, EMBED_GRAD = Embed(), EmbedGrad()
@@ -135,7 +135,7 @@ class Nearest(Op):
         return order[:, 1:1 + int(k)].astype(np.float64)
 
     def formula(self, c, i, j):
-        row = c.row(0, i)[0]
+        row = as_range(c.row(0, i)[0])
         return f"MATCH(LARGE({row},{j + 2}),{row},0)-1"
 
 

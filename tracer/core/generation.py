@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tracer.core.op import Elementwise, Op, record
+from tracer.core.op import Elementwise, Op, as_range, record
 
 
 def _refuse(name):
@@ -119,7 +119,7 @@ class Argmax(_AfterTraining):
         return np.argmax(z, axis=1).reshape(-1, 1).astype(np.float64)
 
     def formula(self, c, i, j):
-        row = c.row(0, i)[0]
+        row = as_range(c.row(0, i)[0])
         return f"MATCH(MAX({row}),{row},0)-1"
 
 

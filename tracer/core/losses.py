@@ -10,9 +10,13 @@
 
 ŷ (an output) and y (the targets) of the pair losses are N × k blocks, one row per example;
 n = N·k: the means run over every output of every example.  A pair loss takes ŷ first and the
-targets second, like xent.  Portable formulas: a loss is one SUMPRODUCT over whole blocks (array
-arithmetic only inside SUMPRODUCT), which therefore must be laid out the same way; n and T are
-written as literals.
+targets second, like xent.
+
+Portable formulas: a loss whose terms need LN or EXP is a Composite (tracer.core.op): first its
+terms, one cell each (`<name>_terms`: bce_terms, kl_terms, neg_ln, neg_ln1m, xent_terms), then
+their SUM (or SUM/n for a mean, n a literal).  The others are one SUMPRODUCT of arithmetic over
+whole blocks, which therefore must be laid out the same way.  Each gradient rule is the whole
+loss's, with respect to its inputs.
 """
 
 from __future__ import annotations
@@ -20,24 +24,58 @@ from __future__ import annotations
 import numpy as np
 
 from tracer.core.linalg import MUL
-from tracer.core.op import Elementwise, Op, Reduce, no_grad, only, record, same_way
+from tracer.core.op import (
+    Composite,
+    Elementwise,
+    Op,
+    Reduce,
+    dot,
+    no_grad,
+    only,
+    record,
+    same_way,
+    total,
+)
+
+
+class SumOfTerms(Composite):
+    """A loss in two blocks: its terms, one per cell (`<name>_terms`, the op `terms` applied to
+    the inputs in the order `order`), then their sum, or their mean when `mean`.  `grad` is the
+    whole loss's gradient rule, grad(out, g, wanted, *inputs)."""
+
+    def __init__(self, name, terms, grad, n_in=2, order=(0, 1), mean=False):
+        self.name, self.grad, self.n_in, self.mean = name, grad, n_in, mean
+        self.steps = (("terms", terms, *order),)
+
+    def finish(self, *xs):
+        terms = xs[-1]
+        return np.array([[np.mean(terms) if self.mean else np.sum(terms)]])
+
+    def formula(self, c, i, j):
+        rows, cols = c.shape(c.n - 1)
+        return total(c.all(c.n - 1), rows * cols if self.mean else 1)
+
 
 # --- the VAE: reconstruction and KL ---------------------------------------------------------------
 
+# each pixel's −[x ln x̂ + (1−x) ln(1−x̂)]: inputs the targets, then the probabilities
+BCE_TERMS = Elementwise(
+    "bce_terms", lambda x, xh: -(x * np.log(xh) + (1 - x) * np.log(1 - xh)), "-({0}*LN({1})+(1-{0})*LN(1-{1}))"
+)
 BCE_GRAD = Elementwise(
     "bce_grad", lambda x, xh, g: g * ((1 - x) / (1 - xh) - x / xh), "{2}*((1-{0})/(1-{1})-{0}/{1})"
 )
-BCE = Reduce(  # recon = −Σ [x ln x̂ + (1−x) ln(1−x̂)]
-    "bce",
-    lambda x, xh: -np.sum(x * np.log(xh) + (1 - x) * np.log(1 - xh)),
-    "-SUMPRODUCT({0}*LN({1})+(1-{0})*LN(1-{1}))",
+BCE = SumOfTerms(  # recon = −Σ [x ln x̂ + (1−x) ln(1−x̂)]: inputs x, x̂
+    "bce", BCE_TERMS,
     grad=lambda out, g, w, x, xh: only(w, no_grad("bce", "the data"), lambda: record(BCE_GRAD, x, xh, g)),
 )
+# each latent unit's KL: −½ (1 + logvar − μ² − exp(logvar))
+KL_TERMS = Elementwise(
+    "kl_terms", lambda mu, lv: -0.5 * (1 + lv - mu**2 - np.exp(lv)), "-0.5*(1+{1}-{0}^2-EXP({1}))"
+)
 KL_LOGVAR_GRAD = Elementwise("kl_logvar_grad", lambda g, lv: g * (np.exp(lv) - 1) / 2, "{0}*(EXP({1})-1)/2")
-KL = Reduce(  # kl = −½ Σ (1 + logvar − μ² − exp(logvar))
-    "kl",
-    lambda mu, lv: -0.5 * np.sum(1 + lv - mu**2 - np.exp(lv)),
-    "-0.5*SUMPRODUCT(1+{1}-{0}^2-EXP({1}))",
+KL = SumOfTerms(  # kl = −½ Σ (1 + logvar − μ² − exp(logvar)): inputs μ, logvar
+    "kl", KL_TERMS,
     grad=lambda out, g, w, mu, lv: only(
         w, lambda: record(MUL, g, mu), lambda: record(KL_LOGVAR_GRAD, g, lv)
     ),
@@ -63,38 +101,57 @@ class MeanLnGrad(Op):
 
 NEG_MEAN_LN_GRAD = MeanLnGrad("neg_mean_ln_grad", False)
 NEG_MEAN_LN1M_GRAD = MeanLnGrad("neg_mean_ln1m_grad", True)
-NEG_MEAN_LN = Reduce(  # −mean ln D(x): a GAN's loss on "real" answers
-    "neg_mean_ln", lambda a: -np.mean(np.log(a)), "-SUMPRODUCT(LN({0}))/COUNT({0})",
-    grad=lambda out, g, w, a: (record(NEG_MEAN_LN_GRAD, a, g),),
+NEG_LN = Elementwise("neg_ln", lambda a: -np.log(a), "-LN({0})")
+NEG_LN1M = Elementwise("neg_ln1m", lambda a: -np.log(1 - a), "-LN(1-{0})")
+NEG_MEAN_LN = SumOfTerms(  # −mean ln D(x): a GAN's loss on "real" answers
+    "neg_mean_ln", NEG_LN, n_in=1, order=(0,), mean=True,
+    grad=lambda out, g, w, a: only(w, lambda: record(NEG_MEAN_LN_GRAD, a, g)),
 )
-NEG_MEAN_LN1M = Reduce(  # −mean ln(1 − D(x)): a GAN's loss on "fake" answers
-    "neg_mean_ln1m", lambda a: -np.mean(np.log(1 - a)), "-SUMPRODUCT(LN(1-{0}))/COUNT({0})",
-    grad=lambda out, g, w, a: (record(NEG_MEAN_LN1M_GRAD, a, g),),
+NEG_MEAN_LN1M = SumOfTerms(  # −mean ln(1 − D(x)): a GAN's loss on "fake" answers
+    "neg_mean_ln1m", NEG_LN1M, n_in=1, order=(0,), mean=True,
+    grad=lambda out, g, w, a: only(w, lambda: record(NEG_MEAN_LN1M_GRAD, a, g)),
 )
 
 
 # --- cross-entropy with one-hot targets ----------------------------------------------------------
 
-class CrossEntropy(Op):
-    """L = −(1/T) Σ_i Σ_j Y[i, j] ln P[i, j] = −(1/T) Σ_i ln P[i, target_i]: P (T, V) probabilities
-    (after softmax, so every P > 0), Y (T, V) one-hot targets (a constant) → (1, 1).
-    Cell: −SUMPRODUCT(Y, LN(P))/T (LN runs on every cell of P, all > 0; T a literal).
+class CrossEntropyTerms(Op):
+    """ℓ_i = −ln P[i, target_i] = −ln Σ_j Y[i, j] P[i, j]: P (T, V), Y (T, V) one-hot → (T, 1),
+    the loss at each position.  Cell: −LN(SUMPRODUCT(row i of Y, row i of P)) (the sum is the
+    one probability its 1 picks)."""
 
-    Y one-hot rather than a column of target ids: the target of each row is visible as the 1 in
-    its row, and the loss is one SUMPRODUCT, no lookup.  Gradient: xent_grad, −g·Y/(T·P); after a
-    softmax, softmax_grad turns it into (P − Y)/T."""
-
-    name = "xent"
+    name = "xent_terms"
 
     def forward(self, p, y, **attrs):
-        return np.array([[-(y * np.log(p)).sum() / p.shape[0]]])
+        return -np.log((y * p).sum(axis=1, keepdims=True))
 
     def formula(self, c, i, j):
-        same_way(c, 0, 1, self.name)
-        return f"-SUMPRODUCT({c.all(1)},LN({c.all(0)}))/{c.shape(0)[0]}"
+        same_way(c, 0, 1, "xent")
+        return f"-LN({dot(c.row(1, i), c.row(0, i))})"
 
-    def backward(self, out, g, wanted):
-        p, y = out.inputs
+
+class CrossEntropy(Composite):
+    """L = −(1/T) Σ_i Σ_j Y[i, j] ln P[i, j] = (1/T) Σ_i ℓ_i, ℓ_i = −ln P[i, target_i]: P (T, V)
+    probabilities (after softmax, so every P > 0), Y (T, V) one-hot targets (a constant) → (1, 1),
+    in two blocks: ℓ (`<name>_terms`, xent_terms), then SUM(ℓ)/T (T a literal).  numpy adds
+    Σ_ij Y_ij ℓ_i, which is Σ_i ℓ_i in the order numpy adds −Σ Y ⊙ ln P: the loss keeps every bit
+    of the one-formula cross-entropy it was before the split.
+
+    Y one-hot rather than a column of target ids: the target of each row is visible as the 1 in
+    its row, no lookup.  Gradient: xent_grad, −g·Y/(T·P); after a softmax, softmax_grad turns it
+    into (P − Y)/T."""
+
+    name = "xent"
+    n_in = 2
+    steps = (("terms", CrossEntropyTerms(), 0, 1),)
+
+    def finish(self, p, y, terms):
+        return np.array([[np.sum(y * terms) / p.shape[0]]])
+
+    def formula(self, c, i, j):
+        return total(c.all(2), c.shape(0)[0])
+
+    def grad(self, out, g, wanted, p, y):
         return only(wanted, lambda: record(XENT_GRAD, p, y, g), no_grad(self.name, "the targets"))
 
 
@@ -111,6 +168,7 @@ class CrossEntropyGrad(Op):
 
 
 XENT, XENT_GRAD = CrossEntropy(), CrossEntropyGrad()
+XENT_TERMS = XENT.steps[0][1]
 
 
 # --- a network's output against its targets: ½ Σ squared errors, mse, mean bce ------------------
@@ -159,21 +217,21 @@ BCE_MEAN_GRAD = PairLossGrad(
     "bce_mean_grad", lambda p, y, g, n: g * ((1 - y) / (1 - p) - y / p) / n,
     "{2}*((1-{1})/(1-{0})-{1}/{0})/{n}",
 )
-BCE_MEAN = PairLoss(
-    "bce_mean", lambda p, y: -np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)),
-    "-SUMPRODUCT({1}*LN({0})+(1-{1})*LN(1-{0}))/{n}",
-    grad=_grad_to_output(BCE_MEAN_GRAD, "bce_mean"),
+BCE_MEAN = SumOfTerms(  # inputs ŷ, y; the terms read the targets first
+    "bce_mean", BCE_TERMS, order=(1, 0), mean=True, grad=_grad_to_output(BCE_MEAN_GRAD, "bce_mean"),
 )
 
 OPS = {op.name: op for op in (
-    BCE, BCE_GRAD, KL, KL_LOGVAR_GRAD, NEG_MEAN_LN, NEG_MEAN_LN1M, NEG_MEAN_LN_GRAD, NEG_MEAN_LN1M_GRAD,
-    XENT, XENT_GRAD, HALF_SSE, HALF_SSE_GRAD, MSE, MSE_GRAD, BCE_MEAN, BCE_MEAN_GRAD,
+    BCE_TERMS, BCE, BCE_GRAD, KL_TERMS, KL, KL_LOGVAR_GRAD, NEG_LN, NEG_LN1M, NEG_MEAN_LN, NEG_MEAN_LN1M,
+    NEG_MEAN_LN_GRAD, NEG_MEAN_LN1M_GRAD, XENT_TERMS, XENT, XENT_GRAD, HALF_SSE, HALF_SSE_GRAD, MSE, MSE_GRAD,
+    BCE_MEAN, BCE_MEAN_GRAD,
 )}
 
 
 # --- what a model calls -------------------------------------------------------------------------
 
 def bce(x, x_hat, name=None):
+    """−Σ [x ln x̂ + (1−x) ln(1−x̂)], recorded as its terms `<name>_terms` and their sum."""
     return record(BCE, x, x_hat, name=name)
 
 

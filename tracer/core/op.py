@@ -9,6 +9,12 @@ A formula is written against `c`, the cells of the op's inputs as seen from the 
 `c.row(k, i)` / `c.col(k, j)` a row / column as (range, runs down the sheet, length), `c.all(k)`
 the whole block, `c.span(k, i0, j0, i1, j1)` a rectangle, `c.shape(k)` its shape.
 
+An op whose formula would apply a function to every cell of a range (a softmax's exponentials,
+the logarithms of a loss) is a `Composite`: each such step gets its own block of per-element
+cells, then the op aggregates them.  No function other than an aggregate (SUM, SUMPRODUCT,
+MMULT, MAX, AVERAGE, COUNT, LARGE, MATCH, INDEX, SUMIF) ever receives a range, so every
+spreadsheet computes the same (README: the formula rule; tests/test_portable.py checks it).
+
 The ops themselves live by kind: linalg, activations, losses, normalization, embeddings,
 attention, generation, resampling, optimizers.  This module also holds the three plumbing ops the
 tape itself uses: ONE (the seed dL/dL), COPY and SUM_N (the sum of a tensor's gradient parts).
@@ -85,6 +91,50 @@ class Reduce(Op):
 
     def backward(self, out, g, wanted):
         return self.grad(out, g, wanted, *out.inputs)
+
+
+class Composite(Op):
+    """An op computed in steps a learner can follow, each step a tensor of its own (its own block of
+    cells): `steps` are (suffix, op, k, …), the step named `<name>_<suffix>` being op applied to
+    the values numbered k (0 … n_in − 1 the op's inputs, then the steps made so far).
+
+    Tape.apply records the steps, then the op on its inputs followed by its steps;
+    `finish(*inputs, *steps)` is its value (forward(*inputs) alone makes the steps itself) and
+    its formula reads the step cells.  `grad(out, g, wanted, *inputs)` is the gradient rule of
+    the whole op with respect to its own inputs: the steps get none (the tape passes them by),
+    so the backward pass is the op's textbook rule, e.g. softmax's y ⊙ (g − Σ g ⊙ y)."""
+
+    n_in = 1
+    steps: tuple = ()
+    grad = None
+
+    def with_steps(self, xs) -> list:
+        values = list(xs)
+        for _, op, *ks in self.steps:
+            values.append(op.forward(*(values[k] for k in ks)))
+        return values
+
+    def forward(self, *xs, **attrs):
+        return self.finish(*(self.with_steps(xs) if len(xs) == self.n_in else xs))
+
+    def finish(self, *xs):
+        raise NotImplementedError
+
+    def backward(self, out, g, wanted):
+        n = self.n_in
+        return tuple(self.grad(out, g, wanted[:n], *out.inputs[:n])) + (None,) * len(self.steps)
+
+
+def total(rng: str, n: int = 1) -> str:
+    """The sum of a range, divided by n (a mean) when n > 1; a single cell is itself."""
+    s = f"SUM({rng})" if ":" in rng else rng
+    return s if n == 1 else f"{s}/{n}"
+
+
+def as_range(ref: str) -> str:
+    """A reference as a range even when it is one cell (B5 → B5:B5): SUMIF, INDEX, MATCH and LARGE
+    take a range, and IronCalc gives #VALUE! (or #N/A) for a single-cell reference there."""
+    return ref if ":" in ref else f"{ref}:{ref.rsplit('!', 1)[-1]}"
 
 
 def dot(a, b) -> str:

@@ -89,7 +89,13 @@ class Tape:
         return self._record(name, value, phase=phase, **attrs)
 
     def apply(self, op, *inputs: Tensor, name=None, **attrs) -> Tensor:
-        """Run `op` forward on the inputs' values and record the result."""
+        """Run `op` forward on the inputs' values and record the result.  An op in steps
+        (tracer.core.op.Composite) first records each step, as `<name>_<suffix>`."""
+        if getattr(op, "steps", ()) and len(inputs) == op.n_in:
+            made = list(inputs)
+            for suffix, step, *ks in op.steps:
+                made.append(self.apply(step, *(made[k] for k in ks), name=name and f"{name}_{suffix}"))
+            inputs = tuple(made)
         value = op.forward(*(t.value for t in inputs), **attrs)
         return self._record(name, value, op, inputs, **attrs)
 
@@ -150,12 +156,14 @@ class Tape:
             if id(t) not in needs:
                 continue
             if id(t) != id(loss):
-                grads[id(t)] = self._total(t, contributions.get(id(t), []), prefix)
+                if id(t) not in contributions:  # a step of a Composite: its op's rule went around it
+                    continue
+                grads[id(t)] = self._total(t, contributions[id(t)], prefix)
             if id(t) in leaves:
                 continue
             wanted = [id(u) in needs for u in t.inputs]
             for u, g_u, w in zip(t.inputs, t.op.backward(t, grads[id(t)], wanted), wanted):
-                if w:
+                if w and g_u is not None:
                     contributions.setdefault(id(u), []).append((g_u, t.name))
         result = {name: grads[id(p)] for name, p in params.items() if id(p) in grads}
         region = [t for t in order if inside(t) and id(t) not in stop]

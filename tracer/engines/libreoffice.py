@@ -15,8 +15,11 @@ import subprocess
 import time
 from pathlib import Path
 
+from tracer.engines.workbook import values_at
 from tracer.errors import TracerError, quietly, temporary_folder
 
+NAME = "libreoffice"
+LABEL = "LibreOffice"
 INSTALL_HINT = (
     "LibreOffice (soffice) not found: install it, "
     "e.g. 'apt-get install -y libreoffice-calc-nogui'"
@@ -57,6 +60,19 @@ def find_soffice() -> str:
         if found is not None:
             return found
     raise TracerError(INSTALL_HINT)
+
+
+def available() -> bool:
+    try:
+        find_soffice()
+    except TracerError:
+        return False
+    return True
+
+
+def require() -> None:
+    """Raise TracerError with how to install LibreOffice when it is missing."""
+    find_soffice()
 
 
 def _write_profile(profile: Path) -> None:
@@ -157,3 +173,11 @@ def recalculate(src: Path, outdir: Path, timeout: float = DEFAULT_TIMEOUT) -> Pa
             )
         shutil.move(str(produced), target)
     return target
+
+
+def recalculated_values(path: Path, wanted: dict[str, set[tuple[int, int]]],
+                        timeout: float = DEFAULT_TIMEOUT) -> dict[tuple[str, int, int], object]:
+    """Recalculate the workbook at `path` (into a throwaway folder) and return the values of the
+    wanted cells by (sheet, row, column), rows and columns from 1."""
+    with temporary_folder("tracer-lo-values-") as tmp:
+        return values_at(recalculate(path, tmp, timeout=timeout), wanted)

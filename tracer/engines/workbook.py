@@ -14,10 +14,11 @@ from openpyxl.worksheet.formula import ArrayFormula
 
 from tracer.errors import TracerError
 
-# Error values as spreadsheets store them; LibreOffice may also write "Err:502".
+# Error values as spreadsheets store them; LibreOffice may also write "Err:502", IronCalc has
+# #ERROR!, #N/IMPL! (a function it lacks) and #CIRC! (a circular reference).
 ERROR_VALUES = frozenset(
     {"#NULL!", "#DIV/0!", "#VALUE!", "#REF!", "#NAME?", "#NUM!", "#N/A",
-     "#GETTING_DATA", "#SPILL!", "#CALC!"}
+     "#GETTING_DATA", "#SPILL!", "#CALC!", "#ERROR!", "#N/IMPL!", "#CIRC!"}
 )
 _LO_ERROR = re.compile(r"Err:\d+\Z")
 

@@ -211,11 +211,4 @@ def texts(spec) -> dict:
                                    out[layer.out_name][1] + "; la salida de la red")
         fan_in = layer.units
     entries = {name: {"symbol": symbol(name), "en": en, "es": es} for name, (en, es) in out.items()}
-    if one_hot:  # the cross-entropy op's own note speaks of tokens
-        y, p = symbol(spec.targets_name), symbol(spec.layers[-1].out_name)
-        entries[spec.loss_name] |= {
-            "note_en": f"One cell: −SUMPRODUCT({y}, LN({p})) / N, N = {N} the number of examples (rows). {y} is one-hot, "
-                       f"so this is the mean over the examples of −ln(the probability given to the correct class).",
-            "note_es": f"Una celda: −SUMPRODUCT({y}, LN({p})) / N, N = {N} el número de ejemplos (filas). {y} es one-hot, "
-                       f"así que es la media sobre los ejemplos de −ln(la probabilidad dada a la clase correcta)."}
     return entries

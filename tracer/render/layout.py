@@ -150,6 +150,13 @@ class Block:
     place: Place
     tokens: list | None = None  # a column of token ids also shown as text: the token of each row
 
+    @property
+    def cells(self) -> int:
+        """The cells the writer fills: the grid, 4 header texts, the column and row numbers, and
+        with tokens their column and its heading."""
+        rows, cols = self.place.display
+        return rows * cols + 4 + cols + rows + (rows + 1 if self.tokens else 0)
+
 
 @dataclass
 class Hyper:

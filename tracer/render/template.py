@@ -24,6 +24,7 @@ RUN = re.compile(r"\[([^\]]*)\] (.+)")  # a tensor of one generation step: "[gre
 # a transformer block's tensor: b2.LN1 (block 2), b1.h2.Q (block 1, head 2); the template's entry
 # is "b.LN1" or "b.h.Q", whose {b} and {h} become the block and head numbers
 BLOCK = re.compile(r"b(\d+)\.(?:h(\d+)\.)?(.+)")
+STEP = re.compile(r"(.+)_(exp|sum|terms)")  # a step of a Composite op: P_exp, P_sum, loss_terms
 SUP = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 SUB = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
 
@@ -114,12 +115,24 @@ class Template:
         if numbered:
             return {key: text.format(k=number[0]) for key, text in numbered.items()}
         block = BLOCK.fullmatch(name)
-        if not block:
+        if block:
+            b, h, base = block[1], block[2], block[3]
+            entry = self.model.get("tensors", {}).get(f"b.h.{base}" if h else f"b.{base}", {})
+            marks = {"b": f"⁽{b.translate(SUP)}⁾", "h": (h or "").translate(SUB)}  # symbols: Q₁⁽¹⁾
+            if entry:
+                return {k: v.format(**(marks if k == "symbol" else {"b": b, "h": h})) for k, v in entry.items()}
+        return self._step(name)
+
+    def _step(self, name: str) -> dict:
+        """A step of an op computed in steps (P_exp, P_sum, loss_terms) with no text of its own:
+        common.toml's [steps] text, made from the text of the tensor it is a step of."""
+        step = STEP.fullmatch(name)
+        base = self._entry(step[1]) if step else {}
+        if not base:
             return {}
-        b, h, base = block[1], block[2], block[3]
-        entry = self.model.get("tensors", {}).get(f"b.h.{base}" if h else f"b.{base}", {})
-        marks = {"b": f"⁽{b.translate(SUP)}⁾", "h": (h or "").translate(SUB)}  # symbols: Q₁⁽¹⁾
-        return {k: v.format(**(marks if k == "symbol" else {"b": b, "h": h})) for k, v in entry.items()}
+        text, symbol = self.common["steps"][step[2]], base.get("symbol", step[1])
+        return {"symbol": text["symbol"].format(symbol),
+                **{lang: text[lang].format(symbol, base.get(lang, "")) for lang in LANGS}}
 
     def _own(self, name: str) -> dict | None:
         return (self.extra.get(name) or self.model.get("tensors", {}).get(name)

@@ -274,11 +274,8 @@ class _Writer:
             if b.tokens:  # the token of the id: a formula too, so it follows a recomputed id
                 ws.write_formula(row, p.col0 + n_cols, f"=INDEX(vocab,{p.addr(dr, 0, sheet.name)}+1)",
                                  st.token, self.value(t, b.tokens[dr]))
-        if b.tokens:
-            self.cells += n_rows + 1
-        n = n_rows * n_cols
-        self.cells += n + 4 + n_cols + n_rows  # grid, 4 header texts, column and row numbers
-        self.progress(n)
+        self.cells += b.cells
+        self.progress(n_rows * n_cols)
         return p.row0 + n_rows - 1
 
     def _picture(self, ws, sheet, p: Picture):
@@ -305,7 +302,9 @@ class _Writer:
         n = rows * cols
         mine = p.span(0, 0, p.rows - 1, p.cols - 1, sheet.name)
         answers = ex.answers[id(b.tensor)].span(0, 0, p.rows - 1, p.cols - 1, sheet.name)
-        right = f"SUMPRODUCT((ABS({mine}-{answers})<={RTOL!r}*ABS({answers})+{ATOL!r})*1)"
+        # |mine − answer| ≤ RTOL·|answer| + ATOL, cell by cell; |a| written (a^2)^0.5: no function
+        # other than an aggregate may receive a range (ABS(range) would be implicit intersection)
+        right = f"SUMPRODUCT(((({mine}-{answers})^2)^0.5<={RTOL!r}*({answers}^2)^0.5+{ATOL!r})*1)"
         col = TITLE_WIDTH
         ws.write_formula(r, col, f'=IF(COUNT({mine})<{n},"✎ "&COUNT({mine})&"/{n}",'
                                  f'IF({right}={n},"✓ {n}/{n}","✗ "&{right}&"/{n}"))',
