@@ -19,8 +19,11 @@ backward raises ValueError).  A token id is a float holding an integer; every va
     sample               cum (T, V), u (T, 1) → (T, 1): #{j < V−1 : cum[i, j] ≤ u_i}
                                                              cell: SUMPRODUCT((row's first V−1 cells<=u)*1)
     stack_rows           k ≥ 1 inputs (1, V) → (k, V): input r is row r     cell: a reference
+    top_ids, top_values  p (1, V) → (k, 1): the k most likely tokens, their probabilities
+                                          cell: MATCH(LARGE(p,n+1),p,0)-1, LARGE(p,n+1)
+    fill_masks           ids (m, 1), best (m, 1), [MASK]'s id → (m, 1)  cell: IF(id=mask,best,id)
 
-Generation uses T = 1 (the last row of the logits).  Only SUM, MAX, MATCH and SUMPRODUCT appear.
+Generation uses T = 1 (the last row of the logits).  Only SUM, MAX, MATCH, LARGE, IF and SUMPRODUCT appear.
 
 The generation loop itself, which runs a trained model step after step, is
 tracer.models.generation.
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from tracer.core.linalg import Slice
 from tracer.core.op import Elementwise, Op, record
 
 
@@ -44,23 +48,13 @@ class _AfterTraining(Op):
         raise _refuse(self.name)
 
 
-class TakeRows(_AfterTraining):
-    """x (m, c) → (n, c), the rows start … start+n−1.  One instance per (start, n), all named
-    "take_rows" (see take_rows_op)."""
-
-    name = "take_rows"
+class TakeRows(_AfterTraining, Slice):
+    """x (m, c) → (n, c), the rows start … start+n−1: linalg's slice of rows, without a gradient.
+    One instance per (start, n), all named "take_rows" (see take_rows_op)."""
 
     def __init__(self, start, n):
-        self.start, self.n = start, n
-
-    def forward(self, x, **attrs):
-        if self.start < 0 or self.n < 1 or self.start + self.n > x.shape[0]:
-            raise ValueError(f"take_rows: rows {self.start} … {self.start + self.n - 1} "
-                             f"of a tensor of {x.shape[0]} rows")
-        return x[self.start:self.start + self.n].copy()
-
-    def formula(self, c, i, j):
-        return c.at(0, self.start + i, j)
+        super().__init__(0, start, n)
+        self.name = "take_rows"
 
 
 _TAKES: dict = {}  # (start, n) -> its op: one instance per configuration
@@ -158,9 +152,33 @@ class StackRows(_AfterTraining):
         return c.at(i, 0, j)
 
 
+class Top(_AfterTraining):
+    """The k largest cells of a row, largest first: p (1, V) → (k, 1) (the attribute k), their
+    token ids (`ids`: MATCH(LARGE(p, n+1), p, 0) − 1, 0-based) or their values (LARGE(p, n+1)).
+    Ties: MATCH finds the first column of a value, numpy's stable sort the same one first."""
+
+    def __init__(self, name, ids):
+        self.name, self.ids = name, ids
+
+    def forward(self, p, k=3, **attrs):
+        if p.shape[0] != 1 or not 1 <= int(k) <= p.shape[1]:
+            raise ValueError(f"{self.name}: needs one row of at least k = {k} values, got {p.shape}")
+        order = np.argsort(-p[0], kind="stable")[:int(k)]
+        return (order if self.ids else p[0, order]).astype(np.float64).reshape(-1, 1)
+
+    def formula(self, c, i, j):
+        row = c.row(0, 0)[0]
+        return f"MATCH(LARGE({row},{i + 1}),{row},0)-1" if self.ids else f"LARGE({row},{i + 1})"
+
+
+TOP_IDS, TOP_VALUES = Top("top_ids", True), Top("top_values", False)
+# a masked text filled in: the model's choice where the id is [MASK]'s, the id itself elsewhere
+FILL_MASKS = Elementwise("fill_masks", lambda ids, best, k: np.where(ids == k, best, ids), "IF({0}={2},{1},{0})")
+
 APPEND_ROW, CUMSUM, ARGMAX, SAMPLE, STACK_ROWS = AppendRow(), Cumsum(), Argmax(), Sample(), StackRows()
 
-OPS = {op.name: op for op in (take_rows_op(0, 1), APPEND_ROW, DIVIDE, CUMSUM, ARGMAX, SAMPLE, STACK_ROWS)}
+OPS = {op.name: op for op in (take_rows_op(0, 1), APPEND_ROW, DIVIDE, CUMSUM, ARGMAX, SAMPLE, STACK_ROWS,
+                              TOP_IDS, TOP_VALUES, FILL_MASKS)}
 """One op per name (the template's [ops.<name>] entries); take_rows by a representative."""
 
 
@@ -198,3 +216,18 @@ def sample(cum, u, name=None):
 
 def stack_rows(xs, name=None):
     return record(STACK_ROWS, *xs, name=name)
+
+
+def top_ids(p, k, name=None):
+    """The ids of the k largest cells of the row p (k, 1), largest first."""
+    return record(TOP_IDS, p, name=name, k=k)
+
+
+def top_values(p, k, name=None):
+    """The k largest cells of the row p (k, 1), largest first."""
+    return record(TOP_VALUES, p, name=name, k=k)
+
+
+def fill_masks(ids, best, mask_id, name=None):
+    """ids (m, 1) with each [MASK] (id mask_id, (1, 1)) replaced by the same row of best (m, 1)."""
+    return record(FILL_MASKS, ids, best, mask_id, name=name)

@@ -1,10 +1,16 @@
-"""What the next-token models (attention, transformer) share: the training sequence, the loop
-(softmax and cross-entropy on every next token, backward, update) and, after training, generation.
+"""What the text models share: the training sequence, the training loop (forward, loss, backward,
+update), and for the next-token models (attention, transformer, rnn, lstm) generation after
+training.
 
-A model gives `train` a `build(tape, V, pe, rng)` that records its own constants and returns its
-initial parameters {name: array} and its `logits(p, ids, prefix="")`: token ids (m×1) → next-token
-scores (m×V), p mapping parameter names to tensors.  Training calls it with prefix ""; each
-generation step with a prefix such as "[greedy 2] " that names every tensor it records.
+`fit` is the loop every text model uses: it records the parameters, the learning rate and the
+optimizer, and each iteration calls the model's `loss_of(p)` (its forward pass and loss, p mapping
+parameter names to tensors), then records the backward pass and the update.
+
+`train` is the attention layer's and the transformer's whole run: they give it a
+`build(tape, V, pe, rng)` that records its own constants and returns its initial parameters
+{name: array} and its `logits(p, ids, prefix="")`: token ids (m×1) → next-token scores (m×V).
+Training calls it with prefix ""; each generation step with a prefix such as "[greedy 2] " that
+names every tensor it records.
 """
 
 from __future__ import annotations
@@ -43,33 +49,60 @@ def positions(pe, ids, prefix):
     return take_rows(pe, 0, ids.shape[0], name=prefix + "PE") if prefix else pe
 
 
-def train(cfg, name: str, build) -> Tape:
-    tok, inputs, nexts = sequence(cfg)
-    V = len(tok.vocab)
-    rng = np.random.default_rng(cfg.seed)
+def start(name: str, tok) -> Tape:
+    """A new tape for the text model `name` on the tokenized text `tok`."""
     tape = Tape()
     tape.meta = {"model": name, "tokenized": tok}
-    ids = token_ids(tape, inputs, name="ids", decode=True)
-    targets = one_hot(tape, nexts, V, name="Y")
-    pe = positional_encoding(tape, cfg.context, cfg.d_model)
-    init, logits = build(tape, V, pe, rng)
+    return tape
+
+
+def fit(tape, cfg, init: dict, loss_of, after_backward=None) -> dict:
+    """Train: the initial parameters `init` {name: array} become constants, then each iteration
+    records loss_of(p) (the forward pass, in phase "forward", and the loss: loss_of switches to
+    "loss" itself), the backward pass, after_backward(p, loss) if given (more tensors of the
+    backward phase), and the update.  Returns the trained parameters {name: tensor}."""
     p = {k: tape.constant(k, v, role="param") for k, v in init.items()}
     lr = tape.constant("lr", [[cfg.lr]], role="hyper", defined_name="lr")
     optimizer = optim.make(tape, cfg, lr, p, optim.hyperparameters(tape, cfg))
     for k in range(1, cfg.iterations + 1):
         tape.iteration = k
         tape.at("forward")
-        probs = softmax(logits(p, ids), name="P")
-        tape.at("loss")
-        loss = cross_entropy(probs, targets, name="loss")
+        loss = loss_of(p)
         tape.at("backward")
         grads = tape.backward(loss, p)
+        if after_backward:
+            after_backward(p, loss)
         tape.at("update")
         p = optimizer.step(p, grads)
-    if cfg.generate:  # after training: text from the prompt, greedily and at each temperature
-        prompt = cfg.prompt_ids(tok, inputs, cfg.context)
-        runs = generate(tape, lambda seq, prefix: logits(p, seq, prefix), prompt, cfg.context, cfg.generate,
-                        cfg.temperatures(), np.random.default_rng([cfg.seed, 1]))
-        tape.meta["generated"] = [(label, tok.detokenize(ids).replace("\n", f" {BOUNDARY} "))
-                                  for label, ids in runs]
+    return p
+
+
+def generate_after(tape, cfg, tok, inputs, logits_of) -> None:
+    """After training (with --generate), text from the prompt, greedily and at each temperature;
+    logits_of as tracer.models.generation.generate takes it.  The texts go to tape.meta."""
+    if not cfg.generate:
+        return
+    prompt = cfg.prompt_ids(tok, inputs, cfg.context)
+    runs = generate(tape, logits_of, prompt, cfg.context, cfg.generate, cfg.temperatures(),
+                    np.random.default_rng([cfg.seed, 1]))
+    tape.meta["generated"] = [(label, tok.detokenize(ids).replace("\n", f" {BOUNDARY} ")) for label, ids in runs]
+
+
+def train(cfg, name: str, build) -> Tape:
+    tok, inputs, nexts = sequence(cfg)
+    V = len(tok.vocab)
+    rng = np.random.default_rng(cfg.seed)
+    tape = start(name, tok)
+    ids = token_ids(tape, inputs, name="ids", decode=True)
+    targets = one_hot(tape, nexts, V, name="Y")
+    pe = positional_encoding(tape, cfg.context, cfg.d_model)
+    init, logits = build(tape, V, pe, rng)
+
+    def loss_of(p):
+        probs = softmax(logits(p, ids), name="P")
+        tape.at("loss")
+        return cross_entropy(probs, targets, name="loss")
+
+    p = fit(tape, cfg, init, loss_of)
+    generate_after(tape, cfg, tok, inputs, lambda seq, prefix: logits(p, seq, prefix))
     return tape
