@@ -125,6 +125,9 @@ def _make_run(model):
         for label, text in r.generated:  # a language model's continuations
             how = "greedy" if label == "greedy" else f"sampled at temperature {label}"
             click.echo(f"  generated ({how}): {text}")
+        for masked, filled, tops in r.filled:  # a masked model's fill-in
+            best = "; ".join(", ".join(f"{token} {p:.2f}" for token, p in top) for top in tops)
+            click.echo(f"  filled in: {masked} -> {filled}  ({best})")
     return command
 
 

@@ -201,4 +201,5 @@ def mask_positions(u, rate, name=None):
 
 
 def mask_ids(ids, m, mask_id, name=None):
-    return record(MASK_IDS, ids, m, mask_id, name=name)
+    """The ids a masked model reads (shown with their tokens)."""
+    return record(MASK_IDS, ids, m, mask_id, name=name, decode=True)

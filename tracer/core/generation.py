@@ -219,8 +219,8 @@ def stack_rows(xs, name=None):
 
 
 def top_ids(p, k, name=None):
-    """The ids of the k largest cells of the row p (k, 1), largest first."""
-    return record(TOP_IDS, p, name=name, k=k)
+    """The ids of the k largest cells of the row p (k, 1), largest first (shown with their tokens)."""
+    return record(TOP_IDS, p, name=name, k=k, decode=True)
 
 
 def top_values(p, k, name=None):
@@ -230,4 +230,4 @@ def top_values(p, k, name=None):
 
 def fill_masks(ids, best, mask_id, name=None):
     """ids (m, 1) with each [MASK] (id mask_id, (1, 1)) replaced by the same row of best (m, 1)."""
-    return record(FILL_MASKS, ids, best, mask_id, name=name)
+    return record(FILL_MASKS, ids, best, mask_id, name=name, decode=True)

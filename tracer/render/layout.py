@@ -402,8 +402,9 @@ class Layout:
             self.sheets.remove(s)
             self.pictures = None
             return
+        note = tpl.model.get("pictures_note", {}).get(tpl.lang)  # how to read the model's pictures
         s.parts += [Text(0, 1, tt("pictures"), "sheet_title"), Link(0, 12, tt("back"), self.overview.name, 0),
-                    Text(1, 1, tt("picture_note"), "note")]
+                    Text(1, 1, tt("picture_note") + (f"  {note}" if note else ""), "note")]
         fixed = by_iter.pop(0, [])
         r = 3
         for k in sorted(by_iter) or [0]:
