@@ -82,12 +82,16 @@ class AppendRow(_AfterTraining):
         return c.at(0, i, 0) if i < c.shape(0)[0] else c.at(1, 0, 0)
 
 
-def _divide_grad(out, g, wanted, *inputs):
-    raise _refuse("divide")
+def _refusing(name):
+    """The gradient rule of an elementwise op used only after training: it refuses."""
+    def grad(out, g, wanted, *inputs):
+        raise _refuse(name)
+
+    return grad
 
 
 # z / τ: Elementwise broadcasts a (1, 1) divisor (the named cell τ) like MUL does a factor
-DIVIDE = Elementwise("divide", lambda a, b: a / b, "{0}/{1}", grad=_divide_grad)
+DIVIDE = Elementwise("divide", lambda a, b: a / b, "{0}/{1}", grad=_refusing("divide"))
 
 
 class Cumsum(_AfterTraining):
@@ -173,7 +177,8 @@ class Top(_AfterTraining):
 
 TOP_IDS, TOP_VALUES = Top("top_ids", True), Top("top_values", False)
 # a masked text filled in: the model's choice where the id is [MASK]'s, the id itself elsewhere
-FILL_MASKS = Elementwise("fill_masks", lambda ids, best, k: np.where(ids == k, best, ids), "IF({0}={2},{1},{0})")
+FILL_MASKS = Elementwise("fill_masks", lambda ids, best, k: np.where(ids == k, best, ids), "IF({0}={2},{1},{0})",
+                         grad=_refusing("fill_masks"))
 
 APPEND_ROW, CUMSUM, ARGMAX, SAMPLE, STACK_ROWS = AppendRow(), Cumsum(), Argmax(), Sample(), StackRows()
 
