@@ -13,10 +13,10 @@ import zipfile
 
 import pytest
 
-ALLOWED = {"SUMPRODUCT", "MMULT", "SUM", "EXP", "LN", "MAX", "IF", "SQRT", "COUNT", "AVERAGE",
+ALLOWED = {"SUMPRODUCT", "MMULT", "SUM", "EXP", "LN", "MAX", "MIN", "IF", "SQRT", "COUNT", "AVERAGE",
            "INDEX", "SUMIF", "MATCH", "LARGE", "TANH", "PI", "SIN", "COS"}
 # functions that take a range as an argument
-WHOLE_RANGE = ("SUM", "MMULT", "COUNT", "AVERAGE", "MAX", "INDEX", "SUMIF", "MATCH", "LARGE")
+WHOLE_RANGE = ("SUM", "MMULT", "COUNT", "AVERAGE", "MAX", "MIN", "INDEX", "SUMIF", "MATCH", "LARGE")
 LANGS = ["en", "es"]
 
 TOKEN = re.compile(r"""
@@ -129,7 +129,7 @@ def test_sheet_names_fit_excel(vae_book, lang):
 
 OTHER = ["gan", "gan-adam-upscale", "gan-nearest-4", "vae-adam", "skipgram", "skipgram-neg-bpe-adam",
          "attention", "attention-es-bpe-adam", "transformer", "transformer-es-bpe-gelu-adam",
-         "mlp", "mlp-softmax", "mlp-xor"]
+         "rnn", "lstm-es-bpe-adam", "bert", "bert-es-char-adam", "mlp", "mlp-softmax", "mlp-xor"]
 
 
 @pytest.mark.parametrize("key", OTHER)
