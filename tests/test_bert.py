@@ -140,7 +140,7 @@ def test_fill_in_the_blank():
         np.testing.assert_allclose(after[f"[mask {n}] top P"].value[:, 0], P[order], rtol=1e-12)
     filled = list(after["filled"].value[:, 0])
     assert filled[0] == tok.index["the"] and filled[1] == np.argmax(Z[1]) and filled[3] == np.argmax(Z[3])
-    ((masked, text, tops),) = tape.meta["filled"]
+    ((masked, _, tops),) = tape.meta["filled"]
     assert masked == "the [MASK] eats [MASK]" and len(tops) == 2 and len(tops[0]) == 2
 
 

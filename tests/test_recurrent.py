@@ -7,6 +7,7 @@ and the RNN/LSTM contrast; gradcheck on every parameter; the loss falls; generat
 from __future__ import annotations
 
 import dataclasses
+import itertools
 
 import numpy as np
 import pytest
@@ -87,7 +88,7 @@ def loss_and_grads(model, p, ids, targets):
     parts = {}
     dh_next, dc_next = None, None
     for t in range(T, 0, -1):
-        (h_prev, c_prev), (h, c) = states[t - 1], states[t]
+        (h_prev, c_prev), (h, _) = states[t - 1], states[t]
         x = out[f"x_{t}"]
         if t < T:  # the last step's ∂L/∂h_T has only this part: it is ∂L/∂h_T itself
             parts[f"dL/dh_{t} via H"] = dH[t - 1:t]
@@ -129,7 +130,7 @@ def last_step_norms(model, p, ids, targets):
     dc = np.zeros_like(dh)
     norms = [np.linalg.norm(dh)]
     for t in range(T, 1, -1):
-        (h_prev, c_prev), (h, c) = states[t - 1], states[t]
+        c_prev, h = states[t - 1][1], states[t][0]
         if model == "rnn":
             dh = (dh * (1 - h * h)) @ p["W_hh"].T
         else:
@@ -266,7 +267,7 @@ def test_the_loss_falls_for_seeds_0_to_2(model, optimizer):
     for seed in (0, 1, 2):
         tape = MODELS[model].trace(config(model, seed=seed, optimizer=optimizer))
         losses = [t.value[0, 0] for t in tape.tensors if t.name == "loss"]
-        assert len(losses) == 4 and all(b < a for a, b in zip(losses, losses[1:])), (seed, losses)
+        assert len(losses) == 4 and all(b < a for a, b in itertools.pairwise(losses)), (seed, losses)
 
 
 @pytest.mark.parametrize("model", MODELS)

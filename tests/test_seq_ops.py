@@ -242,7 +242,7 @@ def build_tape():
     r = rng("seq workbook")
     n = r.normal
     tape = Tape()
-    C = lambda name, v: tape.constant(name, v, role="data")  # noqa: E731
+    C = lambda name, v: tape.constant(name, v, role="data")
     x13, W34, h15, U54, b14 = C("x13", n(size=(1, 3))), C("W34", n(size=(3, 4))), C("h15", n(size=(1, 5))), \
         C("U54", n(size=(5, 4))), C("b14", n(size=(1, 4)))
     x23, h22, W32, U22, b12 = C("x23", n(size=(2, 3))), C("h22", n(size=(2, 2))), C("W32", n(size=(3, 2))), \
@@ -256,7 +256,7 @@ def build_tape():
     t41, k = C("t41", [[3.0], [1.0], [4.0], [1.0]]), C("k", [[6.0]])
     tape.iteration = 1
     tape.at("forward")
-    a = lambda op, *ins, **attrs: tape.apply(op, *ins, **attrs)  # noqa: E731
+    a = lambda op, *ins, **attrs: tape.apply(op, *ins, **attrs)
     a(linalg.LINEAR2, x13, W34, h15, U54, b14)
     a(linalg.LINEAR2, x23, W32, h22, U22, b12)
     a(linalg.ADD_PRODUCTS, *quad)

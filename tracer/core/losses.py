@@ -203,7 +203,7 @@ class MaskedMean(Op):
         return f"SUMPRODUCT({c.all(0)},{c.all(1)})/SUM({c.all(1)})"
 
     def backward(self, out, g, wanted):
-        a, m = out.inputs
+        _, m = out.inputs
         return only(wanted, lambda: record(MASKED_MEAN_GRAD, m, g), no_grad(self.name, "the mask"))
 
 

@@ -30,7 +30,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from tracer.core.activations import softmax
-from tracer.core.embeddings import mask_ids, mask_positions, positional_encoding, token_ids
+from tracer.core.embeddings import (
+    mask_ids,
+    mask_positions,
+    positional_encoding,
+    token_ids,
+)
 from tracer.core.generation import argmax, fill_masks, take_rows, top_ids, top_values
 from tracer.core.losses import masked_mean, nll
 from tracer.core.tape import Tape
@@ -133,5 +138,5 @@ def fill_in(tape, net, p, tok, filling, mask_id, top) -> None:
         picks.append([(tok.vocab[int(i)], float(v)) for i, v in zip(tops.value[:, 0], values.value[:, 0])])
     tape.at("after", "fill_result")
     filled = fill_masks(sentence, best, mask_id, name="filled")
-    show = lambda ids: " ".join(tok.decode([int(i) for i in ids]))  # noqa: E731
+    show = lambda ids: " ".join(tok.decode([int(i) for i in ids]))
     tape.meta["filled"] = [(show(filling), show(filled.value[:, 0]), picks)]

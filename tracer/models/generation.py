@@ -8,8 +8,8 @@ new token: it comes as a `Stateful`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 

@@ -24,8 +24,8 @@ records its tensors under name(base) (e.g. name("h") = "h_3").
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
