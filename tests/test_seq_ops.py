@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from conftest import ops_template
 from families import SEQUENCE, ops_of
-from test_lm_ops import central_differences, probs, rng, traced
+from test_lm_ops import check_gradient, probs, rng
 
 from tracer.checks import verify
 from tracer.core import embeddings, linalg, losses
@@ -193,16 +193,7 @@ def test_every_op_is_gradient_checked_or_has_no_rule():
 
 @pytest.mark.parametrize("case, op, inputs, wrt, ref", GRAD, ids=[c[0] for c in GRAD])
 def test_gradient_matches_central_differences(case, op, inputs, wrt, ref):
-    weights = rng("weights" + case).normal(size=ref(*inputs).shape)
-    _, loss, grads = traced(op, inputs, wrt, weights)
-
-    def f(*xs):
-        return float(np.sum(weights * ref(*xs)))
-
-    assert loss.value[0, 0] == pytest.approx(f(*inputs), rel=1e-12, abs=1e-14)
-    for k in wrt:
-        np.testing.assert_allclose(grads[f"in{k}"].value, central_differences(f, inputs, k), rtol=1e-6, atol=1e-8,
-                                   err_msg=f"{case}: input {k}")
+    check_gradient(case, op, inputs, wrt, ref)
 
 
 def test_targets_and_masks_get_no_gradient():

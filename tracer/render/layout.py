@@ -8,6 +8,7 @@ every sheet in row order (XlsxWriter's constant-memory mode).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -214,6 +215,7 @@ class Chart:
     x_title: str = ""  # the x axis's title (default: the iteration)
     log: bool = False  # a logarithmic y axis
 
+
 @dataclass
 class Sheet:
     name: str
@@ -413,7 +415,7 @@ class Layout:
             for _, label, im in fixed + sorted(by_iter.get(k, []), key=lambda e: e[0]):
                 labelled = im.left is not None
                 s.parts.append(Text(r, col, label, "bold"))
-                im.col = col + labelled  # the row labels in the column before the grid
+                im = dataclasses.replace(im, col=col + labelled)  # the row labels in the column before the grid
                 images.append(im)
                 col = im.col + im.width + (4 if labelled else 1)  # room for the next image's labels
             picture = Picture(r + 1, images)
