@@ -38,3 +38,12 @@ def test_quick_bench_reports_positive_numbers(tmp_path):
     assert not any("gan" in name and "end to end" in name for name in res["targets"])
     assert any("PASS" in line or "MISS" in line for line in lines)
     assert any(line.startswith("tracer run gan (end to end):") for line in lines)
+
+
+def test_every_model_has_a_default_and_a_large_case():
+    """The bench covers each trainable sequence and language model at its default size and at
+    ≥ 1M cells (checked when the case runs: min_cells)."""
+    for model in ("vae", "transformer", "rnn", "lstm", "bert"):
+        cases = [c for c in CASES if c.model == model]
+        assert any(c.default for c in cases), model
+        assert any(c.min_cells >= 1_000_000 and c.baseline for c in cases), model
