@@ -390,9 +390,14 @@ def norms(xs, name=None):
     return record(NORMS, *xs, name=name)
 
 
+def row(x, i, name=None):
+    """Row i of x (m, c) as a (1, c) tensor."""
+    return record(slice_rows(i, 1), x, name=name)
+
+
 def rows_of(x, names):
     """Row r of x (m, c) as its own (1, c) tensor named names[r], for each of the m rows."""
-    return [record(slice_rows(r, 1), x, name=n) for r, n in enumerate(names)]
+    return [row(x, r, name=n) for r, n in enumerate(names)]
 
 
 def concat_rows(xs, name=None):

@@ -9,7 +9,17 @@ import dataclasses
 import numpy as np
 
 from tracer.errors import TracerError
-from tracer.models import attention, bert, gan, lstm, mlp, rnn, skipgram, transformer, vae
+from tracer.models import (
+    attention,
+    bert,
+    gan,
+    lstm,
+    mlp,
+    rnn,
+    skipgram,
+    transformer,
+    vae,
+)
 
 MODELS = {m.NAME: m for m in (vae, gan, skipgram, attention, transformer, bert, rnn, lstm, mlp)}
 

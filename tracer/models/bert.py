@@ -43,7 +43,7 @@ from tracer.data.text import SPACE
 from tracer.errors import TracerError
 from tracer.models import transformer
 from tracer.models.base import opt
-from tracer.models.next_token import fit, sequence, start
+from tracer.models.next_token import fit, sequence, text_tape
 
 NAME = "bert"
 LOSSES = ("loss",)
@@ -101,7 +101,7 @@ def trace(cfg: Config) -> Tape:
     if cfg.top > V:
         raise TracerError(f"--top {cfg.top} is more than the {V} tokens of the vocabulary")
     filling = fill_ids(cfg, tok)
-    tape = start(NAME, tok)
+    tape = text_tape(NAME, tok)
     ids = token_ids(tape, inputs, name="ids", decode=True)
     mask_id = tape.constant("mask_id", [[V - 1]], role="data")
     rate = tape.constant("mask_rate", [[cfg.mask_rate]], role="hyper", defined_name="mask_rate")

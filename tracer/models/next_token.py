@@ -49,7 +49,7 @@ def positions(pe, ids, prefix):
     return take_rows(pe, 0, ids.shape[0], name=prefix + "PE") if prefix else pe
 
 
-def start(name: str, tok) -> Tape:
+def text_tape(name: str, tok) -> Tape:
     """A new tape for the text model `name` on the tokenized text `tok`."""
     tape = Tape()
     tape.meta = {"model": name, "tokenized": tok}
@@ -92,7 +92,7 @@ def train(cfg, name: str, build) -> Tape:
     tok, inputs, nexts = sequence(cfg)
     V = len(tok.vocab)
     rng = np.random.default_rng(cfg.seed)
-    tape = start(name, tok)
+    tape = text_tape(name, tok)
     ids = token_ids(tape, inputs, name="ids", decode=True)
     targets = one_hot(tape, nexts, V, name="Y")
     pe = positional_encoding(tape, cfg.context, cfg.d_model)

@@ -31,12 +31,11 @@ import numpy as np
 
 from tracer.core.activations import softmax
 from tracer.core.embeddings import embed, token_ids
-from tracer.core.linalg import concat_rows, linear, norms, rows_of, slice_rows
+from tracer.core.linalg import concat_rows, linear, norms, row, rows_of
 from tracer.core.losses import mean, nll
-from tracer.core.op import record
 from tracer.models.base import GenerativeText, opt
 from tracer.models.generation import Stateful
-from tracer.models.next_token import fit, generate_after, sequence, start
+from tracer.models.next_token import fit, generate_after, sequence, text_tape
 
 
 @dataclass
@@ -87,7 +86,7 @@ class Unrolled:
         def scores(state, prefix):
             return linear(state[0], p["W_hy"], p["b_y"], name=prefix + "z")
 
-        def start_(prompt, prefix):
+        def start(prompt, prefix):
             state = self.run(p, prompt, prefix)[-1]
             return scores(state, prefix), state
 
@@ -97,14 +96,14 @@ class Unrolled:
             state = self.cell.step(p, x, state, lambda base: f"{prefix}{base}_{t}")
             return scores(state, prefix), state
 
-        return Stateful(start_, resume)
+        return Stateful(start, resume)
 
 
 def train(cfg, name: str, cell: Cell):
     tok, inputs, nexts = sequence(cfg)
     T = cfg.context
     rng = np.random.default_rng(cfg.seed)
-    tape = start(name, tok)
+    tape = text_tape(name, tok)
     ids = token_ids(tape, inputs, name="ids", decode=True)
     y = token_ids(tape, nexts, name="y", decode=True)
     net = Unrolled(cell, tape, cfg.hidden)
@@ -125,7 +124,7 @@ def train(cfg, name: str, cell: Cell):
         tape.at("loss", "vanishing")
         h_T = steps[-1][0]
         probs = softmax(linear(h_T, p["W_hy"], p["b_y"], name="z_T"), name="P_T")
-        last = nll(probs, record(slice_rows(T - 1, 1), y, name="y_T"), name="L_T")
+        last = nll(probs, row(y, T - 1, name="y_T"), name="L_T")
         tape.at("backward", "vanishing")
         tape.backward(last, {"h_1": steps[1][0]}, prefix="L_T")
         grads = {t.name: t for t in tape.tensors if t.iteration == tape.iteration and t.phase == "backward"}
