@@ -127,6 +127,12 @@ RUNS = {
     "transformer-es-bpe-gelu-adam": ("transformer", {"corpus": "es", "tokenizer": "bpe", "ffn": "gelu",
                                                      "optimizer": "adam", "layers": 2, "iterations": 2,
                                                      "context": 6, "generate": 5}),
+    "rnn": ("rnn", {"corpus": "en"}),  # the default recurrent network, with generation
+    "lstm-es-bpe-adam": ("lstm", {"corpus": "es", "tokenizer": "bpe", "optimizer": "adam", "iterations": 2,
+                                  "context": 5, "hidden": 4, "generate": 3}),
+    "bert": ("bert", {"corpus": "en"}),  # the default masked language model, with the fill-in
+    "bert-es-char-adam": ("bert", {"corpus": "es", "tokenizer": "char", "optimizer": "adam", "layers": 2,
+                                   "iterations": 2, "context": 6, "mask_rate": 0.4, "fill": "el [MASK]"}),
     "mlp": ("mlp", {}),  # the classic 2-2-2 example
     "mlp-softmax": ("mlp", {"config": "softmax_classifier"}),
     "mlp-xor": ("mlp", {"config": "xor"}),  # leaky ReLU, mse, Adam

@@ -17,9 +17,13 @@ LANGUAGE = ("affine", "causal_softmax", "causal_softmax_exp", "col_dot", "concat
             "xent_terms")  # test_lm_ops
 DENSE = ("bce_mean", "bce_mean_grad", "half_sse", "half_sse_grad", "mse", "mse_grad", "tanh", "tanh_grad")  # test_mlp
 UPSCALE = tuple(f"upscale_{m}_{f}{g}" for m in ("nearest", "bilinear") for f in (2, 4) for g in ("", "_grad"))  # test_upscale
-GENERATION = ("append_row", "argmax", "cumsum", "divide", "sample", "stack_rows", "take_rows")  # test_generate
+GENERATION = ("append_row", "argmax", "cumsum", "divide", "fill_masks", "sample", "stack_rows", "take_rows",
+              "top_ids", "top_values")  # test_generate
+SEQUENCE = ("add_products", "concat_rows", "linear2", "mask_ids", "mask_positions", "masked_mean",
+            "masked_mean_grad", "mean", "mean_grad", "nll", "nll_grad", "norms", "pad_rows", "slice_rows")  # test_seq_ops
 
-FAMILIES = {"basic": BASIC, "language": LANGUAGE, "dense": DENSE, "upscale": UPSCALE, "generation": GENERATION}
+FAMILIES = {"basic": BASIC, "language": LANGUAGE, "dense": DENSE, "upscale": UPSCALE, "generation": GENERATION,
+            "sequence": SEQUENCE}
 
 
 def ops_of(family) -> dict:

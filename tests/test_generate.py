@@ -75,6 +75,23 @@ def ref_stack_rows(*xs):
     return np.array([x[0] for x in xs])
 
 
+def ref_top(p, k, ids):
+    """The k largest of a row by repeated search, the first column on ties: ids or values."""
+    left, out = list(p[0]), []
+    for _ in range(k):
+        best = None
+        for c, v in enumerate(left):
+            if v is not None and (best is None or v > left[best]):
+                best = c
+        out.append(best if ids else left[best])
+        left[best] = None
+    return np.array(out, dtype=float).reshape(-1, 1)
+
+
+def ref_fill_masks(ids, best, mask):
+    return np.array([[b[0] if i[0] == mask[0, 0] else i[0]] for i, b in zip(ids, best)])
+
+
 def ref_softmax(x):
     m = max(x)
     e = [math.exp(v - m) for v in x]
@@ -116,6 +133,11 @@ def forward_cases():
         ("sample 2 rows", generation.SAMPLE, [np.vstack([cum, short]), np.array([[0.05], [0.99]])], ref_sample),
         ("stack_rows 1", generation.STACK_ROWS, [n(size=(1, 5))], ref_stack_rows),
         ("stack_rows 3", generation.STACK_ROWS, [n(size=(1, 4)), n(size=(1, 4)), n(size=(1, 4))], ref_stack_rows),
+        ("top_ids", generation.TOP_IDS, [np.array([[0.1, 0.4, 0.05, 0.3, 0.15]])], lambda p: ref_top(p, 3, True)),
+        ("top_ids ties: the first", generation.TOP_IDS, [np.array([[0.2, 0.3, 0.2, 0.3]])], lambda p: ref_top(p, 3, True)),
+        ("top_values", generation.TOP_VALUES, [np.array([[0.1, 0.4, 0.05, 0.3, 0.15]])], lambda p: ref_top(p, 3, False)),
+        ("fill_masks", generation.FILL_MASKS, [np.array([[0.0], [5.0], [2.0], [5.0]]), np.array([[3.0], [1.0], [4.0], [0.0]]),
+                                               np.array([[5.0]])], ref_fill_masks),
     ]
     return cases
 
@@ -430,7 +452,8 @@ def test_logits_of_must_return_one_row_per_id():
 
 # --- the workbook text: templates/common.toml ----------------------------------------------------
 
-N_INPUTS = {"take_rows": 1, "append_row": 2, "divide": 2, "cumsum": 1, "argmax": 1, "sample": 2, "stack_rows": 1}
+N_INPUTS = {"take_rows": 1, "append_row": 2, "divide": 2, "cumsum": 1, "argmax": 1, "sample": 2, "stack_rows": 1,
+            "top_ids": 1, "top_values": 1, "fill_masks": 3}
 
 
 def test_template_text_covers_every_op():
@@ -477,6 +500,12 @@ def workbook_tape():
     tape.iteration = 1
     tape.at("forward")
     out = generation_loop.generate(tape, logits_of, [1, 4], 3, 5, [0.3, 4.0], np.random.default_rng(7))
+    probs = next(t for t in tape.tensors if t.name == "[τ1 1] P")  # a masked model's fill-in ops
+    generation.top_ids(probs, 3, name="top")
+    generation.top_values(probs, 3, name="top P")
+    masked = tape.constant("masked", [[1.0], [5.0], [2.0], [5.0]], role="data")
+    best = tape.constant("best", [[3.0], [0.0], [4.0], [2.0]], role="data")
+    generation.fill_masks(masked, best, tape.constant("mask id", [[5.0]], role="data"), name="filled")
     return tape, out
 
 
@@ -537,9 +566,9 @@ def test_every_formula_is_portable(exported):
             used |= check_formula(f, defined)
             if t.op.name in GENERATION_OPS:
                 n += 1
-                assert "IF(" not in f and "MIN(" not in f
+                assert "MIN(" not in f and ("IF(" not in f or t.op is generation.FILL_MASKS)  # sample: no MIN, no IF
     assert n > 100
-    assert {"SUM", "MATCH", "MAX", "SUMPRODUCT"} <= used
+    assert {"SUM", "MATCH", "MAX", "SUMPRODUCT", "LARGE"} <= used
 
 
 def _broken(monkeypatch, tmp_path, cls, broken_formula, engine):

@@ -53,6 +53,9 @@ SMALL_RUNS = {  # every kind of tensor a model can record: Adam's state, the amp
     "skipgram": lambda m: m.Config(iterations=1, sentences=2, negative=3, optimizer="adam"),
     "attention": lambda m: m.Config(iterations=1, optimizer="adam", generate=3, context=4),
     "transformer": lambda m: m.Config(iterations=1, optimizer="adam", layers=2, generate=3, context=4),
+    "rnn": lambda m: m.Config(iterations=1, optimizer="adam", generate=3, context=4),
+    "lstm": lambda m: m.Config(iterations=1, optimizer="adam", generate=3, context=4),
+    "bert": lambda m: m.Config(iterations=1, optimizer="adam", layers=2, context=4),
     "mlp": lambda m: m.Config(config="xor"),  # the template's default names, Adam, the LeakyReLU slope
 }
 

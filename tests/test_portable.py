@@ -17,7 +17,7 @@ import zipfile
 import pytest
 
 # the functions that take whole ranges; every other function gets single cells (or numbers)
-AGGREGATES = {"SUM", "SUMPRODUCT", "MMULT", "MAX", "AVERAGE", "COUNT", "LARGE", "MATCH", "INDEX", "SUMIF"}
+AGGREGATES = {"SUM", "SUMPRODUCT", "MMULT", "MAX", "MIN", "AVERAGE", "COUNT", "LARGE", "MATCH", "INDEX", "SUMIF"}
 ALLOWED = AGGREGATES | {"EXP", "LN", "IF", "SQRT", "TANH", "PI", "SIN", "COS"}
 RANGE_NAMES = {"vocab"}  # defined names that stand for a range, not a cell
 # the arguments (from 0) that must be a range, even of one cell (A1:A1): IronCalc refuses a cell there
@@ -168,7 +168,7 @@ def test_sheet_names_fit_excel(vae_book, lang):
 
 OTHER = ["gan", "gan-adam-upscale", "gan-nearest-4", "vae-adam", "skipgram", "skipgram-neg-bpe-adam",
          "attention", "attention-es-bpe-adam", "transformer", "transformer-es-bpe-gelu-adam",
-         "mlp", "mlp-softmax", "mlp-xor"]
+         "rnn", "lstm-es-bpe-adam", "bert", "bert-es-char-adam", "mlp", "mlp-softmax", "mlp-xor"]
 
 
 @pytest.mark.parametrize("key", OTHER)
@@ -202,7 +202,7 @@ def test_other_workbooks_are_portable(run_book, run_workbook, key):
     # the layout's own formulas are walked too: the loss table, the mean of a batch, a token's text
     overview = book.formulas[book.sheetnames[0]]
     assert overview and any(f.startswith("AVERAGE(") for f in overview.values()) == (key == "gan-adam-upscale")
-    shows_tokens = key.startswith(("attention", "transformer"))  # beside their ids (skip-gram: no column of ids)
+    shows_tokens = key.startswith(("attention", "transformer", "bert", "rnn", "lstm"))  # beside their ids (skip-gram: none)
     assert any(f.startswith("INDEX(vocab,") for fs in book.formulas.values() for f in fs.values()) == shows_tokens
 
 

@@ -91,8 +91,9 @@ def act(x, kind):
     return 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x ** 3)))  # GPT-2's tanh GELU
 
 
-def numpy_forward(p, inputs, targets, cfg):
-    """(loss, {tape name: value}) for the parameters p."""
+def numpy_forward(p, inputs, targets, cfg, causal=True):
+    """(loss, {tape name: value}) for the parameters p; causal=False: every row of the attention
+    sees every position (BERT)."""
     T, H = len(inputs), cfg.heads
     d = p["E"].shape[1]
     dk = d // H
@@ -108,9 +109,10 @@ def numpy_forward(p, inputs, targets, cfg):
             q, k, v = n1 @ p[hh + "W_q"], n1 @ p[hh + "W_k"], n1 @ p[hh + "W_v"]
             s = (q @ k.T) / np.sqrt(dk)
             a = np.zeros((T, T))
-            for i in range(T):  # row i sees keys 0 … i, max subtracted
-                e = np.exp(s[i, :i + 1] - s[i, :i + 1].max())
-                a[i, :i + 1] = e / e.sum()
+            for i in range(T):  # row i sees keys 0 … i (or all of them), max subtracted
+                n = i + 1 if causal else T
+                e = np.exp(s[i, :n] - s[i, :n].max())
+                a[i, :n] = e / e.sum()
             o = a @ v
             out.update({hh + "Q": q, hh + "K": k, hh + "V": v, hh + "S": s, hh + "A": a, hh + "O": o})
             heads.append(o)

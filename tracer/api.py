@@ -101,6 +101,12 @@ class Run:
         return list(self.tape.meta.get("generated", []))
 
     @property
+    def filled(self) -> list[tuple[str, str, list]]:
+        """A masked model's fill-in after training: [(the sentence with [MASK]s, filled in, at each
+        [MASK] the top tokens [(token, probability), …])]."""
+        return list(self.tape.meta.get("filled", []))
+
+    @property
     def size(self) -> int:
         """The tensor cells a workbook of this run holds (the length of a progress bar)."""
         from tracer.render.layout import block_cells

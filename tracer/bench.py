@@ -22,9 +22,14 @@ through the same functions.
   transformer   ``transformer.Config()`` (default size, with generation)   default size, baseline
   transformer_large  ``TRANSFORMER_LARGE``: 4 blocks of d_model 32, 4 heads, context 16, d_ff 128,
                 lr 0.1 (checked >= 1M cells; the loss falls at every step), baseline
+  rnn, lstm, bert    their ``Config()`` (default size, with generation / the fill-in)   default size
+  rnn_large     ``RNN_LARGE``: context 32, hidden 64, d_model 32 (checked >= 1M cells), baseline
+  lstm_large    ``LSTM_LARGE``: context 32, hidden 32, d_model 16 (checked >= 1M cells), baseline
+  bert_large    ``TRANSFORMER_LARGE`` as a masked language model (checked >= 1M cells), baseline
 A default-size case (no overrides) runs ``repeat`` times (fresh processes, best time kept,
 largest peak kept), and so does its end-to-end ``tracer run MODEL``; every other case runs once
-and has no end-to-end run.  ``quick`` runs only the default-size cases.
+and has no end-to-end run.  ``quick`` runs only the default-size cases of the VAE, the GAN and the
+transformer.
 For each: cells (the return value of ``write_xlsx``), trace seconds (``models.trace``:
 ``MODEL.trace`` plus the CLI's option and finiteness checks), export seconds
 (``export(tape, config, path)``, the .xlsx writer; modules are imported before the clock
@@ -83,6 +88,8 @@ from tracer.errors import TracerError
 
 LARGE = {"hidden": 80, "iterations": 4}  # ~1.2M cells; the loss falls at every step
 TRANSFORMER_LARGE = {"layers": 4, "d_model": 32, "heads": 4, "context": 16, "d_ff": 128, "lr": 0.1}
+RNN_LARGE = {"context": 32, "hidden": 64, "d_model": 32}  # ~1.1M cells; the loss falls at every step
+LSTM_LARGE = {"context": 32, "hidden": 32, "d_model": 16}  # ~1.2M cells; the loss falls at every step
 MIN_LARGE_CELLS = 1_000_000
 VERIFY_ENGINES = ("libreoffice", "ironcalc")
 SPLIT = "split"  # the extra case: the defaults' cells before and after the split into steps
@@ -105,6 +112,7 @@ class Case:
     baseline: bool = False  # also time raw XlsxWriter writing the same number of cells
     min_cells: int = 0  # the run is refused (RuntimeError) if it writes fewer cells
     verify: bool = False  # also time `tracer verify` of the workbook in each engine
+    quick: bool = True  # a default-size case that `--quick` runs too
 
     @property
     def default(self) -> bool:
@@ -125,6 +133,12 @@ CASES = (
     Case("gan_adam", "gan", {"optimizer": "adam"}),
     Case("transformer", "transformer", baseline=True),
     Case("transformer_large", "transformer", TRANSFORMER_LARGE, baseline=True, min_cells=MIN_LARGE_CELLS),
+    Case("rnn", "rnn", quick=False),
+    Case("rnn_large", "rnn", RNN_LARGE, baseline=True, min_cells=MIN_LARGE_CELLS),
+    Case("lstm", "lstm", quick=False),
+    Case("lstm_large", "lstm", LSTM_LARGE, baseline=True, min_cells=MIN_LARGE_CELLS),
+    Case("bert", "bert", quick=False),
+    Case("bert_large", "bert", TRANSFORMER_LARGE, baseline=True, min_cells=MIN_LARGE_CELLS),
 )
 
 
@@ -434,7 +448,7 @@ def run_bench(quick: bool = False, echo=print, repeat: int = 3, keep: Path | Non
     unknown = set(only) - set(names)
     if unknown:
         raise TracerError(f"unknown bench case {sorted(unknown)[0]!r}: choose from {', '.join(names)}")
-    cases = [c for c in CASES if (c.default or not quick) and (not only or c.name in only)]
+    cases = [c for c in CASES if ((c.default and c.quick) or not quick) and (not only or c.name in only)]
     with tempfile.TemporaryDirectory(prefix="tracer-bench-") as tmp:
         folder = Path(keep) if keep is not None else Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)

@@ -140,6 +140,9 @@ def _make_run(model):
         for label, text in r.generated:  # a language model's continuations
             how = "greedy" if label == "greedy" else f"sampled at temperature {label}"
             click.echo(f"  generated ({how}): {text}")
+        for masked, filled, tops in r.filled:  # a masked model's fill-in
+            best = "; ".join(", ".join(f"{token} {p:.2f}" for token, p in top) for top in tops)
+            click.echo(f"  filled in: {masked} -> {filled}  ({best})")
     return command
 
 
@@ -269,7 +272,7 @@ for _m in MODELS.values():
               help="only the default VAE, GAN and transformer (skip the ≥ 1M-cell, Adam and ×4 upscale cases)")
 @click.option("--case", "cases", multiple=True, metavar="NAME",
               help="run only this case (repeatable): vae, vae_large, vae_adam, gan, gan_upscale4, gan_adam, "
-                   "transformer, transformer_large, split")
+                   "transformer, transformer_large, rnn, rnn_large, lstm, lstm_large, bert, bert_large, split")
 def bench(quick, cases):
     """Time tracing and export: cells written, cells/s, file size, peak memory.  The default VAE,
     GAN and transformer (best of 3 fresh processes, each also timed end to end as `tracer run
@@ -277,9 +280,9 @@ def bench(quick, cases):
     verify` of the default VAE in each engine (LibreOffice, IronCalc); the full run (without
     --quick) adds, once each: a ≥ 1M-cell VAE (hidden 80, verified in each engine too) and a
     ≥ 1M-cell transformer (4 blocks, d_model 32, context 16), both with a baseline, the VAE and
-    the GAN with --optimizer adam, the GAN with --upscale 4 --upscale-mode bilinear, and the
-    cell counts of the six default workbooks with and without the step blocks of the formula
-    rule (split)."""
+    the GAN with --optimizer adam, the GAN with --upscale 4 --upscale-mode bilinear, the rnn, lstm
+    and bert at their default sizes and at ≥ 1M cells (with a baseline), and the cell counts of
+    the default workbooks with and without the step blocks of the formula rule (split)."""
     api.bench(quick=quick, echo=click.echo, only=cases)
 
 

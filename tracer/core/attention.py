@@ -1,8 +1,9 @@
-"""Attention, built from the other ops: the scale 1/√d_k, one causal head, and the split and
-merge of heads.
+"""Attention, built from the other ops: the scale 1/√d_k, one head (causal, or bidirectional as in
+BERT), and the split and merge of heads.
 
     S = Q·Kᵀ · 1/√d_k        matmul_nt, then mul by a (1, 1) tensor (no op of its own)
     A = causal softmax(S)    activations.CAUSAL_SOFTMAX: row i reads columns 0 … i only
+      or softmax(S)          bidirectional: each row reads every column (no mask)
     O = A·V                  matmul
 """
 
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tracer.core.activations import causal_softmax
+from tracer.core.activations import causal_softmax, softmax
 from tracer.core.linalg import CONCAT_COLS, MATMUL, MATMUL_NT, MUL, slice_cols
 from tracer.core.op import Elementwise, record
 
@@ -30,13 +31,14 @@ def inverse_sqrt(tape, d_k: int):
     return tape.apply(RSQRT, tape.constant("d_k", [[float(d_k)]], role="data"), name="1/sqrt(d_k)")
 
 
-def causal_head(x, W_q, W_k, W_v, inv_sqrt_dk, prefix=""):
-    """One head of causal self-attention on x (T×d): Q = x·W_q, K = x·W_k, V = x·W_v (T×d_k),
-    S = Q·Kᵀ · 1/√d_k, A = causal softmax(S) (T×T), returns O = A·V (T×d_k); each step is
-    recorded as prefix + Q, K, V, QK, S, A, O."""
+def attention_head(x, W_q, W_k, W_v, inv_sqrt_dk, prefix="", causal=True):
+    """One head of self-attention on x (T×d): Q = x·W_q, K = x·W_k, V = x·W_v (T×d_k),
+    S = Q·Kᵀ · 1/√d_k, A = causal softmax(S) (or, not causal, the softmax of every row) (T×T),
+    returns O = A·V (T×d_k); each step is recorded as prefix + Q, K, V, QK, S, A, O."""
     q, k, v = (record(MATMUL, x, w, name=prefix + n) for w, n in ((W_q, "Q"), (W_k, "K"), (W_v, "V")))
     scores = scale(record(MATMUL_NT, q, k, name=prefix + "QK"), inv_sqrt_dk, name=prefix + "S")
-    return record(MATMUL, causal_softmax(scores, name=prefix + "A"), v, name=prefix + "O")
+    weights = (causal_softmax if causal else softmax)(scores, name=prefix + "A")
+    return record(MATMUL, weights, v, name=prefix + "O")
 
 
 def split_heads(x, heads, names=None):

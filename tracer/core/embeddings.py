@@ -6,6 +6,8 @@ training, the cosine similarity of every pair of rows and each row's nearest nei
     pos_encoding  pos (T, 1), dim (1, d) → (T, d)  SIN / COS of a position and a dimension cell
     cosine        E (V, d) → (V, V)                SUMPRODUCT / SQRT(SUMPRODUCT · SUMPRODUCT)
     nearest       cos (V, V) → (V, k)              MATCH(LARGE(row, n + 2), row, 0) − 1
+    mask_positions  u (T, 1), rate → m (T, 1)      IF(u<rate,1,IF(u=MIN(u),1,0)): 1 = masked
+    mask_ids      ids, m, [MASK]'s id → (T, 1)     IF(m=1, [MASK]'s id, id)
 
 Shapes: a sequence of T tokens is T rows, features are columns.  Where a choice depends on the
 cell's position (sine or cosine) the op makes it when it writes the formula (no IF(MOD(…))).
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tracer.core.op import Op, as_range, dot, no_grad, only, record
+from tracer.core.op import Elementwise, Op, as_range, dot, no_grad, only, record
 
 PE_BASE = 10000.0
 
@@ -142,7 +144,29 @@ class Nearest(Op):
 COSINE, NEAREST = Cosine(), Nearest()
 
 
-OPS = {op.name: op for op in (EMBED, EMBED_GRAD, POS_ENCODING, COSINE, NEAREST)}
+# --- a masked language model's inputs: which positions are masked, and the masked ids -------------
+
+class MaskPositions(Op):
+    """m_i = 1 where the draw u_i < rate, and at the smallest draw (so at least one position is
+    masked), else 0: u (T, 1) uniform draws in [0, 1) (recorded), rate (1, 1) → (T, 1).
+    Cell: IF(u_i<rate,1,IF(u_i=MIN(u),1,0)).  Data, not learned: no gradient rule."""
+
+    name = "mask_positions"
+
+    def forward(self, u, rate, **attrs):
+        return ((u < rate) | (u == u.min())).astype(np.float64)
+
+    def formula(self, c, i, j):
+        u = c.at(0, i, 0)
+        return f"IF({u}<{c.at(1, 0, 0)},1,IF({u}=MIN({c.all(0)}),1,0))"
+
+
+# the inputs a masked model reads: [MASK]'s id where m is 1, the token's own id elsewhere
+MASK_IDS = Elementwise("mask_ids", lambda ids, m, k: np.where(m == 1, k, ids), "IF({1}=1,{2},{0})")
+MASK_POSITIONS = MaskPositions()
+
+
+OPS = {op.name: op for op in (EMBED, EMBED_GRAD, POS_ENCODING, COSINE, NEAREST, MASK_POSITIONS, MASK_IDS)}
 
 
 # --- what a model calls -------------------------------------------------------------------------
@@ -170,3 +194,12 @@ def cosine(E, name=None):
 
 def nearest(cos, k, name=None):
     return record(NEAREST, cos, name=name, k=k)
+
+
+def mask_positions(u, rate, name=None):
+    return record(MASK_POSITIONS, u, rate, name=name)
+
+
+def mask_ids(ids, m, mask_id, name=None):
+    """The ids a masked model reads (shown with their tokens)."""
+    return record(MASK_IDS, ids, m, mask_id, name=name, decode=True)

@@ -19,8 +19,11 @@ backward raises ValueError).  A token id is a float holding an integer; every va
     sample               cum (T, V), u (T, 1) → (T, 1): #{j < V−1 : cum[i, j] ≤ u_i}
                                                              cell: SUMPRODUCT((row's first V−1 cells<=u)*1)
     stack_rows           k ≥ 1 inputs (1, V) → (k, V): input r is row r     cell: a reference
+    top_ids, top_values  p (1, V) → (k, 1): the k most likely tokens, their probabilities
+                                          cell: MATCH(LARGE(p,n+1),p,0)-1, LARGE(p,n+1)
+    fill_masks           ids (m, 1), best (m, 1), [MASK]'s id → (m, 1)  cell: IF(id=mask,best,id)
 
-Generation uses T = 1 (the last row of the logits).  Only SUM, MAX, MATCH and SUMPRODUCT appear.
+Generation uses T = 1 (the last row of the logits).  Only SUM, MAX, MATCH, LARGE, IF and SUMPRODUCT appear.
 
 The generation loop itself, which runs a trained model step after step, is
 tracer.models.generation.
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from tracer.core.linalg import Slice
 from tracer.core.op import Elementwise, Op, as_range, record
 
 
@@ -44,23 +48,13 @@ class _AfterTraining(Op):
         raise _refuse(self.name)
 
 
-class TakeRows(_AfterTraining):
-    """x (m, c) → (n, c), the rows start … start+n−1.  One instance per (start, n), all named
-    "take_rows" (see take_rows_op)."""
-
-    name = "take_rows"
+class TakeRows(_AfterTraining, Slice):
+    """x (m, c) → (n, c), the rows start … start+n−1: linalg's slice of rows, without a gradient.
+    One instance per (start, n), all named "take_rows" (see take_rows_op)."""
 
     def __init__(self, start, n):
-        self.start, self.n = start, n
-
-    def forward(self, x, **attrs):
-        if self.start < 0 or self.n < 1 or self.start + self.n > x.shape[0]:
-            raise ValueError(f"take_rows: rows {self.start} … {self.start + self.n - 1} "
-                             f"of a tensor of {x.shape[0]} rows")
-        return x[self.start:self.start + self.n].copy()
-
-    def formula(self, c, i, j):
-        return c.at(0, self.start + i, j)
+        super().__init__(0, start, n)
+        self.name = "take_rows"
 
 
 _TAKES: dict = {}  # (start, n) -> its op: one instance per configuration
@@ -88,12 +82,16 @@ class AppendRow(_AfterTraining):
         return c.at(0, i, 0) if i < c.shape(0)[0] else c.at(1, 0, 0)
 
 
-def _divide_grad(out, g, wanted, *inputs):
-    raise _refuse("divide")
+def _refusing(name):
+    """The gradient rule of an elementwise op used only after training: it refuses."""
+    def grad(out, g, wanted, *inputs):
+        raise _refuse(name)
+
+    return grad
 
 
 # z / τ: Elementwise broadcasts a (1, 1) divisor (the named cell τ) like MUL does a factor
-DIVIDE = Elementwise("divide", lambda a, b: a / b, "{0}/{1}", grad=_divide_grad)
+DIVIDE = Elementwise("divide", lambda a, b: a / b, "{0}/{1}", grad=_refusing("divide"))
 
 
 class Cumsum(_AfterTraining):
@@ -158,9 +156,34 @@ class StackRows(_AfterTraining):
         return c.at(i, 0, j)
 
 
+class Top(_AfterTraining):
+    """The k largest cells of a row, largest first: p (1, V) → (k, 1) (the attribute k), their
+    token ids (`ids`: MATCH(LARGE(p, n+1), p, 0) − 1, 0-based) or their values (LARGE(p, n+1)).
+    Ties: MATCH finds the first column of a value, numpy's stable sort the same one first."""
+
+    def __init__(self, name, ids):
+        self.name, self.ids = name, ids
+
+    def forward(self, p, k=3, **attrs):
+        if p.shape[0] != 1 or not 1 <= int(k) <= p.shape[1]:
+            raise ValueError(f"{self.name}: needs one row of at least k = {k} values, got {p.shape}")
+        order = np.argsort(-p[0], kind="stable")[:int(k)]
+        return (order if self.ids else p[0, order]).astype(np.float64).reshape(-1, 1)
+
+    def formula(self, c, i, j):
+        row = c.row(0, 0)[0]
+        return f"MATCH(LARGE({row},{i + 1}),{row},0)-1" if self.ids else f"LARGE({row},{i + 1})"
+
+
+TOP_IDS, TOP_VALUES = Top("top_ids", True), Top("top_values", False)
+# a masked text filled in: the model's choice where the id is [MASK]'s, the id itself elsewhere
+FILL_MASKS = Elementwise("fill_masks", lambda ids, best, k: np.where(ids == k, best, ids), "IF({0}={2},{1},{0})",
+                         grad=_refusing("fill_masks"))
+
 APPEND_ROW, CUMSUM, ARGMAX, SAMPLE, STACK_ROWS = AppendRow(), Cumsum(), Argmax(), Sample(), StackRows()
 
-OPS = {op.name: op for op in (take_rows_op(0, 1), APPEND_ROW, DIVIDE, CUMSUM, ARGMAX, SAMPLE, STACK_ROWS)}
+OPS = {op.name: op for op in (take_rows_op(0, 1), APPEND_ROW, DIVIDE, CUMSUM, ARGMAX, SAMPLE, STACK_ROWS,
+                              TOP_IDS, TOP_VALUES, FILL_MASKS)}
 """One op per name (the template's [ops.<name>] entries); take_rows by a representative."""
 
 
@@ -198,3 +221,18 @@ def sample(cum, u, name=None):
 
 def stack_rows(xs, name=None):
     return record(STACK_ROWS, *xs, name=name)
+
+
+def top_ids(p, k, name=None):
+    """The ids of the k largest cells of the row p (k, 1), largest first (shown with their tokens)."""
+    return record(TOP_IDS, p, name=name, k=k, decode=True)
+
+
+def top_values(p, k, name=None):
+    """The k largest cells of the row p (k, 1), largest first."""
+    return record(TOP_VALUES, p, name=name, k=k)
+
+
+def fill_masks(ids, best, mask_id, name=None):
+    """ids (m, 1) with each [MASK] (id mask_id, (1, 1)) replaced by the same row of best (m, 1)."""
+    return record(FILL_MASKS, ids, best, mask_id, name=name, decode=True)

@@ -4,10 +4,13 @@ and the column slices and concatenations that split and merge attention heads.
     add, mul, add_mul (μ + σ ⊙ ε), sub   elementwise with numpy broadcasting; an input that was
                                           broadcast gets its gradient summed back to its shape
     matmul, matmul_nt, matmul_tn          a·b, a·bᵀ, aᵀ·b: one SUMPRODUCT (or MMULT) per cell
-    linear                                x·W + b
+    linear, linear2                       x·W + b, x·W + h·U + b (a recurrent step)
+    add_products                          a ⊙ b + c ⊙ d (an LSTM's cell state)
+    norms                                 ‖x₁‖, …, ‖x_k‖ as a column (a view, no gradient)
     sum_rows, sum_cols, sum_all           (m, n) → (1, n), (m, 1), (1, 1): SUM of a range
     col_dot                               out_j = Σ_i a_ij b_ij
     slice_cols, pad_cols, concat_cols     columns a … a+w−1, the gradient put back, [x₀ | x₁ | …]
+    slice_rows, pad_rows, concat_rows     the same for rows (a sequence's step t; h_1 … h_T stacked)
 """
 
 from __future__ import annotations
@@ -133,6 +136,60 @@ class Linear(Op):
 LINEAR = Linear()
 
 
+class Linear2(Op):
+    """x·W + h·U + b, a layer of two inputs (a recurrent step: the token x_t and the previous
+    hidden state h_{t−1}): x (m, k), W (k, n), h (m, l), U (l, n), b (1, n) → (m, n).
+    Cell: row i of x times column j of W, plus row i of h times column j of U, plus b_j."""
+
+    name = "linear2"
+
+    def forward(self, x, W, h, U, b, **attrs):
+        return x @ W + h @ U + b
+
+    def formula(self, c, i, j):
+        return f"{dot(c.row(0, i), c.col(1, j))}+{dot(c.row(2, i), c.col(3, j))}+{c.at(4, i, j)}"
+
+    def backward(self, out, g, wanted):
+        x, W, h, U, b = out.inputs
+        return only(
+            wanted,
+            lambda: record(MATMUL_NT, g, W),  # ∂L/∂x = ∂L/∂out · Wᵀ
+            lambda: record(MATMUL_TN, x, g),  # ∂L/∂W = xᵀ · ∂L/∂out
+            lambda: record(MATMUL_NT, g, U),  # ∂L/∂h = ∂L/∂out · Uᵀ
+            lambda: record(MATMUL_TN, h, g),  # ∂L/∂U = hᵀ · ∂L/∂out
+            lambda: summed_to(g, b.shape),  # ∂L/∂b = ∂L/∂out (summed over rows)
+        )
+
+
+LINEAR2 = Linear2()
+
+# an LSTM's cell state c_t = f_t ⊙ c_{t−1} + i_t ⊙ g_t
+ADD_PRODUCTS = Elementwise(
+    "add_products", lambda a, b, c, d: a * b + c * d, "{0}*{1}+{2}*{3}",
+    grad=lambda out, g, w, a, b, c, d: only(
+        w, lambda: reduced(record(MUL, g, b), a.shape), lambda: reduced(record(MUL, g, a), b.shape),
+        lambda: reduced(record(MUL, g, d), c.shape), lambda: reduced(record(MUL, g, c), d.shape),
+    ),
+)
+
+
+class Norms(Op):
+    """The Euclidean norm of each input: k tensors → (k, 1), row r = ‖input r‖ = √(Σ of its
+    squared cells).  Cell: SQRT(SUMPRODUCT(input r, input r)).  A view of gradients (how large
+    ∂L_T/∂h_t is at each step t), not differentiated."""
+
+    name = "norms"
+
+    def forward(self, *xs, **attrs):
+        return np.array([[np.sqrt(np.sum(x * x))] for x in xs])
+
+    def formula(self, c, i, j):
+        return f"SQRT(SUMPRODUCT({c.all(i)},{c.all(i)}))"
+
+
+NORMS = Norms()
+
+
 class ColDot(Op):
     """out_j = Σ_i a[i, j] b[i, j]: a, b (T, d) → (1, d).  Cell: SUMPRODUCT(column j of a, column j of b)."""
 
@@ -148,113 +205,145 @@ class ColDot(Op):
 COL_DOT = ColDot()
 
 
-# --- column slices and their concatenation (multi-head split and merge) ------------------------
+# --- slices of columns or rows and their concatenation ------------------------------------------
+# Columns: the split and merge of attention heads.  Rows: a recurrent network's step t reads row t
+# of the inputs X, and its hidden states h_1 … h_T are stacked into H for the output layer.
 
-class SliceCols(Op):
-    """out[i, j] = x[i, a + j]: x (T, n) → (T, w), the columns a … a+w−1 (head k of width d_k:
-    a = k·d_k, w = d_k).  Cell: a reference.  One instance per (a, w) (`slice_cols(a, w)`), all
-    named "slice_cols".  Gradient: pad_cols, the gradient in the slice's columns and 0 elsewhere;
-    a tensor split into h heads gets h such contributions, summed by the tape.  A model that
-    keeps per-head weights W_q^k needs no split at all; merge (concat_cols) passes each head
-    just its slice of the gradient."""
+AXES = {1: "cols", 0: "rows"}  # in the ops' names and attributes
+WORDS = {1: "columns", 0: "rows"}
 
-    name = "slice_cols"
 
-    def __init__(self, start, width):
-        self.start, self.width = start, width
+class Slice(Op):
+    """Columns a … a+w−1 (axis 1: out[i, j] = x[i, a + j], x (T, n) → (T, w); head k of width d_k:
+    a = k·d_k, w = d_k) or rows a … a+w−1 (axis 0: out[i, j] = x[a + i, j], x (m, c) → (w, c)).
+    Cell: a reference.  One instance per (axis, a, w) (`slice_cols(a, w)`, `slice_rows(a, w)`),
+    named "slice_cols" or "slice_rows".  Gradient: pad_cols / pad_rows, the gradient in the
+    slice's place and 0 elsewhere; a tensor split into h pieces gets h such contributions, summed
+    by the tape.  A model that keeps per-head weights W_q^k needs no column split at all; merge
+    (concat_cols) passes each head just its slice of the gradient."""
+
+    def __init__(self, axis, start, width):
+        self.axis, self.start, self.width = axis, start, width
+        self.name = f"slice_{AXES[axis]}"
 
     def forward(self, x, **attrs):
-        if self.start + self.width > x.shape[1]:
-            raise ValueError(f"slice_cols: columns {self.start} … {self.start + self.width - 1} "
-                             f"of a tensor of {x.shape[1]} columns")
-        return x[:, self.start:self.start + self.width].copy()
+        if self.start < 0 or self.width < 1 or self.start + self.width > x.shape[self.axis]:
+            raise ValueError(f"{self.name}: {WORDS[self.axis]} {self.start} … {self.start + self.width - 1} "
+                             f"of a tensor of {x.shape[self.axis]} {WORDS[self.axis]}")
+        return (x[:, self.start:self.start + self.width] if self.axis else x[self.start:self.start + self.width]).copy()
 
     def formula(self, c, i, j):
-        return c.at(0, i, self.start + j)
+        return c.at(0, i, self.start + j) if self.axis else c.at(0, self.start + i, j)
 
     def backward(self, out, g, wanted):
         (x,) = out.inputs
-        return only(wanted, lambda: record(pad_cols(self.start, self.width), g, cols=x.shape[1]))
+        pad = _piece(_PADS, Pad, self.axis, self.start, self.width)
+        return only(wanted, lambda: record(pad, g, **{AXES[self.axis]: x.shape[self.axis]}))
 
 
-class PadCols(Op):
-    """out[i, a + j] = g[i, j], 0 in every other column: g (T, w) → (T, cols) (the attribute
-    `cols`).  Cell: a reference or 0."""
+class Pad(Op):
+    """g in columns (axis 1) or rows (axis 0) a … a+w−1 of a tensor of `cols` columns or `rows`
+    rows (the attribute), 0 everywhere else: g (T, w) → (T, cols) or g (w, c) → (rows, c).
+    Cell: a reference or 0."""
 
-    name = "pad_cols"
+    def __init__(self, axis, start, width):
+        self.axis, self.start, self.width = axis, start, width
+        self.name = f"pad_{AXES[axis]}"
 
-    def __init__(self, start, width):
-        self.start, self.width = start, width
-
-    def forward(self, g, cols=None, **attrs):
-        if cols is None or cols < self.start + self.width:
-            raise ValueError("pad_cols needs cols ≥ start + width")
-        out = np.zeros((g.shape[0], int(cols)), dtype=g.dtype)
-        out[:, self.start:self.start + self.width] = g
+    def forward(self, g, **attrs):
+        size = attrs.get(AXES[self.axis])
+        if size is None or size < self.start + self.width:
+            raise ValueError(f"{self.name} needs {AXES[self.axis]} ≥ start + width")
+        shape = (g.shape[0], int(size)) if self.axis else (int(size), g.shape[1])
+        out = np.zeros(shape, dtype=g.dtype)
+        if self.axis:
+            out[:, self.start:self.start + self.width] = g
+        else:
+            out[self.start:self.start + self.width] = g
         return out
 
     def formula(self, c, i, j):
-        return c.at(0, i, j - self.start) if self.start <= j < self.start + self.width else "0"
+        k = j if self.axis else i
+        if not self.start <= k < self.start + self.width:
+            return "0"
+        return c.at(0, i, j - self.start) if self.axis else c.at(0, i - self.start, j)
 
 
-_SLICES: dict = {}  # (start, width) -> its op: one instance per configuration
+_SLICES: dict = {}  # (axis, start, width) -> its op: one instance per configuration
 _PADS: dict = {}
 
 
-def slice_cols(start: int, width: int) -> SliceCols:
+def _piece(cache, kind, axis, start, width):
+    key = (int(axis), int(start), int(width))
+    if key not in cache:
+        cache[key] = kind(*key)
+    return cache[key]
+
+
+def slice_cols(start: int, width: int) -> Slice:
     """The slice op of columns start … start+width−1 (one instance per pair)."""
-    key = (int(start), int(width))
-    if key not in _SLICES:
-        _SLICES[key] = SliceCols(*key)
-    return _SLICES[key]
+    return _piece(_SLICES, Slice, 1, start, width)
 
 
-def pad_cols(start: int, width: int) -> PadCols:
+def pad_cols(start: int, width: int) -> Pad:
     """The pad op putting a gradient back into columns start … start+width−1."""
-    key = (int(start), int(width))
-    if key not in _PADS:
-        _PADS[key] = PadCols(*key)
-    return _PADS[key]
+    return _piece(_PADS, Pad, 1, start, width)
 
 
-class ConcatCols(Op):
-    """[x₀ | x₁ | …]: inputs (T, w_k), at least two → (T, Σ w_k).  Cell: a reference to the input
-    and column it comes from.  Gradient: input k gets slice_cols(offset_k, w_k) of g."""
+def slice_rows(start: int, n: int) -> Slice:
+    """The slice op of rows start … start+n−1 (one instance per pair)."""
+    return _piece(_SLICES, Slice, 0, start, n)
 
-    name = "concat_cols"
+
+def pad_rows(start: int, n: int) -> Pad:
+    """The pad op putting a gradient back into rows start … start+n−1."""
+    return _piece(_PADS, Pad, 0, start, n)
+
+
+class Concat(Op):
+    """[x₀ | x₁ | …] side by side (axis 1: inputs (T, w_k) → (T, Σ w_k)) or stacked (axis 0: inputs
+    (n_k, c) → (Σ n_k, c)), at least two inputs.  Cell: a reference to the input and cell it comes
+    from.  Gradient: input k gets its slice of g (slice_cols / slice_rows at its offset)."""
+
+    def __init__(self, axis):
+        self.axis = axis
+        self.name = f"concat_{AXES[axis]}"
 
     def forward(self, *xs, **attrs):
         if len(xs) < 2:
-            raise ValueError("concat_cols joins at least two tensors")
-        return np.concatenate(xs, axis=1)
+            raise ValueError(f"{self.name} joins at least two tensors")
+        return np.concatenate(xs, axis=self.axis)
 
     def formula(self, c, i, j):
+        k_along = j if self.axis else i
         for k in range(c.n):
-            w = c.shape(k)[1]
-            if j < w:
-                return c.at(k, i, j)
-            j -= w
-        raise IndexError("concat_cols: column out of range")
+            w = c.shape(k)[self.axis]
+            if k_along < w:
+                return c.at(k, i, k_along) if self.axis else c.at(k, k_along, j)
+            k_along -= w
+        raise IndexError(f"{self.name}: {WORDS[self.axis][:-1]} out of range")
 
     def backward(self, out, g, wanted):
-        offsets = np.cumsum([0] + [u.shape[1] for u in out.inputs])
-        return tuple(record(slice_cols(int(a), u.shape[1]), g) if w else None
+        offsets = np.cumsum([0] + [u.shape[self.axis] for u in out.inputs])
+        return tuple(record(_piece(_SLICES, Slice, self.axis, int(a), u.shape[self.axis]), g) if w else None
                      for a, u, w in zip(offsets, out.inputs, wanted))
 
 
-CONCAT_COLS = ConcatCols()
+CONCAT_COLS, CONCAT_ROWS = Concat(1), Concat(0)
 
 OPS = {op.name: op for op in (
     SUB, BROADCAST, MUL, ADD, ADD_MUL, MATMUL, MATMUL_NT, MATMUL_TN, SUM_ROWS, SUM_COLS, SUM_ALL,
-    LINEAR, COL_DOT, slice_cols(0, 1), pad_cols(0, 1), CONCAT_COLS,
+    LINEAR, LINEAR2, ADD_PRODUCTS, COL_DOT, slice_cols(0, 1), pad_cols(0, 1), CONCAT_COLS,
+    slice_rows(0, 1), pad_rows(0, 1), CONCAT_ROWS, NORMS,
 )}
-"""One op per name (the template's [ops.<name>] entries); slice_cols and pad_cols are families
-sharing one name, represented here by one instance (`instances()` lists them all)."""
+"""One op per name (the template's [ops.<name>] entries); slice_cols, pad_cols, slice_rows and
+pad_rows are families sharing one name, represented here by one instance (`instances()` lists
+them all)."""
 
 
 def instances() -> list:
-    """Every op instance of this module: the single ones and each slice_cols / pad_cols made so far."""
-    fixed = [op for op in OPS.values() if not isinstance(op, (SliceCols, PadCols))]
+    """Every op instance of this module: the single ones and each slice / pad made so far."""
+    fixed = [op for op in OPS.values() if not isinstance(op, (Slice, Pad))]
     return fixed + list(_SLICES.values()) + list(_PADS.values())
 
 
@@ -284,6 +373,37 @@ def matmul_nt(a, b, name=None):
 
 def linear(x, W, b, name=None):
     return record(LINEAR, x, W, b, name=name)
+
+
+def linear2(x, W, h, U, b, name=None):
+    """x·W + h·U + b."""
+    return record(LINEAR2, x, W, h, U, b, name=name)
+
+
+def add_products(a, b, c, d, name=None):
+    """a ⊙ b + c ⊙ d."""
+    return record(ADD_PRODUCTS, a, b, c, d, name=name)
+
+
+def norms(xs, name=None):
+    """(k, 1): the norm of each of the k tensors xs."""
+    return record(NORMS, *xs, name=name)
+
+
+def row(x, i, name=None):
+    """Row i of x (m, c) as a (1, c) tensor."""
+    return record(slice_rows(i, 1), x, name=name)
+
+
+def rows_of(x, names):
+    """Row r of x (m, c) as its own (1, c) tensor named names[r], for each of the m rows."""
+    return [row(x, r, name=n) for r, n in enumerate(names)]
+
+
+def concat_rows(xs, name=None):
+    """The tensors stacked top to bottom; a single one is returned as it is."""
+    xs = list(xs)
+    return xs[0] if len(xs) == 1 else record(CONCAT_ROWS, *xs, name=name)
 
 
 def sum_cols(a, name=None):

@@ -4,6 +4,9 @@
     kl             −½ Σ (1 + log σ² − μ² − e^(log σ²))            KL(N(μ, σ²) ‖ N(0, I))
     neg_mean_ln    −mean ln a,  neg_mean_ln1m  −mean ln(1 − a)   a GAN's losses on D's answers
     xent           −(1/T) Σ_i Σ_j Y_ij ln P_ij                    cross-entropy, one-hot targets Y
+    nll            ℓ_i = −ln P[i, y_i]   (T, 1)                   cross-entropy, target ids y (sparse)
+    mean           (1/n) Σ a                                     e.g. L = mean of ℓ
+    masked_mean    Σ m_i a_i / Σ m_i                             the mean over the masked positions
     half_sse       ½ Σ (y − ŷ)²                                  gradient  g · (ŷ − y)
     mse            (1/n) Σ (ŷ − y)²                              gradient  g · 2 (ŷ − y) / n
     bce_mean       −(1/n) Σ [y ln ŷ + (1 − y) ln(1 − ŷ)]         gradient  g · ((1 − y)/(1 − ŷ) − y/ŷ) / n
@@ -171,6 +174,113 @@ XENT, XENT_GRAD = CrossEntropy(), CrossEntropyGrad()
 XENT_TERMS = XENT.steps[0][1]
 
 
+# --- cross-entropy with the targets as ids (sparse), one cell per position ----------------------
+
+class NegLogPick(Op):
+    """ℓ_i = −ln P[i, y_i]: P (T, V) probabilities, y (T, 1) target ids (a constant) → (T, 1), the
+    loss at each position on its own.  Cell: −LN(INDEX(row i of P, y_i + 1)): the lookup picks
+    the one probability, LN gets that single cell.  Gradient: nll_grad, −g_i / P[i, y_i] at the
+    target and 0 elsewhere (after a softmax, softmax_grad turns it into g_i·(P_i − onehot(y_i)))."""
+
+    name = "nll"
+
+    def forward(self, p, y, **attrs):
+        return -np.log(p[np.arange(p.shape[0]), _targets(y, p.shape[1])]).reshape(-1, 1)
+
+    def formula(self, c, i, j):
+        row, down, _ = c.row(0, i)
+        k = f"{c.at(1, i, 0)}+1"
+        return f"-LN(INDEX({row},{k},1))" if down else f"-LN(INDEX({row},1,{k}))"
+
+    def backward(self, out, g, wanted):
+        p, y = out.inputs
+        return only(wanted, lambda: record(NLL_GRAD, p, y, g), no_grad(self.name, "the targets"))
+
+
+class NegLogPickGrad(Op):
+    """dP[i, j] = −g_i / P[i, j] where j = y_i, else 0: P (T, V), y (T, 1), g (T, 1) → (T, V).
+    Cell: IF(y_i = j, −g_i / P[i, j], 0)."""
+
+    name = "nll_grad"
+
+    def forward(self, p, y, g, **attrs):
+        hit = np.arange(p.shape[1])[None, :] == _targets(y, p.shape[1])[:, None]
+        return np.where(hit, -g / np.where(hit, p, 1.0), 0.0)
+
+    def formula(self, c, i, j):
+        return f"IF({c.at(1, i, 0)}={j},-{c.at(2, i, 0)}/{c.at(0, i, j)},0)"
+
+
+def _targets(y, vocab):
+    idx = y[:, 0].astype(np.int64)
+    if y.ndim != 2 or y.shape[1] != 1 or np.any(idx != y[:, 0]) or np.any(idx < 0) or np.any(idx >= vocab):
+        raise ValueError(f"target ids must be a column of integers in 0 … {vocab - 1}")
+    return idx
+
+
+class Mean(Op):
+    """The mean of every cell: a (m, n) → (1, 1).  Cell: AVERAGE(a).  Gradient: mean_grad."""
+
+    name = "mean"
+
+    def forward(self, a, **attrs):
+        return np.array([[a.mean()]])
+
+    def formula(self, c, i, j):
+        return f"AVERAGE({c.all(0)})"
+
+    def backward(self, out, g, wanted):
+        return only(wanted, lambda: record(MEAN_GRAD, out.inputs[0], g))
+
+
+class MeanGrad(Op):
+    """da = g / n in every cell: a (m, n) (for its shape), g (1, 1) → (m, n), n = m·n cells."""
+
+    name = "mean_grad"
+
+    def forward(self, a, g, **attrs):
+        return np.broadcast_to(g / a.size, a.shape).copy()
+
+    def formula(self, c, i, j):
+        rows, cols = c.shape(0)
+        return f"{c.at(1, 0, 0)}/{rows * cols}"
+
+
+class MaskedMean(Op):
+    """The mean over the chosen rows: a (T, 1), m (T, 1) weights 1 (chosen) or 0 → (1, 1),
+    Σ m_i a_i / Σ m_i (a masked language model's loss: only the masked positions count).
+    Cell: SUMPRODUCT(a, m)/SUM(m).  Gradient: masked_mean_grad; none for m."""
+
+    name = "masked_mean"
+
+    def forward(self, a, m, **attrs):
+        return np.array([[(a * m).sum() / m.sum()]])
+
+    def formula(self, c, i, j):
+        same_way(c, 0, 1, self.name)
+        return f"SUMPRODUCT({c.all(0)},{c.all(1)})/SUM({c.all(1)})"
+
+    def backward(self, out, g, wanted):
+        _, m = out.inputs
+        return only(wanted, lambda: record(MASKED_MEAN_GRAD, m, g), no_grad(self.name, "the mask"))
+
+
+class MaskedMeanGrad(Op):
+    """da_i = g · m_i / Σ m: m (T, 1), g (1, 1) → (T, 1).  Cell: g*m_i/SUM(m)."""
+
+    name = "masked_mean_grad"
+
+    def forward(self, m, g, **attrs):
+        return g * m / m.sum()
+
+    def formula(self, c, i, j):
+        return f"{c.at(1, 0, 0)}*{c.at(0, i, 0)}/SUM({c.all(0)})"
+
+
+NLL, NLL_GRAD = NegLogPick(), NegLogPickGrad()
+MEAN, MEAN_GRAD, MASKED_MEAN, MASKED_MEAN_GRAD = Mean(), MeanGrad(), MaskedMean(), MaskedMeanGrad()
+
+
 # --- a network's output against its targets: ½ Σ squared errors, mse, mean bce ------------------
 
 class PairLoss(Reduce):
@@ -224,7 +334,7 @@ BCE_MEAN = SumOfTerms(  # inputs ŷ, y; the terms read the targets first
 OPS = {op.name: op for op in (
     BCE_TERMS, BCE, BCE_GRAD, KL_TERMS, KL, KL_LOGVAR_GRAD, NEG_LN, NEG_LN1M, NEG_MEAN_LN, NEG_MEAN_LN1M,
     NEG_MEAN_LN_GRAD, NEG_MEAN_LN1M_GRAD, XENT_TERMS, XENT, XENT_GRAD, HALF_SSE, HALF_SSE_GRAD, MSE, MSE_GRAD,
-    BCE_MEAN, BCE_MEAN_GRAD,
+    BCE_MEAN, BCE_MEAN_GRAD, NLL, NLL_GRAD, MEAN, MEAN_GRAD, MASKED_MEAN, MASKED_MEAN_GRAD,
 )}
 
 
@@ -250,6 +360,21 @@ def neg_mean_ln1m(a, name=None):
 def cross_entropy(probs, targets, name=None):
     """−(1/T) Σ targets ⊙ ln probs: the mean of −ln P[i, target_i] (targets one-hot, see one_hot)."""
     return record(XENT, probs, targets, name=name)
+
+
+def nll(probs, ids, name=None):
+    """−ln P[i, y_i] at each position i (T, 1): probs (T, V), ids (T, 1) the target ids."""
+    return record(NLL, probs, ids, name=name)
+
+
+def mean(a, name=None):
+    """The mean of a's cells (1, 1)."""
+    return record(MEAN, a, name=name)
+
+
+def masked_mean(a, m, name=None):
+    """Σ m_i a_i / Σ m_i (1, 1): the mean of a over the rows m marks with 1."""
+    return record(MASKED_MEAN, a, m, name=name)
 
 
 def half_sse(yhat, y, name=None):

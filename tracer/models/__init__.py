@@ -13,9 +13,19 @@ import numpy as np
 
 from tracer.core.size import DATA_FORMATS, MAX_CELLS, MAX_DATA_VALUES, MAX_ROWS, Size
 from tracer.errors import TracerError
-from tracer.models import attention, gan, mlp, skipgram, transformer, vae
+from tracer.models import (
+    attention,
+    bert,
+    gan,
+    lstm,
+    mlp,
+    rnn,
+    skipgram,
+    transformer,
+    vae,
+)
 
-MODELS = {m.NAME: m for m in (vae, gan, skipgram, attention, transformer, mlp)}
+MODELS = {m.NAME: m for m in (vae, gan, skipgram, attention, transformer, bert, rnn, lstm, mlp)}
 
 
 def get(name: str):

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tracer.core.attention import causal_head, inverse_sqrt
+from tracer.core.attention import attention_head, inverse_sqrt
 from tracer.core.embeddings import embed
 from tracer.core.linalg import add, linear
 from tracer.core.tape import Tape
@@ -64,7 +64,7 @@ def logits(p, ids, pe, scale, prefix=""):
     """The layer from token ids (m×1) to next-token scores Z (m×V); p maps parameter names to
     tensors.  A generation step names its tensors with a prefix and uses the first m rows of PE."""
     x = add(embed(p["E"], ids, name=prefix + "X_emb"), positions(pe, ids, prefix), name=prefix + "X")
-    out = causal_head(x, p["W_q"], p["W_k"], p["W_v"], scale, prefix)
+    out = attention_head(x, p["W_q"], p["W_k"], p["W_v"], scale, prefix)
     return linear(out, p["W_o"], p["b_o"], name=prefix + "Z")
 
 

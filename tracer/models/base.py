@@ -41,6 +41,10 @@ class Training:
             if defaults and getattr(self, f.name) is None:
                 setattr(self, f.name, defaults.get(self.optimizer, defaults["sgd"]))
 
+    def check(self) -> None:
+        """What the options say together, before any work (tracer.models.validate calls it); a
+        model's Config adds its own and calls this."""
+
 
 @dataclass
 class TextTraining(Training):
@@ -68,7 +72,7 @@ class GenerativeText(TextTraining):
     temperature: str = opt("0.5,1,2", "sampling temperatures, comma-separated, each a named cell ('' for greedy only)")
 
     def check(self) -> None:
-        """What the options say together, before any work (tracer.models.validate calls it)."""
+        super().check()
         self.temperatures()
 
     def temperatures(self) -> list[float]:

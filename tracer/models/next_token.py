@@ -1,10 +1,16 @@
-"""What the next-token models (attention, transformer) share: the training sequence, the loop
-(softmax and cross-entropy on every next token, backward, update) and, after training, generation.
+"""What the text models share: the training sequence, the training loop (forward, loss, backward,
+update), and for the next-token models (attention, transformer, rnn, lstm) generation after
+training.
 
-A model gives `train` a `build(tape, V, pe, rng)` that records its own constants and returns its
-initial parameters {name: array} and its `logits(p, ids, prefix="")`: token ids (m×1) → next-token
-scores (m×V), p mapping parameter names to tensors.  Training calls it with prefix ""; each
-generation step with a prefix such as "[greedy 2] " that names every tensor it records.
+`fit` is the loop every text model uses: it records the parameters, the learning rate and the
+optimizer, and each iteration calls the model's `loss_of(p)` (its forward pass and loss, p mapping
+parameter names to tensors), then records the backward pass and the update.
+
+`train` is the attention layer's and the transformer's whole run: they give it a
+`build(tape, V, pe, rng)` that records its own constants and returns its initial parameters
+{name: array} and its `logits(p, ids, prefix="")`: token ids (m×1) → next-token scores (m×V).
+Training calls it with prefix ""; each generation step with a prefix such as "[greedy 2] " that
+names every tensor it records.
 """
 
 from __future__ import annotations
@@ -46,21 +52,24 @@ def positions(pe, ids, prefix):
     return take_rows(pe, 0, ids.shape[0], name=prefix + "PE") if prefix else pe
 
 
-def size(cfg, params, forward) -> Size:
+def size(cfg, params, forward, resume=None) -> Size:
     """The run's size from its options (tracer.core.size): params(V) the shapes of the model's
     parameters, forward(m, V) the shapes it records from m token ids to their logits Z (m×V).  The
-    backward pass holds about one and a half times the forward's cells, plus a gradient per parameter."""
+    backward pass holds about one and a half times the forward's cells, plus a gradient per parameter.
+    resume(m, V): what a generation step records on a text of m tokens (by default the model on the
+    text again: forward; a recurrent model only reads the new token)."""
     tok, inputs, _ = sequence(cfg)
     V, T, d = len(tok.vocab), cfg.context, cfg.d_model
     ps = params(V)
     train = forward(T, V) + [(T, V), (1, 1)]  # … P, loss
     step = train * 2 + train[::2] + ps + update(cfg.optimizer, ps)
     first = [(T, 1), (T, V), (T, 1), (1, d), (T, d), *ps, *optimizer_state(cfg.optimizer, ps)]  # ids, Y, pos, dim, PE
-    after = _generation(cfg, forward, V, len(cfg.prompt_ids(tok, inputs, T))) if cfg.generate else Size(0, 0)
+    after = (_generation(cfg, forward, resume or forward, V, len(cfg.prompt_ids(tok, inputs, T)))
+             if cfg.generate else Size(0, 0))
     return estimate(first, step, cfg.iterations, after)
 
 
-def _generation(cfg, forward, V: int, start: int) -> Size:
+def _generation(cfg, forward, resume, V: int, start: int) -> Size:
     """What generation records: a chain per temperature and the greedy one, each step the model on
     the text so far (at most --context tokens), a choice and the longer text."""
     T, d, steps, K = cfg.context, cfg.d_model, cfg.generate, len(cfg.temperatures())
@@ -73,40 +82,67 @@ def _generation(cfg, forward, V: int, start: int) -> Size:
     for first in lengths[::stride]:
         m = min(T, first + stride - 1)
         count = len(range(first, min(first + stride, lengths.stop)))
-        model = sheet([*[(T, 1)] * (m < first), *forward(m, V), (m, d), (1, V), (1, 1)])
+        model = sheet([*[(T, 1)] * (m < first), *resume(m, V), (m, d), (1, V), (1, 1)])
         total += model * (count * chains) + sheet(pick[:4]) * (count * K)
     n = steps  # the texts: start + 1 … start + steps tokens per chain, and each chain's final one
     texts = n * start + n * (n + 1) // 2 + start + steps
     return total + Size(chains * texts, chains * (texts + 5 * (n + 1)))
 
 
-def train(cfg, name: str, build) -> Tape:
-    tok, inputs, nexts = sequence(cfg)
-    V = len(tok.vocab)
-    rng = np.random.default_rng(cfg.seed)
+def text_tape(name: str, tok) -> Tape:
+    """A new tape for the text model `name` on the tokenized text `tok`."""
     tape = Tape()
     tape.meta = {"model": name, "tokenized": tok}
-    ids = token_ids(tape, inputs, name="ids", decode=True)
-    targets = one_hot(tape, nexts, V, name="Y")
-    pe = positional_encoding(tape, cfg.context, cfg.d_model)
-    init, logits = build(tape, V, pe, rng)
+    return tape
+
+
+def fit(tape, cfg, init: dict, loss_of, after_backward=None) -> dict:
+    """Train: the initial parameters `init` {name: array} become constants, then each iteration
+    records loss_of(p) (the forward pass, in phase "forward", and the loss: loss_of switches to
+    "loss" itself), the backward pass, after_backward(p, loss) if given (more tensors of the
+    backward phase), and the update.  Returns the trained parameters {name: tensor}."""
     p = {k: tape.constant(k, v, role="param") for k, v in init.items()}
     lr = tape.constant("lr", [[cfg.lr]], role="hyper", defined_name="lr")
     optimizer = optim.make(tape, cfg, lr, p, optim.hyperparameters(tape, cfg))
     for k in range(1, cfg.iterations + 1):
         tape.iteration = k
         tape.at("forward")
-        probs = softmax(logits(p, ids), name="P")
-        tape.at("loss")
-        loss = cross_entropy(probs, targets, name="loss")
+        loss = loss_of(p)
         tape.at("backward")
         grads = tape.backward(loss, p)
+        if after_backward:
+            after_backward(p, loss)
         tape.at("update")
         p = optimizer.step(p, grads)
-    if cfg.generate:  # after training: text from the prompt, greedily and at each temperature
-        prompt = cfg.prompt_ids(tok, inputs, cfg.context)
-        runs = generate(tape, lambda seq, prefix: logits(p, seq, prefix), prompt, cfg.context, cfg.generate,
-                        cfg.temperatures(), np.random.default_rng([cfg.seed, 1]))
-        tape.meta["generated"] = [(label, tok.detokenize(ids).replace("\n", f" {BOUNDARY} "))
-                                  for label, ids in runs]
+    return p
+
+
+def generate_after(tape, cfg, tok, inputs, logits_of) -> None:
+    """After training (with --generate), text from the prompt, greedily and at each temperature;
+    logits_of as tracer.models.generation.generate takes it.  The texts go to tape.meta."""
+    if not cfg.generate:
+        return
+    prompt = cfg.prompt_ids(tok, inputs, cfg.context)
+    runs = generate(tape, logits_of, prompt, cfg.context, cfg.generate, cfg.temperatures(),
+                    np.random.default_rng([cfg.seed, 1]))
+    tape.meta["generated"] = [(label, tok.detokenize(ids).replace("\n", f" {BOUNDARY} ")) for label, ids in runs]
+
+
+def train(cfg, name: str, build) -> Tape:
+    tok, inputs, nexts = sequence(cfg)
+    V = len(tok.vocab)
+    rng = np.random.default_rng(cfg.seed)
+    tape = text_tape(name, tok)
+    ids = token_ids(tape, inputs, name="ids", decode=True)
+    targets = one_hot(tape, nexts, V, name="Y")
+    pe = positional_encoding(tape, cfg.context, cfg.d_model)
+    init, logits = build(tape, V, pe, rng)
+
+    def loss_of(p):
+        probs = softmax(logits(p, ids), name="P")
+        tape.at("loss")
+        return cross_entropy(probs, targets, name="loss")
+
+    p = fit(tape, cfg, init, loss_of)
+    generate_after(tape, cfg, tok, inputs, lambda seq, prefix: logits(p, seq, prefix))
     return tape

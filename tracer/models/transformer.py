@@ -29,13 +29,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from tracer.core.activations import gelu, relu
-from tracer.core.attention import causal_head, inverse_sqrt, merge_heads
+from tracer.core.attention import attention_head, inverse_sqrt, merge_heads
 from tracer.core.embeddings import embed
 from tracer.core.linalg import add, linear, matmul
 from tracer.core.normalization import layer_norm
 from tracer.core.tape import Tape
 from tracer.errors import TracerError
-from tracer.models.base import GenerativeText, lr_opt, opt
+from tracer.models.base import GenerativeText, TextTraining, lr_opt, opt
 from tracer.models.next_token import positions, train
 from tracer.models.next_token import size as sequence_size
 
@@ -46,8 +46,8 @@ ACTIVATIONS = {"relu": relu, "gelu": gelu}
 
 
 @dataclass
-class Config(GenerativeText):
-    """The options of `tracer run transformer` (one CLI option per field)."""
+class Blocks(TextTraining):
+    """The transformer's size and its training text (shared with bert, which trains the same blocks)."""
 
     lr: float = lr_opt("learning rate", sgd=0.2, adam=0.02)
     layers: int = opt(1, "transformer blocks", min=1)
@@ -62,6 +62,11 @@ class Config(GenerativeText):
         super().check()
         if self.d_model % self.heads:
             raise TracerError(f"--d-model {self.d_model} must be a multiple of --heads {self.heads}")
+
+
+@dataclass
+class Config(Blocks, GenerativeText):
+    """The options of `tracer run transformer` (one CLI option per field)."""
 
 
 def init_params(rng, V: int, cfg: Config) -> dict[str, np.ndarray]:
@@ -88,10 +93,11 @@ def init_params(rng, V: int, cfg: Config) -> dict[str, np.ndarray]:
 class Net:
     """The forward pass from token ids (m×1) to logits (m×V).  Training records it in numbered
     sections; a generation step (prefix "[greedy 2] " …) names every tensor with its prefix, stays
-    in the generation's section and uses the first m rows of PE."""
+    in the generation's section and uses the first m rows of PE.  causal=False: every position
+    attends to every other one (bert)."""
 
-    def __init__(self, cfg, pe, scale, eps):
-        self.cfg, self.pe, self.scale, self.eps = cfg, pe, scale, eps
+    def __init__(self, cfg, pe, scale, eps, causal=True):
+        self.cfg, self.pe, self.scale, self.eps, self.causal = cfg, pe, scale, eps, causal
 
     def logits(self, p, ids, prefix=""):
         def at(section):
@@ -113,8 +119,8 @@ class Net:
         """X₁ = X + [O_1 | … | O_H]·W_o, each head on LayerNorm(X); b = "b1." names the block."""
         n = prefix + b
         normed = layer_norm(x, p[b + "gamma1"], p[b + "beta1"], self.eps, name=n + "LN1")
-        heads = [causal_head(normed, *(p[f"{b}h{h}.W_{m}"] for m in "qkv"), self.scale, f"{n}h{h}.")
-                 for h in range(1, self.cfg.heads + 1)]
+        heads = [attention_head(normed, *(p[f"{b}h{h}.W_{m}"] for m in "qkv"), self.scale, f"{n}h{h}.",
+                                self.causal) for h in range(1, self.cfg.heads + 1)]
         mixed = matmul(merge_heads(heads, name=n + "O"), p[b + "W_o"], name=n + "M")
         return add(x, mixed, name=n + "X1")
 
@@ -126,8 +132,9 @@ class Net:
         return add(x1, linear(hidden, p[b + "W_2"], p[b + "b_2"], name=n + "F"), name=n + "X2")
 
 
-def size(cfg: Config):
-    """The run's size from its options (tracer.core.size)."""
+def shapes(cfg: Blocks):
+    """(params(V), forward(m, V)): the shapes of the parameters, and those the blocks record from m
+    token ids to their logits (tracer.core.size); bert's size uses them too."""
     d, H, f, L = cfg.d_model, cfg.heads, cfg.d_ff, cfg.layers
     dk = d // H
 
@@ -137,17 +144,26 @@ def size(cfg: Config):
 
     def forward(m, V):
         norm = [(m, 1), (m, 1), (m, d), (m, d)]  # LayerNorm: μ, σ², x̂, γ ⊙ x̂ + β
-        head = [(m, dk)] * 3 + [(m, m)] * 3 + [(m, dk)]
+        head = [(m, dk)] * 3 + [(m, m)] * 3 + [(m, m), (m, 1)] + [(m, dk)]  # … A's exponentials and sums
         block = norm + head * H + [(m, d)] * 3 + norm + [(m, f), (m, f), (m, d), (m, d)]
         return [(m, d)] * 2 + block * L + norm + [(m, V)]
 
-    return sequence_size(cfg, params, forward)
+    return params, forward
+
+
+def size(cfg: Config):
+    """The run's size from its options (tracer.core.size)."""
+    return sequence_size(cfg, *shapes(cfg))
+
+
+def make_net(tape, cfg: Blocks, pe, causal=True) -> Net:
+    """The net with its constants recorded: 1/√d_k and LayerNorm's ε (a named cell)."""
+    return Net(cfg, pe, inverse_sqrt(tape, cfg.d_model // cfg.heads),
+               tape.constant("ln_eps", [[cfg.ln_eps]], role="hyper", defined_name="ln_eps"), causal)
 
 
 def trace(cfg: Config) -> Tape:
     def build(tape, V, pe, rng):
-        net = Net(cfg, pe, inverse_sqrt(tape, cfg.d_model // cfg.heads),
-                  tape.constant("ln_eps", [[cfg.ln_eps]], role="hyper", defined_name="ln_eps"))
-        return init_params(rng, V, cfg), net.logits
+        return init_params(rng, V, cfg), make_net(tape, cfg, pe).logits
 
     return train(cfg, NAME, build)

@@ -8,6 +8,7 @@ every sheet in row order (XlsxWriter's constant-memory mode).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 
@@ -173,24 +174,41 @@ class Views:
     """A table of cells that each point at one tensor cell (loss table rows)."""
 
     row: int
-    cells: list  # (col, tensor or None, text)
+    cells: list  # (col, None, text), (col, tensor, None): the 1 × 1 tensor (else its mean), or (col, tensor, (i, j))
 
 
 @dataclass
 class PictureImage:
+    """A heatmap: pixel (r, c) shows the tensor cell pixels[r][c] = (tensor, i, j).  Labels (a
+    matrix's tokens, a hidden unit's number) go left of each row and above each column: text, or
+    (ids tensor, i), the token of that id (a formula, so it follows a recomputed id)."""
+
     col: int
-    tensor: object
-    index: int  # which row of the tensor (a batch holds one image per row)
-    side: int
-    scale: str  # gray, gray_auto or diverging
+    pixels: list  # rows of (tensor, i, j)
+    scale: str  # gray, gray_auto, diverging or attention (SCALES in tracer.render.xlsx)
+    left: list | None = None
+    top: list | None = None
+
+    @property
+    def height(self) -> int:
+        return len(self.pixels)
+
+    @property
+    def width(self) -> int:
+        return len(self.pixels[0])
 
 
 @dataclass
 class Picture:
-    """Side-by-side heatmaps: each square is a formula pointing at the tensor's cell."""
+    """Side-by-side heatmaps: each square is a formula pointing at the tensor's cell; the column
+    labels, if any image has them, take the first row."""
 
     row: int
     images: list  # of PictureImage
+
+    @property
+    def labelled(self) -> bool:
+        return any(im.top for im in self.images)
 
 
 @dataclass
@@ -200,6 +218,8 @@ class Chart:
     title: str
     categories: tuple  # (sheet, col, first row, last row)
     series: list  # (name, sheet, col, first row, last row, on the secondary axis)
+    x_title: str = ""  # the x axis's title (default: the iteration)
+    log: bool = False  # a logarithmic y axis
 
 
 @dataclass
@@ -346,31 +366,66 @@ class Layout:
 
     # -- pictures -------------------------------------------------------------------------------
     def _lay_pictures(self):
-        """One row of heatmaps per iteration: the inputs' pictures, then the iteration's, each
-        row of a batch tensor (N × s²) as its own s × s image."""
+        """One row of heatmaps per iteration, in the template's [pictures] order: the inputs'
+        pictures, then the iteration's.  An entry's kind: "image" (default; each row of a batch
+        tensor N × s² as its own s × s image), "matrix" (a tensor as it is, e.g. attention weights,
+        its rows and columns labelled with the tokens of `labels`, an id column) or "steps" (the
+        numbered tensors h_1 … h_T of an iteration as the rows of one picture: a state over
+        time, its rows labelled with the tokens read, its columns with the unit numbers).
+        Without any picture the sheet is left out."""
         s, tt, tpl = self.pictures, self.tpl.t, self.tpl
-        wanted = tpl.model.get("pictures", {})
-        s.parts += [Text(0, 1, tt("pictures"), "sheet_title"), Link(0, 12, tt("back"), self.overview.name, 0),
-                    Text(1, 1, tt("picture_note"), "note")]
+        order = list(tpl.model.get("pictures", {}))  # e.g. the upscaled digit next to the digit
         by_iter: dict[int, list] = {}
+        steps: dict[tuple, list] = {}  # (iteration, entry key) → the numbered tensors in order
+        ids = {(t.iteration, t.name): t for t in self.tape.tensors}
         for t in self.tape.tensors:
+            found = tpl.picture(t.name)
+            if not found or t.phase == "after":
+                continue
+            key, entry, label = found
+            kind, rank = entry.get("kind", "image"), order.index(key)
             side = math.isqrt(t.shape[1])
-            if t.name in wanted and side * side == t.shape[1] and side > 1:
-                by_iter.setdefault(t.iteration, []).extend((t, n, side) for n in range(t.shape[0]))
+            if kind == "image" and side * side == t.shape[1] and side > 1:
+                for n in range(t.shape[0]):
+                    pixels = [[(t, n, r * side + c) for c in range(side)] for r in range(side)]
+                    by_iter.setdefault(t.iteration, []).append(
+                        (rank, label + (f"  #{n + 1}" if t.shape[0] > 1 else ""), PictureImage(0, pixels, entry["scale"])))
+            elif kind == "matrix" and t.iteration:
+                tokens = ids.get((t.iteration, entry["labels"])) or ids[(0, entry["labels"])]
+                names = [(tokens, i) for i in range(t.shape[0])]
+                pixels = [[(t, i, j) for j in range(t.shape[1])] for i in range(t.shape[0])]
+                by_iter.setdefault(t.iteration, []).append(
+                    (rank, label, PictureImage(0, pixels, entry["scale"], names, names[:t.shape[1]])))
+            elif kind == "steps" and t.iteration and t.shape[0] == 1:
+                steps.setdefault((t.iteration, rank), (label, entry, []))[2].append(t)
+        for (k, rank), (label, entry, rows) in steps.items():
+            tokens = ids[(0, entry["labels"])]
+            pixels = [[(t, 0, j) for j in range(t.shape[1])] for t in rows]
+            by_iter.setdefault(k, []).append((rank, label, PictureImage(
+                0, pixels, entry["scale"], [(tokens, i) for i in range(len(rows))],
+                [str(j + 1) for j in range(rows[0].shape[1])])))
+        if not by_iter:
+            self.sheets.remove(s)
+            self.pictures = None
+            return
+        note = tpl.model.get("pictures_note", {}).get(tpl.lang)  # how to read the model's pictures
+        s.parts += [Text(0, 1, tt("pictures"), "sheet_title"), Link(0, 12, tt("back"), self.overview.name, 0),
+                    Text(1, 1, tt("picture_note") + (f"  {note}" if note else ""), "note")]
         fixed = by_iter.pop(0, [])
         r = 3
-        for k in sorted(by_iter) or ([0] if fixed else []):
+        for k in sorted(by_iter) or [0]:
             s.parts.append(Text(r, 0, tt("iteration", k=k) if k else "", "bold"))
             images, col = [], 1
-            order = list(wanted)  # the template's order: e.g. the upscaled digit next to the digit
-            for t, n, side in fixed + sorted(by_iter.get(k, []), key=lambda e: (order.index(e[0].name), e[1])):
-                label = tpl.m_picture(t.name) + (f"  #{n + 1}" if t.shape[0] > 1 else "")
+            for _, label, im in fixed + sorted(by_iter.get(k, []), key=lambda e: e[0]):
+                labelled = im.left is not None
                 s.parts.append(Text(r, col, label, "bold"))
-                images.append(PictureImage(col, t, n, side, wanted[t.name]["scale"]))
-                col += side + 1
-            s.parts.append(Picture(r + 1, images))
+                im = dataclasses.replace(im, col=col + labelled)  # the row labels in the column before the grid
+                images.append(im)
+                col = im.col + im.width + (4 if labelled else 1)  # room for the next image's labels
+            picture = Picture(r + 1, images)
+            s.parts.append(picture)
             s.width = max(s.width, col)
-            r += max(im.side for im in images) + 2
+            r += max(im.height for im in images) + picture.labelled + 2
 
     # -- overview -------------------------------------------------------------------------------
     def _lay_overview(self):
@@ -424,13 +479,38 @@ class Layout:
                                [(tpl.symbol(name), s.name, 1 + n, first, r, name in secondary)
                                 for n, name in enumerate(names)]))
         r = max(r + 2, first + 17)  # below the chart
+        r = self._lay_curve(r)
         parts.append(Text(r, 0, tt("index"), "heading"))
         parts.append(Link(2, 0, tt("index") + " ↓", s.name, r))
         for sheet_name, title, row in self.sections:
             r += 1
             parts.append(Link(r, 0, f"{sheet_name}:  {title}", sheet_name, row))
-        r += 1
-        parts.append(Link(r, 0, self.pictures.name, self.pictures.name, 0))
-        if self.tokens:
-            parts.append(Link(r + 1, 0, self.tokens.name, self.tokens.name, 0))
+        for sheet in (self.pictures, self.tokens):
+            if sheet:
+                r += 1
+                parts.append(Link(r, 0, sheet.name, sheet.name, 0))
         s.width = 8
+
+    def _lay_curve(self, r: int) -> int:
+        """The model's [curve] (rnn, lstm: ‖∂L_T/∂h_t‖), if it has one: a (T, 1) tensor of every
+        iteration as a table, a row per t and a column per iteration, each cell pointing at the
+        tensor's cell, and a line chart of it on a logarithmic axis.  Returns the next free row."""
+        curve = self.tpl.model.get("curve")
+        if not curve:
+            return r
+        tt, lang, parts, name = self.tpl.t, self.tpl.lang, self.overview.parts, self.overview.name
+        tensors = [t for t in self.tape.tensors if t.name == curve["tensor"] and t.iteration]
+        if not tensors:
+            return r
+        parts += [Text(r, 0, curve[lang], "heading"), Text(r + 1, 0, curve[f"note_{lang}"], "note")]
+        r += 2
+        parts.append(Views(r, [(0, None, curve[f"x_{lang}"])] +
+                           [(1 + n, None, tt("iteration", k=t.iteration)) for n, t in enumerate(tensors)]))
+        first = r + 1
+        for i in range(tensors[0].shape[0]):
+            r += 1
+            parts.append(Views(r, [(0, None, i + 1)] + [(1 + n, t, (i, 0)) for n, t in enumerate(tensors)]))
+        parts.append(Chart(first - 1, len(tensors) + 2, curve[lang], (name, 0, first, r),
+                           [(tt("iteration", k=t.iteration), name, 1 + n, first, r, False)
+                            for n, t in enumerate(tensors)], x_title=curve[f"x_{lang}"], log=True))
+        return max(r + 2, first + 17)

@@ -29,6 +29,21 @@ SUP = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 SUB = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
 
 
+def _keys(name: str) -> list[tuple[str, dict]]:
+    """Where a template may describe the tensor `name`, in order, each with the fields its text
+    fills in: the name itself; the name with its first number as # ("h_#" for h_3: k = "3",
+    sub = "₃"); a transformer block's entry ("b.h.Q" for b1.h2.Q: b = "1", h = "2")."""
+    keys = [(name, {})]
+    number = re.search(r"\d+", name)
+    if number:
+        keys.append((name[:number.start()] + "#" + name[number.end():],
+                     {"k": number[0], "sub": number[0].translate(SUB)}))
+    block = BLOCK.fullmatch(name)
+    if block:
+        keys.append((f"b.h.{block[3]}" if block[2] else f"b.{block[3]}", {"b": block[1], "h": block[2] or ""}))
+    return keys
+
+
 def _folder():
     """Installed, the templates are the package tracer.templates; run from a source checkout
     without installing, they are the repository's templates/ folder."""
@@ -89,9 +104,15 @@ class Template:
         """The model's equations: `equations_<lang>` where the words need translating."""
         return list(self.model.get(f"equations_{self.lang}") or self.model.get("equations", []))
 
-    def m_picture(self, name: str) -> str:
-        """The label of a picture (the model's [pictures] entry)."""
-        return self.model["pictures"][name][self.lang]
+    def picture(self, name: str) -> tuple[str, dict, str] | None:
+        """The model's [pictures] entry for a tensor (its key, the entry, its label in the chosen
+        language), or None: an entry under the tensor's own name, its numbered name ("h_#" for
+        h_3) or its block's ("b.h.A" for b1.h2.A), whose label gets the numbers filled in."""
+        pictures = self.model.get("pictures", {})
+        for key, fields in _keys(name):
+            if key in pictures:
+                return key, pictures[key], pictures[key][self.lang].format(**fields)
+        return None
 
     def section(self, name: str) -> str:
         """The title of a workbook section: the model's own [sections] or common section_<name>.
@@ -102,25 +123,22 @@ class Template:
 
     def _entry(self, name: str) -> dict:
         """The model's text for a tensor, else the shared one of common.toml (optimizer cells).
-        A generation step's tensor reads as the tensor it repeats; a block's (or head's) tensor
-        gets its entry's text with the block and head numbers filled in."""
+        A generation step's tensor reads as the tensor it repeats; a numbered tensor (tau2, h_3)
+        gets the text of its entry ("tau#", "h_#") with {k} (and {sub}: subscript digits) filled
+        in; a block's (or head's) tensor gets its entry's text with the block and head numbers."""
         run = RUN.fullmatch(name)
         if run:
             name = run[2]
-        own = self._own(name)
-        if own:
-            return own
-        number = re.search(r"\d+", name)  # tau2: the entry "tau#", its {k} = 2
-        numbered = number and self._own(name[:number.start()] + "#" + name[number.end():])
-        if numbered:
-            return {key: text.format(k=number[0]) for key, text in numbered.items()}
-        block = BLOCK.fullmatch(name)
-        if block:
-            b, h, base = block[1], block[2], block[3]
-            entry = self.model.get("tensors", {}).get(f"b.h.{base}" if h else f"b.{base}", {})
-            marks = {"b": f"⁽{b.translate(SUP)}⁾", "h": (h or "").translate(SUB)}  # symbols: Q₁⁽¹⁾
-            if entry:
-                return {k: v.format(**(marks if k == "symbol" else {"b": b, "h": h})) for k, v in entry.items()}
+        for key, fields in _keys(name):
+            if "b" in fields:
+                entry = self.model.get("tensors", {}).get(key)
+                if entry:
+                    marks = {"b": f"⁽{fields['b'].translate(SUP)}⁾", "h": fields["h"].translate(SUB)}  # Q₁⁽¹⁾
+                    return {k: v.format(**(marks if k == "symbol" else fields)) for k, v in entry.items()}
+                continue
+            own = self._own(key)
+            if own:
+                return {k: text.format(**fields) for k, text in own.items()} if fields else own
         return self._step(name)
 
     def _step(self, name: str) -> dict:

@@ -50,7 +50,11 @@ SCALES = {
     "gray_auto": {"type": "2_color_scale", "min_color": "#FFFFFF", "max_color": "#000000"},
     "diverging": {"type": "3_color_scale", "min_color": "#2166AC", "mid_type": "num", "mid_value": 0,
                   "mid_color": "#FFFFFF", "max_color": "#B2182B"},
+    # attention weights: 0 (a masked future position) white, 1 dark blue
+    "attention": {"type": "2_color_scale", "min_type": "num", "min_value": 0, "min_color": "#FFFFFF",
+                  "max_type": "num", "max_value": 1, "max_color": "#08306B"},
 }
+LABEL_ROW_HEIGHT = 48  # points: the row of a heatmap's column labels, written upwards
 
 
 XLSXWRITER_RANGE = ">=3.1.9,<3.4"  # pyproject's bound: the versions whose private methods below the tests cover
@@ -102,6 +106,8 @@ class _Styles:
         self.view = f({"num_format": NUMBER})
         self.token = f({"bold": True, "align": "center", "font_color": "#1F4E79"})
         self.pixel = f({"num_format": ";;;"})
+        self.row_label = f({"font_size": 8, "align": "right", "font_color": "#1F4E79"})
+        self.col_label = f({"font_size": 8, "rotation": 90, "font_color": "#1F4E79"})
         # a student's cell: white, framed, unlocked; the self-check verdict; its colours
         self.answer = f({"bg_color": "#FFFFFF", "num_format": "General", "border": 1,
                          "border_color": "#7F7F7F", "locked": False})
@@ -198,9 +204,10 @@ class _Writer:
                 ws.write_number(p.row, col, text, self.st.text)
             elif t is None:
                 ws.write_string(p.row, col, str(text), self.st.text)
-            elif t.value.size == 1:
-                ws.write_formula(p.row, col, "=" + self.layout.place[id(t)].addr(0, 0, sheet.name),
-                                 self.st.view, self.value(t, float(t.value[0, 0])))
+            elif t.value.size == 1 or isinstance(text, tuple):
+                i, j = text if isinstance(text, tuple) else (0, 0)
+                ws.write_formula(p.row, col, "=" + self.layout.place[id(t)].addr(i, j, sheet.name),
+                                 self.st.view, self.value(t, float(t.value[i, j])))
             else:  # a batch of values (e.g. D(x) of N digits): their mean
                 rows, cols = t.shape
                 ws.write_formula(p.row, col, f"=AVERAGE({self.layout.place[id(t)].span(0, 0, rows - 1, cols - 1, sheet.name)})",
@@ -229,7 +236,9 @@ class _Writer:
                 "y2_axis": right,
             })
         chart.set_title({"name": p.title})
-        chart.set_x_axis({"name": self.layout.tpl.t("iteration_col")})
+        chart.set_x_axis({"name": p.x_title or self.layout.tpl.t("iteration_col")})
+        if p.log:
+            chart.set_y_axis({"log_base": 10})
         ws.insert_chart(p.row, p.col, chart, {"x_scale": 1.3, "y_scale": 1.1})
         return -1
 
@@ -279,20 +288,41 @@ class _Writer:
         return p.row0 + n_rows - 1
 
     def _picture(self, ws, sheet, p: Picture):
-        height = max(im.side for im in p.images)
+        top = p.labelled  # the column labels' row first
+        height = max(im.height for im in p.images) + top
+        if top:
+            ws.set_row(p.row, LABEL_ROW_HEIGHT)
         for r in range(height):  # constant-memory mode: whole rows in order
             for im in p.images:
-                if r >= im.side:
+                if top and r == 0:
+                    for c, label in enumerate(im.top or []):
+                        self._label(ws, sheet, p.row, im.col + c, label, self.st.col_label)
                     continue
-                src = self.layout.place[id(im.tensor)]
-                for c in range(im.side):
-                    k = r * im.side + c
-                    ws.write_formula(p.row + r, im.col + c, "=" + src.addr(im.index, k, sheet.name),
-                                     self.st.pixel, self.value(im.tensor, float(im.tensor.value[im.index, k])))
+                i = r - top
+                if i >= im.height:
+                    continue
+                if im.left:
+                    self._label(ws, sheet, p.row + r, im.col - 1, im.left[i], self.st.row_label)
+                for c, (t, ti, tj) in enumerate(im.pixels[i]):
+                    src = self.layout.place[id(t)]
+                    ws.write_formula(p.row + r, im.col + c, "=" + src.addr(ti, tj, sheet.name),
+                                     self.st.pixel, self.value(t, float(t.value[ti, tj])))
         for im in p.images:
-            ws.conditional_format(p.row, im.col, p.row + im.side - 1, im.col + im.side - 1, dict(SCALES[im.scale]))
-            self.cells += im.side * im.side
+            ws.conditional_format(p.row + top, im.col, p.row + top + im.height - 1, im.col + im.width - 1,
+                                  dict(SCALES[im.scale]))
+            self.cells += im.height * im.width
         return p.row + height - 1
+
+    def _label(self, ws, sheet, row, col, label, fmt):
+        """A heatmap's row or column label: text, or (ids tensor, i): the token of that id."""
+        if isinstance(label, str):
+            ws.write_string(row, col, label, fmt)
+        else:
+            t, i = label
+            token = self.layout.tape.meta["tokenized"].vocab[int(t.value[i, 0])]
+            ws.write_formula(row, col, f"=INDEX(vocab,{self.layout.place[id(t)].addr(i, 0, sheet.name)}+1)",
+                             fmt, self.value(t, token))
+        self.cells += 1
 
     # -- a student's version (tracer.checks.exercise) -----------------------------------------------------
     def _self_check(self, ws, sheet, b: Block, r: int):
