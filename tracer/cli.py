@@ -19,8 +19,11 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
 def loss_summary(run) -> str:
-    """'loss 543.39 -> 525.49 …' for each of the model's losses."""
-    return ", ".join(f"{name} {' -> '.join(f'{v:.2f}' for v in values)}" for name, values in run.losses.items())
+    """'loss 543.39 -> 525.49 …' for each of the model's losses; after a warm-up, its first and
+    last values first ('loss 543.71 => 62.10 (warm-up) -> …')."""
+    warm = run.warmup_losses
+    return ", ".join(f"{name} " + (f"{warm[name][0]:.2f} => {warm[name][-1]:.2f} (warm-up) -> " if warm.get(name) else "")
+                     + " -> ".join(f"{v:.2f}" for v in values) for name, values in run.losses.items())
 
 
 def model_options(model):
@@ -119,8 +122,9 @@ def _make_run(model):
         else:
             cells = r.save(path)  # values, for .json and .csv
         what = "cells" if path.suffix.lower() == ".xlsx" else "values"
-        n = r.config.iterations
-        click.echo(f"wrote {path}: {n} iteration{'s' if n != 1 else ''}, {cells:,} {what}, "
+        n, warm = r.config.iterations, getattr(r.config, "warmup", 0)
+        steps = f"{warm:,} warm-up steps + " if warm else ""
+        click.echo(f"wrote {path}: {steps}{n} iteration{'s' if n != 1 else ''}, {cells:,} {what}, "
                    f"{loss_summary(r)}  ({time.perf_counter() - start:.1f} s)")
         for label, text in r.generated:  # a language model's continuations
             how = "greedy" if label == "greedy" else f"sampled at temperature {label}"

@@ -3,6 +3,7 @@ and the column slices and concatenations that split and merge attention heads.
 
     add, mul, add_mul (μ + σ ⊙ ε), sub   elementwise with numpy broadcasting; an input that was
                                           broadcast gets its gradient summed back to its shape
+    div                                   a / n, n a constant (e.g. a batch's size: a mean)
     matmul, matmul_nt, matmul_tn          a·b, a·bᵀ, aᵀ·b: one SUMPRODUCT (or MMULT) per cell
     linear                                x·W + b
     sum_rows, sum_cols, sum_all           (m, n) → (1, n), (m, 1), (1, 1): SUM of a range
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tracer.core.op import COPY, Elementwise, Op, dot, only, record
+from tracer.core.op import COPY, Elementwise, Op, dot, no_grad, only, record
 
 # --- gradient-only ops --------------------------------------------------------------------------
 
@@ -42,6 +43,11 @@ ADD_MUL = Elementwise(  # z = μ + σ ⊙ ε
         w, lambda: summed_to(g, a.shape), lambda: reduced(record(MUL, g, e), b.shape),
         lambda: reduced(record(MUL, g, b), e.shape),
     ),
+)
+
+DIV = Elementwise(  # a / n: n a constant such as the number of digits of a batch (a mean over it)
+    "div", lambda a, n: a / n, "{0}/{1}",
+    grad=lambda out, g, w, a, n: only(w, lambda: reduced(record(DIV, g, n), a.shape), no_grad("div", "the divisor")),
 )
 
 
@@ -245,7 +251,7 @@ class ConcatCols(Op):
 CONCAT_COLS = ConcatCols()
 
 OPS = {op.name: op for op in (
-    SUB, BROADCAST, MUL, ADD, ADD_MUL, MATMUL, MATMUL_NT, MATMUL_TN, SUM_ROWS, SUM_COLS, SUM_ALL,
+    SUB, BROADCAST, MUL, ADD, ADD_MUL, DIV, MATMUL, MATMUL_NT, MATMUL_TN, SUM_ROWS, SUM_COLS, SUM_ALL,
     LINEAR, COL_DOT, slice_cols(0, 1), pad_cols(0, 1), CONCAT_COLS,
 )}
 """One op per name (the template's [ops.<name>] entries); slice_cols and pad_cols are families
@@ -266,6 +272,11 @@ def add(a, b, name=None):
 
 def mul(a, b, name=None):
     return record(MUL, a, b, name=name)
+
+
+def divide(a, n, name=None):
+    """a / n, n a constant (1, 1) tensor; the gradient reaches a only."""
+    return record(DIV, a, n, name=name)
 
 
 def add_mul(a, b, e, name=None):

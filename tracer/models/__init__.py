@@ -10,6 +10,7 @@ import numpy as np
 
 from tracer.errors import TracerError
 from tracer.models import attention, gan, mlp, skipgram, transformer, vae
+from tracer.models.training import Diverged
 
 MODELS = {m.NAME: m for m in (vae, gan, skipgram, attention, transformer, mlp)}
 
@@ -38,14 +39,35 @@ def validate(cfg) -> None:
 
 def trace(model, cfg):
     """The model's tape for the options `cfg`, checked first; a run whose numbers stop being finite
-    is a TracerError naming the tensor, the iteration and the learning rates to lower."""
+    (in a warm-up step or a traced iteration) is a TracerError naming the first such tensor, the
+    step and a learning rate to try."""
     validate(cfg)
-    with np.errstate(all="ignore"):  # a diverging run is reported below, in one line
-        tape = model.trace(cfg)
-    rates = ", ".join(f"--{f.name.replace('_', '-')} (now {getattr(cfg, f.name)})"
-                      for f in dataclasses.fields(cfg) if f.name.startswith("lr"))
+    try:
+        with np.errstate(all="ignore"):  # a diverging run is reported below, in one line
+            tape = model.trace(cfg)
+    except Diverged as e:
+        raise TracerError(f"training diverged: {e.name} is not finite in warm-up step {e.step}; "
+                          f"{_rates(cfg)}") from None
     for t in tape.tensors:
         if not np.all(np.isfinite(t.value)):
-            raise TracerError(f"training diverged: {t.name} is not finite in iteration {t.iteration}; "
-                              f"try a smaller learning rate{': ' + rates if rates else ''}")
+            raise TracerError(f"training diverged: {t.name} is not finite in iteration {t.iteration}; {_rates(cfg)}")
     return tape
+
+
+def _rates(cfg) -> str:
+    """What to try after a divergence: each rate's default where the run used a larger one (the
+    defaults are the rates the tests train with for 10× the default iterations, the VAE's for
+    100 steps on each shipped digit), else half the rate used."""
+    advice = []
+    for f in dataclasses.fields(cfg):
+        if not f.name.startswith("lr"):
+            continue
+        now, flag = getattr(cfg, f.name), "--" + f.name.replace("_", "-")
+        default = f.metadata.get("by_optimizer", {}).get(getattr(cfg, "optimizer", "sgd"))
+        if default is not None and now > default:
+            advice.append(f"{flag} {default:g} (the default; now {now:g})")
+        else:
+            advice.append(f"{flag} {now / 2:g} (half of {now:g})")
+    if not advice:
+        return "try a smaller learning rate (lr in the config file)"
+    return "try a smaller learning rate: " + ", ".join(advice)

@@ -1,4 +1,4 @@
-"""What every trainable model's options share: iterations, seed and the optimizer (Training),
+"""What every trainable model's options share: iterations, warm-up, seed and the optimizer (Training),
 and for the language models the text they learn from (TextTraining).
 
 A model's `Config` is a dataclass whose fields become CLI options (`tracer run MODEL --help`);
@@ -28,6 +28,8 @@ def lr_opt(what: str, sgd: float, adam: float):
 @dataclass
 class Training:
     iterations: int = opt(4, "training iterations, one sheet each", min=1)
+    warmup: int = opt(0, "training steps run first, unrecorded: the traced iterations start from their "
+                         "parameters (the inputs sheet's constants)", min=0)
     seed: int = opt(0, "seed of the initial weights and of the random draws", min=0)
     optimizer: str = opt("sgd", "sgd: θ ← θ − lr·g;  adam: moments m, v, bias correction, step",
                          choices=("sgd", "adam"))

@@ -20,6 +20,7 @@ from tracer.core.tape import Tape
 from tracer.data.text import BOUNDARY
 from tracer.errors import TracerError
 from tracer.models.generation import generate
+from tracer.models.training import train
 
 
 def sequence(cfg):
@@ -56,8 +57,8 @@ def train(cfg, name: str, build) -> Tape:
     p = {k: tape.constant(k, v, role="param") for k, v in init.items()}
     lr = tape.constant("lr", [[cfg.lr]], role="hyper", defined_name="lr")
     optimizer = optim.make(tape, cfg, lr, p, optim.hyperparameters(tape, cfg))
-    for k in range(1, cfg.iterations + 1):
-        tape.iteration = k
+
+    def step(p):
         tape.at("forward")
         probs = softmax(logits(p, ids), name="P")
         tape.at("loss")
@@ -65,7 +66,9 @@ def train(cfg, name: str, build) -> Tape:
         tape.at("backward")
         grads = tape.backward(loss, p)
         tape.at("update")
-        p = optimizer.step(p, grads)
+        return optimizer.step(p, grads)
+
+    p = train(tape, cfg, p, step, [optimizer], ("loss",))
     if cfg.generate:  # after training: text from the prompt, greedily and at each temperature
         prompt = cfg.prompt_ids(tok, inputs, cfg.context)
         runs = generate(tape, lambda seq, prefix: logits(p, seq, prefix), prompt, cfg.context, cfg.generate,

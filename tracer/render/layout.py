@@ -20,6 +20,12 @@ WIDE = 1024  # tensors wider than this (and not as tall) are shown turned
 BLOCK_HEAD = 4  # title, equation, note, column numbers
 
 
+def _side(n: int) -> int:
+    """The side of the square image of n pixels (0 when n is not a square of a side > 1)."""
+    side = math.isqrt(n)
+    return side if side * side == n and side > 1 else 0
+
+
 def on_overview(t) -> bool:
     """Hyperparameters are named cells on the overview; every other tensor is a block."""
     return t.attrs.get("role") == "hyper"
@@ -170,21 +176,36 @@ class Views:
     cells: list  # (col, tensor or None, text)
 
 
+SELF_SCALED = ("gray_auto", "diverging")  # colour scales that run from the image's own min to its max
+
+
 @dataclass
 class PictureImage:
     col: int
-    tensor: object
+    tensor: object  # None for a warm-up snapshot, whose pixels are `values`
     index: int  # which row of the tensor (a batch holds one image per row)
     side: int
-    scale: str  # gray, gray_auto or diverging
+    scale: str  # gray (0 white to 1 black), gray_auto or diverging (SELF_SCALED)
+    values: object = None  # a snapshot's pixels (s² numbers): written as values, not formulas
+
+    @property
+    def self_scaled(self) -> bool:
+        """Shaded from its own minimum to its maximum: the picture shows both (MIN and MAX formulas)."""
+        return self.scale in SELF_SCALED
 
 
 @dataclass
 class Picture:
-    """Side-by-side heatmaps: each square is a formula pointing at the tensor's cell."""
+    """Side-by-side heatmaps: each square is a formula pointing at the tensor's cell (a snapshot's,
+    a value); under a self-scaled image, its minimum and maximum."""
 
     row: int
     images: list  # of PictureImage
+
+    @property
+    def height(self) -> int:
+        """Rows used: the tallest image, and one for the minima and maxima if any image needs them."""
+        return max(im.side for im in self.images) + any(im.self_scaled for im in self.images)
 
 
 @dataclass
@@ -212,11 +233,13 @@ class Layout:
         self.place: dict[int, Place] = {}
         self.exercise = None  # a student's version (tracer.checks.exercise) leaves some blocks blank
         self.sections: list[tuple[str, str, int]] = []  # (sheet, title, row) for the index
-        iterations = max(t.iteration for t in tape.tensors)
         tt = template.t
+        self.warmup = tape.meta.get("warmup")  # steps run before the traced ones (tracer.models.training)
+        self.traced = sorted({t.iteration for t in tape.tensors if t.iteration})  # N+1 … N+K
         self.overview = Sheet(tt("overview"), "overview")
         self.inputs = Sheet(tt("inputs"), "inputs", freeze=(2, 1))
-        self.iters = [Sheet(tt("iteration", k=k), "iteration", freeze=(2, 1)) for k in range(1, iterations + 1)]
+        self.iters = [Sheet(tt("iteration", k=k), "iteration", freeze=(2, 1)) for k in self.traced]
+        self._iter_sheets = dict(zip(self.traced, self.iters))
         # what a model computes with its trained parameters (generation, similarities): one sheet
         after = any(t.phase == "after" for t in tape.tensors)
         self.after = Sheet(tt("after"), "after", freeze=(2, 1)) if after else None
@@ -236,11 +259,15 @@ class Layout:
         self._lay_pictures()
         self._lay_overview()
 
+    def options(self) -> str:
+        """The settings of the run as command-line options: what produced the warm-up."""
+        return " ".join(f"--{key.replace('_', '-')} {value}" for key, value in self.config.items() if value is not None)
+
     # -- tensor sheets --------------------------------------------------------------------------
     def _sheet_of(self, t) -> Sheet:
         if t.phase == "after":
             return self.after
-        return self.inputs if t.iteration == 0 else self.iters[t.iteration - 1]
+        return self.inputs if t.iteration == 0 else self._iter_sheets[t.iteration]
 
     def _fit(self, t, sheet: str, row0: int, col0: int) -> Place:
         rows, cols = t.shape
@@ -270,6 +297,8 @@ class Layout:
                 if k + 1 < len(chain):
                     s.parts.append(Link(0, 8, f"{chain[k + 1].name} →", chain[k + 1].name, 0))
             s.parts.append(Text(1, 1, tt("legend"), "note"))
+            if k == 0 and self.warmup:
+                s.parts.append(Text(2, 1, tt("warmup_inputs", n=self.warmup["steps"], options=self.options()), "bold"))
             rows[id(s)] = 3
         for t in self.tape.tensors:
             if on_overview(t):
@@ -342,31 +371,62 @@ class Layout:
 
     # -- pictures -------------------------------------------------------------------------------
     def _lay_pictures(self):
-        """One row of heatmaps per iteration: the inputs' pictures, then the iteration's, each
-        row of a batch tensor (N × s²) as its own s × s image."""
-        s, tt, tpl = self.pictures, self.tpl.t, self.tpl
-        wanted = tpl.model.get("pictures", {})
+        """Heatmaps, a row of them per step: the warm-up's snapshots (values), then each traced
+        iteration (formulas pointing at the tensors' cells), each row of a batch tensor (N × s²)
+        as its own s × s image, the inputs' pictures first; then what the trained model computes
+        (a grid of images when the template asks for one)."""
+        s, tt = self.pictures, self.tpl.t
         s.parts += [Text(0, 1, tt("pictures"), "sheet_title"), Link(0, 12, tt("back"), self.overview.name, 0),
-                    Text(1, 1, tt("picture_note"), "note")]
-        by_iter: dict[int, list] = {}
-        for t in self.tape.tensors:
-            side = math.isqrt(t.shape[1])
-            if t.name in wanted and side * side == t.shape[1] and side > 1:
-                by_iter.setdefault(t.iteration, []).extend((t, n, side) for n in range(t.shape[0]))
-        fixed = by_iter.pop(0, [])
+                    Text(1, 1, tt("picture_note") + (" " + tt("picture_note_warmup") if self.warmup else ""), "note")]
+        entries = self.tpl.pictures()
+        pictured = {e["tensor"] for e in entries}
+        shown = [t for t in self.tape.tensors if t.name in pictured and _side(t.shape[1])]
+        fixed = [t for t in shown if t.iteration == 0]
         r = 3
-        for k in sorted(by_iter) or ([0] if fixed else []):
-            s.parts.append(Text(r, 0, tt("iteration", k=k) if k else "", "bold"))
-            images, col = [], 1
-            order = list(wanted)  # the template's order: e.g. the upscaled digit next to the digit
-            for t, n, side in fixed + sorted(by_iter.get(k, []), key=lambda e: (order.index(e[0].name), e[1])):
-                label = tpl.m_picture(t.name) + (f"  #{n + 1}" if t.shape[0] > 1 else "")
-                s.parts.append(Text(r, col, label, "bold"))
-                images.append(PictureImage(col, t, n, side, wanted[t.name]["scale"]))
+        for step, values in (self.warmup or {}).get("snapshots", []):
+            items = [(e, t, None) for e in entries for t in fixed if t.name == e["tensor"]]
+            items += [(e, None, values[e["tensor"]]) for e in entries if e["tensor"] in values]
+            r = self._picture_row(r, tt("warmup_step", k=step), items)
+        for k in self.traced or ([0] if fixed else []):
+            mine = [t for t in shown if t.iteration in (0, k) and t.phase != "after"]
+            items = [(e, t, None) for e in entries for t in mine if t.name == e["tensor"]]
+            if items:
+                r = self._picture_row(r, tt("iteration", k=k) if k else "", items)
+        for e in entries:  # after training: each picture on rows of its own
+            for t in (t for t in shown if t.phase == "after" and t.name == e["tensor"]):
+                per_row = t.shape[0]
+                if e.get("grid") and math.isqrt(t.shape[0]) ** 2 == t.shape[0]:
+                    per_row = math.isqrt(t.shape[0])
+                s.parts.append(Text(r, 1, self.tpl.m_picture(e["key"]), "bold"))
+                s.parts.append(Text(r, 0, tt("after"), "bold"))
+                r += 1
+                for first in range(0, t.shape[0], per_row):
+                    side, col, images = _side(t.shape[1]), 1, []
+                    for n in range(first, min(first + per_row, t.shape[0])):
+                        images.append(PictureImage(col, t, n, side, e["scale"]))
+                        col += side + 1
+                    s.parts.append(Picture(r, images))
+                    s.width = max(s.width, col)
+                    r += Picture(r, images).height + 1
+                r += 1
+
+    def _picture_row(self, r: int, label: str, items: list) -> int:
+        """One row of images: items are (entry, tensor, None) or (entry, None, values) for a
+        snapshot; a batch gives one image per row of the tensor.  Returns the next free row."""
+        s, tpl = self.pictures, self.tpl
+        s.parts.append(Text(r, 0, label, "bold"))
+        images, col = [], 1
+        for e, t, values in items:
+            rows, cols = t.shape if t is not None else values.shape
+            side = _side(cols)
+            for n in range(rows):
+                s.parts.append(Text(r, col, tpl.m_picture(e["key"]) + (f"  #{n + 1}" if rows > 1 else ""), "bold"))
+                images.append(PictureImage(col, t, n, side, e["scale"], None if values is None else values[n]))
                 col += side + 1
-            s.parts.append(Picture(r + 1, images))
-            s.width = max(s.width, col)
-            r += max(im.side for im in images) + 2
+        picture = Picture(r + 1, images)
+        s.parts.append(picture)
+        s.width = max(s.width, col)
+        return r + 1 + picture.height + 1
 
     # -- overview -------------------------------------------------------------------------------
     def _lay_overview(self):
@@ -400,7 +460,7 @@ class Layout:
         label = self.tape.meta.get("label")
         if label is not None:
             r += 1
-            parts.append(Views(r, [(0, None, tt("label")), (2, None, int(label))]))
+            parts.append(Views(r, [(0, None, tt("label")), (2, None, label if isinstance(label, str) else int(label))]))
         r += 2
         parts.append(Text(r, 0, tt("losses"), "heading"))
         recorded = {t.name for t in self.tape.tensors if t.iteration}
@@ -411,12 +471,20 @@ class Layout:
                            [(1 + n, None, tpl.symbol(name)) for n, name in enumerate(names)]))
         first = r + 1
         by_key = {(t.iteration, t.name): t for t in self.tape.tensors}
-        for k in range(1, len(self.iters) + 1):
+        marks = len(names) + 1  # the column saying which rows are values and which formulas
+        series = (self.warmup or {}).get("series", {})
+        for step in range(1, (self.warmup or {}).get("steps", 0) + 1):  # values: the warm-up ran in numpy
             r += 1
-            parts.append(Views(r, [(0, None, k)] + [(1 + n, by_key[(k, name)], None)
-                                                   for n, name in enumerate(names)]))
+            row = [(0, None, step)] + [(1 + n, None, float(series[name][step - 1].mean()))
+                                       for n, name in enumerate(names) if name in series]
+            parts.append(Views(r, row + ([(marks, None, tt("warmup_rows"))] if step == 1 else [])))
+        for k in self.traced:
+            r += 1
+            row = [(0, None, k)] + [(1 + n, by_key[(k, name)], None) for n, name in enumerate(names)]
+            parts.append(Views(r, row + ([(marks, None, tt("traced_rows"))] if self.warmup and k == self.traced[0] else [])))
         if names:
-            parts.append(Chart(first - 1, len(names) + 2, tt("chart_title"), (s.name, 0, first, r),
+            title = tt("chart_title_warmup", n=self.warmup["steps"]) if self.warmup else tt("chart_title")
+            parts.append(Chart(first - 1, len(names) + 2 + bool(self.warmup), title, (s.name, 0, first, r),
                                [(tpl.symbol(name), s.name, 1 + n, first, r, name in secondary)
                                 for n, name in enumerate(names)]))
         r = max(r + 2, first + 17)  # below the chart

@@ -92,6 +92,11 @@ class Template:
         """The label of a picture (the model's [pictures] entry)."""
         return self.model["pictures"][name][self.lang]
 
+    def pictures(self) -> list[dict]:
+        """The model's [pictures] entries in order, each with its key and the tensor it shows
+        (`tensor`, by default the key: one tensor may be shown twice, on two colour scales)."""
+        return [{"key": key, "tensor": key, **entry} for key, entry in self.model.get("pictures", {}).items()]
+
     def section(self, name: str) -> str:
         """The title of a workbook section: the model's own [sections] or common section_<name>.
         A name may carry arguments after colons ("block_attention:2"), the title's {0}, {1}, …"""

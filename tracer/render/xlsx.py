@@ -101,6 +101,8 @@ class _Styles:
         self.view = f({"num_format": NUMBER})
         self.token = f({"bold": True, "align": "center", "font_color": "#1F4E79"})
         self.pixel = f({"num_format": ";;;"})
+        self.stat = f({"italic": True, "font_color": "#595959", "align": "right"})
+        self.stat_value = f({"num_format": "General", "align": "left"})
         # a student's cell: white, framed, unlocked; the self-check verdict; its colours
         self.answer = f({"bg_color": "#FFFFFF", "num_format": "General", "border": 1,
                          "border_color": "#7F7F7F", "locked": False})
@@ -153,7 +155,7 @@ class _Writer:
     def sheet(self, sheet):
         ws = self.wb.add_worksheet(sheet.name, worksheet_class=_PortableSheet)
         if sheet.kind == "pictures":
-            ws.set_column(0, 0, 10)
+            ws.set_column(0, 0, 16)
             ws.set_column(1, sheet.width, 2.14)  # 20 px: square with the 20 px default row
         elif sheet.kind == "tokens":
             ws.set_column(0, 0, 14)
@@ -217,7 +219,7 @@ class _Writer:
                 "name": name + (" →" if right else ""),
                 "categories": [cs, c0, cc, c1, cc],
                 "values": [s, r0, col, r1, col],
-                "marker": {"type": "circle"},
+                "marker": {"type": "circle" if r1 - r0 < 100 else "none"},  # thousands of warm-up steps: a line
                 "y2_axis": right,
             })
         chart.set_title({"name": p.title})
@@ -279,6 +281,10 @@ class _Writer:
             for im in p.images:
                 if r >= im.side:
                     continue
+                if im.tensor is None:  # a warm-up snapshot: its values
+                    for c, v in enumerate(im.values[r * im.side:(r + 1) * im.side].tolist()):
+                        ws.write_number(p.row + r, im.col + c, v, self.st.pixel)
+                    continue
                 src = self.layout.place[id(im.tensor)]
                 for c in range(im.side):
                     k = r * im.side + c
@@ -287,7 +293,27 @@ class _Writer:
         for im in p.images:
             ws.conditional_format(p.row, im.col, p.row + im.side - 1, im.col + im.side - 1, dict(SCALES[im.scale]))
             self.cells += im.side * im.side
-        return p.row + height - 1
+            if im.self_scaled:
+                self._extremes(ws, sheet, p.row, p.row + height, im)
+        return p.row + p.height - 1
+
+    def _extremes(self, ws, sheet, top: int, row: int, im):
+        """Under a self-scaled image (row `row`): its minimum and maximum, as MIN and MAX of the
+        tensor's cells (a snapshot's: the image's own cells), each in merged cells wide enough."""
+        if im.tensor is None:
+            cells = f"{COLS[im.col]}{top + 1}:{COLS[im.col + im.side - 1]}{top + im.side}"
+            values = im.values
+        else:
+            cells = self.layout.place[id(im.tensor)].span(im.index, 0, im.index, im.side * im.side - 1, sheet.name)
+            values = im.tensor.value[im.index]
+        half = im.side // 2
+        for start, word, fn, v in ((im.col, "min", "MIN", values.min()), (im.col + half, "max", "MAX", values.max())):
+            ws.merge_range(row, start, row, start + 2, word, self.st.stat)
+            ws.merge_range(row, start + 3, row, start + half - 1, "", self.st.stat_value)
+            # merge_range writes text: the formula goes into the first cell afterwards (XlsxWriter's way)
+            ws.write_formula(row, start + 3, f"={fn}({cells})", self.st.stat_value,
+                             self.value(im.tensor, float(v)) if im.tensor is not None else float(v))
+            self.cells += 2
 
     # -- a student's version (tracer.checks.exercise) -----------------------------------------------------
     def _self_check(self, ws, sheet, b: Block, r: int):
