@@ -13,10 +13,10 @@ import zipfile
 
 import pytest
 
-ALLOWED = {"SUMPRODUCT", "MMULT", "SUM", "EXP", "LN", "MAX", "IF", "SQRT", "COUNT", "AVERAGE",
+ALLOWED = {"SUMPRODUCT", "MMULT", "SUM", "EXP", "LN", "MAX", "MIN", "IF", "SQRT", "COUNT", "AVERAGE",
            "INDEX", "SUMIF", "MATCH", "LARGE", "TANH", "PI", "SIN", "COS"}
 # functions that take a range as an argument
-WHOLE_RANGE = ("SUM", "MMULT", "COUNT", "AVERAGE", "MAX", "INDEX", "SUMIF", "MATCH", "LARGE")
+WHOLE_RANGE = ("SUM", "MMULT", "COUNT", "AVERAGE", "MAX", "MIN", "INDEX", "SUMIF", "MATCH", "LARGE")
 LANGS = ["en", "es"]
 
 TOKEN = re.compile(r"""

@@ -20,7 +20,7 @@ from tracer.core.tape import Tape
 from tracer.data.text import BOUNDARY
 from tracer.errors import TracerError
 from tracer.models.generation import generate
-from tracer.models.training import train
+from tracer.models import training
 
 
 def sequence(cfg):
@@ -68,7 +68,7 @@ def train(cfg, name: str, build) -> Tape:
         tape.at("update")
         return optimizer.step(p, grads)
 
-    p = train(tape, cfg, p, step, [optimizer], ("loss",))
+    p = training.train(tape, cfg, p, step, [optimizer], ("loss",))
     if cfg.generate:  # after training: text from the prompt, greedily and at each temperature
         prompt = cfg.prompt_ids(tok, inputs, cfg.context)
         runs = generate(tape, lambda seq, prefix: logits(p, seq, prefix), prompt, cfg.context, cfg.generate,
