@@ -21,7 +21,7 @@ from tracer.core.op import ONE, SUM_N
 PHASES = ("input", "forward", "loss", "backward", "update", "after")  # after: with the trained parameters
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Tensor:
     """One recorded tensor.  `value` is always a 2-D float64 array (a scalar is 1×1)."""
 
@@ -101,7 +101,7 @@ class Tape:
 
     def apply(self, op, *inputs: Tensor, name=None, **attrs) -> Tensor:
         """Run `op` forward on the inputs' values and record the result."""
-        value = op.forward(*(t.value for t in inputs), **attrs)
+        value = op.forward(*[t.value for t in inputs], **attrs)
         return self._record(name, value, op, inputs, **attrs)
 
     def at(self, phase: str, section: str | None = None) -> None:
