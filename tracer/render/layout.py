@@ -371,10 +371,10 @@ class Layout:
 
     # -- pictures -------------------------------------------------------------------------------
     def _lay_pictures(self):
-        """Heatmaps, a row of them per step: the warm-up's snapshots (values), then each traced
-        iteration (formulas pointing at the tensors' cells), each row of a batch tensor (N × s²)
-        as its own s × s image, the inputs' pictures first; then what the trained model computes
-        (a grid of images when the template asks for one)."""
+        """Heatmaps, a row of them per step: the warm-up's snapshots (values, on the fixed colour
+        scales), then each traced iteration (formulas pointing at the tensors' cells, the inputs'
+        pictures first), each row of a batch tensor (N × s²) as its own s × s image; then what the
+        trained model computes (a grid of images when the template asks for one)."""
         s, tt = self.pictures, self.tpl.t
         s.parts += [Text(0, 1, tt("pictures"), "sheet_title"), Link(0, 12, tt("back"), self.overview.name, 0),
                     Text(1, 1, tt("picture_note") + (" " + tt("picture_note_warmup") if self.warmup else ""), "note")]
@@ -383,9 +383,9 @@ class Layout:
         shown = [t for t in self.tape.tensors if t.name in pictured and _side(t.shape[1])]
         fixed = [t for t in shown if t.iteration == 0]
         r = 3
-        for step, values in (self.warmup or {}).get("snapshots", []):
-            items = [(e, t, None) for e in entries for t in fixed if t.name == e["tensor"]]
-            items += [(e, None, values[e["tensor"]]) for e in entries if e["tensor"] in values]
+        for step, values in (self.warmup or {}).get("snapshots", []):  # on the fixed scales only
+            items = [(e, None, values[e["tensor"]]) for e in entries
+                     if e["tensor"] in values and e["scale"] not in SELF_SCALED]
             r = self._picture_row(r, tt("warmup_step", k=step), items)
         for k in self.traced or ([0] if fixed else []):
             mine = [t for t in shown if t.iteration in (0, k) and t.phase != "after"]
