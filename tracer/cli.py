@@ -248,14 +248,16 @@ for _m in MODELS.values():
               help="only the default VAE, GAN and transformer (skip the ≥ 1M-cell, Adam and ×4 upscale cases)")
 @click.option("--case", "cases", multiple=True, metavar="NAME",
               help="run only this case (repeatable): vae, vae_large, vae_adam, gan, gan_upscale4, gan_adam, "
-                   "transformer, transformer_large")
+                   "transformer, transformer_large, vae_warmup, gan_draws, gan_draws_warmup")
 def bench(quick, cases):
     """Time tracing and export: cells written, cells/s, file size, peak memory.  The default VAE,
     GAN and transformer (best of 3 fresh processes, each also timed end to end as `tracer run
     MODEL`, and raw XlsxWriter writing the same number of cells as a baseline); the full run
     (without --quick) adds, once each: a ≥ 1M-cell VAE (hidden 80) and a ≥ 1M-cell transformer
     (4 blocks, d_model 32, context 16), both with a baseline, the VAE and the GAN with
-    --optimizer adam, and the GAN with --upscale 4 --upscale-mode bilinear."""
+    --optimizer adam, the GAN with --upscale 4 --upscale-mode bilinear, and the 2,000-step
+    warm-ups of the default VAE and of the README's GAN that draws a digit (with that GAN
+    without its warm-up, to compare the exports)."""
     api.bench(quick=quick, echo=click.echo, only=cases)
 
 
