@@ -11,11 +11,11 @@ import pytest
 
 from tracer import models
 from tracer.data import mnist
-from tracer.models import MODELS, gan, vae
+from tracer.models import MODELS, vae
 
 # the README's commands (section "Watch it learn")
-GAN_DRAWS = dict(batch=15, optimizer="adam", lr_d=0.001, lr_g=0.001, warmup=2000)
-VAE_GRID = dict(batch=20, warmup=3000)
+GAN_DRAWS = {"batch": 15, "optimizer": "adam", "lr_d": 0.001, "lr_g": 0.001, "warmup": 2000}
+VAE_GRID = {"batch": 20, "warmup": 3000, "grid": 5}
 
 
 def run(model, **options):

@@ -90,7 +90,7 @@ def numpy_adam(p, g, m, v, t, lr, b1=0.9, b2=0.999, eps=1e-8):
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_vae_warmup_equals_a_plain_numpy_run(optimizer):
-    cfg = dict(batch=3, digit=4, hidden=5, seed=3, optimizer=optimizer)
+    cfg = {"batch": 3, "digit": 4, "hidden": 5, "seed": 3, "optimizer": optimizer}
     n = 40
     tape = trace("vae", warmup=n, iterations=1, **cfg)
     c = models.vae.Config(**cfg)
@@ -238,3 +238,27 @@ def test_the_warmup_option_is_checked():
         api.run("vae", warmup=-1)
     for name, m in MODELS.items():
         assert "warmup" in {f.name for f in dataclasses.fields(m.Config)}, name
+
+
+# --- the commands after a warm-up ------------------------------------------------------------
+
+def test_gradcheck_after_a_warmup_with_a_batch():
+    reports = api.gradcheck("vae", batch=2, warmup=5, iterations=2, hidden=3)
+    assert [r.iteration for r in reports] == [6, 7] and all(r.ok for r in reports)
+    reports = api.gradcheck("gan", warmup=4, iterations=1, hidden=3, batch=2, optimizer="adam")
+    assert [r.iteration for r in reports] == [5, 5] and all(r.ok for r in reports)
+
+
+def test_the_command_reports_the_warmup(run_main, tmp_path):
+    code, out, err = run_main("run", "vae", "--warmup", "20", "--iterations", "2", "--hidden", "3",
+                              "-o", tmp_path / "w.json")
+    assert code == 0, err
+    assert re.search(r"20 warm-up steps \+ 2 iterations, .* loss 54\d\.\d\d => \d+\.\d\d \(warm-up\) -> ", out), out
+
+
+def test_an_exercise_after_a_warmup_numbers_its_iterations(tmp_path):
+    _, ex, _ = api.exercise("vae", "update", tmp_path / "ex.xlsx", blank_iterations="7",
+                               warmup=5, iterations=2, hidden=2, grid=0, samples=0)
+    assert {t.iteration for t in ex.blank} == {7}
+    with pytest.raises(TracerError, match="iteration numbers 6 … 7"):
+        api.exercise("vae", "update", tmp_path / "ex2.xlsx", blank_iterations="1", warmup=5, iterations=2, hidden=2)

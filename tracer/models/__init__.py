@@ -23,12 +23,14 @@ def get(name: str):
 
 
 def validate(cfg) -> None:
-    """The checks each Config field's metadata asks for (min=, positive=, choices=, below=)."""
+    """The checks each Config field's metadata asks for (min=, max=, positive=, choices=, below=)."""
     for f in dataclasses.fields(cfg):
         v, meta = getattr(cfg, f.name), f.metadata
         flag = "--" + f.name.replace("_", "-")
         if "min" in meta and v < meta["min"]:
             raise TracerError(f"{flag} must be at least {meta['min']} (got {v})")
+        if "max" in meta and v > meta["max"]:
+            raise TracerError(f"{flag} must be at most {meta['max']} (got {v})")
         if meta.get("positive") and not v > 0:
             raise TracerError(f"{flag} must be positive (got {v})")
         if "choices" in meta and v is not None and v not in meta["choices"]:

@@ -2,7 +2,7 @@
 and for the language models the text they learn from (TextTraining).
 
 A model's `Config` is a dataclass whose fields become CLI options (`tracer run MODEL --help`);
-`opt` attaches the help text and the checks the CLI applies (min=, positive=, below=, path=,
+`opt` attaches the help text and the checks the CLI applies (min=, max=, positive=, below=, path=,
 choices=); `lr_opt` makes a learning rate whose default depends on --optimizer.
 """
 

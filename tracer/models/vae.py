@@ -63,8 +63,8 @@ class Config(Training):
     batch: int = opt(1, "digits per step: --digit and the next ones, any class (the loss is their mean)", min=1)
     digit: int = opt(0, "which digit: index into the shipped 100 MNIST test digits (or into --mnist)")
     mnist: str = opt(None, "your own MNIST images file (IDX format, gzipped or not)", path=True)
-    grid: int = opt(5, "after training: decode a G × G grid of latent points over [−2, 2]² (0: none)", min=0, below=11)
-    samples: int = opt(4, "after training: decode this many draws z ~ N(0, I) (0: none)", min=0, below=33)
+    grid: int = opt(3, "after training: decode a G × G grid of latent points over [−2, 2]² (0: none)", min=0, max=10)
+    samples: int = opt(2, "after training: decode this many draws z ~ N(0, I) (0: none)", min=0, max=32)
 
 
 def decoder(z, p, prefix=""):

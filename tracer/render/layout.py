@@ -176,6 +176,7 @@ class Views:
     cells: list  # (col, tensor or None, text)
 
 
+SNAPSHOT_IMAGES = 5  # of a batch, a warm-up snapshot shows the first few images
 SELF_SCALED = ("gray_auto", "diverging")  # colour scales that run from the image's own min to its max
 
 
@@ -384,7 +385,7 @@ class Layout:
         fixed = [t for t in shown if t.iteration == 0]
         r = 3
         for step, values in (self.warmup or {}).get("snapshots", []):  # on the fixed scales only
-            items = [(e, None, values[e["tensor"]]) for e in entries
+            items = [(e, None, values[e["tensor"]][:SNAPSHOT_IMAGES]) for e in entries
                      if e["tensor"] in values and e["scale"] not in SELF_SCALED]
             r = self._picture_row(r, tt("warmup_step", k=step), items)
         for k in self.traced or ([0] if fixed else []):
