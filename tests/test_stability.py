@@ -136,6 +136,7 @@ def test_the_latent_grid_and_the_samples():
     assert grid.tolist() == [[-2, 2], [0, 2], [2, 2], [-2, 0], [0, 0], [2, 0], [-2, -2], [0, -2], [2, -2]]
     assert vae.latent_grid(2, 4).tolist() == [[-2, 2, 0, 0], [2, 2, 0, 0], [-2, -2, 0, 0], [2, -2, 0, 0]]
     assert vae.latent_grid(3, 1).tolist() == [[-2], [0], [2]]
+    assert vae.latent_grid(1, 2).tolist() == [[0, 0]]
     tape = run("vae", iterations=1, grid=3, samples=2, latent=3)
     after = {t.name: t for t in tape.tensors if t.phase == "after"}
     assert after["z_grid"].value.tolist() == vae.latent_grid(3, 3).tolist()

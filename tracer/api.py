@@ -89,7 +89,7 @@ class Run:
 
     @property
     def losses(self) -> dict[str, list[float]]:
-        """Each loss's value in every traced iteration, e.g. {"loss": [543.39, 525.49, …]}."""
+        """Each loss's value in every traced iteration, e.g. {"loss": [543.71, 541.55, …]}."""
         return {name: [float(t.value[0, 0]) for t in self.tape.tensors if t.name == name and t.iteration]
                 for name in self.loss_names}
 

@@ -19,7 +19,7 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
 def loss_summary(run) -> str:
-    """'loss 543.39 -> 525.49 …' for each of the model's losses; after a warm-up, its first and
+    """'loss 543.71 -> 541.55 …' for each of the model's losses; after a warm-up, its first and
     last values first ('loss 543.71 => 62.10 (warm-up) -> …')."""
     warm = run.warmup_losses
     return ", ".join(f"{name} " + (f"{warm[name][0]:.2f} => {warm[name][-1]:.2f} (warm-up) -> " if warm.get(name) else "")

@@ -108,8 +108,9 @@ def init_params(rng, hidden: int, latent: int, pixels: int = 784) -> dict[str, n
 
 def latent_grid(side: int, latent: int) -> np.ndarray:
     """side² latent points (rows), row-major as the picture shows them: the first unit from −2 to 2
-    left to right, the second from 2 down to −2; the other units 0.  J = 1: side points on a line."""
-    values = np.linspace(-GRID_RADIUS, GRID_RADIUS, side)
+    left to right, the second from 2 down to −2; the other units 0.  J = 1: side points on a line;
+    side 1: the origin."""
+    values = np.linspace(-GRID_RADIUS, GRID_RADIUS, side) if side > 1 else np.zeros(1)
     if latent == 1:
         return values.reshape(-1, 1)
     z = np.zeros((side * side, latent))

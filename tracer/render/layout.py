@@ -406,9 +406,10 @@ class Layout:
                     for n in range(first, min(first + per_row, t.shape[0])):
                         images.append(PictureImage(col, t, n, side, e["scale"]))
                         col += side + 1
-                    s.parts.append(Picture(r, images))
+                    picture = Picture(r, images)
+                    s.parts.append(picture)
                     s.width = max(s.width, col)
-                    r += Picture(r, images).height + 1
+                    r += picture.height + 1
                 r += 1
 
     def _picture_row(self, r: int, label: str, items: list) -> int:
