@@ -28,8 +28,8 @@ def lr_opt(what: str, sgd: float, adam: float):
 @dataclass
 class Training:
     iterations: int = opt(4, "training iterations, one sheet each", min=1)
-    warmup: int = opt(0, "training steps run first, unrecorded: the traced iterations start from their "
-                         "parameters (the inputs sheet's constants)", min=0)
+    warmup: int = opt(0, "training steps run first in numpy, unrecorded; the traced iterations continue from "
+                         "there (the parameters they reach become the inputs sheet's constants)", min=0)
     seed: int = opt(0, "seed of the initial weights and of the random draws", min=0)
     optimizer: str = opt("sgd", "sgd: θ ← θ − lr·g;  adam: moments m, v, bias correction, step",
                          choices=("sgd", "adam"))

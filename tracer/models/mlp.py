@@ -44,8 +44,8 @@ class Config:
 
     config: str = opt(None, f"the network as a TOML file, or a shipped example: {', '.join(examples())} "
                             f"[default: {DEFAULT_EXAMPLE}]", path=True)
-    warmup: int = opt(0, "training steps run first, unrecorded: the file's iterations start from their "
-                         "parameters (the inputs sheet's constants)", min=0)
+    warmup: int = opt(0, "training steps run first in numpy, unrecorded; the file's iterations continue from "
+                         "there (the parameters they reach become the inputs sheet's constants)", min=0)
 
     def __post_init__(self):
         self.spec = load(self.config)  # checked: a malformed file is a one-line TracerError
