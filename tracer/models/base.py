@@ -25,11 +25,16 @@ def lr_opt(what: str, sgd: float, adam: float):
                by_optimizer={"sgd": sgd, "adam": adam})
 
 
+def warmup_opt(traced: str):
+    """--warmup N: steps run before the traced ones (tracer.models.training)."""
+    return opt(0, f"training steps run first in numpy, unrecorded; {traced} continue from there (the "
+                  "parameters they reach become the inputs sheet's constants)", min=0)
+
+
 @dataclass
 class Training:
     iterations: int = opt(4, "training iterations, one sheet each", min=1)
-    warmup: int = opt(0, "training steps run first in numpy, unrecorded; the traced iterations continue from "
-                         "there (the parameters they reach become the inputs sheet's constants)", min=0)
+    warmup: int = warmup_opt("the traced iterations")
     seed: int = opt(0, "seed of the initial weights and of the random draws", min=0)
     optimizer: str = opt("sgd", "sgd: θ ← θ − lr·g;  adam: moments m, v, bias correction, step",
                          choices=("sgd", "adam"))

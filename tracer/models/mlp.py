@@ -28,7 +28,7 @@ from tracer.core.linalg import linear
 from tracer.core.losses import bce_mean, cross_entropy, half_sse, mse
 from tracer.core.tape import Tape
 from tracer.data.mlp_config import DEFAULT_EXAMPLE, examples, load
-from tracer.models.base import opt
+from tracer.models.base import opt, warmup_opt
 from tracer.models.training import train
 
 NAME = "mlp"
@@ -44,8 +44,7 @@ class Config:
 
     config: str = opt(None, f"the network as a TOML file, or a shipped example: {', '.join(examples())} "
                             f"[default: {DEFAULT_EXAMPLE}]", path=True)
-    warmup: int = opt(0, "training steps run first in numpy, unrecorded; the file's iterations continue from "
-                         "there (the parameters they reach become the inputs sheet's constants)", min=0)
+    warmup: int = warmup_opt("the file's iterations")
 
     def __post_init__(self):
         self.spec = load(self.config)  # checked: a malformed file is a one-line TracerError
