@@ -19,8 +19,8 @@ from tracer.core.losses import cross_entropy, one_hot
 from tracer.core.tape import Tape
 from tracer.data.text import BOUNDARY
 from tracer.errors import TracerError
-from tracer.models.generation import generate
 from tracer.models import training
+from tracer.models.generation import generate
 
 
 def sequence(cfg):
