@@ -136,6 +136,10 @@ RUNS = {
     "mlp": ("mlp", {}),  # the classic 2-2-2 example
     "mlp-softmax": ("mlp", {"config": "softmax_classifier"}),
     "mlp-xor": ("mlp", {"config": "xor"}),  # leaky ReLU, mse, Adam
+    # --warmup: values before the formulas; a batch's mean; snapshots, minima and maxima, the latent grid
+    "vae-batch-warmup": ("vae", {"batch": 2, "hidden": 3, "warmup": 30, "iterations": 2, "grid": 2, "samples": 1}),
+    "gan-warmup-adam-upscale": ("gan", {"hidden": 3, "batch": 2, "warmup": 12, "iterations": 1, "upscale": 2,
+                                        "optimizer": "adam"}),
 }
 
 

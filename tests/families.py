@@ -6,7 +6,7 @@ softmax_exp, …) is checked like any op, and its gradient with the op it is a s
 from tracer.core import OPS
 
 BASIC = ("adam_m", "adam_step", "adam_v", "add", "add_mul", "bce", "bce_grad", "bce_terms", "bias_correct",
-         "broadcast", "copy", "exp_half", "exp_half_grad", "increment", "kl", "kl_logvar_grad", "kl_terms",
+         "broadcast", "copy", "div", "exp_half", "exp_half_grad", "increment", "kl", "kl_logvar_grad", "kl_terms",
          "leaky_relu", "leaky_relu_grad", "linear", "matmul", "matmul_nt", "matmul_tn", "mul", "neg_ln",
          "neg_ln1m", "neg_mean_ln", "neg_mean_ln1m", "neg_mean_ln1m_grad", "neg_mean_ln_grad", "one", "relu",
          "relu_grad", "sgd", "sigmoid", "sigmoid_grad", "sub", "sum", "sum_all", "sum_cols", "sum_rows")  # test_ops

@@ -21,7 +21,7 @@ from tracer.checks.check import (
     rebuild,
 )
 
-VAE = ("vae", "--hidden", "2", "--iterations", "2")
+VAE = ("vae", "--hidden", "2", "--iterations", "2", "--lr", "0.1")  # a large rate: a mistake visibly carries into iteration 2
 EARLY = ("dL/dx_hat", 1, 0, 300)  # early in iteration 1's backward pass: a pixel's gradient
 
 

@@ -16,8 +16,10 @@ from tracer.models import vae
 from tracer.render import xlsx
 from tracer.render.export import check_output, export
 
-SHEETS_EN = ["Overview", "Inputs", "Iteration 1", "Iteration 2", "Iteration 3", "Iteration 4", "Pictures"]
-SHEETS_ES = ["Resumen", "Entradas", "Iteración 1", "Iteración 2", "Iteración 3", "Iteración 4", "Imágenes"]
+SHEETS_EN = ["Overview", "Inputs", "Iteration 1", "Iteration 2", "Iteration 3", "Iteration 4", "After training",
+             "Pictures"]
+SHEETS_ES = ["Resumen", "Entradas", "Iteración 1", "Iteración 2", "Iteración 3", "Iteración 4",
+             "Tras el entrenamiento", "Imágenes"]
 PARAMS = ("W1", "b1", "W_mu", "b_mu", "W_logvar", "b_logvar", "W3", "b3", "W4", "b4")
 SHEET_REF = re.compile(r"'((?:[^']|'')+)'!")
 
@@ -27,7 +29,12 @@ def is_number(v):
 
 
 def tensors_of(tape, k):
-    return [t for t in tape.tensors if t.iteration == k]
+    """The tensors of iteration k's sheet (what the trained model computes has a sheet of its own)."""
+    return [t for t in tape.tensors if t.iteration == k and t.phase != "after"]
+
+
+def after_training(tape):
+    return [t for t in tape.tensors if t.phase == "after"]
 
 
 # --- the workbook -----------------------------------------------------------------------------
@@ -78,8 +85,14 @@ def test_the_only_constants_are_the_inputs_and_the_draws(vae_book, vae_tape, vae
         consts, index_rows, headers, data = grid_constants(book, sheet)
         assert all(float(consts[(r, 1)]).is_integer() and consts[(r, 1)] >= 1 for r in index_rows)
         assert all(v == c - 1 for (r, c), v in headers.items()), sheet  # column numbers 1, 2, ...
-        k = 0 if sheet == "Inputs" else int(sheet.split()[-1])
-        if k == 0:
+        if sheet == "After training":  # the latent grid's points and the draws from the prior
+            expected = [t for t in after_training(vae_tape) if t.op is None]
+            assert [t.name for t in expected] == ["z_grid", "z_prior"]
+            assert len(book.formulas[sheet]) == sum(t.value.size for t in after_training(vae_tape) if t.op)
+        k = 0 if sheet == "Inputs" else -1 if sheet == "After training" else int(sheet.split()[-1])
+        if k == -1:
+            pass
+        elif k == 0:
             expected = [vae_tape.tensors[0]] + [t for t in tensors_of(vae_tape, 0) if t.name in PARAMS]
             assert [t.name for t in expected] == ["x", *PARAMS]
             assert not book.formulas[sheet]
@@ -125,7 +138,7 @@ def test_lr_is_a_defined_name(vae_book, vae_tape):
     m = re.fullmatch(r"'?(\w+)'?!\$([A-Z]+)\$(\d+)", book.defined_names["lr"])
     assert m and m.group(1) == "Overview"
     col = ord(m.group(2)) - 64
-    assert book.constants["Overview"][(int(m.group(3)), col)] == 0.1
+    assert book.constants["Overview"][(int(m.group(3)), col)] == 0.005
     # every update cell of an iteration refers to lr by name
     updates = [f for f in book.formulas["Iteration 3"].values() if "-lr*" in f]
     assert len(updates) == sum(t.value.size for t in tensors_of(vae_tape, 0) if t.name in PARAMS)
@@ -249,7 +262,7 @@ def test_csv_export(json_and_csv, vae_tape):
     t = next(t for t in vae_tape.tensors if t.name == "W1" and t.iteration == 2)
     assert list(w1["index"]) == list(range(t.value.size))
     np.testing.assert_array_equal(w1["value"].to_numpy(), t.value.ravel())  # repr: exact
-    assert set(df.phase) == {"input", "forward", "loss", "backward", "update"}
+    assert set(df.phase) == {"input", "forward", "loss", "backward", "update", "after"}
 
 
 # --- failures leave nothing behind ------------------------------------------------------------

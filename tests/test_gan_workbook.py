@@ -59,8 +59,11 @@ def test_pictures_and_overview(run_book, run_tape):
     for name in ("x_real (real digit)  #1", "x_real (real digit)  #2", "x_fake (generated)  #2",
                  "x_fake upscaled  #1"):
         assert name in labels, labels
-    # per iteration: 2 real + 2 fake (28²) + 2 upscaled (56²) + 2 gradients (28²)
-    assert len(pics) == cfg.iterations * (6 * 28 * 28 + 2 * 56 * 56)
+    # per iteration: 2 real + 2 fake (28²) + 2 upscaled (56²) + 2 gradients (28²) pointing at
+    # their cells, and the gradients' minimum and maximum (they are shaded by their own range)
+    pixels = {rc: f for rc, f in pics.items() if not f.startswith(("MIN(", "MAX("))}
+    assert len(pixels) == cfg.iterations * (6 * 28 * 28 + 2 * 56 * 56)
+    assert len(pics) - len(pixels) == cfg.iterations * 2 * 2
     over = book.formulas["Overview"]
     averages = [f for f in over.values() if f.startswith("AVERAGE(")]
     assert len(averages) == 2 * cfg.iterations  # D(x_real) and D(x_fake) of a batch of 2

@@ -198,10 +198,10 @@ def test_the_run_carries_its_texts_and_settings(example_tape):
     assert example_tape("xor").meta["settings"]["seed"] == 19
 
 
-def test_config_is_one_option_and_exposes_the_iterations():
+def test_config_is_the_file_and_a_warmup_and_exposes_the_iterations():
     cfg = mlp.Config(config="xor")
-    assert dataclasses.asdict(cfg) == {"config": "xor"} and cfg.iterations == 12
-    assert [f.name for f in dataclasses.fields(mlp.Config)] == ["config"]
+    assert dataclasses.asdict(cfg) == {"config": "xor", "warmup": 0} and cfg.iterations == 12
+    assert [f.name for f in dataclasses.fields(mlp.Config)] == ["config", "warmup"]
     assert dataclasses.fields(mlp.Config)[0].metadata.get("path")
     for name in EXAMPLES:
         assert name in dataclasses.fields(mlp.Config)[0].metadata["help"]

@@ -103,6 +103,7 @@ REFERENCE = {
     "mul": elementwise(lambda a, b: a * b),
     "add": elementwise(lambda a, b: a + b),
     "add_mul": elementwise(lambda a, b, e: a + b * e),
+    "div": elementwise(lambda a, n: a / n),
     "relu": elementwise(lambda a: a if a > 0 else 0.0),
     "sigmoid": elementwise(lambda a: 0.5 * (1 + math.tanh(a / 2))),
     "exp_half": elementwise(lambda a: math.sqrt(math.exp(a))),
@@ -161,6 +162,8 @@ def forward_cases():
         ("add", "column broadcast", [normal(r, 3, 1), normal(r, 3, 4)]),
         ("add_mul", "row vectors", [normal(r, 1, 4), np.exp(normal(r, 1, 4)), normal(r, 1, 4)]),
         ("add_mul", "broadcast", [normal(r, 2, 3), normal(r, 1, 3), normal(r, 1, 1)]),
+        ("div", "scalar by the batch size", [normal(r, 1, 1), np.array([[3.0]])]),
+        ("div", "2x3 by a scalar", [normal(r, 2, 3), np.array([[4.0]])]),
         ("relu", "2x3", [away(r, 2, 3)]),
         ("sigmoid", "3x4", [3 * normal(r, 3, 4)]),
         ("exp_half", "1x5", [normal(r, 1, 5)]),
@@ -244,6 +247,7 @@ def grad_cases():
         ("add", [normal(r, 2, 3), normal(r, 2, 3)], (0, 1)),
         ("add_mul", [normal(r, 2, 3), np.exp(normal(r, 2, 3)), normal(r, 2, 3)], (0, 1, 2)),
         ("add_mul", [normal(r, 1, 4), np.exp(normal(r, 1, 4)), normal(r, 1, 4)], (0, 1)),  # ε fixed
+        ("div", [normal(r, 2, 3), np.array([[3.0]])], (0,)),  # no gradient to the divisor (a constant)
         ("relu", [away(r, 3, 4)], (0,)),
         ("sigmoid", [2 * normal(r, 2, 3)], (0,)),
         ("exp_half", [normal(r, 2, 3)], (0,)),
@@ -379,6 +383,15 @@ def test_bce_has_no_gradient_for_the_data():
     loss = tape.apply(losses.BCE, x, xh, name="recon")
     with pytest.raises(ValueError, match="no gradient with respect to the data"):
         tape.backward(loss, {"x": x, "xh": xh})
+
+
+def test_div_has_no_gradient_for_the_divisor():
+    tape = Tape()
+    a, n = tape.constant("a", np.array([[2.0]])), tape.constant("n", np.array([[4.0]]))
+    loss = tape.apply(linalg.DIV, a, n, name="mean")
+    assert loss.value[0, 0] == 0.5
+    with pytest.raises(ValueError, match="no gradient with respect to the divisor"):
+        tape.backward(loss, {"a": a, "n": n})
 
 
 # --- formulas ---------------------------------------------------------------------------------

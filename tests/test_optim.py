@@ -67,7 +67,7 @@ def test_sgd_records_no_adam_state():
 
 
 def test_default_learning_rate_follows_the_optimizer():
-    assert vae.Config().lr == 0.1 and vae.Config(optimizer="adam").lr == 0.01
+    assert vae.Config().lr == 0.005 and vae.Config(optimizer="adam").lr == 0.01
     assert vae.Config(optimizer="adam", lr=0.5).lr == 0.5
 
 

@@ -82,7 +82,9 @@ def test_updates_are_sgd_steps(vae_tape, vae_config):
 
 
 def hand_backprop(x, p, eps):
-    """The VAE's forward pass and loss gradient, written out by hand (vae.py's docstring)."""
+    """The VAE's forward pass and loss gradient, written out by hand (vae.py's docstring): the
+    negative ELBO of each digit (row of x), averaged over the N digits."""
+    n = x.shape[0]
     a1 = x @ p["W1"] + p["b1"]
     h = np.maximum(a1, 0)
     mu = h @ p["W_mu"] + p["b_mu"]
@@ -93,29 +95,30 @@ def hand_backprop(x, p, eps):
     hd = np.maximum(a3, 0)
     a4 = hd @ p["W4"] + p["b4"]
     xh = 1 / (1 + np.exp(-a4))
-    recon = -np.sum(x * np.log(xh) + (1 - x) * np.log(1 - xh))
-    kl = -0.5 * np.sum(1 + lv - mu**2 - np.exp(lv))
+    recon = -np.sum(x * np.log(xh) + (1 - x) * np.log(1 - xh)) / n
+    kl = -0.5 * np.sum(1 + lv - mu**2 - np.exp(lv)) / n
 
-    d_a4 = xh - x  # BCE after a sigmoid
+    d_a4 = (xh - x) / n  # BCE after a sigmoid
     d_hd = d_a4 @ p["W4"].T
     d_a3 = d_hd * (a3 > 0)
     d_z = d_a3 @ p["W3"].T
-    d_mu = d_z + mu  # through z, and the KL term
-    d_lv = d_z * eps * s / 2 + (np.exp(lv) - 1) / 2  # through σ, and the KL term
+    d_mu = d_z + mu / n  # through z, and the KL term
+    d_lv = d_z * eps * s / 2 + (np.exp(lv) - 1) / (2 * n)  # through σ, and the KL term
     d_h = d_mu @ p["W_mu"].T + d_lv @ p["W_logvar"].T
     d_a1 = d_h * (a1 > 0)
     grads = {
-        "W1": x.T @ d_a1, "b1": d_a1,
-        "W_mu": h.T @ d_mu, "b_mu": d_mu,
-        "W_logvar": h.T @ d_lv, "b_logvar": d_lv,
-        "W3": z.T @ d_a3, "b3": d_a3,
-        "W4": hd.T @ d_a4, "b4": d_a4,
+        "W1": x.T @ d_a1, "b1": d_a1.sum(0, keepdims=True),
+        "W_mu": h.T @ d_mu, "b_mu": d_mu.sum(0, keepdims=True),
+        "W_logvar": h.T @ d_lv, "b_logvar": d_lv.sum(0, keepdims=True),
+        "W3": z.T @ d_a3, "b3": d_a3.sum(0, keepdims=True),
+        "W4": hd.T @ d_a4, "b4": d_a4.sum(0, keepdims=True),
     }
     return recon + kl, grads
 
 
-@pytest.mark.parametrize("cfg", [None, vae.Config(hidden=5, latent=3, iterations=3, seed=1, digit=17, lr=0.3)],
-                         ids=["default", "other"])
+@pytest.mark.parametrize("cfg", [None, vae.Config(hidden=5, latent=3, iterations=3, seed=1, digit=17, lr=0.02),
+                                 vae.Config(hidden=4, latent=2, iterations=2, seed=2, digit=5, batch=3, lr=0.01)],
+                         ids=["default", "other", "batch of 3"])
 def test_traced_gradients_equal_hand_written_backprop(cfg, vae_tape):
     tape = vae_tape if cfg is None else vae.trace(cfg)
     iterations = len(tape.backward_runs)
@@ -141,7 +144,9 @@ def test_init_is_seeded_and_scaled():
     assert set(a) == set(PARAMS)
     for name in PARAMS:
         np.testing.assert_array_equal(a[name], b[name])
-        if name.startswith("b"):
+        if name == "b3":  # the decoder's ReLU units start active
+            assert np.all(a[name] == vae.DECODER_BIAS) and a[name].shape == (1, 8)
+        elif name.startswith("b"):
             assert not a[name].any() and a[name].shape[0] == 1
         else:
             assert not np.array_equal(a[name], c[name])

@@ -93,6 +93,8 @@ class BatchSheet:
         a(linalg.ADD, n(3, 1), n(3, 4))
         a(linalg.ADD, s, n(1, 1))
         a(linalg.ADD_MUL, A, row, s)
+        a(linalg.DIV, s, c(np.array([[3.0]])))  # a mean over a batch of 3
+        a(linalg.DIV, A, c(np.array([[4.0]])))
         a(linalg.ADD_MUL, n(1, 4, transposed=True), c(np.exp(rng.normal(size=(1, 4))), True),
           n(1, 4, transposed=True), transposed=True)
         a(activations.RELU, A)
@@ -257,14 +259,15 @@ def rewrite_formula(src, dst, sheet, cell, change):
 
 
 def test_a_wrong_formula_is_caught(engine, vae_workbook, vae_tape, vae_config, verify_cli, tmp_path):
-    """Flip the sign of one SGD step of the last iteration (nothing depends on those cells)."""
+    """Flip the sign of one SGD step of the last iteration in the encoder (nothing depends on
+    those cells: the generation after training uses only the decoder)."""
     last = vae_config.iterations
-    it = {t.name: t for t in vae_tape.tensors if t.iteration == last}
-    b4_new, grad = it["b4"], it["dL/db4"]
+    it = {t.name: t for t in vae_tape.tensors if t.iteration == last and t.phase != "after"}
+    b1_new, grad = it["b1"], it["dL/db1"]
     j = int(np.argmax(np.abs(grad.value)))
     layout = Layout(vae_tape, Template("vae", "en"), {})
     sheet = f"Iteration {last}"
-    cell = layout.place[id(b4_new)].addr(0, j, sheet)
+    cell = layout.place[id(b1_new)].addr(0, j, sheet)
     broken = tmp_path / "broken.xlsx"
     old, new = rewrite_formula(vae_workbook("en"), broken, sheet, cell, lambda f: f.replace("-lr*", "+lr*"))
     assert re.fullmatch(rf"'Iteration {last - 1}'![A-Z]+\d+-lr\*[A-Z]+\d+", old) and new.count("+lr*") == 1
@@ -275,7 +278,7 @@ def test_a_wrong_formula_is_caught(engine, vae_workbook, vae_tape, vae_config, v
     assert report.n_mismatches == 1
     (addr, stored, recalculated), = report.mismatches
     assert addr == f"'{sheet}'!{cell}" == report.worst
-    assert stored == b4_new.value[0, j]
-    p = b4_new.inputs[0].value[0, j]
+    assert stored == b1_new.value[0, j]
+    p = b1_new.inputs[0].value[0, j]
     assert recalculated == pytest.approx(p + vae_config.lr * grad.value[0, j], rel=1e-12)
     assert "1 cells disagree" in out and addr in out and out.splitlines()[-1] == "FAILED"

@@ -2,7 +2,7 @@
 
     import tracer
     run = tracer.run("vae", iterations=4, lr=0.1)   # the CLI's options, checked the same way
-    run.losses                       # {"loss": [543.39, 525.49, …]}
+    run.losses                       # {"loss": [543.71, 541.55, …]}
     df = run.to_pandas()             # the long table of the CSV: iteration, phase, tensor, index, value
     run["dL/dW1", 2]                 # a tensor's numpy value by name and iteration
     run.save("vae.xlsx", lang="es")  # or .json, .csv, .tex, .md, exactly as `tracer run -o`
@@ -91,9 +91,15 @@ class Run:
 
     @property
     def losses(self) -> dict[str, list[float]]:
-        """Each loss's value in every iteration, e.g. {"loss": [543.39, 525.49, …]}."""
+        """Each loss's value in every traced iteration, e.g. {"loss": [543.71, 541.55, …]}."""
         return {name: [float(t.value[0, 0]) for t in self.tape.tensors if t.name == name and t.iteration]
                 for name in self.loss_names}
+
+    @property
+    def warmup_losses(self) -> dict[str, list[float]]:
+        """Each loss's value in every --warmup step ({} without a warm-up)."""
+        series = (self.tape.meta.get("warmup") or {}).get("series", {})
+        return {name: [float(v.mean()) for v in series[name]] for name in self.loss_names if name in series}
 
     @property
     def generated(self) -> list[tuple[str, str]]:
@@ -246,7 +252,8 @@ def gradcheck(model: str, sample: int | None = None, **options) -> list:
     from tracer.checks.gradcheck import gradcheck as check
 
     r = run(model, **options)
-    return [report for k in range(1, r.config.iterations + 1) for report in check(r.tape, k, sample=sample)]
+    traced = sorted({t.iteration for t in r.tape.tensors if t.iteration})
+    return [report for k in traced for report in check(r.tape, k, sample=sample)]
 
 
 def bench(quick: bool = False, echo=print, only: tuple = ()) -> dict:

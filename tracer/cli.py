@@ -25,8 +25,11 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
 def loss_summary(run) -> str:
-    """'loss 543.39 -> 525.49 …' for each of the model's losses."""
-    return ", ".join(f"{name} {' -> '.join(f'{v:.2f}' for v in values)}" for name, values in run.losses.items())
+    """'loss 543.71 -> 541.55 …' for each of the model's losses; after a warm-up, its first and
+    last values first ('loss 543.71 => 62.10 (warm-up) -> …')."""
+    warm = run.warmup_losses
+    return ", ".join(f"{name} " + (f"{warm[name][0]:.2f} => {warm[name][-1]:.2f} (warm-up) -> " if warm.get(name) else "")
+                     + " -> ".join(f"{v:.2f}" for v in values) for name, values in run.losses.items())
 
 
 def model_options(model):
@@ -134,8 +137,9 @@ def _make_run(model):
         else:
             cells = r.save(path)  # values, for .json and .csv
         what = "cells" if path.suffix.lower() == ".xlsx" else "values"
-        n = r.config.iterations
-        click.echo(f"wrote {path}: {n} iteration{'s' if n != 1 else ''}, {cells:,} {what}, "
+        n, warm = r.config.iterations, getattr(r.config, "warmup", 0)
+        steps = f"{warm:,} warm-up steps + " if warm else ""
+        click.echo(f"wrote {path}: {steps}{n} iteration{'s' if n != 1 else ''}, {cells:,} {what}, "
                    f"{loss_summary(r)}  ({time.perf_counter() - start:.1f} s)")
         for label, text in r.generated:  # a language model's continuations
             how = "greedy" if label == "greedy" else f"sampled at temperature {label}"
@@ -272,7 +276,8 @@ for _m in MODELS.values():
               help="only the default VAE, GAN and transformer (skip the ≥ 1M-cell, Adam and ×4 upscale cases)")
 @click.option("--case", "cases", multiple=True, metavar="NAME",
               help="run only this case (repeatable): vae, vae_large, vae_adam, gan, gan_upscale4, gan_adam, "
-                   "transformer, transformer_large, rnn, rnn_large, lstm, lstm_large, bert, bert_large, split")
+                   "transformer, transformer_large, rnn, rnn_large, lstm, lstm_large, bert, bert_large, "
+                   "vae_warmup, gan_draws, gan_draws_warmup, split")
 def bench(quick, cases):
     """Time tracing and export: cells written, cells/s, file size, peak memory.  The default VAE,
     GAN and transformer (best of 3 fresh processes, each also timed end to end as `tracer run
@@ -281,8 +286,10 @@ def bench(quick, cases):
     --quick) adds, once each: a ≥ 1M-cell VAE (hidden 80, verified in each engine too) and a
     ≥ 1M-cell transformer (4 blocks, d_model 32, context 16), both with a baseline, the VAE and
     the GAN with --optimizer adam, the GAN with --upscale 4 --upscale-mode bilinear, the rnn, lstm
-    and bert at their default sizes and at ≥ 1M cells (with a baseline), and the cell counts of
-    the default workbooks with and without the step blocks of the formula rule (split)."""
+    and bert at their default sizes and at ≥ 1M cells (with a baseline), the 2,000-step warm-ups
+    of the default VAE and of the README's GAN that draws a digit (with that GAN without its
+    warm-up, to compare the exports), and the cell counts of the default workbooks with and
+    without the step blocks of the formula rule (split)."""
     api.bench(quick=quick, echo=click.echo, only=cases)
 
 

@@ -67,16 +67,17 @@ def is_exercise(path: Path) -> bool:
         wb.close()
 
 
-def parse_iterations(spec: str, last: int) -> set[int]:
-    """'all' or '1,3' -> the iterations whose blocks are left blank."""
+def parse_iterations(spec: str, last: int, first: int = 1) -> set[int]:
+    """'all' or '1,3' -> the iterations whose blocks are left blank (first … last: after a
+    warm-up of N steps, the traced iterations are N+1 … N+K)."""
     if spec.strip().lower() == "all":
-        return set(range(1, last + 1))
+        return set(range(first, last + 1))
     try:
         chosen = {int(s) for s in spec.split(",") if s.strip()}
     except ValueError:
         chosen = set()
-    if not chosen or not all(1 <= k <= last for k in chosen):
-        raise TracerError(f"--blank-iterations must be 'all' or iteration numbers 1 … {last} separated by commas (got {spec!r})")
+    if not chosen or not all(first <= k <= last for k in chosen):
+        raise TracerError(f"--blank-iterations must be 'all' or iteration numbers {first} … {last} separated by commas (got {spec!r})")
     return chosen
 
 
@@ -150,8 +151,8 @@ def embed_files(model, cfg) -> dict:
 
 def build(tape, model_name: str, config: dict, files: dict, lang: str, blank_spec: str,
           iterations_spec: str, self_check: bool) -> Exercise:
-    last = max(t.iteration for t in tape.tensors)
-    iterations = parse_iterations(iterations_spec, last)
+    traced = [t.iteration for t in tape.tensors if t.iteration]
+    iterations = parse_iterations(iterations_spec, max(traced), min(traced))
     blank = select(tape, blank_spec, iterations)
     recipe = {"format": 1, "model": model_name, "lang": lang, "config": config, "files": files,
               "blank": blank_spec, "iterations": iterations_spec, "self_check": self_check,

@@ -3,6 +3,7 @@ and the column slices and concatenations that split and merge attention heads.
 
     add, mul, add_mul (μ + σ ⊙ ε), sub   elementwise with numpy broadcasting; an input that was
                                           broadcast gets its gradient summed back to its shape
+    div                                   a / n, n a constant (e.g. a batch's size: a mean)
     matmul, matmul_nt, matmul_tn          a·b, a·bᵀ, aᵀ·b: one SUMPRODUCT (or MMULT) per cell
     linear, linear2                       x·W + b, x·W + h·U + b (a recurrent step)
     add_products                          a ⊙ b + c ⊙ d (an LSTM's cell state)
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tracer.core.op import COPY, Elementwise, Op, dot, only, record
+from tracer.core.op import COPY, Elementwise, Op, dot, no_grad, only, record
 
 # --- gradient-only ops --------------------------------------------------------------------------
 
@@ -45,6 +46,11 @@ ADD_MUL = Elementwise(  # z = μ + σ ⊙ ε
         w, lambda: summed_to(g, a.shape), lambda: reduced(record(MUL, g, e), b.shape),
         lambda: reduced(record(MUL, g, b), e.shape),
     ),
+)
+
+DIV = Elementwise(  # a / n: n a constant such as the number of digits of a batch (a mean over it)
+    "div", lambda a, n: a / n, "{0}/{1}",
+    grad=lambda out, g, w, a, n: only(w, lambda: reduced(record(DIV, g, n), a.shape), no_grad("div", "the divisor")),
 )
 
 
@@ -332,7 +338,7 @@ class Concat(Op):
 CONCAT_COLS, CONCAT_ROWS = Concat(1), Concat(0)
 
 OPS = {op.name: op for op in (
-    SUB, BROADCAST, MUL, ADD, ADD_MUL, MATMUL, MATMUL_NT, MATMUL_TN, SUM_ROWS, SUM_COLS, SUM_ALL,
+    SUB, BROADCAST, MUL, ADD, ADD_MUL, DIV, MATMUL, MATMUL_NT, MATMUL_TN, SUM_ROWS, SUM_COLS, SUM_ALL,
     LINEAR, LINEAR2, ADD_PRODUCTS, COL_DOT, slice_cols(0, 1), pad_cols(0, 1), CONCAT_COLS,
     slice_rows(0, 1), pad_rows(0, 1), CONCAT_ROWS, NORMS,
 )}
@@ -355,6 +361,11 @@ def add(a, b, name=None):
 
 def mul(a, b, name=None):
     return record(MUL, a, b, name=name)
+
+
+def divide(a, n, name=None):
+    """a / n, n a constant (1, 1) tensor; the gradient reaches a only."""
+    return record(DIV, a, n, name=name)
 
 
 def add_mul(a, b, e, name=None):

@@ -32,31 +32,39 @@ OPS = {op.name: op for op in (SGD, INCREMENT, ADAM_M, ADAM_V, BIAS_CORRECT, ADAM
 
 
 class Sgd:
+    """θ ← θ − lr · g; no state."""
+
     def __init__(self, tape, lr):
         self.lr = lr
+        self.initial: dict = {}  # the state's constants on the inputs sheet (none)
+        self.state: dict = {}  # the state now, by tensor name
 
     def step(self, params: dict, grads: dict) -> dict:
         return {k: params[k].tape.apply(SGD, params[k], self.lr, grads[k], name=k) for k in params}
 
 
 class Adam:
+    """Adam's update; its state (t, m[θ], v[θ] by name) starts as constants on the inputs sheet
+    (`initial`) and each step records the new state (`state` holds the latest)."""
+
     def __init__(self, tape, lr, hypers: dict, params: dict, label: str = ""):
         self.tape, self.lr, self.h = tape, lr, hypers
         self.t_name = "t" + (f"_{label}" if label else "")
-        self.t = tape.constant(self.t_name, [[0.0]], phase="input", role="state")
-        self.m = {k: tape.constant(f"m[{k}]", np.zeros(p.shape), phase="input", role="state") for k, p in params.items()}
-        self.v = {k: tape.constant(f"v[{k}]", np.zeros(p.shape), phase="input", role="state") for k, p in params.items()}
+        names = [self.t_name] + [f"m[{k}]" for k in params] + [f"v[{k}]" for k in params]
+        shapes = [(1, 1)] + [p.shape for p in params.values()] * 2
+        self.initial = {n: tape.constant(n, np.zeros(s), phase="input", role="state") for n, s in zip(names, shapes)}
+        self.state = dict(self.initial)
 
     def step(self, params: dict, grads: dict) -> dict:
-        tape, h = self.tape, self.h
-        self.t = tape.apply(INCREMENT, self.t, name=self.t_name)
+        tape, h, s = self.tape, self.h, self.state
+        t = s[self.t_name] = tape.apply(INCREMENT, s[self.t_name], name=self.t_name)
         new = {}
         for k, p in params.items():
             g = grads[k]
-            self.m[k] = tape.apply(ADAM_M, self.m[k], h["beta1"], g, name=f"m[{k}]")
-            self.v[k] = tape.apply(ADAM_V, self.v[k], h["beta2"], g, name=f"v[{k}]")
-            m_hat = tape.apply(BIAS_CORRECT, self.m[k], h["beta1"], self.t, name=f"m_hat[{k}]")
-            v_hat = tape.apply(BIAS_CORRECT, self.v[k], h["beta2"], self.t, name=f"v_hat[{k}]")
+            m = s[f"m[{k}]"] = tape.apply(ADAM_M, s[f"m[{k}]"], h["beta1"], g, name=f"m[{k}]")
+            v = s[f"v[{k}]"] = tape.apply(ADAM_V, s[f"v[{k}]"], h["beta2"], g, name=f"v[{k}]")
+            m_hat = tape.apply(BIAS_CORRECT, m, h["beta1"], t, name=f"m_hat[{k}]")
+            v_hat = tape.apply(BIAS_CORRECT, v, h["beta2"], t, name=f"v_hat[{k}]")
             step = tape.apply(ADAM_STEP, self.lr, m_hat, v_hat, h["adam_eps"], name=f"step[{k}]")
             new[k] = tape.apply(SUB, p, step, name=k)
         return new

@@ -4,6 +4,10 @@ A model runs its forward code on tensors; every op appends a record (name, itera
 value, op, inputs).  `Tape.backward` walks the records of the current iteration in reverse and
 asks each op for its gradient rule, which itself records ops, so gradients (and, later, the
 parameter updates) are tensors with formulas like any other.
+
+A tape can also run unrecorded (`recording = False`): the same ops compute the same values, but
+nothing is kept beyond the current step's tensors (`scratch`), so a model's own code can train
+for thousands of steps before the steps that are traced (tracer.models.training: --warmup).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from tracer.core.op import ONE, SUM_N
 PHASES = ("input", "forward", "loss", "backward", "update", "after")  # after: with the trained parameters
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class Tensor:
     """One recorded tensor.  `value` is always a 2-D float64 array (a scalar is 1×1)."""
 
@@ -67,15 +71,22 @@ class Tape:
         self._auto = 0
         self.meta: dict = {}
         self.backward_runs: list[BackwardRun] = []  # for gradcheck
+        self.recording = True  # False: tensors go to `scratch` only (a warm-up step), nothing is kept
+        self.showing = True  # False: a model may skip what only a picture needs (a warm-up step not shown)
+        self.scratch: list[Tensor] = []
 
     def _record(self, name, value, op=None, inputs=(), phase=None, **attrs) -> Tensor:
         value = np.asarray(value, dtype=np.float64)
         if value.ndim != 2:
             value = value.reshape(1, -1) if value.ndim < 2 else value
+        phase = phase or self.phase
+        if not self.recording:  # no names to keep unique: the tensor lives for one step
+            t = Tensor(self, name or "t", self.iteration, phase, value, op, tuple(inputs), attrs, self.section or phase)
+            self.scratch.append(t)
+            return t
         if name is None:
             self._auto += 1
             name = f"t{self._auto}"
-        phase = phase or self.phase
         t = Tensor(self, name, self.iteration, phase, value, op, tuple(inputs), attrs,
                    self.section or phase)
         if t.key in self._keys:
@@ -96,7 +107,7 @@ class Tape:
             for suffix, step, *ks in op.steps:
                 made.append(self.apply(step, *(made[k] for k in ks), name=name and f"{name}_{suffix}"))
             inputs = tuple(made)
-        value = op.forward(*(t.value for t in inputs), **attrs)
+        value = op.forward(*[t.value for t in inputs], **attrs)
         return self._record(name, value, op, inputs, **attrs)
 
     def at(self, phase: str, section: str | None = None) -> None:
@@ -105,6 +116,9 @@ class Tape:
         self.phase, self.section = phase, section
 
     def rename(self, t: Tensor, name: str) -> None:
+        if not self.recording:
+            t.name = name
+            return
         self._keys.discard(t.key)
         t.name = name
         if t.key in self._keys:
@@ -166,8 +180,9 @@ class Tape:
                 if w and g_u is not None:
                     contributions.setdefault(id(u), []).append((g_u, t.name))
         result = {name: grads[id(p)] for name, p in params.items() if id(p) in grads}
-        region = [t for t in order if inside(t) and id(t) not in stop]
-        self.backward_runs.append(BackwardRun(loss, dict(params), result, tuple(held), region, prefix))
+        if self.recording:
+            region = [t for t in order if inside(t) and id(t) not in stop]
+            self.backward_runs.append(BackwardRun(loss, dict(params), result, tuple(held), region, prefix))
         return result
 
     def _total(self, t: Tensor, parts: list[tuple[Tensor, str]], prefix: str) -> Tensor:

@@ -160,8 +160,10 @@ def load_digit(index: int, path: PathArg | None = None) -> tuple[np.ndarray, int
     return load_batch(index, 1, path)
 
 
-def load_batch(index: int, n: int, path: PathArg | None = None) -> tuple[np.ndarray, int | None]:
-    """The digit at ``index`` and the next ``n - 1`` digits of the same class, as rows.
+def load_batch(index: int, n: int, path: PathArg | None = None,
+               same_class: bool = True) -> tuple[np.ndarray, int | None]:
+    """The digit at ``index`` and the next ``n - 1`` digits of the same class, as rows (with
+    ``same_class=False``, the next ``n - 1`` digits whatever their class).
 
     Returns ``(pixels, label)`` with ``pixels`` of shape ``(n, 784)`` scaled to [0, 1] and the
     class (``None`` if unknown).  Without labels (a user's file), the next ``n - 1`` digits
@@ -184,9 +186,9 @@ def load_batch(index: int, n: int, path: PathArg | None = None) -> tuple[np.ndar
     if labels is not None and labels.shape[0] != count:
         raise TracerError("the shipped MNIST sample has different numbers of images and labels")
     label = None if labels is None else int(labels[index])
-    rows = [i for i in range(index, count) if label is None or labels[i] == label][:n]
+    rows = [i for i in range(index, count) if label is None or not same_class or labels[i] == label][:n]
     if len(rows) < n:
-        what = f"digits of class {label}" if label is not None else "digits"
+        what = f"digits of class {label}" if label is not None and same_class else "digits"
         raise TracerError(f"--batch {n} is too large: only {len(rows)} {what} from --digit {index} on")
     pixels = images[rows].reshape(n, IMAGE_SIDE * IMAGE_SIDE).astype(np.float64) / 255.0
     return pixels, label

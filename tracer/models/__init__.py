@@ -24,6 +24,7 @@ from tracer.models import (
     transformer,
     vae,
 )
+from tracer.models.training import Diverged
 
 MODELS = {m.NAME: m for m in (vae, gan, skipgram, attention, transformer, bert, rnn, lstm, mlp)}
 
@@ -36,8 +37,8 @@ def get(name: str):
 
 
 def validate(cfg) -> None:
-    """The checks each Config field's metadata asks for (min=, positive=, choices=, below=), every
-    number finite, then the Config's own `check()` if it has one (checks across options)."""
+    """The checks each Config field's metadata asks for (min=, max=, positive=, choices=, below=),
+    every number finite, then the Config's own `check()` if it has one (checks across options)."""
     for f in dataclasses.fields(cfg):
         v, meta = getattr(cfg, f.name), f.metadata
         flag = "--" + f.name.replace("_", "-")
@@ -45,6 +46,8 @@ def validate(cfg) -> None:
             raise TracerError(f"{flag} must be a finite number (got {v})")
         if "min" in meta and v < meta["min"]:
             raise TracerError(f"{flag} must be at least {meta['min']} (got {v})")
+        if "max" in meta and v > meta["max"]:
+            raise TracerError(f"{flag} must be at most {meta['max']} (got {v})")
         if meta.get("positive") and not v > 0:
             raise TracerError(f"{flag} must be positive (got {v})")
         if "choices" in meta and v is not None and v not in meta["choices"]:
@@ -97,15 +100,36 @@ def _culprit(model, cfg, measure) -> str:
 def trace(model, cfg, fmt: str | None = None):
     """The model's tape for the options `cfg`, checked first (its size too, for the output format
     `fmt`: ".xlsx", ".json", …; see check_size); a run whose numbers stop being finite is a
-    TracerError naming the tensor, the iteration and the learning rates to lower."""
+    TracerError naming the first such tensor, the step (a warm-up step or a traced iteration) and a
+    learning rate to try."""
     validate(cfg)
     check_size(model, cfg, fmt)
-    with np.errstate(all="ignore"):  # a diverging run is reported below, in one line
-        tape = model.trace(cfg)
-    rates = ", ".join(f"--{f.name.replace('_', '-')} (now {getattr(cfg, f.name)})"
-                      for f in dataclasses.fields(cfg) if f.name.startswith("lr"))
+    try:
+        with np.errstate(all="ignore"):  # a diverging run is reported below, in one line
+            tape = model.trace(cfg)
+    except Diverged as e:
+        raise TracerError(f"training diverged: {e.name} is not finite in warm-up step {e.step}; "
+                          f"{_rates(cfg)}") from None
     for t in tape.tensors:
         if not np.all(np.isfinite(t.value)):
-            raise TracerError(f"training diverged: {t.name} is not finite in iteration {t.iteration}; "
-                              f"try a smaller learning rate{': ' + rates if rates else ''}")
+            raise TracerError(f"training diverged: {t.name} is not finite in iteration {t.iteration}; {_rates(cfg)}")
     return tape
+
+
+def _rates(cfg) -> str:
+    """What to try after a divergence: each rate's default where the run used a larger one (the
+    defaults are the rates the tests train with for 10× the default iterations, the VAE's for
+    100 steps on each shipped digit), else half the rate used."""
+    advice = []
+    for f in dataclasses.fields(cfg):
+        if not f.name.startswith("lr"):
+            continue
+        now, flag = getattr(cfg, f.name), "--" + f.name.replace("_", "-")
+        default = f.metadata.get("by_optimizer", {}).get(getattr(cfg, "optimizer", "sgd"))
+        if default is not None and now > default:
+            advice.append(f"{flag} {default:g} (the default; now {now:g})")
+        else:
+            advice.append(f"{flag} {now / 2:g} (half of {now:g})")
+    if not advice:
+        return "try a smaller learning rate (lr in the config file)"
+    return "try a smaller learning rate: " + ", ".join(advice)

@@ -1,8 +1,8 @@
-"""What every trainable model's options share: iterations, seed and the optimizer (Training),
+"""What every trainable model's options share: iterations, warm-up, seed and the optimizer (Training),
 and for the language models the text they learn from (TextTraining).
 
 A model's `Config` is a dataclass whose fields become CLI options (`tracer run MODEL --help`);
-`opt` attaches the help text and the checks the CLI applies (min=, positive=, below=, path=,
+`opt` attaches the help text and the checks the CLI applies (min=, max=, positive=, below=, path=,
 choices=); `lr_opt` makes a learning rate whose default depends on --optimizer.
 """
 
@@ -25,9 +25,19 @@ def lr_opt(what: str, sgd: float, adam: float):
                by_optimizer={"sgd": sgd, "adam": adam})
 
 
+MAX_WARMUP = 100_000  # the overview charts every warm-up step, one row each; a step takes about 1 ms
+
+
+def warmup_opt(traced: str):
+    """--warmup N: steps run before the traced ones (tracer.models.training)."""
+    return opt(0, f"training steps run first in numpy, unrecorded; {traced} continue from there (the "
+                  "parameters they reach become the inputs sheet's constants)", min=0, max=MAX_WARMUP)
+
+
 @dataclass
 class Training:
     iterations: int = opt(4, "training iterations, one sheet each", min=1)
+    warmup: int = warmup_opt("the traced iterations")
     seed: int = opt(0, "seed of the initial weights and of the random draws", min=0)
     optimizer: str = opt("sgd", "sgd: θ ← θ − lr·g;  adam: moments m, v, bias correction, step",
                          choices=("sgd", "adam"))

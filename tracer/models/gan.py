@@ -9,7 +9,7 @@
     L_D = −mean ln D(x_real) − mean ln(1 − D(x_fake))      x_fake held constant: no gradient into G
     L_G = −mean ln D'(x_fake)                              non-saturating, through the updated D'
 
-Each iteration: generate → discriminate real and fake → L_D → D's gradients → D's update →
+Each iteration (and each of the --warmup steps before them): generate → discriminate real and fake → L_D → D's gradients → D's update →
 L_G through the updated discriminator D' → G's gradients (through D') → G's update.  The G step
 reuses the iteration's fake batch (one z draw per iteration).  Optionally the generated digits
 are upscaled ×2 or ×4 (nearest or bilinear), as formulas of the generated cells.
@@ -33,9 +33,12 @@ from tracer.core.size import Size, estimate, optimizer_state, update
 from tracer.core.tape import Tape
 from tracer.data import mnist
 from tracer.models.base import Training, lr_opt, opt
+from tracer.models.training import train
 
 NAME = "gan"
 LOSSES = ("L_D", "L_G")  # printed by `tracer run`
+CHART = ("D_real", "D_fake", "L_D", "L_G")  # what the overview charts, warm-up steps included
+PICTURES = ("x_fake", "x_fake_up")  # what the warm-up keeps snapshots of
 SUMMARY = "GAN learning one MNIST digit: generator and discriminator, move by move (SGD or Adam)"
 
 
@@ -93,7 +96,8 @@ def size(cfg: Config) -> Size:
 
 
 def trace(cfg: Config) -> Tape:
-    """Run `cfg.iterations` rounds of the game (a D step, then a G step) and return the tape."""
+    """Run cfg.warmup + cfg.iterations rounds of the game (a D step, then a G step); the tape of
+    the traced ones."""
     pixels, label = mnist.load_batch(cfg.digit, cfg.batch, cfg.mnist)
     rng = np.random.default_rng(cfg.seed)
     tape = Tape()
@@ -108,8 +112,10 @@ def trace(cfg: Config) -> Tape:
     hypers = optim.hyperparameters(tape, cfg)
     opt_d = optim.make(tape, cfg, lr_d, D, hypers, label="D")
     opt_g = optim.make(tape, cfg, lr_g, G, hypers, label="G")
-    for k in range(1, cfg.iterations + 1):
-        tape.iteration = k
+
+    def step(params):
+        G = {k: v for k, v in params.items() if k.startswith("G")}
+        D = {k: v for k, v in params.items() if k.startswith("D")}
         tape.at("forward", "generate")
         z = tape.constant("z", rng.standard_normal((cfg.batch, cfg.latent)), role="draw")
         x_fake = generator(z, G, slope)
@@ -129,7 +135,10 @@ def trace(cfg: Config) -> Tape:
         grads = tape.backward(L_G, G, prefix="L_G")
         tape.at("update", "g_update")
         G = opt_g.step(G, grads)
-        if cfg.upscale:
+        if cfg.upscale and tape.showing:  # only a picture: a warm-up step not shown skips it
             tape.at("forward", "upscale")
             upscale(x_fake, cfg.upscale, cfg.upscale_mode, name="x_fake_up")
+        return {**G, **D}
+
+    train(tape, cfg, {**G, **D}, step, [opt_d, opt_g], CHART, PICTURES)
     return tape

@@ -29,7 +29,8 @@ from tracer.core.losses import bce_mean, cross_entropy, half_sse, mse
 from tracer.core.size import Size, estimate, optimizer_state, update
 from tracer.core.tape import Tape
 from tracer.data.mlp_config import DEFAULT_EXAMPLE, examples, load
-from tracer.models.base import opt
+from tracer.models.base import opt, warmup_opt
+from tracer.models.training import train
 
 NAME = "mlp"
 LOSSES = ("loss",)  # the default loss name; a run names its own loss (tape.meta["losses"])
@@ -44,6 +45,7 @@ class Config:
 
     config: str = opt(None, f"the network as a TOML file, or a shipped example: {', '.join(examples())} "
                             f"[default: {DEFAULT_EXAMPLE}]", path=True)
+    warmup: int = warmup_opt("the file's iterations")
 
     def __post_init__(self):
         self.spec = load(self.config)  # checked: a malformed file is a one-line TracerError
@@ -111,7 +113,8 @@ def trace(cfg: Config) -> Tape:
     """Run the file's iterations on all its examples at once and return the tape."""
     spec = cfg.spec
     tape = Tape()
-    tape.meta = {"model": NAME, "losses": (spec.loss_name,), "settings": settings(spec), "tensors": texts(spec)}
+    tape.meta = {"model": NAME, "losses": (spec.loss_name,), "tensors": texts(spec),
+                 "settings": settings(spec) | ({"warmup": cfg.warmup} if cfg.warmup else {})}
     x = tape.constant(spec.inputs_name, spec.inputs, role="data")
     y = tape.constant(spec.targets_name, spec.targets, role="data")
     p = {k: tape.constant(k, v, role="param", source=source) for k, (v, source) in initial_params(spec).items()}
@@ -120,8 +123,8 @@ def trace(cfg: Config) -> Tape:
              if spec.uses_leaky else None)
     trained = [n for n in p if n not in spec.frozen]  # a frozen parameter keeps its one tensor throughout
     optimizer = optim.make(tape, spec, lr, {n: p[n] for n in trained}, optim.hyperparameters(tape, spec))
-    for k in range(1, spec.iterations + 1):
-        tape.iteration = k
+
+    def step(p):
         tape.at("forward")
         out = forward(spec, p, x, slope)
         tape.at("loss")
@@ -129,7 +132,9 @@ def trace(cfg: Config) -> Tape:
         tape.at("backward")
         grads = tape.backward(L, {n: p[n] for n in trained}, prefix=spec.loss_name)
         tape.at("update")
-        p |= optimizer.step({n: p[n] for n in trained}, grads)
+        return p | optimizer.step({n: p[n] for n in trained}, grads)
+
+    train(tape, cfg, p, step, [optimizer], (spec.loss_name,))
     return tape
 
 

@@ -26,6 +26,7 @@ from tracer.core.size import Size, estimate, optimizer_state, sheet, update
 from tracer.core.tape import Tape
 from tracer.data.text import BOUNDARY
 from tracer.errors import TracerError
+from tracer.models import training
 from tracer.models.generation import generate
 
 
@@ -97,24 +98,26 @@ def text_tape(name: str, tok) -> Tape:
 
 
 def fit(tape, cfg, init: dict, loss_of, after_backward=None) -> dict:
-    """Train: the initial parameters `init` {name: array} become constants, then each iteration
-    records loss_of(p) (the forward pass, in phase "forward", and the loss: loss_of switches to
-    "loss" itself), the backward pass, after_backward(p, loss) if given (more tensors of the
-    backward phase), and the update.  Returns the trained parameters {name: tensor}."""
+    """Train (tracer.models.training: --warmup steps unrecorded, then the traced iterations): the
+    initial parameters `init` {name: array} become constants, then each step records loss_of(p)
+    (the forward pass, in phase "forward", and the loss: loss_of switches to "loss" itself), the
+    backward pass, after_backward(p, loss) if given (more tensors of the backward phase, for the
+    traced iterations only), and the update.  Returns the trained parameters {name: tensor}."""
     p = {k: tape.constant(k, v, role="param") for k, v in init.items()}
     lr = tape.constant("lr", [[cfg.lr]], role="hyper", defined_name="lr")
     optimizer = optim.make(tape, cfg, lr, p, optim.hyperparameters(tape, cfg))
-    for k in range(1, cfg.iterations + 1):
-        tape.iteration = k
+
+    def step(p):
         tape.at("forward")
         loss = loss_of(p)
         tape.at("backward")
         grads = tape.backward(loss, p)
-        if after_backward:
+        if after_backward and tape.recording:
             after_backward(p, loss)
         tape.at("update")
-        p = optimizer.step(p, grads)
-    return p
+        return optimizer.step(p, grads)
+
+    return training.train(tape, cfg, p, step, [optimizer], ("loss",))
 
 
 def generate_after(tape, cfg, tok, inputs, logits_of) -> None:

@@ -41,6 +41,7 @@ from tracer.core.size import Size, estimate, optimizer_state, update
 from tracer.core.tape import Tape
 from tracer.errors import TracerError
 from tracer.models.base import TextTraining, lr_opt, opt
+from tracer.models.training import train
 
 NAME = "skipgram"
 LOSSES = ("loss",)
@@ -115,8 +116,8 @@ def trace(cfg: Config) -> Tape:
     lr = tape.constant("lr", [[cfg.lr]], role="hyper", defined_name="lr")
     optimizer = optim.make(tape, cfg, lr, params, optim.hyperparameters(tape, cfg))
     noise = noise_distribution(tok) if cfg.negative else None
-    for k in range(1, cfg.iterations + 1):
-        tape.iteration = k
+
+    def step(params):
         tape.at("forward")
         centers = token_ids(tape, [c for c, _ in pr], name="ids_c")
         contexts = [o for _, o in pr]
@@ -142,7 +143,9 @@ def trace(cfg: Config) -> Tape:
         tape.at("backward")
         grads = tape.backward(loss, params)
         tape.at("update")
-        params = optimizer.step(params, grads)
+        return optimizer.step(params, grads)
+
+    params = train(tape, cfg, params, step, [optimizer], LOSSES)
     tape.at("after", "evaluate")
     before = cosine(first, name="cos_before")
     after = cosine(params["E_in"], name="cos")

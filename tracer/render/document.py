@@ -175,7 +175,8 @@ def build(tape, tpl: Template, config: dict | None = None) -> Document:
     def is_hyper(t):
         return t.attrs.get("role") == "hyper"
 
-    first = [t for t in tape.tensors if t.iteration == 1]
+    k1 = min((t.iteration for t in tape.tensors if t.iteration), default=1)  # N+1 after a warm-up of N steps
+    first = [t for t in tape.tensors if t.iteration == k1 and t.phase != "after"]
     inputs = [t for t in tape.tensors if t.iteration == 0 and not is_hyper(t)]
     hypers = [t for t in tape.tensors if t.iteration == 0 and is_hyper(t)]
     runs = [(section, list(ts)) for section, ts in groupby(first, key=lambda t: t.section)]
@@ -187,20 +188,22 @@ def build(tape, tpl: Template, config: dict | None = None) -> Document:
             f"{k} = {'-' if v is None else v}" for k, v in config.items())))
     blocks += [("heading", w("model")), ("equations", tpl.equations())]
 
-    blocks += [("heading", w("loop")), ("para", w("loop_intro", k=1))]
+    blocks += [("heading", w("loop")), ("para", w("loop_intro", k=k1))]
     for section, ts in runs:
         blocks.append(("subheading", tpl.section(section)))
         blocks += [("tensor", tpl.symbol(t.name), _shape(t), tpl.describe(t),
                     tpl.equation(t), tpl.note(t)) for t in ts]
 
-    blocks += [("heading", w("inputs")), ("para", w("inputs_intro"))]
+    warm = tape.meta.get("warmup")
+    blocks += [("heading", w("inputs")),
+               ("para", w("inputs_intro") + (" " + w("warmup_inputs", n=warm["steps"], k=k1) if warm else ""))]
     blocks += _value_tables(inputs, w, tpl)
     blocks.append(("subheading", w("hyper")))
     blocks.append(("table", "", [w("symbol"), w("meaning"), w("value")],
                    [[tpl.symbol(t.name), tpl.describe(t), _value(t)] for t in hypers])
                   if hypers else ("para", w("none")))
 
-    blocks += [("heading", w("numbers", k=1)), ("para", w("numbers_intro", n=SMALL))]
+    blocks += [("heading", w("numbers", k=k1)), ("para", w("numbers_intro", n=SMALL))]
     for section, ts in runs:
         blocks.append(("subheading", tpl.section(section)))
         blocks += _value_tables(ts, w, tpl)
@@ -217,6 +220,10 @@ def build(tape, tpl: Template, config: dict | None = None) -> Document:
                                                      for n in names], rows)]
         if batch:
             blocks.append(("para", w("losses_mean")))
+        if warm:
+            values = [f"{tpl.symbol(n)} {number(float(v[0].mean()))} → {number(float(v[-1].mean()))}"
+                      for n, v in warm["series"].items() if n in names and v]
+            blocks.append(("para", w("warmup_losses", n=warm["steps"], values="; ".join(values))))
     count = len(inputs) + len(hypers) + len(first) + sum(
         1 for k in iterations[1:] for n in names if (k, n) in by_key)
     return Document(blocks, count)

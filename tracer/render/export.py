@@ -3,8 +3,10 @@ the walkthrough as a document, .tex (LaTeX) or .md (Markdown): see tracer.render
 
 JSON: {"model", "config", "tensors": [{"name", "iteration", "phase", "section", "shape", "value",
 "op", "inputs"}]} where inputs are [{"name", "iteration"}] (a parameter of iteration k+1 is the update
-record of iteration k).  CSV: iteration, phase, tensor, index, value with one row per element;
-index is the row-major position within the tensor.
+record of iteration k).  After a --warmup of N steps, the charted values of each warm-up step come
+between the inputs and iteration N+1 as records of phase "warmup" (op "warmup", no inputs).  CSV:
+iteration, phase, tensor, index, value with one row per element; index is the row-major position
+within the tensor.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import csv
 import json
 import os
 from pathlib import Path
+
+import numpy as np
 
 from tracer.core.size import DATA_FORMATS, MAX_CELLS, MAX_DATA_VALUES
 from tracer.errors import TracerError
@@ -39,7 +43,11 @@ def check_output(path: Path) -> Path:
 
 
 def records(tape):
-    for t in tape.tensors:
+    """Every tensor as a record, in the order computed: the inputs, the warm-up's, the traced ones."""
+    for t in in_order(tape):
+        if isinstance(t, dict):  # a warm-up value
+            yield t
+            continue
         yield {
             "name": t.name,
             "iteration": t.iteration,
@@ -50,6 +58,29 @@ def records(tape):
             "op": t.op.name if t.op else "input",
             "inputs": [{"name": u.name, "iteration": u.iteration} for u in t.inputs],
         }
+
+
+def warmup_records(tape):
+    """The charted values of each warm-up step (tracer.models.training), as records of phase
+    "warmup": step by step, in the order of the model's chart."""
+    warm = tape.meta.get("warmup") or {"steps": 0, "series": {}}
+    for k in range(warm["steps"]):
+        for name, values in warm["series"].items():
+            yield {"name": name, "iteration": k + 1, "phase": "warmup", "section": "warmup",
+                   "shape": list(values[k].shape), "value": values[k].tolist(), "op": "warmup", "inputs": []}
+
+
+def in_order(tape):
+    """The tape's tensors with the warm-up records (dicts) between the inputs and the traced
+    iterations: the order in which they were computed."""
+    warm = None
+    for t in tape.tensors:
+        if t.iteration and warm is None:
+            warm = True
+            yield from warmup_records(tape)
+        yield t
+    if warm is None:
+        yield from warmup_records(tape)
 
 
 def write_json(tape, config: dict, path: Path):
@@ -63,8 +94,13 @@ def write_json(tape, config: dict, path: Path):
 
 
 def long_rows(tape):
-    """(iteration, phase, tensor, index, value) for every element of every tensor, row-major."""
-    for t in tape.tensors:
+    """(iteration, phase, tensor, index, value) for every element of every tensor (and of every
+    warm-up record, phase "warmup"), row-major."""
+    for t in in_order(tape):
+        if isinstance(t, dict):
+            for k, v in enumerate(np.ravel(t["value"]).tolist()):
+                yield t["iteration"], t["phase"], t["name"], k, v
+            continue
         for k, v in enumerate(t.value.ravel().tolist()):
             yield t.iteration, t.phase, t.name, k, v
 
@@ -115,4 +151,4 @@ def export(tape, config: dict, path: Path, lang: str = "en", progress=None) -> i
         from tracer.render.xlsx import write_xlsx
 
         return write_xlsx(Layout(tape, Template.of(tape, lang), config), path, progress)
-    return sum(t.value.size for t in tape.tensors)
+    return sum(np.size(t["value"]) if isinstance(t, dict) else t.value.size for t in in_order(tape))

@@ -20,6 +20,17 @@ MAX_SHEET_NAME = 31
 BLOCK_HEAD = 4  # title, equation, note, column numbers
 
 
+def _image(t, n: int, side: int, scale: str) -> "PictureImage":
+    """Row n of tensor t (s² values) as an s × s image."""
+    return PictureImage(0, [[(t, n, r * side + c) for c in range(side)] for r in range(side)], scale, source=(t, n))
+
+
+def _side(n: int) -> int:
+    """The side of the square image of n pixels (0 when n is not a square of a side > 1)."""
+    side = math.isqrt(n)
+    return side if side * side == n and side > 1 else 0
+
+
 def on_overview(t) -> bool:
     """Hyperparameters are named cells on the overview; every other tensor is a block."""
     return t.attrs.get("role") == "hyper"
@@ -177,6 +188,11 @@ class Views:
     cells: list  # (col, None, text), (col, tensor, None): the 1 × 1 tensor (else its mean), or (col, tensor, (i, j))
 
 
+SNAPSHOT_IMAGES = 5  # of a batch, a warm-up snapshot shows the first few images
+SELF_SCALED = ("gray_auto", "diverging")  # colour scales that run from the image's own min to its max
+EXTREMES_COLUMNS = 16  # at least: "min" and its value, "max" and its value, under a self-scaled image
+
+
 @dataclass
 class PictureImage:
     """A heatmap: pixel (r, c) shows the tensor cell pixels[r][c] = (tensor, i, j).  Labels (a
@@ -184,24 +200,43 @@ class PictureImage:
     (ids tensor, i), the token of that id (a formula, so it follows a recomputed id)."""
 
     col: int
-    pixels: list  # rows of (tensor, i, j)
-    scale: str  # gray, gray_auto, diverging or attention (SCALES in tracer.render.xlsx)
+    pixels: list | None  # rows of (tensor, i, j); None for a warm-up snapshot, whose pixels are `values`
+    scale: str  # gray, gray_auto, diverging or attention (SCALES in tracer.render.xlsx; SELF_SCALED)
     left: list | None = None
     top: list | None = None
+    values: object = None  # a warm-up snapshot's pixels (rows of numbers): written as values, not formulas
+    source: tuple | None = None  # (tensor, row): the image is that row of the tensor (MIN/MAX read it)
 
     @property
     def height(self) -> int:
-        return len(self.pixels)
+        return len(self.pixels if self.values is None else self.values)
 
     @property
     def width(self) -> int:
-        return len(self.pixels[0])
+        return len(self.pixels[0] if self.values is None else self.values[0])
+
+    @property
+    def self_scaled(self) -> bool:
+        """Shaded from its own minimum to its maximum: the picture shows both (MIN and MAX formulas)."""
+        return self.scale in SELF_SCALED
+
+    @property
+    def extremes_width(self) -> int:
+        """The columns under a self-scaled image that show its minimum and maximum (at least
+        EXTREMES_COLUMNS, so that the numbers fit under a small image too)."""
+        return max(self.width, EXTREMES_COLUMNS)
+
+    @property
+    def span(self) -> int:
+        """The columns the image takes in its row, the minimum and maximum under it included."""
+        return max(self.width, self.extremes_width if self.self_scaled else 0)
 
 
 @dataclass
 class Picture:
-    """Side-by-side heatmaps: each square is a formula pointing at the tensor's cell; the column
-    labels, if any image has them, take the first row."""
+    """Side-by-side heatmaps: each square is a formula pointing at the tensor's cell (a snapshot's,
+    a value); the column labels, if any image has them, take the first row; under a self-scaled
+    image, its minimum and maximum."""
 
     row: int
     images: list  # of PictureImage
@@ -209,6 +244,12 @@ class Picture:
     @property
     def labelled(self) -> bool:
         return any(im.top for im in self.images)
+
+    @property
+    def height(self) -> int:
+        """Rows used: the labels' row, the tallest image, and one for the minima and maxima if any
+        image needs them."""
+        return self.labelled + max(im.height for im in self.images) + any(im.self_scaled for im in self.images)
 
 
 @dataclass
@@ -238,11 +279,13 @@ class Layout:
         self.place: dict[int, Place] = {}
         self.exercise = None  # a student's version (tracer.checks.exercise) leaves some blocks blank
         self.sections: list[tuple[str, str, int]] = []  # (sheet, title, row) for the index
-        iterations = max(t.iteration for t in tape.tensors)
         tt = template.t
+        self.warmup = tape.meta.get("warmup")  # steps run before the traced ones (tracer.models.training)
+        self.traced = sorted({t.iteration for t in tape.tensors if t.iteration})  # N+1 … N+K
         self.overview = Sheet(tt("overview"), "overview")
         self.inputs = Sheet(tt("inputs"), "inputs", freeze=(2, 1))
-        self.iters = [Sheet(tt("iteration", k=k), "iteration", freeze=(2, 1)) for k in range(1, iterations + 1)]
+        self.iters = [Sheet(tt("iteration", k=k), "iteration", freeze=(2, 1)) for k in self.traced]
+        self._iter_sheets = dict(zip(self.traced, self.iters))
         # what a model computes with its trained parameters (generation, similarities): one sheet
         after = any(t.phase == "after" for t in tape.tensors)
         self.after = Sheet(tt("after"), "after", freeze=(2, 1)) if after else None
@@ -262,11 +305,15 @@ class Layout:
         self._lay_pictures()
         self._lay_overview()
 
+    def options(self) -> str:
+        """The settings of the run as command-line options: what produced the warm-up."""
+        return " ".join(f"--{key.replace('_', '-')} {value}" for key, value in self.config.items() if value is not None)
+
     # -- tensor sheets --------------------------------------------------------------------------
     def _sheet_of(self, t) -> Sheet:
         if t.phase == "after":
             return self.after
-        return self.inputs if t.iteration == 0 else self.iters[t.iteration - 1]
+        return self.inputs if t.iteration == 0 else self._iter_sheets[t.iteration]
 
     def _fit(self, t, sheet: str, row0: int, col0: int) -> Place:
         rows, cols = t.shape
@@ -294,6 +341,8 @@ class Layout:
                 if k + 1 < len(chain):
                     s.parts.append(Link(0, 8, f"{chain[k + 1].name} →", chain[k + 1].name, 0))
             s.parts.append(Text(1, 1, tt("legend"), "note"))
+            if k == 0 and self.warmup:
+                s.parts.append(Text(2, 1, tt("warmup_inputs", n=self.warmup["steps"], options=self.options()), "bold"))
             rows[id(s)] = 3
         for t in self.tape.tensors:
             if on_overview(t):
@@ -366,66 +415,95 @@ class Layout:
 
     # -- pictures -------------------------------------------------------------------------------
     def _lay_pictures(self):
-        """One row of heatmaps per iteration, in the template's [pictures] order: the inputs'
-        pictures, then the iteration's.  An entry's kind: "image" (default; each row of a batch
-        tensor N × s² as its own s × s image), "matrix" (a tensor as it is, e.g. attention weights,
-        its rows and columns labelled with the tokens of `labels`, an id column) or "steps" (the
-        numbered tensors h_1 … h_T of an iteration as the rows of one picture: a state over
-        time, its rows labelled with the tokens read, its columns with the unit numbers).
-        Without any picture the sheet is left out."""
+        """Heatmaps, in the template's [pictures] order: a row of them per step, the warm-up's
+        snapshots first (values, on the fixed colour scales), then each traced iteration (formulas
+        pointing at the tensors' cells, the inputs' pictures first), then what the trained model
+        computes (a grid of images when the entry asks for one).  An entry's kind: "image"
+        (default; each row of a batch tensor N × s² as its own s × s image), "matrix" (a tensor as
+        it is, e.g. attention weights, its rows and columns labelled with the tokens of `labels`,
+        an id column) or "steps" (the numbered tensors h_1 … h_T of an iteration as the rows of
+        one picture: a state over time, its rows labelled with the tokens read, its columns with
+        the unit numbers).  Without any picture the sheet is left out."""
         s, tt, tpl = self.pictures, self.tpl.t, self.tpl
         order = list(tpl.model.get("pictures", {}))  # e.g. the upscaled digit next to the digit
         by_iter: dict[int, list] = {}
-        steps: dict[tuple, list] = {}  # (iteration, entry key) → the numbered tensors in order
+        after: list = []  # (rank, label, entry, tensor): after training
+        steps: dict[tuple, list] = {}  # (iteration, rank) → the numbered tensors in order
         ids = {(t.iteration, t.name): t for t in self.tape.tensors}
         for t in self.tape.tensors:
-            found = tpl.picture(t.name)
-            if not found or t.phase == "after":
-                continue
-            key, entry, label = found
-            kind, rank = entry.get("kind", "image"), order.index(key)
-            side = math.isqrt(t.shape[1])
-            if kind == "image" and side * side == t.shape[1] and side > 1:
-                for n in range(t.shape[0]):
-                    pixels = [[(t, n, r * side + c) for c in range(side)] for r in range(side)]
+            for key, entry, label in tpl.pictures_of(t.name):
+                kind, rank, side = entry.get("kind", "image"), order.index(key), _side(t.shape[1])
+                if kind == "image" and side and t.phase == "after":
+                    after.append((rank, label, entry, t))
+                elif kind == "image" and side:
+                    by_iter.setdefault(t.iteration, []).extend(
+                        (rank, label + (f"  #{n + 1}" if t.shape[0] > 1 else ""), _image(t, n, side, entry["scale"]))
+                        for n in range(t.shape[0]))
+                elif kind == "matrix" and t.iteration and t.phase != "after":
+                    tokens = ids.get((t.iteration, entry["labels"])) or ids[(0, entry["labels"])]
+                    names = [(tokens, i) for i in range(t.shape[0])]
+                    pixels = [[(t, i, j) for j in range(t.shape[1])] for i in range(t.shape[0])]
                     by_iter.setdefault(t.iteration, []).append(
-                        (rank, label + (f"  #{n + 1}" if t.shape[0] > 1 else ""), PictureImage(0, pixels, entry["scale"])))
-            elif kind == "matrix" and t.iteration:
-                tokens = ids.get((t.iteration, entry["labels"])) or ids[(0, entry["labels"])]
-                names = [(tokens, i) for i in range(t.shape[0])]
-                pixels = [[(t, i, j) for j in range(t.shape[1])] for i in range(t.shape[0])]
-                by_iter.setdefault(t.iteration, []).append(
-                    (rank, label, PictureImage(0, pixels, entry["scale"], names, names[:t.shape[1]])))
-            elif kind == "steps" and t.iteration and t.shape[0] == 1:
-                steps.setdefault((t.iteration, rank), (label, entry, []))[2].append(t)
+                        (rank, label, PictureImage(0, pixels, entry["scale"], names, names[:t.shape[1]])))
+                elif kind == "steps" and t.iteration and t.phase != "after" and t.shape[0] == 1:
+                    steps.setdefault((t.iteration, rank), (label, entry, []))[2].append(t)
         for (k, rank), (label, entry, rows) in steps.items():
             tokens = ids[(0, entry["labels"])]
             pixels = [[(t, 0, j) for j in range(t.shape[1])] for t in rows]
             by_iter.setdefault(k, []).append((rank, label, PictureImage(
                 0, pixels, entry["scale"], [(tokens, i) for i in range(len(rows))],
                 [str(j + 1) for j in range(rows[0].shape[1])])))
-        if not by_iter:
+        snapshots = (self.warmup or {}).get("snapshots", [])
+        if not (by_iter or after or snapshots):
             self.sheets.remove(s)
             self.pictures = None
             return
         note = tpl.model.get("pictures_note", {}).get(tpl.lang)  # how to read the model's pictures
         s.parts += [Text(0, 1, tt("pictures"), "sheet_title"), Link(0, 12, tt("back"), self.overview.name, 0),
-                    Text(1, 1, tt("picture_note") + (f"  {note}" if note else ""), "note")]
-        fixed = by_iter.pop(0, [])
+                    Text(1, 1, " ".join([tt("picture_note"), *([tt("picture_note_warmup")] if self.warmup else []),
+                                         *([note] if note else [])]), "note")]
         r = 3
-        for k in sorted(by_iter) or [0]:
-            s.parts.append(Text(r, 0, tt("iteration", k=k) if k else "", "bold"))
-            images, col = [], 1
-            for _, label, im in fixed + sorted(by_iter.get(k, []), key=lambda e: e[0]):
-                labelled = im.left is not None
-                s.parts.append(Text(r, col, label, "bold"))
-                im = dataclasses.replace(im, col=col + labelled)  # the row labels in the column before the grid
-                images.append(im)
-                col = im.col + im.width + (4 if labelled else 1)  # room for the next image's labels
-            picture = Picture(r + 1, images)
-            s.parts.append(picture)
-            s.width = max(s.width, col)
-            r += max(im.height for im in images) + picture.labelled + 2
+        entries = tpl.pictures()
+        for step, values in snapshots:  # on the fixed scales only
+            items = [(order.index(e["key"]), tpl.m_picture(e["key"]) + (f"  #{n + 1}" if len(v) > 1 else ""),
+                      PictureImage(0, None, e["scale"], values=v[n].reshape(_side(v.shape[1]), -1)))
+                     for e in entries if e.get("kind", "image") == "image" and e["scale"] not in SELF_SCALED
+                     and (v := values.get(e["tensor"])) is not None for n in range(min(len(v), SNAPSHOT_IMAGES))]
+            if items:
+                r = self._picture_row(r, tt("warmup_step", k=step), items)
+        fixed = by_iter.pop(0, [])
+        for k in sorted(by_iter) or ([0] if fixed else []):
+            r = self._picture_row(r, tt("iteration", k=k) if k else "", fixed + sorted(by_iter.get(k, []), key=lambda e: e[0]))
+        for _, label, entry, t in sorted(after, key=lambda e: e[0]):  # after training: each on rows of its own
+            per_row = t.shape[0]
+            if entry.get("grid") and math.isqrt(t.shape[0]) ** 2 == t.shape[0]:
+                per_row = math.isqrt(t.shape[0])
+            s.parts += [Text(r, 0, tt("after"), "bold"), Text(r, 1, label, "bold")]
+            r += 1
+            for first in range(0, t.shape[0], per_row):
+                items = [(0, "", _image(t, n, _side(t.shape[1]), entry["scale"]))
+                         for n in range(first, min(first + per_row, t.shape[0]))]
+                r = self._picture_row(r - 1, "", items, titled=False)
+            r += 1
+
+    def _picture_row(self, r: int, label: str, items: list, titled: bool = True) -> int:
+        """One row of images from (rank, label, PictureImage) items, left to right, each label above
+        its image (none when not `titled`); returns the next free row."""
+        s = self.pictures
+        if label:
+            s.parts.append(Text(r, 0, label, "bold"))
+        images, col = [], 1
+        for _, text, im in items:
+            labelled = im.left is not None
+            if titled:
+                s.parts.append(Text(r, col, text, "bold"))
+            im = dataclasses.replace(im, col=col + labelled)  # the row labels in the column before the grid
+            images.append(im)
+            col = im.col + im.span + (4 if labelled else 1)  # room for the next image's labels
+        picture = Picture(r + 1, images)
+        s.parts.append(picture)
+        s.width = max(s.width, col)
+        return r + 1 + picture.height + 1
 
     # -- overview -------------------------------------------------------------------------------
     def _lay_overview(self):
@@ -459,7 +537,7 @@ class Layout:
         label = self.tape.meta.get("label")
         if label is not None:
             r += 1
-            parts.append(Views(r, [(0, None, tt("label")), (2, None, int(label))]))
+            parts.append(Views(r, [(0, None, tt("label")), (2, None, label if isinstance(label, str) else int(label))]))
         r += 2
         parts.append(Text(r, 0, tt("losses"), "heading"))
         recorded = {t.name for t in self.tape.tensors if t.iteration}
@@ -470,12 +548,20 @@ class Layout:
                            [(1 + n, None, tpl.symbol(name)) for n, name in enumerate(names)]))
         first = r + 1
         by_key = {(t.iteration, t.name): t for t in self.tape.tensors}
-        for k in range(1, len(self.iters) + 1):
+        marks = len(names) + 1  # the column saying which rows are values and which formulas
+        series = (self.warmup or {}).get("series", {})
+        for step in range(1, (self.warmup or {}).get("steps", 0) + 1):  # values: the warm-up ran in numpy
             r += 1
-            parts.append(Views(r, [(0, None, k)] + [(1 + n, by_key[(k, name)], None)
-                                                   for n, name in enumerate(names)]))
+            row = [(0, None, step)] + [(1 + n, None, float(series[name][step - 1].mean()))
+                                       for n, name in enumerate(names) if name in series]
+            parts.append(Views(r, row + ([(marks, None, tt("warmup_rows"))] if step == 1 else [])))
+        for k in self.traced:
+            r += 1
+            row = [(0, None, k)] + [(1 + n, by_key[(k, name)], None) for n, name in enumerate(names)]
+            parts.append(Views(r, row + ([(marks, None, tt("traced_rows"))] if self.warmup and k == self.traced[0] else [])))
         if names:
-            parts.append(Chart(first - 1, len(names) + 2, tt("chart_title"), (s.name, 0, first, r),
+            title = tt("chart_title_warmup", n=self.warmup["steps"]) if self.warmup else tt("chart_title")
+            parts.append(Chart(first - 1, len(names) + 2 + bool(self.warmup), title, (s.name, 0, first, r),
                                [(tpl.symbol(name), s.name, 1 + n, first, r, name in secondary)
                                 for n, name in enumerate(names)]))
         r = max(r + 2, first + 17)  # below the chart

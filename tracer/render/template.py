@@ -104,15 +104,26 @@ class Template:
         """The model's equations: `equations_<lang>` where the words need translating."""
         return list(self.model.get(f"equations_{self.lang}") or self.model.get("equations", []))
 
-    def picture(self, name: str) -> tuple[str, dict, str] | None:
-        """The model's [pictures] entry for a tensor (its key, the entry, its label in the chosen
-        language), or None: an entry under the tensor's own name, its numbered name ("h_#" for
-        h_3) or its block's ("b.h.A" for b1.h2.A), whose label gets the numbers filled in."""
-        pictures = self.model.get("pictures", {})
+    def m_picture(self, key: str) -> str:
+        """The label of a picture (the model's [pictures] entry `key`)."""
+        return self.model["pictures"][key][self.lang]
+
+    def pictures_of(self, name: str) -> list[tuple[str, dict, str]]:
+        """The model's [pictures] entries that show a tensor, each (its key, the entry, its label in
+        the chosen language): those whose `tensor` (by default the key) is the tensor's own name,
+        its numbered name ("h_#" for h_3) or its block's ("b.h.A" for b1.h2.A), the label with the
+        numbers filled in.  One tensor may be shown twice (x̂ on two colour scales)."""
+        found = []
         for key, fields in _keys(name):
-            if key in pictures:
-                return key, pictures[key], pictures[key][self.lang].format(**fields)
-        return None
+            for entry_key, entry in self.model.get("pictures", {}).items():
+                if entry.get("tensor", entry_key) == key:
+                    found.append((entry_key, entry, entry[self.lang].format(**fields)))
+        return found
+
+    def pictures(self) -> list[dict]:
+        """The model's [pictures] entries in order, each with its key and the tensor it shows
+        (`tensor`, by default the key: one tensor may be shown twice, on two colour scales)."""
+        return [{"key": key, "tensor": key, **entry} for key, entry in self.model.get("pictures", {}).items()]
 
     def section(self, name: str) -> str:
         """The title of a workbook section: the model's own [sections] or common section_<name>.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 
+import numpy as np
 import xlsxwriter
 from xlsxwriter.exceptions import XlsxFileError
 from xlsxwriter.worksheet import Worksheet
@@ -108,6 +109,8 @@ class _Styles:
         self.pixel = f({"num_format": ";;;"})
         self.row_label = f({"font_size": 8, "align": "right", "font_color": "#1F4E79"})
         self.col_label = f({"font_size": 8, "rotation": 90, "font_color": "#1F4E79"})
+        self.stat = f({"italic": True, "font_color": "#595959", "align": "right"})
+        self.stat_value = f({"num_format": "General", "align": "left"})
         # a student's cell: white, framed, unlocked; the self-check verdict; its colours
         self.answer = f({"bg_color": "#FFFFFF", "num_format": "General", "border": 1,
                          "border_color": "#7F7F7F", "locked": False})
@@ -167,7 +170,7 @@ class _Writer:
     def sheet(self, sheet):
         ws = self.wb.add_worksheet(sheet.name, worksheet_class=_PortableSheet)
         if sheet.kind == "pictures":
-            ws.set_column(0, 0, 10)
+            ws.set_column(0, 0, 16)
             ws.set_column(1, sheet.width, 2.14)  # 20 px: square with the 20 px default row
         elif sheet.kind == "tokens":
             ws.set_column(0, 0, 14)
@@ -232,7 +235,7 @@ class _Writer:
                 "name": name + (" →" if right else ""),
                 "categories": [cs, c0, cc, c1, cc],
                 "values": [s, r0, col, r1, col],
-                "marker": {"type": "circle"},
+                "marker": {"type": "circle" if r1 - r0 < 100 else "none"},  # thousands of warm-up steps: a line
                 "y2_axis": right,
             })
         chart.set_title({"name": p.title})
@@ -303,6 +306,10 @@ class _Writer:
                     continue
                 if im.left:
                     self._label(ws, sheet, p.row + r, im.col - 1, im.left[i], self.st.row_label)
+                if im.values is not None:  # a warm-up snapshot: its values
+                    for c, v in enumerate(im.values[i].tolist()):
+                        ws.write_number(p.row + r, im.col + c, v, self.st.pixel)
+                    continue
                 for c, (t, ti, tj) in enumerate(im.pixels[i]):
                     src = self.layout.place[id(t)]
                     ws.write_formula(p.row + r, im.col + c, "=" + src.addr(ti, tj, sheet.name),
@@ -311,7 +318,31 @@ class _Writer:
             ws.conditional_format(p.row + top, im.col, p.row + top + im.height - 1, im.col + im.width - 1,
                                   dict(SCALES[im.scale]))
             self.cells += im.height * im.width
-        return p.row + height - 1
+            if im.self_scaled:
+                self._extremes(ws, sheet, p.row + top, p.row + height, im)
+        return p.row + p.height - 1
+
+    def _extremes(self, ws, sheet, top: int, row: int, im):
+        """Under a self-scaled image (row `row`): its minimum and maximum, as MIN and MAX of the
+        tensor's cells (of the image's own cells when it is not one row of a tensor), each in
+        merged cells wide enough."""
+        if im.source is not None:
+            t, n = im.source
+            cells = self.layout.place[id(t)].span(n, 0, n, t.shape[1] - 1, sheet.name)
+            values = t.value[n]
+        else:
+            cells = f"{COLS[im.col]}{top + 1}:{COLS[im.col + im.width - 1]}{top + im.height}"
+            values = (np.array([[float(t.value[i, j]) for t, i, j in row] for row in im.pixels])
+                      if im.values is None else im.values)
+        t = im.source[0] if im.source is not None else None
+        half = im.extremes_width // 2
+        for start, word, fn, v in ((im.col, "min", "MIN", values.min()), (im.col + half, "max", "MAX", values.max())):
+            ws.merge_range(row, start, row, start + 2, word, self.st.stat)
+            ws.merge_range(row, start + 3, row, start + half - 1, "", self.st.stat_value)
+            # merge_range writes text: the formula goes into the first cell afterwards (XlsxWriter's way)
+            ws.write_formula(row, start + 3, f"={fn}({cells})", self.st.stat_value,
+                             self.value(t, float(v)) if t is not None else float(v))
+            self.cells += 2
 
     def _label(self, ws, sheet, row, col, label, fmt):
         """A heatmap's row or column label: text, or (ids tensor, i): the token of that id."""

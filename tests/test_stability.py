@@ -1,0 +1,151 @@
+"""Watch it learn: the default rates train without diverging far beyond the 4 traced iterations,
+the README's GAN command draws a digit and the README's VAE command generates digits.
+
+Long runs go through --warmup (tested in test_training.py to compute exactly what the same number
+of traced iterations computes), in numpy only: no workbook is written here."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tracer import models
+from tracer.data import mnist
+from tracer.models import MODELS, vae
+
+# the README's commands (section "Watch it learn")
+GAN_DRAWS = {"batch": 15, "optimizer": "adam", "lr_d": 0.001, "lr_g": 0.001, "warmup": 2000}
+VAE_GRID = {"batch": 20, "warmup": 3000, "grid": 5}
+
+
+def run(model, **options):
+    m = MODELS[model]
+    return models.trace(m, m.Config(**options))
+
+
+def warmup_losses(tape, name="loss"):
+    return [float(v.mean()) for v in tape.meta["warmup"]["series"][name]]
+
+
+def nearest(images, real):
+    """For each image (row), the index of the real image (row) it correlates with most (Pearson)
+    and that correlation."""
+    a = images - images.mean(1, keepdims=True)
+    b = real - real.mean(1, keepdims=True)
+    c = (a @ b.T) / np.outer(np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1))
+    return c.argmax(1), c.max(1)
+
+
+# --- the VAE: 100 steps on every shipped digit --------------------------------------------------
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_vae_trains_100_steps_on_every_shipped_digit(optimizer):
+    """`tracer run vae --iterations 100` with the default options (and --optimizer adam): no
+    divergence on any of the 100 digits, and the loss after 100 steps is below half the first."""
+    worst = 0.0
+    for digit in range(mnist.sample_size()):
+        tape = run("vae", digit=digit, optimizer=optimizer, warmup=99, iterations=1, grid=0, samples=0)
+        first = warmup_losses(tape)[0]
+        last = float(next(t.value[0, 0] for t in tape.tensors if t.name == "loss" and t.iteration == 100))
+        worst = max(worst, last / first)
+        assert last < first / 2, (digit, first, last)
+    assert worst < 0.5
+
+
+def test_vae_100_traced_iterations():
+    losses = [float(t.value[0, 0]) for t in run("vae", iterations=100, grid=0, samples=0).tensors if t.name == "loss"]
+    assert len(losses) == 100 and losses[-1] < losses[0] / 2
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_default_four_iterations_show_a_falling_loss(optimizer, seed):
+    losses = [float(t.value[0, 0]) for t in run("vae", seed=seed, digit=seed, optimizer=optimizer).tensors
+              if t.name == "loss"]
+    assert all(b < a for a, b in zip(losses, losses[1:])), losses
+
+
+def test_the_stability_check_can_fail():
+    """Guard: the old default rate, lr 0.1, diverges within 100 steps (the error names it)."""
+    from tracer.errors import TracerError
+
+    with pytest.raises(TracerError, match="not finite in warm-up step"):
+        run("vae", lr=0.1, warmup=99, iterations=1, grid=0, samples=0)
+
+
+# --- every other model at 10× its default iterations --------------------------------------------
+
+TENFOLD = [(name, options) for name, options in [
+    ("gan", {}), ("skipgram", {"corpus": "en"}), ("skipgram", {"corpus": "en", "negative": 2}),
+    ("attention", {"corpus": "en", "generate": 0}), ("transformer", {"corpus": "en", "generate": 0}),
+]]
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+@pytest.mark.parametrize("model, options", TENFOLD, ids=[f"{m}{'-neg' if o.get('negative') else ''}" for m, o in TENFOLD])
+def test_every_model_trains_ten_times_its_default_iterations(model, options, optimizer):
+    k = MODELS[model].Config().iterations
+    tape = run(model, optimizer=optimizer, warmup=9 * k, iterations=k, **options)  # no divergence: no error
+    assert len([t for t in tape.tensors if t.name == MODELS[model].LOSSES[0]]) == k
+
+
+@pytest.mark.parametrize("config", ["classic_222", "softmax_classifier", "xor"])
+def test_every_mlp_example_trains_ten_times_its_iterations(config):
+    k = models.mlp.Config(config=config).iterations
+    tape = run("mlp", config=config, warmup=9 * k)
+    name = tape.meta["losses"][0]
+    losses = [float(v[0, 0]) for v in tape.meta["warmup"]["series"][name]]
+    assert len(losses) == 9 * k and losses[-1] < losses[0]
+
+
+# --- a GAN that draws a digit -------------------------------------------------------------------
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_readme_gan_draws_a_digit(seed):
+    """After the README's 2,000 warm-up steps, each generated image correlates with its nearest
+    real image of the batch at 0.5 or more on average (at the first step: noise, about 0.05)."""
+    tape = run("gan", seed=seed, iterations=1, **GAN_DRAWS)
+    real = next(t.value for t in tape.tensors if t.name == "x_real")
+    snapshots = dict(tape.meta["warmup"]["snapshots"])
+    _, first = nearest(snapshots[1]["x_fake"], real)
+    _, last = nearest(snapshots[GAN_DRAWS["warmup"]]["x_fake"], real)
+    assert first.mean() < 0.2
+    assert last.mean() >= 0.5, last
+    d_real, d_fake = (warmup_losses(tape, name) for name in ("D_real", "D_fake"))
+    assert len(d_real) == len(d_fake) == GAN_DRAWS["warmup"]
+
+
+# --- the VAE as a generator ---------------------------------------------------------------------
+
+def test_the_readme_vae_grid_shows_digits_morphing():
+    """The latent grid of the README's command: every image is close to some digit of the batch
+    (Pearson ≥ 0.5) and the grid holds at least two different digit classes."""
+    tape = run("vae", iterations=1, **VAE_GRID)
+    grid = next(t for t in tape.tensors if t.name == "[grid] x_hat")
+    assert grid.phase == "after" and grid.shape == (25, 784) and grid.op is not None
+    real, _ = mnist.load_batch(0, VAE_GRID["batch"], same_class=False)
+    which, corr = nearest(grid.value, real)
+    labels = mnist.load_labels()[which]
+    assert corr.min() >= 0.5, corr
+    assert len(set(labels.tolist())) >= 2, labels
+    assert labels[0] != labels[-1]  # opposite corners: different digits
+
+
+def test_the_latent_grid_and_the_samples():
+    grid = vae.latent_grid(3, 2)
+    assert grid.tolist() == [[-2, 2], [0, 2], [2, 2], [-2, 0], [0, 0], [2, 0], [-2, -2], [0, -2], [2, -2]]
+    assert vae.latent_grid(2, 4).tolist() == [[-2, 2, 0, 0], [2, 2, 0, 0], [-2, -2, 0, 0], [2, -2, 0, 0]]
+    assert vae.latent_grid(3, 1).tolist() == [[-2], [0], [2]]
+    assert vae.latent_grid(1, 2).tolist() == [[0, 0]]
+    tape = run("vae", iterations=1, grid=3, samples=2, latent=3)
+    after = {t.name: t for t in tape.tensors if t.phase == "after"}
+    assert after["z_grid"].value.tolist() == vae.latent_grid(3, 3).tolist()
+    assert after["z_prior"].shape == (2, 3) and after["z_prior"].attrs["role"] == "draw"
+    last = {t.name: t for t in tape.tensors if t.iteration == 1 and t.phase == "update"}
+    # the decoder reads the trained parameters: the last update's W3, b3, W4, b4
+    assert after["[grid] h_dec_pre"].inputs[1:] == (last["W3"], last["b3"])
+    assert after["[sample] x_logit"].inputs[1:] == (last["W4"], last["b4"])
+    z, W3, b3, W4, b4 = (t.value for t in (after["z_prior"], last["W3"], last["b3"], last["W4"], last["b4"]))
+    expected = 1 / (1 + np.exp(-(np.maximum(z @ W3 + b3, 0) @ W4 + b4)))
+    np.testing.assert_allclose(after["[sample] x_hat"].value, expected, rtol=1e-12)
+    assert not any(t.phase == "after" for t in run("vae", iterations=1, grid=0, samples=0).tensors)

@@ -1,0 +1,108 @@
+"""The workbook after a --warmup: the Overview's loss table and chart (warm-up values, then the
+traced formulas), the Inputs sheet's label, the Pictures sheet's snapshots (values) and the minima
+and maxima of the self-scaled pictures, the VAE's generation after training; all verified in
+LibreOffice."""
+
+from __future__ import annotations
+
+import re
+import zipfile
+
+import numpy as np
+import pytest
+
+from tracer.checks.verify import verify_workbook
+from tracer.models import training
+
+KEYS = ["vae-batch-warmup", "gan-warmup-adam-upscale"]
+
+
+@pytest.mark.parametrize("key", KEYS)
+def test_workbook_verifies_in_libreoffice(soffice, run_workbook, key):
+    report = verify_workbook(run_workbook(key))
+    assert report.ok, report.format()
+    assert report.n_formulas > 10_000
+
+
+def loss_table(book):
+    """(header row, {row: [cells of columns A…]}) of the overview's loss table."""
+    consts, forms = book.constants["Overview"], book.formulas["Overview"]
+    header = next(r for (r, c), v in consts.items() if c == 1 and v == "Iteration")
+    rows = {}
+    for (r, c) in list(consts) + list(forms):
+        if r > header:
+            rows.setdefault(r, {})[c] = forms.get((r, c), consts.get((r, c)))
+    return header, rows
+
+
+def test_the_overview_charts_warmup_values_then_traced_formulas(run_book, run_tape, run_workbook):
+    _, tape = run_tape("vae-batch-warmup")
+    book = run_book("vae-batch-warmup")
+    header, rows = loss_table(book)
+    steps = [rows[r] for r in sorted(rows) if isinstance(rows[r].get(1), (int, float))][:32]
+    assert [row[1] for row in steps] == list(range(1, 33))
+    series = tape.meta["warmup"]["series"]
+    for k, row in enumerate(steps[:30]):  # values: recon, KL, L of each warm-up step
+        assert [row[c] for c in (2, 3, 4)] == [float(series[n][k][0, 0]) for n in ("recon", "kl", "loss")]
+    for k, row in zip((31, 32), steps[30:]):  # formulas pointing at the traced iterations' cells
+        assert all(re.fullmatch(rf"'Iteration {k}'![A-Z]+\d+", row[c]) for c in (2, 3, 4)), row
+    assert "warm-up" in steps[0][5] and "formulas" in steps[30][5]
+    # the chart's series run over all 32 rows
+    with zipfile.ZipFile(run_workbook("vae-batch-warmup")) as z:
+        chart = z.read("xl/charts/chart1.xml").decode()
+    first, last = header + 1, header + 32
+    assert f"$B${first}:$B${last}" in chart and "warm-up" in chart
+    assert "Iteration 31" in book.sheetnames and "Iteration 32" in book.sheetnames
+
+
+def test_the_inputs_sheet_says_where_its_parameters_come_from(run_book):
+    book = run_book("vae-batch-warmup")
+    texts = [v for v in book.constants["Inputs"].values() if isinstance(v, str)]
+    note = next(t for t in texts if "warm-up steps" in t)
+    assert "30 warm-up steps" in note and "--seed 0" in note and "--batch 2" in note
+    assert sum("the value reached by the warm-up steps" in t for t in texts) == 10  # the 10 parameters
+
+
+def picture_labels(book):
+    return {(r, c): v for (r, c), v in book.constants["Pictures"].items() if isinstance(v, str)}
+
+
+def test_snapshots_are_labelled_values(run_book, run_tape):
+    _, tape = run_tape("gan-warmup-adam-upscale")
+    book = run_book("gan-warmup-adam-upscale")
+    labels = picture_labels(book)
+    steps = [int(m[1]) for v in labels.values() if (m := re.fullmatch(r"warm-up step (\d+)", v))]
+    assert steps == training.snapshot_steps(12)
+    numbers = [v for v in book.constants["Pictures"].values() if isinstance(v, float)]
+    per_snapshot = 2 * 784 + 2 * 56 * 56  # a batch of 2: x_fake and x_fake upscaled
+    assert len(numbers) == 6 * per_snapshot
+    last = dict(tape.meta["warmup"]["snapshots"])[12]["x_fake"]
+    assert set(last.ravel().tolist()) <= set(numbers)
+
+
+def test_self_scaled_pictures_show_their_min_and_max(run_book, run_tape):
+    _, tape = run_tape("vae-batch-warmup")
+    book = run_book("vae-batch-warmup")
+    forms = book.formulas["Pictures"]
+    mins = {rc: f for rc, f in forms.items() if f.startswith("MIN(")}
+    maxs = {rc: f for rc, f in forms.items() if f.startswith("MAX(")}
+    # x̂ stretched and ∂L/∂x̂ of 2 digits in 2 iterations
+    assert len(mins) == len(maxs) == 2 * 2 * 2
+    x_hat = next(t for t in tape.tensors if t.name == "x_hat" and t.iteration == 31)
+    lows = sorted(book.cached["Pictures"][rc] for rc in mins)
+    assert x_hat.value[0].min() in lows and x_hat.value[1].min() in lows
+    assert all(re.fullmatch(r"MIN\('Iteration 3[12]'![A-Z]+\d+:[A-Z]+\d+\)", f) for f in mins.values())
+    labels = picture_labels(book).values()
+    assert any("stretched" in v for v in labels) and any("0 white, 1 black" in v for v in labels)
+
+
+def test_the_vae_generates_after_training(run_book, run_tape):
+    _, tape = run_tape("vae-batch-warmup")
+    book = run_book("vae-batch-warmup")
+    assert "After training" in book.sheetnames
+    grid = next(t for t in tape.tensors if t.name == "[grid] x_hat")
+    assert grid.shape == (4, 784)
+    pointing = [f for f in book.formulas["Pictures"].values() if f.startswith("'After training'!")]
+    assert len(pointing) == 4 * 784 + 784  # the grid and the sample
+    cached = np.array(sorted(book.cached["After training"].values()), dtype=float)
+    assert np.isin(grid.value.ravel(), cached).all()
