@@ -28,7 +28,17 @@ CASES = {
     "skipgram-negative": ("skipgram", {"negative": 2, "corpus": "en"}),
     "attention-adam": ("attention", {"optimizer": "adam", "corpus": "en", "generate": 2}),
     "transformer": ("transformer", {"corpus": "en", "generate": 2, "d_ff": 8}),
+    "rnn-adam": ("rnn", {"corpus": "en", "optimizer": "adam", "generate": 2}),
+    "lstm": ("lstm", {"corpus": "en", "generate": 2}),
+    "bert": ("bert", {"corpus": "en"}),
 }
+
+
+def test_every_trainable_model_is_warmed_up_here():
+    """Every model with --warmup is in CASES but the mlp, whose iterations its file sets
+    (test_mlp_warmup_then_its_iterations below)."""
+    assert {m for m, _ in CASES.values()} | {"mlp"} == {
+        name for name, m in MODELS.items() if "warmup" in {f.name for f in dataclasses.fields(m.Config)}}
 
 
 def trace(model, **options):
