@@ -152,6 +152,30 @@ def run_book(run_workbook):
     return get
 
 
+@pytest.fixture(scope="session")
+def default_workbook(vae_workbook, run_workbook, tmp_path_factory):
+    """default_workbook(model, lang) -> path of the model's default workbook in that language, for
+    every registered model (made once; the ones RUNS or vae_workbook already made are reused)."""
+    from tracer import api
+
+    made: dict = {}
+
+    def get(model, lang="en"):
+        if (model, lang) not in made:
+            cfg = api.configure(model, lang)
+            if model == "vae":
+                path = vae_workbook(lang)
+            elif model in RUNS and lang == "en" and api.configure(RUNS[model][0], "en", **RUNS[model][1]) == cfg:
+                path = run_workbook(model, lang)
+            else:
+                path = tmp_path_factory.mktemp(f"default-{model}") / f"{model}_{lang}.xlsx"
+                api.Run(api.models.get(model), cfg, api.models.trace(api.models.get(model), cfg), lang).save(path)
+            made[(model, lang)] = path
+        return made[(model, lang)]
+
+    return get
+
+
 @dataclasses.dataclass
 class BookCells:
     """What a workbook holds, by sheet then (row, column), 1-based like openpyxl."""

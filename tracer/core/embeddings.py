@@ -129,6 +129,7 @@ class Nearest(Op):
     column, like numpy's stable sort."""
 
     name = "nearest"
+    integer = True
 
     def forward(self, cos, k=3, **attrs):
         order = np.argsort(-cos, axis=1, kind="stable")
@@ -149,7 +150,8 @@ OPS = {op.name: op for op in (EMBED, EMBED_GRAD, POS_ENCODING, COSINE, NEAREST)}
 
 def token_ids(tape, ids, name="ids", **attrs):
     """A constant (T, 1) column of token ids (for embed)."""
-    return tape.constant(name, np.asarray(ids, dtype=np.float64).reshape(-1, 1), **({"role": "data"} | attrs))
+    return tape.constant(name, np.asarray(ids, dtype=np.float64).reshape(-1, 1),
+                         **({"role": "data", "integer": True} | attrs))
 
 
 def embed(E, ids, name=None):
@@ -159,8 +161,8 @@ def embed(E, ids, name=None):
 
 def positional_encoding(tape, T, d, name="PE", pos_name="pos", dim_name="dim"):
     """Record the constants pos (T, 1) = 0 … T−1 and dim (1, d) = 0 … d−1, and PE (T, d)."""
-    pos = tape.constant(pos_name, np.arange(T, dtype=np.float64).reshape(T, 1), role="data")
-    dim = tape.constant(dim_name, np.arange(d, dtype=np.float64).reshape(1, d), role="data")
+    pos = tape.constant(pos_name, np.arange(T, dtype=np.float64).reshape(T, 1), role="data", integer=True)
+    dim = tape.constant(dim_name, np.arange(d, dtype=np.float64).reshape(1, d), role="data", integer=True)
     return tape.apply(POS_ENCODING, pos, dim, name=name)
 
 

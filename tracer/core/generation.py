@@ -49,6 +49,7 @@ class TakeRows(_AfterTraining):
     "take_rows" (see take_rows_op)."""
 
     name = "take_rows"
+    references = True
 
     def __init__(self, start, n):
         self.start, self.n = start, n
@@ -78,6 +79,7 @@ class AppendRow(_AfterTraining):
     """seq (m, 1), token (1, 1) → (m+1, 1): the text with the new token at the end."""
 
     name = "append_row"
+    references = True
 
     def forward(self, seq, tok, **attrs):
         if seq.shape[1] != 1 or tok.shape != (1, 1):
@@ -114,6 +116,7 @@ class Argmax(_AfterTraining):
     (numpy's argmax and MATCH's exact match both take the first)."""
 
     name = "argmax"
+    integer = True
 
     def forward(self, z, **attrs):
         return np.argmax(z, axis=1).reshape(-1, 1).astype(np.float64)
@@ -131,6 +134,7 @@ class Sample(_AfterTraining):
     the formula needs no MIN.  A token of probability 0 is never drawn."""
 
     name = "sample"
+    integer = True
 
     def forward(self, cum, u, **attrs):
         if u.shape != (cum.shape[0], 1):
@@ -148,6 +152,7 @@ class StackRows(_AfterTraining):
     """k ≥ 1 inputs (1, V) → (k, V): input r is row r (next-token probabilities by temperature)."""
 
     name = "stack_rows"
+    references = True
 
     def forward(self, *xs, **attrs):
         if not xs or any(x.shape != (1, xs[0].shape[1]) for x in xs):

@@ -159,6 +159,7 @@ class SliceCols(Op):
     just its slice of the gradient."""
 
     name = "slice_cols"
+    references = True
 
     def __init__(self, start, width):
         self.start, self.width = start, width
@@ -182,6 +183,7 @@ class PadCols(Op):
     `cols`).  Cell: a reference or 0."""
 
     name = "pad_cols"
+    references = True
 
     def __init__(self, start, width):
         self.start, self.width = start, width
@@ -222,6 +224,7 @@ class ConcatCols(Op):
     and column it comes from.  Gradient: input k gets slice_cols(offset_k, w_k) of g."""
 
     name = "concat_cols"
+    references = True
 
     def forward(self, *xs, **attrs):
         if len(xs) < 2:

@@ -21,6 +21,8 @@ import numpy as np
 
 class Op:
     name = "op"
+    integer = False  # every output cell is a whole number: an id, a count
+    references = False  # every output cell is a reference to an input cell (or 0): whole numbers stay whole
 
     def forward(self, *xs, **attrs):
         raise NotImplementedError
@@ -111,6 +113,7 @@ def same_way(c, a, b, op_name):
 
 ONE = Elementwise("one", lambda a: np.ones_like(a), "1")  # dL/dL = 1
 COPY = Elementwise("copy", lambda a: a.copy(), "{0}")
+COPY.references = True
 SUM_N = Elementwise("sum", lambda *xs: sum(xs), lambda refs: "+".join(refs))
 
 OPS = {op.name: op for op in (ONE, COPY, SUM_N)}

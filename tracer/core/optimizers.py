@@ -21,6 +21,7 @@ from tracer.core.op import Elementwise
 SGD = Elementwise("sgd", lambda p, lr, g: p - lr * g, "{0}-{1}*{2}")  # θ − lr · ∂L/∂θ
 # Adam: moments, bias correction, step; the counter t is a cell of its own
 INCREMENT = Elementwise("increment", lambda t: t + 1, "{0}+1")
+INCREMENT.integer = True  # a step counter
 ADAM_M = Elementwise("adam_m", lambda m, b, g: b * m + (1 - b) * g, "{1}*{0}+(1-{1})*{2}")
 ADAM_V = Elementwise("adam_v", lambda v, b, g: b * v + (1 - b) * g * g, "{1}*{0}+(1-{1})*{2}^2")
 BIAS_CORRECT = Elementwise("bias_correct", lambda m, b, t: m / (1 - b**t), "{0}/(1-{1}^{2})")
@@ -43,7 +44,7 @@ class Adam:
     def __init__(self, tape, lr, hypers: dict, params: dict, label: str = ""):
         self.tape, self.lr, self.h = tape, lr, hypers
         self.t_name = "t" + (f"_{label}" if label else "")
-        self.t = tape.constant(self.t_name, [[0.0]], phase="input", role="state")
+        self.t = tape.constant(self.t_name, [[0.0]], phase="input", role="state", integer=True)
         self.m = {k: tape.constant(f"m[{k}]", np.zeros(p.shape), phase="input", role="state") for k, p in params.items()}
         self.v = {k: tape.constant(f"v[{k}]", np.zeros(p.shape), phase="input", role="state") for k, p in params.items()}
 

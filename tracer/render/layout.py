@@ -30,6 +30,16 @@ def phase_style(t) -> str:
     return t.phase if t.iteration else "input"
 
 
+def whole_numbers(t, memo: dict) -> bool:
+    """Whether every cell of t is a whole number by construction (an id, a count, a position):
+    shown without decimals.  Marked constants, ops that make whole numbers, and references to
+    whole numbers."""
+    if id(t) not in memo:
+        memo[id(t)] = bool(t.attrs.get("integer")) or (t.op is not None and (
+            t.op.integer or (t.op.references and all(whole_numbers(u, memo) for u in t.inputs))))
+    return memo[id(t)]
+
+
 def block_cells(tape) -> int:
     """How many tensor cells the blocks hold (the length of a progress bar)."""
     return sum(t.value.size for t in tape.tensors if not on_overview(t))
@@ -150,6 +160,7 @@ class Block:
     note: str
     place: Place
     tokens: list | None = None  # a column of token ids also shown as text: the token of each row
+    whole: bool = False  # ids, counts, positions: shown without decimals
 
 
 @dataclass
@@ -258,6 +269,7 @@ class Layout:
         tt, tpl = self.tpl.t, self.tpl
         rows = {id(s): 0 for s in self.sheets}
         counters: dict[tuple, int] = {}
+        whole: dict[int, bool] = {}
         current: dict[int, str] = {}
         numbers: dict[int, int] = {}  # the current section number of each sheet
         chain = [self.inputs, *self.iters, *([self.after] if self.after else [])]
@@ -289,7 +301,7 @@ class Layout:
             p = self._fit(t, s.name, r + BLOCK_HEAD, 1)
             self.place[id(t)] = p
             title = f"{tpl.symbol(t.name)}    {t.shape[0]} × {t.shape[1]}    {tpl.describe(t)}"
-            block = Block(r, t, f"{sec}.{n}", title, tpl.equation(t), tpl.note(t), p)
+            block = Block(r, t, f"{sec}.{n}", title, tpl.equation(t), tpl.note(t), p, whole=whole_numbers(t, whole))
             if t.attrs.get("decode") and self.tokens and t.shape[1] == 1:  # ids read as text
                 block.tokens = [self.tape.meta["tokenized"].vocab[int(v)] for v in t.value[:, 0]]
             s.parts.append(block)

@@ -38,7 +38,9 @@ PHASE_COLORS = {  # title fill, cell fill
     "update": ("#A9D08E", "#E2EFDA"),
     "after": ("#FFD966", "#FFF2CC"),
 }
-NUMBER = "0.000000"
+NUMBER = "0.000000"  # real numbers: six decimals ...
+TINY = 1e-4  # ... except where |x| ≤ TINY: a conditional format shows them in scientific notation,
+TINY_FORMAT = "0.00E+00;-0.00E+00;0.000000"  # so no number other than 0 ever shows as 0.000000
 INFO_SHEET = "tracer"  # hidden, in a student's version: the exercise's recipe (tracer.checks.exercise)
 RTOL, ATOL = 1e-3, 1e-9  # what the self-check cells accept (and `tracer check` by default)
 SCALES = {
@@ -97,8 +99,9 @@ class _Styles:
         self.equation = f({"font_name": "Cambria Math", "font_size": 12})
         self.index = f({"font_color": "#808080", "align": "center"})
         self.link = f({"font_color": "#0563C1", "underline": 1})
-        self.hyper = f({"bg_color": "#FFF2CC", "border": 1, "num_format": "0.######"})
+        self.hyper = f({"bg_color": "#FFF2CC", "border": 1, "num_format": "General"})
         self.view = f({"num_format": NUMBER})
+        self.tiny = f({"num_format": TINY_FORMAT})  # the conditional format of |x| ≤ TINY
         self.token = f({"bold": True, "align": "center", "font_color": "#1F4E79"})
         self.pixel = f({"num_format": ";;;"})
         # a student's cell: white, framed, unlocked; the self-check verdict; its colours
@@ -107,11 +110,12 @@ class _Styles:
         self.check = f({"bold": True, "align": "center", "border": 1})
         self.right = f({"bg_color": "#C6EFCE", "font_color": "#006100"})
         self.wrong = f({"bg_color": "#FFC7CE", "font_color": "#9C0006"})
-        self.title, self.cell, self.section = {}, {}, {}
+        self.title, self.cell, self.whole, self.section = {}, {}, {}, {}
         for phase, (dark, light) in PHASE_COLORS.items():
             self.title[phase] = f({"bold": True, "bg_color": dark})
             self.section[phase] = f({"bold": True, "font_size": 14, "bg_color": dark})
             self.cell[phase] = f({"bg_color": light, "num_format": NUMBER, "border": 1, "border_color": "#D9D9D9"})
+            self.whole[phase] = f({"bg_color": light, "border": 1, "border_color": "#D9D9D9"})  # General: 3, not 3.000000
 
     def named(self, name):
         if name.startswith("section_"):
@@ -145,6 +149,7 @@ class _Writer:
         ex = layout.exercise  # a student's version: blank blocks, and values that would tell
         self.blank = ex.blank_ids if ex else set()
         self.hidden = ex.hidden if ex else set()
+        self.decimals: list[str] = []  # the sheet's ranges in six decimals, for the conditional format of tiny values
 
     def value(self, t, v):
         """The value stored with a formula: none ("") when it is computed from a student's cells."""
@@ -167,10 +172,15 @@ class _Writer:
         if sheet.freeze != (0, 0):
             ws.freeze_panes(*sheet.freeze)
         last = -1  # constant-memory mode: rows must be written in order, parts must not overlap
+        self.decimals = []
         for part in sorted(sheet.parts, key=lambda p: (p.row, getattr(p, "col", 0))):
             if part.row <= last and not isinstance(part, (Chart, Text, Link)):
                 raise AssertionError(f"parts of {sheet.name} overlap at row {part.row}")
             last = max(last, getattr(self, "_" + type(part).__name__.lower())(ws, sheet, part))
+        if self.decimals:  # one rule for the whole sheet: a tiny value in scientific notation
+            ws.conditional_format(self.decimals[0], {"type": "cell", "criteria": "between", "minimum": -TINY,
+                                                     "maximum": TINY, "format": self.st.tiny,
+                                                     "multi_range": " ".join(self.decimals)})
 
     # each part writer returns the row it reached
     def _text(self, ws, sheet, p: Text):
@@ -191,9 +201,11 @@ class _Writer:
             elif t is None:
                 ws.write_string(p.row, col, str(text), self.st.text)
             elif t.value.size == 1:
+                self.decimals.append(f"{COLS[col]}{p.row + 1}")
                 ws.write_formula(p.row, col, "=" + self.layout.place[id(t)].addr(0, 0, sheet.name),
                                  self.st.view, self.value(t, float(t.value[0, 0])))
             else:  # a batch of values (e.g. D(x) of N digits): their mean
+                self.decimals.append(f"{COLS[col]}{p.row + 1}")
                 rows, cols = t.shape
                 ws.write_formula(p.row, col, f"=AVERAGE({self.layout.place[id(t)].span(0, 0, rows - 1, cols - 1, sheet.name)})",
                                  self.st.view, self.value(t, float(t.value.mean())))
@@ -244,7 +256,9 @@ class _Writer:
             ws.write_number(r + 3, p.col0 + c, c + 1, st.index)
         if b.tokens:  # constant-memory mode: a row's cells before the next row's
             ws.write_string(r + 3, p.col0 + n_cols, self.layout.tpl.t("tokens_token"), st.index)
-        fmt = st.cell[phase]
+        fmt = st.whole[phase] if b.whole else st.cell[phase]
+        if not (b.whole or blank):
+            self.decimals.append(f"{COLS[p.col0]}{p.row0 + 1}:{COLS[p.col0 + n_cols - 1]}{p.row0 + n_rows}")
         grid = (t.value.T if p.transposed else t.value).tolist()  # as displayed
         cells = Cells(self.layout, t) if t.op else None  # constants are plain numbers
         for dr, values in enumerate(grid):
