@@ -27,7 +27,7 @@ SAFE = ("General", ";;;")  # General turns to scientific by itself; ;;; shows no
 
 def tiny_rule(rule, fmt) -> bool:
     """The conditional format that shows every |x| ≤ TINY in scientific notation, both signs."""
-    bounds = sorted(float(f.text) for f in rule.iter("{%s}formula" % NS["m"]))
+    bounds = sorted(float(f.text) for f in rule.iter(f"{{{NS['m']}}}formula"))
     sections = (fmt or "").split(";")
     return (rule.get("type") == "cellIs" and rule.get("operator") == "between" and bounds == [-TINY, TINY]
             and len(sections) >= 2 and all("E+" in s for s in sections[:2]))

@@ -43,7 +43,7 @@ class SheetParts:
 
 
 def _q(tag):
-    return "{%s}%s" % (NS["m"], tag)
+    return f"{{{NS['m']}}}{tag}"
 
 
 def read_parts(path: Path) -> list[SheetParts]:
@@ -71,7 +71,7 @@ def read_parts(path: Path) -> list[SheetParts]:
             names.setdefault(dn.get("localSheetId"), {})[dn.get("name")] = dn.text
         out = []
         for k, sh in enumerate(book.iter(_q("sheet"))):
-            target = targets[sh.get("{%s}id" % NS["r"])].lstrip("/")
+            target = targets[sh.get(f"{{{NS['r']}}}id")].lstrip("/")
             target = target if target.startswith("xl/") else "xl/" + target
             parts = SheetParts(sh.get("name"), sh.get("state") in ("hidden", "veryHidden"))
             local = names.get(str(k), {})

@@ -54,6 +54,9 @@ class TakeRows(_AfterTraining):
     def __init__(self, start, n):
         self.start, self.n = start, n
 
+    def params(self):
+        return {"start": self.start, "n": self.n}
+
     def forward(self, x, **attrs):
         if self.start < 0 or self.n < 1 or self.start + self.n > x.shape[0]:
             raise ValueError(f"take_rows: rows {self.start} … {self.start + self.n - 1} "

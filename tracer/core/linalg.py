@@ -164,6 +164,9 @@ class SliceCols(Op):
     def __init__(self, start, width):
         self.start, self.width = start, width
 
+    def params(self):
+        return {"start": self.start, "width": self.width}
+
     def forward(self, x, **attrs):
         if self.start + self.width > x.shape[1]:
             raise ValueError(f"slice_cols: columns {self.start} … {self.start + self.width - 1} "
@@ -187,6 +190,9 @@ class PadCols(Op):
 
     def __init__(self, start, width):
         self.start, self.width = start, width
+
+    def params(self):
+        return {"start": self.start, "width": self.width}
 
     def forward(self, g, cols=None, **attrs):
         if cols is None or cols < self.start + self.width:

@@ -33,6 +33,11 @@ class Op:
     def formula(self, c, i, j) -> str:
         raise NotImplementedError
 
+    def params(self) -> dict:
+        """What an op of a family (a slice of columns, a block of rows) fixes, for its equation and
+        words: e.g. {"start": 2} for the rows taken from the third on."""
+        return {}
+
 
 def record(op, *xs, name=None, **attrs):
     """Apply op to the tensors xs on their tape and record the result."""

@@ -140,7 +140,7 @@ def settings(spec) -> dict:
     out = {"title": spec.title} if spec.title else {}
     out |= {
         "config": Path(spec.source).name,
-        "layers": "-".join(str(n) for n in [spec.inputs.shape[1]] + [layer.units for layer in spec.layers]),
+        "units": "-".join(str(n) for n in [spec.inputs.shape[1]] + [layer.units for layer in spec.layers]),
         "activations": ", ".join(layer.activation for layer in spec.layers),
         "loss": f"{spec.loss} ({spec.loss_name})",
         "optimizer": spec.optimizer,

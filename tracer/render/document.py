@@ -5,6 +5,7 @@
 
     ("title", text)  ("para", text)  ("heading", text)  ("subheading", text)
     ("equations", [equation, ...])
+    ("settings", heading, [(label, value), ...])   the options: each value as typed (code)
     ("tensor", symbol, shape, description, equation, note)
     ("table", caption, header, rows)   a cell is text (str), a number (int or float),
                                        a matrix (2-D numpy array) or the first entries (list)
@@ -181,10 +182,10 @@ def build(tape, tpl: Template, config: dict | None = None) -> Document:
     runs = [(section, list(ts)) for section, ts in groupby(first, key=lambda t: t.section)]
 
     blocks: list = [("title", tpl.m("title")), ("para", tpl.m("intro"))]
-    config = tape.meta.get("settings") or config  # a run may describe its own settings
+    own = tape.meta.get("settings")  # a run may describe its own settings
+    config = own or config
     if config:
-        blocks.append(("para", f"{w('settings')}: " + ", ".join(
-            f"{k} = {'-' if v is None else v}" for k, v in config.items())))
+        blocks.append(("settings", w("settings"), tpl.settings(config, options=not own)))
     blocks += [("heading", w("model")), ("equations", tpl.equations())]
 
     blocks += [("heading", w("loop")), ("para", w("loop_intro", k=1))]
@@ -261,6 +262,8 @@ def to_markdown(doc: Document) -> str:
             out.append(f"### {md(a[0])}\n")
         elif kind == "para":
             out.append(md(a[0]) + "\n")
+        elif kind == "settings":
+            out.append(f"**{md(a[0])}:** " + "; ".join(f"{md(label)} = {md_code(str(value))}" for label, value in a[1]) + "\n")
         elif kind == "equations":
             out.append("```text\n" + "".join(eq + "\n" for eq in a[0]) + "```\n")
         elif kind == "tensor":
@@ -326,6 +329,9 @@ def to_latex(doc: Document) -> str:
             out.append(rf"\subsection*{{{tex(a[0])}}}")
         elif kind == "para":
             out.append(tex(a[0]) + r"\par")
+        elif kind == "settings":
+            out.append(rf"\textbf{{{tex(a[0])}:}} " + "; ".join(rf"{tex(label)} = \texttt{{{tex(str(value))}}}"
+                                                            for label, value in a[1]) + r"\par")
         elif kind == "equations":
             out.append("".join(rf"\hspace*{{2em}}{tex(eq)}\par" + "\n" for eq in a[0]))
         elif kind == "tensor":

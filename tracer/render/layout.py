@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from tracer.core.tape import PHASES
 from tracer.errors import TracerError
 from tracer.render.template import Template
 
@@ -273,6 +274,8 @@ class Layout:
         current: dict[int, str] = {}
         numbers: dict[int, int] = {}  # the current section number of each sheet
         chain = [self.inputs, *self.iters, *([self.after] if self.after else [])]
+        shown = {phase_style(t) for t in self.tape.tensors if not on_overview(t)}
+        legend = tt("legend", " · ".join(tt("legend_" + phase) for phase in PHASES if phase in shown))
         for k, s in enumerate(chain):  # k = 0 for the inputs
             head = tt("inputs") if k == 0 else s.name
             s.parts.append(Text(0, 1, head, "sheet_title"))
@@ -281,7 +284,7 @@ class Layout:
                 s.parts.append(Link(0, 6, f"← {chain[k - 1].name}", chain[k - 1].name, 0))
                 if k + 1 < len(chain):
                     s.parts.append(Link(0, 8, f"{chain[k + 1].name} →", chain[k + 1].name, 0))
-            s.parts.append(Text(1, 1, tt("legend"), "note"))
+            s.parts.append(Text(1, 1, legend, "note"))
             rows[id(s)] = 3
         for t in self.tape.tensors:
             if on_overview(t):
@@ -315,7 +318,7 @@ class Layout:
     def _lay_tokens(self, tok):
         s, tt = self.tokens, self.tpl.t
         parts = s.parts
-        parts += [Text(0, 0, tt("tokens_title", kind=tok.kind), "sheet_title"),
+        parts += [Text(0, 0, tt("tokens_title", kind=tt("tokenizer_" + tok.kind)), "sheet_title"),
                   Link(0, 6, tt("back"), self.overview.name, 0), Text(1, 0, tt("tokens_note"), "note")]
         r, width = 3, 2
         parts.append(Text(r, 0, tt("tokens_sentences"), "heading"))
@@ -348,8 +351,9 @@ class Layout:
                 others = "; ".join(f"{a} + {b}: {c}" for (a, b), c in m.competitors)
                 parts.append(Views(r, [(0, None, n), (1, None, f"{m.pair[0]} + {m.pair[1]}"), (2, None, m.count),
                                        (3, None, m.token), (4, None, others or "-")]))
-            if tok.stop_reason:
-                parts.append(Text(r + 1, 0, tok.stop_reason, "note"))
+            if tok.stop:
+                parts.append(Text(r + 1, 0, tt("tokens_stop_" + tok.stop, done=len(tok.merges),
+                                               requested=tok.merges_requested), "note"))
         s.width = max(width, 6)
 
     # -- pictures -------------------------------------------------------------------------------
@@ -400,14 +404,9 @@ class Layout:
             r += 1
         r += 1
         parts.append(Text(r, 0, tt("settings"), "heading"))
-        hyper_names = {t.name.lower() for t in self.hypers}
-        for key, value in self.config.items():
-            if key.lower() in hyper_names:
-                continue  # shown above as a named cell
-            if value is None:
-                value = tt("default_" + key) if "default_" + key in self.tpl.words else "-"
+        hyper_names = {t.name.lower() for t in self.hypers}  # shown above as named cells
+        for label, value in tpl.settings(self.config, "settings" not in self.tape.meta, hyper_names):
             r += 1
-            label = self.tpl.setting(key, option="settings" not in self.tape.meta)
             parts.append(Views(r, [(0, None, label), (2, None, value)]))
         label = self.tape.meta.get("label")
         if label is not None:

@@ -24,6 +24,7 @@ RUN = re.compile(r"\[([^\]]*)\] (.+)")  # a tensor of one generation step: "[gre
 # a transformer block's tensor: b2.LN1 (block 2), b1.h2.Q (block 1, head 2); the template's entry
 # is "b.LN1" or "b.h.Q", whose {b} and {h} become the block and head numbers
 BLOCK = re.compile(r"b(\d+)\.(?:h(\d+)\.)?(.+)")
+FUNCTION = re.compile(r"\b[A-Z][A-Z.]*[A-Z]\b")  # a spreadsheet function's name in a note: SUMPRODUCT
 SUP = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 SUB = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
 
@@ -62,22 +63,48 @@ class Template:
         """The template of a traced run: its model's, plus the texts the run carries."""
         return cls(tape.meta["model"], lang, tape.meta.get("tensors"))
 
-    def t(self, key: str, **fmt) -> str:
+    def t(self, key: str, *args, **fmt) -> str:
         """A label of common.toml in the chosen language."""
-        return self.words[key].format(**fmt)
+        return self.words[key].format(*args, **fmt)
 
     def m(self, key: str) -> str:
         """A text of the model template in the chosen language."""
-        return self.model[key][self.lang]
+        return self.local_functions(self.model[key][self.lang])
+
+    def local_functions(self, text: str) -> str:
+        """The text, and where it names spreadsheet functions whose name differs in a spreadsheet
+        in the chosen language (SUMPRODUCT is SUMAPRODUCTO in a Spanish one), both names."""
+        names = self.common["functions"].get(self.lang, {})
+        found = [f for f in dict.fromkeys(FUNCTION.findall(text)) if f in names and names[f] != f]
+        if not found:
+            return text
+        both = ", ".join(self.words["function_pair"].format(en=f, local=names[f]) for f in found)
+        return f"{text} ({self.words['functions_local'].format(both)})"
 
     def setting(self, key: str, option: bool = True) -> str:
         """The label of a setting on the overview: its meaning in words and, for a command-line
-        option, the option itself."""
-        words = self.common["settings"].get(key, {}).get(self.lang)
+        option, the option itself (the model template's own label first, then common.toml's)."""
+        words = (self.model.get("settings", {}).get(key, {}).get(self.lang)
+                 or self.common["settings"].get(key, {}).get(self.lang))
         flag = "--" + key.replace("_", "-")
         if not option:
             return words or key
         return f"{words}  ({flag})" if words else flag
+
+    def settings(self, config: dict, options: bool = True, skip=()) -> list[tuple[str, object]]:
+        """(label, value) of each setting of an export, in order: `options` when the keys are the
+        command's options (else a run's own description of itself, e.g. an mlp file's choices);
+        the keys in `skip` (lower case) are left out (hyperparameters, shown as named cells)."""
+        rows = []
+        for key, value in config.items():
+            if key.lower() in skip:
+                continue
+            if value is None:
+                value = self.t("default_" + key) if "default_" + key in self.words else "-"
+            elif isinstance(value, dict):  # a text in each language (an mlp file's title)
+                value = value.get(self.lang) or next(iter(value.values()))
+            rows.append((self.setting(key, option=options), value))
+        return rows
 
     def losses(self, tape) -> list[str]:
         """The names of the losses the overview charts: the run's own (an mlp file names its
@@ -119,7 +146,7 @@ class Template:
         b, h, base = block[1], block[2], block[3]
         entry = self.model.get("tensors", {}).get(f"b.h.{base}" if h else f"b.{base}", {})
         marks = {"b": f"⁽{b.translate(SUP)}⁾", "h": (h or "").translate(SUB)}  # symbols: Q₁⁽¹⁾
-        return {k: v.format(**(marks if k == "symbol" else {"b": b, "h": h})) for k, v in entry.items()}
+        return {k: v.format(**(marks if k.startswith("symbol") else {"b": b, "h": h})) for k, v in entry.items()}
 
     def _own(self, name: str) -> dict | None:
         return (self.extra.get(name) or self.model.get("tensors", {}).get(name)
@@ -137,8 +164,11 @@ class Template:
             return f"{self.common['state'][state[1]]['symbol']}({self.symbol(state[2])})"
         run = RUN.fullmatch(name)
         if run:  # which generation step: P [τ2 1] is step 1 of the sampling at temperature 2
-            return f"{self.symbol(run[2])} [{run[1]}]"
-        return self._entry(name).get("symbol", name)
+            chain, _, step = run[1].partition(" ")
+            chain = self.words.get("chain_" + chain, chain)  # greedy: its word in the language
+            return f"{self.symbol(run[2])} [{chain}{' ' + step if step else ''}]"
+        entry = self._entry(name)
+        return entry.get(f"symbol_{self.lang}") or entry.get("symbol", name)
 
     def describe(self, t) -> str:
         """One line saying what the tensor is."""
@@ -156,23 +186,28 @@ class Template:
             text = f"{text} ({self.words['update_word']})"
         return text
 
+    def _local(self, entry: dict, key: str):
+        """entry's `key` in the chosen language (key_es) where it has one, else its own."""
+        return entry.get(f"{key}_{self.lang}", entry.get(key))
+
     def equation(self, t) -> str:
         entry = self._entry(t.name)
         if "equation" in entry:
-            return entry["equation"]
+            return self._local(entry, "equation")
         if t.op is None:
             return ""
         syms = [self.symbol(u.name) for u in t.inputs]
-        pattern = self.common["ops"][t.op.name]["equation"]
-        return pattern.format(*syms, out=self.symbol(t.name), all=" + ".join(syms))
+        pattern = self._local(self.common["ops"][t.op.name], "equation")
+        return pattern.format(*syms, out=self.symbol(t.name), all=" + ".join(syms), **t.op.params())
 
     def note(self, t) -> str:
         """The cell formula in words (constants say what kind of constant they are)."""
         entry = self._entry(t.name)
         if f"note_{self.lang}" in entry:
-            return entry[f"note_{self.lang}"]
+            return self.local_functions(entry[f"note_{self.lang}"])
         if t.op is None:
             what = self.words["constant_" + t.attrs.get("source", t.attrs.get("role", "data"))]
             return self.words["constant"].format(what=what)
         syms = [self.symbol(u.name) for u in t.inputs]
-        return self.common["ops"][t.op.name][self.lang].format(*syms, all=" + ".join(syms))
+        text = self.common["ops"][t.op.name][self.lang].format(*syms, all=" + ".join(syms), **t.op.params())
+        return self.local_functions(text)
