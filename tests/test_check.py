@@ -250,3 +250,15 @@ def test_scores_add_up(exercise, tmp_path):
     result = grade(filled, Tolerance())
     assert sum(result.total(s) for s in (RIGHT, OWN, CARRIED, MISSING)) == result.total()
     assert math.isclose(result.score, 100 * result.total(RIGHT) / result.total())
+
+
+def test_a_number_typed_as_text_gets_a_hint(exercise, tmp_path, run_main):
+    """'0,35891648' typed where the spreadsheet expects a decimal point is text: wrong, and the
+    report says why."""
+    cells = answers(exercise)
+    first = cells[0]
+    typed = f"{first[-1]:.8f}".replace(".", ",")
+    filled = fill(exercise, tmp_path / "comma.xlsx", value=lambda c: typed if (c[0].key, *c[1:3]) == (first[0].key, *first[1:3]) else c[-1])
+    code, out, err = run_main("check", filled)
+    assert code == 1 and f"you wrote '{typed}'" in out
+    assert f"'{typed}' is text, not a number: type it as a number, with a decimal point: {typed.replace(',', '.')}" in out

@@ -161,3 +161,38 @@ def test_team_wording():
     for new in ("Propagación hacia adelante", "Retropropagación", "conexión residual", "desviación estándar",
                 "complete las celdas"):
         assert new in es, new
+
+
+def test_check_answers_in_spanish(tmp_path, run_main):
+    """A Spanish exercise is graded in Spanish: the report, the Grade sheet and every cell note; a
+    number typed with a decimal comma where the spreadsheet reads text gets a hint that says so."""
+    from openpyxl import load_workbook
+    from student import answers, fill
+
+    exercise = tmp_path / "ejercicio.xlsx"
+    code, _, err = run_main("exercise", "mlp", "--blank", "update", "--lang", "es", "-o", exercise)
+    assert code == 0, err
+    cells = answers(exercise)
+    text, wrong, missing = cells[0], cells[1], cells[2]
+    as_text = f"{text[-1]:.8f}".replace(".", ",")  # "0,35891648": text to an English spreadsheet
+
+    def key(c):
+        return c[0].key, c[1], c[2]
+
+    def value(c):
+        return as_text if key(c) == key(text) else c[-1] + 1 if key(c) == key(wrong) else c[-1]
+
+    filled = fill(exercise, tmp_path / "resuelto.xlsx", value=value, skip=lambda c: key(c) == key(missing))
+    report = tmp_path / "corregido.xlsx"
+    code, out, err = run_main("check", filled, "--report", report)
+    assert code == 1, err
+    lines = out.splitlines()[:-1]  # the last line is the command's own: wrote … cells marked
+    assert any("nota:" in line for line in lines) and any("errores propios 2" in line for line in lines)
+    assert f"'{as_text}' es texto, no un número" in out and text[-1] != 0
+    assert english_in([("salida", line) for line in lines]) == []
+    wb = load_workbook(report)
+    assert wb.sheetnames[0] == "Calificación"
+    grade_lines = [("Calificación", c.value) for row in wb["Calificación"].iter_rows() for c in row if c.value]
+    notes = [(ws.title, c.comment.text) for ws in wb.worksheets for row in ws.iter_rows() for c in row if c.comment]
+    assert len(notes) == 3 and any("es texto, no un número" in n for _, n in notes)
+    assert english_in(grade_lines + notes) == []
