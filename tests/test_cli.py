@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from tracer import __version__
+from tracer.cli import MODELS
 from tracer.data import mnist
 
 
@@ -65,6 +66,24 @@ def test_models():
     assert result.returncode == 0 and result.stderr == ""
     assert result.stdout.split()[0] == "vae"
     assert "variational autoencoder" in result.stdout
+    lines = result.stdout.splitlines()
+    starts = {len(line) - len(line[len(line.split()[0]):].lstrip()) for line in lines}
+    assert len(lines) == len(MODELS) and len(starts) == 1  # every summary starts in the same column
+
+
+def test_help_reads_well(run_main):
+    """"Trace the {SUMMARY}": no summary starts with an article ("Trace the a …")."""
+    for name, model in MODELS.items():
+        assert model.SUMMARY.split()[0].lower() not in ("a", "an", "the", "one"), name
+        code, out, _ = run_main("run", name, "--help")
+        assert code == 0 and f"Trace the {model.SUMMARY.split()[0]}" in " ".join(out.split())
+
+
+def test_gradcheck_counts_its_iterations_in_english(run_main):
+    code, out, _ = run_main("gradcheck", "mlp")
+    assert code == 0 and "over 1 iteration:" in out
+    code, out, _ = run_main("gradcheck", "vae", "--hidden", 2, "--iterations", 2, "--sample", 2)
+    assert code == 0 and "over 2 iterations:" in out
 
 
 def test_run_vae_writes_the_workbook(tmp_path):

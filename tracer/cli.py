@@ -79,8 +79,9 @@ def cli():
 @cli.command()
 def models():
     """List the models, one line each."""
+    width = max(map(len, MODELS))
     for name, m in MODELS.items():
-        click.echo(f"{name:<10} {m.SUMMARY}")
+        click.echo(f"{name:<{width}}  {m.SUMMARY}")
 
 
 @cli.group(cls=ModelGroup, context_settings=CONTEXT)
@@ -227,7 +228,8 @@ def _make_gradcheck(model):
                 click.echo(line)
             worst, ok = max(worst, report.max_rel), ok and report.ok
             iterations.add(report.iteration)
-        click.echo(f"{model.NAME}: largest relative error over {len(iterations)} iterations: {worst:.2e}"
+        n = len(iterations)
+        click.echo(f"{model.NAME}: largest relative error over {n} iteration{'s' if n != 1 else ''}: {worst:.2e}"
                    f" -> {'OK' if ok else 'FAILED'}")
         return 0 if ok else 1
     return command

@@ -1,4 +1,5 @@
-"""The models tracer can trace: each module has NAME, SUMMARY, LOSSES, Config (a dataclass whose fields
+"""The models tracer can trace: each module has NAME, SUMMARY (what it is, without an article: the
+help says "Trace the {SUMMARY}"), LOSSES, Config (a dataclass whose fields
 are the options, checked by `validate`) and trace(config) -> Tape.  `trace` runs one as every
 command does: options checked, a diverging run refused in one line."""
 

@@ -28,7 +28,7 @@ from tracer.models.next_token import positions, train
 
 NAME = "attention"
 LOSSES = ("loss",)
-SUMMARY = "one causal self-attention layer learning to predict the next token"
+SUMMARY = "causal self-attention layer learning to predict the next token"
 
 
 @dataclass

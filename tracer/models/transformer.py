@@ -40,7 +40,7 @@ from tracer.models.next_token import positions, train
 
 NAME = "transformer"
 LOSSES = ("loss",)
-SUMMARY = "a decoder-only transformer (multi-head attention, LayerNorm, feed-forward) learning the next token"
+SUMMARY = "decoder-only transformer (multi-head attention, LayerNorm, feed-forward) learning the next token"
 ACTIVATIONS = {"relu": relu, "gelu": gelu}
 
 
