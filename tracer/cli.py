@@ -16,6 +16,7 @@ from tracer.errors import TracerError
 MODELS = api.MODELS
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+EXAMPLE_VARIANT = {"mlp": "xor", "gan": "upscale4"}  # the --help's example of a default output name
 
 
 def loss_summary(run) -> str:
@@ -108,11 +109,12 @@ def _make_run(model):
     @run.command(name=model.NAME, help=f"Trace the {model.SUMMARY}.", context_settings=CONTEXT)
     @model_options(model)
     @output_options(f": .xlsx (workbook), .tex or .md (walkthrough document), .json or .csv (trace)  "
-                    f"[default: outputs/{model.NAME}.xlsx]")
+                    f"[default: outputs/{model.NAME}.xlsx; options that differ from the defaults join the name, "
+                    f"e.g. outputs/{model.NAME}-{EXAMPLE_VARIANT.get(model.NAME, 'adam')}.xlsx]")
     def command(lang, output, **kwargs):
         start = time.perf_counter()
         options = options_of(model, kwargs)
-        path = api.check_output(output or api.default_path(model.NAME, lang))
+        path = api.check_output(output or api.default_path(model.NAME, lang, config=api.configure(model.NAME, lang, **options)))
         r = api.run(model.NAME, lang, **options)
         if path.suffix.lower() == ".xlsx":
             with _progress(r.size, path) as bar:
@@ -155,11 +157,13 @@ def _make_exercise(model):
     @click.option("--self-check", is_flag=True,
                   help="add a cell beside each blank block that turns green (✓) or red (✗) as the student "
                        "fills it in.  WARNING: the file then contains the answers (on a hidden sheet)")
-    @output_options(f" (.xlsx)  [default: outputs/{model.NAME}_exercise.xlsx]")
+    @output_options(f" (.xlsx)  [default: outputs/{model.NAME}_exercise.xlsx, with the options that differ "
+                    "from the defaults in the name]")
     def command(lang, output, blank, blank_iterations, self_check, **kwargs):
         start = time.perf_counter()
         options = options_of(model, kwargs)
-        path = api.exercise_path(output or api.default_path(model.NAME, lang, "_exercise"))
+        path = api.exercise_path(output or api.default_path(model.NAME, lang, "_exercise",
+                                                            api.configure(model.NAME, lang, **options)))
         r = api.run(model.NAME, lang, **options)
         layout, ex = api.lay_out_exercise(r, blank, blank_iterations, self_check)
         with _progress(r.size, path) as bar:

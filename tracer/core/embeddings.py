@@ -130,6 +130,7 @@ class Nearest(Op):
 
     name = "nearest"
     integer = True
+    token_ids = True
 
     def forward(self, cos, k=3, **attrs):
         order = np.argsort(-cos, axis=1, kind="stable")
@@ -151,7 +152,7 @@ OPS = {op.name: op for op in (EMBED, EMBED_GRAD, POS_ENCODING, COSINE, NEAREST)}
 def token_ids(tape, ids, name="ids", **attrs):
     """A constant (T, 1) column of token ids (for embed)."""
     return tape.constant(name, np.asarray(ids, dtype=np.float64).reshape(-1, 1),
-                         **({"role": "data", "integer": True} | attrs))
+                         **({"role": "data", "integer": True, "decode": True} | attrs))
 
 
 def embed(E, ids, name=None):

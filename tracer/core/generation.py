@@ -120,6 +120,7 @@ class Argmax(_AfterTraining):
 
     name = "argmax"
     integer = True
+    token_ids = True
 
     def forward(self, z, **attrs):
         return np.argmax(z, axis=1).reshape(-1, 1).astype(np.float64)
@@ -138,6 +139,7 @@ class Sample(_AfterTraining):
 
     name = "sample"
     integer = True
+    token_ids = True
 
     def forward(self, cum, u, **attrs):
         if u.shape != (cum.shape[0], 1):

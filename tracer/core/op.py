@@ -23,6 +23,7 @@ class Op:
     name = "op"
     integer = False  # every output cell is a whole number: an id, a count
     references = False  # every output cell is a reference to an input cell (or 0): whole numbers stay whole
+    token_ids = False  # every output cell is a token id (of the run's vocabulary)
 
     def forward(self, *xs, **attrs):
         raise NotImplementedError
@@ -37,6 +38,15 @@ class Op:
         """What an op of a family (a slice of columns, a block of rows) fixes, for its equation and
         words: e.g. {"start": 2} for the rows taken from the third on."""
         return {}
+
+
+def holds_token_ids(t, memo: dict) -> bool:
+    """Whether every cell of t is a token id: ids given as such (attribute decode), ids an op
+    picks (argmax, sample, nearest), and references to token ids (a text, a window, a copy)."""
+    if id(t) not in memo:
+        memo[id(t)] = bool(t.attrs.get("decode")) or (t.op is not None and (
+            t.op.token_ids or (t.op.references and all(holds_token_ids(u, memo) for u in t.inputs))))
+    return memo[id(t)]
 
 
 def record(op, *xs, name=None, **attrs):

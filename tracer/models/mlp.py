@@ -42,7 +42,7 @@ class Config:
     """The options of `tracer run mlp`: just the file; everything else is in it."""
 
     config: str = opt(None, f"the network as a TOML file, or a shipped example: {', '.join(examples())} "
-                            f"[default: {DEFAULT_EXAMPLE}]", path=True)
+                            f"[default: {DEFAULT_EXAMPLE}]", path=True, default_is=DEFAULT_EXAMPLE)
 
     def __post_init__(self):
         self.spec = load(self.config)  # checked: a malformed file is a one-line TracerError

@@ -3,8 +3,13 @@ the walkthrough as a document, .tex (LaTeX) or .md (Markdown): see tracer.render
 
 JSON: {"model", "config", "tensors": [{"name", "iteration", "phase", "section", "shape", "value",
 "op", "inputs"}]} where inputs are [{"name", "iteration"}] (a parameter of iteration k+1 is the update
-record of iteration k).  CSV: iteration, phase, tensor, index, value with one row per element;
-index is the row-major position within the tensor.
+record of iteration k).  A language model's also has "tokenizer", "vocab" (the token of each id) and
+"generated" (each text after training), and each record of token ids its "tokens" (shaped like value).
+
+CSV: iteration, phase, tensor, index, row, col, value, token with one row per element; index is the
+row-major position within the tensor, (row, col) its place, so any tensor can be rebuilt from the
+CSV alone; token is the token of an id (a language model's), else empty.  A language model's CSV
+also has the vocabulary as the rows of the tensor "vocab" (value: the id, token: its text).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import json
 import os
 from pathlib import Path
 
+from tracer.core.op import holds_token_ids
 from tracer.errors import TracerError
 from tracer.render.atomic import atomic_text
 
@@ -37,9 +43,24 @@ def check_output(path: Path) -> Path:
     return path
 
 
+COLUMNS = ["iteration", "phase", "tensor", "index", "row", "col", "value", "token"]
+
+
+def tokens_of(tape):
+    """t -> the token texts of its ids (same shape as its value), for the tensors that hold token
+    ids; {} for a model without a vocabulary."""
+    tok = tape.meta.get("tokenized")
+    if tok is None:
+        return lambda t: None
+    memo: dict = {}
+    return lambda t: ([[tok.vocab[int(v)] for v in row] for row in t.value.tolist()]
+                      if holds_token_ids(t, memo) else None)
+
+
 def records(tape):
+    tokens = tokens_of(tape)
     for t in tape.tensors:
-        yield {
+        rec = {
             "name": t.name,
             "iteration": t.iteration,
             "phase": t.phase,
@@ -49,26 +70,45 @@ def records(tape):
             "op": t.op.name if t.op else "input",
             "inputs": [{"name": u.name, "iteration": u.iteration} for u in t.inputs],
         }
+        text = tokens(t)
+        if text is not None:
+            rec["tokens"] = text
+        yield rec
 
 
 def write_json(tape, config: dict, path: Path):
+    data = {"model": tape.meta.get("model"), "config": config}
+    tok = tape.meta.get("tokenized")
+    if tok is not None:
+        data |= {"tokenizer": tok.kind, "vocab": list(tok.vocab),
+                 "generated": [{"label": label, "text": text} for label, text in tape.meta.get("generated", [])]}
+    data["tensors"] = list(records(tape))
     with atomic_text(path) as f:
-        json.dump({"model": tape.meta.get("model"), "config": config, "tensors": list(records(tape))}, f)
+        json.dump(data, f)
 
 
 def long_rows(tape):
-    """(iteration, phase, tensor, index, value) for every element of every tensor, row-major."""
+    """(iteration, phase, tensor, index, row, col, value, token) for every element of every tensor,
+    row-major; a language model's vocabulary first, as the tensor "vocab"."""
+    tok = tape.meta.get("tokenized")
+    if tok is not None:
+        for i, text in enumerate(tok.vocab):
+            yield 0, "input", "vocab", i, i, 0, float(i), text
+    tokens = tokens_of(tape)
     for t in tape.tensors:
+        cols = t.shape[1]
+        text = tokens(t)
         for k, v in enumerate(t.value.ravel().tolist()):
-            yield t.iteration, t.phase, t.name, k, v
+            i, j = divmod(k, cols)
+            yield t.iteration, t.phase, t.name, k, i, j, v, text[i][j] if text else ""
 
 
 def write_csv(tape, path: Path):
     with atomic_text(path) as f:
         w = csv.writer(f)
-        w.writerow(["iteration", "phase", "tensor", "index", "value"])
-        for iteration, phase, name, k, v in long_rows(tape):
-            w.writerow([iteration, phase, name, k, repr(v)])
+        w.writerow(COLUMNS)
+        for *head, v, token in long_rows(tape):
+            w.writerow([*head, repr(v), token])
 
 
 def prepare_folder(path: Path) -> Path:
@@ -99,4 +139,4 @@ def export(tape, config: dict, path: Path, lang: str = "en", progress=None) -> i
         from tracer.render.xlsx import write_xlsx
 
         return write_xlsx(Layout(tape, Template.of(tape, lang), config), path, progress)
-    return sum(t.value.size for t in tape.tensors)
+    return sum(t.value.size for t in tape.tensors)  # the values (a CSV's vocabulary rows are not counted)

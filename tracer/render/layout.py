@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from tracer.core.op import holds_token_ids
 from tracer.core.tape import PHASES
 from tracer.errors import TracerError
 from tracer.render.template import Template
@@ -271,6 +272,7 @@ class Layout:
         rows = {id(s): 0 for s in self.sheets}
         counters: dict[tuple, int] = {}
         whole: dict[int, bool] = {}
+        ids: dict[int, bool] = {}
         current: dict[int, str] = {}
         numbers: dict[int, int] = {}  # the current section number of each sheet
         chain = [self.inputs, *self.iters, *([self.after] if self.after else [])]
@@ -305,7 +307,7 @@ class Layout:
             self.place[id(t)] = p
             title = f"{tpl.symbol(t.name)}    {t.shape[0]} × {t.shape[1]}    {tpl.describe(t)}"
             block = Block(r, t, f"{sec}.{n}", title, tpl.equation(t), tpl.note(t), p, whole=whole_numbers(t, whole))
-            if t.attrs.get("decode") and self.tokens and t.shape[1] == 1:  # ids read as text
+            if self.tokens and t.shape[1] == 1 and holds_token_ids(t, ids):  # ids read as text
                 block.tokens = [self.tape.meta["tokenized"].vocab[int(v)] for v in t.value[:, 0]]
             s.parts.append(block)
             s.width = max(s.width, 1 + p.display[1] + bool(block.tokens))
