@@ -89,6 +89,7 @@ RUNS = {
     "gan-adam-upscale": ("gan", {"hidden": 3, "iterations": 2, "batch": 2, "upscale": 2, "optimizer": "adam"}),
     "gan-nearest-4": ("gan", {"hidden": 3, "iterations": 2, "upscale": 4, "upscale_mode": "nearest"}),
     "vae-adam": ("vae", {"hidden": 4, "iterations": 3, "optimizer": "adam"}),
+    "vae-size4": ("vae", {"size": 4, "hidden": 2}),  # the hand-sized VAE: the digit averaged to 4 × 4
     "skipgram": ("skipgram", {"corpus": "en"}),  # the default skip-gram (English corpus)
     "skipgram-neg-bpe-adam": ("skipgram", {"corpus": "es", "negative": 2, "tokenizer": "bpe", "merges": 4,
                                            "sentences": 2, "iterations": 3, "optimizer": "adam"}),

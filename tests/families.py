@@ -15,9 +15,11 @@ LANGUAGE = ("affine", "causal_softmax", "col_dot", "concat_cols", "cosine", "emb
             "row_var_grad_x", "rsqrt", "slice_cols", "softmax", "softmax_grad", "xent", "xent_grad")  # test_lm_ops
 DENSE = ("bce_mean", "bce_mean_grad", "half_sse", "half_sse_grad", "mse", "mse_grad", "tanh", "tanh_grad")  # test_mlp
 UPSCALE = tuple(f"upscale_{m}_{f}{g}" for m in ("nearest", "bilinear") for f in (2, 4) for g in ("", "_grad"))  # test_upscale
+POOL = ("avg_pool", "avg_pool_grad")  # test_pool
 GENERATION = ("append_row", "argmax", "cumsum", "divide", "sample", "stack_rows", "take_rows")  # test_generate
 
-FAMILIES = {"basic": BASIC, "language": LANGUAGE, "dense": DENSE, "upscale": UPSCALE, "generation": GENERATION}
+FAMILIES = {"basic": BASIC, "language": LANGUAGE, "dense": DENSE, "upscale": UPSCALE, "pool": POOL,
+            "generation": GENERATION}
 
 
 def ops_of(family) -> dict:

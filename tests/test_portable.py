@@ -127,7 +127,7 @@ def test_sheet_names_fit_excel(vae_book, lang):
 
 # --- the other models and options ------------------------------------------------------------
 
-OTHER = ["gan", "gan-adam-upscale", "gan-nearest-4", "vae-adam", "skipgram", "skipgram-neg-bpe-adam",
+OTHER = ["gan", "gan-adam-upscale", "gan-nearest-4", "vae-adam", "vae-size4", "skipgram", "skipgram-neg-bpe-adam",
          "attention", "attention-es-bpe-adam", "transformer", "transformer-es-bpe-gelu-adam",
          "mlp", "mlp-softmax", "mlp-xor"]
 
@@ -158,5 +158,7 @@ def test_other_workbooks_are_portable(run_book, run_workbook, key):
         assert {"TANH", "EXP", "MAX", "LN", "SUMPRODUCT"} <= used
     if key == "mlp-xor":
         assert {"slope", "beta_1", "beta_2", "adam_eps"} <= defined and {"IF", "SQRT"} <= used
+    if key == "vae-size4":
+        assert "AVERAGE" in used  # the small digit: averages of the digit's pixels
     if key.startswith("gan"):
         assert {"slope", "lr_D", "lr_G"} <= defined and "COUNT" in used

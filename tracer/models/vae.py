@@ -1,9 +1,10 @@
 """The VAE of the walkthrough: one MNIST digit, 4 iterations of SGD (or Adam) on the negative ELBO.
 
-    x ∈ [0,1]^(1×784)            h      = ReLU(x·W1 + b1)           (1×H)
+    x ∈ [0,1]^(1×P)              h      = ReLU(x·W1 + b1)           (1×H)
+    (P = 784, or with --size S the digit averaged over blocks to S × S: x = avg_pool(digit), P = S²)
     mu     = h·W_mu + b_mu  (1×J)   logvar = h·W_logvar + b_logvar  (1×J)
     sigma  = exp(logvar / 2)        z      = mu + sigma ⊙ eps,  eps ~ N(0, I) recorded
-    h_dec  = ReLU(z·W3 + b3) (1×H)  x_hat  = sigmoid(h_dec·W4 + b4)  (1×784)
+    h_dec  = ReLU(z·W3 + b3) (1×H)  x_hat  = sigmoid(h_dec·W4 + b4)  (1×P)
     recon  = −Σ [x ln x_hat + (1−x) ln(1−x_hat)]    kl = −½ Σ (1 + logvar − mu² − exp(logvar))
     loss   = recon + kl             θ ← θ − lr · ∂loss/∂θ   (or Adam: tracer.core.optimizers)
 
@@ -23,6 +24,7 @@ from tracer.core import optimizers as optim
 from tracer.core.activations import exp_half, relu, sigmoid
 from tracer.core.linalg import add, add_mul, linear
 from tracer.core.losses import bce, kl_normal
+from tracer.core.resampling import avg_pool
 from tracer.core.tape import Tape
 from tracer.data import mnist
 from tracer.models.base import Training, lr_opt, opt
@@ -30,6 +32,7 @@ from tracer.models.base import Training, lr_opt, opt
 NAME = "vae"
 INIT_SCALE = 0.1
 LOSSES = ("loss",)  # printed by `tracer run`
+SIZES = (2, 4, 7, 14, 28)  # sides that cut 28 into whole blocks
 SUMMARY = "variational autoencoder learning one MNIST digit (forward, ELBO, backprop, SGD or Adam)"
 
 
@@ -41,6 +44,8 @@ class Config(Training):
     lr: float = lr_opt("learning rate (change it in the workbook)", sgd=0.1, adam=0.01)
     hidden: int = opt(8, "hidden units H of encoder and decoder", min=1)
     latent: int = opt(2, "latent units J", min=1)
+    size: int = opt(28, "the digit's side in pixels: 28, or averaged over blocks down to 14, 7, 4 or 2 "
+                        "(--size 4 --hidden 2: an exercise to work by hand)", choices=SIZES)
     digit: int = opt(0, "which digit: index into the shipped 100 MNIST test digits (or into --mnist)")
     mnist: str = opt(None, "your own MNIST images file (IDX format, gzipped or not)", path=True)
 
@@ -80,9 +85,13 @@ def trace(cfg: Config) -> Tape:
     pixels, label = mnist.load_digit(cfg.digit, cfg.mnist)
     rng = np.random.default_rng(cfg.seed)
     tape = Tape()
-    tape.meta = {"model": NAME, "label": label}
-    x = tape.constant("x", pixels, role="data")
-    p = {k: tape.constant(k, v, role="param") for k, v in init_params(rng, cfg.hidden, cfg.latent).items()}
+    tape.meta = {"model": NAME, "label": label, "equation_values": {"pixels": cfg.size ** 2}}
+    if cfg.size == 28:
+        x = tape.constant("x", pixels, role="data")
+    else:  # the digit averaged over 28/S × 28/S blocks: S × S pixels, each a formula of the digit's
+        x = avg_pool(tape.constant("digit", pixels, role="data"), 28 // cfg.size, name="x")
+    p = {k: tape.constant(k, v, role="param")
+         for k, v in init_params(rng, cfg.hidden, cfg.latent, cfg.size ** 2).items()}
     lr = tape.constant("lr", [[cfg.lr]], role="hyper", defined_name="lr")
     optimizer = optim.make(tape, cfg, lr, p, optim.hyperparameters(tape, cfg))
     for k in range(1, cfg.iterations + 1):

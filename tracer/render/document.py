@@ -213,7 +213,7 @@ def build(tape, tpl: Template, config: dict | None = None) -> Document:
     config = own or config
     if config:
         blocks.append(("settings", w("settings"), tpl.settings(config, options=not own)))
-    blocks += [("heading", w("model")), ("equations", tpl.equations())]
+    blocks += [("heading", w("model")), ("equations", tpl.equations(tape))]
 
     blocks += [("heading", w("loop")), ("para", w("loop_intro", k=1))]
     for section, ts in runs:

@@ -393,7 +393,7 @@ class Layout:
         parts += [Text(0, 0, tpl.m("title"), "sheet_title"), Text(1, 0, tpl.m("intro"), "text")]
         r = 3
         parts.append(Text(r, 0, tt("equations"), "heading"))
-        for eq in tpl.equations():
+        for eq in tpl.equations(self.tape):
             r += 1
             parts.append(Text(r, 0, eq, "equation"))
         r += 2

@@ -111,9 +111,12 @@ class Template:
         loss), else the model template's."""
         return list(tape.meta.get("losses") or self.model.get("losses", {}).get("names", []))
 
-    def equations(self) -> list[str]:
-        """The model's equations: `equations_<lang>` where the words need translating."""
-        return list(self.model.get(f"equations_{self.lang}") or self.model.get("equations", []))
+    def equations(self, tape=None) -> list[str]:
+        """The model's equations: `equations_<lang>` where the words need translating; a run's
+        numbers (tape.meta["equation_values"], e.g. {pixels}) filled in."""
+        equations = self.model.get(f"equations_{self.lang}") or self.model.get("equations", [])
+        values = tape.meta.get("equation_values") if tape is not None else None
+        return [eq.format(**values) for eq in equations] if values else list(equations)
 
     def m_picture(self, name: str) -> str:
         """The label of a picture (the model's [pictures] entry)."""
@@ -191,8 +194,10 @@ class Template:
         return entry.get(f"{key}_{self.lang}", entry.get(key))
 
     def equation(self, t) -> str:
+        """A constant's equation is its template entry's (x = pixels / 255); a computed tensor's is
+        its op's, with the symbols of its inputs."""
         entry = self._entry(t.name)
-        if "equation" in entry:
+        if "equation" in entry and t.op is None:
             return self._local(entry, "equation")
         if t.op is None:
             return ""
