@@ -24,7 +24,7 @@ FACTORS = (2, 4, 7, 14)
 
 def ref(x: np.ndarray, f: int) -> np.ndarray:
     """Each row an s × s image; each output pixel np.mean of its block, one block at a time."""
-    s = int(round(x.shape[1] ** 0.5))
+    s = round(x.shape[1] ** 0.5)
     m = s // f
     out = np.empty((x.shape[0], m * m))
     for n in range(x.shape[0]):

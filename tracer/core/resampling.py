@@ -216,7 +216,7 @@ class AvgPool(Op):
         return s, s // self.factor
 
     def forward(self, a, **attrs):
-        s, m = self.sides(a.shape[1])
+        _, m = self.sides(a.shape[1])
         f = self.factor
         blocks = a.reshape(a.shape[0], m, f, m, f)
         total = np.zeros((a.shape[0], m, m))
