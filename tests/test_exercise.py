@@ -176,3 +176,38 @@ def test_help_says_self_check_files_contain_the_answers(run_main):
 def test_verify_refuses_an_exercise(books, run_main):
     code, out, err = run_main("verify", books(*VAE, "--blank", "backward"))
     assert code == 2 and "is an exercise" in err and len(err.strip().splitlines()) == 1
+
+
+def test_blank_accepts_the_symbols_the_workbook_shows():
+    """a3, a₃, x̂, ∂L/∂W1, ∂L/∂W₁ and dL/dW1 name the same steps as h_dec_pre, x_hat and dL/dW1."""
+    from tracer.checks.exercise import select
+    from tracer.models import vae
+
+    tape = vae.trace(vae.Config(size=4, hidden=2, iterations=2))
+
+    def chosen(spec):
+        return [t.key for t in select(tape, spec, {1, 2})]
+
+    by_name = chosen("h_dec_pre,x_hat,dL/dW1")
+    assert len(by_name) == 6
+    for spec in ("a3,x̂,∂L/∂W1", "a₃, x̂, ∂L/∂W₁", "a3,x_hat,dL/dW1", "h_dec_pre,x̂,∂L/∂W₁"):
+        assert chosen(spec) == by_name, spec
+    assert chosen("μ") == chosen("mu") and chosen("log σ²") == chosen("logvar")
+
+
+def test_an_unknown_blank_lists_every_step_in_order_the_same_every_time():
+    from tracer.checks.exercise import select
+    from tracer.errors import TracerError
+    from tracer.models import vae
+
+    messages = []
+    for _ in range(2):
+        tape = vae.trace(vae.Config(size=4, hidden=2, iterations=1))
+        with pytest.raises(TracerError) as e:
+            select(tape, "nonsense", {1})
+        messages.append(str(e.value))
+    assert messages[0] == messages[1]
+    listed = messages[0].split("in order (by name or by symbol): ")[1].split("; ")
+    steps = list(dict.fromkeys(t.name for t in tape.tensors if t.op is not None and t.iteration))
+    assert [item.split(" (")[0] for item in listed] == steps  # every step, in the order computed
+    assert "h_dec_pre (a₃)" in listed and "x_hat (x̂)" in listed and "dL/dW1 (∂L/∂W₁)" in listed

@@ -169,7 +169,7 @@ def _make_exercise(model):
         with _progress(r.size, path) as bar:
             cells = api.write_exercise(layout, path, bar.update)
         n = sum(t.value.size for t in ex.blank)
-        click.echo(f"wrote {path}: {len(ex.blank)} blank blocks, {n:,} cells for the student to fill "
+        click.echo(f"wrote {path}: {len(ex.blank)} blank block{'s' if len(ex.blank) != 1 else ''}, {n:,} cells for the student to fill "
                    f"({cells:,} cells in all; {time.perf_counter() - start:.1f} s)")
         click.echo("  this file contains the answers (--self-check): keep it from the students who are graded"
                    if self_check else "  no answers are stored in it; grade the filled file with: tracer check FILE")

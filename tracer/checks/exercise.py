@@ -17,12 +17,13 @@ import base64
 import dataclasses
 import hashlib
 import json
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tracer.errors import TracerError
 from tracer.render.layout import MAX_ROWS, Layout, Place, Text
-from tracer.render.template import Template
+from tracer.render.template import LANGS, Template
 from tracer.render.xlsx import INFO_SHEET
 
 PHASES = ("forward", "loss", "backward", "update")
@@ -80,25 +81,52 @@ def parse_iterations(spec: str, last: int) -> set[int]:
     return chosen
 
 
+def plain(name: str) -> str:
+    """How a name is matched: sub- and superscript digits as digits (a₃ → a3), ∂ as d, no spaces
+    (∂L/∂W₁ → dL/dW1, the tensor's own name)."""
+    return unicodedata.normalize("NFKC", name).replace("∂", "d").replace(" ", "")
+
+
+def names_of(tape) -> dict[str, list[str]]:
+    """Every tensor name of the tape, in step order, with the symbols the workbook shows for it
+    (in every language)."""
+    templates = [Template.of(tape, lang) for lang in LANGS]
+    found: dict[str, list[str]] = {}
+    for t in tape.tensors:
+        if t.name not in found:
+            found[t.name] = list(dict.fromkeys(tpl.symbol(t.name) for tpl in templates))
+    return found
+
+
 def select(tape, spec: str, iterations: set[int]) -> list:
-    """The tensors `spec` names (phases and/or tensor names, comma-separated), in step order."""
+    """The tensors `spec` names (phases and/or tensors, by name or by the symbol the workbook
+    shows: a3, x̂, ∂L/∂W1, dL/dW1; comma-separated), in step order."""
     items = [s.strip() for s in spec.split(",") if s.strip()]
     if not items:
         raise TracerError("--blank needs phases (forward, loss, backward, update) or tensor names")
-    names = {t.name for t in tape.tensors}
-    computed = {t.name for t in tape.tensors if t.op is not None}
+    names = names_of(tape)
+    by_key: dict[str, set] = {}
+    for name, symbols in names.items():
+        for key in (name, plain(name), *symbols, *map(plain, symbols)):
+            by_key.setdefault(key, set()).add(name)
+    steps = [t for t in tape.tensors if t.op is not None and t.iteration and t.phase != "after"]
+    computed = {t.name: None for t in steps}  # in step order
+    wanted = set()
     for item in items:
         if item in PHASES:
             continue
-        if item not in names:
-            known = sorted(computed, key=len)[:12]
+        found = by_key.get(item) or by_key.get(plain(item))
+        if not found:
+            listed = [f"{n} ({', '.join(s for s in names[n] if s != n)})" if any(s != n for s in names[n]) else n
+                      for n in computed]
             raise TracerError(f"--blank: no phase or tensor named {item!r}; phases: {', '.join(PHASES)}; "
-                              f"tensors e.g.: {', '.join(known)}")
-        if item not in computed:
+                              f"the steps, in order (by name or by symbol): {'; '.join(listed)}")
+        if not found & computed.keys():
             raise TracerError(f"--blank: {item!r} is a given input (data, a parameter, a draw or a "
                               "hyperparameter), not a step to compute")
+        wanted |= found
     chosen = [t for t in tape.tensors if t.op is not None and t.iteration in iterations and t.phase != "after"
-              and (t.phase in items or t.name in items)]
+              and (t.phase in items or t.name in wanted)]
     if not chosen:
         raise TracerError(f"--blank {spec!r} leaves nothing blank in iterations {sorted(iterations)}")
     return chosen
