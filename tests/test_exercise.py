@@ -211,3 +211,32 @@ def test_an_unknown_blank_lists_every_step_in_order_the_same_every_time():
     steps = list(dict.fromkeys(t.name for t in tape.tensors if t.op is not None and t.iteration))
     assert [item.split(" (")[0] for item in listed] == steps  # every step, in the order computed
     assert "h_dec_pre (a₃)" in listed and "x_hat (x̂)" in listed and "dL/dW1 (∂L/∂W₁)" in listed
+
+
+def test_an_unfilled_exercise_shows_no_loss(run_main, tmp_path, soffice):
+    """The overview's loss cells of an exercise stay empty (#N/A, hidden by a conditional format,
+    and left out of the chart), not 0, until the blank cells they are computed from are filled;
+    then they show the student's loss."""
+    from openpyxl import load_workbook
+    from student import formulas
+
+    from tracer.engines.libreoffice import recalculate
+    from tracer.engines.workbook import values_at
+
+    path = tmp_path / "ex.xlsx"
+    code, _, err = run_main("exercise", "vae", "--size", 4, "--hidden", 2, "--iterations", 2, "--blank", "forward",
+                            "-o", path)
+    assert code == 0, err
+    ws = load_workbook(path)["Overview"]
+    cells = [c for row in ws.iter_rows() for c in row if isinstance(c.value, str) and "NA()" in c.value]
+    assert len(cells) == 2 * 3  # recon, KL and L of both iterations
+    assert all(c.value.startswith("=IF(COUNT(") for c in cells)
+    where = {"Overview": {(c.row, c.column) for c in cells}}
+    assert set(values_at(path, where).values()) == {"#N/A"}
+    assert set(values_at(recalculate(path, tmp_path / "empty"), where).values()) == {"#N/A"}  # not 0
+    filled = formulas(path, tmp_path / "filled.xlsx")  # every blank cell typed as its step's formula
+    got = values_at(recalculate(filled, tmp_path / "filled"), where)
+    run = __import__("tracer").run("vae", size=4, hidden=2, iterations=2)
+    want = sorted(v for name in ("recon", "kl", "loss") for v in
+                  [t.value.item() for t in run.tape.tensors if t.name == name and t.iteration])
+    assert sorted(got.values()) == pytest.approx(want, rel=1e-9)

@@ -13,7 +13,7 @@ import zipfile
 
 import pytest
 
-ALLOWED = {"SUMPRODUCT", "MMULT", "SUM", "EXP", "LN", "MAX", "IF", "SQRT", "COUNT", "AVERAGE",
+ALLOWED = {"SUMPRODUCT", "MMULT", "SUM", "EXP", "LN", "MAX", "IF", "SQRT", "COUNT", "AVERAGE", "NA",
            "INDEX", "SUMIF", "MATCH", "LARGE", "TANH", "PI", "SIN", "COS"}
 # functions that take a range as an argument
 WHOLE_RANGE = ("SUM", "MMULT", "COUNT", "AVERAGE", "MAX", "INDEX", "SUMIF", "MATCH", "LARGE")

@@ -48,6 +48,22 @@ class Exercise:
     def self_check(self) -> bool:
         return bool(self.recipe.get("self_check"))
 
+    def nearest_blanks(self, t) -> list:
+        """The blank tensors t is computed from with no other blank tensor between: once the
+        student has filled them, t has its value (for the overview: empty until then)."""
+        found, seen, todo = [], set(), [t]
+        while todo:
+            u = todo.pop()
+            for v in u.inputs:
+                if id(v) in seen or id(v) not in self.hidden:
+                    continue
+                seen.add(id(v))
+                (found if id(v) in self.blank_ids else todo).append(v)
+        if id(t) in self.blank_ids:
+            found.append(t)
+        order = {id(u): k for k, u in enumerate(self.blank)}
+        return sorted(found, key=lambda u: order[id(u)])
+
     def info_rows(self) -> list[tuple[str, str]]:
         """The hidden sheet's rows: a warning, then the recipe as JSON in chunks."""
         text = json.dumps(self.recipe)  # in order: the overview lists the settings so

@@ -102,6 +102,7 @@ class _Styles:
         self.hyper = f({"bg_color": "#FFF2CC", "border": 1, "num_format": "General"})
         self.view = f({"num_format": NUMBER})
         self.tiny = f({"num_format": TINY_FORMAT})  # the conditional format of |x| ≤ TINY
+        self.invisible = f({"font_color": "#FFFFFF"})  # an exercise's #N/A: an empty-looking cell
         self.token = f({"bold": True, "align": "center", "font_color": "#1F4E79"})
         self.pixel = f({"num_format": ";;;"})
         # a student's cell: white, framed, unlocked; the self-check verdict; its colours
@@ -150,6 +151,7 @@ class _Writer:
         self.blank = ex.blank_ids if ex else set()
         self.hidden = ex.hidden if ex else set()
         self.decimals: list[str] = []  # the sheet's ranges in six decimals, for the conditional format of tiny values
+        self.empty_until_filled: list[str] = []  # an exercise's overview: loss cells hidden while #N/A
 
     def value(self, t, v):
         """The value stored with a formula: none ("") when it is computed from a student's cells."""
@@ -177,6 +179,10 @@ class _Writer:
             if part.row <= last and not isinstance(part, (Chart, Text, Link)):
                 raise AssertionError(f"parts of {sheet.name} overlap at row {part.row}")
             last = max(last, getattr(self, "_" + type(part).__name__.lower())(ws, sheet, part))
+        if self.empty_until_filled:  # an error value, #N/A, shows as an empty cell
+            ws.conditional_format(self.empty_until_filled[0], {"type": "errors", "format": self.st.invisible,
+                                                               "multi_range": " ".join(self.empty_until_filled)})
+            self.empty_until_filled = []
         if self.decimals:  # one rule for the whole sheet: a tiny value in scientific notation
             ws.conditional_format(self.decimals[0], {"type": "cell", "criteria": "between", "minimum": -TINY,
                                                      "maximum": TINY, "format": self.st.tiny,
@@ -200,17 +206,29 @@ class _Writer:
                 ws.write_number(p.row, col, text, self.st.text)
             elif t is None:
                 ws.write_string(p.row, col, str(text), self.st.text)
-            elif t.value.size == 1:
+            else:
                 self.decimals.append(f"{COLS[col]}{p.row + 1}")
-                ws.write_formula(p.row, col, "=" + self.layout.place[id(t)].addr(0, 0, sheet.name),
-                                 self.st.view, self.value(t, float(t.value[0, 0])))
-            else:  # a batch of values (e.g. D(x) of N digits): their mean
-                self.decimals.append(f"{COLS[col]}{p.row + 1}")
-                rows, cols = t.shape
-                ws.write_formula(p.row, col, f"=AVERAGE({self.layout.place[id(t)].span(0, 0, rows - 1, cols - 1, sheet.name)})",
-                                 self.st.view, self.value(t, float(t.value.mean())))
+                place, (rows, cols) = self.layout.place[id(t)], t.shape
+                # one value, or a batch's (e.g. D(x) of N digits) mean
+                view = (place.addr(0, 0, sheet.name) if t.value.size == 1 else
+                        f"AVERAGE({place.span(0, 0, rows - 1, cols - 1, sheet.name)})")
+                if id(t) in self.hidden:  # an exercise: empty (and no point in the chart) until filled
+                    ws.write_formula(p.row, col, "=" + self._until_filled(t, view, sheet), self.st.view, "#N/A")
+                    self.empty_until_filled.append(f"{COLS[col]}{p.row + 1}")
+                else:
+                    ws.write_formula(p.row, col, "=" + view, self.st.view, float(t.value.mean()))
             self.cells += 1
         return p.row
+
+    def _until_filled(self, t, view: str, sheet) -> str:
+        """IF(any cell of the blank blocks t is computed from is still empty, NA(), view): #N/A, which
+        a chart leaves out and a conditional format hides, until the student has filled them."""
+        ranges = [self.layout.place[id(b)].span(0, 0, b.shape[0] - 1, b.shape[1] - 1, sheet.name)
+                  for b in self.layout.exercise.nearest_blanks(t)]
+        counts = "+".join(f"COUNT({','.join(ranges[k:k + 250])})" for k in range(0, len(ranges), 250))
+        n = sum(b.value.size for b in self.layout.exercise.nearest_blanks(t))
+        formula = f"IF({counts}<{n},NA(),{view})"
+        return formula if len(formula) < MAX_FORMULA else view
 
     def _hyper(self, ws, sheet, p: Hyper):
         t = p.tensor
