@@ -19,6 +19,7 @@ from tracer.render.template import Template
 MAX_ROWS, MAX_COLS = 1_048_576, 16_384
 MAX_SHEET_NAME = 31
 WIDE = 1024  # tensors wider than this (and not as tall) are shown turned
+LABEL_WIDTH, MAX_LABEL_WIDTH = 34, 72  # the overview's first column (characters), at least and at most
 BLOCK_HEAD = 4  # title, equation, note, column numbers
 
 
@@ -167,10 +168,12 @@ class Block:
 
 @dataclass
 class Hyper:
-    """A named input cell on the overview (a hyperparameter formulas refer to by name)."""
+    """A named input cell on the overview (a hyperparameter formulas refer to by name): its symbol,
+    the yellow cell, then what it means (nothing to its right cuts it)."""
 
     row: int
-    label: str
+    symbol: str
+    meaning: str
     tensor: object
     place: Place
 
@@ -216,6 +219,7 @@ class Sheet:
     parts: list = field(default_factory=list)
     width: int = 2  # columns used
     freeze: tuple = (0, 0)
+    label_width: float = 0  # the first column's width (characters), where the sheet sets one
 
 
 class Layout:
@@ -400,20 +404,22 @@ class Layout:
         parts += [Text(r, 0, tt("hyper"), "heading"), Text(r + 1, 0, tt("hyper_note"), "note")]
         r += 2
         for t in self.hypers:
-            p = Place(s.name, r, 2, 1, 1)
+            p = Place(s.name, r, 1, 1, 1)
             self.place[id(t)] = p
-            parts.append(Hyper(r, f"{tpl.symbol(t.name)}  ({tpl.describe(t)})", t, p))
+            parts.append(Hyper(r, tpl.symbol(t.name), tpl.describe(t), t, p))
             r += 1
         r += 1
         parts.append(Text(r, 0, tt("settings"), "heading"))
         hyper_names = {t.name.lower() for t in self.hypers}  # shown above as named cells
-        for label, value in tpl.settings(self.config, "settings" not in self.tape.meta, hyper_names):
-            r += 1
-            parts.append(Views(r, [(0, None, label), (2, None, value)]))
+        settings = tpl.settings(self.config, "settings" not in self.tape.meta, hyper_names)
         label = self.tape.meta.get("label")
         if label is not None:
+            settings.append((tt("label"), int(label)))
+        for text, value in settings:  # the label, then its value beside it
             r += 1
-            parts.append(Views(r, [(0, None, tt("label")), (2, None, int(label))]))
+            parts.append(Views(r, [(0, None, text), (1, None, value)]))
+        # column A as wide as the longest label, so that no value cuts one
+        s.label_width = max([LABEL_WIDTH] + [min(MAX_LABEL_WIDTH, len(text) * 0.9 + 2) for text, _ in settings])
         r += 2
         parts.append(Text(r, 0, tt("losses"), "heading"))
         recorded = {t.name for t in self.tape.tensors if t.iteration}

@@ -166,7 +166,7 @@ class _Writer:
             ws.set_column(0, 0, 14)
             ws.set_column(1, sheet.width, 9)
         elif sheet.kind == "overview":
-            ws.set_column(0, 0, 34)
+            ws.set_column(0, 0, sheet.label_width)
             ws.set_column(1, sheet.width, 12)
         else:
             ws.set_column(0, 0, 7)
@@ -232,11 +232,12 @@ class _Writer:
 
     def _hyper(self, ws, sheet, p: Hyper):
         t = p.tensor
-        ws.write_string(p.row, 0, p.label, self.st.bold)
+        ws.write_string(p.row, 0, p.symbol, self.st.bold)
         ws.write_number(p.row, p.place.col0, float(t.value[0, 0]), self.st.hyper)
+        ws.write_string(p.row, p.place.col0 + 1, p.meaning, self.st.note)
         name = t.attrs["defined_name"]
         self.wb.define_name(name, f"={quote_sheet(sheet.name)}!{p.place.addr(0, 0, p.place.sheet, absolute=True)}")
-        self.cells += 2
+        self.cells += 3
         return p.row
 
     def _chart(self, ws, sheet, p: Chart):
