@@ -164,6 +164,8 @@ class Block:
     place: Place
     tokens: list | None = None  # a column of token ids also shown as text: the token of each row
     whole: bool = False  # ids, counts, positions: shown without decimals
+    row_labels: list | None = None  # as displayed: the tokens of rows (and columns) that run over the
+    col_labels: list | None = None  # vocabulary, where the sheet would number them 1 … V
 
 
 @dataclass
@@ -282,7 +284,10 @@ class Layout:
         chain = [self.inputs, *self.iters, *([self.after] if self.after else [])]
         shown = {phase_style(t) for t in self.tape.tensors if not on_overview(t)}
         legend = tt("legend", " · ".join(tt("legend_" + phase) for phase in PHASES if phase in shown))
+        tokenized = self.tape.meta.get("tokenized")
         for k, s in enumerate(chain):  # k = 0 for the inputs
+            if tokenized:  # the first column also labels rows with tokens
+                s.label_width = max(7, min(20, 2 + max(len(v) for v in tokenized.vocab)))
             head = tt("inputs") if k == 0 else s.name
             s.parts.append(Text(0, 1, head, "sheet_title"))
             s.parts.append(Link(0, 4, tt("back"), self.overview.name, 0))
@@ -311,14 +316,24 @@ class Layout:
             self.place[id(t)] = p
             title = f"{tpl.symbol(t.name)}    {t.shape[0]} × {t.shape[1]}    {tpl.describe(t)}"
             block = Block(r, t, f"{sec}.{n}", title, tpl.equation(t), tpl.note(t), p, whole=whole_numbers(t, whole))
-            if self.tokens and t.shape[1] == 1 and holds_token_ids(t, ids):  # ids read as text
-                block.tokens = [self.tape.meta["tokenized"].vocab[int(v)] for v in t.value[:, 0]]
+            if self.tokens:
+                self._label_tokens(block, ids)
             s.parts.append(block)
             s.width = max(s.width, 1 + p.display[1] + bool(block.tokens))
             r += BLOCK_HEAD + p.display[0] + 1
             if r > MAX_ROWS:
                 raise TracerError(f"sheet {s.name!r} would need more than {MAX_ROWS} rows")
             rows[id(s)] = r
+
+    def _label_tokens(self, block: Block, ids: dict):
+        """A language model's block: a column of ids also read as text, each id's token beside it;
+        rows and columns that run over the vocabulary labelled with their tokens, not 1 … V."""
+        t, vocab = block.tensor, self.tape.meta["tokenized"].vocab
+        if t.shape[1] == 1 and holds_token_ids(t, ids):
+            block.tokens = [vocab[int(v)] for v in t.value[:, 0]]
+        rows, cols = self.tpl.vocab_axes(t.name)
+        labels = [list(vocab) if by_vocab and n == len(vocab) else None for by_vocab, n in zip((rows, cols), t.shape)]
+        block.row_labels, block.col_labels = labels[::-1] if block.place.transposed else labels
 
     # -- tokens: text → tokens → ids, the vocabulary, and how BPE learned it ------------------------
     def _lay_tokens(self, tok):

@@ -155,6 +155,19 @@ class Template:
         return (self.extra.get(name) or self.model.get("tensors", {}).get(name)
                 or self.common["tensors"].get(name))
 
+    def vocab_axes(self, name: str) -> tuple[bool, bool]:
+        """Whether the rows, and whether the columns, of a tensor are the vocabulary's tokens (the
+        entry's rows = "vocab" / cols = "vocab"); a gradient or an optimizer's state of a tensor is
+        laid out like it."""
+        grad = GRAD.fullmatch(name)
+        if grad:
+            name = grad[2].partition(VIA)[0]
+        state = STATE.fullmatch(name)
+        if state:
+            name = state[2]
+        entry = self._entry(name)
+        return entry.get("rows") == "vocab", entry.get("cols") == "vocab"
+
     def symbol(self, name: str) -> str:
         """x̂ for x_hat, ∂L/∂x̂ for dL/dx_hat, ∂L/∂h (via μ) for 'dL/dh via mu'."""
         grad = GRAD.fullmatch(name)

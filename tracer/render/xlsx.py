@@ -169,7 +169,7 @@ class _Writer:
             ws.set_column(0, 0, sheet.label_width)
             ws.set_column(1, sheet.width, 12)
         else:
-            ws.set_column(0, 0, 7)
+            ws.set_column(0, 0, sheet.label_width or 7)
             ws.set_column(1, sheet.width, 12)
         if sheet.freeze != (0, 0):
             ws.freeze_panes(*sheet.freeze)
@@ -271,8 +271,11 @@ class _Writer:
         your_turn = self.layout.tpl.t("exercise_your_turn") + "  " if blank else ""
         ws.write_string(r + 2, 1, your_turn + b.note, st.note)
         n_rows, n_cols = p.display
-        for c in range(n_cols):
-            ws.write_number(r + 3, p.col0 + c, c + 1, st.index)
+        for c in range(n_cols):  # 1 … n, or the tokens of a vocabulary's columns
+            if b.col_labels:
+                ws.write_string(r + 3, p.col0 + c, b.col_labels[c], st.index)
+            else:
+                ws.write_number(r + 3, p.col0 + c, c + 1, st.index)
         if b.tokens:  # constant-memory mode: a row's cells before the next row's
             ws.write_string(r + 3, p.col0 + n_cols, self.layout.tpl.t("tokens_token"), st.index)
         fmt = st.whole[phase] if b.whole else st.cell[phase]
@@ -282,7 +285,10 @@ class _Writer:
         cells = Cells(self.layout, t) if t.op else None  # constants are plain numbers
         for dr, values in enumerate(grid):
             row = p.row0 + dr
-            ws.write_number(row, 0, dr + 1, st.index)
+            if b.row_labels:
+                ws.write_string(row, 0, b.row_labels[dr], st.index)
+            else:
+                ws.write_number(row, 0, dr + 1, st.index)
             for dc, value in enumerate(values):
                 if blank:  # the student's cell
                     ws.write_blank(row, p.col0 + dc, None, st.answer)
