@@ -94,3 +94,16 @@ def test_rows_and_columns_of_the_vocabulary_are_labelled_with_their_tokens(defau
         assert {"E", "dL/dE", "Z", "P", "W_head", "ids", "z", "token", "text", "generated (greedy)"} <= seen
     else:
         assert {"E_in", "E_out", "dL/dE_in", "s", "p", "cos", "nearest", "ids_c"} <= seen
+
+
+def test_the_generated_texts_come_first(default_workbook):
+    """After training opens with the generated texts, token by token, as the command prints them."""
+    from tracer import api
+
+    run = api.run("transformer")
+    wb = load_workbook(default_workbook("transformer"), read_only=True, data_only=True)
+    rows = [[v for v in row if v is not None] for row in wb["After training"].iter_rows(max_row=12, values_only=True)]
+    wb.close()
+    texts = [" ".join(r[1:]) for r in rows[4:4 + len(run.generated)]]
+    assert texts == [" ".join(text.split()) for _, text in run.generated]
+    assert [r[0] for r in rows[4:4 + len(run.generated)]] == ["greedy", "sampled τ1", "sampled τ2", "sampled τ3"]

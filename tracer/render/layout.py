@@ -169,6 +169,17 @@ class Block:
 
 
 @dataclass
+class TokenRow:
+    """A column of token ids read as text along a row: its label (a link to its block), then each
+    id's token as a formula, INDEX(vocab, id + 1) (the generated texts, at the top of their sheet)."""
+
+    row: int
+    label: str
+    tensor: object
+    target_row: int
+
+
+@dataclass
 class Hyper:
     """A named input cell on the overview (a hyperparameter formulas refer to by name): its symbol,
     the yellow cell, then what it means (nothing to its right cuts it)."""
@@ -297,6 +308,10 @@ class Layout:
                     s.parts.append(Link(0, 8, f"{chain[k + 1].name} →", chain[k + 1].name, 0))
             s.parts.append(Text(1, 1, legend, "note"))
             rows[id(s)] = 3
+        # what training led to, first: the generated texts sit at the top of their sheet
+        results = [t for t in self.tape.tensors if t.phase == "after" and t.section == "generate_result"]
+        if results and tokenized:
+            rows[id(self.after)] = 3 + 1 + len(results) + 1
         for t in self.tape.tensors:
             if on_overview(t):
                 continue
@@ -324,6 +339,12 @@ class Layout:
             if r > MAX_ROWS:
                 raise TracerError(f"sheet {s.name!r} would need more than {MAX_ROWS} rows")
             rows[id(s)] = r
+        if results and tokenized:
+            blocks = {id(b.tensor): b for b in self.after.parts if isinstance(b, Block)}
+            self.after.parts.append(Text(3, 0, tt("after_summary"), "heading"))
+            for k, t in enumerate(results, start=4):
+                self.after.parts.append(TokenRow(k, tpl.symbol(t.name), t, blocks[id(t)].row))
+                self.after.width = max(self.after.width, 1 + t.shape[0])
 
     def _label_tokens(self, block: Block, ids: dict):
         """A language model's block: a column of ids also read as text, each id's token beside it;

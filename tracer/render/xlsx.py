@@ -23,6 +23,7 @@ from tracer.render.layout import (
     Link,
     Picture,
     Text,
+    TokenRow,
     Views,
     phase_style,
     quote_sheet,
@@ -229,6 +230,16 @@ class _Writer:
         n = sum(b.value.size for b in self.layout.exercise.nearest_blanks(t))
         formula = f"IF({counts}<{n},NA(),{view})"
         return formula if len(formula) < MAX_FORMULA else view
+
+    def _tokenrow(self, ws, sheet, p: TokenRow):
+        t, place = p.tensor, self.layout.place[id(p.tensor)]
+        ws.write_url(p.row, 0, f"internal:{quote_sheet(sheet.name)}!A{p.target_row + 1}", self.st.link, string=p.label)
+        vocab = self.layout.tape.meta["tokenized"].vocab
+        for k in range(t.shape[0]):
+            ws.write_formula(p.row, 1 + k, f"=INDEX(vocab,{place.addr(k, 0, sheet.name)}+1)", self.st.token,
+                             self.value(t, vocab[int(t.value[k, 0])]))
+        self.cells += 1 + t.shape[0]
+        return p.row
 
     def _hyper(self, ws, sheet, p: Hyper):
         t = p.tensor
