@@ -43,7 +43,7 @@ def ops_template(lang: str, title: str):
     from tracer.render.template import Template
 
     tpl = Template("vae", lang)
-    tpl.model = {"title": {lang: title}, "intro": {lang: title}}
+    tpl.model = {"title": {k: title for k in ("en", "es")}, "intro": {k: title for k in ("en", "es")}}
     return tpl
 
 

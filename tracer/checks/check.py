@@ -197,7 +197,7 @@ def rebuild(recipe: dict):
     if ex.recipe["fingerprint"] != recipe["fingerprint"]:
         raise TracerError("the exercise cannot be rebuilt exactly: it was made by another version of tracer, "
                           f"or its '{INFO_SHEET}' sheet was edited")
-    layout = Layout(tape, Template.of(tape, recipe["lang"]), recipe["config"])
+    layout = Layout(tape, Template.of(tape, recipe["lang"]), recipe["config"], ex)  # laid out as handed out
     return tape, layout, ex
 
 

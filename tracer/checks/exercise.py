@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tracer.errors import TracerError
-from tracer.render.layout import MAX_ROWS, Layout, Place, Text
+from tracer.render.layout import MAX_ROWS, Layout, Place
 from tracer.render.template import LANGS, Template
 from tracer.render.xlsx import INFO_SHEET
 
@@ -211,9 +211,7 @@ def make(tape, model, cfg, lang: str, blank_spec: str, iterations_spec: str, sel
     """The student's workbook, laid out: (layout, exercise); tracer.render.xlsx.write_xlsx writes it."""
     config = dataclasses.asdict(cfg)
     ex = build(tape, model.NAME, config, embed_files(model, cfg), lang, blank_spec, iterations_spec, self_check)
-    layout = Layout(tape, Template.of(tape, lang), config)
-    layout.exercise = ex
-    layout.overview.parts.append(Text(2, 2, layout.tpl.t("exercise_intro"), "bold"))
+    layout = Layout(tape, Template.of(tape, lang), config, ex)
     if self_check:
         place_answers(ex, layout)
     return layout, ex

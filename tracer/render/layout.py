@@ -9,6 +9,7 @@ every sheet in row order (XlsxWriter's constant-memory mode).
 from __future__ import annotations
 
 import math
+import textwrap
 from dataclasses import dataclass, field
 
 from tracer.core.op import holds_token_ids
@@ -18,9 +19,35 @@ from tracer.render.template import Template
 
 MAX_ROWS, MAX_COLS = 1_048_576, 16_384
 MAX_SHEET_NAME = 31
-WIDE = 1024  # tensors wider than this (and not as tall) are shown turned
+WIDE = 20  # tensors wider than this (and wider than tall) are shown turned: a sheet prints readably
 LABEL_WIDTH, MAX_LABEL_WIDTH = 34, 72  # the overview's first column (characters), at least and at most
-BLOCK_HEAD = 4  # title, equation, note, column numbers
+CELL_WIDTH = 12  # a number column (characters)
+TITLE_WIDTH = 8  # columns of a block's coloured title band, which its text lines fit in
+# A cell's text does not wrap, and a print cuts what runs past the sheet's last column: long texts
+# are laid out as lines of at most this many characters, one row each.
+NOTE_CHARS, EQUATION_CHARS, SECTION_CHARS, OVERVIEW_CHARS = 100, 86, 80, 120
+CHART_ROWS = 17  # rows the overview's chart covers
+CHART_PX = (624, 317)  # the chart's size in pixels (XlsxWriter's 480 × 288, scaled 1.3 × 1.1)
+# A picture's pixel: 26 px wide in Excel (27.6 in LibreOffice, whose digit of Calibri/Carlito is
+# 7.4 px, not 7) and 27 px tall: square within 4 % in both.
+PIXEL_WIDTH, PIXEL_HEIGHT = 3.0, 20.25  # characters, points
+MAX_PICTURE_COLUMNS = 100  # a row of pictures wider than this goes on to a new line
+# Printing: landscape, one page wide; the page inside the default margins, of the smaller of
+# Letter and A4 (points).  A page ends where a block ends, not inside it, when the block fits.
+PAGE_WIDTH, PAGE_HEIGHT = 691.0, 487.0
+ROW_HEIGHT = 15.0  # points: a row in the default font
+REPEATED_ROWS, REPEATED_HEIGHT = 2, 36.0  # each page repeats a sheet's title and legend rows
+SAFETY = 0.92  # room for rows a larger font makes taller
+MAX_BREAKS = 1023  # Excel's limit of manual page breaks on a sheet
+
+
+def points(width: float) -> float:
+    """A column `width` characters wide, in points, as the widest application draws it: Excel counts
+    7 px a digit of Calibri 11 (plus 5 px), LibreOffice the digit's own 7.43 px of Carlito."""
+    return (int(width * 7 + 0.5) + 5) * 0.75 * LIBREOFFICE_DIGIT
+
+
+LIBREOFFICE_DIGIT = 7.43 / 7
 
 
 def on_overview(t) -> bool:
@@ -31,6 +58,12 @@ def on_overview(t) -> bool:
 def phase_style(t) -> str:
     """The colors of a tensor's block: its phase's (every constant of the inputs sheet: input)."""
     return t.phase if t.iteration else "input"
+
+
+def lines(text: str, width: int, indent: str = "") -> list[str]:
+    """The text in lines of at most `width` characters (broken at spaces where it can be), the
+    lines after the first indented by `indent`."""
+    return textwrap.wrap(text, width, break_on_hyphens=False, subsequent_indent=indent) or [""]
 
 
 def whole_numbers(t, memo: dict) -> bool:
@@ -153,7 +186,8 @@ class Link:
 
 @dataclass
 class Block:
-    """A titled tensor: title, equation, note, column numbers, then the grid."""
+    """A titled tensor: its title row, its text lines (the equation, a student's "your turn", the
+    note, each wrapped to the sheet), the column numbers, then the grid."""
 
     row: int
     tensor: object
@@ -162,6 +196,7 @@ class Block:
     equation: str
     note: str
     place: Place
+    lines: list = field(default_factory=list)  # (text, style) of the rows below the title
     tokens: list | None = None  # a column of token ids also shown as text: the token of each row
     whole: bool = False  # ids, counts, positions: shown without decimals
     row_labels: list | None = None  # as displayed: the tokens of rows (and columns) that run over the
@@ -233,14 +268,65 @@ class Sheet:
     width: int = 2  # columns used
     freeze: tuple = (0, 0)
     label_width: float = 0  # the first column's width (characters), where the sheet sets one
+    keep: list = field(default_factory=list)  # (first row, last row) a printed page should not split
+    heights: dict = field(default_factory=dict)  # row -> height (points) where it is not ROW_HEIGHT
+    print_rows: int = 0  # the overview: the rows printed (on one page); 0: every row, page after page
+
+    def column_widths(self) -> list[tuple[int, int, float]]:
+        """(first, last, width in characters) of the sheet's columns."""
+        first = {"pictures": 10, "tokens": 14}.get(self.kind, self.label_width or 7)
+        rest = {"pictures": PIXEL_WIDTH, "tokens": 9}.get(self.kind, CELL_WIDTH)
+        return [(0, 0, first), (1, self.width, rest)]
+
+    @property
+    def whole_pictures(self) -> bool:
+        """The pictures sheet prints every picture whole: its scale fits the tallest one too."""
+        return self.kind == "pictures"
+
+    def print_scale(self) -> float:
+        """The scale that fits the sheet one page wide (at most 100 %, whole percents, as a
+        spreadsheet rounds it); the pictures sheet's also fits its tallest picture on a page."""
+        wide = sum(points(w) * (last - first + 1) for first, last, w in self.column_widths())
+        pct = math.floor(100 * PAGE_WIDTH / wide)
+        if self.whole_pictures and self.keep:
+            tallest = max(self.height(a, b) for a, b in self.keep)
+            pct = min(pct, math.floor(100 * PAGE_HEIGHT / (tallest + REPEATED_HEIGHT)))
+        return max(10, min(100, pct)) / 100
+
+    def height(self, a: int, b: int) -> float:
+        """Rows a … b printed, in points: a row of the default height counts with room to spare
+        (SAFETY) for a larger font; a row of a set height (a picture's) counts exactly."""
+        fixed = [h for r, h in self.heights.items() if a <= r <= b]
+        return (b - a + 1 - len(fixed)) * ROW_HEIGHT / SAFETY + sum(fixed)
+
+    def page_breaks(self) -> list[int]:
+        """The rows a printed page starts at, so that no `keep` range is split where it fits on a
+        page (a taller one is cut page by page): at most MAX_BREAKS."""
+        room = PAGE_HEIGHT / self.print_scale() - REPEATED_HEIGHT
+        height = self.height
+        keep = sorted(self.keep)
+        breaks, start = [], keep[0][0] if keep else 0
+        for a, b in keep:
+            if height(start, b) <= room:
+                continue
+            if a > start:
+                breaks.append(start := a)
+            while height(start, b) > room:  # taller than a page: a page-full at a time
+                end = start
+                while height(start, end + 1) <= room:
+                    end += 1
+                breaks.append(start := end + 1)
+        return breaks[:MAX_BREAKS]
 
 
 class Layout:
-    def __init__(self, tape, template: Template, config: dict):
+    def __init__(self, tape, template: Template, config: dict, exercise=None):
+        """`exercise`: a student's version (tracer.checks.exercise) whose blank blocks say so."""
         self.tape, self.tpl = tape, template
+        self.translations = template.translations()  # a text takes the rows its longest language needs
         self.config = tape.meta.get("settings") or config  # a run may describe its own settings
         self.place: dict[int, Place] = {}
-        self.exercise = None  # a student's version (tracer.checks.exercise) leaves some blocks blank
+        self.exercise = exercise
         self.sections: list[tuple[str, str, int]] = []  # (sheet, title, row) for the index
         iterations = max(t.iteration for t in tape.tensors)
         tt = template.t
@@ -266,6 +352,13 @@ class Layout:
         self._lay_pictures()
         self._lay_overview()
 
+    def _lines(self, text_of, width: int, indent: str = "") -> list[str]:
+        """text_of(template) in lines, padded with empty lines to as many as the language that
+        needs most: a cell has the same address in every language's workbook."""
+        rows = max(len(lines(text_of(tpl), width, indent)) for tpl in self.translations)
+        mine = lines(text_of(self.tpl), width, indent)
+        return mine + [""] * (rows - len(mine))
+
     # -- tensor sheets --------------------------------------------------------------------------
     def _sheet_of(self, t) -> Sheet:
         if t.phase == "after":
@@ -274,9 +367,9 @@ class Layout:
 
     def _fit(self, t, sheet: str, row0: int, col0: int) -> Place:
         rows, cols = t.shape
-        # a row vector reads best as a column; a very wide batch (N upscaled images) too, since
-        # a sheet's width costs time in every one of its rows
-        transposed = (rows == 1 and cols > 1) or (cols > WIDE > rows)
+        # a row vector reads best as a column; a tensor wider than WIDE and than tall too, so that
+        # a sheet prints one page wide (and a sheet's width costs time in every one of its rows)
+        transposed = (rows == 1 and cols > 1) or (cols > WIDE and cols > rows)
         p = Place(sheet, row0, col0, rows, cols, transposed)
         if col0 + p.display[1] > MAX_COLS:
             p.transposed = not transposed
@@ -318,24 +411,35 @@ class Layout:
             s = self._sheet_of(t)
             section = t.section if t.iteration else "input"
             r = rows[id(s)]
+            first = r  # a section's title stays on the page of its first block
             if current.get(id(s)) != section:
                 current[id(s)] = section
                 numbers[id(s)] = sec = numbers.get(id(s), 0 if t.iteration else -1) + 1
                 title = f"{sec}  {tpl.section(section)}"
-                s.parts.append(Text(r, 0, title, "section_" + phase_style(t)))
+                title_lines = self._lines(lambda tp: f"{sec}  {tp.section(section)}", SECTION_CHARS)
+                for k, line in enumerate(title_lines):
+                    if line:
+                        s.parts.append(Text(r + k, 0, line, "section_" + phase_style(t)))
                 self.sections.append((s.name, title, r))
-                r += 2
+                r += len(title_lines) + 1
             sec = numbers[id(s)]
             counters[(id(s), sec)] = n = counters.get((id(s), sec), 0) + 1
-            p = self._fit(t, s.name, r + BLOCK_HEAD, 1)
+            equation = [] if not tpl.equation(t) else self._lines(lambda tp: tp.equation(t), EQUATION_CHARS, "    ")
+            text = [(line, "equation") for line in equation]
+            if self.exercise and id(t) in self.exercise.blank_ids:
+                text.append((tt("exercise_your_turn"), "note"))
+            text += [(line, "note") for line in self._lines(lambda tp: tp.note(t), NOTE_CHARS)]
+            p = self._fit(t, s.name, r + len(text) + 2, 1)  # title, text, column numbers, the grid
             self.place[id(t)] = p
             title = f"{tpl.symbol(t.name)}    {t.shape[0]} × {t.shape[1]}    {tpl.describe(t)}"
-            block = Block(r, t, f"{sec}.{n}", title, tpl.equation(t), tpl.note(t), p, whole=whole_numbers(t, whole))
+            block = Block(r, t, f"{sec}.{n}", title, tpl.equation(t), tpl.note(t), p, text,
+                          whole=whole_numbers(t, whole))
             if self.tokens:
                 self._label_tokens(block, ids)
             s.parts.append(block)
-            s.width = max(s.width, 1 + p.display[1] + bool(block.tokens))
-            r += BLOCK_HEAD + p.display[0] + 1
+            s.width = max(s.width, 1 + p.display[1] + bool(block.tokens), TITLE_WIDTH)
+            s.keep.append((first, p.row0 + p.display[0] - 1))
+            r = p.row0 + p.display[0] + 1
             if r > MAX_ROWS:
                 raise TracerError(f"sheet {s.name!r} would need more than {MAX_ROWS} rows")
             rows[id(s)] = r
@@ -345,6 +449,7 @@ class Layout:
             for k, t in enumerate(results, start=4):
                 self.after.parts.append(TokenRow(k, tpl.symbol(t.name), t, blocks[id(t)].row))
                 self.after.width = max(self.after.width, 1 + t.shape[0])
+            self.after.keep.insert(0, (3, 4 + len(results)))
 
     def _label_tokens(self, block: Block, ids: dict):
         """A language model's block: a column of ids also read as text, each id's token beside it;
@@ -413,29 +518,46 @@ class Layout:
                 by_iter.setdefault(t.iteration, []).extend((t, n, side) for n in range(t.shape[0]))
         fixed = by_iter.pop(0, [])
         r = 3
+        order = list(wanted)  # the template's order: e.g. the upscaled digit next to the digit
         for k in sorted(by_iter) or ([0] if fixed else []):
+            todo = fixed + sorted(by_iter.get(k, []), key=lambda e: (order.index(e[0].name), e[1]))
             s.parts.append(Text(r, 0, tt("iteration", k=k) if k else "", "bold"))
-            images, col = [], 1
-            order = list(wanted)  # the template's order: e.g. the upscaled digit next to the digit
-            for t, n, side in fixed + sorted(by_iter.get(k, []), key=lambda e: (order.index(e[0].name), e[1])):
-                label = tpl.m_picture(t.name) + (f"  #{n + 1}" if t.shape[0] > 1 else "")
-                s.parts.append(Text(r, col, label, "bold"))
-                images.append(PictureImage(col, t, n, side, wanted[t.name]["scale"]))
-                col += side + 1
-            s.parts.append(Picture(r + 1, images))
-            s.width = max(s.width, col)
-            r += max(im.side for im in images) + 2
+            while todo:  # a line of pictures, as many as fit MAX_PICTURE_COLUMNS (at least one)
+                images, col = [], 1
+                while todo and (not images or col + todo[0][2] <= MAX_PICTURE_COLUMNS):
+                    t, n, side = todo.pop(0)
+                    label = tpl.m_picture(t.name) + (f"  #{n + 1}" if t.shape[0] > 1 else "")
+                    s.parts.append(Text(r, col, label, "bold"))
+                    images.append(PictureImage(col, t, n, side, wanted[t.name]["scale"]))
+                    col += side + 1
+                    s.width = max(s.width, col, col - side + math.ceil(len(label) / PIXEL_WIDTH))  # the label too
+                s.parts.append(Picture(r + 1, images))
+                height = max(im.side for im in images)
+                s.heights |= {row: PIXEL_HEIGHT for row in range(r + 1, r + 1 + height)}
+                s.keep.append((r, r + height))
+                r += height + 2
 
     # -- overview -------------------------------------------------------------------------------
     def _lay_overview(self):
         s, tt, tpl = self.overview, self.tpl.t, self.tpl
         parts = s.parts
-        parts += [Text(0, 0, tpl.m("title"), "sheet_title"), Text(1, 0, tpl.m("intro"), "text")]
-        r = 3
+        parts.append(Text(0, 0, tpl.m("title"), "sheet_title"))
+        text = [(line, "text") for line in self._lines(lambda tp: tp.m("intro"), OVERVIEW_CHARS)]
+        if self.exercise:  # a student's version says what to do first
+            text += [(line, "bold") for line in self._lines(lambda tp: tp.t("exercise_intro"), OVERVIEW_CHARS)]
+        for r, (line, style) in enumerate(text, start=1):
+            if line:
+                parts.append(Text(r, 0, line, style))
+        index_link = len(text) + 1  # "Index ↓", pointing at the index below the chart
+        r = index_link + 1
         parts.append(Text(r, 0, tt("equations"), "heading"))
-        for eq in tpl.equations(self.tape):
-            r += 1
-            parts.append(Text(r, 0, eq, "equation"))
+        count = max(len(tp.equations(self.tape)) for tp in self.translations)
+        for k in range(count):
+            for line in self._lines(lambda tp: (tp.equations(self.tape) + [""] * count)[k], OVERVIEW_CHARS - 10,
+                                    "        "):
+                r += 1
+                if line:
+                    parts.append(Text(r, 0, line, "equation"))
         r += 2
         parts += [Text(r, 0, tt("hyper"), "heading"), Text(r + 1, 0, tt("hyper_note"), "note")]
         r += 2
@@ -474,9 +596,10 @@ class Layout:
             parts.append(Chart(first - 1, len(names) + 2, tt("chart_title"), (s.name, 0, first, r),
                                [(tpl.symbol(name), s.name, 1 + n, first, r, name in secondary)
                                 for n, name in enumerate(names)]))
-        r = max(r + 2, first + 17)  # below the chart
+        r = max(r + 2, first + CHART_ROWS)  # below the chart
+        s.print_rows = r  # printed on one page: the equations, settings, losses and chart
         parts.append(Text(r, 0, tt("index"), "heading"))
-        parts.append(Link(2, 0, tt("index") + " ↓", s.name, r))
+        parts.append(Link(index_link, 0, tt("index") + " ↓", s.name, r))
         for sheet_name, title, row in self.sections:
             r += 1
             parts.append(Link(r, 0, f"{sheet_name}:  {title}", sheet_name, row))
@@ -484,4 +607,5 @@ class Layout:
         parts.append(Link(r, 0, self.pictures.name, self.pictures.name, 0))
         if self.tokens:
             parts.append(Link(r + 1, 0, self.tokens.name, self.tokens.name, 0))
-        s.width = 8
+        chart_end = len(names) + 2 + math.ceil(CHART_PX[0] / (points(CELL_WIDTH) * 4 / 3))
+        s.width = max(8, chart_end if names else 0)

@@ -5,6 +5,7 @@ The templates ship inside the package as `tracer.templates`, so they load from a
 
 from __future__ import annotations
 
+import copy
 import re
 from importlib import resources
 from pathlib import Path
@@ -57,6 +58,16 @@ class Template:
         self.model = _load(model)
         self.words = self.common[lang]
         self.extra = tensors or {}
+
+    def translations(self) -> list["Template"]:
+        """This template in every language (itself included), e.g. to lay a workbook out with the
+        same rows in each."""
+        out = []
+        for lang in LANGS:
+            other = copy.copy(self)
+            other.lang, other.words = lang, self.common[lang]
+            out.append(other)
+        return out
 
     @classmethod
     def of(cls, tape, lang: str = "en") -> "Template":

@@ -16,6 +16,7 @@ from tracer.errors import TracerError
 from tracer.render.atomic import atomic_path
 from tracer.render.layout import (
     COLS,
+    TITLE_WIDTH,
     Block,
     Cells,
     Chart,
@@ -25,12 +26,13 @@ from tracer.render.layout import (
     Text,
     TokenRow,
     Views,
+    REPEATED_ROWS,
+    ROW_HEIGHT,
     phase_style,
     quote_sheet,
 )
 
 MAX_FORMULA = 8192
-TITLE_WIDTH = 8  # columns of a block's coloured title band
 PHASE_COLORS = {  # title fill, cell fill
     "input": ("#BFBFBF", "#F2F2F2"),
     "forward": ("#9BC2E6", "#DDEBF7"),
@@ -97,7 +99,9 @@ class _Styles:
         self.bold = f({"bold": True})
         self.heading = f({"bold": True, "font_size": 13, "bottom": 1})
         self.sheet_title = f({"bold": True, "font_size": 16})
-        self.equation = f({"font_name": "Cambria Math", "font_size": 12})
+        # the workbook's own font: a math font (Cambria Math, or what replaces it where it is
+        # missing) sets √ and other symbols for a formula layout, not for a line of text
+        self.equation = f({"font_size": 12})
         self.index = f({"font_color": "#808080", "align": "center"})
         self.link = f({"font_color": "#0563C1", "underline": 1})
         self.hyper = f({"bg_color": "#FFF2CC", "border": 1, "num_format": "General"})
@@ -160,20 +164,12 @@ class _Writer:
 
     def sheet(self, sheet):
         ws = self.wb.add_worksheet(sheet.name, worksheet_class=_PortableSheet)
-        if sheet.kind == "pictures":
-            ws.set_column(0, 0, 10)
-            ws.set_column(1, sheet.width, 2.14)  # 20 px: square with the 20 px default row
-        elif sheet.kind == "tokens":
-            ws.set_column(0, 0, 14)
-            ws.set_column(1, sheet.width, 9)
-        elif sheet.kind == "overview":
-            ws.set_column(0, 0, sheet.label_width)
-            ws.set_column(1, sheet.width, 12)
-        else:
-            ws.set_column(0, 0, sheet.label_width or 7)
-            ws.set_column(1, sheet.width, 12)
+        for first, last, width in sheet.column_widths():
+            ws.set_column(first, last, width)
+        ws.set_default_row(ROW_HEIGHT)  # what the page breaks count on, in every application
         if sheet.freeze != (0, 0):
             ws.freeze_panes(*sheet.freeze)
+        self._print_setup(ws, sheet)
         last = -1  # constant-memory mode: rows must be written in order, parts must not overlap
         self.decimals = []
         for part in sorted(sheet.parts, key=lambda p: (p.row, getattr(p, "col", 0))):
@@ -184,10 +180,28 @@ class _Writer:
             ws.conditional_format(self.empty_until_filled[0], {"type": "errors", "format": self.st.invisible,
                                                                "multi_range": " ".join(self.empty_until_filled)})
             self.empty_until_filled = []
+        if not sheet.print_rows:  # what prints: every row, the sheet's columns (not text running past them)
+            ws.print_area(0, 0, max(last, 0), sheet.width)
         if self.decimals:  # one rule for the whole sheet: a tiny value in scientific notation
             ws.conditional_format(self.decimals[0], {"type": "cell", "criteria": "between", "minimum": -TINY,
                                                      "maximum": TINY, "format": self.st.tiny,
                                                      "multi_range": " ".join(self.decimals)})
+
+    def _print_setup(self, ws, sheet):
+        """Landscape, one page wide, the title rows on every page, a page break before a block
+        that would not fit on the page (the overview: its top, with the chart, on one page)."""
+        ws.set_landscape()
+        ws.set_footer("&L&A&R&P / &N")  # the sheet's name; page n of N
+        if sheet.print_rows:
+            ws.print_area(0, 0, sheet.print_rows - 1, sheet.width)
+            ws.fit_to_pages(1, 1)
+            return
+        ws.repeat_rows(0, REPEATED_ROWS - 1)
+        ws.set_h_pagebreaks(sheet.page_breaks())
+        if sheet.whole_pictures:  # one page wide at a scale at which every picture fits a page
+            ws.set_print_scale(round(100 * sheet.print_scale()))
+        else:
+            ws.fit_to_pages(1, 0)
 
     # each part writer returns the row it reached
     def _text(self, ws, sheet, p: Text):
@@ -278,17 +292,18 @@ class _Writer:
             ws.write_blank(r, c, None, st.title[phase])
         if blank and self.layout.exercise.self_check:
             self._self_check(ws, sheet, b, r)
-        ws.write_string(r + 1, 1, b.equation, st.equation)
-        your_turn = self.layout.tpl.t("exercise_your_turn") + "  " if blank else ""
-        ws.write_string(r + 2, 1, your_turn + b.note, st.note)
+        for k, (line, style) in enumerate(b.lines, start=1):  # the equation, your turn, the note
+            if line:  # (a line only another language's longer text needs stays empty)
+                ws.write_string(r + k, 1, line, st.named(style))
         n_rows, n_cols = p.display
+        head = p.row0 - 1
         for c in range(n_cols):  # 1 … n, or the tokens of a vocabulary's columns
             if b.col_labels:
-                ws.write_string(r + 3, p.col0 + c, b.col_labels[c], st.index)
+                ws.write_string(head, p.col0 + c, b.col_labels[c], st.index)
             else:
-                ws.write_number(r + 3, p.col0 + c, c + 1, st.index)
+                ws.write_number(head, p.col0 + c, c + 1, st.index)
         if b.tokens:  # constant-memory mode: a row's cells before the next row's
-            ws.write_string(r + 3, p.col0 + n_cols, self.layout.tpl.t("tokens_token"), st.index)
+            ws.write_string(head, p.col0 + n_cols, self.layout.tpl.t("tokens_token"), st.index)
         fmt = st.whole[phase] if b.whole else st.cell[phase]
         if not (b.whole or blank):
             self.decimals.append(f"{COLS[p.col0]}{p.row0 + 1}:{COLS[p.col0 + n_cols - 1]}{p.row0 + n_rows}")
@@ -319,13 +334,14 @@ class _Writer:
         if b.tokens:
             self.cells += n_rows + 1
         n = n_rows * n_cols
-        self.cells += n + 4 + n_cols + n_rows  # grid, 4 header texts, column and row numbers
+        self.cells += n + 2 + len(b.lines) + n_cols + n_rows  # grid, number, title, text lines, column and row numbers
         self.progress(n)
         return p.row0 + n_rows - 1
 
     def _picture(self, ws, sheet, p: Picture):
         height = max(im.side for im in p.images)
         for r in range(height):  # constant-memory mode: whole rows in order
+            ws.set_row(p.row + r, sheet.heights.get(p.row + r))  # explicit: square pixels
             for im in p.images:
                 if r >= im.side:
                     continue
