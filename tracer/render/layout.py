@@ -132,7 +132,7 @@ class Place:
 class Cells:
     """The cells of a tensor's inputs as seen from the sheet of the tensor (for op formulas)."""
 
-    def __init__(self, layout: "Layout", t):
+    def __init__(self, layout: Layout, t):
         self.here = layout.place[id(t)].sheet
         self.ins = [layout.place[id(u)] for u in t.inputs]
         self.names = [u.attrs.get("defined_name") for u in t.inputs]

@@ -59,7 +59,7 @@ class Template:
         self.words = self.common[lang]
         self.extra = tensors or {}
 
-    def translations(self) -> list["Template"]:
+    def translations(self) -> list[Template]:
         """This template in every language (itself included), e.g. to lay a workbook out with the
         same rows in each."""
         out = []
@@ -70,7 +70,7 @@ class Template:
         return out
 
     @classmethod
-    def of(cls, tape, lang: str = "en") -> "Template":
+    def of(cls, tape, lang: str = "en") -> Template:
         """The template of a traced run: its model's, plus the texts the run carries."""
         return cls(tape.meta["model"], lang, tape.meta.get("tensors"))
 

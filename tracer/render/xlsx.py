@@ -16,6 +16,8 @@ from tracer.errors import TracerError
 from tracer.render.atomic import atomic_path
 from tracer.render.layout import (
     COLS,
+    REPEATED_ROWS,
+    ROW_HEIGHT,
     TITLE_WIDTH,
     Block,
     Cells,
@@ -26,8 +28,6 @@ from tracer.render.layout import (
     Text,
     TokenRow,
     Views,
-    REPEATED_ROWS,
-    ROW_HEIGHT,
     phase_style,
     quote_sheet,
 )
