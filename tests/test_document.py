@@ -130,7 +130,7 @@ def test_markdown_of_the_default_vae(vae_tape, vae_config, tmp_path, lang):
     tpl, words = Template("vae", lang), _load("document")[lang]
     md = document.md
     assert text.startswith(f"# {md(tpl.m('title'))}\n")
-    for eq in tpl.equations():
+    for eq in tpl.equations(vae_tape):
         assert f"\n{eq}\n" in text  # in a code block, verbatim
     start = in_order(text, [f"## {md(words['model'])}", f"## {md(words['loop'])}"])
     sections = [f"### {md(tpl.section(s))}" for s in sections_of_iteration_1(vae_tape)]
@@ -166,7 +166,7 @@ def test_latex_of_the_default_vae(vae_tape, vae_config, tmp_path, lang):
     tex = document.tex
     assert all(ord(c) < 128 for c in text)  # every character translated
     assert rf"\LARGE\bfseries {tex(tpl.m('title'))}" in text
-    for eq in tpl.equations():
+    for eq in tpl.equations(vae_tape):
         assert rf"\hspace*{{2em}}{tex(eq)}\par" in text
     start = in_order(text, [rf"\section*{{{tex(words['model'])}}}", rf"\section*{{{tex(words['loop'])}}}"])
     in_order(text, [rf"\subsection*{{{tex(tpl.section(s))}}}" for s in sections_of_iteration_1(vae_tape)]
