@@ -18,6 +18,7 @@ from tracer.render.layout import (
     PIXEL_HEIGHT,
     PIXEL_WIDTH,
     REPEATED_HEIGHT,
+    REPEATED_ROWS,
     Block,
     Layout,
     Sheet,
@@ -37,7 +38,7 @@ def check_setup(path) -> int:
         if s.print_titles is None:  # the overview: its top on one page
             assert s.fit_to_page and s.page_setup.get("fitToHeight", "1") == "1", s.name
         else:
-            assert s.print_titles.endswith("!$1:$2"), s.name
+            assert s.print_titles.endswith(f"!$1:${REPEATED_ROWS}"), s.name
             if s.fit_to_page:  # one page wide, as many tall as it takes
                 assert s.page_setup.get("fitToWidth", "1") == "1" and s.page_setup["fitToHeight"] == "0", s.name
             else:  # the pictures: a scale at which one page is wide enough and each picture whole

@@ -102,8 +102,11 @@ def test_the_generated_texts_come_first(default_workbook):
 
     run = api.run("transformer")
     wb = load_workbook(default_workbook("transformer"), read_only=True, data_only=True)
-    rows = [[v for v in row if v is not None] for row in wb["After training"].iter_rows(max_row=12, values_only=True)]
+    rows = [[v for v in row if v is not None] for row in wb["After training"].iter_rows(max_row=14, values_only=True)]
     wb.close()
-    texts = [" ".join(r[1:]) for r in rows[4:4 + len(run.generated)]]
+    from tracer.render.layout import FIRST_ROW
+
+    first = FIRST_ROW + 1  # below the heading
+    texts = [" ".join(r[1:]) for r in rows[first:first + len(run.generated)]]
     assert texts == [" ".join(text.split()) for _, text in run.generated]
-    assert [r[0] for r in rows[4:4 + len(run.generated)]] == ["greedy", "sampled τ1", "sampled τ2", "sampled τ3"]
+    assert [r[0] for r in rows[first:first + len(run.generated)]] == ["greedy", "sampled τ1", "sampled τ2", "sampled τ3"]

@@ -46,7 +46,7 @@ def test_inputs_are_recorded_once(vae_tape, vae_config):
     assert all(t.op is None and t.phase == "input" for t in zero.values())
     np.testing.assert_array_equal(zero["x"].value, mnist.load_digit(vae_config.digit)[0])
     assert zero["lr"].value.tolist() == [[vae_config.lr]] and zero["lr"].attrs["defined_name"] == "lr"
-    assert vae_tape.meta == {"model": "vae", "label": 7}
+    assert vae_tape.meta == {"model": "vae", "label": 7, "equation_values": {"pixels": 784}}
 
 
 def test_parameters_of_the_next_iteration_are_the_update_records(vae_tape):

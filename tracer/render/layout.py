@@ -36,18 +36,19 @@ MAX_PICTURE_COLUMNS = 100  # a row of pictures wider than this goes on to a new 
 # Letter and A4 (points).  A page ends where a block ends, not inside it, when the block fits.
 PAGE_WIDTH, PAGE_HEIGHT = 691.0, 487.0
 ROW_HEIGHT = 15.0  # points: a row in the default font
-REPEATED_ROWS, REPEATED_HEIGHT = 2, 36.0  # each page repeats a sheet's title and legend rows
+REPEATED_ROWS, REPEATED_HEIGHT = 3, 51.0  # each page repeats a sheet's title and its two legend rows
+FIRST_ROW = REPEATED_ROWS + 1  # a sheet's first block
 SAFETY = 0.92  # room for rows a larger font makes taller
 MAX_BREAKS = 1023  # Excel's limit of manual page breaks on a sheet
+
+
+LIBREOFFICE_DIGIT = 7.43 / 7  # LibreOffice's digit of Carlito (Calibri's metrics) over Excel's 7 px
 
 
 def points(width: float) -> float:
     """A column `width` characters wide, in points, as the widest application draws it: Excel counts
     7 px a digit of Calibri 11 (plus 5 px), LibreOffice the digit's own 7.43 px of Carlito."""
     return (int(width * 7 + 0.5) + 5) * 0.75 * LIBREOFFICE_DIGIT
-
-
-LIBREOFFICE_DIGIT = 7.43 / 7
 
 
 def on_overview(t) -> bool:
@@ -331,11 +332,11 @@ class Layout:
         iterations = max(t.iteration for t in tape.tensors)
         tt = template.t
         self.overview = Sheet(tt("overview"), "overview")
-        self.inputs = Sheet(tt("inputs"), "inputs", freeze=(2, 1))
-        self.iters = [Sheet(tt("iteration", k=k), "iteration", freeze=(2, 1)) for k in range(1, iterations + 1)]
+        self.inputs = Sheet(tt("inputs"), "inputs", freeze=(REPEATED_ROWS, 1))
+        self.iters = [Sheet(tt("iteration", k=k), "iteration", freeze=(REPEATED_ROWS, 1)) for k in range(1, iterations + 1)]
         # what a model computes with its trained parameters (generation, similarities): one sheet
         after = any(t.phase == "after" for t in tape.tensors)
-        self.after = Sheet(tt("after"), "after", freeze=(2, 1)) if after else None
+        self.after = Sheet(tt("after"), "after", freeze=(REPEATED_ROWS, 1)) if after else None
         self.pictures = Sheet(tt("pictures"), "pictures")
         tokenized = tape.meta.get("tokenized")
         self.tokens = Sheet(tt("tokens"), "tokens") if tokenized else None
@@ -387,7 +388,9 @@ class Layout:
         numbers: dict[int, int] = {}  # the current section number of each sheet
         chain = [self.inputs, *self.iters, *([self.after] if self.after else [])]
         shown = {phase_style(t) for t in self.tape.tensors if not on_overview(t)}
-        legend = tt("legend", " · ".join(tt("legend_" + phase) for phase in PHASES if phase in shown))
+
+        def legend_of(tp):
+            return tp.t("legend", " · ".join(tp.t("legend_" + phase) for phase in PHASES if phase in shown))
         tokenized = self.tape.meta.get("tokenized")
         for k, s in enumerate(chain):  # k = 0 for the inputs
             if tokenized:  # the first column also labels rows with tokens
@@ -399,12 +402,13 @@ class Layout:
                 s.parts.append(Link(0, 6, f"← {chain[k - 1].name}", chain[k - 1].name, 0))
                 if k + 1 < len(chain):
                     s.parts.append(Link(0, 8, f"{chain[k + 1].name} →", chain[k + 1].name, 0))
-            s.parts.append(Text(1, 1, legend, "note"))
-            rows[id(s)] = 3
+            for n, line in enumerate(self._lines(lambda tp: legend_of(tp), NOTE_CHARS + 20)[:REPEATED_ROWS - 1]):
+                s.parts.append(Text(1 + n, 1, line, "note"))  # on every printed page, beside the title
+            rows[id(s)] = FIRST_ROW
         # what training led to, first: the generated texts sit at the top of their sheet
         results = [t for t in self.tape.tensors if t.phase == "after" and t.section == "generate_result"]
         if results and tokenized:
-            rows[id(self.after)] = 3 + 1 + len(results) + 1
+            rows[id(self.after)] = FIRST_ROW + 1 + len(results) + 1
         for t in self.tape.tensors:
             if on_overview(t):
                 continue
@@ -445,11 +449,11 @@ class Layout:
             rows[id(s)] = r
         if results and tokenized:
             blocks = {id(b.tensor): b for b in self.after.parts if isinstance(b, Block)}
-            self.after.parts.append(Text(3, 0, tt("after_summary"), "heading"))
-            for k, t in enumerate(results, start=4):
+            self.after.parts.append(Text(FIRST_ROW, 0, tt("after_summary"), "heading"))
+            for k, t in enumerate(results, start=FIRST_ROW + 1):
                 self.after.parts.append(TokenRow(k, tpl.symbol(t.name), t, blocks[id(t)].row))
                 self.after.width = max(self.after.width, 1 + t.shape[0])
-            self.after.keep.insert(0, (3, 4 + len(results)))
+            self.after.keep.insert(0, (FIRST_ROW, FIRST_ROW + len(results)))
 
     def _label_tokens(self, block: Block, ids: dict):
         """A language model's block: a column of ids also read as text, each id's token beside it;
