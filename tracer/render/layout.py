@@ -38,6 +38,7 @@ PAGE_WIDTH, PAGE_HEIGHT = 691.0, 487.0
 ROW_HEIGHT = 15.0  # points: a row in the default font
 REPEATED_ROWS, REPEATED_HEIGHT = 3, 51.0  # each page repeats a sheet's title and its two legend rows
 FIRST_ROW = REPEATED_ROWS + 1  # a sheet's first block
+TOKENS_WIDTH = 12  # the Tokens sheet's columns at least
 SAFETY = 0.92  # room for rows a larger font makes taller
 MAX_BREAKS = 1023  # Excel's limit of manual page breaks on a sheet
 
@@ -470,8 +471,10 @@ class Layout:
         s, tt = self.tokens, self.tpl.t
         parts = s.parts
         parts += [Text(0, 0, tt("tokens_title", kind=tt("tokenizer_" + tok.kind)), "sheet_title"),
-                  Link(0, 6, tt("back"), self.overview.name, 0), Text(1, 0, tt("tokens_note"), "note")]
-        r, width = 3, 2
+                  Link(0, 6, tt("back"), self.overview.name, 0)]
+        for n, line in enumerate(self._lines(lambda tp: tp.t("tokens_note"), NOTE_CHARS)[:REPEATED_ROWS - 1]):
+            parts.append(Text(1 + n, 0, line, "note"))
+        r, width = FIRST_ROW, 2
         parts.append(Text(r, 0, tt("tokens_sentences"), "heading"))
         for n, ids in enumerate(tok.sentences, start=1):
             tokens = tok.decode(ids)
@@ -505,7 +508,7 @@ class Layout:
             if tok.stop:
                 parts.append(Text(r + 1, 0, tt("tokens_stop_" + tok.stop, done=len(tok.merges),
                                                requested=tok.merges_requested), "note"))
-        s.width = max(width, 6)
+        s.width = max(width, TOKENS_WIDTH)  # the headings and notes print whole
 
     # -- pictures -------------------------------------------------------------------------------
     def _lay_pictures(self):
