@@ -240,3 +240,18 @@ def test_an_unfilled_exercise_shows_no_loss(run_main, tmp_path, soffice):
     want = sorted(v for name in ("recon", "kl", "loss") for v in
                   [t.value.item() for t in run.tape.tensors if t.name == name and t.iteration])
     assert sorted(got.values()) == pytest.approx(want, rel=1e-9)
+    # the chart: a marker for each of the 6 losses once filled, none while they are #N/A (not 0)
+    from print_pages import to_pdf
+
+    def filled_shapes(book, folder):
+        import pypdf
+        from pypdf.generic import ContentStream
+
+        reader = pypdf.PdfReader(to_pdf(book, tmp_path / folder))
+        page = reader.pages[0]  # the overview
+        ops = [op for _, op in page.get_contents().operations]
+        for xobject in page["/Resources"].get("/XObject", {}).values():
+            ops += [op for _, op in ContentStream(xobject.get_object(), reader).operations]
+        return ops.count(b"f*")
+
+    assert filled_shapes(filled, "pdf-filled") - filled_shapes(path, "pdf-empty") == 6

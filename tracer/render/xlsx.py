@@ -277,6 +277,8 @@ class _Writer:
                 "y2_axis": right,
             })
         chart.set_title({"name": p.title})
+        # a loss not computed yet (#N/A: an exercise's blank cells) is no point, in LibreOffice too
+        chart.show_blanks_as("span")
         chart.set_x_axis({"name": self.layout.tpl.t("iteration_col")})
         ws.insert_chart(p.row, p.col, chart, {"x_scale": 1.3, "y_scale": 1.1})
         return -1
