@@ -65,6 +65,8 @@ def phase_style(t) -> str:
 def lines(text: str, width: int, indent: str = "") -> list[str]:
     """The text in lines of at most `width` characters (broken at spaces where it can be), the
     lines after the first indented by `indent`."""
+    if len(text) <= width:
+        return [text]
     return textwrap.wrap(text, width, break_on_hyphens=False, subsequent_indent=indent) or [""]
 
 
@@ -357,9 +359,9 @@ class Layout:
     def _lines(self, text_of, width: int, indent: str = "") -> list[str]:
         """text_of(template) in lines, padded with empty lines to as many as the language that
         needs most: a cell has the same address in every language's workbook."""
-        rows = max(len(lines(text_of(tpl), width, indent)) for tpl in self.translations)
-        mine = lines(text_of(self.tpl), width, indent)
-        return mine + [""] * (rows - len(mine))
+        each = {tp.lang: lines(text_of(tp), width, indent) for tp in self.translations}
+        mine = each[self.tpl.lang]
+        return mine + [""] * (max(map(len, each.values())) - len(mine))
 
     # -- tensor sheets --------------------------------------------------------------------------
     def _sheet_of(self, t) -> Sheet:

@@ -58,6 +58,7 @@ class Template:
         self.model = _load(model)
         self.words = self.common[lang]
         self.extra = tensors or {}
+        self._symbols: dict = {}  # (language, name) -> symbol: a tensor's symbol is asked for often
 
     def translations(self) -> list[Template]:
         """This template in every language (itself included), e.g. to lay a workbook out with the
@@ -181,6 +182,12 @@ class Template:
 
     def symbol(self, name: str) -> str:
         """x̂ for x_hat, ∂L/∂x̂ for dL/dx_hat, ∂L/∂h (via μ) for 'dL/dh via mu'."""
+        key = (self.lang, name)
+        if key not in self._symbols:
+            self._symbols[key] = self._symbol(name)
+        return self._symbols[key]
+
+    def _symbol(self, name: str) -> str:
         grad = GRAD.fullmatch(name)
         if grad:
             loss, (base, _, via) = grad[1], grad[2].partition(VIA)
