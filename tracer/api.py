@@ -3,7 +3,7 @@
     import tracer
     run = tracer.run("vae", iterations=4, lr=0.1)   # the CLI's options, checked the same way
     run.losses                       # {"loss": [543.39, 525.49, …]}
-    df = run.to_pandas()             # the long table of the CSV: iteration, phase, tensor, index, value
+    df = run.to_pandas()             # the long table of the CSV: iteration, phase, tensor, index, row, col, value, token
     run["dL/dW1", 2]                 # a tensor's numpy value by name and iteration
     run.save("vae.xlsx", lang="es")  # or .json, .csv, .tex, .md, exactly as `tracer run -o`
     tracer.verify("vae.xlsx")        # a report: formula cells, largest errors, error values, ok

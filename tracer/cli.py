@@ -151,7 +151,8 @@ def _make_exercise(model):
     @model_options(model)
     @click.option("--blank", required=True, metavar="WHAT",
                   help="what the student computes, comma-separated: phases (forward, loss, backward, update) "
-                       "and/or tensor names, e.g. 'backward' or 'h,x_hat'")
+                       "and/or tensors by name or by the symbol the workbook shows, e.g. 'backward', 'h,x_hat' "
+                       "or 'a3,x̂,∂L/∂W1'")
     @click.option("--blank-iterations", default="all", show_default=True, metavar="K,…",
                   help="leave those blocks blank only in these iterations, e.g. '1'")
     @click.option("--self-check", is_flag=True,
