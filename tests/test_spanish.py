@@ -203,3 +203,16 @@ def test_check_answers_in_spanish(tmp_path, run_main):
     notes = [(ws.title, c.comment.text) for ws in wb.worksheets for row in ws.iter_rows() for c in row if c.comment]
     assert len(notes) == 3 and any("es texto, no un número" in n for _, n in notes)
     assert english_in(grade_lines + notes) == []
+
+
+@pytest.mark.parametrize("model", list(api.MODELS))
+def test_every_option_has_words_in_both_languages(model):
+    """The overview and the documents say what each option is (not only its flag: --d-model)."""
+    from tracer.render.template import LANGS, Template
+
+    for lang in LANGS:
+        tpl = Template(model, lang)
+        for f in dataclasses.fields(api.MODELS[model].Config):
+            label = tpl.setting(f.name)
+            assert not label.startswith("--"), (model, lang, f.name, label)
+    assert Template("transformer").setting("layers") == "transformer blocks  (--layers)"
