@@ -336,7 +336,8 @@ class Layout:
         tt = template.t
         self.overview = Sheet(tt("overview"), "overview")
         self.inputs = Sheet(tt("inputs"), "inputs", freeze=(REPEATED_ROWS, 1))
-        self.iters = [Sheet(tt("iteration", k=k), "iteration", freeze=(REPEATED_ROWS, 1)) for k in range(1, iterations + 1)]
+        self.iters = [Sheet(tt("iteration", k=k), "iteration", freeze=(REPEATED_ROWS, 1))
+                      for k in range(1, iterations + 1)]
         # what a model computes with its trained parameters (generation, similarities): one sheet
         after = any(t.phase == "after" for t in tape.tensors)
         self.after = Sheet(tt("after"), "after", freeze=(REPEATED_ROWS, 1)) if after else None
@@ -423,7 +424,8 @@ class Layout:
                 current[id(s)] = section
                 numbers[id(s)] = sec = numbers.get(id(s), 0 if t.iteration else -1) + 1
                 title = f"{sec}  {tpl.section(section)}"
-                title_lines = self._lines(lambda tp: f"{sec}  {tp.section(section)}", SECTION_CHARS)
+                title_lines = self._lines(lambda tp, sec=sec, section=section: f"{sec}  {tp.section(section)}",
+                                          SECTION_CHARS)
                 for k, line in enumerate(title_lines):
                     if line:
                         s.parts.append(Text(r + k, 0, line, "section_" + phase_style(t)))
@@ -431,11 +433,11 @@ class Layout:
                 r += len(title_lines) + 1
             sec = numbers[id(s)]
             counters[(id(s), sec)] = n = counters.get((id(s), sec), 0) + 1
-            equation = [] if not tpl.equation(t) else self._lines(lambda tp: tp.equation(t), EQUATION_CHARS, "    ")
+            equation = self._lines(lambda tp, t=t: tp.equation(t), EQUATION_CHARS, "    ") if tpl.equation(t) else []
             text = [(line, "equation") for line in equation]
             if self.exercise and id(t) in self.exercise.blank_ids:
                 text.append((tt("exercise_your_turn"), "note"))
-            text += [(line, "note") for line in self._lines(lambda tp: tp.note(t), NOTE_CHARS)]
+            text += [(line, "note") for line in self._lines(lambda tp, t=t: tp.note(t), NOTE_CHARS)]
             p = self._fit(t, s.name, r + len(text) + 2, 1)  # title, text, column numbers, the grid
             self.place[id(t)] = p
             title = f"{tpl.symbol(t.name)}    {t.shape[0]} × {t.shape[1]}    {tpl.describe(t)}"
@@ -562,7 +564,7 @@ class Layout:
         parts.append(Text(r, 0, tt("equations"), "heading"))
         count = max(len(tp.equations(self.tape)) for tp in self.translations)
         for k in range(count):
-            for line in self._lines(lambda tp: (tp.equations(self.tape) + [""] * count)[k], OVERVIEW_CHARS - 10,
+            for line in self._lines(lambda tp, k=k: (tp.equations(self.tape) + [""] * count)[k], OVERVIEW_CHARS - 10,
                                     "        "):
                 r += 1
                 if line:
