@@ -122,7 +122,8 @@ class Grade:
             if own:
                 first = first or (g, own)
                 out.append("    " + t("check_first_own", mistake=self.mistake(g, own)))
-        out.append(t("check_score", score=f"{self.score:.1f}", right=f"{self.total(RIGHT):,}", total=f"{self.total():,}",
+        out.append(t("check_score", score=f"{self.score:.1f}", right=f"{self.total(RIGHT):,}",
+                     total=f"{self.total():,}",
                      own=self.total(OWN), carried=self.total(CARRIED), missing=self.total(MISSING)))
         if self.total(CARRIED):
             done = 100.0 * (self.total(RIGHT) + self.total(CARRIED)) / self.total()

@@ -34,7 +34,8 @@ class VerifyReport:
     """Outcome of recalculating a workbook and comparing with its stored values.
 
     ``max_abs_err`` is taken over the numeric formula cells, ``max_rel_err``
-    over the ``n_rel`` of them at least :data:`REL_FLOOR` in size; ``worst`` is the cell nearest to (or furthest beyond) the
+    over the ``n_rel`` of them at least :data:`REL_FLOOR` in size; ``worst``
+    is the cell nearest to (or furthest beyond) the
     tolerance, i.e. the largest ``min(abs_err / atol, rel_err / rtol)``.
     ``mismatches`` keeps the first :data:`MAX_MISMATCHES`;
     ``n_mismatches`` counts them all.
@@ -68,7 +69,8 @@ class VerifyReport:
         out = [
             f"{name}: {self.n_formulas:,} formula cells recalculated in LibreOffice",
             f"largest absolute error: {self.max_abs_err:.1e}",
-            f"largest relative error: {self.max_rel_err:.1e} (over the {self.n_rel:,} cells of size {REL_FLOOR:g} or more)"
+            f"largest relative error: {self.max_rel_err:.1e} "
+            f"(over the {self.n_rel:,} cells of size {REL_FLOOR:g} or more)"
             + (f"; the cell nearest to the tolerance: {self.worst}" if self.worst else ""),
             f"tolerance: rtol={self.rtol:g}, atol={self.atol:g}",
         ]
