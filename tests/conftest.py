@@ -71,7 +71,7 @@ def ops_template(lang: str, title: str):
     from tracer.render.template import Template
 
     tpl = Template("vae", lang)
-    tpl.model = {"title": {lang: title}, "intro": {lang: title}}
+    tpl.model = {"title": {k: title for k in ("en", "es")}, "intro": {k: title for k in ("en", "es")}}
     return tpl
 
 
@@ -117,6 +117,7 @@ RUNS = {
     "gan-adam-upscale": ("gan", {"hidden": 3, "iterations": 2, "batch": 2, "upscale": 2, "optimizer": "adam"}),
     "gan-nearest-4": ("gan", {"hidden": 3, "iterations": 2, "upscale": 4, "upscale_mode": "nearest"}),
     "vae-adam": ("vae", {"hidden": 4, "iterations": 3, "optimizer": "adam"}),
+    "vae-size4": ("vae", {"size": 4, "hidden": 2}),  # the hand-sized VAE: the digit averaged to 4 × 4
     "skipgram": ("skipgram", {"corpus": "en"}),  # the default skip-gram (English corpus)
     "skipgram-neg-bpe-adam": ("skipgram", {"corpus": "es", "negative": 2, "tokenizer": "bpe", "merges": 4,
                                            "sentences": 2, "iterations": 3, "optimizer": "adam"}),
@@ -186,6 +187,30 @@ def run_book(run_workbook):
         if (key, lang) not in read:
             read[(key, lang)] = read_book(run_workbook(key, lang))
         return read[(key, lang)]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def default_workbook(vae_workbook, run_workbook, tmp_path_factory):
+    """default_workbook(model, lang) -> path of the model's default workbook in that language, for
+    every registered model (made once; the ones RUNS or vae_workbook already made are reused)."""
+    from tracer import api
+
+    made: dict = {}
+
+    def get(model, lang="en"):
+        if (model, lang) not in made:
+            cfg = api.configure(model, lang)
+            if model == "vae":
+                path = vae_workbook(lang)
+            elif model in RUNS and lang == "en" and api.configure(RUNS[model][0], "en", **RUNS[model][1]) == cfg:
+                path = run_workbook(model, lang)
+            else:
+                path = tmp_path_factory.mktemp(f"default-{model}") / f"{model}_{lang}.xlsx"
+                api.Run(api.models.get(model), cfg, api.models.trace(api.models.get(model), cfg), lang).save(path)
+            made[(model, lang)] = path
+        return made[(model, lang)]
 
     return get
 

@@ -21,9 +21,10 @@ GENERATION = ("append_row", "argmax", "cumsum", "divide", "fill_masks", "sample"
               "top_ids", "top_values")  # test_generate
 SEQUENCE = ("add_products", "concat_rows", "linear2", "mask_ids", "mask_positions", "masked_mean",
             "masked_mean_grad", "mean", "mean_grad", "nll", "nll_grad", "norms", "pad_rows", "slice_rows")  # test_seq_ops
+POOL = ("avg_pool", "avg_pool_grad")  # test_pool
 
-FAMILIES = {"basic": BASIC, "language": LANGUAGE, "dense": DENSE, "upscale": UPSCALE, "generation": GENERATION,
-            "sequence": SEQUENCE}
+FAMILIES = {"basic": BASIC, "language": LANGUAGE, "dense": DENSE, "upscale": UPSCALE, "pool": POOL,
+            "generation": GENERATION, "sequence": SEQUENCE}
 
 
 def ops_of(family) -> dict:

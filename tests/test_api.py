@@ -30,7 +30,7 @@ def test_the_readme_example_runs_verbatim(soffice, tmp_path, monkeypatch):
     exec(compile(readme_example(), "README.md", "exec"), scope)
     run = scope["run"]
     assert [round(v, 2) for v in run.losses["loss"]] == [543.71, 541.55, 538.42, 535.46]
-    assert list(scope["df"].columns) == ["iteration", "phase", "tensor", "index", "value"]
+    assert list(scope["df"].columns) == ["iteration", "phase", "tensor", "index", "row", "col", "value", "token"]
     assert (tmp_path / "vae.xlsx").is_file()
     assert scope["report"].ok and scope["report"].n_formulas > 100_000
 
@@ -49,10 +49,12 @@ def test_a_run_holds_every_tensor():
 def test_to_pandas_is_the_csv(tmp_path):
     run = tracer.run("attention", iterations=1, generate=0)
     run.save(tmp_path / "t.csv")
-    csv = pd.read_csv(tmp_path / "t.csv", dtype={"value": str})
+    csv = pd.read_csv(tmp_path / "t.csv", dtype={"value": str}, keep_default_na=False)
     csv["value"] = csv["value"].map(float)  # every digit, whatever pandas' parser
     df = run.to_pandas()
-    assert len(df) == len(csv) == sum(t.value.size for t in run.tape.tensors)
+    vocab = len(run.tape.meta["tokenized"].vocab)  # the vocabulary's rows come first
+    assert len(df) == len(csv) == vocab + sum(t.value.size for t in run.tape.tensors)
+    assert list(df.columns) == list(csv.columns) and (df["token"] == csv["token"]).all()
     assert (df["tensor"] == csv["tensor"]).all() and np.array_equal(df["value"], csv["value"])
     loss = df[(df.tensor == "loss") & (df.iteration == 1)]["value"].item()
     assert loss == run.losses["loss"][0]

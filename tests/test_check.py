@@ -340,3 +340,44 @@ def test_formulas_compare_as_every_spreadsheet_writes_them():
     for other in ("=SUMPRODUCT('Iteration 1'!B10:B11,Inputs!C5:C7)+0.001*EXP(-B2)", "0.0823", 0.0823, None,
                   "=SUMPRODUCT('Iteration 1'!B10:B11,Inputs!C5:C6)+0.002*EXP(-B2)"):
         assert _formula_text(other) != _formula_text(ours)
+
+
+def test_a_number_typed_as_text_gets_a_hint(exercise, tmp_path, run_main):
+    """'0,35891648' typed where the spreadsheet expects a decimal point is text: wrong, and the
+    report says why."""
+    cells = answers(exercise)
+    first = cells[0]
+    typed = f"{first[-1]:.8f}".replace(".", ",")
+    filled = fill(exercise, tmp_path / "comma.xlsx", value=lambda c: typed if (c[0].key, *c[1:3]) == (first[0].key, *first[1:3]) else c[-1])
+    code, out, err = run_main("check", filled)
+    assert code == 1 and f"you wrote '{typed}'" in out
+    assert f"'{typed}' is text, not a number: type it as a number, with a decimal point: {typed.replace(',', '.')}" in out
+
+
+def test_the_readme_round_trip(run_main, tmp_path, monkeypatch, soffice):
+    """The README's round trip, as written: its exercise command, a student who forgets the
+    sigmoid's derivative in the first cell of ∂L/∂a₄ and types every other cell as its step's
+    formula, and its check command print every line the README shows."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    readme = Path(__file__).resolve().parent.parent / "README.md"
+    if not readme.exists():
+        pytest.skip("needs the source tree")
+    text = readme.read_text("utf-8")
+    section = text[text.index("### The round trip, step by step"):text.index("Mazur's network works the same way")]
+    blocks = re.findall(r"```(\w*)\n(.*?)\n\s*```", section, re.S)  # (language, text) of each fence
+    exercise_cmd, check_cmd = [text.strip().removeprefix("tracer ") for lang, text in blocks if lang == "bash"]
+    (shown,) = [text for lang, text in blocks if not lang]
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_main(*shlex.split(exercise_cmd))
+    assert code == 0 and "29 blank blocks, 163 cells for the student to fill" in out, err
+    handed_out = tmp_path / "vae4.xlsx"
+    reference = {(t.name, t.iteration, i, j): v for t, i, j, *_, v in answers(handed_out)}
+    formulas(handed_out, tmp_path / "vae4_filled.xlsx", {("dL/dx_logit", 1, 0, 0): reference[("dL/dx_hat", 1, 0, 0)]})
+    code, out, err = run_main(*shlex.split(check_cmd))
+    assert code == 1, err
+    lines = [line.strip() for line in shown.splitlines() if line.strip() and line.strip() != "…"]
+    assert len(lines) > 8 and all(line in out for line in lines), [line for line in lines if line not in out]
+    assert (tmp_path / "graded.xlsx").is_file()

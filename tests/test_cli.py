@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from tracer import __version__
+from tracer.cli import MODELS
 from tracer.data import mnist
 
 
@@ -65,6 +66,24 @@ def test_models():
     assert result.returncode == 0 and result.stderr == ""
     assert result.stdout.split()[0] == "vae"
     assert "variational autoencoder" in result.stdout
+    lines = result.stdout.splitlines()
+    starts = {len(line) - len(line[len(line.split()[0]):].lstrip()) for line in lines}
+    assert len(lines) == len(MODELS) and len(starts) == 1  # every summary starts in the same column
+
+
+def test_help_reads_well(run_main):
+    """"Trace the {SUMMARY}": no summary starts with an article ("Trace the a …")."""
+    for name, model in MODELS.items():
+        assert model.SUMMARY.split()[0].lower() not in ("a", "an", "the", "one"), name
+        code, out, _ = run_main("run", name, "--help")
+        assert code == 0 and f"Trace the {model.SUMMARY.split()[0]}" in " ".join(out.split())
+
+
+def test_gradcheck_counts_its_iterations_in_english(run_main):
+    code, out, _ = run_main("gradcheck", "mlp")
+    assert code == 0 and "over 1 iteration:" in out
+    code, out, _ = run_main("gradcheck", "vae", "--hidden", 2, "--iterations", 2, "--sample", 2)
+    assert code == 0 and "over 2 iterations:" in out
 
 
 def test_run_vae_writes_the_workbook(tmp_path):
@@ -80,7 +99,7 @@ def test_run_vae_writes_the_workbook(tmp_path):
 def test_run_default_output_path(tmp_path):
     result = tracer("run", "vae", "--hidden", 2, "--iterations", 1, "--lang", "es", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert files_under(tmp_path) == [tmp_path / "outputs" / "vae_es.xlsx"]
+    assert files_under(tmp_path) == [tmp_path / "outputs" / "vae-iterations1-hidden2_es.xlsx"]
 
 
 @pytest.mark.parametrize("suffix", [".json", ".csv"])
@@ -220,3 +239,28 @@ def test_progress_bar_ends_at_its_length(tmp_path, run_main, monkeypatch):
     assert code == 0, err
     assert len(bars) == 1 and bars[0]["length"] > 0
     assert bars[0]["done"] == bars[0]["length"]
+
+
+def test_default_output_names_carry_the_options(tmp_path, monkeypatch, run_main):
+    """Following the README in order loses nothing: the default name carries every option that
+    differs from the defaults (-o stays exact)."""
+    from tracer import api
+
+    def name(model, lang="en", what="", **options):
+        return api.default_path(model, lang, what, api.configure(model, lang, **options)).as_posix()
+
+    assert name("vae") == "outputs/vae.xlsx" and name("vae", "es") == "outputs/vae_es.xlsx"
+    assert name("vae", optimizer="adam") == "outputs/vae-adam.xlsx"  # Adam's own lr is its default
+    assert name("vae", lr=0.005) == "outputs/vae.xlsx"  # an option set to its default
+    assert name("vae", optimizer="adam", lr=0.05) == "outputs/vae-adam-lr0.05.xlsx"
+    assert name("mlp", config="xor") == "outputs/mlp-xor.xlsx" and name("mlp", config="classic_222") == "outputs/mlp.xlsx"
+    assert name("gan", upscale=4) == "outputs/gan-upscale4.xlsx"
+    assert name("gan", upscale=4, upscale_mode="nearest") == "outputs/gan-upscale4-nearest.xlsx"
+    assert name("skipgram", "es") == "outputs/skipgram_es.xlsx"  # the corpus follows the language
+    assert name("transformer", "es", "_exercise", tokenizer="bpe", prompt="el gato") == \
+        "outputs/transformer-bpe-prompt-el_gato_exercise_es.xlsx"
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_main("run", "mlp", "--config", "xor")
+    assert code == 0 and "wrote outputs/mlp-xor.xlsx" in out and (tmp_path / "outputs" / "mlp-xor.xlsx").is_file()
+    code, out, err = run_main("run", "mlp", "--config", "xor", "-o", "mine.xlsx")
+    assert code == 0 and "wrote mine.xlsx" in out and (tmp_path / "mine.xlsx").is_file()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tracer.models import vae
+from tracer.models import MODELS, vae
 from tracer.render import document
 from tracer.render.export import export
 from tracer.render.template import LANGS, Template, _folder, _load
@@ -130,7 +130,7 @@ def test_markdown_of_the_default_vae(vae_tape, vae_config, tmp_path, lang):
     tpl, words = Template("vae", lang), _load("document")[lang]
     md = document.md
     assert text.startswith(f"# {md(tpl.m('title'))}\n")
-    for eq in tpl.equations():
+    for eq in tpl.equations(vae_tape):
         assert f"\n{eq}\n" in text  # in a code block, verbatim
     start = in_order(text, [f"## {md(words['model'])}", f"## {md(words['loop'])}"])
     sections = [f"### {md(tpl.section(s))}" for s in sections_of_iteration_1(vae_tape)]
@@ -166,7 +166,7 @@ def test_latex_of_the_default_vae(vae_tape, vae_config, tmp_path, lang):
     tex = document.tex
     assert all(ord(c) < 128 for c in text)  # every character translated
     assert rf"\LARGE\bfseries {tex(tpl.m('title'))}" in text
-    for eq in tpl.equations():
+    for eq in tpl.equations(vae_tape):
         assert rf"\hspace*{{2em}}{tex(eq)}\par" in text
     start = in_order(text, [rf"\section*{{{tex(words['model'])}}}", rf"\section*{{{tex(words['loop'])}}}"])
     in_order(text, [rf"\subsection*{{{tex(tpl.section(s))}}}" for s in sections_of_iteration_1(vae_tape)]
@@ -288,7 +288,8 @@ def test_the_cli_writes_documents(run_main, tmp_path, suffix):
     code, out, err = run_main("run", "vae", "--hidden", 3, "--iterations", 2, "--lang", "es", "-o", path)
     assert code == 0, err
     assert f"wrote {path}" in out
-    assert Template("vae", "es").section("forward") in path.read_text("utf-8").replace("\\", "")
+    section = Template("vae", "es").section("forward")
+    assert (document.tex(section) if suffix == ".tex" else document.md(section)) in path.read_text("utf-8")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -321,3 +322,42 @@ def test_the_gan_documents(run_tape, tmp_path, key, lang):
     ok, why = compile_tex(path)
     assert ok, why
     assert path.with_suffix(".pdf").is_file()
+
+
+# ----------------------------------------------------------------------------------------------
+# typesetting: every model's document in both languages fits the page and reads as written
+# ----------------------------------------------------------------------------------------------
+
+def overfull(tex: Path) -> list[str]:
+    """The boxes pdflatex reports as too wide (after the second run, when the tables are aligned)."""
+    for _ in range(2):
+        ok, why = compile_tex(tex)
+        assert ok, why
+    return [line for line in tex.with_suffix(".log").read_text("utf-8", "replace").splitlines()
+            if line.startswith("Overfull \\hbox")]
+
+
+@pytest.mark.parametrize("lang", LANGS)
+@pytest.mark.parametrize("model", list(MODELS))
+def test_documents_fit_the_page(tmp_path, model, lang):
+    from tracer import api
+
+    path = tmp_path / f"{model}_{lang}.tex"
+    api.run(model, lang).save(path)
+    assert overfull(path) == []
+
+
+def test_the_overfull_check_can_fail(tmp_path):
+    path = tmp_path / "wide.tex"
+    path.write_text(document.PREAMBLE + r"\begin{tabular}{l}" + "x" * 400 + r"\end{tabular}" + "\n\\end{document}\n")
+    assert len(overfull(path)) == 1
+
+
+def test_powers_and_options_are_typeset_as_written():
+    """x^784 and e^(−a) are superscripts, not a literal caret; --optimizer keeps its two hyphens."""
+    assert document.tex("[0,1]^784") == r"[0,1]\ensuremath{^{\text{784}}}"
+    assert document.tex("e^(−a)") == r"e\ensuremath{^{\text{\ensuremath{-}a}}}"
+    assert document.tex("10000^(2k/d), β^t") == r"10000\ensuremath{^{\text{2k/d}}}, \ensuremath{\beta}\ensuremath{^{\text{t}}}"
+    assert document.tex("--optimizer") == "-{}-optimizer"
+    tex = document.to_latex(document.build(small_tape(), Template("vae", "en"), {"optimizer": "sgd"}))
+    assert r"\textasciicircum" not in tex and "-{}-optimizer" in tex

@@ -175,3 +175,82 @@ def test_help_says_self_check_files_contain_the_answers(run_main):
 def test_verify_refuses_an_exercise(books, run_main):
     code, out, err = run_main("verify", books(*VAE, "--blank", "backward"))
     assert code == 2 and "is an exercise" in err and len(err.strip().splitlines()) == 1
+
+
+def test_blank_accepts_the_symbols_the_workbook_shows():
+    """a3, a₃, x̂, ∂L/∂W1, ∂L/∂W₁ and dL/dW1 name the same steps as h_dec_pre, x_hat and dL/dW1."""
+    from tracer.checks.exercise import select
+    from tracer.models import vae
+
+    tape = vae.trace(vae.Config(size=4, hidden=2, iterations=2))
+
+    def chosen(spec):
+        return [t.key for t in select(tape, spec, {1, 2})]
+
+    by_name = chosen("h_dec_pre,x_hat,dL/dW1")
+    assert len(by_name) == 6
+    for spec in ("a3,x̂,∂L/∂W1", "a₃, x̂, ∂L/∂W₁", "a3,x_hat,dL/dW1", "h_dec_pre,x̂,∂L/∂W₁"):
+        assert chosen(spec) == by_name, spec
+    assert chosen("μ") == chosen("mu") and chosen("log σ²") == chosen("logvar")
+
+
+def test_an_unknown_blank_lists_every_step_in_order_the_same_every_time():
+    from tracer.checks.exercise import select
+    from tracer.errors import TracerError
+    from tracer.models import vae
+
+    messages = []
+    for _ in range(2):
+        tape = vae.trace(vae.Config(size=4, hidden=2, iterations=1))
+        with pytest.raises(TracerError) as e:
+            select(tape, "nonsense", {1})
+        messages.append(str(e.value))
+    assert messages[0] == messages[1]
+    listed = messages[0].split("in order (by name or by symbol): ")[1].split("; ")
+    steps = list(dict.fromkeys(t.name for t in tape.tensors if t.op is not None and t.iteration and t.phase != "after"))
+    assert [item.split(" (")[0] for item in listed] == steps  # every step, in the order computed
+    assert "h_dec_pre (a₃)" in listed and "x_hat (x̂)" in listed and "dL/dW1 (∂L/∂W₁)" in listed
+
+
+def test_an_unfilled_exercise_shows_no_loss(run_main, tmp_path, soffice):
+    """The overview's loss cells of an exercise stay empty (#N/A, hidden by a conditional format,
+    and left out of the chart), not 0, until the blank cells they are computed from are filled;
+    then they show the student's loss."""
+    from openpyxl import load_workbook
+    from student import formulas
+
+    from tracer.engines.libreoffice import recalculate
+    from tracer.engines.workbook import values_at
+
+    path = tmp_path / "ex.xlsx"
+    code, _, err = run_main("exercise", "vae", "--size", 4, "--hidden", 2, "--iterations", 2, "--blank", "forward",
+                            "-o", path)
+    assert code == 0, err
+    ws = load_workbook(path)["Overview"]
+    cells = [c for row in ws.iter_rows() for c in row if isinstance(c.value, str) and "NA()" in c.value]
+    assert len(cells) == 2 * 3  # recon, KL and L of both iterations
+    assert all(c.value.startswith("=IF(COUNT(") for c in cells)
+    where = {"Overview": {(c.row, c.column) for c in cells}}
+    assert set(values_at(path, where).values()) == {"#N/A"}
+    assert set(values_at(recalculate(path, tmp_path / "empty"), where).values()) == {"#N/A"}  # not 0
+    filled = formulas(path, tmp_path / "filled.xlsx")  # every blank cell typed as its step's formula
+    got = values_at(recalculate(filled, tmp_path / "filled"), where)
+    run = __import__("tracer").run("vae", size=4, hidden=2, iterations=2)
+    want = sorted(v for name in ("recon", "kl", "loss") for v in
+                  [t.value.item() for t in run.tape.tensors if t.name == name and t.iteration])
+    assert sorted(got.values()) == pytest.approx(want, rel=1e-9)
+    # the chart: a marker for each of the 6 losses once filled, none while they are #N/A (not 0)
+    from print_pages import to_pdf
+
+    def filled_shapes(book, folder):
+        import pypdf
+        from pypdf.generic import ContentStream
+
+        reader = pypdf.PdfReader(to_pdf(book, tmp_path / folder))
+        page = reader.pages[0]  # the overview
+        ops = [op for _, op in page.get_contents().operations]
+        for xobject in page["/Resources"].get("/XObject", {}).values():
+            ops += [op for _, op in ContentStream(xobject.get_object(), reader).operations]
+        return ops.count(b"f*")
+
+    assert filled_shapes(filled, "pdf-filled") - filled_shapes(path, "pdf-empty") == 6

@@ -109,19 +109,19 @@ def test_the_only_constants_are_the_inputs_and_the_draws(vae_book, vae_tape, vae
     # the overview: lr, the settings and the iteration numbers of the loss table
     over = {rc: v for rc, v in book.constants["Overview"].items() if is_number(v)}
     assert sorted(v for (r, c), v in over.items() if c == 1) == [1, 2, 3, 4]
-    assert set(c for r, c in over) == {1, 3}
+    assert set(c for r, c in over) == {1, 2}  # labels (and the iterations) in A, values in B
     config = dataclasses.asdict(vae_config)
     kinds = set()
     for (r, c), v in over.items():
-        if c != 3:
+        if c != 2:
             continue
         label = book.constants["Overview"].get((r, 1))
         flag = re.search(r"\(--([a-z0-9-]+)\)$", label)  # "iterations  (--iterations)"
         key = flag.group(1).replace("-", "_") if flag else label
-        if key in config:  # a setting of the export
+        if flag and key in config:  # a setting of the export
             assert v == config[key], key
             kinds.add("setting")
-        elif key.startswith("lr "):  # the named hyperparameter cell
+        elif key == "lr":  # the named hyperparameter cell: its symbol, the value, its meaning
             assert v == vae_config.lr
             kinds.add("lr")
         else:  # the only other number: the digit's label
@@ -255,7 +255,7 @@ def test_csv_export(json_and_csv, vae_tape):
     # pandas 3 parses floats exactly by default; before 3 that needs float_precision="round_trip"
     exact = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
     df = pd.read_csv(folder / "vae.csv", **exact)
-    assert list(df.columns) == ["iteration", "phase", "tensor", "index", "value"]
+    assert list(df.columns) == ["iteration", "phase", "tensor", "index", "row", "col", "value", "token"]
     total = sum(t.value.size for t in vae_tape.tensors)
     assert len(df) == total == n
     w1 = df[(df.tensor == "W1") & (df.iteration == 2) & (df.phase == "update")]
@@ -263,6 +263,51 @@ def test_csv_export(json_and_csv, vae_tape):
     assert list(w1["index"]) == list(range(t.value.size))
     np.testing.assert_array_equal(w1["value"].to_numpy(), t.value.ravel())  # repr: exact
     assert set(df.phase) == {"input", "forward", "loss", "backward", "update", "after"}
+    assert df["token"].isna().all()  # no vocabulary: no token
+
+
+def rebuild(df, name, iteration):
+    """A tensor from the long table alone: its shape from the row and col columns."""
+    part = df[(df.tensor == name) & (df.iteration == iteration)]
+    out = np.full((part["row"].max() + 1, part["col"].max() + 1), np.nan)
+    out[part["row"], part["col"]] = part["value"]
+    return out
+
+
+def test_csv_rebuilds_every_tensor(json_and_csv, vae_tape):
+    folder, _, _ = json_and_csv
+    exact = {} if int(pd.__version__.split(".")[0]) >= 3 else {"float_precision": "round_trip"}
+    df = pd.read_csv(folder / "vae.csv", **exact)
+    for t in vae_tape.tensors:  # a tensor is its iteration and name
+        np.testing.assert_array_equal(rebuild(df, t.name, t.iteration), t.value)
+
+
+def test_language_models_carry_their_vocabulary_and_tokens(tmp_path):
+    """JSON: the vocabulary, the generated texts and the tokens of every record of ids; CSV: the
+    vocabulary's rows and a token beside every id, every tensor rebuilt from the table alone."""
+    from tracer import api
+
+    run = api.run("transformer", iterations=1, generate=3, temperature="1")
+    tok = run.tape.meta["tokenized"]
+    run.save(tmp_path / "t.json")
+    run.save(tmp_path / "t.csv")
+    data = json.loads((tmp_path / "t.json").read_text("utf-8"))
+    assert data["vocab"] == list(tok.vocab) and data["tokenizer"] == "word"
+    assert [g["label"] for g in data["generated"]] == ["greedy", "1"]
+    by_name = {(r["name"], r["iteration"]): r for r in data["tensors"]}
+    ids = by_name[("ids", 0)]
+    assert ids["tokens"] == [[tok.vocab[int(v)]] for (v,) in ids["value"]]
+    greedy = by_name[("generated (greedy)", 1)]
+    assert " ".join(t for (t,) in greedy["tokens"]) == " ".join(tok.vocab[int(v)] for (v,) in greedy["value"])
+    assert "tokens" not in by_name[("E", 0)] and "tokens" not in by_name[("pos", 0)]
+    df = pd.read_csv(tmp_path / "t.csv", keep_default_na=False, dtype={"value": str})
+    df["value"] = df["value"].map(float)
+    vocab = df[df.tensor == "vocab"]
+    assert list(vocab["token"]) == list(tok.vocab) and list(vocab["value"]) == list(range(len(tok.vocab)))
+    rows = df[(df.tensor == "ids") & (df.iteration == 0)]
+    assert list(rows["token"]) == [tok.vocab[int(v)] for v in rows["value"]]
+    for t in run.tape.tensors:
+        np.testing.assert_array_equal(rebuild(df, t.name, t.iteration), t.value)
 
 
 # --- failures leave nothing behind ------------------------------------------------------------

@@ -9,7 +9,7 @@ import pytest
 from tracer.checks import verify
 from tracer.render.template import Template
 
-RUNS = ["gan", "gan-adam-upscale", "gan-nearest-4", "vae-adam"]
+RUNS = ["gan", "gan-adam-upscale", "gan-nearest-4", "vae-adam", "vae-size4"]
 
 
 @pytest.mark.parametrize("key", RUNS)
@@ -17,7 +17,7 @@ def test_workbook_verifies(engine, run_workbook, key):
     report = verify.verify_workbook(run_workbook(key), engine=engine)
     assert report.ok, "\n".join(report.lines(limit=20))
     assert report.errors == [] and report.n_mismatches == 0 and report.max_rel_err <= 1e-9
-    assert report.n_formulas > (300_000 if key == "gan" else 10_000)
+    assert report.n_formulas > {"gan": 300_000, "vae-size4": 4_000}.get(key, 10_000)
 
 
 def test_a_wrong_adam_formula_is_caught(engine, run_workbook, run_book, tmp_path):

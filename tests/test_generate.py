@@ -21,7 +21,7 @@ from conftest import ops_template
 from families import BASIC, GENERATION, LANGUAGE, ops_of
 
 from tracer.checks import verify
-from tracer.core import activations, embeddings, generation, linalg
+from tracer.core import OPS, activations, embeddings, generation, linalg
 from tracer.core import op as core_op
 from tracer.core.tape import Tape
 from tracer.models import generation as generation_loop
@@ -461,10 +461,11 @@ def test_template_text_covers_every_op():
     assert set(N_INPUTS) == set(GENERATION_OPS)
     for name, n_in in N_INPUTS.items():
         entry = common[name]
-        assert set(entry) == {"equation", *LANGS} and entry["equation"].startswith("{out}"), name
-        for text in (entry["equation"], *(entry[lang] for lang in LANGS)):
+        assert {"equation", *LANGS} <= set(entry) <= {"equation", "equation_es", *LANGS}, name
+        assert entry["equation"].startswith("{out}"), name
+        for text in (entry["equation"], entry.get("equation_es", ""), *(entry[lang] for lang in LANGS)):
             assert {int(k) for k in re.findall(r"\{(\d+)\}", text)} <= set(range(n_in)), (name, text)
-            text.format(*[f"s{k}" for k in range(n_in)], out="y", all="+")  # no stray braces
+            text.format(*[f"s{k}" for k in range(n_in)], out="y", all="+", **OPS[name].params())  # no stray braces
         for lang in LANGS:
             assert "{0}" in entry[lang], (name, lang)
     assert "temperatura" in common["divide"]["es"] and "temperature" in common["divide"]["en"]

@@ -29,8 +29,13 @@ def test_a_matrix_too_wide_for_a_sheet_is_turned():
     assert p.transposed and p.display == (MAX_COLS + 5, 3)
     p = lay._fit(fake("x", 1, MAX_COLS + 5), "Inputs", 10, 1)  # a long row vector: a column anyway
     assert p.transposed and p.display == (MAX_COLS + 5, 1)
-    p = lay._fit(fake("W", 5, 300), "Inputs", 10, 1)  # fits as it is
-    assert not p.transposed and p.display == (5, 300)
+    p = lay._fit(fake("W", 5, 300), "Inputs", 10, 1)  # wider than 20 columns and than tall: turned, to print
+    assert p.transposed and p.display == (300, 5)
+    p = lay._fit(fake("W", 30, 300), "Inputs", 10, 1)
+    assert p.transposed and p.display == (300, 30)
+    for rows, cols in ((5, 20), (30, 25), (1, 1)):  # narrow enough, or taller than wide: as it is
+        p = lay._fit(fake("W", rows, cols), "Inputs", 10, 1)
+        assert not p.transposed and p.display == (rows, cols)
 
 
 def test_a_matrix_too_wide_both_ways_is_refused():

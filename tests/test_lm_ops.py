@@ -27,6 +27,7 @@ from families import BASIC, LANGUAGE, ops_of
 from tracer.checks import verify
 from tracer.checks.gradcheck import gradcheck
 from tracer.core import (
+    OPS,
     activations,
     attention,
     embeddings,
@@ -771,13 +772,14 @@ def test_template_text_covers_every_op():
     common = _load("common")["ops"]
     entries = {name: common[name] for name in LM_OPS}
     for name, entry in entries.items():
-        assert set(entry) == {"equation", *LANGS} and entry["equation"].startswith("{out}"), name
+        assert {"equation", *LANGS} <= set(entry) <= {"equation", "equation_es", *LANGS}, name
+        assert entry["equation"].startswith("{out}"), name
         case = next(c for c in FORWARD if c[1].name == name)
         n_in = len(case[2]) + len(getattr(case[1], "steps", ()))  # an op in steps reads its steps too
-        for text in (entry["equation"], *(entry[lang] for lang in LANGS)):
+        for text in (entry["equation"], entry.get("equation_es", ""), *(entry[lang] for lang in LANGS)):
             used = {int(k) for k in re.findall(r"\{(\d+)\}", text)}
             assert used <= set(range(n_in)), (name, text)
-            text.format(*[f"s{k}" for k in range(n_in)], out="y", all="+")  # no stray braces
+            text.format(*[f"s{k}" for k in range(n_in)], out="y", all="+", **OPS[name].params())  # no stray braces
         for lang in LANGS:
             assert "{0}" in entry[lang] or name == "concat_cols", (name, lang)
     assert "population variance" in entries["row_var"]["en"] and "poblacional" in entries["row_var"]["es"]

@@ -184,8 +184,9 @@ def test_the_run_carries_its_texts_and_settings(example_tape):
                 assert not unhandled(text), (name, t.name, unhandled(text))  # LaTeX knows every symbol
     tape = example_tape("classic_222")
     assert tape.meta["settings"] == {
-        "title": "Mazur's step-by-step backpropagation example (2-2-2, sigmoid)", "config": "classic_222.toml",
-        "layers": "2-2-2", "activations": "sigmoid, sigmoid", "loss": "half_sse (E_total)", "optimizer": "sgd",
+        "title": {"en": "Mazur's step-by-step backpropagation example (2-2-2, sigmoid)",
+                  "es": "El ejemplo de retropropagación paso a paso de Mazur (2-2-2, sigmoide)"}, "config": "classic_222.toml",
+        "units": "2-2-2", "activations": "sigmoid, sigmoid", "loss": "half_sse (E_total)", "optimizer": "sgd",
         "iterations": 1, "examples": 1, "frozen": "b1, b2"}
     texts = tape.meta["tensors"]
     assert texts["net_h"]["en"].startswith("pre-activation of layer 1 (2 units)")

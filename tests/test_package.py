@@ -48,7 +48,7 @@ def test_both_languages_have_the_same_labels():
 
 
 SMALL_RUNS = {  # every kind of tensor a model can record: Adam's state, the amplifier
-    "vae": lambda m: m.Config(iterations=1, hidden=2, optimizer="adam", batch=2, grid=2, samples=1),
+    "vae": lambda m: m.Config(iterations=1, hidden=2, optimizer="adam", batch=2, grid=2, samples=1, size=7),
     "gan": lambda m: m.Config(iterations=1, hidden=2, optimizer="adam", upscale=2),
     "skipgram": lambda m: m.Config(iterations=1, sentences=2, negative=3, optimizer="adam"),
     "attention": lambda m: m.Config(iterations=1, optimizer="adam", generate=3, context=4),

@@ -18,7 +18,7 @@ import pytest
 
 # the functions that take whole ranges; every other function gets single cells (or numbers)
 AGGREGATES = {"SUM", "SUMPRODUCT", "MMULT", "MAX", "MIN", "AVERAGE", "COUNT", "LARGE", "MATCH", "INDEX", "SUMIF"}
-ALLOWED = AGGREGATES | {"EXP", "LN", "IF", "SQRT", "TANH", "PI", "SIN", "COS"}
+ALLOWED = AGGREGATES | {"EXP", "LN", "IF", "SQRT", "TANH", "PI", "SIN", "COS", "NA"}
 RANGE_NAMES = {"vocab"}  # defined names that stand for a range, not a cell
 # the arguments (from 0) that must be a range, even of one cell (A1:A1): IronCalc refuses a cell there
 RANGE_ARGS = {"SUMIF": {0, 2}, "INDEX": {0}, "MATCH": {1}, "LARGE": {0}}
@@ -166,7 +166,7 @@ def test_sheet_names_fit_excel(vae_book, lang):
 
 # --- the other models and options ------------------------------------------------------------
 
-OTHER = ["gan", "gan-adam-upscale", "gan-nearest-4", "vae-adam", "skipgram", "skipgram-neg-bpe-adam",
+OTHER = ["gan", "gan-adam-upscale", "gan-nearest-4", "vae-adam", "vae-size4", "skipgram", "skipgram-neg-bpe-adam",
          "attention", "attention-es-bpe-adam", "transformer", "transformer-es-bpe-gelu-adam",
          "rnn", "lstm-es-bpe-adam", "bert", "bert-es-char-adam", "mlp", "mlp-softmax", "mlp-xor"]
 
@@ -197,18 +197,21 @@ def test_other_workbooks_are_portable(run_book, run_workbook, key):
         assert {"TANH", "EXP", "MAX", "LN", "SUMPRODUCT"} <= used
     if key == "mlp-xor":
         assert {"slope", "beta_1", "beta_2", "adam_eps"} <= defined and {"IF", "SQRT"} <= used
+    if key == "vae-size4":
+        assert "AVERAGE" in used  # the small digit: averages of the digit's pixels
     if key.startswith("gan"):
         assert {"slope", "lr_D", "lr_G"} <= defined and "COUNT" in used
     # the layout's own formulas are walked too: the loss table, the mean of a batch, a token's text
     overview = book.formulas[book.sheetnames[0]]
     assert overview and any(f.startswith("AVERAGE(") for f in overview.values()) == (key == "gan-adam-upscale")
-    shows_tokens = key.startswith(("attention", "transformer", "bert", "rnn", "lstm"))  # beside their ids (skip-gram: none)
+    shows_tokens = key.startswith(("attention", "transformer", "bert", "rnn", "lstm", "skipgram"))  # beside ids, as labels
     assert any(f.startswith("INDEX(vocab,") for fs in book.formulas.values() for f in fs.values()) == shows_tokens
 
 
 def every_op_tape():
     """The ops no model of RUNS records (an mlp's mean BCE, every amplifier and its gradient, a
-    slice's pad, the sum of a 1 × 1 factor's gradient), each applied and differentiated."""
+    slice's pad, the sum of a 1 × 1 factor's gradient, average pooling's gradient), each applied
+    and differentiated."""
     import numpy as np
 
     from tracer.core import activations, linalg, losses, resampling
@@ -227,6 +230,11 @@ def every_op_tape():
         loss = losses.bce_mean(activations.sigmoid(head, name=f"p{k}"), y, name=f"L{k}")
         tape.at("backward")
         tape.backward(loss, {"x": x, "s": s}, prefix=f"L{k}")
+    tape.at("forward")  # average pooling (the hand-sized VAE pools data, which gets no gradient)
+    pooled = resampling.avg_pool(tape.constant("img", rng.uniform(0, 1, (2, 16)), role="param"), 2, name="pool")
+    loss = losses.bce_mean(activations.sigmoid(pooled, name="pp"), y, name="Lpool")
+    tape.at("backward")
+    tape.backward(loss, {"img": pooled.inputs[0]}, prefix="Lpool")
     return tape
 
 

@@ -58,3 +58,55 @@ def test_no_tokens_sheet_without_text():
 
     lay = Layout(vae.trace(vae.Config(hidden=2, iterations=1)), Template("vae", "en"), {})
     assert lay.tokens is None and "Tokens" not in [s.name for s in lay.sheets]
+
+
+@pytest.mark.parametrize("model", ["skipgram", "transformer"])
+def test_rows_and_columns_of_the_vocabulary_are_labelled_with_their_tokens(default_workbook, model):
+    """E's rows (and its gradient's, and each update's), the columns of Z and P, and every column
+    of ids have their tokens where the sheet would number them 1 … V."""
+    from tracer import api
+    from tracer.render.layout import Block, Layout
+    from tracer.render.template import Template
+
+    run = api.run(model)
+    vocab = list(run.tape.meta["tokenized"].vocab)
+    layout = Layout(run.tape, Template.of(run.tape), run.settings)
+    wb = load_workbook(default_workbook(model), read_only=True, data_only=True)
+    seen = set()
+    for sheet in layout.sheets:
+        blocks = [b for b in sheet.parts if isinstance(b, Block) and (b.row_labels or b.col_labels or b.tokens)]
+        if not blocks:
+            continue
+        ws = wb[sheet.name]
+        rows = {r: row for r, row in enumerate(ws.iter_rows(values_only=True))}
+        for b in blocks:
+            p = b.place
+            n_rows, n_cols = p.display
+            if b.row_labels:
+                assert [rows[p.row0 + k][0] for k in range(n_rows)] == vocab, b.tensor.name
+            if b.col_labels:
+                assert list(rows[p.row0 - 1][1:1 + n_cols]) == vocab, b.tensor.name
+            if b.tokens:
+                assert [rows[p.row0 + k][1 + n_cols] for k in range(n_rows)] == b.tokens
+            seen.add(b.tensor.name.split(" ")[-1] if "[" in b.tensor.name else b.tensor.name)
+    wb.close()
+    if model == "transformer":
+        assert {"E", "dL/dE", "Z", "P", "W_head", "ids", "z", "token", "text", "generated (greedy)"} <= seen
+    else:
+        assert {"E_in", "E_out", "dL/dE_in", "s", "p", "cos", "nearest", "ids_c"} <= seen
+
+
+def test_the_generated_texts_come_first(default_workbook):
+    """After training opens with the generated texts, token by token, as the command prints them."""
+    from tracer import api
+
+    run = api.run("transformer")
+    wb = load_workbook(default_workbook("transformer"), read_only=True, data_only=True)
+    rows = [[v for v in row if v is not None] for row in wb["After training"].iter_rows(max_row=14, values_only=True)]
+    wb.close()
+    from tracer.render.layout import FIRST_ROW
+
+    first = FIRST_ROW + 1  # below the heading
+    texts = [" ".join(r[1:]) for r in rows[first:first + len(run.generated)]]
+    assert texts == [" ".join(text.split()) for _, text in run.generated]
+    assert [r[0] for r in rows[first:first + len(run.generated)]] == ["greedy", "sampled τ1", "sampled τ2", "sampled τ3"]

@@ -20,7 +20,7 @@ from conftest import ops_template
 
 from tracer.checks import verify
 from tracer.core import OPS, linalg
-from tracer.core.resampling import OPS as UPSCALE_OPS
+from tracer.core.resampling import OPS as RESAMPLING_OPS
 from tracer.core.resampling import (
     UPSCALE_BILINEAR_2,
     UPSCALE_NEAREST_2,
@@ -34,6 +34,7 @@ from tracer.render.layout import Cells, Layout, Place
 from tracer.render.template import LANGS, Template, _load
 from tracer.render.xlsx import write_xlsx
 
+UPSCALE_OPS = {name: op for name, op in RESAMPLING_OPS.items() if name.startswith("upscale")}
 CASES = [(mode, f) for mode in ("nearest", "bilinear") for f in (2, 4)]
 IDS = [f"{m}-{f}" for m, f in CASES]
 
@@ -360,8 +361,9 @@ def test_workbook_recalculates_to_numpy(exported):
     assert {t.op.name for t in tape.tensors if t.op} == set(UPSCALE_OPS)
     assert report.ok, report.format()
     assert report.n_formulas == sum(t.value.size for t in tape.tensors if t.op)
-    # LibreOffice writes its results with 15 significant digits: ±5e-15 relative is all it can show
-    assert report.max_rel_err < 1e-14, report.format()
+    # LibreOffice writes its results with 15 significant digits: ±5e-15 relative is all it can show;
+    # IronCalc keeps every digit but sums a long weighted average in its own order (measured 1e-13)
+    assert report.max_rel_err < (1e-14 if report.engine == "LibreOffice" else 1e-12), report.format()
 
 
 def test_workbook_shows_the_equations_and_notes(exported):

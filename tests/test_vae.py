@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tracer.checks.gradcheck import gradcheck
 from tracer.core import optimizers
 from tracer.data import mnist
 from tracer.models import vae
@@ -45,7 +46,7 @@ def test_inputs_are_recorded_once(vae_tape, vae_config):
     assert all(t.op is None and t.phase == "input" for t in zero.values())
     np.testing.assert_array_equal(zero["x"].value, mnist.load_digit(vae_config.digit)[0])
     assert zero["lr"].value.tolist() == [[vae_config.lr]] and zero["lr"].attrs["defined_name"] == "lr"
-    assert vae_tape.meta == {"model": "vae", "label": 7}
+    assert vae_tape.meta == {"model": "vae", "label": 7, "equation_values": {"pixels": 784}}
 
 
 def test_parameters_of_the_next_iteration_are_the_update_records(vae_tape):
@@ -163,3 +164,34 @@ def test_trace_is_deterministic_per_seed():
     assert all(np.array_equal(s.value, t.value) for s, t in zip(one.tensors, two.tensors))
     assert not np.array_equal(by_name(one, 0)["W1"].value, by_name(other, 0)["W1"].value)
     assert not np.array_equal(by_name(one, 1)["eps"].value, by_name(other, 1)["eps"].value)
+
+
+# --- the hand-sized VAE: --size S ---------------------------------------------------------------
+
+def test_size_averages_the_digit_into_blocks():
+    """--size 4: x is the digit averaged over 7 × 7 blocks (a formula of the digit's pixels), and
+    the network is sized to its 16 pixels."""
+    tape = vae.trace(vae.Config(size=4, hidden=2, iterations=2))
+    by_name = {(t.name, t.iteration): t for t in tape.tensors}
+    digit, x = by_name[("digit", 0)], by_name[("x", 0)]
+    assert digit.op is None and digit.shape == (1, 784)
+    assert x.op.name == "avg_pool" and x.inputs == (digit,) and x.shape == (1, 16)
+    blocks = digit.value.reshape(4, 7, 4, 7).mean(axis=(1, 3)).reshape(1, 16)
+    np.testing.assert_allclose(x.value, blocks, rtol=1e-14)
+    assert by_name[("W1", 0)].shape == (16, 2) and by_name[("x_hat", 1)].shape == (1, 16)
+    losses = [by_name[("loss", k)].value.item() for k in (1, 2)]
+    assert losses[1] < losses[0]
+
+
+def test_default_size_keeps_the_digit_itself(vae_tape):
+    assert not any(t.name == "digit" for t in vae_tape.tensors)
+    assert next(t for t in vae_tape.tensors if t.name == "x").op is None
+
+
+def test_a_hand_sized_backward_pass():
+    """--size 4 --hidden 2: one iteration's whole backward pass is a few hundred cells."""
+    tape = vae.trace(vae.Config(size=4, hidden=2, iterations=1))
+    cells = sum(t.value.size for t in tape.tensors if t.phase == "backward")
+    assert 100 < cells <= 300
+    reports = gradcheck(tape, 1)
+    assert all(r.ok for r in reports)

@@ -284,6 +284,18 @@ def test_compare_tracks_largest_errors():
     assert report.worst == "S!A1"
 
 
+def test_relative_error_is_measured_where_it_means_something():
+    """A tiny value off by rounding noise would be a huge relative error: relative errors count
+    only on cells of size REL_FLOOR or more; the report says over how many."""
+    report = VerifyReport(path=Path("x.xlsx"), n_formulas=3)
+    verify._compare(report, "S!A1", 1e-15, 2e-15)
+    verify._compare(report, "S!A2", 0.5, 0.5 + 1.5e-11)
+    verify._compare(report, "S!A3", 0.0, 0.0)
+    assert report.ok and report.n_rel == 1
+    assert report.max_rel_err == pytest.approx(3e-11, rel=1e-3)
+    assert "largest relative error: 3.0e-11 (over the 1 cells of size 1e-06 or more)" in report.format()
+
+
 def test_address_quotes_sheet_names():
     assert address("Sheet", 5, 2) == "Sheet!B5"
     assert address("Iteración 1", 5, 2) == "'Iteración 1'!B5"
@@ -338,7 +350,7 @@ def test_without_libreoffice_verify_uses_ironcalc(tmp_path, run_main, without):
     without("libreoffice")
     code, out, err = run_main("verify", path)
     assert code == 0, out + err
-    assert f"{n} formula cells recalculated in IronCalc" in out and "LibreOffice" not in out + err
+    assert f"{n:,} formula cells recalculated in IronCalc" in out and "LibreOffice" not in out + err
     assert out.splitlines()[-2:] == ["IronCalc: OK", "OK"]
 
 

@@ -3,7 +3,7 @@
     import tracer
     run = tracer.run("vae", iterations=4, lr=0.1)   # the CLI's options, checked the same way
     run.losses                       # {"loss": [543.71, 541.55, …]}
-    df = run.to_pandas()             # the long table of the CSV: iteration, phase, tensor, index, value
+    df = run.to_pandas()             # the long table of the CSV: iteration, phase, tensor, index, row, col, value, token
     run["dL/dW1", 2]                 # a tensor's numpy value by name and iteration
     run.save("vae.xlsx", lang="es")  # or .json, .csv, .tex, .md, exactly as `tracer run -o`
     tracer.verify("vae.xlsx")        # recalculated in LibreOffice and IronCalc: a report each, and ok
@@ -62,9 +62,12 @@ def configure(model: str, lang: str = "en", **options):
     return cfg
 
 
-def default_path(model: str, lang: str = "en", what: str = "") -> Path:
-    """Where `tracer run MODEL` writes when no -o is given."""
-    return Path("outputs") / f"{model}{what}{'' if lang == 'en' else '_' + lang}.xlsx"
+def default_path(model: str, lang: str = "en", what: str = "", config=None) -> Path:
+    """Where `tracer run MODEL` writes when no -o is given: outputs/MODEL.xlsx, its name carrying
+    the options that differ from the defaults (outputs/vae-adam.xlsx, outputs/mlp-xor.xlsx), then
+    `what` (_exercise) and the language (_es)."""
+    variant = "".join("-" + word for word in models.variant(config, lang)) if config is not None else ""
+    return Path("outputs") / f"{model}{variant}{what}{'' if lang == 'en' else '_' + lang}.xlsx"
 
 
 @dataclass
@@ -129,12 +132,13 @@ class Run:
         return found[0].value if iteration is None and found[0].iteration == 0 else found[-1].value
 
     def to_pandas(self):
-        """The long table of `-o trace.csv`: iteration, phase, tensor, index, value (one row per element)."""
+        """The long table of `-o trace.csv`: iteration, phase, tensor, index, row, col, value, token (one
+        row per element)."""
         import pandas as pd
 
-        from tracer.render.export import long_rows
+        from tracer.render.export import COLUMNS, long_rows
 
-        return pd.DataFrame(long_rows(self.tape), columns=["iteration", "phase", "tensor", "index", "value"])
+        return pd.DataFrame(long_rows(self.tape), columns=COLUMNS)
 
     def save(self, path, lang: str | None = None, progress=None) -> int:
         """Write the run by the suffix of `path` (.xlsx, .tex, .md, .json, .csv), atomically; returns
@@ -193,7 +197,7 @@ def exercise_path(path) -> Path:
 def exercise(model: str, blank: str, path=None, blank_iterations: str = "all", self_check: bool = False,
              lang: str = "en", **options):
     """Trace `model` and write a student's version of it: (path, exercise, cells)."""
-    path = exercise_path(path if path is not None else default_path(model, lang, "_exercise"))
+    path = exercise_path(path if path is not None else default_path(model, lang, "_exercise", configure(model, lang, **options)))
     layout, ex = lay_out_exercise(run(model, lang, output=path, **options), blank, blank_iterations, self_check)
     return path, ex, write_exercise(layout, path)
 

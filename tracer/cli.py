@@ -22,6 +22,7 @@ from tracer.errors import (
 MODELS = api.MODELS
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+EXAMPLE_VARIANT = {"mlp": "xor", "gan": "upscale4"}  # the --help's example of a default output name
 
 
 def loss_summary(run) -> str:
@@ -88,8 +89,9 @@ def cli():
 @cli.command()
 def models():
     """List the models, one line each."""
+    width = max(map(len, MODELS))
     for name, m in MODELS.items():
-        click.echo(f"{name:<10} {m.SUMMARY}")
+        click.echo(f"{name:<{width}}  {m.SUMMARY}")
 
 
 @cli.group(cls=ModelGroup, context_settings=CONTEXT)
@@ -125,11 +127,12 @@ def _make_run(model):
     @run.command(name=model.NAME, help=f"Trace the {model.SUMMARY}.", context_settings=CONTEXT)
     @model_options(model)
     @output_options(f": .xlsx (workbook), .tex or .md (walkthrough document), .json or .csv (trace)  "
-                    f"[default: outputs/{model.NAME}.xlsx]")
+                    f"[default: outputs/{model.NAME}.xlsx; options that differ from the defaults join the name, "
+                    f"e.g. outputs/{model.NAME}-{EXAMPLE_VARIANT.get(model.NAME, 'adam')}.xlsx]")
     def command(lang, output, **kwargs):
         start = time.perf_counter()
         options = options_of(model, kwargs)
-        path = api.check_output(output or api.default_path(model.NAME, lang))
+        path = api.check_output(output or api.default_path(model.NAME, lang, config=api.configure(model.NAME, lang, **options)))
         r = api.run(model.NAME, lang, output=path, **options)
         if path.suffix.lower() == ".xlsx":
             with _progress(r.size, path) as bar:
@@ -170,23 +173,26 @@ def _make_exercise(model):
     @model_options(model)
     @click.option("--blank", required=True, metavar="WHAT",
                   help="what the student computes, comma-separated: phases (forward, loss, backward, update) "
-                       "and/or tensor names, e.g. 'backward' or 'h,x_hat'")
+                       "and/or tensors by name or by the symbol the workbook shows, e.g. 'backward', 'h,x_hat' "
+                       "or 'a3,x̂,∂L/∂W1'")
     @click.option("--blank-iterations", default="all", show_default=True, metavar="K,…",
                   help="leave those blocks blank only in these iterations, e.g. '1'")
     @click.option("--self-check", is_flag=True,
                   help="add a cell beside each blank block that turns green (✓) or red (✗) as the student "
                        "fills it in.  WARNING: the file then contains the answers (on a hidden sheet)")
-    @output_options(f" (.xlsx)  [default: outputs/{model.NAME}_exercise.xlsx]")
+    @output_options(f" (.xlsx)  [default: outputs/{model.NAME}_exercise.xlsx, with the options that differ "
+                    "from the defaults in the name]")
     def command(lang, output, blank, blank_iterations, self_check, **kwargs):
         start = time.perf_counter()
         options = options_of(model, kwargs)
-        path = api.exercise_path(output or api.default_path(model.NAME, lang, "_exercise"))
+        path = api.exercise_path(output or api.default_path(model.NAME, lang, "_exercise",
+                                                            api.configure(model.NAME, lang, **options)))
         r = api.run(model.NAME, lang, output=path, **options)
         layout, ex = api.lay_out_exercise(r, blank, blank_iterations, self_check)
         with _progress(r.size, path) as bar:
             cells = api.write_exercise(layout, path, bar.update)
         n = sum(t.value.size for t in ex.blank)
-        click.echo(f"wrote {path}: {len(ex.blank)} blank blocks, {n:,} cells for the student to fill "
+        click.echo(f"wrote {path}: {len(ex.blank)} blank block{'s' if len(ex.blank) != 1 else ''}, {n:,} cells for the student to fill "
                    f"({cells:,} cells in all; {time.perf_counter() - start:.1f} s)")
         click.echo("  this file contains the answers (--self-check): keep it from the students who are graded"
                    if self_check else "  no answers are stored in it; grade the filled file with: tracer check FILE")
@@ -259,7 +265,8 @@ def _make_gradcheck(model):
                 click.echo(line)
             worst, ok = max(worst, report.max_rel), ok and report.ok
             iterations.add(report.iteration)
-        click.echo(f"{model.NAME}: largest relative error over {len(iterations)} iterations: {worst:.2e}"
+        n = len(iterations)
+        click.echo(f"{model.NAME}: largest relative error over {n} iteration{'s' if n != 1 else ''}: {worst:.2e}"
                    f" -> {'OK' if ok else 'FAILED'}")
         return 0 if ok else 1
     return command

@@ -54,10 +54,11 @@ class Tolerance:
             return np.abs(s - r) <= 0.5 * 10.0 ** -self.decimals * (1 + 1e-9) + 1e-15
         return np.abs(s - r) <= self.rtol * np.abs(r) + ATOL
 
-    def describe(self) -> str:
+    def describe(self, tpl) -> str:
+        """When a cell is right, in the words of the template `tpl`."""
         if self.decimals is not None:
-            return f"right when rounding to {self.decimals} decimals gives the reference's value (±{0.5 * 10.0 ** -self.decimals:g})"
-        return f"right within a relative {self.rtol:g} of the reference"
+            return tpl.t("check_decimals", decimals=self.decimals, half=f"{0.5 * 10.0 ** -self.decimals:g}")
+        return tpl.t("check_rtol", rtol=f"{self.rtol:g}")
 
 
 @dataclass
@@ -103,43 +104,52 @@ class Grade:
         return 100.0 * self.total(RIGHT) / max(1, self.total())
 
     def lines(self) -> list[str]:
-        r = self.recipe
-        out = [f"{self.path.name}: {r['model']} exercise (blank: {r['blank']}; iterations: {r['iterations']}), "
-               f"{self.total():,} cells to fill; {self.tolerance.describe()}"]
+        """The report, in the exercise's language."""
+        r, t, words = self.recipe, self.template.t, self.template.words
+        blank = ", ".join(words.get("phase_" + item.strip(), item.strip()) for item in r["blank"].split(","))
+        iterations = words["check_all"] if r["iterations"].strip().lower() == "all" else r["iterations"]
+        out = [t("check_header", file=self.path.name, model=r["model"], blank=blank, iterations=iterations,
+                 cells=f"{self.total():,}", tolerance=self.tolerance.describe(self.template))]
         if self.recalculated:
             engine, n = self.recalculated
-            out.append(f"{n:,} formula cells saved without a value were recalculated in {engine}")
+            out.append(t("check_recalculated", n=f"{n:,}", engine=engine))
         first = None
         for g in self.tensors:
-            counts = [f"{g.count(RIGHT)} right"]
+            counts = [t("check_right", n=g.count(RIGHT))]
             wrong = g.count(OWN) + g.count(CARRIED)
             if wrong:
-                counts.append(f"{wrong} wrong ({g.count(OWN)} own, {g.count(CARRIED)} carried)")
+                counts.append(t("check_wrong", n=wrong, own=g.count(OWN), carried=g.count(CARRIED)))
             if g.count(MISSING):
-                counts.append(f"{g.count(MISSING)} missing")
-            t = g.tensor
-            out.append(f"{g.sheet} · {g.block.number} {self.template.symbol(t.name)} ({t.shape[0]}×{t.shape[1]}): "
-                       + ", ".join(counts))
+                counts.append(t("check_missing", n=g.count(MISSING)))
+            out.append(f"{self.where(g)} ({g.tensor.shape[0]}×{g.tensor.shape[1]}): " + ", ".join(counts))
             own = g.first_own
             if own:
                 first = first or (g, own)
-                out.append("    first own mistake: " + self.mistake(g, own))
-        out.append(f"score: {self.score:.1f}% ({self.total(RIGHT):,} of {self.total():,} cells right); "
-                   f"own mistakes {self.total(OWN)}, carried errors {self.total(CARRIED)}, missing {self.total(MISSING)}")
+                out.append("    " + t("check_first_own", mistake=self.mistake(g, own)))
+        out.append(t("check_score", score=f"{self.score:.1f}", right=f"{self.total(RIGHT):,}",
+                     total=f"{self.total():,}",
+                     own=self.total(OWN), carried=self.total(CARRIED), missing=self.total(MISSING)))
         if self.total(CARRIED):
             done = 100.0 * (self.total(RIGHT) + self.total(CARRIED)) / self.total()
-            out.append(f"counting carried errors as right (each step done right on the numbers it had): {done:.1f}%")
+            out.append(t("check_carried_right", score=f"{done:.1f}"))
         if first:
             g, own = first
-            out.append(f"the first own mistake: {g.sheet} · {g.block.number} {self.template.symbol(g.tensor.name)} "
-                       f"at {own.address}")
+            out.append(t("check_first", where=self.where(g), address=own.address))
         return out
 
+    def where(self, g: TensorGrade) -> str:
+        """Iteration 1 · 3.3 ∂E_total/∂net_o: the block's sheet, number and symbol."""
+        return f"{g.sheet} · {g.block.number} {self.template.symbol(g.tensor.name)}"
+
     def mistake(self, g: TensorGrade, c: Cell) -> str:
+        t = self.template.t
         shown = f"{c.student!r}" if isinstance(c.student, str) else f"{c.student:.6g}"
-        expect = (f"from your own inputs the step gives {c.from_inputs:.6g} (reference {c.reference:.6g})"
-                  if math.isfinite(c.from_inputs) else f"the reference is {c.reference:.6g}")
-        return f"{c.address} [{c.i + 1}, {c.j + 1}]: you wrote {shown}; {expect}; {g.block.equation}"
+        expect = (t("check_from_inputs", step=f"{c.from_inputs:.6g}", reference=f"{c.reference:.6g}")
+                  if math.isfinite(c.from_inputs) else t("check_reference", reference=f"{c.reference:.6g}"))
+        text = t("check_mistake", address=c.address, i=c.i + 1, j=c.j + 1, student=shown, expect=expect,
+                 equation=g.block.equation)
+        hint = text_hint(c.student, self.template)
+        return f"{text} ({hint})" if hint else text
 
 
 # --- reading the workbook -----------------------------------------------------------------------
@@ -192,7 +202,7 @@ def rebuild(recipe: dict):
     if ex.recipe["fingerprint"] != recipe["fingerprint"]:
         raise TracerError("the exercise cannot be rebuilt exactly: it was made by another version of tracer, "
                           f"or its '{INFO_SHEET}' sheet was edited")
-    layout = Layout(tape, Template.of(tape, recipe["lang"]), recipe["config"])
+    layout = Layout(tape, Template.of(tape, recipe["lang"]), recipe["config"], ex)  # laid out as handed out
     return tape, layout, ex
 
 
@@ -310,6 +320,18 @@ def _mine(v) -> tuple[float, float]:
     return (math.nan, math.nan) if is_error_value(v) else (0.0, math.nan)
 
 
+NUMBER_AS_TEXT = re.compile(r"\s*[-+−]?\d+(?:[.,]\d+)?(?:[eE][-+]?\d+)?\s*")
+
+
+def text_hint(v, tpl) -> str:
+    """For text that reads as a number ("0,35891648", typed where the spreadsheet expects a decimal
+    point, or a number stored as text): the words that say so, and the number; else ""."""
+    if not isinstance(v, str) or is_error_value(v) or not NUMBER_AS_TEXT.fullmatch(v):
+        return ""
+    number = v.strip().replace(",", ".").replace("−", "-")
+    return tpl.t("check_text", student=repr(v), number=number)
+
+
 def _replay(t, inputs) -> np.ndarray:
     """The step t applied to `inputs` (its inputs' values); a value a spreadsheet would show as an
     error (#NUM!, #VALUE!: not finite, or the step cannot run at all, e.g. on an empty id) is NaN."""
@@ -375,6 +397,7 @@ def grade(path: Path, tolerance: Tolerance, original: Path | None = None, engine
 # --- the annotated copy -------------------------------------------------------------------------
 
 COLORS = {OWN: "FFC7CE", CARRIED: "FFEB9C", MISSING: "D9D9D9"}
+NOTES = {OWN: "check_note_own", CARRIED: "check_note_carried", MISSING: "check_note_missing"}
 
 
 def write_report(grade_: Grade, out: Path) -> int:
@@ -394,6 +417,7 @@ def write_report(grade_: Grade, out: Path) -> int:
     except Exception as e:  # grading read only the cells it needed; the copy needs every part
         raise TracerError(f"{grade_.path.name} is damaged and cannot be copied ({(str(e).splitlines() or [''])[0]})") from None
     fills = {k: PatternFill("solid", start_color=v, end_color=v) for k, v in COLORS.items()}
+    t = grade_.template.t
     marked = 0
     for g in grade_.tensors:
         ws = wb[g.sheet]
@@ -403,14 +427,15 @@ def write_report(grade_: Grade, out: Path) -> int:
             r, col = g.block.place.rc(c.i, c.j)
             cell = ws.cell(row=r + 1, column=col + 1)
             cell.fill = fills[c.status]
-            note = f"{c.status}: expected {c.reference:.10g}"
-            if c.status == CARRIED:
-                note += f"; right from your own inputs ({c.from_inputs:.10g})"
-            elif c.status == OWN and math.isfinite(c.from_inputs):
-                note += f"; from your own inputs the step gives {c.from_inputs:.10g}"
+            reference, step = f"{c.reference:.10g}", f"{c.from_inputs:.10g}"
+            note = t(NOTES[c.status], reference=reference, step=step)
+            if c.status == OWN and math.isfinite(c.from_inputs):
+                note += t("check_note_step", step=step)
+            hint = text_hint(c.student, grade_.template)
+            note += f" ({hint})" if hint else ""
             cell.comment = Comment(note, "tracer check", width=260, height=90)
             marked += 1
-    sheet = wb.create_sheet("Grade", 0)
+    sheet = wb.create_sheet(t("check_sheet"), 0)
     for n, line in enumerate(grade_.lines(), start=1):
         sheet.cell(row=n, column=1, value=line)
     sheet.column_dimensions["A"].width = 140

@@ -17,12 +17,13 @@ import base64
 import dataclasses
 import hashlib
 import json
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tracer.errors import TracerError
-from tracer.render.layout import MAX_ROWS, Layout, Place, Text
-from tracer.render.template import Template
+from tracer.render.layout import MAX_ROWS, Layout, Place
+from tracer.render.template import LANGS, Template
 from tracer.render.xlsx import INFO_SHEET
 
 PHASES = ("forward", "loss", "backward", "update")
@@ -46,6 +47,22 @@ class Exercise:
     @property
     def self_check(self) -> bool:
         return bool(self.recipe.get("self_check"))
+
+    def nearest_blanks(self, t) -> list:
+        """The blank tensors t is computed from with no other blank tensor between: once the
+        student has filled them, t has its value (for the overview: empty until then)."""
+        found, seen, todo = [], set(), [t]
+        while todo:
+            u = todo.pop()
+            for v in u.inputs:
+                if id(v) in seen or id(v) not in self.hidden:
+                    continue
+                seen.add(id(v))
+                (found if id(v) in self.blank_ids else todo).append(v)
+        if id(t) in self.blank_ids:
+            found.append(t)
+        order = {id(u): k for k, u in enumerate(self.blank)}
+        return sorted(found, key=lambda u: order[id(u)])
 
     def info_rows(self) -> list[tuple[str, str]]:
         """The hidden sheet's rows: a warning, then the recipe as JSON in chunks."""
@@ -81,25 +98,52 @@ def parse_iterations(spec: str, last: int, first: int = 1) -> set[int]:
     return chosen
 
 
+def plain(name: str) -> str:
+    """How a name is matched: sub- and superscript digits as digits (a₃ → a3), ∂ as d, no spaces
+    (∂L/∂W₁ → dL/dW1, the tensor's own name)."""
+    return unicodedata.normalize("NFKC", name).replace("∂", "d").replace(" ", "")
+
+
+def names_of(tape) -> dict[str, list[str]]:
+    """Every tensor name of the tape, in step order, with the symbols the workbook shows for it
+    (in every language)."""
+    templates = [Template.of(tape, lang) for lang in LANGS]
+    found: dict[str, list[str]] = {}
+    for t in tape.tensors:
+        if t.name not in found:
+            found[t.name] = list(dict.fromkeys(tpl.symbol(t.name) for tpl in templates))
+    return found
+
+
 def select(tape, spec: str, iterations: set[int]) -> list:
-    """The tensors `spec` names (phases and/or tensor names, comma-separated), in step order."""
+    """The tensors `spec` names (phases and/or tensors, by name or by the symbol the workbook
+    shows: a3, x̂, ∂L/∂W1, dL/dW1; comma-separated), in step order."""
     items = [s.strip() for s in spec.split(",") if s.strip()]
     if not items:
         raise TracerError("--blank needs phases (forward, loss, backward, update) or tensor names")
-    names = {t.name for t in tape.tensors}
-    computed = {t.name for t in tape.tensors if t.op is not None}
+    names = names_of(tape)
+    by_key: dict[str, set] = {}
+    for name, symbols in names.items():
+        for key in (name, plain(name), *symbols, *map(plain, symbols)):
+            by_key.setdefault(key, set()).add(name)
+    steps = [t for t in tape.tensors if t.op is not None and t.iteration and t.phase != "after"]
+    computed = {t.name: None for t in steps}  # in step order
+    wanted = set()
     for item in items:
         if item in PHASES:
             continue
-        if item not in names:
-            known = sorted(computed, key=len)[:12]
+        found = by_key.get(item) or by_key.get(plain(item))
+        if not found:
+            listed = [f"{n} ({', '.join(s for s in names[n] if s != n)})" if any(s != n for s in names[n]) else n
+                      for n in computed]
             raise TracerError(f"--blank: no phase or tensor named {item!r}; phases: {', '.join(PHASES)}; "
-                              f"tensors e.g.: {', '.join(known)}")
-        if item not in computed:
+                              f"the steps, in order (by name or by symbol): {'; '.join(listed)}")
+        if not found & computed.keys():
             raise TracerError(f"--blank: {item!r} is a given input (data, a parameter, a draw or a "
                               "hyperparameter), not a step to compute")
+        wanted |= found
     chosen = [t for t in tape.tensors if t.op is not None and t.iteration in iterations and t.phase != "after"
-              and (t.phase in items or t.name in items)]
+              and (t.phase in items or t.name in wanted)]
     if not chosen:
         raise TracerError(f"--blank {spec!r} leaves nothing blank in iterations {sorted(iterations)}")
     return chosen
@@ -177,9 +221,7 @@ def make(tape, model, cfg, lang: str, blank_spec: str, iterations_spec: str, sel
     """The student's workbook, laid out: (layout, exercise); tracer.render.xlsx.write_xlsx writes it."""
     config = dataclasses.asdict(cfg)
     ex = build(tape, model.NAME, config, embed_files(model, cfg), lang, blank_spec, iterations_spec, self_check)
-    layout = Layout(tape, Template.of(tape, lang), config)
-    layout.exercise = ex
-    layout.overview.parts.append(Text(2, 2, layout.tpl.t("exercise_intro"), "bold"))
+    layout = Layout(tape, Template.of(tape, lang), config, ex)
     if self_check:
         place_answers(ex, layout)
     return layout, ex

@@ -26,14 +26,17 @@ from tracer.engines.workbook import (
 )
 
 MAX_MISMATCHES = 20  # how many mismatches a report keeps (all are counted)
+REL_FLOOR = 1e-6  # relative errors are measured on the cells at least this large: below, rounding noise
+# of ~1e-17 is already a large fraction of the value and only the absolute error means anything
 
 
 @dataclass
 class VerifyReport:
     """Outcome of recalculating a workbook and comparing with its stored values.
 
-    ``max_abs_err`` and ``max_rel_err`` are taken over the numeric formula
-    cells; ``worst`` is the cell nearest to (or furthest beyond) the
+    ``max_abs_err`` is taken over the numeric formula cells, ``max_rel_err``
+    over the ``n_rel`` of them at least :data:`REL_FLOOR` in size; ``worst``
+    is the cell nearest to (or furthest beyond) the
     tolerance, i.e. the largest ``min(abs_err / atol, rel_err / rtol)``.
     ``mismatches`` keeps the first :data:`MAX_MISMATCHES`;
     ``n_mismatches`` counts them all.
@@ -46,6 +49,7 @@ class VerifyReport:
     n_formulas: int = 0
     max_abs_err: float = 0.0
     max_rel_err: float = 0.0
+    n_rel: int = 0
     worst: str | None = None
     errors: list[tuple[str, str]] = field(default_factory=list)
     mismatches: list[tuple[str, object, object]] = field(default_factory=list)
@@ -65,10 +69,11 @@ class VerifyReport:
         if self.n_formulas == 0:
             return [f"{name}: no formula cells: nothing to verify", "FAILED"]
         out = [
-            f"{name}: {self.n_formulas} formula cells recalculated in {self.engine} ({self.recalc_seconds:.1f} s)",
-            f"largest absolute error: {self.max_abs_err:.3g}",
-            f"largest relative error: {self.max_rel_err:.3g} (over the cells whose absolute error exceeds {self.atol:g})"
-            + (f" (worst cell {self.worst})" if self.worst else ""),
+            f"{name}: {self.n_formulas:,} formula cells recalculated in {self.engine} ({self.recalc_seconds:.1f} s)",
+            f"largest absolute error: {self.max_abs_err:.1e}",
+            f"largest relative error: {self.max_rel_err:.1e} "
+            f"(over the {self.n_rel:,} cells of size {REL_FLOOR:g} or more)"
+            + (f"; the cell nearest to the tolerance: {self.worst}" if self.worst else ""),
             f"tolerance: rtol={self.rtol:g}, atol={self.atol:g}",
         ]
         if self.errors:
@@ -114,8 +119,9 @@ def _compare(report: VerifyReport, addr: str, stored: object, recalc: object) ->
         score = min(_ratio(abs_err, report.atol), _ratio(rel_err, report.rtol))
         if abs_err > report.max_abs_err:
             report.max_abs_err = abs_err
-        if rel_err > report.max_rel_err and abs_err > report.atol:  # near 0, only the absolute error means anything
-            report.max_rel_err = rel_err
+        if scale >= REL_FLOOR:  # near 0, only the absolute error means anything
+            report.n_rel += 1
+            report.max_rel_err = max(report.max_rel_err, rel_err)
         if report.worst is None or score > report._worst_score:
             report.worst, report._worst_score = addr, score
     elif _empty(recalc):

@@ -10,7 +10,7 @@ together, and the ops are grouped by kind.  Nothing here imports the rest of tra
     embeddings     lookup by id, positional encoding, cosine similarity, nearest neighbours
     attention      the scale 1/√d_k, one causal head, split and merge of heads
     generation     take rows, divide, running sum, argmax, inverse-CDF sample (after training)
-    resampling     the resolution amplifier (nearest, bilinear; ×2, ×4)
+    resampling     the resolution amplifier (nearest, bilinear; ×2, ×4), average pooling
     optimizers     SGD and Adam as recorded ops
 """
 

@@ -28,7 +28,7 @@ def scale(x, factor, name=None):
 
 def inverse_sqrt(tape, d_k: int):
     """The constant d_k and the tensor 1/√d_k computed from it."""
-    return tape.apply(RSQRT, tape.constant("d_k", [[float(d_k)]], role="data"), name="1/sqrt(d_k)")
+    return tape.apply(RSQRT, tape.constant("d_k", [[float(d_k)]], role="data", integer=True), name="1/sqrt(d_k)")
 
 
 def attention_head(x, W_q, W_k, W_v, inv_sqrt_dk, prefix="", causal=True):

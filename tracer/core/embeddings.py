@@ -131,6 +131,8 @@ class Nearest(Op):
     column, like numpy's stable sort."""
 
     name = "nearest"
+    integer = True
+    token_ids = True
 
     def forward(self, cos, k=3, **attrs):
         order = np.argsort(-cos, axis=1, kind="stable")
@@ -152,6 +154,7 @@ class MaskPositions(Op):
     Cell: IF(u_i<rate,1,IF(u_i=MIN(u),1,0)).  Data, not learned: no gradient rule."""
 
     name = "mask_positions"
+    integer = True  # 0 or 1
 
     def forward(self, u, rate, **attrs):
         return ((u < rate) | (u == u.min())).astype(np.float64)
@@ -163,6 +166,7 @@ class MaskPositions(Op):
 
 # the inputs a masked model reads: [MASK]'s id where m is 1, the token's own id elsewhere
 MASK_IDS = Elementwise("mask_ids", lambda ids, m, k: np.where(m == 1, k, ids), "IF({1}=1,{2},{0})")
+MASK_IDS.integer = MASK_IDS.token_ids = True
 MASK_POSITIONS = MaskPositions()
 
 
@@ -173,7 +177,8 @@ OPS = {op.name: op for op in (EMBED, EMBED_GRAD, POS_ENCODING, COSINE, NEAREST, 
 
 def token_ids(tape, ids, name="ids", **attrs):
     """A constant (T, 1) column of token ids (for embed)."""
-    return tape.constant(name, np.asarray(ids, dtype=np.float64).reshape(-1, 1), **({"role": "data"} | attrs))
+    return tape.constant(name, np.asarray(ids, dtype=np.float64).reshape(-1, 1),
+                         **({"role": "data", "integer": True, "decode": True} | attrs))
 
 
 def embed(E, ids, name=None):
@@ -183,8 +188,8 @@ def embed(E, ids, name=None):
 
 def positional_encoding(tape, T, d, name="PE", pos_name="pos", dim_name="dim"):
     """Record the constants pos (T, 1) = 0 … T−1 and dim (1, d) = 0 … d−1, and PE (T, d)."""
-    pos = tape.constant(pos_name, np.arange(T, dtype=np.float64).reshape(T, 1), role="data")
-    dim = tape.constant(dim_name, np.arange(d, dtype=np.float64).reshape(1, d), role="data")
+    pos = tape.constant(pos_name, np.arange(T, dtype=np.float64).reshape(T, 1), role="data", integer=True)
+    dim = tape.constant(dim_name, np.arange(d, dtype=np.float64).reshape(1, d), role="data", integer=True)
     return tape.apply(POS_ENCODING, pos, dim, name=name)
 
 

@@ -56,6 +56,9 @@ class TakeRows(_AfterTraining, Slice):
         super().__init__(0, start, n)
         self.name = "take_rows"
 
+    def params(self):
+        return {"start": self.start, "n": self.width}
+
 
 _TAKES: dict = {}  # (start, n) -> its op: one instance per configuration
 
@@ -72,6 +75,7 @@ class AppendRow(_AfterTraining):
     """seq (m, 1), token (1, 1) → (m+1, 1): the text with the new token at the end."""
 
     name = "append_row"
+    references = True
 
     def forward(self, seq, tok, **attrs):
         if seq.shape[1] != 1 or tok.shape != (1, 1):
@@ -112,6 +116,8 @@ class Argmax(_AfterTraining):
     (numpy's argmax and MATCH's exact match both take the first)."""
 
     name = "argmax"
+    integer = True
+    token_ids = True
 
     def forward(self, z, **attrs):
         return np.argmax(z, axis=1).reshape(-1, 1).astype(np.float64)
@@ -129,6 +135,8 @@ class Sample(_AfterTraining):
     the formula needs no MIN.  A token of probability 0 is never drawn."""
 
     name = "sample"
+    integer = True
+    token_ids = True
 
     def forward(self, cum, u, **attrs):
         if u.shape != (cum.shape[0], 1):
@@ -146,6 +154,7 @@ class StackRows(_AfterTraining):
     """k ≥ 1 inputs (1, V) → (k, V): input r is row r (next-token probabilities by temperature)."""
 
     name = "stack_rows"
+    references = True
 
     def forward(self, *xs, **attrs):
         if not xs or any(x.shape != (1, xs[0].shape[1]) for x in xs):
@@ -176,9 +185,11 @@ class Top(_AfterTraining):
 
 
 TOP_IDS, TOP_VALUES = Top("top_ids", True), Top("top_values", False)
+TOP_IDS.integer = TOP_IDS.token_ids = True
 # a masked text filled in: the model's choice where the id is [MASK]'s, the id itself elsewhere
 FILL_MASKS = Elementwise("fill_masks", lambda ids, best, k: np.where(ids == k, best, ids), "IF({0}={2},{1},{0})",
                          grad=_refusing("fill_masks"))
+FILL_MASKS.integer = FILL_MASKS.token_ids = True
 
 APPEND_ROW, CUMSUM, ARGMAX, SAMPLE, STACK_ROWS = AppendRow(), Cumsum(), Argmax(), Sample(), StackRows()
 

@@ -228,9 +228,14 @@ class Slice(Op):
     by the tape.  A model that keeps per-head weights W_q^k needs no column split at all; merge
     (concat_cols) passes each head just its slice of the gradient."""
 
+    references = True
+
     def __init__(self, axis, start, width):
         self.axis, self.start, self.width = axis, start, width
         self.name = f"slice_{AXES[axis]}"
+
+    def params(self):
+        return {"start": self.start, "width": self.width}
 
     def forward(self, x, **attrs):
         if self.start < 0 or self.width < 1 or self.start + self.width > x.shape[self.axis]:
@@ -252,9 +257,14 @@ class Pad(Op):
     rows (the attribute), 0 everywhere else: g (T, w) → (T, cols) or g (w, c) → (rows, c).
     Cell: a reference or 0."""
 
+    references = True
+
     def __init__(self, axis, start, width):
         self.axis, self.start, self.width = axis, start, width
         self.name = f"pad_{AXES[axis]}"
+
+    def params(self):
+        return {"start": self.start, "width": self.width}
 
     def forward(self, g, **attrs):
         size = attrs.get(AXES[self.axis])
@@ -310,6 +320,8 @@ class Concat(Op):
     """[x₀ | x₁ | …] side by side (axis 1: inputs (T, w_k) → (T, Σ w_k)) or stacked (axis 0: inputs
     (n_k, c) → (Σ n_k, c)), at least two inputs.  Cell: a reference to the input and cell it comes
     from.  Gradient: input k gets its slice of g (slice_cols / slice_rows at its offset)."""
+
+    references = True
 
     def __init__(self, axis):
         self.axis = axis

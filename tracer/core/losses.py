@@ -399,4 +399,4 @@ def one_hot(tape, ids, vocab, name="Y", **attrs):
         raise ValueError(f"target ids must be in 0 … {vocab - 1}")
     y = np.zeros((ids.size, vocab))
     y[np.arange(ids.size), ids] = 1.0
-    return tape.constant(name, y, **({"role": "data"} | attrs))
+    return tape.constant(name, y, **({"role": "data", "integer": True} | attrs))

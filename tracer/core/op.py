@@ -27,6 +27,9 @@ import numpy as np
 
 class Op:
     name = "op"
+    integer = False  # every output cell is a whole number: an id, a count
+    references = False  # every output cell is a reference to an input cell (or 0): whole numbers stay whole
+    token_ids = False  # every output cell is a token id (of the run's vocabulary)
 
     def forward(self, *xs, **attrs):
         raise NotImplementedError
@@ -36,6 +39,20 @@ class Op:
 
     def formula(self, c, i, j) -> str:
         raise NotImplementedError
+
+    def params(self) -> dict:
+        """What an op of a family (a slice of columns, a block of rows) fixes, for its equation and
+        words: e.g. {"start": 2} for the rows taken from the third on."""
+        return {}
+
+
+def holds_token_ids(t, memo: dict) -> bool:
+    """Whether every cell of t is a token id: ids given as such (attribute decode), ids an op
+    picks (argmax, sample, nearest), and references to token ids (a text, a window, a copy)."""
+    if id(t) not in memo:
+        memo[id(t)] = bool(t.attrs.get("decode")) or (t.op is not None and (
+            t.op.token_ids or (t.op.references and all(holds_token_ids(u, memo) for u in t.inputs))))
+    return memo[id(t)]
 
 
 def record(op, *xs, name=None, **attrs):
@@ -161,6 +178,7 @@ def same_way(c, a, b, op_name):
 
 ONE = Elementwise("one", lambda a: np.ones_like(a), "1")  # dL/dL = 1
 COPY = Elementwise("copy", lambda a: a.copy(), "{0}")
+COPY.references = True
 SUM_N = Elementwise("sum", lambda *xs: sum(xs), lambda refs: "+".join(refs))
 
 OPS = {op.name: op for op in (ONE, COPY, SUM_N)}

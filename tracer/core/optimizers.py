@@ -21,6 +21,7 @@ from tracer.core.op import Elementwise
 SGD = Elementwise("sgd", lambda p, lr, g: p - lr * g, "{0}-{1}*{2}")  # θ − lr · ∂L/∂θ
 # Adam: moments, bias correction, step; the counter t is a cell of its own
 INCREMENT = Elementwise("increment", lambda t: t + 1, "{0}+1")
+INCREMENT.integer = True  # a step counter
 ADAM_M = Elementwise("adam_m", lambda m, b, g: b * m + (1 - b) * g, "{1}*{0}+(1-{1})*{2}")
 ADAM_V = Elementwise("adam_v", lambda v, b, g: b * v + (1 - b) * g * g, "{1}*{0}+(1-{1})*{2}^2")
 BIAS_CORRECT = Elementwise("bias_correct", lambda m, b, t: m / (1 - b**t), "{0}/(1-{1}^{2})")
@@ -52,7 +53,8 @@ class Adam:
         self.t_name = "t" + (f"_{label}" if label else "")
         names = [self.t_name] + [f"m[{k}]" for k in params] + [f"v[{k}]" for k in params]
         shapes = [(1, 1)] + [p.shape for p in params.values()] * 2
-        self.initial = {n: tape.constant(n, np.zeros(s), phase="input", role="state") for n, s in zip(names, shapes)}
+        self.initial = {n: tape.constant(n, np.zeros(s), phase="input", role="state", **({"integer": True} if n == self.t_name else {}))
+                        for n, s in zip(names, shapes)}
         self.state = dict(self.initial)
 
     def step(self, params: dict, grads: dict) -> dict:

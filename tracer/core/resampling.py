@@ -1,4 +1,13 @@
-"""A resolution amplifier: every row of a tensor is a square image, enlarged ×2 or ×4.
+"""Resampling square images: the resolution amplifier (every row of a tensor, a square image,
+enlarged ×2 or ×4) and average pooling (shrunk by a factor f, each pixel the mean of an f × f block).
+
+Average pooling, avg_pool(f): a row of s² columns (s a multiple of f) → (s/f)²; output pixel (R, C)
+is the AVERAGE of the f × f block of input pixels (f·R + a, f·C + b), 0 ≤ a, b < f: in the cell,
+AVERAGE of f ranges of f cells each (one per image row of the block; a row of the image is
+contiguous in the sheet whichever way the tensor is laid out).  Its gradient, avg_pool_grad(f):
+every input pixel gets its block's gradient / f².
+
+The amplifier:
 
 A row of n = s² columns is an s × s image, pixel (r, c) at column r·s + c; the output row is the
 S × S image (S = f·s) with the same convention.  Both modes are separable resamplings: along each
@@ -184,11 +193,107 @@ class UpscaleGrad(Op):
         return self.plan(c.shape(0)[1]).formula(c, i, j)
 
 
+# --- average pooling ----------------------------------------------------------------------------
+
+class AvgPool(Op):
+    """Every row (an s × s image) shrunk to (s/f) × (s/f): each pixel the mean of an f × f block.
+    One instance per factor (`avg_pool_op(f)`), all named "avg_pool"."""
+
+    name = "avg_pool"
+
+    def __init__(self, factor: int):
+        self.factor = factor
+        self.grad_op = AvgPoolGrad(self)
+
+    def params(self):
+        return {"f": self.factor, "ff": self.factor ** 2}
+
+    def sides(self, n_cols: int) -> tuple[int, int]:
+        """(s, s/f) of rows of n_cols = s² pixels."""
+        s = side_of(n_cols, self.name)
+        if s % self.factor:
+            raise ValueError(f"{self.name}: a {s} × {s} image cannot be cut into {self.factor} × {self.factor} blocks")
+        return s, s // self.factor
+
+    def forward(self, a, **attrs):
+        _, m = self.sides(a.shape[1])
+        f = self.factor
+        blocks = a.reshape(a.shape[0], m, f, m, f)
+        total = np.zeros((a.shape[0], m, m))
+        for dr in range(f):  # the formula's order: block row by block row, left to right
+            for dc in range(f):
+                total = total + blocks[:, :, dr, :, dc]
+        return (total / (f * f)).reshape(a.shape[0], m * m)
+
+    def formula(self, c, i, j):
+        s, m = self.sides(c.shape(0)[1])
+        f = self.factor
+        R, C = divmod(j, m)
+        first = [(R * f + dr) * s + C * f for dr in range(f)]
+        return "AVERAGE(" + ",".join(c.span(0, i, k, i, k + f - 1) for k in first) + ")"
+
+    def backward(self, out, g, wanted):
+        (a,) = out.inputs
+        return (a.tape.apply(self.grad_op, g) if wanted[0] else None,)
+
+
+class AvgPoolGrad(Op):
+    """The gradient of an AvgPool: rows of (s/f)² → rows of s², each pixel its block's value / f²."""
+
+    name = "avg_pool_grad"
+
+    def __init__(self, pool: AvgPool):
+        self.pool = pool
+
+    def params(self):
+        return self.pool.params()
+
+    def forward(self, g, **attrs):
+        f = self.pool.factor
+        m = side_of(g.shape[1], self.name)
+        return np.repeat(np.repeat(g.reshape(g.shape[0], m, m), f, axis=1), f, axis=2).reshape(
+            g.shape[0], (m * f) ** 2) / (f * f)
+
+    def formula(self, c, i, j):
+        f = self.pool.factor
+        m = side_of(c.shape(0)[1], self.name)
+        r, col = divmod(j, m * f)
+        return f"{c.at(0, i, (r // f) * m + col // f)}/{f * f}"
+
+
+_POOLS: dict = {}
+
+
+def avg_pool_op(factor: int) -> AvgPool:
+    """The average pooling by `factor` (one instance per factor)."""
+    if factor not in _POOLS:
+        _POOLS[factor] = AvgPool(int(factor))
+    return _POOLS[factor]
+
+
+def avg_pool(a, factor: int, name=None):
+    """Record `a` (rows of s² pixels, s a multiple of factor) shrunk to (s/factor)² by averaging."""
+    if isinstance(factor, bool) or not isinstance(factor, int) or factor < 1:
+        raise ValueError(f"avg_pool factor must be a whole number ≥ 1, got {factor!r}")
+    op = avg_pool_op(factor)
+    op.sides(a.shape[1])
+    return a.tape.apply(op, a, name=name)
+
+
+# --- the amplifier's ops --------------------------------------------------------------------------
+
 UPSCALE_NEAREST_2, UPSCALE_NEAREST_4 = Upscale("nearest", 2), Upscale("nearest", 4)
 UPSCALE_BILINEAR_2, UPSCALE_BILINEAR_4 = Upscale("bilinear", 2), Upscale("bilinear", 4)
 UPSCALES = {(op.mode, op.factor): op for op in (UPSCALE_NEAREST_2, UPSCALE_NEAREST_4,
                                                 UPSCALE_BILINEAR_2, UPSCALE_BILINEAR_4)}
 OPS = {op.name: op for up in UPSCALES.values() for op in (up, up.grad_op)}
+OPS |= {op.name: op for op in (avg_pool_op(2), avg_pool_op(2).grad_op)}  # a family: one representative
+
+
+def instances() -> list:
+    """Every op instance: the amplifier's and each average pooling made so far."""
+    return [op for up in UPSCALES.values() for op in (up, up.grad_op)] + [
+        op for pool in _POOLS.values() for op in (pool, pool.grad_op)]
 
 
 def upscale(a, factor: int, mode: str, name=None):

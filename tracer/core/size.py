@@ -22,14 +22,15 @@ MAX_CELLS = 20_000_000
 MAX_DATA_VALUES = 5_000_000
 DATA_FORMATS = (".json", ".csv")
 
-WIDE = 1024  # tensors wider than this (and not as tall) are shown turned
+WIDE = 20  # tensors wider than this and wider than tall are shown turned: a sheet prints one page wide
 BLOCK_ROWS = 5  # a block's title, equation, note and column numbers, and the empty row after it
 
 
 def turned(rows: int, cols: int) -> bool:
-    """Whether a tensor of this shape is shown turned: a row vector reads best as a column, and a very
-    wide batch (N upscaled images) too, since a sheet's width costs time in every one of its rows."""
-    return (rows == 1 and cols > 1) or (cols > WIDE > rows)
+    """Whether a tensor of this shape is shown turned: a row vector reads best as a column, and a
+    tensor wider than WIDE and than tall too, so that a sheet prints one page wide (and a sheet's
+    width costs time in every one of its rows)."""
+    return (rows == 1 and cols > 1) or (cols > WIDE and cols > rows)
 
 
 @dataclass

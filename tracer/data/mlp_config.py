@@ -6,7 +6,8 @@ every problem is a TracerError of one line naming the file, the line and the key
 
 The keys (the shipped examples in tracer/data/examples/ explain each one in comments):
 
-    title = "..."                      optional, shown on the overview
+    title = "..."                      optional, shown on the overview; or one per language:
+                                       title = { en = "...", es = "..." }
     [data]    inputs = [[...], ...]    one row per example (N × n₀)
               targets = [[...], ...]   one row per example (N × units of the last layer)
               names = { inputs = "x", targets = "y" }                     optional
@@ -81,7 +82,7 @@ class Spec:
     what tracer.optim reads."""
 
     source: str  # the file as messages and the overview name it
-    title: str | None
+    title: str | dict | None  # a text, or one per language
     inputs: np.ndarray  # N × n₀
     targets: np.ndarray  # N × units of the last layer
     inputs_name: str
@@ -345,7 +346,10 @@ class _Reader:
                 self.fail((), "missing the [[layer]] tables (one per layer)" if key == "layer"
                           else f"missing the [{key}] table")
         title = data.get("title")
-        if title is not None and not isinstance(title, str):
+        if isinstance(title, dict):  # one per language
+            if not title or not all(isinstance(v, str) for v in title.values()):
+                self.fail(("title",), f"expected texts in quotes, one per language (en = \"…\", es = \"…\"), got {_show(title)}")
+        elif title is not None and not isinstance(title, str):
             self.fail(("title",), f"expected a text in quotes, got {_show(title)}")
         names: dict[str, tuple] = {}  # each tensor name -> (its path, what it names, given in the file)
         x, y, x_name, y_name = self.data(data["data"], names)

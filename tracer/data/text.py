@@ -133,6 +133,7 @@ class Tokenized:
     merges: list[Merge] = field(default_factory=list)
     merges_requested: int = 0
     stop_reason: str = ""
+    stop: str = ""  # the same as a code for the workbook's own words: "single" or "rare"
     word_counts: list[tuple[str, int]] = field(default_factory=list)
 
     @property
@@ -354,11 +355,11 @@ def _bpe(sentences: list[str], merges: int, result: Tokenized) -> tuple[list[lis
         ranked = sorted(pairs.items(), key=lambda item: -item[1])  # stable: ties keep reading order
         done = f"stopped after {len(result.merges)} of {merges} merges"
         if not ranked:
-            result.stop_reason = f"{done}: every word is a single token"
+            result.stop_reason, result.stop = f"{done}: every word is a single token", "single"
             break
         (pair, count), rest = ranked[0], ranked[1:]
         if count < 2:
-            result.stop_reason = f"{done}: no pair of adjacent tokens occurs twice"
+            result.stop_reason, result.stop = f"{done}: no pair of adjacent tokens occurs twice", "rare"
             break
         token = pair[0] + pair[1]
         result.merges.append(Merge(pair, count, tuple(rest[:COMPETITORS]), token))

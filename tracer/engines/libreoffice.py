@@ -135,9 +135,15 @@ def recalculate(src: Path, outdir: Path, timeout: float = DEFAULT_TIMEOUT) -> Pa
     src).  Raises :class:`TracerError` if LibreOffice is missing, fails,
     times out or produces no file.
     """
+    return convert(src, outdir, "xlsx", timeout)
+
+
+def convert(src: Path, outdir: Path, to: str = "xlsx", timeout: float = DEFAULT_TIMEOUT) -> Path:
+    """The workbook src converted by LibreOffice (recalculated first) to `to` ("xlsx", or "pdf":
+    printed with each sheet's page setup), as ``outdir / (src's name with that suffix)``."""
     src = Path(src).resolve()
     outdir = Path(outdir).resolve()
-    target = outdir / src.name
+    target = outdir / (src.stem + "." + to)
     if target == src:
         raise TracerError(f"recalculation would overwrite {src.name}: choose another folder")
     soffice = find_soffice()
@@ -158,17 +164,17 @@ def recalculate(src: Path, outdir: Path, timeout: float = DEFAULT_TIMEOUT) -> Pa
             soffice,
             f"-env:UserInstallation={profile.as_uri()}",
             "--headless", "--norestore",
-            "--convert-to", "xlsx",
+            "--convert-to", to,
             "--outdir", str(converted),
             str(copy),
         ]
         result = _run(cmd, timeout, env={**os.environ, "TMPDIR": str(scratch), "TMP": str(scratch),
                                          "TEMP": str(scratch)})
-        produced = converted / "book.xlsx"
+        produced = converted / f"book.{to}"
         if result.returncode != 0 or not produced.is_file():
             detail = " ".join((result.stderr or result.stdout or "").split())[:300]
             raise TracerError(
-                f"LibreOffice could not recalculate {src.name} "
+                f"LibreOffice could not {'recalculate' if to == 'xlsx' else 'convert'} {src.name} "
                 f"(exit code {result.returncode}){': ' + detail if detail else ''}"
             )
         shutil.move(str(produced), target)

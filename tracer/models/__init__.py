@@ -1,13 +1,15 @@
-"""The models tracer can trace: each module has NAME, SUMMARY, LOSSES, Config (a dataclass whose fields
-are the options, checked by `validate`), size(config) -> Size (what the run will hold, estimated from
-the options alone: tracer.core.size) and trace(config) -> Tape.  `trace` runs one as every command
-does: options checked, sizes checked against the limits before any work, a diverging run refused in
-one line."""
+"""The models tracer can trace: each module has NAME, SUMMARY (what it is, without an article: the
+help says "Trace the {SUMMARY}"), LOSSES, Config (a dataclass whose fields are the options, checked
+by `validate`), size(config) -> Size (what the run will hold, estimated from the options alone:
+tracer.core.size) and trace(config) -> Tape.  `trace` runs one as every command does: options
+checked, sizes checked against the limits before any work, a diverging run refused in one line."""
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import re
+from pathlib import Path
 
 import numpy as np
 
@@ -56,6 +58,30 @@ def validate(cfg) -> None:
             raise TracerError(f"{flag} must be below {meta['below']} (got {v})")
     if hasattr(cfg, "check"):
         cfg.check()
+
+
+def variant(cfg, lang: str = "en") -> list[str]:
+    """The options of `cfg` that differ from the model's defaults, as short words for a file name
+    (tracer run's default output): a choice by its value (adam), a number by the option and its
+    value (upscale4, hidden2), a file by its name (xor), a text after the option (prompt-el_gato).  A learning rate at its optimizer's
+    default, a corpus that follows the language and an option set to what its default stands for
+    (the mlp's --config classic_222) count as defaults."""
+    words = []
+    for f in dataclasses.fields(cfg):
+        value, meta = getattr(cfg, f.name), f.metadata
+        default = meta["by_optimizer"].get(cfg.optimizer) if "by_optimizer" in meta else f.default
+        if value is None or value == default or value == meta.get("default_is") or (f.name == "corpus" and value == lang):
+            continue
+        if meta.get("path"):
+            word = Path(str(value)).stem
+        elif "choices" in meta and isinstance(value, str):
+            word = value
+        elif isinstance(value, str):  # a text: the option, then the text
+            word = f"{f.name.replace('_', '')}-{value}"
+        else:
+            word = f.name.replace("_", "") + (f"{value:g}" if isinstance(value, float) else str(value))
+        words.append(re.sub(r"[^A-Za-z0-9.+-]+", "_", word)[:40])
+    return words
 
 
 def check_size(model, cfg, fmt: str | None = None) -> Size | None:

@@ -29,7 +29,7 @@ from tracer.models.next_token import size as sequence_size
 
 NAME = "attention"
 LOSSES = ("loss",)
-SUMMARY = "one causal self-attention layer learning to predict the next token"
+SUMMARY = "causal self-attention layer learning to predict the next token"
 
 
 @dataclass

@@ -39,7 +39,7 @@ NAME = "gan"
 LOSSES = ("L_D", "L_G")  # printed by `tracer run`
 CHART = ("D_real", "D_fake", "L_D", "L_G")  # what the overview charts, warm-up steps included
 PICTURES = ("x_fake", "x_fake_up")  # what the warm-up keeps snapshots of
-SUMMARY = "GAN learning one MNIST digit: generator and discriminator, move by move (SGD or Adam)"
+SUMMARY = "GAN learning MNIST digits: generator and discriminator, move by move (SGD or Adam)"
 
 
 @dataclass

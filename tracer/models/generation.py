@@ -108,7 +108,7 @@ def generate(tape, logits_of, prompt_ids, context, steps, temperatures, rng) -> 
 
     saved = tape.phase, tape.section
     tape.at("after", "generate_prompt")
-    prompt = tape.constant("prompt", np.array(prompt_ids, dtype=np.float64).reshape(-1, 1), role="data",
+    prompt = tape.constant("prompt", np.array(prompt_ids, dtype=np.float64).reshape(-1, 1), role="data", integer=True,
                            decode=True)  # decode: the workbook shows each id's token beside it
     taus = [tape.constant(f"tau{k}", [[tau]], phase="input", role="hyper", defined_name=f"tau_{k}")
             for k, tau in enumerate(temperatures, start=1)]

@@ -36,7 +36,7 @@ from tracer.models.base import lr_opt, opt
 
 NAME = "lstm"
 LOSSES = ("loss",)
-SUMMARY = "a long short-term memory (LSTM) network learning the next token, through every gate"
+SUMMARY = "long short-term memory (LSTM) network learning the next token, through every gate"
 GATES = {"i": sigmoid, "f": sigmoid, "o": sigmoid, "g": tanh}
 
 

@@ -44,7 +44,7 @@ class Config:
     """The options of `tracer run mlp`: just the file; everything else is in it."""
 
     config: str = opt(None, f"the network as a TOML file, or a shipped example: {', '.join(examples())} "
-                            f"[default: {DEFAULT_EXAMPLE}]", path=True)
+                            f"[default: {DEFAULT_EXAMPLE}]", path=True, default_is=DEFAULT_EXAMPLE)
     warmup: int = warmup_opt("the file's iterations")
 
     def __post_init__(self):
@@ -163,7 +163,7 @@ def settings(spec) -> dict:
     out = {"title": spec.title} if spec.title else {}
     out |= {
         "config": Path(spec.source).name,
-        "layers": "-".join(str(n) for n in [spec.inputs.shape[1]] + [layer.units for layer in spec.layers]),
+        "units": "-".join(str(n) for n in [spec.inputs.shape[1]] + [layer.units for layer in spec.layers]),
         "activations": ", ".join(layer.activation for layer in spec.layers),
         "loss": f"{spec.loss} ({spec.loss_name})",
         "optimizer": spec.optimizer,

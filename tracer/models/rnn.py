@@ -26,7 +26,7 @@ from tracer.models.base import lr_opt
 
 NAME = "rnn"
 LOSSES = ("loss",)
-SUMMARY = "a recurrent (Elman) network learning the next token, backpropagation through time"
+SUMMARY = "recurrent (Elman) network learning the next token, backpropagation through time"
 
 
 @dataclass

@@ -41,7 +41,7 @@ from tracer.models.next_token import size as sequence_size
 
 NAME = "transformer"
 LOSSES = ("loss",)
-SUMMARY = "a decoder-only transformer (multi-head attention, LayerNorm, feed-forward) learning the next token"
+SUMMARY = "decoder-only transformer (multi-head attention, LayerNorm, feed-forward) learning the next token"
 ACTIVATIONS = {"relu": relu, "gelu": gelu}
 
 

@@ -1,10 +1,11 @@
 """The VAE of the walkthrough: N MNIST digits, SGD (or Adam) on the negative ELBO, then the trained
 decoder as a generator.
 
-    x ∈ [0,1]^(N×784)            h      = ReLU(x·W1 + b1)           (N×H)
+    x ∈ [0,1]^(N×P)              h      = ReLU(x·W1 + b1)           (N×H)
+    (P = 784, or with --size S each digit averaged over blocks to S × S: x = avg_pool(digits), P = S²)
     mu     = h·W_mu + b_mu  (N×J)   logvar = h·W_logvar + b_logvar  (N×J)
     sigma  = exp(logvar / 2)        z      = mu + sigma ⊙ eps,  eps ~ N(0, I) recorded
-    h_dec  = ReLU(z·W3 + b3) (N×H)  x_hat  = sigmoid(h_dec·W4 + b4)  (N×784)
+    h_dec  = ReLU(z·W3 + b3) (N×H)  x_hat  = sigmoid(h_dec·W4 + b4)  (N×P)
     recon  = −(1/N) Σ [x ln x_hat + (1−x) ln(1−x_hat)]    kl = −(1/2N) Σ (1 + logvar − mu² − exp(logvar))
     loss   = recon + kl             θ ← θ − lr · ∂loss/∂θ   (or Adam: tracer.core.optimizers)
 
@@ -38,6 +39,7 @@ from tracer.core import optimizers as optim
 from tracer.core.activations import exp_half, relu, sigmoid
 from tracer.core.linalg import add, add_mul, divide, linear
 from tracer.core.losses import bce, kl_normal
+from tracer.core.resampling import avg_pool
 from tracer.core.size import Size, estimate, optimizer_state, update
 from tracer.core.tape import Tape
 from tracer.data import mnist
@@ -50,6 +52,7 @@ DECODER_BIAS = 0.5  # b3's initial value: the decoder's ReLU units start active
 LOSSES = ("loss",)  # printed by `tracer run`
 CHART = ("recon", "kl", "loss")  # what the overview charts, warm-up steps included
 PICTURES = ("x_hat",)  # what the warm-up keeps snapshots of
+SIZES = (2, 4, 7, 14, 28)  # sides that cut 28 into whole blocks
 SUMMARY = "variational autoencoder learning MNIST digits (forward, ELBO, backprop, SGD or Adam), then generating"
 GRID_RADIUS = 2.0  # the latent grid spans [−2, 2] in each of its two units
 
@@ -62,6 +65,8 @@ class Config(Training):
     hidden: int = opt(8, "hidden units H of encoder and decoder", min=1)
     latent: int = opt(2, "latent units J", min=1)
     batch: int = opt(1, "digits per step: --digit and the next ones, any class (the loss is their mean)", min=1)
+    size: int = opt(28, "the digit's side in pixels: 28, or averaged over blocks down to 14, 7, 4 or 2 "
+                        "(--size 4 --hidden 2: an exercise to work by hand)", choices=SIZES)
     digit: int = opt(0, "which digit: index into the shipped 100 MNIST test digits (or into --mnist)")
     mnist: str = opt(None, "your own MNIST images file (IDX format, gzipped or not)", path=True)
     grid: int = opt(3, "after training: decode a G × G grid of latent points over [−2, 2]² (0: none)", min=0, max=10)
@@ -111,13 +116,14 @@ def size(cfg: Config) -> Size:
     """The run's size from its options (tracer.core.size): the backward pass holds a gradient of
     every forward tensor and of every parameter; after training, the decoder on the grid and the
     samples."""
-    P, H, J, N = 784, cfg.hidden, cfg.latent, cfg.batch
+    P, H, J, N = cfg.size ** 2, cfg.hidden, cfg.latent, cfg.batch
     params = [(P, H), (1, H), (H, J), (1, J), (H, J), (1, J), (J, H), (1, H), (H, P), (1, P)]
     # eps, μ, log σ², σ, z; h_pre, h, h_dec_pre, h_dec; x_logit, x̂, recon's terms; KL's terms; recon, kl, loss
     forward = [(N, J)] * 5 + [(N, H)] * 4 + [(N, P)] * 3 + [(N, J)] + [(1, 1)] * (3 + 2 * (N > 1))
     after = [shape for m in (cfg.grid ** (2 if J > 1 else 1), cfg.samples) if m
              for shape in [(m, J), (m, H), (m, H), (m, P), (m, P)]]
-    return estimate([(N, P), *params, *optimizer_state(cfg.optimizer, params)],
+    digits = [(N, 784)] * (1 + (P < 784))  # the digits, and pooled (--size) the x computed from them
+    return estimate([*digits, *params, *optimizer_state(cfg.optimizer, params)],
                     forward * 2 + params + update(cfg.optimizer, params), cfg.iterations, after)
 
 
@@ -141,13 +147,17 @@ def trace(cfg: Config) -> Tape:
     labels = mnist.load_labels(cfg.mnist)
     rng = np.random.default_rng(cfg.seed)
     tape = Tape()
-    tape.meta = {"model": NAME}
+    tape.meta = {"model": NAME, "equation_values": {"pixels": cfg.size ** 2}}
     if labels is not None:
         batch = [int(v) for v in labels[cfg.digit:cfg.digit + cfg.batch]]
         tape.meta["label"] = batch[0] if cfg.batch == 1 else ", ".join(map(str, batch))
-    x = tape.constant("x", pixels, role="data")
-    n = tape.constant("N", [[float(cfg.batch)]], role="data") if cfg.batch > 1 else None
-    p = {k: tape.constant(k, v, role="param") for k, v in init_params(rng, cfg.hidden, cfg.latent).items()}
+    if cfg.size == 28:
+        x = tape.constant("x", pixels, role="data")
+    else:  # each digit averaged over 28/S × 28/S blocks: S × S pixels, each a formula of the digit's
+        x = avg_pool(tape.constant("digit", pixels, role="data"), 28 // cfg.size, name="x")
+    n = tape.constant("N", [[float(cfg.batch)]], role="data", integer=True) if cfg.batch > 1 else None
+    p = {k: tape.constant(k, v, role="param")
+         for k, v in init_params(rng, cfg.hidden, cfg.latent, cfg.size ** 2).items()}
     lr = tape.constant("lr", [[cfg.lr]], role="hyper", defined_name="lr")
     optimizer = optim.make(tape, cfg, lr, p, optim.hyperparameters(tape, cfg))
 

@@ -4,9 +4,14 @@ the walkthrough as a document, .tex (LaTeX) or .md (Markdown): see tracer.render
 JSON: {"model", "config", "tensors": [{"name", "iteration", "phase", "section", "shape", "value",
 "op", "inputs"}]} where inputs are [{"name", "iteration"}] (a parameter of iteration k+1 is the update
 record of iteration k).  After a --warmup of N steps, the charted values of each warm-up step come
-between the inputs and iteration N+1 as records of phase "warmup" (op "warmup", no inputs).  CSV:
-iteration, phase, tensor, index, value with one row per element; index is the row-major position
-within the tensor.
+between the inputs and iteration N+1 as records of phase "warmup" (op "warmup", no inputs).  A
+language model's JSON also has "tokenizer", "vocab" (the token of each id) and "generated" (each
+text after training), and each record of token ids its "tokens" (shaped like value).
+
+CSV: iteration, phase, tensor, index, row, col, value, token with one row per element; index is the
+row-major position within the tensor, (row, col) its place, so any tensor can be rebuilt from the
+CSV alone; token is the token of an id (a language model's), else empty.  A language model's CSV
+also has the vocabulary as the rows of the tensor "vocab" (value: the id, token: its text).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tracer.core.op import holds_token_ids
 from tracer.core.size import DATA_FORMATS, MAX_CELLS, MAX_DATA_VALUES
 from tracer.errors import TracerError
 from tracer.render.atomic import atomic_text
@@ -42,13 +48,28 @@ def check_output(path: Path) -> Path:
     return path
 
 
+COLUMNS = ["iteration", "phase", "tensor", "index", "row", "col", "value", "token"]
+
+
+def tokens_of(tape):
+    """t -> the token texts of its ids (same shape as its value), for the tensors that hold token
+    ids; None for every tensor of a model without a vocabulary."""
+    tok = tape.meta.get("tokenized")
+    if tok is None:
+        return lambda t: None
+    memo: dict = {}
+    return lambda t: ([[tok.vocab[int(v)] for v in row] for row in t.value.tolist()]
+                      if holds_token_ids(t, memo) else None)
+
+
 def records(tape):
     """Every tensor as a record, in the order computed: the inputs, the warm-up's, the traced ones."""
+    tokens = tokens_of(tape)
     for t in in_order(tape):
         if isinstance(t, dict):  # a warm-up value
             yield t
             continue
-        yield {
+        rec = {
             "name": t.name,
             "iteration": t.iteration,
             "phase": t.phase,
@@ -58,6 +79,10 @@ def records(tape):
             "op": t.op.name if t.op else "input",
             "inputs": [{"name": u.name, "iteration": u.iteration} for u in t.inputs],
         }
+        text = tokens(t)
+        if text is not None:
+            rec["tokens"] = text
+        yield rec
 
 
 def warmup_records(tape):
@@ -84,33 +109,49 @@ def in_order(tape):
 
 
 def write_json(tape, config: dict, path: Path):
-    """The bytes json.dump writes for {"model", "config", "tensors"}, a record at a time (a list of every
-    record would hold each value as a Python float: 4× the trace's memory)."""
+    """The bytes json.dump writes for {"model", "config", (a language model's "tokenizer", "vocab",
+    "generated"), "tensors"}, a record at a time (a list of every record would hold each value as a
+    Python float: 4× the trace's memory)."""
+    head = {"model": tape.meta.get("model"), "config": config}
+    tok = tape.meta.get("tokenized")
+    if tok is not None:
+        head |= {"tokenizer": tok.kind, "vocab": list(tok.vocab),
+                 "generated": [{"label": label, "text": text} for label, text in tape.meta.get("generated", [])]}
     with atomic_text(path) as f:
-        f.write(f'{{"model": {json.dumps(tape.meta.get("model"))}, "config": {json.dumps(config)}, "tensors": [')
+        f.write(json.dumps(head)[:-1] + ', "tensors": [')
         for n, record in enumerate(records(tape)):
             f.write((", " if n else "") + json.dumps(record))
         f.write("]}")
 
 
 def long_rows(tape):
-    """(iteration, phase, tensor, index, value) for every element of every tensor (and of every
-    warm-up record, phase "warmup"), row-major."""
+    """(iteration, phase, tensor, index, row, col, value, token) for every element of every tensor
+    (and of every warm-up record, phase "warmup"), row-major; a language model's vocabulary first,
+    as the tensor "vocab"."""
+    tok = tape.meta.get("tokenized")
+    if tok is not None:
+        for i, text in enumerate(tok.vocab):
+            yield 0, "input", "vocab", i, i, 0, float(i), text
+    tokens = tokens_of(tape)
     for t in in_order(tape):
         if isinstance(t, dict):
-            for k, v in enumerate(np.ravel(t["value"]).tolist()):
-                yield t["iteration"], t["phase"], t["name"], k, v
+            value = np.asarray(t["value"], dtype=float).reshape(t["shape"])
+            for k, v in enumerate(value.ravel().tolist()):
+                yield (t["iteration"], t["phase"], t["name"], k, *divmod(k, value.shape[1]), v, "")
             continue
+        cols = t.shape[1]
+        text = tokens(t)
         for k, v in enumerate(t.value.ravel().tolist()):
-            yield t.iteration, t.phase, t.name, k, v
+            i, j = divmod(k, cols)
+            yield t.iteration, t.phase, t.name, k, i, j, v, text[i][j] if text else ""
 
 
 def write_csv(tape, path: Path):
     with atomic_text(path) as f:
         w = csv.writer(f)
-        w.writerow(["iteration", "phase", "tensor", "index", "value"])
-        for iteration, phase, name, k, v in long_rows(tape):
-            w.writerow([iteration, phase, name, k, repr(v)])
+        w.writerow(COLUMNS)
+        for *head, v, token in long_rows(tape):
+            w.writerow([*head, repr(v), token])
 
 
 def prepare_folder(path: Path) -> Path:
@@ -151,4 +192,4 @@ def export(tape, config: dict, path: Path, lang: str = "en", progress=None) -> i
         from tracer.render.xlsx import write_xlsx
 
         return write_xlsx(Layout(tape, Template.of(tape, lang), config), path, progress)
-    return sum(np.size(t["value"]) if isinstance(t, dict) else t.value.size for t in in_order(tape))
+    return sum(np.size(t["value"]) if isinstance(t, dict) else t.value.size for t in in_order(tape))  # (not the vocabulary's rows)

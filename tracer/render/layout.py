@@ -10,14 +10,46 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import textwrap
 from dataclasses import dataclass, field
 
+from tracer.core.op import holds_token_ids
 from tracer.core.size import MAX_COLS, MAX_ROWS, turned
+from tracer.core.tape import PHASES
 from tracer.errors import TracerError
 from tracer.render.template import Template
 
 MAX_SHEET_NAME = 31
-BLOCK_HEAD = 4  # title, equation, note, column numbers
+LABEL_WIDTH, MAX_LABEL_WIDTH = 34, 72  # the overview's first column (characters), at least and at most
+CELL_WIDTH = 12  # a number column (characters)
+TITLE_WIDTH = 8  # columns of a block's coloured title band, which its text lines fit in
+# A cell's text does not wrap, and a print cuts what runs past the sheet's last column: long texts
+# are laid out as lines of at most this many characters, one row each.
+NOTE_CHARS, EQUATION_CHARS, SECTION_CHARS, OVERVIEW_CHARS = 100, 86, 80, 120
+CHART_ROWS = 17  # rows the overview's chart covers
+CHART_PX = (624, 317)  # the chart's size in pixels (XlsxWriter's 480 × 288, scaled 1.3 × 1.1)
+# A picture's pixel: 26 px wide in Excel (27.6 in LibreOffice, whose digit of Calibri/Carlito is
+# 7.4 px, not 7) and 27 px tall: square within 4 % in both.
+PIXEL_WIDTH, PIXEL_HEIGHT = 3.0, 20.25  # characters, points
+MAX_PICTURE_COLUMNS = 100  # a row of pictures wider than this goes on to a new line
+# Printing: landscape, one page wide; the page inside the default margins, of the smaller of
+# Letter and A4 (points).  A page ends where a block ends, not inside it, when the block fits.
+PAGE_WIDTH, PAGE_HEIGHT = 691.0, 487.0
+ROW_HEIGHT = 15.0  # points: a row in the default font
+REPEATED_ROWS, REPEATED_HEIGHT = 3, 51.0  # each page repeats a sheet's title and its two legend rows
+FIRST_ROW = REPEATED_ROWS + 1  # a sheet's first block
+TOKENS_WIDTH = 12  # the Tokens sheet's columns at least
+SAFETY = 0.92  # room for rows a larger font makes taller
+MAX_BREAKS = 1023  # Excel's limit of manual page breaks on a sheet
+
+
+LIBREOFFICE_DIGIT = 7.43 / 7  # LibreOffice's digit of Carlito (Calibri's metrics) over Excel's 7 px
+
+
+def points(width: float) -> float:
+    """A column `width` characters wide, in points, as the widest application draws it: Excel counts
+    7 px a digit of Calibri 11 (plus 5 px), LibreOffice the digit's own 7.43 px of Carlito."""
+    return (int(width * 7 + 0.5) + 5) * 0.75 * LIBREOFFICE_DIGIT
 
 
 def _image(t, n: int, side: int, scale: str) -> "PictureImage":
@@ -39,6 +71,24 @@ def on_overview(t) -> bool:
 def phase_style(t) -> str:
     """The colors of a tensor's block: its phase's (every constant of the inputs sheet: input)."""
     return t.phase if t.iteration else "input"
+
+
+def lines(text: str, width: int, indent: str = "") -> list[str]:
+    """The text in lines of at most `width` characters (broken at spaces where it can be), the
+    lines after the first indented by `indent`."""
+    if len(text) <= width:
+        return [text]
+    return textwrap.wrap(text, width, break_on_hyphens=False, subsequent_indent=indent) or [""]
+
+
+def whole_numbers(t, memo: dict) -> bool:
+    """Whether every cell of t is a whole number by construction (an id, a count, a position):
+    shown without decimals.  Marked constants, ops that make whole numbers, and references to
+    whole numbers."""
+    if id(t) not in memo:
+        memo[id(t)] = bool(t.attrs.get("integer")) or (t.op is not None and (
+            t.op.integer or (t.op.references and all(whole_numbers(u, memo) for u in t.inputs))))
+    return memo[id(t)]
 
 
 def block_cells(tape) -> int:
@@ -97,7 +147,7 @@ class Place:
 class Cells:
     """The cells of a tensor's inputs as seen from the sheet of the tensor (for op formulas)."""
 
-    def __init__(self, layout: "Layout", t):
+    def __init__(self, layout: Layout, t):
         self.here = layout.place[id(t)].sheet
         self.ins = [layout.place[id(u)] for u in t.inputs]
         self.names = [u.attrs.get("defined_name") for u in t.inputs]
@@ -151,7 +201,8 @@ class Link:
 
 @dataclass
 class Block:
-    """A titled tensor: title, equation, note, column numbers, then the grid."""
+    """A titled tensor: its title row, its text lines (the equation, a student's "your turn", the
+    note, each wrapped to the sheet), the column numbers, then the grid."""
 
     row: int
     tensor: object
@@ -160,7 +211,29 @@ class Block:
     equation: str
     note: str
     place: Place
+    lines: list = field(default_factory=list)  # (text, style) of the rows below the title
     tokens: list | None = None  # a column of token ids also shown as text: the token of each row
+    whole: bool = False  # ids, counts, positions: shown without decimals
+    row_labels: list | None = None  # as displayed: the tokens of rows (and columns) that run over the
+    col_labels: list | None = None  # vocabulary, where the sheet would number them 1 … V
+
+    @property
+    def cells(self) -> int:
+        """The cells the writer fills: the grid, the number and title, the text lines, the column
+        and row numbers, and with tokens their column and its heading."""
+        rows, cols = self.place.display
+        return rows * cols + 2 + len(self.lines) + cols + rows + (rows + 1 if self.tokens else 0)
+
+
+@dataclass
+class TokenRow:
+    """A column of token ids read as text along a row: its label (a link to its block), then each
+    id's token as a formula, INDEX(vocab, id + 1) (the generated texts, at the top of their sheet)."""
+
+    row: int
+    label: str
+    tensor: object
+    target_row: int
 
     @property
     def cells(self) -> int:
@@ -172,10 +245,12 @@ class Block:
 
 @dataclass
 class Hyper:
-    """A named input cell on the overview (a hyperparameter formulas refer to by name)."""
+    """A named input cell on the overview (a hyperparameter formulas refer to by name): its symbol,
+    the yellow cell, then what it means (nothing to its right cuts it)."""
 
     row: int
-    label: str
+    symbol: str
+    meaning: str
     tensor: object
     place: Place
 
@@ -270,25 +345,77 @@ class Sheet:
     parts: list = field(default_factory=list)
     width: int = 2  # columns used
     freeze: tuple = (0, 0)
+    label_width: float = 0  # the first column's width (characters), where the sheet sets one
+    keep: list = field(default_factory=list)  # (first row, last row) a printed page should not split
+    heights: dict = field(default_factory=dict)  # row -> height (points) where it is not ROW_HEIGHT
+    print_rows: int = 0  # the overview: the rows printed (on one page); 0: every row, page after page
+
+    def column_widths(self) -> list[tuple[int, int, float]]:
+        """(first, last, width in characters) of the sheet's columns."""
+        first = {"pictures": 16, "tokens": 14}.get(self.kind, self.label_width or 7)
+        rest = {"pictures": PIXEL_WIDTH, "tokens": 9}.get(self.kind, CELL_WIDTH)
+        return [(0, 0, first), (1, self.width, rest)]
+
+    @property
+    def whole_pictures(self) -> bool:
+        """The pictures sheet prints every picture whole: its scale fits the tallest one too."""
+        return self.kind == "pictures"
+
+    def print_scale(self) -> float:
+        """The scale that fits the sheet one page wide (at most 100 %, whole percents, as a
+        spreadsheet rounds it); the pictures sheet's also fits its tallest picture on a page."""
+        wide = sum(points(w) * (last - first + 1) for first, last, w in self.column_widths())
+        pct = math.floor(100 * PAGE_WIDTH / wide)
+        if self.whole_pictures and self.keep:
+            tallest = max(self.height(a, b) for a, b in self.keep)
+            pct = min(pct, math.floor(100 * PAGE_HEIGHT / (tallest + REPEATED_HEIGHT)))
+        return max(10, min(100, pct)) / 100
+
+    def height(self, a: int, b: int) -> float:
+        """Rows a … b printed, in points: a row of the default height counts with room to spare
+        (SAFETY) for a larger font; a row of a set height (a picture's) counts exactly."""
+        fixed = [h for r, h in self.heights.items() if a <= r <= b]
+        return (b - a + 1 - len(fixed)) * ROW_HEIGHT / SAFETY + sum(fixed)
+
+    def page_breaks(self) -> list[int]:
+        """The rows a printed page starts at, so that no `keep` range is split where it fits on a
+        page (a taller one is cut page by page): at most MAX_BREAKS."""
+        room = PAGE_HEIGHT / self.print_scale() - REPEATED_HEIGHT
+        height = self.height
+        keep = sorted(self.keep)
+        breaks, start = [], keep[0][0] if keep else 0
+        for a, b in keep:
+            if height(start, b) <= room:
+                continue
+            if a > start:
+                breaks.append(start := a)
+            while height(start, b) > room:  # taller than a page: a page-full at a time
+                end = start
+                while height(start, end + 1) <= room:
+                    end += 1
+                breaks.append(start := end + 1)
+        return breaks[:MAX_BREAKS]
 
 
 class Layout:
-    def __init__(self, tape, template: Template, config: dict):
+    def __init__(self, tape, template: Template, config: dict, exercise=None):
+        """`exercise`: a student's version (tracer.checks.exercise) whose blank blocks say so."""
         self.tape, self.tpl = tape, template
+        self.translations = template.translations()  # a text takes the rows its longest language needs
         self.config = tape.meta.get("settings") or config  # a run may describe its own settings
         self.place: dict[int, Place] = {}
-        self.exercise = None  # a student's version (tracer.checks.exercise) leaves some blocks blank
+        self.exercise = exercise
         self.sections: list[tuple[str, str, int]] = []  # (sheet, title, row) for the index
         tt = template.t
         self.warmup = tape.meta.get("warmup")  # steps run before the traced ones (tracer.models.training)
         self.traced = sorted({t.iteration for t in tape.tensors if t.iteration})  # N+1 … N+K
         self.overview = Sheet(tt("overview"), "overview")
-        self.inputs = Sheet(tt("inputs"), "inputs", freeze=(2, 1))
-        self.iters = [Sheet(tt("iteration", k=k), "iteration", freeze=(2, 1)) for k in self.traced]
+        self.inputs = Sheet(tt("inputs"), "inputs", freeze=(REPEATED_ROWS, 1))
+        self.iters = [Sheet(tt("iteration", k=k), "iteration", freeze=(REPEATED_ROWS, 1)) for k in self.traced]
         self._iter_sheets = dict(zip(self.traced, self.iters))
         # what a model computes with its trained parameters (generation, similarities): one sheet
         after = any(t.phase == "after" for t in tape.tensors)
-        self.after = Sheet(tt("after"), "after", freeze=(2, 1)) if after else None
+        self.after = Sheet(tt("after"), "after", freeze=(REPEATED_ROWS, 1)) if after else None
         self.pictures = Sheet(tt("pictures"), "pictures")
         tokenized = tape.meta.get("tokenized")
         self.tokens = Sheet(tt("tokens"), "tokens") if tokenized else None
@@ -309,6 +436,13 @@ class Layout:
         """The settings of the run as command-line options: what produced the warm-up."""
         return " ".join(f"--{key.replace('_', '-')} {value}" for key, value in self.config.items() if value is not None)
 
+    def _lines(self, text_of, width: int, indent: str = "") -> list[str]:
+        """text_of(template) in lines, padded with empty lines to as many as the language that
+        needs most: a cell has the same address in every language's workbook."""
+        each = {tp.lang: lines(text_of(tp), width, indent) for tp in self.translations}
+        mine = each[self.tpl.lang]
+        return mine + [""] * (max(map(len, each.values())) - len(mine))
+
     # -- tensor sheets --------------------------------------------------------------------------
     def _sheet_of(self, t) -> Sheet:
         if t.phase == "after":
@@ -317,6 +451,8 @@ class Layout:
 
     def _fit(self, t, sheet: str, row0: int, col0: int) -> Place:
         rows, cols = t.shape
+        # a row vector reads best as a column; a tensor wider than tall and than WIDE too, so that a
+        # sheet prints one page wide (and a sheet's width costs time in every one of its rows)
         transposed = turned(rows, cols)
         p = Place(sheet, row0, col0, rows, cols, transposed)
         if col0 + p.display[1] > MAX_COLS:
@@ -329,10 +465,19 @@ class Layout:
         tt, tpl = self.tpl.t, self.tpl
         rows = {id(s): 0 for s in self.sheets}
         counters: dict[tuple, int] = {}
+        whole: dict[int, bool] = {}
+        ids: dict[int, bool] = {}
         current: dict[int, str] = {}
         numbers: dict[int, int] = {}  # the current section number of each sheet
         chain = [self.inputs, *self.iters, *([self.after] if self.after else [])]
+        shown = {phase_style(t) for t in self.tape.tensors if not on_overview(t)}
+
+        def legend_of(tp):
+            return tp.t("legend", " · ".join(tp.t("legend_" + phase) for phase in PHASES if phase in shown))
+        tokenized = self.tape.meta.get("tokenized")
         for k, s in enumerate(chain):  # k = 0 for the inputs
+            if tokenized:  # the first column also labels rows with tokens
+                s.label_width = max(7, min(20, 2 + max(len(v) for v in tokenized.vocab)))
             head = tt("inputs") if k == 0 else s.name
             s.parts.append(Text(0, 1, head, "sheet_title"))
             s.parts.append(Link(0, 4, tt("back"), self.overview.name, 0))
@@ -340,45 +485,82 @@ class Layout:
                 s.parts.append(Link(0, 6, f"← {chain[k - 1].name}", chain[k - 1].name, 0))
                 if k + 1 < len(chain):
                     s.parts.append(Link(0, 8, f"{chain[k + 1].name} →", chain[k + 1].name, 0))
-            s.parts.append(Text(1, 1, tt("legend"), "note"))
-            if k == 0 and self.warmup:
-                s.parts.append(Text(2, 1, tt("warmup_inputs", n=self.warmup["steps"], options=self.options()), "bold"))
-            rows[id(s)] = 3
+            for n, line in enumerate(self._lines(lambda tp: legend_of(tp), NOTE_CHARS + 20)[:REPEATED_ROWS - 1]):
+                s.parts.append(Text(1 + n, 1, line, "note"))  # on every printed page, beside the title
+            rows[id(s)] = FIRST_ROW
+            if k == 0 and self.warmup:  # the inputs sheet's parameters are those the warm-up reached
+                s.parts.append(Text(FIRST_ROW, 1, tt("warmup_inputs", n=self.warmup["steps"], options=self.options()), "bold"))
+                rows[id(s)] = FIRST_ROW + 2
+        # what training led to, first: the generated texts sit at the top of their sheet
+        results = [t for t in self.tape.tensors if t.phase == "after" and t.section == "generate_result"]
+        if results and tokenized:
+            rows[id(self.after)] = FIRST_ROW + 1 + len(results) + 1
         for t in self.tape.tensors:
             if on_overview(t):
                 continue
             s = self._sheet_of(t)
             section = t.section if t.iteration else "input"
             r = rows[id(s)]
+            first = r  # a section's title stays on the page of its first block
             if current.get(id(s)) != section:
                 current[id(s)] = section
                 numbers[id(s)] = sec = numbers.get(id(s), 0 if t.iteration else -1) + 1
                 title = f"{sec}  {tpl.section(section)}"
-                s.parts.append(Text(r, 0, title, "section_" + phase_style(t)))
+                title_lines = self._lines(lambda tp, sec=sec, section=section: f"{sec}  {tp.section(section)}",
+                                          SECTION_CHARS)
+                for k, line in enumerate(title_lines):
+                    if line:
+                        s.parts.append(Text(r + k, 0, line, "section_" + phase_style(t)))
                 self.sections.append((s.name, title, r))
-                r += 2
+                r += len(title_lines) + 1
             sec = numbers[id(s)]
             counters[(id(s), sec)] = n = counters.get((id(s), sec), 0) + 1
-            p = self._fit(t, s.name, r + BLOCK_HEAD, 1)
+            equation = self._lines(lambda tp, t=t: tp.equation(t), EQUATION_CHARS, "    ") if tpl.equation(t) else []
+            text = [(line, "equation") for line in equation]
+            if self.exercise and id(t) in self.exercise.blank_ids:
+                text.append((tt("exercise_your_turn"), "note"))
+            text += [(line, "note") for line in self._lines(lambda tp, t=t: tp.note(t), NOTE_CHARS)]
+            p = self._fit(t, s.name, r + len(text) + 2, 1)  # title, text, column numbers, the grid
             self.place[id(t)] = p
             title = f"{tpl.symbol(t.name)}    {t.shape[0]} × {t.shape[1]}    {tpl.describe(t)}"
-            block = Block(r, t, f"{sec}.{n}", title, tpl.equation(t), tpl.note(t), p)
-            if t.attrs.get("decode") and self.tokens and t.shape[1] == 1:  # ids read as text
-                block.tokens = [self.tape.meta["tokenized"].vocab[int(v)] for v in t.value[:, 0]]
+            block = Block(r, t, f"{sec}.{n}", title, tpl.equation(t), tpl.note(t), p, text,
+                          whole=whole_numbers(t, whole))
+            if self.tokens:
+                self._label_tokens(block, ids)
             s.parts.append(block)
-            s.width = max(s.width, 1 + p.display[1] + bool(block.tokens))
-            r += BLOCK_HEAD + p.display[0] + 1
+            s.width = max(s.width, 1 + p.display[1] + bool(block.tokens), TITLE_WIDTH)
+            s.keep.append((first, p.row0 + p.display[0] - 1))
+            r = p.row0 + p.display[0] + 1
             if r > MAX_ROWS:
                 raise TracerError(f"sheet {s.name!r} would need more than {MAX_ROWS} rows")
             rows[id(s)] = r
+        if results and tokenized:
+            blocks = {id(b.tensor): b for b in self.after.parts if isinstance(b, Block)}
+            self.after.parts.append(Text(FIRST_ROW, 0, tt("after_summary"), "heading"))
+            for k, t in enumerate(results, start=FIRST_ROW + 1):
+                self.after.parts.append(TokenRow(k, tpl.symbol(t.name), t, blocks[id(t)].row))
+                self.after.width = max(self.after.width, 1 + t.shape[0])
+            self.after.keep.insert(0, (FIRST_ROW, FIRST_ROW + len(results)))
+
+    def _label_tokens(self, block: Block, ids: dict):
+        """A language model's block: a column of ids also read as text, each id's token beside it;
+        rows and columns that run over the vocabulary labelled with their tokens, not 1 … V."""
+        t, vocab = block.tensor, self.tape.meta["tokenized"].vocab
+        if t.shape[1] == 1 and holds_token_ids(t, ids):
+            block.tokens = [vocab[int(v)] for v in t.value[:, 0]]
+        rows, cols = self.tpl.vocab_axes(t.name)
+        labels = [list(vocab) if by_vocab and n == len(vocab) else None for by_vocab, n in zip((rows, cols), t.shape)]
+        block.row_labels, block.col_labels = labels[::-1] if block.place.transposed else labels
 
     # -- tokens: text → tokens → ids, the vocabulary, and how BPE learned it ------------------------
     def _lay_tokens(self, tok):
         s, tt = self.tokens, self.tpl.t
         parts = s.parts
-        parts += [Text(0, 0, tt("tokens_title", kind=tok.kind), "sheet_title"),
-                  Link(0, 6, tt("back"), self.overview.name, 0), Text(1, 0, tt("tokens_note"), "note")]
-        r, width = 3, 2
+        parts += [Text(0, 0, tt("tokens_title", kind=tt("tokenizer_" + tok.kind)), "sheet_title"),
+                  Link(0, 6, tt("back"), self.overview.name, 0)]
+        for n, line in enumerate(self._lines(lambda tp: tp.t("tokens_note"), NOTE_CHARS)[:REPEATED_ROWS - 1]):
+            parts.append(Text(1 + n, 0, line, "note"))
+        r, width = FIRST_ROW, 2
         parts.append(Text(r, 0, tt("tokens_sentences"), "heading"))
         for n, ids in enumerate(tok.sentences, start=1):
             tokens = tok.decode(ids)
@@ -409,9 +591,10 @@ class Layout:
                 others = "; ".join(f"{a} + {b}: {c}" for (a, b), c in m.competitors)
                 parts.append(Views(r, [(0, None, n), (1, None, f"{m.pair[0]} + {m.pair[1]}"), (2, None, m.count),
                                        (3, None, m.token), (4, None, others or "-")]))
-            if tok.stop_reason:
-                parts.append(Text(r + 1, 0, tok.stop_reason, "note"))
-        s.width = max(width, 6)
+            if tok.stop:
+                parts.append(Text(r + 1, 0, tt("tokens_stop_" + tok.stop, done=len(tok.merges),
+                                               requested=tok.merges_requested), "note"))
+        s.width = max(width, TOKENS_WIDTH)  # the headings and notes print whole
 
     # -- pictures -------------------------------------------------------------------------------
     def _lay_pictures(self):
@@ -487,57 +670,73 @@ class Layout:
             r += 1
 
     def _picture_row(self, r: int, label: str, items: list, titled: bool = True) -> int:
-        """One row of images from (rank, label, PictureImage) items, left to right, each label above
-        its image (none when not `titled`); returns the next free row."""
+        """Images from (rank, label, PictureImage) items, left to right, each label above its image
+        (none when not `titled`), on as many lines as MAX_PICTURE_COLUMNS asks for (at least one
+        image a line); returns the next free row."""
         s = self.pictures
         if label:
             s.parts.append(Text(r, 0, label, "bold"))
-        images, col = [], 1
-        for _, text, im in items:
-            labelled = im.left is not None
-            if titled:
-                s.parts.append(Text(r, col, text, "bold"))
-            im = dataclasses.replace(im, col=col + labelled)  # the row labels in the column before the grid
-            images.append(im)
-            col = im.col + im.span + (4 if labelled else 1)  # room for the next image's labels
-        picture = Picture(r + 1, images)
-        s.parts.append(picture)
-        s.width = max(s.width, col)
-        return r + 1 + picture.height + 1
+        todo = list(items)
+        while todo:
+            images, col = [], 1
+            while todo and (not images or col + todo[0][2].span + (todo[0][2].left is not None) <= MAX_PICTURE_COLUMNS):
+                _, text, im = todo.pop(0)
+                labelled = im.left is not None
+                if titled:
+                    s.parts.append(Text(r, col, text, "bold"))
+                im = dataclasses.replace(im, col=col + labelled)  # the row labels in the column before the grid
+                images.append(im)
+                col = im.col + im.span + (4 if labelled else 1)  # room for the next image's labels
+                s.width = max(s.width, col, im.col + math.ceil(len(text) / PIXEL_WIDTH) if titled else 0)
+            picture = Picture(r + 1, images)
+            s.parts.append(picture)
+            top = r + 1 + picture.labelled  # the pixels' rows: square pixels
+            s.heights |= {row: PIXEL_HEIGHT for row in range(top, top + max(im.height for im in images))}
+            s.keep.append((r, r + picture.height))
+            r += 1 + picture.height + 1
+        return r
 
     # -- overview -------------------------------------------------------------------------------
     def _lay_overview(self):
         s, tt, tpl = self.overview, self.tpl.t, self.tpl
         parts = s.parts
-        parts += [Text(0, 0, tpl.m("title"), "sheet_title"), Text(1, 0, tpl.m("intro"), "text")]
-        r = 3
+        parts.append(Text(0, 0, tpl.m("title"), "sheet_title"))
+        text = [(line, "text") for line in self._lines(lambda tp: tp.m("intro"), OVERVIEW_CHARS)]
+        if self.exercise:  # a student's version says what to do first
+            text += [(line, "bold") for line in self._lines(lambda tp: tp.t("exercise_intro"), OVERVIEW_CHARS)]
+        for r, (line, style) in enumerate(text, start=1):
+            if line:
+                parts.append(Text(r, 0, line, style))
+        index_link = len(text) + 1  # "Index ↓", pointing at the index below the chart
+        r = index_link + 1
         parts.append(Text(r, 0, tt("equations"), "heading"))
-        for eq in tpl.equations():
-            r += 1
-            parts.append(Text(r, 0, eq, "equation"))
+        count = max(len(tp.equations(self.tape)) for tp in self.translations)
+        for k in range(count):
+            for line in self._lines(lambda tp, k=k: (tp.equations(self.tape) + [""] * count)[k], OVERVIEW_CHARS - 10,
+                                    "        "):
+                r += 1
+                if line:
+                    parts.append(Text(r, 0, line, "equation"))
         r += 2
         parts += [Text(r, 0, tt("hyper"), "heading"), Text(r + 1, 0, tt("hyper_note"), "note")]
         r += 2
         for t in self.hypers:
-            p = Place(s.name, r, 2, 1, 1)
+            p = Place(s.name, r, 1, 1, 1)
             self.place[id(t)] = p
-            parts.append(Hyper(r, f"{tpl.symbol(t.name)}  ({tpl.describe(t)})", t, p))
+            parts.append(Hyper(r, tpl.symbol(t.name), tpl.describe(t), t, p))
             r += 1
         r += 1
         parts.append(Text(r, 0, tt("settings"), "heading"))
-        hyper_names = {t.name.lower() for t in self.hypers}
-        for key, value in self.config.items():
-            if key.lower() in hyper_names:
-                continue  # shown above as a named cell
-            if value is None:
-                value = tt("default_" + key) if "default_" + key in self.tpl.words else "-"
-            r += 1
-            label = self.tpl.setting(key, option="settings" not in self.tape.meta)
-            parts.append(Views(r, [(0, None, label), (2, None, value)]))
+        hyper_names = {t.name.lower() for t in self.hypers}  # shown above as named cells
+        settings = tpl.settings(self.config, "settings" not in self.tape.meta, hyper_names)
         label = self.tape.meta.get("label")
         if label is not None:
+            settings.append((tt("label"), label if isinstance(label, str) else int(label)))
+        for text, value in settings:  # the label, then its value beside it
             r += 1
-            parts.append(Views(r, [(0, None, tt("label")), (2, None, label if isinstance(label, str) else int(label))]))
+            parts.append(Views(r, [(0, None, text), (1, None, value)]))
+        # column A as wide as the longest label, so that no value cuts one
+        s.label_width = max([LABEL_WIDTH] + [min(MAX_LABEL_WIDTH, len(text) * 0.9 + 2) for text, _ in settings])
         r += 2
         parts.append(Text(r, 0, tt("losses"), "heading"))
         recorded = {t.name for t in self.tape.tensors if t.iteration}
@@ -564,10 +763,11 @@ class Layout:
             parts.append(Chart(first - 1, len(names) + 2 + bool(self.warmup), title, (s.name, 0, first, r),
                                [(tpl.symbol(name), s.name, 1 + n, first, r, name in secondary)
                                 for n, name in enumerate(names)]))
-        r = max(r + 2, first + 17)  # below the chart
+        r = max(r + 2, first + CHART_ROWS)  # below the chart
         r = self._lay_curve(r)
+        s.print_rows = r  # printed on one page: the equations, settings, losses and chart(s)
         parts.append(Text(r, 0, tt("index"), "heading"))
-        parts.append(Link(2, 0, tt("index") + " ↓", s.name, r))
+        parts.append(Link(index_link, 0, tt("index") + " ↓", s.name, r))
         for sheet_name, title, row in self.sections:
             r += 1
             parts.append(Link(r, 0, f"{sheet_name}:  {title}", sheet_name, row))
@@ -575,7 +775,8 @@ class Layout:
             if sheet:
                 r += 1
                 parts.append(Link(r, 0, sheet.name, sheet.name, 0))
-        s.width = 8
+        chart_end = len(names) + 2 + math.ceil(CHART_PX[0] / (points(CELL_WIDTH) * 4 / 3))
+        s.width = max(8, chart_end if names else 0)
 
     def _lay_curve(self, r: int) -> int:
         """The model's [curve] (rnn, lstm: ‖∂L_T/∂h_t‖), if it has one: a (T, 1) tensor of every
@@ -599,4 +800,4 @@ class Layout:
         parts.append(Chart(first - 1, len(tensors) + 2, curve[lang], (name, 0, first, r),
                            [(tt("iteration", k=t.iteration), name, 1 + n, first, r, False)
                             for n, t in enumerate(tensors)], x_title=curve[f"x_{lang}"], log=True))
-        return max(r + 2, first + 17)
+        return max(r + 2, first + CHART_ROWS)

@@ -5,6 +5,7 @@ The templates ship inside the package as `tracer.templates`, so they load from a
 
 from __future__ import annotations
 
+import copy
 import re
 from importlib import resources
 from pathlib import Path
@@ -25,6 +26,7 @@ RUN = re.compile(r"\[([^\]]*)\] (.+)")  # a tensor of one generation step: "[gre
 # is "b.LN1" or "b.h.Q", whose {b} and {h} become the block and head numbers
 BLOCK = re.compile(r"b(\d+)\.(?:h(\d+)\.)?(.+)")
 STEP = re.compile(r"(.+)_(exp|sum|terms)")  # a step of a Composite op: P_exp, P_sum, loss_terms
+FUNCTION = re.compile(r"\b[A-Z][A-Z.]*[A-Z]\b")  # a spreadsheet function's name in a note: SUMPRODUCT
 SUP = str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹")
 SUB = str.maketrans("0123456789", "₀₁₂₃₄₅₆₇₈₉")
 
@@ -72,37 +74,77 @@ class Template:
         self.model = _load(model)
         self.words = self.common[lang]
         self.extra = tensors or {}
+        self._symbols: dict = {}  # (language, name) -> symbol: a tensor's symbol is asked for often
+
+    def translations(self) -> list[Template]:
+        """This template in every language (itself included), e.g. to lay a workbook out with the
+        same rows in each."""
+        out = []
+        for lang in LANGS:
+            other = copy.copy(self)
+            other.lang, other.words = lang, self.common[lang]
+            out.append(other)
+        return out
 
     @classmethod
-    def of(cls, tape, lang: str = "en") -> "Template":
+    def of(cls, tape, lang: str = "en") -> Template:
         """The template of a traced run: its model's, plus the texts the run carries."""
         return cls(tape.meta["model"], lang, tape.meta.get("tensors"))
 
-    def t(self, key: str, **fmt) -> str:
+    def t(self, key: str, *args, **fmt) -> str:
         """A label of common.toml in the chosen language."""
-        return self.words[key].format(**fmt)
+        return self.words[key].format(*args, **fmt)
 
     def m(self, key: str) -> str:
         """A text of the model template in the chosen language."""
-        return self.model[key][self.lang]
+        return self.local_functions(self.model[key][self.lang])
+
+    def local_functions(self, text: str) -> str:
+        """The text, and where it names spreadsheet functions whose name differs in a spreadsheet
+        in the chosen language (SUMPRODUCT is SUMAPRODUCTO in a Spanish one), both names."""
+        names = self.common["functions"].get(self.lang, {})
+        found = [f for f in dict.fromkeys(FUNCTION.findall(text)) if f in names and names[f] != f]
+        if not found:
+            return text
+        both = ", ".join(self.words["function_pair"].format(en=f, local=names[f]) for f in found)
+        return f"{text} ({self.words['functions_local'].format(both)})"
 
     def setting(self, key: str, option: bool = True) -> str:
         """The label of a setting on the overview: its meaning in words and, for a command-line
-        option, the option itself."""
-        words = self.common["settings"].get(key, {}).get(self.lang)
+        option, the option itself (the model template's own label first, then common.toml's)."""
+        words = (self.model.get("settings", {}).get(key, {}).get(self.lang)
+                 or self.common["settings"].get(key, {}).get(self.lang))
         flag = "--" + key.replace("_", "-")
         if not option:
             return words or key
         return f"{words}  ({flag})" if words else flag
+
+    def settings(self, config: dict, options: bool = True, skip=()) -> list[tuple[str, object]]:
+        """(label, value) of each setting of an export, in order: `options` when the keys are the
+        command's options (else a run's own description of itself, e.g. an mlp file's choices);
+        the keys in `skip` (lower case) are left out (hyperparameters, shown as named cells)."""
+        rows = []
+        for key, value in config.items():
+            if key.lower() in skip:
+                continue
+            if value is None:
+                value = self.t("default_" + key) if "default_" + key in self.words else "-"
+            elif isinstance(value, dict):  # a text in each language (an mlp file's title)
+                value = value.get(self.lang) or next(iter(value.values()))
+            rows.append((self.setting(key, option=options), value))
+        return rows
 
     def losses(self, tape) -> list[str]:
         """The names of the losses the overview charts: the run's own (an mlp file names its
         loss), else the model template's."""
         return list(tape.meta.get("losses") or self.model.get("losses", {}).get("names", []))
 
-    def equations(self) -> list[str]:
-        """The model's equations: `equations_<lang>` where the words need translating."""
-        return list(self.model.get(f"equations_{self.lang}") or self.model.get("equations", []))
+    def equations(self, tape=None) -> list[str]:
+        """The model's equations: `equations_<lang>` where the words need translating; a run's
+        numbers (tape.meta["equation_values"], e.g. {pixels}) filled in."""
+        equations = self.model.get(f"equations_{self.lang}") or self.model.get("equations", [])
+        values = tape.meta.get("equation_values") if tape is not None else None
+        return [eq.format(**values) for eq in equations] if values else list(equations)
 
     def m_picture(self, key: str) -> str:
         """The label of a picture (the model's [pictures] entry `key`)."""
@@ -145,7 +187,7 @@ class Template:
                 entry = self.model.get("tensors", {}).get(key)
                 if entry:
                     marks = {"b": f"⁽{fields['b'].translate(SUP)}⁾", "h": fields["h"].translate(SUB)}  # Q₁⁽¹⁾
-                    return {k: v.format(**(marks if k == "symbol" else fields)) for k, v in entry.items()}
+                    return {k: v.format(**(marks if k.startswith("symbol") else fields)) for k, v in entry.items()}
                 continue
             own = self._own(key)
             if own:
@@ -167,8 +209,27 @@ class Template:
         return (self.extra.get(name) or self.model.get("tensors", {}).get(name)
                 or self.common["tensors"].get(name))
 
+    def vocab_axes(self, name: str) -> tuple[bool, bool]:
+        """Whether the rows, and whether the columns, of a tensor are the vocabulary's tokens (the
+        entry's rows = "vocab" / cols = "vocab"); a gradient or an optimizer's state of a tensor is
+        laid out like it."""
+        grad = GRAD.fullmatch(name)
+        if grad:
+            name = grad[2].partition(VIA)[0]
+        state = STATE.fullmatch(name)
+        if state:
+            name = state[2]
+        entry = self._entry(name)
+        return entry.get("rows") == "vocab", entry.get("cols") == "vocab"
+
     def symbol(self, name: str) -> str:
         """x̂ for x_hat, ∂L/∂x̂ for dL/dx_hat, ∂L/∂h (via μ) for 'dL/dh via mu'."""
+        key = (self.lang, name)
+        if key not in self._symbols:
+            self._symbols[key] = self._symbol(name)
+        return self._symbols[key]
+
+    def _symbol(self, name: str) -> str:
         grad = GRAD.fullmatch(name)
         if grad:
             loss, (base, _, via) = grad[1], grad[2].partition(VIA)
@@ -179,8 +240,11 @@ class Template:
             return f"{self.common['state'][state[1]]['symbol']}({self.symbol(state[2])})"
         run = RUN.fullmatch(name)
         if run:  # which generation step: P [τ2 1] is step 1 of the sampling at temperature 2
-            return f"{self.symbol(run[2])} [{run[1]}]"
-        return self._entry(name).get("symbol", name)
+            chain, _, step = run[1].partition(" ")
+            chain = self.words.get("chain_" + chain, chain)  # greedy: its word in the language
+            return f"{self.symbol(run[2])} [{chain}{' ' + step if step else ''}]"
+        entry = self._entry(name)
+        return entry.get(f"symbol_{self.lang}") or entry.get("symbol", name)
 
     def describe(self, t) -> str:
         """One line saying what the tensor is."""
@@ -198,23 +262,30 @@ class Template:
             text = f"{text} ({self.words['update_word']})"
         return text
 
+    def _local(self, entry: dict, key: str):
+        """entry's `key` in the chosen language (key_es) where it has one, else its own."""
+        return entry.get(f"{key}_{self.lang}", entry.get(key))
+
     def equation(self, t) -> str:
+        """A constant's equation is its template entry's (x = pixels / 255); a computed tensor's is
+        its op's, with the symbols of its inputs."""
         entry = self._entry(t.name)
-        if "equation" in entry:
-            return entry["equation"]
+        if "equation" in entry and t.op is None:
+            return self._local(entry, "equation")
         if t.op is None:
             return ""
         syms = [self.symbol(u.name) for u in t.inputs]
-        pattern = self.common["ops"][t.op.name]["equation"]
-        return pattern.format(*syms, out=self.symbol(t.name), all=" + ".join(syms))
+        pattern = self._local(self.common["ops"][t.op.name], "equation")
+        return pattern.format(*syms, out=self.symbol(t.name), all=" + ".join(syms), **t.op.params())
 
     def note(self, t) -> str:
         """The cell formula in words (constants say what kind of constant they are)."""
         entry = self._entry(t.name)
         if f"note_{self.lang}" in entry:
-            return entry[f"note_{self.lang}"]
+            return self.local_functions(entry[f"note_{self.lang}"])
         if t.op is None:
             what = self.words["constant_" + t.attrs.get("source", t.attrs.get("role", "data"))]
             return self.words["constant"].format(what=what)
         syms = [self.symbol(u.name) for u in t.inputs]
-        return self.common["ops"][t.op.name][self.lang].format(*syms, all=" + ".join(syms))
+        text = self.common["ops"][t.op.name][self.lang].format(*syms, all=" + ".join(syms), **t.op.params())
+        return self.local_functions(text)

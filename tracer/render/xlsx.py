@@ -18,6 +18,9 @@ from tracer.errors import TracerError, temporary_folder
 from tracer.render.atomic import atomic_path, document_date
 from tracer.render.layout import (
     COLS,
+    REPEATED_ROWS,
+    ROW_HEIGHT,
+    TITLE_WIDTH,
     Block,
     Cells,
     Chart,
@@ -25,13 +28,13 @@ from tracer.render.layout import (
     Link,
     Picture,
     Text,
+    TokenRow,
     Views,
     phase_style,
     quote_sheet,
 )
 
 MAX_FORMULA = 8192
-TITLE_WIDTH = 8  # columns of a block's coloured title band
 PHASE_COLORS = {  # title fill, cell fill
     "input": ("#BFBFBF", "#F2F2F2"),
     "forward": ("#9BC2E6", "#DDEBF7"),
@@ -40,7 +43,9 @@ PHASE_COLORS = {  # title fill, cell fill
     "update": ("#A9D08E", "#E2EFDA"),
     "after": ("#FFD966", "#FFF2CC"),
 }
-NUMBER = "0.000000"
+NUMBER = "0.000000"  # real numbers: six decimals ...
+TINY = 1e-4  # ... except where |x| ≤ TINY: a conditional format shows them in scientific notation,
+TINY_FORMAT = "0.00E+00;-0.00E+00;0.000000"  # so no number other than 0 ever shows as 0.000000
 INFO_SHEET = "tracer"  # hidden, in a student's version: the exercise's recipe (tracer.checks.exercise)
 RTOL, ATOL = 1e-3, 1e-9  # what the self-check cells accept (and `tracer check` by default)
 SCALES = {
@@ -100,11 +105,15 @@ class _Styles:
         self.bold = f({"bold": True})
         self.heading = f({"bold": True, "font_size": 13, "bottom": 1})
         self.sheet_title = f({"bold": True, "font_size": 16})
-        self.equation = f({"font_name": "Cambria Math", "font_size": 12})
+        # the workbook's own font: a math font (Cambria Math, or what replaces it where it is
+        # missing) sets √ and other symbols for a formula layout, not for a line of text
+        self.equation = f({"font_size": 12})
         self.index = f({"font_color": "#808080", "align": "center"})
         self.link = f({"font_color": "#0563C1", "underline": 1})
-        self.hyper = f({"bg_color": "#FFF2CC", "border": 1, "num_format": "0.######"})
+        self.hyper = f({"bg_color": "#FFF2CC", "border": 1, "num_format": "General"})
         self.view = f({"num_format": NUMBER})
+        self.tiny = f({"num_format": TINY_FORMAT})  # the conditional format of |x| ≤ TINY
+        self.invisible = f({"font_color": "#FFFFFF"})  # an exercise's #N/A: an empty-looking cell
         self.token = f({"bold": True, "align": "center", "font_color": "#1F4E79"})
         self.pixel = f({"num_format": ";;;"})
         self.row_label = f({"font_size": 8, "align": "right", "font_color": "#1F4E79"})
@@ -117,11 +126,12 @@ class _Styles:
         self.check = f({"bold": True, "align": "center", "border": 1})
         self.right = f({"bg_color": "#C6EFCE", "font_color": "#006100"})
         self.wrong = f({"bg_color": "#FFC7CE", "font_color": "#9C0006"})
-        self.title, self.cell, self.section = {}, {}, {}
+        self.title, self.cell, self.whole, self.section = {}, {}, {}, {}
         for phase, (dark, light) in PHASE_COLORS.items():
             self.title[phase] = f({"bold": True, "bg_color": dark})
             self.section[phase] = f({"bold": True, "font_size": 14, "bg_color": dark})
             self.cell[phase] = f({"bg_color": light, "num_format": NUMBER, "border": 1, "border_color": "#D9D9D9"})
+            self.whole[phase] = f({"bg_color": light, "border": 1, "border_color": "#D9D9D9"})  # General: 3, not 3.000000
 
     def named(self, name):
         if name.startswith("section_"):
@@ -162,6 +172,8 @@ class _Writer:
         ex = layout.exercise  # a student's version: blank blocks, and values that would tell
         self.blank = ex.blank_ids if ex else set()
         self.hidden = ex.hidden if ex else set()
+        self.decimals: list[str] = []  # the sheet's ranges in six decimals, for the conditional format of tiny values
+        self.empty_until_filled: list[str] = []  # an exercise's overview: loss cells hidden while #N/A
 
     def value(self, t, v):
         """The value stored with a formula: none ("") when it is computed from a student's cells."""
@@ -169,25 +181,44 @@ class _Writer:
 
     def sheet(self, sheet):
         ws = self.wb.add_worksheet(sheet.name, worksheet_class=_PortableSheet)
-        if sheet.kind == "pictures":
-            ws.set_column(0, 0, 16)
-            ws.set_column(1, sheet.width, 2.14)  # 20 px: square with the 20 px default row
-        elif sheet.kind == "tokens":
-            ws.set_column(0, 0, 14)
-            ws.set_column(1, sheet.width, 9)
-        elif sheet.kind == "overview":
-            ws.set_column(0, 0, 34)
-            ws.set_column(1, sheet.width, 12)
-        else:
-            ws.set_column(0, 0, 7)
-            ws.set_column(1, sheet.width, 12)
+        for first, last, width in sheet.column_widths():
+            ws.set_column(first, last, width)
+        ws.set_default_row(ROW_HEIGHT)  # what the page breaks count on, in every application
         if sheet.freeze != (0, 0):
             ws.freeze_panes(*sheet.freeze)
+        self._print_setup(ws, sheet)
         last = -1  # constant-memory mode: rows must be written in order, parts must not overlap
+        self.decimals = []
         for part in sorted(sheet.parts, key=lambda p: (p.row, getattr(p, "col", 0))):
             if part.row <= last and not isinstance(part, (Chart, Text, Link)):
                 raise AssertionError(f"parts of {sheet.name} overlap at row {part.row}")
             last = max(last, getattr(self, "_" + type(part).__name__.lower())(ws, sheet, part))
+        if self.empty_until_filled:  # an error value, #N/A, shows as an empty cell
+            ws.conditional_format(self.empty_until_filled[0], {"type": "errors", "format": self.st.invisible,
+                                                               "multi_range": " ".join(self.empty_until_filled)})
+            self.empty_until_filled = []
+        if not sheet.print_rows:  # what prints: every row, the sheet's columns (not text running past them)
+            ws.print_area(0, 0, max(last, 0), sheet.width)
+        if self.decimals:  # one rule for the whole sheet: a tiny value in scientific notation
+            ws.conditional_format(self.decimals[0], {"type": "cell", "criteria": "between", "minimum": -TINY,
+                                                     "maximum": TINY, "format": self.st.tiny,
+                                                     "multi_range": " ".join(self.decimals)})
+
+    def _print_setup(self, ws, sheet):
+        """Landscape, one page wide, the title rows on every page, a page break before a block
+        that would not fit on the page (the overview: its top, with the chart, on one page)."""
+        ws.set_landscape()
+        ws.set_footer("&L&A&R&P / &N")  # the sheet's name; page n of N
+        if sheet.print_rows:
+            ws.print_area(0, 0, sheet.print_rows - 1, sheet.width)
+            ws.fit_to_pages(1, 1)
+            return
+        ws.repeat_rows(0, REPEATED_ROWS - 1)
+        ws.set_h_pagebreaks(sheet.page_breaks())
+        if sheet.whole_pictures:  # one page wide at a scale at which every picture fits a page
+            ws.set_print_scale(round(100 * sheet.print_scale()))
+        else:
+            ws.fit_to_pages(1, 0)
 
     # each part writer returns the row it reached
     def _text(self, ws, sheet, p: Text):
@@ -207,24 +238,51 @@ class _Writer:
                 ws.write_number(p.row, col, text, self.st.text)
             elif t is None:
                 ws.write_string(p.row, col, str(text), self.st.text)
-            elif t.value.size == 1 or isinstance(text, tuple):
-                i, j = text if isinstance(text, tuple) else (0, 0)
-                ws.write_formula(p.row, col, "=" + self.layout.place[id(t)].addr(i, j, sheet.name),
-                                 self.st.view, self.value(t, float(t.value[i, j])))
-            else:  # a batch of values (e.g. D(x) of N digits): their mean
-                rows, cols = t.shape
-                ws.write_formula(p.row, col, f"=AVERAGE({self.layout.place[id(t)].span(0, 0, rows - 1, cols - 1, sheet.name)})",
-                                 self.st.view, self.value(t, float(t.value.mean())))
+            else:
+                self.decimals.append(f"{COLS[col]}{p.row + 1}")
+                place, (rows, cols) = self.layout.place[id(t)], t.shape
+                if isinstance(text, tuple):  # one cell of the tensor
+                    view, value = place.addr(*text, sheet.name), float(t.value[text])
+                elif t.value.size == 1:
+                    view, value = place.addr(0, 0, sheet.name), float(t.value[0, 0])
+                else:  # a batch of values (e.g. D(x) of N digits): their mean
+                    view, value = f"AVERAGE({place.span(0, 0, rows - 1, cols - 1, sheet.name)})", float(t.value.mean())
+                if id(t) in self.hidden:  # an exercise: empty (and no point in the chart) until filled
+                    ws.write_formula(p.row, col, "=" + self._until_filled(t, view, sheet), self.st.view, "#N/A")
+                    self.empty_until_filled.append(f"{COLS[col]}{p.row + 1}")
+                else:
+                    ws.write_formula(p.row, col, "=" + view, self.st.view, value)
             self.cells += 1
+        return p.row
+
+    def _until_filled(self, t, view: str, sheet) -> str:
+        """IF(any cell of the blank blocks t is computed from is still empty, NA(), view): #N/A, which
+        a chart leaves out and a conditional format hides, until the student has filled them."""
+        ranges = [self.layout.place[id(b)].span(0, 0, b.shape[0] - 1, b.shape[1] - 1, sheet.name)
+                  for b in self.layout.exercise.nearest_blanks(t)]
+        counts = "+".join(f"COUNT({','.join(ranges[k:k + 250])})" for k in range(0, len(ranges), 250))
+        n = sum(b.value.size for b in self.layout.exercise.nearest_blanks(t))
+        formula = f"IF({counts}<{n},NA(),{view})"
+        return formula if len(formula) < MAX_FORMULA else view
+
+    def _tokenrow(self, ws, sheet, p: TokenRow):
+        t, place = p.tensor, self.layout.place[id(p.tensor)]
+        ws.write_url(p.row, 0, f"internal:{quote_sheet(sheet.name)}!A{p.target_row + 1}", self.st.link, string=p.label)
+        vocab = self.layout.tape.meta["tokenized"].vocab
+        for k in range(t.shape[0]):
+            ws.write_formula(p.row, 1 + k, f"=INDEX(vocab,{place.addr(k, 0, sheet.name)}+1)", self.st.token,
+                             self.value(t, vocab[int(t.value[k, 0])]))
+        self.cells += 1 + t.shape[0]
         return p.row
 
     def _hyper(self, ws, sheet, p: Hyper):
         t = p.tensor
-        ws.write_string(p.row, 0, p.label, self.st.bold)
+        ws.write_string(p.row, 0, p.symbol, self.st.bold)
         ws.write_number(p.row, p.place.col0, float(t.value[0, 0]), self.st.hyper)
+        ws.write_string(p.row, p.place.col0 + 1, p.meaning, self.st.note)
         name = t.attrs["defined_name"]
         self.wb.define_name(name, f"={quote_sheet(sheet.name)}!{p.place.addr(0, 0, p.place.sheet, absolute=True)}")
-        self.cells += 2
+        self.cells += 3
         return p.row
 
     def _chart(self, ws, sheet, p: Chart):
@@ -239,6 +297,8 @@ class _Writer:
                 "y2_axis": right,
             })
         chart.set_title({"name": p.title})
+        # a loss not computed yet (#N/A: an exercise's blank cells) is no point, in LibreOffice too
+        chart.show_blanks_as("span")
         chart.set_x_axis({"name": p.x_title or self.layout.tpl.t("iteration_col")})
         if p.log:
             chart.set_y_axis({"log_base": 10})
@@ -256,20 +316,29 @@ class _Writer:
             ws.write_blank(r, c, None, st.title[phase])
         if blank and self.layout.exercise.self_check:
             self._self_check(ws, sheet, b, r)
-        ws.write_string(r + 1, 1, b.equation, st.equation)
-        your_turn = self.layout.tpl.t("exercise_your_turn") + "  " if blank else ""
-        ws.write_string(r + 2, 1, your_turn + b.note, st.note)
+        for k, (line, style) in enumerate(b.lines, start=1):  # the equation, your turn, the note
+            if line:  # (a line only another language's longer text needs stays empty)
+                ws.write_string(r + k, 1, line, st.named(style))
         n_rows, n_cols = p.display
-        for c in range(n_cols):
-            ws.write_number(r + 3, p.col0 + c, c + 1, st.index)
+        head = p.row0 - 1
+        for c in range(n_cols):  # 1 … n, or the tokens of a vocabulary's columns
+            if b.col_labels:
+                ws.write_string(head, p.col0 + c, b.col_labels[c], st.index)
+            else:
+                ws.write_number(head, p.col0 + c, c + 1, st.index)
         if b.tokens:  # constant-memory mode: a row's cells before the next row's
-            ws.write_string(r + 3, p.col0 + n_cols, self.layout.tpl.t("tokens_token"), st.index)
-        fmt = st.cell[phase]
+            ws.write_string(head, p.col0 + n_cols, self.layout.tpl.t("tokens_token"), st.index)
+        fmt = st.whole[phase] if b.whole else st.cell[phase]
+        if not (b.whole or blank):
+            self.decimals.append(f"{COLS[p.col0]}{p.row0 + 1}:{COLS[p.col0 + n_cols - 1]}{p.row0 + n_rows}")
         grid = (t.value.T if p.transposed else t.value).tolist()  # as displayed
         cells = Cells(self.layout, t) if t.op else None  # constants are plain numbers
         for dr, values in enumerate(grid):
             row = p.row0 + dr
-            ws.write_number(row, 0, dr + 1, st.index)
+            if b.row_labels:
+                ws.write_string(row, 0, b.row_labels[dr], st.index)
+            else:
+                ws.write_number(row, 0, dr + 1, st.index)
             for dc, value in enumerate(values):
                 if blank:  # the student's cell
                     ws.write_blank(row, p.col0 + dc, None, st.answer)
@@ -296,6 +365,7 @@ class _Writer:
         if top:
             ws.set_row(p.row, LABEL_ROW_HEIGHT)
         for r in range(height):  # constant-memory mode: whole rows in order
+            ws.set_row(p.row + r, sheet.heights.get(p.row + r))  # explicit: square pixels
             for im in p.images:
                 if top and r == 0:
                     for c, label in enumerate(im.top or []):
