@@ -18,7 +18,7 @@ import pytest
 
 # the functions that take whole ranges; every other function gets single cells (or numbers)
 AGGREGATES = {"SUM", "SUMPRODUCT", "MMULT", "MAX", "MIN", "AVERAGE", "COUNT", "LARGE", "MATCH", "INDEX", "SUMIF"}
-ALLOWED = AGGREGATES | {"EXP", "LN", "IF", "SQRT", "TANH", "PI", "SIN", "COS", "NA"}
+ALLOWED = AGGREGATES | {"EXP", "LN", "IF", "IFERROR", "SQRT", "TANH", "PI", "SIN", "COS", "NA"}
 RANGE_NAMES = {"vocab"}  # defined names that stand for a range, not a cell
 # the arguments (from 0) that must be a range, even of one cell (A1:A1): IronCalc refuses a cell there
 RANGE_ARGS = {"SUMIF": {0, 2}, "INDEX": {0}, "MATCH": {1}, "LARGE": {0}}

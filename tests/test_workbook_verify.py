@@ -124,6 +124,10 @@ class BatchSheet:
         v = a(optimizers.ADAM_V, c(np.abs(rng.normal(size=(2, 3)))), beta, A)
         m_hat, v_hat = a(optimizers.BIAS_CORRECT, m, beta, t), a(optimizers.BIAS_CORRECT, v, beta, t)
         step = a(optimizers.ADAM_STEP, lr, m_hat, v_hat, eps)
+        # after thousands of (warm-up) steps β1^t, and the square of a tiny gradient, fall below the
+        # smallest double: a spreadsheet must give 0 there, not LibreOffice's #NUM! for a power
+        a(optimizers.BIAS_CORRECT, m, beta, a(optimizers.INCREMENT, c(np.array([[7100.0]]))))
+        a(optimizers.ADAM_V, v, beta, c(np.full((2, 3), 1e-170)))
         a(linalg.SUB, A, step)
         # the GAN: LeakyReLU with a named slope, −mean ln losses over a batch column
         slope = self._put(self.tape.constant("slope", [[0.2]], defined_name="slope"), "Overview", False)

@@ -23,8 +23,11 @@ SGD = Elementwise("sgd", lambda p, lr, g: p - lr * g, "{0}-{1}*{2}")  # θ − l
 INCREMENT = Elementwise("increment", lambda t: t + 1, "{0}+1")
 INCREMENT.integer = True  # a step counter
 ADAM_M = Elementwise("adam_m", lambda m, b, g: b * m + (1 - b) * g, "{1}*{0}+(1-{1})*{2}")
-ADAM_V = Elementwise("adam_v", lambda v, b, g: b * v + (1 - b) * g * g, "{1}*{0}+(1-{1})*{2}^2")
-BIAS_CORRECT = Elementwise("bias_correct", lambda m, b, t: m / (1 - b**t), "{0}/(1-{1}^{2})")
+# g*g and IFERROR(β^t, 0): a square or a power below the smallest double is 0 in numpy, Excel and
+# IronCalc, but #NUM! in LibreOffice when written with ^ (β1^t after about 7,000 warm-up steps);
+# a product underflows to 0 everywhere, and IFERROR turns only that power's error into its value 0
+ADAM_V = Elementwise("adam_v", lambda v, b, g: b * v + (1 - b) * g * g, "{1}*{0}+(1-{1})*{2}*{2}")
+BIAS_CORRECT = Elementwise("bias_correct", lambda m, b, t: m / (1 - b**t), "{0}/(1-IFERROR({1}^{2},0))")
 ADAM_STEP = Elementwise(
     "adam_step", lambda lr, m, v, e: lr * m / (np.sqrt(v) + e), "{0}*{1}/(SQRT({2})+{3})"
 )
