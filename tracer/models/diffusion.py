@@ -19,8 +19,10 @@ noise into a digit.
 
 The pixels are scaled to [−1, 1] as in DDPM: a digit is then mostly −1 (its background), which
 the noise must not hide; on [0, 1] the same network learns far worse digits.  The network's
-hidden layer must be at least as wide as the image: ε̂ has to pass x_t's P values through it
-(with H = 32 < 49 the loss stays near 0.5, with H = 64 it falls to about 0.15).
+hidden layer must be wider than the image: ε̂ has to pass x_t's P values through it.  H = 128
+(the default) is what makes the reverse process draw a digit: after `--warmup 10000` (batch 4,
+SGD) the loss is about 0.05 and every sample of seeds 0–2 correlates at least 0.73 with its
+nearest training digit; with H = 64 the loss stays near 0.19 and the samples reach 0.3–0.5.
 
 Initialization (seeded, numpy's default_rng(seed)): W₁, W₂ from N(0, 1/fan_in), b₁ = b₂ = 0; then
 each step draws t, then ε.  The reverse process draws x_T and the z's from default_rng([seed, 1]).
@@ -64,7 +66,7 @@ class Config(Training):
                             below=1)
     beta_end: float = opt(0.6, "β_T, the noise variance added at the last step (a named cell)", positive=True,
                           below=1)
-    hidden: int = opt(64, "hidden units H of the noise predictor ε_θ (at least the pixels S²)", min=1)
+    hidden: int = opt(128, "hidden units H of the noise predictor ε_θ (wider than the pixels S²)", min=1)
     time_dim: int = opt(8, "columns d of the sinusoidal encoding of the step t", min=1)
     batch: int = opt(4, "digits per step: --digit and the next ones of the same class", min=1)
     size: int = opt(7, "the digits' side in pixels: each averaged over blocks from 28 × 28 down to 14, 7, 4 or 2",
