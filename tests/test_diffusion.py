@@ -165,7 +165,7 @@ def nearest_correlation(samples, digits):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_the_documented_warmup_draws_a_digit_from_noise(seed):
     """README: `tracer run diffusion --warmup 10000`: every sample's final x_0 correlates >= 0.5
-    with its nearest training digit (measured 0.73 or more at seeds 0–2), and pure noise does not."""
+    with its nearest training digit (measured 0.69 or more at seeds 0–2), and pure noise does not."""
     tape = diffusion.trace(diffusion.Config(seed=seed, **WARMUP))
     made = {t.name: t.value for t in tape.tensors}
     r = nearest_correlation(made["x_0"], made["x0"])
