@@ -124,11 +124,15 @@ def build_tape(seed=0):
     return tape
 
 
+def recalculated(tape, path):
+    """The ops' workbook, written and checked by `verify`: its report."""
+    write_xlsx(Layout(tape, ops_template("en", "Diffusion"), {}), path)
+    return verify.verify_workbook(path)
+
+
 def test_workbook_recalculates_to_numpy(soffice, tmp_path):
     tape = build_tape()
-    path = tmp_path / "diffusion_ops.xlsx"
-    write_xlsx(Layout(tape, ops_template("en", "Diffusion"), {}), path)
-    report = verify.verify_workbook(path)
+    report = recalculated(tape, tmp_path / "diffusion_ops.xlsx")
     assert report.ok, report.format()
     assert report.n_formulas == sum(t.value.size for t in tape.tensors if t.op)
     assert {t.op.name for t in tape.tensors if t.op} == set(ops_of(DIFFUSION))
@@ -143,8 +147,5 @@ def test_a_wrong_step_is_caught(soffice, monkeypatch, tmp_path):
         return f.rsplit("*", 1)[0] if i == T - 1 else f
 
     monkeypatch.setattr(dd.RunningProduct, "formula", broken)
-    tape = build_tape()
-    path = tmp_path / "broken.xlsx"
-    write_xlsx(Layout(tape, ops_template("en", "Diffusion"), {}), path)
-    report = verify.verify_workbook(path)
+    report = recalculated(build_tape(), tmp_path / "broken.xlsx")
     assert not report.ok and report.n_mismatches >= 1
