@@ -63,11 +63,11 @@ class Config(Training):
 
     lr: float = lr_opt("learning rate (change it in the workbook)", sgd=0.5, adam=0.003)
     steps: int = opt(10, "diffusion steps T", min=2, max=MAX_STEPS)
-    beta_start: float = opt(0.1, "β₁, the noise variance added at the first step (a named cell)", positive=True,
+    beta_start: float = opt(0.1, "β_start, the noise variance added at the first step (a named cell)", positive=True,
                             below=1)
-    beta_end: float = opt(0.6, "β_T, the noise variance added at the last step (a named cell)", positive=True,
+    beta_end: float = opt(0.6, "β_end, the noise variance added at the last step (a named cell)", positive=True,
                           below=1)
-    hidden: int = opt(128, "hidden units H of the noise predictor ε_θ (wider than the pixels S²)", min=1)
+    hidden: int = opt(128, "hidden units H of the noise predictor ε_θ (best wider than the pixels S²)", min=1)
     time_dim: int = opt(8, "columns d of the sinusoidal encoding of the step t", min=1)
     batch: int = opt(4, "digits per step: --digit and the next ones of the same class", min=1)
     size: int = opt(7, "the digits' side in pixels: each averaged over blocks from 28 × 28 down to 14, 7, 4 or 2",
