@@ -141,6 +141,10 @@ RUNS = {
     "vae-batch-warmup": ("vae", {"batch": 2, "hidden": 3, "warmup": 30, "iterations": 2, "grid": 2, "samples": 1}),
     "gan-warmup-adam-upscale": ("gan", {"hidden": 3, "batch": 2, "warmup": 12, "iterations": 1, "upscale": 2,
                                         "optimizer": "adam"}),
+    # diffusion: the default run; a small one with Adam after a warm-up (snapshots of x̂₀)
+    "diffusion": ("diffusion", {}),
+    "diffusion-adam-warmup": ("diffusion", {"optimizer": "adam", "warmup": 20, "iterations": 2, "size": 4,
+                                            "hidden": 20, "steps": 4, "samples": 2, "batch": 3}),
 }
 
 

@@ -22,9 +22,13 @@ GENERATION = ("append_row", "argmax", "cumsum", "divide", "fill_masks", "sample"
 SEQUENCE = ("add_products", "concat_rows", "linear2", "mask_ids", "mask_positions", "masked_mean",
             "masked_mean_grad", "mean", "mean_grad", "nll", "nll_grad", "norms", "pad_rows", "slice_rows")  # test_seq_ops
 POOL = ("avg_pool", "avg_pool_grad")  # test_pool
+# diffusion: the schedule, the noising, the reverse step
+DIFFUSION = ("denoise", "linear_schedule", "noise_strip", "one_minus", "pick", "reverse_step", "running_product",
+             "sqrt", "to_signed")  # test_diffusion_ops
 
 FAMILIES = {"basic": BASIC, "language": LANGUAGE, "dense": DENSE, "upscale": UPSCALE, "pool": POOL,
-            "generation": GENERATION, "sequence": SEQUENCE}
+            "generation": GENERATION, "sequence": SEQUENCE,
+            "diffusion": DIFFUSION}
 
 
 def ops_of(family) -> dict:

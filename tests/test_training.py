@@ -31,6 +31,7 @@ CASES = {
     "rnn-adam": ("rnn", {"corpus": "en", "optimizer": "adam", "generate": 2}),
     "lstm": ("lstm", {"corpus": "en", "generate": 2}),
     "bert": ("bert", {"corpus": "en"}),
+    "diffusion-adam": ("diffusion", {"optimizer": "adam", "hidden": 6, "size": 4, "steps": 4, "samples": 1}),
 }
 
 

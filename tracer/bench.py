@@ -30,6 +30,9 @@ through the same functions.
   gan_draws     ``GAN_DRAWS``, the README's GAN that draws a digit (batch 15, Adam, 1 iteration),
                 without its warm-up: the export to compare with
   gan_draws_warmup  the same with ``warmup=2000``
+  diffusion     ``diffusion.Config()`` (default size, with the reverse process)   default size
+  diffusion_large  ``DIFFUSION_LARGE``: 14 × 14 digits, hidden 256, batch 8 (checked >= 1M cells), baseline
+  diffusion_warmup  ``diffusion.Config(warmup=2000)``: its trace time is the warm-up's
 A default-size case (no overrides) runs ``repeat`` times (fresh processes, best time kept,
 largest peak kept), and so does its end-to-end ``tracer run MODEL``; every other case runs once
 and has no end-to-end run.  ``quick`` runs only the default-size cases of the VAE, the GAN and the
@@ -96,6 +99,7 @@ TRANSFORMER_LARGE = {"layers": 4, "d_model": 32, "heads": 4, "context": 16, "d_f
 RNN_LARGE = {"context": 32, "hidden": 64, "d_model": 32}  # ~1.1M cells; the loss falls at every step
 LSTM_LARGE = {"context": 32, "hidden": 32, "d_model": 16}  # ~1.2M cells; the loss falls at every step
 GAN_DRAWS = {"batch": 15, "optimizer": "adam", "lr_d": 0.001, "lr_g": 0.001, "iterations": 1}  # the README's
+DIFFUSION_LARGE = {"size": 14, "hidden": 256, "batch": 8}  # ~1.1M cells
 WARMUP = 2000  # steps of the warm-up cases
 MIN_LARGE_CELLS = 1_000_000
 VERIFY_ENGINES = ("libreoffice", "ironcalc")
@@ -152,6 +156,10 @@ CASES = (
     Case("vae_warmup", "vae", {"warmup": WARMUP}),
     Case("gan_draws", "gan", GAN_DRAWS),
     Case("gan_draws_warmup", "gan", {**GAN_DRAWS, "warmup": WARMUP}),
+    # diffusion: the default, a >= 1M-cell run, a warm-up
+    Case("diffusion", "diffusion", quick=False),
+    Case("diffusion_large", "diffusion", DIFFUSION_LARGE, baseline=True, min_cells=MIN_LARGE_CELLS),
+    Case("diffusion_warmup", "diffusion", {"warmup": WARMUP}),
 )
 
 

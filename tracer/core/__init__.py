@@ -4,13 +4,15 @@ together, and the ops are grouped by kind.  Nothing here imports the rest of tra
     tape           the flat record of every tensor and the backward pass
     op             what an op is (Op, Elementwise, Reduce) and the tape's own ops (one, copy, sum)
     linalg         add, mul, matrix products, linear, sums over axes, column slices
-    activations    relu, leaky_relu, sigmoid, tanh, gelu, exp_half, softmax (plain, causal)
-    losses         bce, kl, −mean ln, cross-entropy, ½ Σ squared errors, mse, mean bce
+    activations    relu, leaky_relu, sigmoid, tanh, gelu, exp_half, exp, softmax (plain, causal)
+    losses         bce, kl, −mean ln, cross-entropy, ½ Σ squared errors, mse, mean bce, (−)mean
     normalization  LayerNorm, step by step
     embeddings     lookup by id, positional encoding, cosine similarity, nearest neighbours
     attention      the scale 1/√d_k, one causal head, split and merge of heads
     generation     take rows, divide, running sum, argmax, inverse-CDF sample (after training)
     resampling     the resolution amplifier (nearest, bilinear; ×2, ×4), average pooling
+    diffusion      the noise schedule, the noising, the denoised estimate, the reverse step (DDPM)
+    flows          log N(z; 0, I) and an affine coupling undone (RealNVP)
     optimizers     SGD and Adam as recorded ops
 """
 
@@ -19,7 +21,9 @@ from __future__ import annotations
 from tracer.core import (
     activations,
     attention,
+    diffusion,
     embeddings,
+    flows,
     generation,
     linalg,
     losses,
@@ -30,7 +34,7 @@ from tracer.core import (
 )
 
 KINDS = (op, linalg, activations, losses, normalization, embeddings, attention, generation, resampling,
-         optimizers)
+         diffusion, flows, optimizers)
 
 OPS = {name: o for kind in KINDS for name, o in kind.OPS.items()}
 """Every op by name (the template's [ops.<name>] entries); a family of ops sharing one name

@@ -6,6 +6,7 @@ and the softmax of each row (plain, and causal for attention), each with its gra
     sigmoid     1/(1 + e^(−a))              gradient  g ⊙ y ⊙ (1 − y)
     tanh        TANH(a)                     gradient  g ⊙ (1 − y²)
     exp_half    e^(a/2)  (σ from log σ²)    gradient  g ⊙ y / 2
+    exp         e^a  (a flow's scale)       gradient  g ⊙ y
     gelu        ½ a (1 + tanh(√(2/π)(a + 0.044715 a³)))                   (GPT-2's approximation)
     softmax     row by row, max-subtracted  gradient  y ⊙ (g − rowsum(g ⊙ y))
                 in steps: e = exp(x − max of the row) (softmax_exp), s = Σ of each row of e, y = e / s
@@ -52,6 +53,11 @@ EXP_HALF_GRAD = Elementwise("exp_half_grad", lambda y, g: g * y / 2, "{1}*{0}/2"
 EXP_HALF = Elementwise(  # σ = exp(logvar / 2)
     "exp_half", lambda a: np.exp(a / 2), "EXP({0}/2)",
     grad=lambda out, g, w, a: (record(EXP_HALF_GRAD, out, g),),
+)
+EXP_GRAD = Elementwise("exp_grad", lambda y, g: g * y, "{1}*{0}")
+EXP = Elementwise(  # a coupling's scale exp(s)
+    "exp", np.exp, "EXP({0})",
+    grad=lambda out, g, w, a: (record(EXP_GRAD, out, g),),
 )
 
 
@@ -176,7 +182,7 @@ SOFTMAX_GRAD = SoftmaxGrad()
 
 OPS = {op.name: op for op in (
     RELU, RELU_GRAD, SIGMOID, SIGMOID_GRAD, LEAKY_RELU, LEAKY_RELU_GRAD, TANH, TANH_GRAD,
-    EXP_HALF, EXP_HALF_GRAD, GELU, GELU_GRAD, SOFTMAX_EXP, CAUSAL_SOFTMAX_EXP, SOFTMAX, CAUSAL_SOFTMAX,
+    EXP_HALF, EXP_HALF_GRAD, EXP, EXP_GRAD, GELU, GELU_GRAD, SOFTMAX_EXP, CAUSAL_SOFTMAX_EXP, SOFTMAX, CAUSAL_SOFTMAX,
     SOFTMAX_GRAD,
 )}
 
@@ -201,6 +207,10 @@ def tanh(a, name=None):
 
 def exp_half(a, name=None):
     return record(EXP_HALF, a, name=name)
+
+
+def exp(a, name=None):
+    return record(EXP, a, name=name)
 
 
 def gelu(x, name=None):

@@ -189,8 +189,18 @@ def embed(E, ids, name=None):
 def positional_encoding(tape, T, d, name="PE", pos_name="pos", dim_name="dim"):
     """Record the constants pos (T, 1) = 0 … T−1 and dim (1, d) = 0 … d−1, and PE (T, d)."""
     pos = tape.constant(pos_name, np.arange(T, dtype=np.float64).reshape(T, 1), role="data", integer=True)
-    dim = tape.constant(dim_name, np.arange(d, dtype=np.float64).reshape(1, d), role="data", integer=True)
-    return tape.apply(POS_ENCODING, pos, dim, name=name)
+    return sinusoidal(pos, dimensions(tape, d, dim_name), name=name)
+
+
+def dimensions(tape, d, name="dim"):
+    """The constant dim (1, d) = 0 … d−1: the columns of a sinusoidal encoding."""
+    return tape.constant(name, np.arange(d, dtype=np.float64).reshape(1, d), role="data", integer=True)
+
+
+def sinusoidal(pos, dim, name=None):
+    """The sinusoidal encoding (T, d) of the positions (or diffusion steps) pos (T, 1) over the
+    columns dim (1, d)."""
+    return record(POS_ENCODING, pos, dim, name=name)
 
 
 def cosine(E, name=None):

@@ -3,6 +3,7 @@ and the column slices and concatenations that split and merge attention heads.
 
     add, mul, add_mul (μ + σ ⊙ ε), sub   elementwise with numpy broadcasting; an input that was
                                           broadcast gets its gradient summed back to its shape
+    add_n                                 a₁ + a₂ + … + a_k (a flow's log-determinant, Σ of each coupling's s)
     div                                   a / n, n a constant (e.g. a batch's size: a mean)
     matmul, matmul_nt, matmul_tn          a·b, a·bᵀ, aᵀ·b: one SUMPRODUCT (or MMULT) per cell
     linear, linear2                       x·W + b, x·W + h·U + b (a recurrent step)
@@ -46,6 +47,11 @@ ADD_MUL = Elementwise(  # z = μ + σ ⊙ ε
         w, lambda: summed_to(g, a.shape), lambda: reduced(record(MUL, g, e), b.shape),
         lambda: reduced(record(MUL, g, b), e.shape),
     ),
+)
+
+ADD_N = Elementwise(  # a₁ + … + a_k: each input gets the sum's gradient
+    "add_n", lambda *xs: sum(xs), lambda refs: "+".join(refs),
+    grad=lambda out, g, w, *xs: tuple(summed_to(g, x.shape) if want else None for want, x in zip(w, xs)),
 )
 
 DIV = Elementwise(  # a / n: n a constant such as the number of digits of a batch (a mean over it)
@@ -350,7 +356,7 @@ class Concat(Op):
 CONCAT_COLS, CONCAT_ROWS = Concat(1), Concat(0)
 
 OPS = {op.name: op for op in (
-    SUB, BROADCAST, MUL, ADD, ADD_MUL, DIV, MATMUL, MATMUL_NT, MATMUL_TN, SUM_ROWS, SUM_COLS, SUM_ALL,
+    SUB, BROADCAST, MUL, ADD, ADD_N, ADD_MUL, DIV, MATMUL, MATMUL_NT, MATMUL_TN, SUM_ROWS, SUM_COLS, SUM_ALL,
     LINEAR, LINEAR2, ADD_PRODUCTS, COL_DOT, slice_cols(0, 1), pad_cols(0, 1), CONCAT_COLS,
     slice_rows(0, 1), pad_rows(0, 1), CONCAT_ROWS, NORMS,
 )}
@@ -369,6 +375,14 @@ def instances() -> list:
 
 def add(a, b, name=None):
     return record(ADD, a, b, name=name)
+
+
+def add_n(xs, name=None):
+    """The sum of the tensors xs (at least two)."""
+    xs = list(xs)
+    if len(xs) < 2:
+        raise ValueError("add_n adds at least two tensors")
+    return record(ADD_N, *xs, name=name)
 
 
 def mul(a, b, name=None):

@@ -6,6 +6,7 @@
     xent           −(1/T) Σ_i Σ_j Y_ij ln P_ij                    cross-entropy, one-hot targets Y
     nll            ℓ_i = −ln P[i, y_i]   (T, 1)                   cross-entropy, target ids y (sparse)
     mean           (1/n) Σ a                                     e.g. L = mean of ℓ
+    neg_mean       −(1/n) Σ a                                    e.g. L = −mean log p(x)
     masked_mean    Σ m_i a_i / Σ m_i                             the mean over the masked positions
     half_sse       ½ Σ (y − ŷ)²                                  gradient  g · (ŷ − y)
     mse            (1/n) Σ (ŷ − y)²                              gradient  g · 2 (ŷ − y) / n
@@ -219,31 +220,36 @@ def _targets(y, vocab):
 
 
 class Mean(Op):
-    """The mean of every cell: a (m, n) → (1, 1).  Cell: AVERAGE(a).  Gradient: mean_grad."""
+    """The mean of every cell: a (m, n) → (1, 1).  Cell: AVERAGE(a) (neg_mean: −AVERAGE(a), e.g. a
+    flow's L = −mean log p(x)).  Gradient: mean_grad (neg_mean_grad)."""
 
-    name = "mean"
+    def __init__(self, name, sign=1):
+        self.name, self.sign = name, sign
+        self.grad_op = MeanGrad(name + "_grad", sign)
 
     def forward(self, a, **attrs):
-        return np.array([[a.mean()]])
+        return np.array([[a.mean() if self.sign > 0 else -a.mean()]])
 
     def formula(self, c, i, j):
-        return f"AVERAGE({c.all(0)})"
+        return f"{'' if self.sign > 0 else '-'}AVERAGE({c.all(0)})"
 
     def backward(self, out, g, wanted):
-        return only(wanted, lambda: record(MEAN_GRAD, out.inputs[0], g))
+        return only(wanted, lambda: record(self.grad_op, out.inputs[0], g))
 
 
 class MeanGrad(Op):
-    """da = g / n in every cell: a (m, n) (for its shape), g (1, 1) → (m, n), n = m·n cells."""
+    """da = g / n in every cell (−g / n for neg_mean): a (m, n) (for its shape), g (1, 1) → (m, n),
+    n = m·n cells."""
 
-    name = "mean_grad"
+    def __init__(self, name, sign=1):
+        self.name, self.sign = name, sign
 
     def forward(self, a, g, **attrs):
-        return np.broadcast_to(g / a.size, a.shape).copy()
+        return np.broadcast_to((g if self.sign > 0 else -g) / a.size, a.shape).copy()
 
     def formula(self, c, i, j):
         rows, cols = c.shape(0)
-        return f"{c.at(1, 0, 0)}/{rows * cols}"
+        return f"{'' if self.sign > 0 else '-'}{c.at(1, 0, 0)}/{rows * cols}"
 
 
 class MaskedMean(Op):
@@ -278,7 +284,8 @@ class MaskedMeanGrad(Op):
 
 
 NLL, NLL_GRAD = NegLogPick(), NegLogPickGrad()
-MEAN, MEAN_GRAD, MASKED_MEAN, MASKED_MEAN_GRAD = Mean(), MeanGrad(), MaskedMean(), MaskedMeanGrad()
+MEAN, NEG_MEAN, MASKED_MEAN, MASKED_MEAN_GRAD = Mean("mean"), Mean("neg_mean", -1), MaskedMean(), MaskedMeanGrad()
+MEAN_GRAD, NEG_MEAN_GRAD = MEAN.grad_op, NEG_MEAN.grad_op
 
 
 # --- a network's output against its targets: ½ Σ squared errors, mse, mean bce ------------------
@@ -334,7 +341,7 @@ BCE_MEAN = SumOfTerms(  # inputs ŷ, y; the terms read the targets first
 OPS = {op.name: op for op in (
     BCE_TERMS, BCE, BCE_GRAD, KL_TERMS, KL, KL_LOGVAR_GRAD, NEG_LN, NEG_LN1M, NEG_MEAN_LN, NEG_MEAN_LN1M,
     NEG_MEAN_LN_GRAD, NEG_MEAN_LN1M_GRAD, XENT_TERMS, XENT, XENT_GRAD, HALF_SSE, HALF_SSE_GRAD, MSE, MSE_GRAD,
-    BCE_MEAN, BCE_MEAN_GRAD, NLL, NLL_GRAD, MEAN, MEAN_GRAD, MASKED_MEAN, MASKED_MEAN_GRAD,
+    BCE_MEAN, BCE_MEAN_GRAD, NLL, NLL_GRAD, MEAN, MEAN_GRAD, NEG_MEAN, NEG_MEAN_GRAD, MASKED_MEAN, MASKED_MEAN_GRAD,
 )}
 
 
@@ -370,6 +377,11 @@ def nll(probs, ids, name=None):
 def mean(a, name=None):
     """The mean of a's cells (1, 1)."""
     return record(MEAN, a, name=name)
+
+
+def neg_mean(a, name=None):
+    """−(the mean of a's cells) (1, 1)."""
+    return record(NEG_MEAN, a, name=name)
 
 
 def masked_mean(a, m, name=None):

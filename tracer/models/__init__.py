@@ -18,6 +18,8 @@ from tracer.errors import TracerError
 from tracer.models import (
     attention,
     bert,
+    diffusion,
+    flow,
     gan,
     lstm,
     mlp,
@@ -28,7 +30,7 @@ from tracer.models import (
 )
 from tracer.models.training import Diverged
 
-MODELS = {m.NAME: m for m in (vae, gan, skipgram, attention, transformer, bert, rnn, lstm, mlp)}
+MODELS = {m.NAME: m for m in (vae, gan, skipgram, attention, transformer, bert, rnn, lstm, mlp, diffusion, flow)}
 
 
 def get(name: str):

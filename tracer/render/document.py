@@ -350,7 +350,9 @@ def _tex_cell(v) -> str:
         return rf"$\begin{{pmatrix}} {body} \end{{pmatrix}}" + (r"^{\mathrm{T}}$" if wide else "$")
     if isinstance(v, list):
         return ", ".join(f"${tex_number(x)}$" for x in v) + r", \ldots"
-    return tex(v) if isinstance(v, str) else f"${tex_number(v)}$"
+    if isinstance(v, str):  # "{}" keeps a row's first "[" (diffusion's [x_t | e(t)]) from reading as \\[length]
+        return ("{}" if v.startswith("[") else "") + tex(v)
+    return f"${tex_number(v)}$"
 
 
 TEXT_WIDTH = 16.8  # cm between the margins (A4, 2 cm each side)

@@ -59,6 +59,9 @@ SCALES = {
     # attention weights: 0 (a masked future position) white, 1 dark blue
     "attention": {"type": "2_color_scale", "min_type": "num", "min_value": 0, "min_color": "#FFFFFF",
                   "max_type": "num", "max_value": 1, "max_color": "#08306B"},
+    # diffusion: a digit on [−1, 1], −1 (the background) white, 1 black
+    "signed": {"type": "2_color_scale", "min_type": "num", "min_value": -1, "min_color": "#FFFFFF",
+               "max_type": "num", "max_value": 1, "max_color": "#000000"},
 }
 LABEL_ROW_HEIGHT = 48  # points: the row of a heatmap's column labels, written upwards
 
