@@ -198,6 +198,6 @@ def after_training(tape, p, data, coords, cfg) -> None:
         x = inverse([record(slice_cols(j, 1), z, name=f"[sample] z{j + 1}") for j in range(2)], p, cfg.couplings,
                     "[sample] ", tape)
         tape.at("after", "samples")
-        concat_cols(x, name="[sample] x")
+        concat_cols(x, name="x_sample")
     tape.at("after", "mapped")
     forward(tape, coords, p, cfg.couplings, "[data] ")
