@@ -22,9 +22,13 @@ GENERATION = ("append_row", "argmax", "cumsum", "divide", "fill_masks", "sample"
 SEQUENCE = ("add_products", "concat_rows", "linear2", "mask_ids", "mask_positions", "masked_mean",
             "masked_mean_grad", "mean", "mean_grad", "nll", "nll_grad", "norms", "pad_rows", "slice_rows")  # test_seq_ops
 POOL = ("avg_pool", "avg_pool_grad")  # test_pool
+# flow (issue 17): a coupling's exp(s), the log-determinants' sum, −mean log p(x), log N(z; 0, I), the inverse
+FLOW = ("add_n", "coupling_inverse", "exp", "exp_grad", "log_normal", "log_normal_grad", "log_normal_terms",
+        "neg_mean", "neg_mean_grad")  # test_flow
 
 FAMILIES = {"basic": BASIC, "language": LANGUAGE, "dense": DENSE, "upscale": UPSCALE, "pool": POOL,
-            "generation": GENERATION, "sequence": SEQUENCE}
+            "generation": GENERATION, "sequence": SEQUENCE,
+            "flow": FLOW}  # flow (issue 17)
 
 
 def ops_of(family) -> dict:
