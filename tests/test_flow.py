@@ -298,22 +298,26 @@ def nearest(a, b):
     return float(np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)).min(axis=1).mean())
 
 
-WARMUP_GAIN, WARMUP_NEAREST, WARMUP_SHARE = 0.9, 0.2, 0.5  # README: "Watch it learn"
+# README "Normalizing flows": (the gain in nats, the samples' nearest distance, its share of the prior's)
+WARMUP_GAIN, WARMUP_NEAREST, WARMUP_SHARE = 0.9, 0.2, 0.5  # SGD, measured 1.00-1.36 nats, 0.13-0.16
+ADAM_GAIN, ADAM_NEAREST = 1.8, 0.15  # --optimizer adam, measured 2.09-2.29 nats, 0.10-0.11
 
 
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_the_documented_warmup_learns_the_moons(seed):
-    """`tracer run flow --warmup 2000`: the mean log-likelihood of the data rises by at least
-    WARMUP_GAIN nats from the first warm-up step to the last traced iteration, and the samples
-    sit on the data: their mean distance to the nearest data point is below WARMUP_NEAREST and
-    below WARMUP_SHARE of the raw prior draws' (measured 0.13-0.16 against 0.43-0.52)."""
-    tape = flow.trace(flow.Config(seed=seed, warmup=2000))
+def test_the_documented_warmup_learns_the_moons(seed, optimizer):
+    """`tracer run flow --warmup 2000` (and with --optimizer adam): the mean log-likelihood of the
+    data rises by at least the documented gain from the first warm-up step to the last traced
+    iteration, and the samples sit on the data: their mean distance to the nearest data point is
+    below the documented bound and below WARMUP_SHARE of the raw prior draws' (0.43-0.52)."""
+    tape = flow.trace(flow.Config(seed=seed, warmup=2000, optimizer=optimizer))
     first = -float(tape.meta["warmup"]["series"]["loss"][0][0, 0])
     last = -float(of(tape, 2004)["loss"].value[0, 0])
     x, last_it = of(tape, 0)["x"].value, of(tape, 2004)
     samples, prior = nearest(last_it["x_sample"].value, x), nearest(last_it["z_prior"].value, x)
-    assert last - first >= WARMUP_GAIN, (first, last)
-    assert samples < WARMUP_NEAREST and samples < WARMUP_SHARE * prior, (samples, prior)
+    gain, bound = (WARMUP_GAIN, WARMUP_NEAREST) if optimizer == "sgd" else (ADAM_GAIN, ADAM_NEAREST)
+    assert last - first >= gain, (first, last)
+    assert samples < bound and samples < WARMUP_SHARE * prior, (samples, prior)
 
 
 def test_the_warmup_check_can_fail():
