@@ -4,8 +4,10 @@ exact density.
 
     x ∈ R^(N×2)       N seeded points of --data (moons, rings, gaussians; tracer.data.points), x₁, x₂ its columns
     coupling k = 1 … K (--couplings), keeping coordinate 1 when k is odd, 2 when k is even:
-        s = tanh(x_keep·W_s1 + b_s1)·W_s2 + b_s2          (N×1; hidden layer N×H, H = --hidden)
+        s = tanh(tanh(x_keep·W_s1 + b_s1)·W_s2 + b_s2)    (N×1; hidden layer N×H, H = --hidden)
         t = tanh(x_keep·W_t1 + b_t1)·W_t2 + b_t2
+        (s's last tanh bounds it, −1 < s < 1: unbounded, exp(s) overflows at larger learning
+        rates; README "Normalizing flows")
         y_keep = x_keep,   y_change = x_change ⊙ exp(s) + t
     z = f(x) = [z₁ | z₂], the coordinates after the last coupling
     log p(x) = log N(z; 0, I) + Σ_k s_k        log N(z; 0, I) = Σ_j (−½ z_j² − ½ ln 2π); the
