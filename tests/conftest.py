@@ -141,12 +141,15 @@ RUNS = {
     "vae-batch-warmup": ("vae", {"batch": 2, "hidden": 3, "warmup": 30, "iterations": 2, "grid": 2, "samples": 1}),
     "gan-warmup-adam-upscale": ("gan", {"hidden": 3, "batch": 2, "warmup": 12, "iterations": 1, "upscale": 2,
                                         "optimizer": "adam"}),
-    # flow (issue 17): the default flow; Adam after a warm-up on the rings; one coupling (no Σ of log-dets)
+    # flow (issue 17): the default flow (SGD); Adam after a warm-up on the rings; Adam with one coupling (no
+    # Σ of log-dets); SGD after a warm-up
     "flow": ("flow", {}),
     "flow-rings-adam-warmup": ("flow", {"data": "rings", "optimizer": "adam", "warmup": 40, "iterations": 2,
                                         "couplings": 3, "hidden": 3, "grid": 5, "samples": 8}),
-    "flow-gaussians-k1": ("flow", {"data": "gaussians", "couplings": 1, "hidden": 2, "points": 8, "iterations": 1,
-                                   "grid": 3, "samples": 4}),
+    "flow-gaussians-k1-adam": ("flow", {"data": "gaussians", "couplings": 1, "hidden": 2, "points": 8,
+                                        "iterations": 1, "grid": 3, "samples": 4, "optimizer": "adam"}),
+    "flow-sgd-warmup": ("flow", {"warmup": 30, "iterations": 1, "couplings": 2, "hidden": 2, "points": 10,
+                                 "grid": 3, "samples": 3}),
 }
 
 

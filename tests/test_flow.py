@@ -364,7 +364,7 @@ def test_bad_options_are_one_line_errors(run_main, tmp_path, args, message):
 # --- 5. the workbooks -----------------------------------------------------------------------------------
 
 KEYS = [("flow", "en"), ("flow", "es"), ("flow-rings-adam-warmup", "en"), ("flow-rings-adam-warmup", "es"),
-        ("flow-gaussians-k1", "en")]
+        ("flow-gaussians-k1-adam", "en"), ("flow-sgd-warmup", "es")]
 
 
 @pytest.mark.parametrize("key, lang", KEYS)
