@@ -31,7 +31,8 @@ CASES = {
     "rnn-adam": ("rnn", {"corpus": "en", "optimizer": "adam", "generate": 2}),
     "lstm": ("lstm", {"corpus": "en", "generate": 2}),
     "bert": ("bert", {"corpus": "en"}),
-    "flow-adam": ("flow", {"optimizer": "adam", "couplings": 3, "hidden": 3, "grid": 3, "samples": 2}),  # flow (issue 17)
+    # flow (issue 17)
+    "flow-adam": ("flow", {"optimizer": "adam", "couplings": 3, "hidden": 3, "grid": 3, "samples": 2}),
 }
 
 

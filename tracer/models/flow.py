@@ -67,11 +67,6 @@ class Config(Training):
                        min=0, max=1000)
 
 
-def param_names(k: int) -> list[str]:
-    """Coupling k's parameters: W_s1, b_s1, W_s2, b_s2, then t's."""
-    return [f"b{k}.{w}_{net}{layer}" for net in NETS for layer in (1, 2) for w in ("W", "b")]
-
-
 def init_params(rng, couplings: int, hidden: int) -> dict[str, np.ndarray]:
     params = {}
     for k in range(1, couplings + 1):
@@ -84,10 +79,10 @@ def init_params(rng, couplings: int, hidden: int) -> dict[str, np.ndarray]:
 
 
 def net(x_keep, p, k: int, which: str, prefix: str):
-    """s or t of coupling k: tanh(x_keep·W₁ + b₁)·W₂ + b₂ (N×1)."""
+    """t of coupling k: tanh(x_keep·W₁ + b₁)·W₂ + b₂ (N×1); s: the same through one more tanh."""
     name = f"{prefix}b{k}.{which}"
     h = tanh(linear(x_keep, p[f"b{k}.W_{which}1"], p[f"b{k}.b_{which}1"], name=name + "_pre"), name=name + "_h")
-    if which == "s":  # bounded: −1 < s < 1, so exp(s) cannot blow up
+    if which == "s":  # bounded, −1 < s < 1: unbounded, exp(s) overflows at larger learning rates (README)
         return tanh(linear(h, p[f"b{k}.W_{which}2"], p[f"b{k}.b_{which}2"], name=name + "_a"), name=name)
     return linear(h, p[f"b{k}.W_{which}2"], p[f"b{k}.b_{which}2"], name=name)
 
