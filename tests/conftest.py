@@ -145,6 +145,15 @@ RUNS = {
     "diffusion": ("diffusion", {}),
     "diffusion-adam-warmup": ("diffusion", {"optimizer": "adam", "warmup": 20, "iterations": 2, "size": 4,
                                             "hidden": 20, "steps": 4, "samples": 2, "batch": 3}),
+    # flow (issue 17): the default flow (SGD); Adam after a warm-up on the rings; Adam with one coupling (no
+    # Σ of log-dets); SGD after a warm-up
+    "flow": ("flow", {}),
+    "flow-rings-adam-warmup": ("flow", {"data": "rings", "optimizer": "adam", "warmup": 40, "iterations": 2,
+                                        "couplings": 3, "hidden": 3, "grid": 5, "samples": 8}),
+    "flow-gaussians-k1-adam": ("flow", {"data": "gaussians", "couplings": 1, "hidden": 2, "points": 8,
+                                        "iterations": 1, "grid": 3, "samples": 4, "optimizer": "adam"}),
+    "flow-sgd-warmup": ("flow", {"warmup": 30, "iterations": 1, "couplings": 2, "hidden": 2, "points": 10,
+                                 "grid": 3, "samples": 3}),
 }
 
 

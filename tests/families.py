@@ -25,10 +25,12 @@ POOL = ("avg_pool", "avg_pool_grad")  # test_pool
 # diffusion: the schedule, the noising, the reverse step
 DIFFUSION = ("denoise", "linear_schedule", "noise_strip", "one_minus", "pick", "reverse_step", "running_product",
              "sqrt", "to_signed")  # test_diffusion_ops
+# flow: a coupling's exp(s), the log-determinants' sum, −mean log p(x), log N(z; 0, I), the inverse
+FLOW = ("add_n", "coupling_inverse", "exp", "exp_grad", "log_normal", "log_normal_grad", "log_normal_terms",
+        "neg_mean", "neg_mean_grad")  # test_flow
 
 FAMILIES = {"basic": BASIC, "language": LANGUAGE, "dense": DENSE, "upscale": UPSCALE, "pool": POOL,
-            "generation": GENERATION, "sequence": SEQUENCE,
-            "diffusion": DIFFUSION}
+            "generation": GENERATION, "sequence": SEQUENCE, "diffusion": DIFFUSION, "flow": FLOW}
 
 
 def ops_of(family) -> dict:

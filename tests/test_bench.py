@@ -59,7 +59,7 @@ def test_the_split_is_counted(tmp_path):
 def test_every_model_has_a_default_and_a_large_case():
     """The bench covers each trainable sequence and language model at its default size and at
     ≥ 1M cells (checked when the case runs: min_cells)."""
-    for model in ("vae", "transformer", "rnn", "lstm", "bert"):
+    for model in ("vae", "transformer", "rnn", "lstm", "bert", "flow"):
         cases = [c for c in CASES if c.model == model]
         assert any(c.default for c in cases), model
         assert any(c.min_cells >= 1_000_000 and c.baseline for c in cases), model

@@ -58,6 +58,7 @@ SMALL_RUNS = {  # every kind of tensor a model can record: Adam's state, the amp
     "bert": lambda m: m.Config(iterations=1, optimizer="adam", layers=2, context=4),
     "mlp": lambda m: m.Config(config="xor"),  # the template's default names, Adam, the LeakyReLU slope
     "diffusion": lambda m: m.Config(iterations=1, optimizer="adam", hidden=4, samples=2, steps=3),
+    "flow": lambda m: m.Config(iterations=1, optimizer="adam", couplings=2, grid=3, samples=2),  # flow (issue 17)
 }
 
 

@@ -32,6 +32,8 @@ CASES = {
     "lstm": ("lstm", {"corpus": "en", "generate": 2}),
     "bert": ("bert", {"corpus": "en"}),
     "diffusion-adam": ("diffusion", {"optimizer": "adam", "hidden": 6, "size": 4, "steps": 4, "samples": 1}),
+    # flow (issue 17)
+    "flow-adam": ("flow", {"optimizer": "adam", "couplings": 3, "hidden": 3, "grid": 3, "samples": 2}),
 }
 
 

@@ -33,6 +33,10 @@ through the same functions.
   diffusion     ``diffusion.Config()`` (default size, with the reverse process)   default size
   diffusion_large  ``DIFFUSION_LARGE``: 14 × 14 digits, hidden 256, batch 8 (checked >= 1M cells), baseline
   diffusion_warmup  ``diffusion.Config(warmup=2000)``: its trace time is the warm-up's
+  flow          ``flow.Config()`` (default size: 64 moons points, 4 couplings, the 21 × 21 density)
+  flow_large    ``FLOW_LARGE``: 256 points, hidden 16, a 25 × 25 density grid (checked >= 1M cells;
+                the loss falls at every step), baseline
+  flow_warmup   ``flow.Config(warmup=2000)``, the README's documented warm-up
 A default-size case (no overrides) runs ``repeat`` times (fresh processes, best time kept,
 largest peak kept), and so does its end-to-end ``tracer run MODEL``; every other case runs once
 and has no end-to-end run.  ``quick`` runs only the default-size cases of the VAE, the GAN and the
@@ -101,6 +105,7 @@ LSTM_LARGE = {"context": 32, "hidden": 32, "d_model": 16}  # ~1.2M cells; the lo
 GAN_DRAWS = {"batch": 15, "optimizer": "adam", "lr_d": 0.001, "lr_g": 0.001, "iterations": 1}  # the README's
 DIFFUSION_LARGE = {"size": 14, "hidden": 256, "batch": 8}  # ~1.1M cells
 WARMUP = 2000  # steps of the warm-up cases
+FLOW_LARGE = {"points": 256, "hidden": 16, "grid": 25}  # flow (issue 17): ~1.1M cells; the loss falls at every step
 MIN_LARGE_CELLS = 1_000_000
 VERIFY_ENGINES = ("libreoffice", "ironcalc")
 SPLIT = "split"  # the extra case: the defaults' cells before and after the split into steps
@@ -160,6 +165,10 @@ CASES = (
     Case("diffusion", "diffusion", quick=False),
     Case("diffusion_large", "diffusion", DIFFUSION_LARGE, baseline=True, min_cells=MIN_LARGE_CELLS),
     Case("diffusion_warmup", "diffusion", {"warmup": WARMUP}),
+    # flow (issue 17): the defaults, >= 1M cells, the documented warm-up
+    Case("flow", "flow", quick=False),
+    Case("flow_large", "flow", FLOW_LARGE, baseline=True, min_cells=MIN_LARGE_CELLS),
+    Case("flow_warmup", "flow", {"warmup": WARMUP}),
 )
 
 

@@ -4,8 +4,10 @@ exact density.
 
     x ∈ R^(N×2)       N seeded points of --data (moons, rings, gaussians; tracer.data.points), x₁, x₂ its columns
     coupling k = 1 … K (--couplings), keeping coordinate 1 when k is odd, 2 when k is even:
-        s = tanh(x_keep·W_s1 + b_s1)·W_s2 + b_s2          (N×1; hidden layer N×H, H = --hidden)
+        s = tanh(tanh(x_keep·W_s1 + b_s1)·W_s2 + b_s2)    (N×1; hidden layer N×H, H = --hidden)
         t = tanh(x_keep·W_t1 + b_t1)·W_t2 + b_t2
+        (s's last tanh bounds it, −1 < s < 1: unbounded, exp(s) overflows at larger learning
+        rates; README "Normalizing flows")
         y_keep = x_keep,   y_change = x_change ⊙ exp(s) + t
     z = f(x) = [z₁ | z₂], the coordinates after the last coupling
     log p(x) = log N(z; 0, I) + Σ_k s_k        log N(z; 0, I) = Σ_j (−½ z_j² − ½ ln 2π); the
@@ -65,11 +67,6 @@ class Config(Training):
                        min=0, max=1000)
 
 
-def param_names(k: int) -> list[str]:
-    """Coupling k's parameters: W_s1, b_s1, W_s2, b_s2, then t's."""
-    return [f"b{k}.{w}_{net}{layer}" for net in NETS for layer in (1, 2) for w in ("W", "b")]
-
-
 def init_params(rng, couplings: int, hidden: int) -> dict[str, np.ndarray]:
     params = {}
     for k in range(1, couplings + 1):
@@ -82,10 +79,10 @@ def init_params(rng, couplings: int, hidden: int) -> dict[str, np.ndarray]:
 
 
 def net(x_keep, p, k: int, which: str, prefix: str):
-    """s or t of coupling k: tanh(x_keep·W₁ + b₁)·W₂ + b₂ (N×1)."""
+    """t of coupling k: tanh(x_keep·W₁ + b₁)·W₂ + b₂ (N×1); s: the same through one more tanh."""
     name = f"{prefix}b{k}.{which}"
     h = tanh(linear(x_keep, p[f"b{k}.W_{which}1"], p[f"b{k}.b_{which}1"], name=name + "_pre"), name=name + "_h")
-    if which == "s":  # bounded: −1 < s < 1, so exp(s) cannot blow up
+    if which == "s":  # bounded, −1 < s < 1: unbounded, exp(s) overflows at larger learning rates (README)
         return tanh(linear(h, p[f"b{k}.W_{which}2"], p[f"b{k}.b_{which}2"], name=name + "_a"), name=name)
     return linear(h, p[f"b{k}.W_{which}2"], p[f"b{k}.b_{which}2"], name=name)
 
@@ -198,6 +195,6 @@ def after_training(tape, p, data, coords, cfg) -> None:
         x = inverse([record(slice_cols(j, 1), z, name=f"[sample] z{j + 1}") for j in range(2)], p, cfg.couplings,
                     "[sample] ", tape)
         tape.at("after", "samples")
-        concat_cols(x, name="[sample] x")
+        concat_cols(x, name="x_sample")
     tape.at("after", "mapped")
     forward(tape, coords, p, cfg.couplings, "[data] ")

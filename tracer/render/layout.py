@@ -339,6 +339,15 @@ class Chart:
 
 
 @dataclass
+class Scatter(Chart):
+    """flow: an XY scatter chart on the overview, each series (name, tensor) an N × 2 tensor's first
+    column across and its second up (categories unused); `offset` pixels right of column `col`."""
+
+    offset: int = 0
+    y_title: str = ""
+
+
+@dataclass
 class Sheet:
     name: str
     kind: str
@@ -628,6 +637,8 @@ class Layout:
                     pixels = [[(t, i, j) for j in range(t.shape[1])] for i in range(t.shape[0])]
                     by_iter.setdefault(t.iteration, []).append(
                         (rank, label, PictureImage(0, pixels, entry["scale"], names, names[:t.shape[1]])))
+                elif kind == "column" and t.phase == "after" and t.shape[1] == 1 and _side(t.shape[0]):
+                    after.append((rank, label, entry, t))  # flow: a G² × 1 density, shown G × G
                 elif kind == "steps" and t.iteration and t.phase != "after" and t.shape[0] == 1:
                     steps.setdefault((t.iteration, rank), (label, entry, []))[2].append(t)
         for (k, rank), (label, entry, rows) in steps.items():
@@ -663,6 +674,11 @@ class Layout:
                 per_row = math.isqrt(t.shape[0])
             s.parts += [Text(r, 0, tt("after"), "bold"), Text(r, 1, label, "bold")]
             r += 1
+            if entry.get("kind") == "column":  # flow: the column's cells row by row, side × side
+                side = _side(t.shape[0])
+                im = PictureImage(0, [[(t, i * side + j, 0) for j in range(side)] for i in range(side)], entry["scale"])
+                r = self._picture_row(r - 1, "", [(0, "", im)], titled=False) + 1
+                continue
             for first in range(0, t.shape[0], per_row):
                 items = [(0, "", _image(t, n, _side(t.shape[1]), entry["scale"]))
                          for n in range(first, min(first + per_row, t.shape[0]))]
@@ -765,6 +781,7 @@ class Layout:
                                 for n, name in enumerate(names)]))
         r = max(r + 2, first + CHART_ROWS)  # below the chart
         r = self._lay_curve(r)
+        r = self._lay_scatter(r)
         s.print_rows = r  # printed on one page: the equations, settings, losses and chart(s)
         parts.append(Text(r, 0, tt("index"), "heading"))
         parts.append(Link(index_link, 0, tt("index") + " ↓", s.name, r))
@@ -776,7 +793,30 @@ class Layout:
                 r += 1
                 parts.append(Link(r, 0, sheet.name, sheet.name, 0))
         chart_end = len(names) + 2 + math.ceil(CHART_PX[0] / (points(CELL_WIDTH) * 4 / 3))
-        s.width = max(8, chart_end if names else 0)
+        s.width = max(8, chart_end if names else 0, self.scatter_width)
+
+    # -- flow: the model's [[scatter]] charts, side by side ----------------------------------------
+    scatter_width = 0  # the overview's columns the scatter charts cover
+
+    def _lay_scatter(self, r: int) -> int:
+        """The model's [[scatter]] charts (flow: the data and the samples; z = f(x) and the prior
+        draws), side by side under a heading each, every series an N × 2 tensor's cells (the
+        tensor's last record: the trained model's).  Returns the next free row."""
+        charts, lang, parts = self.tpl.model.get("scatter", []), self.tpl.lang, self.overview.parts
+        last = {t.name: t for t in self.tape.tensors}
+        placed = 0
+        for chart in charts:
+            series = [(s[lang], last[s["tensor"]]) for s in chart["series"] if s["tensor"] in last]
+            if not series:
+                continue
+            offset = placed * (CHART_PX[0] + 16)
+            x_title, y_title = chart["axes"]
+            parts.append(Scatter(r + 1, 0, chart[lang], None, series, x_title, offset=offset, y_title=y_title))
+            placed += 1
+        if not placed:
+            return r
+        self.scatter_width = math.ceil((placed * (CHART_PX[0] + 16)) / (points(CELL_WIDTH) * 4 / 3))
+        return r + 1 + CHART_ROWS + 1
 
     def _lay_curve(self, r: int) -> int:
         """The model's [curve] (rnn, lstm: ‖∂L_T/∂h_t‖), if it has one: a (T, 1) tensor of every

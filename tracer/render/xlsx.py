@@ -27,6 +27,7 @@ from tracer.render.layout import (
     Hyper,
     Link,
     Picture,
+    Scatter,
     Text,
     TokenRow,
     Views,
@@ -63,6 +64,7 @@ SCALES = {
     "signed": {"type": "2_color_scale", "min_type": "num", "min_value": -1, "min_color": "#FFFFFF",
                "max_type": "num", "max_value": 1, "max_color": "#000000"},
 }
+SCATTER_COLOURS = ("#1F4E79", "#E46C0A")  # flow: the data dark blue, the samples (or the draws) orange
 LABEL_ROW_HEIGHT = 48  # points: the row of a heatmap's column labels, written upwards
 
 
@@ -306,6 +308,23 @@ class _Writer:
         if p.log:
             chart.set_y_axis({"log_base": 10})
         ws.insert_chart(p.row, p.col, chart, {"x_scale": 1.3, "y_scale": 1.1})
+        return -1
+
+    def _scatter(self, ws, sheet, p: Scatter):
+        """flow: an XY scatter chart, each series a tensor's two columns (x₁ across, x₂ up)."""
+        chart = self.wb.add_chart({"type": "scatter"})
+        for (name, t), colour in zip(p.series, SCATTER_COLOURS):
+            place, last = self.layout.place[id(t)], t.shape[0] - 1
+            (r0, c0), (r1, c1) = place.rc(0, 0), place.rc(last, 0)
+            (s0, d0), (s1, d1) = place.rc(0, 1), place.rc(last, 1)
+            chart.add_series({"name": name, "categories": [place.sheet, r0, c0, r1, c1],
+                              "values": [place.sheet, s0, d0, s1, d1],
+                              "marker": {"type": "circle", "size": 5, "fill": {"color": colour},
+                                         "border": {"color": colour}}})
+        chart.set_title({"name": p.title})
+        chart.set_x_axis({"name": p.x_title, "label_position": "low"})  # the numbers at the edge, not across the points
+        chart.set_y_axis({"name": p.y_title, "label_position": "low"})
+        ws.insert_chart(p.row, p.col, chart, {"x_scale": 1.3, "y_scale": 1.1, "x_offset": p.offset})
         return -1
 
     def _block(self, ws, sheet, b: Block):
