@@ -27,10 +27,10 @@ def test_a_wrong_adam_formula_is_caught(engine, run_workbook, run_book, tmp_path
     src, book = run_workbook("vae-adam"), run_book("vae-adam")
     sheet = "Iteration 3"
     target = next((r, c) for (r, c), f in sorted(book.formulas[sheet].items())
-                  if "/(1-beta_1^" in f and abs(book.cached[sheet][(r, c)]) > 1e-6)
+                  if "/(1-IFERROR(beta_1^" in f and abs(book.cached[sheet][(r, c)]) > 1e-6)
     cell = f"{chr(64 + target[1])}{target[0]}"
     rewrite_formula(src, tmp_path / "broken.xlsx", sheet, cell,
-                    lambda f: f.replace("/(1-beta_1^", "/(1-beta_1*beta_1^"))
+                    lambda f: f.replace("/(1-IFERROR(beta_1^", "/(1-IFERROR(beta_1*beta_1^"))
     report = verify.verify_workbook(tmp_path / "broken.xlsx", engine=engine)
     assert not report.ok and report.n_mismatches >= 1
     assert cell in "\n".join(report.lines(limit=None))

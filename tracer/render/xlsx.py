@@ -124,7 +124,7 @@ class _Styles:
         self.row_label = f({"font_size": 8, "align": "right", "font_color": "#1F4E79"})
         self.col_label = f({"font_size": 8, "rotation": 90, "font_color": "#1F4E79"})
         self.stat = f({"italic": True, "font_color": "#595959", "align": "right"})
-        self.stat_value = f({"num_format": "General", "align": "left"})
+        self.stat_value = f({"num_format": NUMBER, "align": "left"})  # with the tiny rule, as every number
         # a student's cell: white, framed, unlocked; the self-check verdict; its colours
         self.answer = f({"bg_color": "#FFFFFF", "num_format": "General", "border": 1,
                          "border_color": "#7F7F7F", "locked": False})
@@ -434,6 +434,7 @@ class _Writer:
             # merge_range writes text: the formula goes into the first cell afterwards (XlsxWriter's way)
             ws.write_formula(row, start + 3, f"={fn}({cells})", self.st.stat_value,
                              self.value(t, float(v)) if t is not None else float(v))
+            self.decimals.append(f"{COLS[start + 3]}{row + 1}")
             self.cells += 2
 
     def _label(self, ws, sheet, row, col, label, fmt):
