@@ -309,3 +309,16 @@ def run_main(capsys):
         return (0 if code is None else code), out, err
 
     return run
+
+
+@pytest.fixture
+def refused(run_main):
+    """refused(*args) -> the line a command answers bad input with, after asserting the promise:
+    exit 2, one line, "error: …", no traceback."""
+
+    def run(*args):
+        code, _, err = run_main(*args)
+        assert code == 2 and len(err.strip().splitlines()) == 1 and err.startswith("error: "), (code, err)
+        return err.strip()
+
+    return run

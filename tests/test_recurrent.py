@@ -327,10 +327,9 @@ def test_generation_runs_the_recurrence_on(model):
     (["--prompt", "the zebra"], "'zebra' is not in the vocabulary"),
     (["--lr", "1e9"], "training diverged"),
 ])
-def test_bad_options_are_one_line_errors(run_main, tmp_path, model, args, message):
+def test_bad_options_are_one_line_errors(refused, tmp_path, model, args, message):
     out = tmp_path / "r.xlsx"
-    code, _, err = run_main("run", model, *args, "-o", out)
-    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert message in refused("run", model, *args, "-o", out)
     assert not out.exists()
 
 
