@@ -260,6 +260,13 @@ def gradcheck(model: str, sample: int | None = None, **options) -> list:
     return [report for k in traced for report in check(r.tape, k, sample=sample)]
 
 
+def bench_cases() -> list[str]:
+    """The names `bench(only=…)` accepts, in the order the benchmark runs them."""
+    from tracer.bench import case_names
+
+    return case_names()
+
+
 def bench(quick: bool = False, echo=print, only: tuple = ()) -> dict:
     """The benchmark of tracing and export (see tracer.bench)."""
     from tracer.bench import run_bench

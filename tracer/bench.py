@@ -463,6 +463,11 @@ def _table(res: dict, echo) -> None:
         echo(f"  {'PASS' if t['pass'] else 'MISS'}  {name}: {t['value']:.2f} (limit {t['limit']})")
 
 
+def case_names() -> list[str]:
+    """Every case `run_bench(only=…)` accepts, in the order it runs them."""
+    return [c.name for c in CASES] + [SPLIT]
+
+
 def run_bench(quick: bool = False, echo=print, repeat: int = 3, keep: Path | None = None,
               only: tuple = (), engines: tuple = VERIFY_ENGINES) -> dict:
     """Run the benchmark (quick: only the default-size cases: vae, gan, transformer), print a table via
@@ -475,7 +480,7 @@ def run_bench(quick: bool = False, echo=print, repeat: int = 3, keep: Path | Non
     `engines`: those the verify cases verify in."""
     start = time.perf_counter()
     res: dict[str, dict] = {"cli": {}}
-    names = [c.name for c in CASES] + [SPLIT]
+    names = case_names()
     unknown = set(only) - set(names)
     if unknown:
         raise TracerError(f"unknown bench case {sorted(unknown)[0]!r}: choose from {', '.join(names)}")

@@ -282,9 +282,7 @@ for _m in MODELS.values():
 @click.option("--quick", is_flag=True,
               help="only the default VAE, GAN and transformer (skip the ≥ 1M-cell, Adam and ×4 upscale cases)")
 @click.option("--case", "cases", multiple=True, metavar="NAME",
-              help="run only this case (repeatable): vae, vae_large, vae_adam, gan, gan_upscale4, gan_adam, "
-                   "transformer, transformer_large, rnn, rnn_large, lstm, lstm_large, bert, bert_large, "
-                   "vae_warmup, gan_draws, gan_draws_warmup, split")
+              help="run only this case (repeatable): " + ", ".join(api.bench_cases()))
 def bench(quick, cases):
     """Time tracing and export: cells written, cells/s, file size, peak memory.  The default VAE,
     GAN and transformer (best of 3 fresh processes, each also timed end to end as `tracer run
@@ -292,11 +290,12 @@ def bench(quick, cases):
     verify` of the default VAE in each engine (LibreOffice, IronCalc); the full run (without
     --quick) adds, once each: a ≥ 1M-cell VAE (hidden 80, verified in each engine too) and a
     ≥ 1M-cell transformer (4 blocks, d_model 32, context 16), both with a baseline, the VAE and
-    the GAN with --optimizer adam, the GAN with --upscale 4 --upscale-mode bilinear, the rnn, lstm
-    and bert at their default sizes and at ≥ 1M cells (with a baseline), the 2,000-step warm-ups
-    of the default VAE and of the README's GAN that draws a digit (with that GAN without its
-    warm-up, to compare the exports), and the cell counts of the default workbooks with and
-    without the step blocks of the formula rule (split)."""
+    the GAN with --optimizer adam, the GAN with --upscale 4 --upscale-mode bilinear, the rnn, lstm,
+    bert, diffusion and flow at their default sizes and at ≥ 1M cells (with a baseline), the
+    2,000-step warm-ups of the default VAE, of the README's GAN that draws a digit (with that GAN
+    without its warm-up, to compare the exports), of the diffusion model and of the flow, and the
+    cell counts of the default workbooks with and without the step blocks of the formula rule
+    (split)."""
     api.bench(quick=quick, echo=click.echo, only=cases)
 
 
