@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tracer.core.op import Elementwise, Op, as_range, record
+from tracer.core.op import Elementwise, Family, Op, as_range, record
 
 TO_SIGNED = Elementwise("to_signed", lambda a: 2 * a - 1, "2*{0}-1")
 ONE_MINUS = Elementwise("one_minus", lambda a: 1 - a, "1-{0}")
@@ -114,15 +114,12 @@ class ReverseStep(Op):
         return f + f"+SQRT({beta})*{c.at(5, i, j)}" if self.noise else f
 
 
-_STEPS: dict = {}
+_STEPS = Family(ReverseStep)  # (t, noise) -> its op
 
 
 def reverse_step_op(t: int, noise: bool) -> ReverseStep:
     """The reverse step at t (one instance per step and kind)."""
-    key = (int(t), bool(noise))
-    if key not in _STEPS:
-        _STEPS[key] = ReverseStep(*key)
-    return _STEPS[key]
+    return _STEPS(int(t), bool(noise))
 
 
 LINEAR_SCHEDULE, RUNNING_PRODUCT, PICK, NOISE_STRIP = LinearSchedule(), RunningProduct(), Pick(), NoiseStrip()
@@ -133,7 +130,7 @@ OPS = {op.name: op for op in (TO_SIGNED, ONE_MINUS, SQRT, DENOISE, LINEAR_SCHEDU
 
 def instances() -> list:
     """Every op instance: the single ones and each reverse step made so far."""
-    return [op for op in OPS.values() if not isinstance(op, ReverseStep)] + list(_STEPS.values())
+    return [op for op in OPS.values() if not isinstance(op, ReverseStep)] + _STEPS.made()
 
 
 # --- what a model calls -------------------------------------------------------------------------

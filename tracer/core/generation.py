@@ -34,7 +34,7 @@ from __future__ import annotations
 import numpy as np
 
 from tracer.core.linalg import Slice
-from tracer.core.op import Elementwise, Op, as_range, record
+from tracer.core.op import Elementwise, Family, Op, as_range, record
 
 
 def _refuse(name):
@@ -60,15 +60,12 @@ class TakeRows(_AfterTraining, Slice):
         return {"start": self.start, "n": self.width}
 
 
-_TAKES: dict = {}  # (start, n) -> its op: one instance per configuration
+_TAKES = Family(TakeRows)  # (start, n) -> its op
 
 
 def take_rows_op(start: int, n: int) -> TakeRows:
     """The op taking rows start … start+n−1 (one instance per pair)."""
-    key = (int(start), int(n))
-    if key not in _TAKES:
-        _TAKES[key] = TakeRows(*key)
-    return _TAKES[key]
+    return _TAKES(int(start), int(n))
 
 
 class AppendRow(_AfterTraining):
@@ -200,7 +197,7 @@ OPS = {op.name: op for op in (take_rows_op(0, 1), APPEND_ROW, DIVIDE, CUMSUM, AR
 
 def instances() -> list:
     """Every op instance: the single ones and each take_rows made so far."""
-    return [op for op in OPS.values() if not isinstance(op, TakeRows)] + list(_TAKES.values())
+    return [op for op in OPS.values() if not isinstance(op, TakeRows)] + _TAKES.made()
 
 
 # --- what a model calls ------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tracer.core.op import COPY, Elementwise, Op, dot, no_grad, only, record
+from tracer.core.op import COPY, Elementwise, Family, Op, dot, no_grad, only, record
 
 # --- gradient-only ops --------------------------------------------------------------------------
 
@@ -254,7 +254,7 @@ class Slice(Op):
 
     def backward(self, out, g, wanted):
         (x,) = out.inputs
-        pad = _piece(_PADS, Pad, self.axis, self.start, self.width)
+        pad = _piece(_PADS, self.axis, self.start, self.width)
         return only(wanted, lambda: record(pad, g, **{AXES[self.axis]: x.shape[self.axis]}))
 
 
@@ -291,35 +291,31 @@ class Pad(Op):
         return c.at(0, i, j - self.start) if self.axis else c.at(0, i - self.start, j)
 
 
-_SLICES: dict = {}  # (axis, start, width) -> its op: one instance per configuration
-_PADS: dict = {}
+_SLICES, _PADS = Family(Slice), Family(Pad)  # (axis, start, width) -> its op
 
 
-def _piece(cache, kind, axis, start, width):
-    key = (int(axis), int(start), int(width))
-    if key not in cache:
-        cache[key] = kind(*key)
-    return cache[key]
+def _piece(family, axis, start, width):
+    return family(int(axis), int(start), int(width))
 
 
 def slice_cols(start: int, width: int) -> Slice:
     """The slice op of columns start … start+width−1 (one instance per pair)."""
-    return _piece(_SLICES, Slice, 1, start, width)
+    return _piece(_SLICES, 1, start, width)
 
 
 def pad_cols(start: int, width: int) -> Pad:
     """The pad op putting a gradient back into columns start … start+width−1."""
-    return _piece(_PADS, Pad, 1, start, width)
+    return _piece(_PADS, 1, start, width)
 
 
 def slice_rows(start: int, n: int) -> Slice:
     """The slice op of rows start … start+n−1 (one instance per pair)."""
-    return _piece(_SLICES, Slice, 0, start, n)
+    return _piece(_SLICES, 0, start, n)
 
 
 def pad_rows(start: int, n: int) -> Pad:
     """The pad op putting a gradient back into rows start … start+n−1."""
-    return _piece(_PADS, Pad, 0, start, n)
+    return _piece(_PADS, 0, start, n)
 
 
 class Concat(Op):
@@ -349,7 +345,7 @@ class Concat(Op):
 
     def backward(self, out, g, wanted):
         offsets = np.cumsum([0] + [u.shape[self.axis] for u in out.inputs])
-        return tuple(record(_piece(_SLICES, Slice, self.axis, int(a), u.shape[self.axis]), g) if w else None
+        return tuple(record(_piece(_SLICES, self.axis, a, u.shape[self.axis]), g) if w else None
                      for a, u, w in zip(offsets, out.inputs, wanted))
 
 
@@ -368,7 +364,7 @@ them all)."""
 def instances() -> list:
     """Every op instance of this module: the single ones and each slice / pad made so far."""
     fixed = [op for op in OPS.values() if not isinstance(op, (Slice, Pad))]
-    return fixed + list(_SLICES.values()) + list(_PADS.values())
+    return fixed + _SLICES.made() + _PADS.made()
 
 
 # --- what a model calls -------------------------------------------------------------------------

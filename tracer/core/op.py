@@ -46,6 +46,23 @@ class Op:
         return {}
 
 
+class Family:
+    """Ops of one kind made on demand, one instance per configuration (a slice's columns, a
+    pooling's factor, a reverse step's t): family(*key) gives the same instance for the same key,
+    `made()` lists every one made so far (their texts share one [ops.<name>] entry)."""
+
+    def __init__(self, make):
+        self.make, self._made = make, {}
+
+    def __call__(self, *key):
+        if key not in self._made:
+            self._made[key] = self.make(*key)
+        return self._made[key]
+
+    def made(self) -> list:
+        return list(self._made.values())
+
+
 def holds_token_ids(t, memo: dict) -> bool:
     """Whether every cell of t is a token id: ids given as such (attribute decode), ids an op
     picks (argmax, sample, nearest), and references to token ids (a text, a window, a copy)."""

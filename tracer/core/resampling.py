@@ -38,7 +38,7 @@ from math import isqrt, lcm
 
 import numpy as np
 
-from tracer.core.op import Op
+from tracer.core.op import Family, Op
 
 FACTORS = (2, 4)
 MODES = ("nearest", "bilinear")
@@ -261,14 +261,12 @@ class AvgPoolGrad(Op):
         return f"{c.at(0, i, (r // f) * m + col // f)}/{f * f}"
 
 
-_POOLS: dict = {}
+_POOLS = Family(AvgPool)  # factor -> its op
 
 
 def avg_pool_op(factor: int) -> AvgPool:
     """The average pooling by `factor` (one instance per factor)."""
-    if factor not in _POOLS:
-        _POOLS[factor] = AvgPool(int(factor))
-    return _POOLS[factor]
+    return _POOLS(int(factor))
 
 
 def avg_pool(a, factor: int, name=None):
@@ -293,7 +291,7 @@ OPS |= {op.name: op for op in (avg_pool_op(2), avg_pool_op(2).grad_op)}  # a fam
 def instances() -> list:
     """Every op instance: the amplifier's and each average pooling made so far."""
     return [op for up in UPSCALES.values() for op in (up, up.grad_op)] + [
-        op for pool in _POOLS.values() for op in (pool, pool.grad_op)]
+        op for pool in _POOLS.made() for op in (pool, pool.grad_op)]
 
 
 def upscale(a, factor: int, mode: str, name=None):

@@ -122,9 +122,9 @@ def inverse(coords: list, p, couplings: int, prefix: str, tape=None):
     return coords
 
 
-def columns(x, prefix: str = ""):
-    """The two coordinates of points x (n×2), as references (n×1 each)."""
-    return [record(slice_cols(j, 1), x, name=f"{prefix}x{j + 1}") for j in range(2)]
+def columns(x, prefix: str = "", letter: str = "x"):
+    """The two coordinates of points x (n×2), as references (n×1 each) named <letter>1, <letter>2."""
+    return [record(slice_cols(j, 1), x, name=f"{prefix}{letter}{j + 1}") for j in range(2)]
 
 
 def grid_points(x: np.ndarray, side: int) -> np.ndarray:
@@ -192,8 +192,7 @@ def after_training(tape, p, data, coords, cfg) -> None:
         tape.at("after", "samples")
         z = tape.constant("z_prior", np.random.default_rng([cfg.seed, 1]).standard_normal((cfg.samples, 2)),
                           role="draw")
-        x = inverse([record(slice_cols(j, 1), z, name=f"[sample] z{j + 1}") for j in range(2)], p, cfg.couplings,
-                    "[sample] ", tape)
+        x = inverse(columns(z, "[sample] ", "z"), p, cfg.couplings, "[sample] ", tape)
         tape.at("after", "samples")
         concat_cols(x, name="x_sample")
     tape.at("after", "mapped")

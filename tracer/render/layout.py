@@ -793,11 +793,11 @@ class Layout:
                 r += 1
                 parts.append(Link(r, 0, sheet.name, sheet.name, 0))
         chart_end = len(names) + 2 + math.ceil(CHART_PX[0] / (points(CELL_WIDTH) * 4 / 3))
-        s.width = max(8, chart_end if names else 0, self.scatter_width)
+        scatters = sum(isinstance(part, Scatter) for part in parts)  # side by side
+        scatter_end = math.ceil(scatters * (CHART_PX[0] + 16) / (points(CELL_WIDTH) * 4 / 3))
+        s.width = max(8, chart_end if names else 0, scatter_end)
 
     # -- flow: the model's [[scatter]] charts, side by side ----------------------------------------
-    scatter_width = 0  # the overview's columns the scatter charts cover
-
     def _lay_scatter(self, r: int) -> int:
         """The model's [[scatter]] charts (flow: the data and the samples; z = f(x) and the prior
         draws), side by side under a heading each, every series an N × 2 tensor's cells (the
@@ -813,10 +813,7 @@ class Layout:
             x_title, y_title = chart["axes"]
             parts.append(Scatter(r + 1, 0, chart[lang], None, series, x_title, offset=offset, y_title=y_title))
             placed += 1
-        if not placed:
-            return r
-        self.scatter_width = math.ceil((placed * (CHART_PX[0] + 16)) / (points(CELL_WIDTH) * 4 / 3))
-        return r + 1 + CHART_ROWS + 1
+        return r + 1 + CHART_ROWS + 1 if placed else r
 
     def _lay_curve(self, r: int) -> int:
         """The model's [curve] (rnn, lstm: ‖∂L_T/∂h_t‖), if it has one: a (T, 1) tensor of every
