@@ -10,7 +10,7 @@ the loss, backpropagation through time, the vanishing-gradient view and generati
     ℓ_t = −ln P[t, y_t],  L = mean ℓ        sparse cross-entropy: the targets are ids
     backward: the tape's backward pass through the unrolled steps is backpropagation through time:
       ∂L/∂h_t = (via H: from the output at t) + (via the next step: from h_{t+1} through W_hh …),
-      ∂L/∂W_hh = Σ_t (via step t), …
+      ∂L/∂W_hh = Σ_t (via step t), …,  ∂L/∂X = [∂L/∂x_1; …; ∂L/∂x_T] (each step's 1×d row, stacked)
     vanishing: L_T = −ln softmax(h_T·W_hy + b_y)[y_T], the last step's loss alone, and a second
       backward pass from it down to h_1: ‖∂L_T/∂h_t‖ for t = 1 … T (how much of the last step's
       error reaches step t), charted on the Overview.
