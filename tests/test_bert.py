@@ -117,7 +117,7 @@ def test_gradcheck_every_parameter_of_every_iteration():
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_each_update_lowers_its_own_iterations_loss(optimizer):
     """The masked loss of each iteration is on other positions than the last one's, so it jumps
-    (README); what training must do is lower the loss it steps on: L_k(θ_k) < L_k(θ_{k−1}) on
+    (docs/models/bert.md); what training must do is lower the loss it steps on: L_k(θ_k) < L_k(θ_{k−1}) on
     iteration k's masks, for seeds 0–2, and after 4 iterations iteration 1's masks score better."""
     for seed in (0, 1, 2):
         cfg = config(seed=seed, optimizer=optimizer)
