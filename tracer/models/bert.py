@@ -113,10 +113,10 @@ def size(cfg: Config):
     V, T, d = len(tok.vocab) + 1, cfg.context, cfg.d_model  # the vocabulary and [MASK]
     ps = params(V)
     model = forward(T, V) + [(T, V), (T, 1), (T, V), (T, 1), (1, 1)]  # … P's exponentials, sums, P, ℓ, L
-    train = [(T, 1)] * 3 + model  # u, m, ids_in, …
-    step = train * 2 + train[::2] + ps + update(cfg.optimizer, ps) + model  # …, the evaluation pass
-    first = [(T, 1), (1, 1), (T, 1), (T, 1), (T, 1), (1, d), (T, d), *ps, *optimizer_state(cfg.optimizer, ps)]
-    after = [(T, 1), *forward(T, V), (T, 1), *[(1, V)] * 4, (cfg.top, 1), (cfg.top, 1), (T, 1)]
+    train = model + [(T, 1)] * 3  # …, u, m, ids_in
+    step = train * 2.5 + ps + update(cfg.optimizer, ps) + model  # forward, backward, update, the evaluation pass
+    first = ps + optimizer_state(cfg.optimizer, ps) + [(T, 1), (1, 1), (T, 1), (T, 1), (T, 1), (1, d), (T, d)]
+    after = forward(T, V) + [(T, 1), (T, 1), (cfg.top, 1), (cfg.top, 1), (T, 1)] + [(1, V)] * 4
     return estimate(first, step, cfg.iterations, after)
 
 

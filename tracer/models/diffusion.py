@@ -42,7 +42,7 @@ from tracer.core.embeddings import dimensions, sinusoidal
 from tracer.core.linalg import add_products, concat_cols, linear
 from tracer.core.losses import mse
 from tracer.core.resampling import avg_pool
-from tracer.core.size import Size, estimate, optimizer_state, sheet, update
+from tracer.core.size import Shapes, Size, estimate, optimizer_state, sheet, update
 from tracer.core.tape import Tape
 from tracer.data import mnist
 from tracer.models.base import Training, lr_opt, opt
@@ -118,7 +118,7 @@ def size(cfg: Config) -> Size:
                (1, 1)]
     backward = [(1, 1), (N, P), (N, H), (N, H)] + params
     step = [(S, 1), (S, d), (S, P + d), (S, H), (S, H), (S, P), (S, P), (S, P)]  # t, e(t), …, ε̂, z, x_{t−1}
-    after = sheet([(S, P)] + step * T) if S else Size(0, 0)
+    after = sheet(Shapes(step) * T + [(S, P)]) if S else Size(0, 0)
     return estimate(inputs, forward + backward + update(cfg.optimizer, params), cfg.iterations, after)
 
 

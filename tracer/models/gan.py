@@ -91,8 +91,8 @@ def size(cfg: Config) -> Size:
     forward = [(N, Z), (N, H), (N, H), (N, P), (N, P)] + [(N, H), (N, H), (N, 1), (N, 1)] * 3 + [(1, 1)] * 4
     step = forward * 2 + D * 3 + G + update(cfg.optimizer, D + G)
     if cfg.upscale:  # the amplifier, after the game: no gradient
-        step.append((N, P * cfg.upscale ** 2))
-    return estimate([(N, P), *G, *D, *optimizer_state(cfg.optimizer, D + G)], step, cfg.iterations)
+        step += [(N, P * cfg.upscale ** 2)]
+    return estimate([(N, P)] + G + D + optimizer_state(cfg.optimizer, D + G), step, cfg.iterations)
 
 
 def trace(cfg: Config) -> Tape:

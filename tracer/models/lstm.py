@@ -74,7 +74,7 @@ def size(cfg: Config):
     """The run's size from its options (tracer.core.size): per step 4 gates (pre-activation and
     activation), c, tanh c and h."""
     d, H = cfg.d_model, cfg.hidden
-    return recurrent.size(cfg, lambda V: [(V, d), *[(d, H), (H, H), (1, H)] * 4, (H, V), (1, V)], [(1, H)] * 11)
+    return recurrent.size(cfg, [(d, H), (H, H), (1, H)] * 4, [(1, H)] * 11)
 
 
 def trace(cfg: Config) -> Tape:

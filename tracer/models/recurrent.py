@@ -33,6 +33,7 @@ from tracer.core.activations import softmax
 from tracer.core.embeddings import embed, token_ids
 from tracer.core.linalg import concat_rows, linear, norms, row, rows_of
 from tracer.core.losses import mean, nll
+from tracer.core.size import Shapes
 from tracer.models.base import GenerativeText, opt
 from tracer.models.generation import Stateful
 from tracer.models.next_token import fit, generate_after, sequence, text_tape
@@ -100,18 +101,24 @@ class Unrolled:
         return Stateful(start, resume)
 
 
-def size(cfg, params, per_step):
-    """The run's size (tracer.core.size): params(V) the parameters' shapes, per_step the shapes one
-    step of the cell records; the vanishing-gradient pass adds about one more backward pass."""
+def size(cfg, cell_params, per_step):
+    """The run's size (tracer.core.size): cell_params the shapes of the cell's own parameters (every
+    step records its part of their gradients: ∂L/∂W = Σ_t …), per_step the shapes one step of the
+    cell records; Shapes counted T times, never listed."""
     d, H = cfg.d_model, cfg.hidden
+    own, step = Shapes(cell_params), Shapes([(1, d)] + per_step)  # x_t and the cell's tensors
+
+    def params(V):
+        return own + [(V, d), (H, V), (1, V)]
 
     def forward(m, V):
-        return [(m, d)] + [(1, d), *per_step] * m + [(m, H), (m, V), (m, V), (m, 1)]
+        return step * m + [(m, d), (m, H), (m, V), (m, V), (m, 1)]  # X, …, H, Z, P's exponentials, sums
 
-    def with_vanishing(m, V):  # L_T and its own backward pass through every step
-        return forward(m, V) + [(1, d), *per_step] * m
+    def backward(m, V):  # a gradient per forward tensor, about half as many parts (a state read twice),
+        # each step's part of the cell's parameter gradients; L_T's own pass back through every step
+        return forward(m, V) + (step * 0.5 + own + per_step) * m + [(m, d)] + [(1, V)] * 6  # ∂L/∂X; L_T's z, P
 
-    return sequence_size(cfg, params, with_vanishing, lambda m, V: [(1, d), *per_step, (1, V)])
+    return sequence_size(cfg, params, forward, lambda m, V: step + [(1, V)], backward)
 
 
 def train(cfg, name: str, cell: Cell):

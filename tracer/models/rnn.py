@@ -57,7 +57,7 @@ CELL = recurrent.Cell(("h",), init_params, step)
 def size(cfg: Config):
     """The run's size from its options (tracer.core.size)."""
     d, H = cfg.d_model, cfg.hidden
-    return recurrent.size(cfg, lambda V: [(V, d), (d, H), (H, H), (1, H), (H, V), (1, V)], [(1, H)] * 2)
+    return recurrent.size(cfg, [(d, H), (H, H), (1, H)], [(1, H)] * 2)  # W_xh, W_hh, b_h; a_t, h_t
 
 
 def trace(cfg: Config) -> Tape:
