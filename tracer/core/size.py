@@ -13,6 +13,7 @@ cells and for the rows of the tallest sheet.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 
 # Excel's limits, per sheet
 MAX_ROWS, MAX_COLS = 1_048_576, 16_384
@@ -109,17 +110,17 @@ def summed(part, first: int, last: int) -> Size:
     if n <= 0:
         return Size(0, 0)
     xs = sorted({first, (first + last) // 2, last})
-    ys = [part(x) for x in xs]
-    powers = (n, (first + last) * n / 2, _squares(last) - _squares(first - 1))  # Σ 1, Σ m, Σ m²
-    cells = rows = 0.0
-    for i, (x, y) in enumerate(zip(xs, ys)):
-        # the Lagrange polynomial of x: Π (m − x_j) / (x − x_j), its coefficients by power of m
-        coef, denominator = [1.0], 1.0
+    powers = (n, (first + last) * n // 2, _squares(last) - _squares(first - 1))  # Σ 1, Σ m, Σ m²
+    cells = rows = Fraction(0)
+    for i, x in enumerate(xs):
+        # the Lagrange polynomial of x, Π (m − x_j) / (x − x_j): its coefficients from m⁰ up, summed
+        coef, denominator = [1], 1
         for j, other in enumerate(xs):
             if j != i:
-                coef = [a - other * b for a, b in zip(coef + [0.0], [0.0] + coef)]
+                coef = [a - other * b for a, b in zip([0] + coef, coef + [0])]
                 denominator *= x - other
-        weight = sum(c * p for c, p in zip(reversed(coef), powers)) / denominator
+        weight = Fraction(sum(c * p for c, p in zip(coef, powers)), denominator)
+        y = part(x)
         cells, rows = cells + weight * y.cells, rows + weight * y.rows
     return Size(round(cells), round(rows))
 
