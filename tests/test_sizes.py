@@ -13,6 +13,7 @@ import pytest
 from conftest import RUNS
 
 from tracer import api, models
+from tracer.bench import BYTES_PER_CELL, forecast_seconds
 from tracer.core.size import BLOCK_ROWS, MAX_CELLS, MAX_DATA_VALUES, MAX_ROWS, Shapes, Size, estimate, sheet, summed
 from tracer.errors import TracerError
 from tracer.render.layout import Block, Layout, block_cells
@@ -64,10 +65,11 @@ def test_every_model_estimates_its_size(name):
 
 
 def real_size(tape, config) -> Size:
-    """What the workbook holds: its blocks' cells (Run.size) and the rows of its tallest sheet as laid out."""
+    """What the workbook holds: its blocks' cells (Run.size), the rows of its tallest sheet as laid
+    out, and its blocks."""
     layout = Layout(tape, Template.of(tape, "en"), config)
-    rows = max(b.place.row0 + b.place.display[0] for s in layout.sheets for b in s.parts if isinstance(b, Block))
-    return Size(block_cells(tape), rows)
+    blocks = [b for s in layout.sheets for b in s.parts if isinstance(b, Block)]
+    return Size(block_cells(tape), max(b.place.row0 + b.place.display[0] for b in blocks), len(blocks))
 
 
 @pytest.mark.parametrize("key", sorted(CASES))
@@ -82,6 +84,7 @@ def test_the_estimate_is_within_a_factor_of_1_5(key, run_tape):
     est, real = model.size(cfg), real_size(tape, dataclasses.asdict(cfg))
     assert 1 / 1.5 <= est.cells / real.cells <= 1.5, (key, est, real)
     assert 1 / 1.5 <= est.rows / real.rows <= 1.5, (key, est, real)
+    assert 1 / 1.5 <= est.blocks / real.blocks <= 1.5, (key, est, real)  # the forecast's time counts them
 
 
 def test_the_estimate_follows_the_options():
@@ -294,3 +297,34 @@ def test_the_cost_check_can_fail(tmp_path):
     result = subprocess.run([sys.executable, "-c", PEAK, CHILD, "run", "mlp", "-o", str(tmp_path / "out.xlsx")],
                             capture_output=True, text=True, timeout=600, check=True)
     assert result.stdout.split()[0] == "99"
+
+
+# --- a large run says how long it takes -----------------------------------------------------------------
+
+def test_a_large_run_is_announced_with_its_cells_file_and_time(tmp_path):
+    """Over a million cells, before any work: the estimate's cells, the file's size and the time from
+    the speed tracer/bench.py keeps (not the time itself: that is the bench's)."""
+    said = []
+    api.run("vae", hidden=80, output=tmp_path / "big.xlsx", announce=said.append)
+    est = models.vae.size(models.vae.Config(hidden=80))
+    assert est.cells > api.LARGE_RUN
+    assert said == [f"a large run: about {est.cells:,} cells, a workbook of about "
+                    f"{round(est.cells * BYTES_PER_CELL / 1e6)} MB, about "
+                    f"{api.duration(forecast_seconds(est.cells, est.blocks))} on this machine "
+                    f"(its speed measured by tracer bench)"]
+    for small in ({"output": tmp_path / "small.xlsx"}, {"output": tmp_path / "big.json", "hidden": 80}):
+        api.run("vae", announce=said.append, **small)  # a smaller run, or no workbook: nothing to say
+    assert len(said) == 1
+    assert [api.duration(s) for s in (0.2, 41.4, 150, 3599, 4800)] == ["1 s", "41 s", "2 min", "1 h 0 min", "1 h 20 min"]
+
+
+def test_the_command_announces_it_on_a_terminal(run_main, monkeypatch, tmp_path):
+    """`tracer run` prints the forecast before it traces, on a terminal (like the progress bar), and
+    keeps stderr to errors elsewhere; nothing new is refused."""
+    monkeypatch.setattr(api, "LARGE_RUN", 10)  # the default mlp's 50 cells count as large
+    code, out, err = run_main("run", "mlp", "-o", tmp_path / "a.xlsx")
+    assert code == 0 and "wrote" in out and err == ""
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    code, out, err = run_main("run", "mlp", "-o", tmp_path / "b.xlsx")
+    assert code == 0 and "wrote" in out
+    assert err.startswith("a large run: about ") and " cells, a workbook of about " in err.splitlines()[0]

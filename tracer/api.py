@@ -148,13 +148,44 @@ class Run:
         return export(self.tape, self.settings, Path(path), lang or self.lang, progress)
 
 
-def run(model: str, lang: str = "en", *, output=None, **options) -> Run:
+def run(model: str, lang: str = "en", *, output=None, announce=None, **options) -> Run:
     """Trace `model` with the CLI's options as keywords (e.g. iterations=4, lr=0.1).  `output`: where
     the run will be saved, if known: its format's size limits are checked before any work (any run
-    is held to tracer.core.size.MAX_CELLS values)."""
+    is held to tracer.core.size.MAX_CELLS values).  `announce(text)`: told, before any work, what a
+    large workbook will take (forecast)."""
     cfg = configure(model, lang, **options)
     m = models.get(model)
-    return Run(m, cfg, models.trace(m, cfg, Path(output).suffix if output is not None else None), lang)
+    fmt = Path(output).suffix.lower() if output is not None else None
+    if announce is not None and fmt == ".xlsx":
+        models.validate(cfg)
+        note = forecast(models.check_size(m, cfg, fmt))
+        if note:
+            announce(note)
+    return Run(m, cfg, models.trace(m, cfg, fmt), lang)
+
+
+LARGE_RUN = 1_000_000  # cells: a workbook this large is announced before the work, with its size and time
+
+
+def forecast(est) -> str | None:
+    """What a large workbook (over LARGE_RUN cells, estimated: tracer.core.size.Size) will take, in a
+    line: its cells, the file's size and the time on this machine (tracer.bench: the speed that
+    `tracer bench` measures); None for a smaller one."""
+    from tracer.bench import BYTES_PER_CELL, forecast_seconds
+
+    if est is None or est.cells <= LARGE_RUN:
+        return None
+    return (f"a large run: about {est.cells:,} cells, a workbook of about {est.cells * BYTES_PER_CELL / 1e6:,.0f} MB, "
+            f"about {duration(forecast_seconds(est.cells, est.blocks))} on this machine (its speed measured by "
+            f"tracer bench)")
+
+
+def duration(seconds: float) -> str:
+    """'40 s', '3 min', '1 h 20 min': a time to wait, to the precision it is known."""
+    if seconds < 60:
+        return f"{max(1, round(seconds))} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"
 
 
 def check_output(path, formats=FORMATS) -> Path:

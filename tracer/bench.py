@@ -116,6 +116,19 @@ TARGET_RATIO = 1.3
 TARGET_PEAK_MB = 400.0
 TARGET_WARMUP_S = 5.0  # a 2,000-step warm-up (the trace time of a warm-up case)
 _MB = 1024 * 1024
+# This machine's speed, from which `tracer run` forecasts a large run (tracer.api.forecast): the
+# seconds to trace, lay out and write a workbook are about cells × SECONDS_PER_CELL + blocks ×
+# SECONDS_PER_BLOCK (a block's title, equation, notes and place), its file about cells ×
+# BYTES_PER_CELL.  Fitted to the large cases of `tracer bench` on this 2-core machine; each bench
+# prints the fit of its own runs beside them: when they drift apart, put the new fit here.
+SECONDS_PER_CELL = 1 / 110_000
+SECONDS_PER_BLOCK = 0.0004
+BYTES_PER_CELL = 15
+
+
+def forecast_seconds(cells: int, blocks: int) -> float:
+    """The time a run of this estimated size (tracer.core.size.Size) takes to trace and write."""
+    return cells * SECONDS_PER_CELL + blocks * SECONDS_PER_BLOCK
 
 
 @dataclass(frozen=True)
@@ -204,8 +217,10 @@ def _child_tracer(args: dict) -> dict:
     t1 = time.perf_counter()
     cells = export(tape, dataclasses.asdict(cfg), Path(args["path"]))
     t2 = time.perf_counter()
+    est = model.size(cfg)
     return {"model": model.NAME, "hidden": getattr(cfg, "hidden", None), "iterations": cfg.iterations,
-            "warmup": getattr(cfg, "warmup", 0), "cells": cells, "trace_s": t1 - t0, "export_s": t2 - t1}
+            "warmup": getattr(cfg, "warmup", 0), "cells": cells, "trace_s": t1 - t0, "export_s": t2 - t1,
+            "est_cells": est.cells, "est_blocks": est.blocks}
 
 
 def _child_baseline(args: dict) -> dict:
@@ -458,9 +473,34 @@ def _table(res: dict, echo) -> None:
         for model, r in res[SPLIT]["models"].items():
             echo(f"  {model:<12} {r['cells']:>9,} = {r['cells'] - r['step_cells']:>9,} + {r['step_cells']:>6,} "
                  f"in {r['step_blocks']} step blocks (+{100 * r['step_cells'] / (r['cells'] - r['step_cells']):.1f}%)")
+    _speed(res, echo)
     echo("targets (informational):")
     for name, t in res["targets"].items():
         echo(f"  {'PASS' if t['pass'] else 'MISS'}  {name}: {t['value']:.2f} (limit {t['limit']})")
+
+
+def _speed(res: dict, echo) -> None:
+    """The forecast's constants against these runs: each case's time (trace and export) over the
+    forecast from its estimated size, and the constants fitted to the runs (least squares)."""
+    runs = [r for name, r in res.items() if isinstance(r, dict) and "est_blocks" in r and "_baseline_" not in name]
+    if not runs:
+        return
+    ratios = ", ".join(f"{r['model']} {(r['trace_s'] + r['export_s']) / forecast_seconds(r['est_cells'], r['est_blocks']):.2f}"
+                       for r in runs)
+    echo(f"forecast of a run's time (tracer.bench.SECONDS_PER_CELL = {SECONDS_PER_CELL * 1e6:.1f} µs, "
+         f"SECONDS_PER_BLOCK = {SECONDS_PER_BLOCK * 1e3:.2f} ms): measured / forecast: {ratios}")
+    xx = sum(r["est_cells"] ** 2 for r in runs)
+    xy = sum(r["est_cells"] * r["est_blocks"] for r in runs)
+    yy = sum(r["est_blocks"] ** 2 for r in runs)
+    tx = sum(r["est_cells"] * (r["trace_s"] + r["export_s"]) for r in runs)
+    ty = sum(r["est_blocks"] * (r["trace_s"] + r["export_s"]) for r in runs)
+    det = xx * yy - xy * xy
+    if len(runs) > 1 and det > 0:
+        per_cell, per_block = (tx * yy - ty * xy) / det, (ty * xx - tx * xy) / det
+        echo(f"  fitted to these runs: {per_cell * 1e6:.1f} µs per cell, {per_block * 1e3:.2f} ms per block "
+             f"(tracer/bench.py keeps the constants; put these there when they drift)")
+    files = [r["file_mb"] * _MB / r["cells"] for r in runs if r.get("file_mb")]
+    echo(f"  bytes per cell of these workbooks: {min(files):.1f} … {max(files):.1f} (BYTES_PER_CELL = {BYTES_PER_CELL})")
 
 
 def case_names() -> list[str]:

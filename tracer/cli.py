@@ -117,10 +117,19 @@ def _progress_note(text):
 
 
 def _progress(length, path):
-    """A progress bar on a terminal; elsewhere (a log, a pipe) nothing, so that stderr holds only
-    the one line of an error or an interruption."""
-    return click.progressbar(length=length, label=f"writing {path.name}",
-                             file=sys.stderr if sys.stderr.isatty() else io.StringIO())
+    """A progress bar on a terminal, with the time left (from the pace so far); elsewhere (a log, a
+    pipe) nothing, so that stderr holds only the one line of an error or an interruption."""
+    start = time.perf_counter()
+
+    def left(_):
+        elapsed, done = time.perf_counter() - start, bar.pos / max(length, 1)
+        if done < 0.01 or elapsed < 1:  # too early to tell
+            return None
+        return f"about {api.duration(elapsed * (1 - done) / done)} left"
+
+    bar = click.progressbar(length=length, label=f"writing {path.name}", show_eta=False, item_show_func=left,
+                            file=sys.stderr if sys.stderr.isatty() else io.StringIO())
+    return bar
 
 
 def _make_run(model):
@@ -133,7 +142,7 @@ def _make_run(model):
         start = time.perf_counter()
         options = options_of(model, kwargs)
         path = api.check_output(output or api.default_path(model.NAME, lang, config=api.configure(model.NAME, lang, **options)))
-        r = api.run(model.NAME, lang, output=path, **options)
+        r = api.run(model.NAME, lang, output=path, announce=_progress_note, **options)
         if path.suffix.lower() == ".xlsx":
             with _progress(r.size, path) as bar:
                 cells = r.save(path, progress=bar.update)
@@ -187,7 +196,7 @@ def _make_exercise(model):
         options = options_of(model, kwargs)
         path = api.exercise_path(output or api.default_path(model.NAME, lang, "_exercise",
                                                             api.configure(model.NAME, lang, **options)))
-        r = api.run(model.NAME, lang, output=path, **options)
+        r = api.run(model.NAME, lang, output=path, announce=_progress_note, **options)
         layout, ex = api.lay_out_exercise(r, blank, blank_iterations, self_check)
         with _progress(r.size, path) as bar:
             cells = api.write_exercise(layout, path, bar.update)

@@ -40,12 +40,13 @@ def turned(rows: int, cols: int) -> bool:
 class Size:
     cells: int  # the values of every tensor the run records
     rows: int  # the rows of its tallest sheet (of one sheet, for a part of a sheet)
+    blocks: int = 0  # the tensors: each a block of the workbook (its time to write: tracer.bench.SPEED)
 
     def __add__(self, other: Size) -> Size:  # one part of a sheet below the other
-        return Size(self.cells + other.cells, self.rows + other.rows)
+        return Size(self.cells + other.cells, self.rows + other.rows, self.blocks + other.blocks)
 
     def __mul__(self, k: int) -> Size:  # k such parts
-        return Size(self.cells * k, self.rows * k)
+        return Size(self.cells * k, self.rows * k, self.blocks * k)
 
 
 class Shapes:
@@ -76,19 +77,18 @@ class Shapes:
 
 def sheet(shapes) -> Size:
     """The cells and rows of one sheet of blocks, one block per (rows, cols) (Shapes or a list)."""
-    cells = rows = 0
+    cells = rows = blocks = 0
     for (r, c), n in Shapes(shapes).counts.items():
-        cells += n * r * c
-        rows += n * (BLOCK_ROWS + (c if turned(r, c) else r))
-    return Size(round(cells), round(rows))
+        cells, rows, blocks = cells + n * r * c, rows + n * (BLOCK_ROWS + (c if turned(r, c) else r)), blocks + n
+    return Size(round(cells), round(rows), round(blocks))
 
 
 def estimate(inputs, iteration, iterations: int, after=()) -> Size:
     """A run: the inputs sheet, `iterations` sheets like `iteration`, and the sheet after training;
     each given as its shapes or as a Size."""
     sheets = [s if isinstance(s, Size) else sheet(s) for s in (inputs, iteration, after)]
-    cells = sheets[0].cells + iterations * sheets[1].cells + sheets[2].cells
-    return Size(cells, max(s.rows for s in sheets))
+    total = sheets[0] + sheets[1] * iterations + sheets[2]
+    return Size(total.cells, max(s.rows for s in sheets), total.blocks)
 
 
 def optimizer_state(optimizer: str, params) -> Shapes:
@@ -111,7 +111,7 @@ def summed(part, first: int, last: int) -> Size:
         return Size(0, 0)
     xs = sorted({first, (first + last) // 2, last})
     powers = (n, (first + last) * n // 2, _squares(last) - _squares(first - 1))  # Σ 1, Σ m, Σ m²
-    cells = rows = Fraction(0)
+    total = [Fraction(0)] * 3  # cells, rows, blocks
     for i, x in enumerate(xs):
         # the Lagrange polynomial of x, Π (m − x_j) / (x − x_j): its coefficients from m⁰ up, summed
         coef, denominator = [1], 1
@@ -121,8 +121,8 @@ def summed(part, first: int, last: int) -> Size:
                 denominator *= x - other
         weight = Fraction(sum(c * p for c, p in zip(coef, powers)), denominator)
         y = part(x)
-        cells, rows = cells + weight * y.cells, rows + weight * y.rows
-    return Size(round(cells), round(rows))
+        total = [t + weight * v for t, v in zip(total, (y.cells, y.rows, y.blocks))]
+    return Size(*map(round, total))
 
 
 def _squares(k: int) -> int:

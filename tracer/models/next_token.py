@@ -22,7 +22,7 @@ from tracer.core.activations import softmax
 from tracer.core.embeddings import positional_encoding, token_ids
 from tracer.core.generation import take_rows
 from tracer.core.losses import cross_entropy, one_hot
-from tracer.core.size import Shapes, Size, estimate, optimizer_state, sheet, summed, update
+from tracer.core.size import BLOCK_ROWS, Shapes, Size, estimate, optimizer_state, sheet, summed, update
 from tracer.core.tape import Tape
 from tracer.data.text import BOUNDARY
 from tracer.errors import TracerError
@@ -87,7 +87,7 @@ def _generation(cfg, forward, resume, V: int, start: int) -> Size:
     total += sheet(Shapes([(1, V), (1, V), (1, V), (1, 1)]) * (K * (steps - 1)))
     n = steps  # the texts: start + 1 … start + steps tokens per chain, and each chain's final one
     texts = n * start + n * (n + 1) // 2 + start + steps
-    return total + Size(chains * texts, chains * (texts + 5 * (n + 1)))
+    return total + Size(chains * texts, chains * (texts + BLOCK_ROWS * (n + 1)), chains * (n + 1))
 
 
 def text_tape(name: str, tok) -> Tape:
