@@ -8,6 +8,8 @@ long warm-ups are checked where they are computed (test_stability, test_diffusio
 from __future__ import annotations
 
 import functools
+import re
+import shlex
 
 import numpy as np
 import pytest
@@ -103,3 +105,99 @@ def test_gan():
     adam = traced("gan", optimizer="adam")
     says(page, f"`--optimizer adam`: D(x_fake) {', '.join(num(float(adam['D_fake', k].mean()), 3) for k in range(1, 5))}; "
                f"L_D {', '.join(num(v) for v in adam.losses['L_D'])}.")
+
+
+# --- the language models ------------------------------------------------------------------------
+
+def max_rel(model: str, **options) -> str:
+    """The largest relative error of `tracer gradcheck MODEL` over every iteration (its first loss)."""
+    return sci(max(r.max_rel for r in api.gradcheck(model, **options)))
+
+
+def test_skipgram(cells):
+    page = "models/skipgram.md"
+    r = traced("skipgram")
+    vocab, pairs = len(r.tape.meta["tokenized"].vocab), r["h", 1].shape[0]
+    loss = r.losses["loss"]
+    says(page, f"V = {vocab}, P = {pairs} pairs, d = 4, lr = 4, 8 iterations) the loss goes {num(loss[0])} → {num(loss[-1])}",
+         f"the default workbook has {count(cells('skipgram'))} cells",
+         f"largest relative error {max_rel('skipgram')} ({max_rel('skipgram', negative=2)} with `--negative 2`)")
+
+
+def test_attention(cells):
+    page = "models/attention.md"
+    sgd, adam = losses("attention"), losses("attention", optimizer="adam")
+    says(page, f"the loss goes {arrow(sgd)} (Adam, lr 0.05: {num(adam[0])} → {num(adam[-1])})",
+         f"The default workbook has {count(cells('attention'))} cells with generation",
+         f"largest relative error {max_rel('attention')}")
+
+
+def test_transformer(cells, written):
+    page = "models/transformer.md"
+    sgd, adam = losses("transformer"), losses("transformer", optimizer="adam")
+    bpe = len(traced("transformer", tokenizer="bpe").tape.meta["tokenized"].vocab)
+    says(page, f"loss goes {arrow(sgd)} (Adam, lr 0.02: {arrow(adam)})",
+         f"The default workbook has {count(cells('transformer'))} cells ({count(written('transformer', generate=0))} "
+         f"without generation); with Adam {count(written('transformer', optimizer='adam'))}",
+         f"(V = {bpe} for the English text)")
+    long, long_adam = traced("transformer", iterations=40), traced("transformer", iterations=40, optimizer="adam")
+    says(page, f"the greedy text is the training text itself: `{long.generated[0][1]}` (the loss reaches "
+               f"{num(long.losses['loss'][-1])} with SGD, {num(long_adam.losses['loss'][-1])} with Adam)")
+
+
+def test_bert(cells):
+    page = "models/bert.md"
+    sgd, adam = losses("bert"), losses("bert", optimizer="adam")
+    masked = [int(traced("bert")["m", k].sum()) for k in range(1, 5)]
+    says(page, f"the loss goes {arrow(sgd)} (Adam, lr 0.02: {arrow(adam)})",
+         f"each iteration masks other positions ({', '.join(map(str, masked[:-1]))} and {masked[-1]} of the 8 here)",
+         f"The default workbook has {count(cells('bert'))} cells")
+    [(_, filled, [[(token, p), *_]])] = traced("bert", optimizer="adam").filled
+    says(page, f"(With Adam: `{filled}`, {token} {num(p)}.)")
+
+
+def norm(v: float) -> str:
+    """A gradient norm as the vanishing-gradient table writes it: 5.9e-5, 0.028, 1.0."""
+    v = float(f"{v:.1e}")  # two significant digits, then the notation
+    return sci(v) if v < 0.01 else f"{v:#.2g}"
+
+
+def test_rnn_and_lstm(cells):
+    for model, page in (("rnn", "models/rnn.md"), ("lstm", "models/lstm.md")):
+        lr = {"rnn": "0.5", "lstm": "1.0"}[model]
+        says(page, f"| {model}, SGD | {lr} | {arrow(losses(model))} | {count(cells(model))} |",
+             f"| {model}, Adam | 0.05 | {arrow(losses(model, optimizer='adam'))} | |")
+    norms = {(m, seed, k): traced(m, context=16, seed=seed)["|dL_T/dh|", k].ravel()
+             for m in ("rnn", "lstm") for seed in (0, 1, 2) for k in (1, 4)}
+    ratio = {key: n[0] / n[-1] for key, n in norms.items()}
+    page = "models/rnn.md"
+    says(page, "| t | " + " | ".join(str(t) for t in range(1, 17)) + " |",
+         *(f"| {m} | " + " | ".join(norm(v) for v in norms[m, 0, 1]) + " |" for m in ("rnn", "lstm")),
+         f"is {sci(ratio['rnn', 0, 1])} for the RNN and {sci(ratio['lstm', 0, 1])} for the LSTM (iteration 4: "
+         f"{sci(ratio['rnn', 0, 4])} and {sci(ratio['lstm', 0, 4])})",
+         "The measured ratios are " + ", ".join(sci(ratio["rnn", s, 1]) for s in (0, 1)) + f" and {sci(ratio['rnn', 2, 1])} "
+         "for the RNN and " + ", ".join(sci(ratio["lstm", s, 1]) for s in (0, 1)) + f" and {sci(ratio['lstm', 2, 1])} for the LSTM")
+
+
+# --- what a command prints ----------------------------------------------------------------------
+
+def shown_commands() -> list[tuple[str, str, list[str]]]:
+    """(page, command, the lines shown after it) for every block of the docs that starts `$ tracer …`."""
+    from documented import ROOT
+
+    found = []
+    for path in sorted((ROOT / "docs").rglob("*.md")):
+        for block in re.findall(r"^```\n(\$ tracer .*?)\n```", path.read_text("utf-8"), re.S | re.M):
+            command, *lines = block.splitlines()
+            found.append((path.relative_to(ROOT / "docs").as_posix(), command[2:], lines))
+    return found
+
+
+@pytest.mark.parametrize("page, command, lines", shown_commands(), ids=lambda v: v if isinstance(v, str) and v.startswith("tracer") else "")
+def test_a_shown_command_prints_what_the_page_shows(page, command, lines, run_main, tmp_path, monkeypatch):
+    """The page shows the command's output as it prints it; only the time it took may differ."""
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_main(*shlex.split(command)[1:])
+    assert code == 0, err
+    timed = lambda line: re.sub(r"\(\d+\.\d s\)$", "(… s)", line.rstrip())
+    assert [timed(line) for line in out.splitlines()] == [timed(line) for line in lines], f"{page}: `{command}` prints\n{out}"
