@@ -54,3 +54,12 @@ def sci(x: float, digits: int = 1) -> str:
     """'5.8e-5' (the docs' short scientific notation: no leading zeros in the exponent)."""
     mantissa, exponent = f"{x:.{digits}e}".split("e")
     return f"{mantissa}e{int(exponent)}"
+
+
+def table_row(page: str, first: str) -> list[str]:
+    """The cells of the table row of `page` whose first cell is `first` (exactly one such row)."""
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")]
+            for line in text_of(page).splitlines() if line.startswith("|")]
+    found = [row for row in rows if row[0] == first]
+    assert len(found) == 1, f"{page}: {len(found)} table rows start with {first!r}"
+    return found[0]

@@ -201,3 +201,19 @@ def test_a_shown_command_prints_what_the_page_shows(page, command, lines, run_ma
     assert code == 0, err
     timed = lambda line: re.sub(r"\(\d+\.\d s\)$", "(… s)", line.rstrip())
     assert [timed(line) for line in out.splitlines()] == [timed(line) for line in lines], f"{page}: `{command}` prints\n{out}"
+
+
+# --- the mlp, diffusion, the flow ---------------------------------------------------------------
+
+def test_mlp():
+    page = "models/mlp.md"
+    for config, label in (("softmax_classifier", "5 SGD steps"), ("xor", "12 iterations")):
+        (series,) = traced("mlp", config=config).losses.values()
+        says(page, f"{label} (loss {num(series[0], 3)} → {num(series[-1], 3)})")
+
+
+def test_flow(cells):
+    page = "models/flow.md"
+    says(page, f"| SGD | 0.05 | {arrow(losses('flow'))} | {count(cells('flow'))} |",
+         f"| Adam | 0.003 | {arrow(losses('flow', optimizer='adam'))} | |",
+         f"(largest relative error {max_rel('flow')} over the 4 default iterations)")
