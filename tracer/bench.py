@@ -110,6 +110,11 @@ MIN_LARGE_CELLS = 1_000_000
 VERIFY_ENGINES = ("libreoffice", "ironcalc")
 SPLIT = "split"  # the extra case: the defaults' cells before and after the split into steps
 SPLIT_MODELS = ("vae", "gan", "skipgram", "attention", "transformer", "mlp")
+REFUSALS = "refusals"  # the extra case: runs too large for any workbook, refused on their options alone
+REFUSED = (("--version",), ("run", "bert", "--layers", "1000000"),
+           ("run", "bert", "--heads", "50000000", "--d-model", "100000000"), ("run", "transformer", "--layers", "1000000"),
+           ("run", "transformer", "--layers", "100000"), ("run", "rnn", "--hidden", "1000000000"),
+           ("run", "attention", "--generate", "1000000000000"))  # --version: Python and tracer starting, for scale
 BASELINE_WIDTH = 64
 TARGET_E2E_S = 3.0
 TARGET_RATIO = 1.3
@@ -122,8 +127,8 @@ _MB = 1024 * 1024
 # BYTES_PER_CELL.  Fitted to the large cases of `tracer bench` on this 2-core machine; each bench
 # prints the fit of its own runs beside them: when they drift apart, put the new fit here.
 SECONDS_PER_CELL = 1 / 110_000
-SECONDS_PER_BLOCK = 0.0004
-BYTES_PER_CELL = 15
+SECONDS_PER_BLOCK = 0.0006
+BYTES_PER_CELL = 18
 
 
 def forecast_seconds(cells: int, blocks: int) -> float:
@@ -385,6 +390,17 @@ def _end_to_end(model: str, folder: Path, keep: bool = False) -> dict:
     return result
 
 
+def _refused(args: tuple, folder: Path) -> dict:
+    """`tracer ARGS` refused (exit 2; `--version`: 0) in a fresh process: wall time from outside, the
+    child's ru_maxrss."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "tracer.cli", *args, *(["-o", str(folder / "refused.xlsx")]
+                            if args[0] == "run" else [])], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    return {"wall_s": time.perf_counter() - t0, "peak_mb": usage.ru_maxrss / 1024,
+            "code": os.waitstatus_to_exitcode(status)}
+
+
 def _best(runs: list[dict], key: str) -> dict:
     """The fastest of repeated runs, with the largest peak memory seen in any of them."""
     best = dict(min(runs, key=lambda r: r[key]))
@@ -428,7 +444,7 @@ def _table(res: dict, echo) -> None:
     echo(head)
     echo("-" * len(head))
     for name, r in res.items():
-        if name in ("cli", "targets", "bench", SPLIT) or "_verify_" in name:
+        if name in ("cli", "targets", "bench", SPLIT, REFUSALS) or "_verify_" in name:
             continue
         if "baseline" in name:
             label = name.replace("_baseline_", " baseline ")
@@ -473,6 +489,10 @@ def _table(res: dict, echo) -> None:
         for model, r in res[SPLIT]["models"].items():
             echo(f"  {model:<12} {r['cells']:>9,} = {r['cells'] - r['step_cells']:>9,} + {r['step_cells']:>6,} "
                  f"in {r['step_blocks']} step blocks (+{100 * r['step_cells'] / (r['cells'] - r['step_cells']):.1f}%)")
+    if REFUSALS in res:
+        echo("refused before any work (exit 2), each in a fresh process: wall time, peak memory")
+        for args, r in res[REFUSALS].items():
+            echo(f"  tracer {args:<58} {r['wall_s']:6.2f} s  {r['peak_mb']:5.0f} MB  exit {r['code']}")
     _speed(res, echo)
     echo("targets (informational):")
     for name, t in res["targets"].items():
@@ -505,7 +525,7 @@ def _speed(res: dict, echo) -> None:
 
 def case_names() -> list[str]:
     """Every case `run_bench(only=…)` accepts, in the order it runs them."""
-    return [c.name for c in CASES] + [SPLIT]
+    return [c.name for c in CASES] + [SPLIT, REFUSALS]
 
 
 def run_bench(quick: bool = False, echo=print, repeat: int = 3, keep: Path | None = None,
@@ -535,6 +555,9 @@ def run_bench(quick: bool = False, echo=print, repeat: int = 3, keep: Path | Non
             res.update(_case(case, folder, repeat if case.default else 1, keep is not None, engines))
             if res[case.name]["cells"] < case.min_cells:
                 raise RuntimeError(f"the {case.name} case wrote only {res[case.name]['cells']:,} cells")
+        if REFUSALS in only or not (quick or only):
+            res[REFUSALS] = {" ".join(args): _best([_refused(args, folder) for _ in range(repeat)], "wall_s")
+                             for args in REFUSED}
         for case in cases:
             if case.default:
                 res["cli"][case.model] = _best([_end_to_end(case.model, folder, keep is not None)
