@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -167,17 +168,30 @@ def run(model: str, lang: str = "en", *, output=None, announce=None, **options) 
 LARGE_RUN = 1_000_000  # cells: a workbook this large is announced before the work, with its size and time
 
 
-def forecast(est) -> str | None:
+def forecast(est, busy: float | None = None) -> str | None:
     """What a large workbook (over LARGE_RUN cells, estimated: tracer.core.size.Size) will take, in a
     line: its cells, the file's size and the time on this machine (tracer.bench: the speed that
-    `tracer bench` measures); None for a smaller one."""
+    `tracer bench` measures), `busy` times longer while other work shares it (measured: busy());
+    None for a smaller one."""
     from tracer.bench import BYTES_PER_CELL, forecast_seconds
 
     if est is None or est.cells <= LARGE_RUN:
         return None
+    busy = machine_busy() if busy is None else busy
+    shared = f"; {busy:.1f}× that now, other work sharing it" if busy >= 1.2 else ""
     return (f"a large run: about {est.cells:,} cells, a workbook of about {est.cells * BYTES_PER_CELL / 1e6:,.0f} MB, "
-            f"about {duration(forecast_seconds(est.cells, est.blocks))} on this machine (its speed measured by "
-            f"tracer bench)")
+            f"about {duration(forecast_seconds(est.cells, est.blocks) * busy)} on this machine (its speed measured "
+            f"by tracer bench{shared})")
+
+
+def machine_busy() -> float:
+    """How many times slower a run is now than with the machine to itself: the load average of the
+    last minute over the processors, at least 1 (1 where the system does not say)."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return 1.0
+    return max(1.0, load / (os.cpu_count() or 1))
 
 
 def duration(seconds: float) -> str:

@@ -77,6 +77,15 @@ workbooks, and how many of them the step blocks of the formula rule hold (a soft
 exponentials and row sums, a loss's terms: the tensors tracer.core.op.Composite records); the
 count without those blocks is the workbook's size before the ops were split into steps.
 
+Refusals ("refusals", full run or ``--case refusals``): ``REFUSED``, runs no workbook could hold
+(issue 21's ``bert --layers 1000000`` …), each ``tracer run`` in a fresh process: wall time and
+peak memory (``os.wait4``), beside ``tracer --version`` (Python and tracer starting) for scale.
+
+Forecast: after its runs the bench prints each case's time (trace and export) over the forecast
+``forecast_seconds`` makes from the case's estimated size, and the per-cell and per-block
+constants fitted to these runs (least squares), to keep ``SECONDS_PER_CELL``,
+``SECONDS_PER_BLOCK`` and ``BYTES_PER_CELL`` current.
+
 Targets (printed as PASS/MISS): default ``tracer run vae`` <= 3 s end to end; export <= 1.3x
 the stock baseline (every case with a baseline); peak memory of a >= 1M-cell export process
 <= 400 MB (every case of >= 1M cells); a 2,000-step warm-up (the trace time of a case with one)
