@@ -210,7 +210,7 @@ def test_other_workbooks_are_portable(run_book, run_workbook, key):
 
 def every_op_tape():
     """The ops no model of RUNS records (an mlp's mean BCE, every amplifier and its gradient, a
-    slice's pad, the sum of a 1 × 1 factor's gradient, average pooling's gradient), each applied
+    slice's pad, a row slice's pad, the sum of a 1 × 1 factor's gradient, average pooling's gradient), each applied
     and differentiated."""
     import numpy as np
 
@@ -235,6 +235,12 @@ def every_op_tape():
     loss = losses.bce_mean(activations.sigmoid(pooled, name="pp"), y, name="Lpool")
     tape.at("backward")
     tape.backward(loss, {"img": pooled.inputs[0]}, prefix="Lpool")
+    tape.at("forward")  # a row read alone, the other left: its gradient put back in place (pad_rows)
+    top = tape.apply(linalg.slice_rows(0, 1), linalg.mul(s, x, name="s·x"), name="x_top")
+    head = tape.apply(linalg.slice_cols(0, 4), top, name="top4")
+    loss = losses.bce_mean(activations.sigmoid(head, name="pt"), tape.constant("y_top", y.value[:1]), name="Ltop")
+    tape.at("backward")
+    tape.backward(loss, {"x": x, "s": s}, prefix="Ltop")
     return tape
 
 
@@ -258,7 +264,7 @@ def test_every_op_writes_portable_formulas(run_tape):
             walked.add(t.op.name)
     in_runs = {t.op.name for key in RUNS for t in run_tape(key)[1].tensors if t.op is not None}
     assert walked | in_runs == set(core.OPS)
-    assert {"bce_mean", "pad_cols", "sum_all", "upscale_bilinear_4_grad"} <= walked - in_runs
+    assert {"bce_mean", "pad_cols", "pad_rows", "sum_all", "upscale_bilinear_4_grad"} <= walked - in_runs
 
 
 def test_self_check_cells_are_portable(tmp_path, run_main):

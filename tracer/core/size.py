@@ -6,8 +6,8 @@ inputs, one iteration, after training), as `Shapes`: each shape with how many te
 that `block * layers` is a count, not a list, and an estimate is a closed form that takes
 microseconds whatever the numbers typed.  `estimate` adds them up the way the workbook lays them
 out: every tensor a block of BLOCK_ROWS rows around its grid, a row vector (1 × n) or a very wide
-tensor shown turned.  A test holds every model's estimate within 1.5× of the real run, for the
-cells and for the rows of the tallest sheet.
+tensor shown turned.  A test holds every model's estimate within 1.5× of the real workbook: its
+cells, the rows of its tallest sheet and its blocks.
 """
 
 from __future__ import annotations
