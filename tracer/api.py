@@ -157,6 +157,23 @@ def run(model: str, lang: str = "en", *, output=None, **options) -> Run:
     return Run(m, cfg, models.trace(m, cfg, Path(output).suffix if output is not None else None), lang)
 
 
+def from_torch(model, x, y, loss_fn, optimizer=None, iterations: int = 4, lang: str = "en", *, warmup: int = 0,
+               output=None) -> Run:
+    """Trace a PyTorch model (tracer.frontends.pytorch; needs `pip install "tracer[torch]"`):
+    loss_fn(model(x), y) captured with torch.fx, then `iterations` training steps of `optimizer`
+    (torch.optim.SGD, Adam or AdamW; None: SGD with lr 0.01), every number a formula equal to
+    PyTorch's.  The model and the optimizer are read, not changed.  Random draws in forward come
+    from PyTorch's generator as it stands (seed it first).  The same Run as `run`; `warmup` steps
+    run first, unrecorded; `output`: its format's size limits are checked before any work."""
+    from tracer.frontends import pytorch as front
+
+    m = models.get("torch")
+    cfg = m.Config(warmup=_check_type(m, next(f for f in dataclasses.fields(m.Config) if f.name == "warmup"), warmup))
+    cfg.source = front.Source(model, x, y, loss_fn, optimizer, iterations)
+    front.check(cfg.source)
+    return Run(m, cfg, models.trace(m, cfg, Path(output).suffix if output is not None else None), lang)
+
+
 def check_output(path, formats=FORMATS) -> Path:
     """Refuse an output path before any work: an unknown suffix, a folder, a folder that cannot be
     written."""
