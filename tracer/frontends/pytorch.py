@@ -37,12 +37,11 @@ import numpy as np
 from tracer.core import activations as act
 from tracer.core import embeddings, linalg, losses, normalization
 from tracer.core import optimizers as optim
-from tracer.core.op import record
+from tracer.core.op import COPY, record
 from tracer.core.size import Size, estimate
 from tracer.errors import TracerError
 
 INSTALL = 'PyTorch is not installed: pip install "tracer[torch]" (or pip install torch; the CPU build is enough)'
-TORCH_FILES = re.compile(r"[/\\](torch|tracer|runpy|importlib)[/\\]|<frozen ")  # frames that are not the user's
 FRAME = re.compile(r'File "([^"]+)", line (\d+)')
 
 
@@ -160,7 +159,37 @@ def capture(src: Source):
             loss = self.loss_fn if "loss_fn" in self._modules else self.__dict__["loss_call"]
             return loss(self.model(x), y)
 
-    tracer = torch.fx.Tracer()
+    class Shaped(torch.fx.Proxy):
+        """The data's proxy, with the data's own shape and dtype: a loop over x.shape[0] or len(x)
+        unrolls (the data is fixed, so is its shape), torch.zeros(…, dtype=x.dtype) is a constant."""
+
+        @property
+        def shape(self):
+            return self.known.shape
+
+        @property
+        def dtype(self):
+            return self.known.dtype
+
+        def size(self, dim=None):
+            return self.known.shape if dim is None else self.known.shape[dim]
+
+        def dim(self):
+            return self.known.dim()
+
+        def __len__(self):
+            return self.known.shape[0]
+
+    data = {"x": src.x, "y": src.y}
+
+    class Tracer(torch.fx.Tracer):
+        def create_proxy(self, kind, target, *args, **kwargs):
+            proxy = super().create_proxy(kind, target, *args, **kwargs)
+            if kind == "placeholder":
+                proxy.__class__, proxy.known = Shaped, data[target]
+            return proxy
+
+    tracer = Tracer()
     tracer.record_stack_traces = True
     root = Objective()
     try:
@@ -185,8 +214,21 @@ def where(node, path: str | None) -> tuple[str, int] | None:
         mine = [(f, n) for f, n in frames if Path(f).resolve() == Path(path).resolve()]
         if mine:
             return mine[-1]
-    theirs = [(f, n) for f, n in frames if not TORCH_FILES.search(f)]
+    theirs = [(f, n) for f, n in frames if not _library(f)]
     return theirs[-1] if theirs else None
+
+
+def _library(file: str) -> bool:
+    """Whether a frame's file is PyTorch's, tracer's or Python's own (not the user's code)."""
+    import sysconfig
+
+    torch = need_torch()
+    if file.startswith("<"):
+        return True
+    path = Path(file).resolve()
+    roots = (Path(torch.__file__).resolve().parent, Path(__file__).resolve().parents[1],
+             Path(sysconfig.get_paths()["stdlib"]).resolve())
+    return any(path.is_relative_to(root) for root in roots)
 
 
 def statements(file: str) -> dict[int, ast.stmt]:
@@ -203,6 +245,34 @@ def statements(file: str) -> dict[int, ast.stmt]:
                 if old is None or old.lineno <= node.lineno:
                     found[line] = node
     return found
+
+
+BINARY = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "truediv", ast.MatMult: "matmul", ast.Pow: "pow"}
+
+
+def _root_kind(expr) -> str | None:
+    """What the root of an expression calls: tanh for torch.tanh(…), ln for self.ln(…), add for a + b."""
+    if isinstance(expr, ast.Call):
+        f = expr.func
+        return f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else None
+    if isinstance(expr, ast.BinOp):
+        return BINARY.get(type(expr.op))
+    if isinstance(expr, ast.UnaryOp) and isinstance(expr.op, ast.USub):
+        return "neg"
+    if isinstance(expr, ast.Subscript):
+        return "getitem"
+    if isinstance(expr, ast.Attribute):
+        return expr.attr
+    return None
+
+
+def _kinds(node) -> set:
+    """The names a node answers to: a module call each part of its path (encoder, 0), a function
+    or method its name."""
+    if node.op == "call_module":
+        return set(node.target.split("."))
+    t = node.target
+    return {t} if isinstance(t, str) else {getattr(t, "__name__", "")}
 
 
 def assigned(stmt) -> str | None:
@@ -254,7 +324,11 @@ def _describe(node, modules) -> str:
         return f"F.{name}"
     if module.startswith("torch") or "built-in method" in repr(target):
         return f"torch.{name}"
-    return {operator.getitem: "indexing [ ]"}.get(target, name)
+    return OPERATORS.get(target, name)
+
+
+OPERATORS = {operator.getitem: "indexing [ ]", operator.add: "+", operator.sub: "−", operator.mul: "×",
+             operator.truediv: "/", operator.matmul: "@", operator.neg: "unary −", operator.pow: "**"}
 
 
 # --- the program: every node mapped to tracer's ops -----------------------------------------------
@@ -344,27 +418,37 @@ class Program:
             taken.add(name)
             return name
 
-        for i, node in enumerate(nodes):
+        def stmt_of(node):
+            loc = self.loc.get(node)
+            return stmts.get(loc[0], {}).get(loc[1]) if loc else None
+
+        def is_value(node):
+            """Whether the node is the value its statement assigns: of the statement's outermost
+            kind (the call or operator at the root of its expression) and not itself an operand of
+            another node of that kind in the same statement (a loop's h = tanh(…) each time)."""
+            stmt = stmt_of(node)
+            root = getattr(stmt, "value", None)
+            kind = _root_kind(root) if root is not None else None
+            if kind is None or kind not in _kinds(node):
+                return False
+            return not any(stmt_of(u) is stmt and kind in _kinds(u) for u in node.users)
+
+        for node in nodes:
             if node.op == "placeholder":
                 names[node] = "x" if node.target == "x" else "y"
                 continue
-            if node.op in ("output", "get_attr"):
+            if node.op == "output" or (node.op == "get_attr" and _short(node.target) in taken):
                 continue
             if node is loss_node:
                 names[node] = "loss"
                 continue
-            loc = self.loc[node]
-            stmt = stmts.get(loc[0], {}).get(loc[1]) if loc else None
-            nxt = nodes[i + 1] if i + 1 < len(nodes) else None
-            last_of_run = stmt is not None and not (nxt is not None and self.loc.get(nxt) and
-                                                    stmts.get(self.loc[nxt][0], {}).get(self.loc[nxt][1]) is stmt)
-            var = assigned(stmt) if last_of_run else None
+            var = assigned(stmt_of(node)) if is_value(node) else None
             if var:
                 names[node] = unique(var)
             elif node.op == "call_module":
                 names[node] = unique(_short(node.target))
             else:
-                names[node] = unique(node.name)
+                names[node] = unique(re.sub(r"^_tensor_constant", "const", node.name))
         return names
 
     def _check(self) -> None:
@@ -433,6 +517,11 @@ class Program:
             p[name] = tape.constant(name, value, role="param", source="torch")
         self.consts = {name: tape.constant(name, b.detach().to(torch.float64).numpy().reshape(two_d(b.shape)),
                                            role="data") for name, b in self.buffers.items()}
+        for node in self.graph.nodes:  # tensors the code makes from numbers (torch.zeros(3)): constants
+            if node.op == "get_attr" and _short(node.target) not in self.params and _short(node.target) not in self.buffers:
+                value = getattr(self.gm, node.target)
+                self.consts[node.target] = tape.constant(self.names[node], value.detach().to(torch.float64).numpy()
+                                                         .reshape(two_d(value.shape)), role="data")
         self.cells = {}
         for h in self.hypers.values():
             self.cells[h.name] = tape.constant(h.name, [[h.value]], role="hyper", defined_name=h.cell)
@@ -444,7 +533,7 @@ class Program:
     def forward(self, tape, p: dict):
         """Record one forward pass and the loss; returns the loss tensor."""
         torch = self.torch
-        self.tape, env = tape, {}
+        self.tape, self.held, env = tape, [], {}
         for node in self.graph.nodes:
             if node.op == "placeholder":
                 env[node] = self.data["x" if node.target == "x" else "y"]
@@ -466,9 +555,9 @@ class Program:
         name = _short(node.target)
         if name in p:
             return Val(p[name], tuple(self.params[name].shape))
-        if name in self.consts:
+        if name in self.buffers:
             return Val(self.consts[name], tuple(self.buffers[name].shape))
-        self.refuse(node, "a tensor attribute that is neither a parameter nor a buffer of the model")
+        return Val(self.consts[node.target], tuple(getattr(self.gm, node.target).shape))
 
     def draw(self, node, name, fn, args, kwargs):
         """A random draw of forward, made by PyTorch (the same numbers its own forward draws next)
@@ -506,6 +595,14 @@ class Program:
         texts |= self.optimizer.texts(self)
         return texts
 
+    def module_outputs(self) -> dict[str, str]:
+        """{module path: the name of its output's tensor} (the first call of each module)."""
+        out = {}
+        for node, name in self.names.items():
+            if node.op == "call_module" and node.target.startswith("model."):
+                out.setdefault(_short(node.target), name)
+        return out
+
     def param_symbol(self, name) -> str:
         return param_text(name, self.params[name], self.modules.get("model." + name.rsplit(".", 1)[0]), True, "")["symbol"]
 
@@ -519,7 +616,11 @@ class Program:
             except (OSError, IndexError, UnicodeDecodeError):
                 code = ""
         file = Path(loc[0]).name if loc else self.src.label
-        if node.op == "call_module":
+        if node.op == "call_module" and name != _short(node.target):
+            en, es = f"the output of {_short(node.target)} ({what})", f"la salida de {_short(node.target)} ({what})"
+        elif node.op == "get_attr":
+            en, es = "a constant tensor the code makes (e.g. torch.zeros)", "un tensor constante que crea el código (p. ej. torch.zeros)"
+        elif node.op == "call_module":
             en, es = f"the output of {_short(node.target)} ({what})", f"la salida de {_short(node.target)} ({what})"
         elif node.op == "call_function" and getattr(node.target, "__name__", "").startswith("rand"):
             en = f"a random draw of {what}, made by PyTorch and recorded: a constant of this iteration"
@@ -565,7 +666,7 @@ class Program:
             tape.at("forward")
             loss = self.forward(tape, p)
             tape.at("backward")
-            grads = tape.backward(loss, {n: p[n] for n in trained}, prefix="loss")
+            grads = tape.backward(loss, {n: p[n] for n in trained}, held=self.held, prefix="loss")
             tape.at("update")
             names = [n for n in self.optimizer.names if n in grads]
             return p | opt.step({n: p[n] for n in names}, {n: grads[n] for n in names})
@@ -820,6 +921,16 @@ def identity(program, node, name, args, kwargs, p=None, collect=False):
     return args[0]
 
 
+def detach(program, node, name, args, kwargs, p=None, collect=False):
+    """x.detach(): a copy the backward pass treats as a constant (no gradient flows back through it)."""
+    if collect:
+        return None
+    x = _val(program, args[0])
+    t = record(COPY, x.t, name=name)
+    program.held.append(t)
+    return Val(t, x.shape)
+
+
 def dropout(program, node, name, args, kwargs, p=None, collect=False):
     """Dropout: the identity in eval mode (model.eval()) or with p = 0; refused in train mode."""
     if node.op == "call_module":
@@ -976,6 +1087,19 @@ def cat(program, node, name, args, kwargs, p=None, collect=False):
         return xs[0]
     axis = 1 if ndim == 1 or dim % ndim == 1 else 0
     return _out(program, node, record(linalg.CONCAT_COLS if axis else linalg.CONCAT_ROWS, *(v.t for v in xs), name=name))
+
+
+def stack(program, node, name, args, kwargs, p=None, collect=False):
+    """torch.stack of 1-D rows along dim 0: one below the other (a sequence's states, h_1 … h_T)."""
+    dim = args[1] if len(args) > 1 else kwargs.get("dim", 0)
+    if dim != 0:
+        raise Unsupported("only of 1-D tensors along dim 0 (rows stacked into a matrix)")
+    if collect:
+        return None
+    xs = [_val(program, v) for v in args[0]]
+    if any(len(v.shape) != 1 for v in xs):
+        raise TracerError(f"torch.stack at {program.where_text(node)}: only of 1-D tensors (rows)")
+    return _out(program, node, linalg.concat_rows([v.t for v in xs], name=name))
 
 
 def getitem(program, node, name, args, kwargs, p=None, collect=False):
@@ -1144,7 +1268,7 @@ def _table():
         torch.div: binary(linalg.QUOTIENT), torch.neg: unary(linalg.NEG), torch.matmul: matmul, torch.mm: matmul,
         torch.pow: power, torch.sqrt: square_root, torch.exp: unary(act.EXP), torch.log: unary(act.LN),
         torch.tanh: unary(act.TANH), torch.sigmoid: unary(act.SIGMOID), torch.relu: relu,
-        torch.sum: reduce("sum"), torch.mean: reduce("mean"), torch.cat: cat, torch.concat: cat,
+        torch.sum: reduce("sum"), torch.mean: reduce("mean"), torch.cat: cat, torch.concat: cat, torch.stack: stack,
         torch.transpose: transpose, torch.t: transpose, torch.permute: permute, torch.flatten: reshape,
         torch.reshape: reshape, torch.squeeze: reshape, torch.unsqueeze: reshape,
         torch.softmax: softmax_like(act.SOFTMAX), torch.log_softmax: softmax_like(act.LOG_SOFTMAX),
@@ -1163,6 +1287,7 @@ def _table():
         "view": reshape, "reshape": reshape, "flatten": reshape, "squeeze": reshape, "unsqueeze": reshape,
         "t": transpose, "transpose": transpose, "permute": permute, "softmax": softmax_like(act.SOFTMAX),
         "log_softmax": softmax_like(act.LOG_SOFTMAX), "size": size_of, "contiguous": identity,
+        "detach": detach,
     }
     return modules, functions, methods
 

@@ -84,6 +84,7 @@ def trace(cfg: Config) -> Tape:
     tape.meta = {"model": NAME, "losses": LOSSES, "settings": settings(cfg, program)}
     program.trace(tape, lambda p, step, optimizers: train(tape, cfg, p, step, optimizers, LOSSES))
     tape.meta["tensors"] = program.trace_texts()
+    tape.meta["modules"] = program.module_outputs()  # which tensor each module's output is
     return tape
 
 
