@@ -38,9 +38,9 @@ CASES = {
 
 
 def test_every_trainable_model_is_warmed_up_here():
-    """Every model with --warmup is in CASES but the mlp, whose iterations its file sets
-    (test_mlp_warmup_then_its_iterations below)."""
-    assert {m for m, _ in CASES.values()} | {"mlp"} == {
+    """Every model with --warmup is in CASES but the mlp and torch, whose iterations their file sets
+    (test_mlp_warmup_then_its_iterations below; tests/test_torch.py)."""
+    assert {m for m, _ in CASES.values()} | {"mlp", "torch"} == {
         name for name, m in MODELS.items() if "warmup" in {f.name for f in dataclasses.fields(m.Config)}}
 
 

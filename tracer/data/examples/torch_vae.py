@@ -9,7 +9,7 @@ from tracer.data import mnist
 
 
 class VAE(nn.Module):
-    def __init__(self, pixels=784, hidden=8, latent=2):
+    def __init__(self, pixels=196, hidden=8, latent=2):
         super().__init__()
         self.encoder = nn.Sequential(nn.Linear(pixels, hidden), nn.ReLU())
         self.mu = nn.Linear(hidden, latent)
@@ -32,8 +32,8 @@ def loss_fn(output, x):
 
 
 model = VAE().double()  # float64, as the workbook computes: every number equals PyTorch's
-pixels, _ = mnist.load_digit(0)
-x = torch.tensor(pixels)  # one digit, 1 × 784, in [0, 1]
+pixels, _ = mnist.load_digit(0)  # the first shipped digit, 28 × 28 in [0, 1]
+x = F.avg_pool2d(torch.tensor(pixels).view(1, 1, 28, 28), 2).view(1, 196)  # averaged to 14 × 14: one row
 data = (x, x)  # a VAE reconstructs its input
-optimizer = torch.optim.SGD(model.parameters(), lr=0.005)
+optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
 iterations = 4
