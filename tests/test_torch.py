@@ -269,23 +269,6 @@ def test_the_other_losses_and_options(T):
         assert max(worst.values()) < TOL, (loss_fn, worst)
 
 
-def test_warmup_then_traced_equals_traced_all_along(T):
-    """3 warm-up steps + 2 traced = the last 2 of 5 traced steps, bit for bit, the VAE's draws
-    included (PyTorch's generator, in the same order)."""
-    from tracer import api
-
-    def traced(warmup, iterations):
-        T.manual_seed(0)
-        model, x, y, loss_fn, optimizer = vae(T)
-        run = api.from_torch(model, x, y, loss_fn, optimizer, iterations, warmup=warmup)
-        return {(t.iteration, t.name): t.value for t in run.tape.tensors if t.iteration}
-
-    warm, full = traced(3, 2), traced(0, 5)
-    assert {k for k, _ in warm} == {4, 5} and set(warm) == {key for key in full if key[0] in (4, 5)}
-    for key, value in warm.items():
-        np.testing.assert_array_equal(value, full[key], err_msg=str(key))
-
-
 # --- the command, on a file --------------------------------------------------------------------
 
 def module_file(tmp_path, body: str, name="my_model.py"):

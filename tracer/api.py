@@ -84,6 +84,11 @@ class Run:
         return self.model.NAME
 
     @property
+    def iterations(self) -> int:
+        """The number of traced iterations (after any warm-up)."""
+        return len({t.iteration for t in self.tape.tensors if t.iteration and t.phase != "after"})
+
+    @property
     def settings(self) -> dict:
         """The options as a plain dict (the overview's settings, the JSON's config)."""
         return dataclasses.asdict(self.config)
@@ -168,8 +173,9 @@ def from_torch(model, x, y, loss_fn, optimizer=None, iterations: int = 4, lang: 
     from tracer.frontends import pytorch as front
 
     m = models.get("torch")
-    cfg = m.Config(warmup=_check_type(m, next(f for f in dataclasses.fields(m.Config) if f.name == "warmup"), warmup))
-    cfg.source = front.Source(model, x, y, loss_fn, optimizer, iterations)
+    fields = {f.name: f for f in dataclasses.fields(m.Config)}
+    cfg = m.Config(warmup=_check_type(m, fields["warmup"], warmup), iterations=_check_type(m, fields["iterations"], iterations))
+    cfg.source = front.Source(model, x, y, loss_fn, optimizer, cfg.iterations)
     front.check(cfg.source)
     return Run(m, cfg, models.trace(m, cfg, Path(output).suffix if output is not None else None), lang)
 

@@ -595,6 +595,17 @@ class Program:
         texts |= self.optimizer.texts(self)
         return texts
 
+    def code(self) -> str:
+        """The text of the user's files the graph came from (the workbook quotes their lines)."""
+        files = {loc[0] for loc in self.loc.values() if loc} | ({self.src.path} if self.src.path else set())
+        texts = []
+        for f in sorted(files):
+            try:
+                texts.append(Path(f).read_text("utf-8"))
+            except (OSError, UnicodeDecodeError):
+                pass
+        return "\n".join(texts)
+
     def module_outputs(self) -> dict[str, str]:
         """{module path: the name of its output's tensor} (the first call of each module)."""
         out = {}
@@ -713,8 +724,8 @@ def param_text(name, param, module, trained, label) -> dict:
     letter = table.get(leaf)
     symbol = f"{letter}[{owner}]" if letter and owner else name
     shape = " × ".join(str(s) for s in param.shape) or "1"
-    en = f"{name} ({shape}), the parameter as the model holds it" + (f", of {kind}" if kind else "")
-    es = f"{name} ({shape}), el parámetro tal como lo tiene el modelo" + (f", de {kind}" if kind else "")
+    en = f"{name} ({shape}), the parameter as the model holds it" + (f", of nn.{kind}" if kind else "")
+    es = f"{name} ({shape}), el parámetro tal como lo tiene el modelo" + (f", de nn.{kind}" if kind else "")
     if not trained:
         en, es = en + "; not trained (requires_grad=False)", es + "; no se entrena (requires_grad=False)"
     return {"symbol": symbol, "en": en, "es": es}

@@ -14,6 +14,7 @@ tracer.from_torch(model, x, y, loss_fn, optimizer, iterations).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 from importlib import resources
 
 from tracer.core.tape import Tape
@@ -42,22 +43,25 @@ class Config:
     module: str = opt(None, f"your PyTorch file (defines model, data = (x, y), loss_fn; optionally optimizer, "
                             f"iterations), or a shipped example: {', '.join(examples())} [default: {DEFAULT_MODULE}]",
                       path=True, default_is=DEFAULT_MODULE)
-    warmup: int = warmup_opt("the file's iterations")
+    iterations: int = opt(None, "training iterations, one sheet each [default: the file's `iterations`, else 4]")
+    warmup: int = warmup_opt("the traced iterations")
     seed: int = opt(0, "torch.manual_seed before the file runs: its initial weights and the draws in forward", min=0)
 
     def __post_init__(self):
         self.source = None  # given from Python (tracer.from_torch) instead of a file
 
+    def check(self) -> None:
+        if self.iterations is not None and self.iterations < 1:
+            raise TracerError(f"--iterations must be at least 1 (got {self.iterations})")
+
     def program(self) -> front.Program:
         """The captured model (made once: the file runs once per Config)."""
         if getattr(self, "_program", None) is None:
             src = self.source if self.source is not None else front.load(module_path(self.module), self.seed)
+            if self.iterations is not None:
+                src.iterations = self.iterations
             self._program = front.Program(src)
         return self._program
-
-    @property
-    def iterations(self) -> int:
-        return self.program().src.iterations
 
 
 def module_path(module) -> str:
@@ -75,16 +79,18 @@ def module_path(module) -> str:
 
 
 def size(cfg: Config):
-    return cfg.program().size(cfg.iterations)
+    return cfg.program().size(cfg.program().src.iterations)
 
 
 def trace(cfg: Config) -> Tape:
     program = cfg.program()
     tape = Tape()
     tape.meta = {"model": NAME, "losses": LOSSES, "settings": settings(cfg, program)}
-    program.trace(tape, lambda p, step, optimizers: train(tape, cfg, p, step, optimizers, LOSSES))
+    steps = SimpleNamespace(warmup=cfg.warmup, iterations=program.src.iterations)  # the file's, or --iterations
+    program.trace(tape, lambda p, step, optimizers: train(tape, steps, p, step, optimizers, LOSSES))
     tape.meta["tensors"] = program.trace_texts()
     tape.meta["modules"] = program.module_outputs()  # which tensor each module's output is
+    tape.meta["code"] = program.code()  # the user's code, quoted in the blocks' texts
     return tape
 
 
@@ -103,7 +109,9 @@ def settings(cfg: Config, program) -> dict:
     out = {
         "module": src.label,
         "model": type(src.model).__name__,
-        "parameters": f"{n:,} in {len(program.params)} tensors ({len(program.trainable)} trained)",
+        "parameters": n,
+        "parameter_tensors": len(program.params),
+        "trained_tensors": len(program.trainable),
         "loss_fn": front._loss_words(program),
         "optimizer": hyper,
         "iterations": src.iterations,

@@ -37,7 +37,7 @@ WIDE = 4  # LaTeX prints a matrix wider than this and than tall transposed (a ro
 # ---------------------------------------------------------------------------------------------
 
 TEXT = {  # text-mode replacements
-    "#": r"\#", "$": r"\$", "%": r"\%", "&": r"\&", "_": r"\_", "{": r"\{", "}": r"\}",
+    "#": r"\#", "$": r"\$", "%": r"\%", "&": r"\&", "_": r"\_\allowbreak{}", "{": r"\{", "}": r"\}",
     "~": r"\ensuremath{\sim}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}",
     '"': "''", "`": "{`}", "\n": " ", "\t": " ", "\u00a0": "~", "\u2009": r"\,", "\u202f": r"\,",
     "¿": r"\textquestiondown{}", "¡": r"\textexclamdown{}", "…": r"\ldots{}", "–": "--", "—": "---",
