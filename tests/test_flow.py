@@ -298,7 +298,7 @@ def nearest(a, b):
     return float(np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)).min(axis=1).mean())
 
 
-# README "Normalizing flows": (the gain in nats, the samples' nearest distance, its share of the prior's)
+# docs/models/flow.md: (the gain in nats, the samples' nearest distance, its share of the prior's)
 WARMUP_GAIN, WARMUP_NEAREST, WARMUP_SHARE = 0.9, 0.2, 0.5  # SGD, measured 1.00-1.36 nats, 0.13-0.16
 ADAM_GAIN, ADAM_NEAREST = 1.8, 0.15  # --optimizer adam, measured 2.09-2.29 nats, 0.10-0.11
 

@@ -1,5 +1,5 @@
 """Watch it learn: the default rates train without diverging far beyond the 4 traced iterations,
-the README's GAN command draws a digit and the README's VAE command generates digits.
+the documented GAN command (docs/models/gan.md) draws a digit and the documented VAE command generates digits.
 
 Long runs go through --warmup (tested in test_training.py to compute exactly what the same number
 of traced iterations computes), in numpy only: no workbook is written here."""
@@ -13,7 +13,7 @@ from tracer import models
 from tracer.data import mnist
 from tracer.models import MODELS, vae
 
-# the README's commands (section "Watch it learn")
+# the documented commands (docs/models/gan.md, docs/models/vae.md)
 GAN_DRAWS = {"batch": 15, "optimizer": "adam", "lr_d": 0.001, "lr_g": 0.001, "warmup": 2000}
 VAE_GRID = {"batch": 20, "warmup": 3000, "grid": 5}
 
@@ -102,7 +102,7 @@ def test_every_mlp_example_trains_ten_times_its_iterations(config):
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_the_readme_gan_draws_a_digit(seed):
-    """After the README's 2,000 warm-up steps, each generated image correlates with its nearest
+    """After the documented 2,000 warm-up steps, each generated image correlates with its nearest
     real image of the batch at 0.5 or more on average (at the first step: noise, about 0.05)."""
     tape = run("gan", seed=seed, iterations=1, **GAN_DRAWS)
     real = next(t.value for t in tape.tensors if t.name == "x_real")
@@ -118,7 +118,7 @@ def test_the_readme_gan_draws_a_digit(seed):
 # --- the VAE as a generator ---------------------------------------------------------------------
 
 def test_the_readme_vae_grid_shows_digits_morphing():
-    """The latent grid of the README's command: every image is close to some digit of the batch
+    """The latent grid of the documented command: every image is close to some digit of the batch
     (Pearson ≥ 0.5) and the grid holds at least two different digit classes."""
     tape = run("vae", iterations=1, **VAE_GRID)
     grid = next(t for t in tape.tensors if t.name == "[grid] x_hat")
