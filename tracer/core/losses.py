@@ -16,7 +16,7 @@
     bce_logits_mean, bce_logits_sum   the BCE of σ(z), from the logits z, the mean or the sum of
                    max(z, 0) − z y + ln(1 + e^(−|z|))            gradient  g · (σ(z) − y) (/ n)
     neg_pick       ℓ_i = −a[i, y_i]   (T, 1)                      a log-probability picked by id y_i
-    soft_xent      −(1/N) Σ_i Σ_j Y_ij a_ij                      a the log-probabilities, Y the target ones
+    soft_nll       −(1/N) Σ_i Σ_j Y_ij a_ij                      a the log-probabilities, Y the target ones
 
 ŷ (an output) and y (the targets) of the pair losses are N × k blocks, one row per example;
 n = N·k: the means run over every output of every example.  A pair loss takes ŷ first and the
@@ -373,7 +373,7 @@ BCE_LOGITS_MEAN_GRAD = PairLossGrad(
     "bce_logits_mean_grad", lambda z, y, g, n: g * (1 / (1 + np.exp(-z)) - y) / n, "{2}*(1/(1+EXP(-{0}))-{1})/{n}")
 BCE_LOGITS_SUM_GRAD = PairLossGrad(
     "bce_logits_sum_grad", lambda z, y, g, n: g * (1 / (1 + np.exp(-z)) - y), "{2}*(1/(1+EXP(-{0}))-{1})")
-BCE_LOGITS_MEAN = SumOfTerms("bce_logits_mean", BCE_LOGITS_TERMS, mean=True,
+BCE_LOGITS_MEAN = SumOfTerms("bce_logits_mean", BCE_LOGITS_TERMS, per="cells",
                              grad=_grad_to_output(BCE_LOGITS_MEAN_GRAD, "bce_logits_mean"))
 BCE_LOGITS_SUM = SumOfTerms("bce_logits_sum", BCE_LOGITS_TERMS,
                             grad=_grad_to_output(BCE_LOGITS_SUM_GRAD, "bce_logits_sum"))
@@ -417,10 +417,10 @@ class NegPickGrad(Op):
 NEG_PICK, NEG_PICK_GRAD = NegPick(), NegPickGrad()
 
 
-class SoftXentGrad(Op):
+class SoftNllGrad(Op):
     """da = −g·Y/N: a (N, V) log-probabilities (for N), Y (N, V), g (1, 1) → (N, V)."""
 
-    name = "soft_xent_grad"
+    name = "soft_nll_grad"
 
     def forward(self, a, y, g, **attrs):
         return -g * y / a.shape[0]
@@ -429,15 +429,15 @@ class SoftXentGrad(Op):
         return f"-{c.at(2, i, j)}*{c.at(1, i, j)}/{c.shape(0)[0]}"
 
 
-SOFT_XENT_GRAD = SoftXentGrad()
-SOFT_XENT = PairLoss(  # −(1/N) Σ Y ⊙ log P: the cross-entropy of target probabilities Y, N rows
-    "soft_xent", lambda a, y: -np.sum(y * a) / a.shape[0], "-SUMPRODUCT({1},{0})/{rows}",
-    grad=_grad_to_output(SOFT_XENT_GRAD, "soft_xent"),
+SOFT_NLL_GRAD = SoftNllGrad()
+SOFT_NLL = PairLoss(  # −(1/N) Σ Y ⊙ log P: the cross-entropy of target probabilities Y from log P, N rows
+    "soft_nll", lambda a, y: -np.sum(y * a) / a.shape[0], "-SUMPRODUCT({1},{0})/{rows}",
+    grad=_grad_to_output(SOFT_NLL_GRAD, "soft_nll"),
 )
 
 OPS = {op.name: op for op in (
     SSE, SSE_GRAD, BCE_LOGITS_TERMS, BCE_LOGITS_MEAN, BCE_LOGITS_SUM, BCE_LOGITS_MEAN_GRAD, BCE_LOGITS_SUM_GRAD,
-    NEG_PICK, NEG_PICK_GRAD, SOFT_XENT, SOFT_XENT_GRAD,
+    NEG_PICK, NEG_PICK_GRAD, SOFT_NLL, SOFT_NLL_GRAD,
     BCE_TERMS, BCE, BCE_GRAD, KL_TERMS, KL, KL_LOGVAR_GRAD, NEG_LN, NEG_LN1M, NEG_MEAN_LN, NEG_MEAN_LN1M,
     NEG_MEAN_LN_GRAD, NEG_MEAN_LN1M_GRAD, XENT_TERMS, XENT, XENT_GRAD, SOFT_XENT_TERMS, SOFT_XENT, HALF_SSE, HALF_SSE_GRAD, MSE, MSE_GRAD,
     BCE_MEAN, BCE_MEAN_GRAD, NLL, NLL_GRAD, MEAN, MEAN_GRAD, NEG_MEAN, NEG_MEAN_GRAD, MASKED_MEAN, MASKED_MEAN_GRAD,

@@ -1255,7 +1255,7 @@ def cross_entropy(program, node, name, args, kwargs, p=None, collect=False):
         return _total(program, node, record(losses.NEG_PICK, a, y.t, name=f"{name}_terms"), red, name)
     if red != "mean":
         raise TracerError(f"the loss at {program.where_text(node)}: with target probabilities, reduction='mean' only")
-    return _out(program, node, record(losses.SOFT_XENT, a, y.t, name=name))
+    return _out(program, node, record(losses.SOFT_NLL, a, y.t, name=name))
 
 
 # --- the table ---------------------------------------------------------------------------------------
