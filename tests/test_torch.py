@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,6 +28,7 @@ def T():
 
 
 TOL = 1e-10
+PAGE = Path(__file__).resolve().parent.parent / "docs" / "models" / "torch.md"
 
 
 def rel(a, b) -> float:
@@ -440,6 +442,8 @@ def test_refused_in_one_line(T, tmp_path, refused, case):
     line = refused("run", "torch", "--module", path, "-o", tmp_path / "out.xlsx")
     assert re.search(message, line), line
     assert not (tmp_path / "out.xlsx").exists()
+    if case in ("an op tracer lacks", "dropout in train mode", "a 3-D tensor"):  # the page shows these
+        assert line in PAGE.read_text("utf-8"), line
 
 
 def test_a_missing_file_and_a_missing_pytorch(tmp_path, refused, monkeypatch):
@@ -481,3 +485,14 @@ def test_the_example_verifies_in_both_engines(T, default_workbook, module_engine
 
     report = verify.verify_workbook(default_workbook("torch"), engine=module_engine)
     assert report.ok and report.n_formulas > 30_000, report.format()
+
+
+def test_the_page_lists_what_is_supported_and_shows_the_example(T):
+    from tracer.frontends import pytorch as front
+    from tracer.models.pytorch import module_path
+
+    page = PAGE.read_text("utf-8")
+    for kind, names in front.supported().items():
+        for name in names:
+            assert f"`{name}`" in page, (kind, name)
+    assert f"```python\n{Path(module_path(None)).read_text('utf-8')}```" in page

@@ -394,7 +394,11 @@ class Program:
 
     def where_text(self, node) -> str:
         loc = self.loc.get(node)
-        return f"line {loc[1]} of {Path(loc[0]).name}" if loc else "in the model"
+        if loc:
+            return f"line {loc[1]} of {Path(loc[0]).name}"
+        if node.op == "call_module":  # inside an nn.Sequential: no line of the user's own
+            return f"{node.target} of {self.src.label}"
+        return f"a line of {self.src.label}"
 
     def _names(self) -> dict:
         """A unique, readable tensor name per node: x and y for the data, the loss `loss`, a module's
@@ -1322,7 +1326,7 @@ def handler(program, node):
         elif node.target is getattr and node.args[1] != "shape":
             found = None
     if found is None:
-        raise Unsupported("tracer has no op for it (the supported ops: docs/pytorch.md)")
+        raise Unsupported("tracer has no op for it (the supported ops: docs/models/torch.md)")
     return found
 
 
@@ -1337,5 +1341,13 @@ def _hashable(x) -> bool:
 def supported() -> dict[str, list[str]]:
     """The names of what the front end maps, by kind (for the docs and their test)."""
     modules, functions, methods = _TABLES[0] if _TABLES else _table()
+
+    def function(f):
+        name = f.__name__
+        if f in OPERATORS or f is getattr:
+            return {getattr: "x.shape", operator.getitem: "x[a:b, c:d]"}.get(f, OPERATORS.get(f))
+        return f"F.{name}" if "functional" in (f.__module__ or "") or f.__module__ == "torch._C._nn" else f"torch.{name}"
+
     return {"modules": sorted(f"nn.{m.__name__}" for m in modules),
-            "methods": sorted(methods)}
+            "functions": sorted({function(f) for f in functions}),
+            "methods": sorted(f".{m}()" for m in methods)}
