@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from conftest import ops_template
 from families import TORCH, ops_of
+from test_ops import central_differences
 
 from tracer.checks import verify
 from tracer.core import activations as act
@@ -122,16 +123,6 @@ def test_forward_matches_the_reference(name):
     np.testing.assert_allclose(got, ref(*inputs), rtol=1e-13, atol=1e-14)
 
 
-def central(f, inputs, k, h=1e-6):
-    g = np.empty_like(inputs[k])
-    for idx in np.ndindex(inputs[k].shape):
-        up, down = [a.copy() for a in inputs], [a.copy() for a in inputs]
-        up[k][idx] += h
-        down[k][idx] -= h
-        g[idx] = (f(*up) - f(*down)) / (2 * h)
-    return g
-
-
 @pytest.mark.parametrize("name", sorted(n for n, (_, _, wrt) in CASES.items() if wrt))
 def test_gradient_matches_central_differences(name):
     inputs, ref, wrt = CASES[name]
@@ -143,7 +134,7 @@ def test_gradient_matches_central_differences(name):
     loss = tape.apply(linalg.SUM_ALL, tape.apply(linalg.MUL, out, w, name="out*w"), name="L")
     grads = tape.backward(loss, {f"in{k}": ts[k] for k in wrt})
     for k in wrt:
-        numeric = central(lambda *xs: float(np.sum(weights * ref(*xs))), inputs, k)
+        numeric = central_differences(lambda *xs: float(np.sum(weights * ref(*xs))), inputs, k)
         np.testing.assert_allclose(grads[f"in{k}"].value, numeric, rtol=1e-6, atol=1e-7, err_msg=f"{name} input {k}")
 
 

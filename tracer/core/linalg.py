@@ -142,18 +142,23 @@ def reduced(g, shape):
 
 
 class Linear(Op):
-    """x·W + b: x (m, k), W (k, n), b (1, n) → (m, n)."""
+    """x·W + b: x (m, k), W (k, n), b (1, n) → (m, n); with `tb`, x·Wᵀ + b, W (n, k) as PyTorch's
+    nn.Linear keeps it (a row per output unit: cell (i, j) is row i of x times row j of W)."""
 
-    name = "linear"
+    def __init__(self, name, tb=False):
+        self.name, self.tb = name, tb
 
     def forward(self, x, W, b, **attrs):
-        return x @ W + b
+        return x @ (W.T if self.tb else W) + b
 
     def formula(self, c, i, j):
-        return f"{dot(c.row(0, i), c.col(1, j))}+{c.at(2, i, j)}"
+        return f"{dot(c.row(0, i), c.row(1, j) if self.tb else c.col(1, j))}+{c.at(2, i, j)}"
 
     def backward(self, out, g, wanted):
         x, W, b = out.inputs
+        if self.tb:
+            return only(wanted, lambda: record(MATMUL, g, W), lambda: record(MATMUL_TN, g, x),
+                        lambda: summed_to(g, b.shape))  # ∂L/∂x = g·W, ∂L/∂W = gᵀ·x, ∂L/∂b = Σ rows of g
         return only(
             wanted,
             lambda: record(MATMUL_NT, g, W),  # ∂L/∂x = ∂L/∂out · Wᵀ
@@ -162,32 +167,7 @@ class Linear(Op):
         )
 
 
-LINEAR = Linear()
-
-
-class LinearNT(Op):
-    """x·Wᵀ + b, PyTorch's nn.Linear with its weight as it keeps it: x (m, k), W (n, k) (a row per
-    output unit), b (1, n) → (m, n).  Cell: row i of x times row j of W, plus b_j."""
-
-    name = "linear_nt"
-
-    def forward(self, x, W, b, **attrs):
-        return x @ W.T + b
-
-    def formula(self, c, i, j):
-        return f"{dot(c.row(0, i), c.row(1, j))}+{c.at(2, i, j)}"
-
-    def backward(self, out, g, wanted):
-        x, W, b = out.inputs
-        return only(
-            wanted,
-            lambda: record(MATMUL, g, W),  # ∂L/∂x = ∂L/∂out · W
-            lambda: record(MATMUL_TN, g, x),  # ∂L/∂W = (∂L/∂out)ᵀ · x
-            lambda: summed_to(g, b.shape),  # ∂L/∂b = column sums of ∂L/∂out
-        )
-
-
-LINEAR_NT = LinearNT()
+LINEAR, LINEAR_NT = Linear("linear"), Linear("linear_nt", tb=True)
 
 
 class Linear2(Op):

@@ -196,25 +196,31 @@ SOFT_XENT = SumOfTerms(  # L = −(1/N) Σ_i Σ_j t_ij ln p_ij: inputs P, T; the
 
 # --- cross-entropy with the targets as ids (sparse), one cell per position ----------------------
 
-class NegLogPick(Op):
-    """ℓ_i = −ln P[i, y_i]: P (T, V) probabilities, y (T, 1) target ids (a constant) → (T, 1), the
-    loss at each position on its own.  Cell: −LN(INDEX(row i of P, y_i + 1)): the lookup picks
+class NegPick(Op):
+    """ℓ_i = −ln P[i, y_i] (`log`; P (T, V) probabilities: nll) or ℓ_i = −a[i, y_i] (a (T, V)
+    log-probabilities: neg_pick), y (T, 1) target ids (a constant) → (T, 1), the loss at each
+    position on its own.  Cell: −LN(INDEX(row i of P, y_i + 1)) (or −INDEX(…)): the lookup picks
     the one probability, LN gets that single cell.  Gradient: nll_grad, −g_i / P[i, y_i] at the
-    target and 0 elsewhere (after a softmax, softmax_grad turns it into g_i·(P_i − onehot(y_i)))."""
+    target and 0 elsewhere (after a softmax, softmax_grad turns it into g_i·(P_i − onehot(y_i)));
+    neg_pick_grad, −g_i at the target."""
 
-    name = "nll"
+    def __init__(self, name, log):
+        self.name, self.log = name, log
 
     def forward(self, p, y, **attrs):
-        return -np.log(p[np.arange(p.shape[0]), _targets(y, p.shape[1])]).reshape(-1, 1)
+        picked = p[np.arange(p.shape[0]), _targets(y, p.shape[1])].reshape(-1, 1)
+        return -np.log(picked) if self.log else -picked
 
     def formula(self, c, i, j):
         row, down, _ = c.row(0, i)
         k = f"{c.at(1, i, 0)}+1"
-        return f"-LN(INDEX({row},{k},1))" if down else f"-LN(INDEX({row},1,{k}))"
+        pick = f"INDEX({row},{k},1)" if down else f"INDEX({row},1,{k})"
+        return f"-LN({pick})" if self.log else f"-{pick}"
 
     def backward(self, out, g, wanted):
         p, y = out.inputs
-        return only(wanted, lambda: record(NLL_GRAD, p, y, g), no_grad(self.name, "the targets"))
+        grad = NLL_GRAD if self.log else NEG_PICK_GRAD
+        return only(wanted, lambda: record(grad, p, y, g), no_grad(self.name, "the targets"))
 
 
 class NegLogPickGrad(Op):
@@ -302,7 +308,7 @@ class MaskedMeanGrad(Op):
         return f"{c.at(1, 0, 0)}*{c.at(0, i, 0)}/SUM({c.all(0)})"
 
 
-NLL, NLL_GRAD = NegLogPick(), NegLogPickGrad()
+NLL, NLL_GRAD = NegPick("nll", log=True), NegLogPickGrad()
 MEAN, NEG_MEAN, MASKED_MEAN, MASKED_MEAN_GRAD = Mean("mean"), Mean("neg_mean", -1), MaskedMean(), MaskedMeanGrad()
 MEAN_GRAD, NEG_MEAN_GRAD = MEAN.grad_op, NEG_MEAN.grad_op
 
@@ -381,25 +387,6 @@ BCE_LOGITS_SUM = SumOfTerms("bce_logits_sum", BCE_LOGITS_TERMS,
 
 # --- log-probabilities against target ids or target probabilities (NLLLoss, CrossEntropyLoss) ---
 
-class NegPick(Op):
-    """ℓ_i = −a[i, y_i]: a (T, V) log-probabilities, y (T, 1) target ids (a constant) → (T, 1).
-    Cell: −INDEX(row i of a, y_i + 1).  Gradient: neg_pick_grad, −g_i at the target, 0 elsewhere."""
-
-    name = "neg_pick"
-
-    def forward(self, a, y, **attrs):
-        return -a[np.arange(a.shape[0]), _targets(y, a.shape[1])].reshape(-1, 1)
-
-    def formula(self, c, i, j):
-        row, down, _ = c.row(0, i)
-        k = f"{c.at(1, i, 0)}+1"
-        return f"-INDEX({row},{k},1)" if down else f"-INDEX({row},1,{k})"
-
-    def backward(self, out, g, wanted):
-        a, y = out.inputs
-        return only(wanted, lambda: record(NEG_PICK_GRAD, a, y, g), no_grad(self.name, "the targets"))
-
-
 class NegPickGrad(Op):
     """da[i, j] = −g_i where j = y_i, else 0: a (T, V) (for its shape), y (T, 1), g (T, 1) → (T, V).
     Cell: IF(y_i = j, −g_i, 0)."""
@@ -414,7 +401,7 @@ class NegPickGrad(Op):
         return f"IF({c.at(1, i, 0)}={j},-{c.at(2, i, 0)},0)"
 
 
-NEG_PICK, NEG_PICK_GRAD = NegPick(), NegPickGrad()
+NEG_PICK, NEG_PICK_GRAD = NegPick("neg_pick", log=False), NegPickGrad()
 
 
 class SoftNllGrad(Op):
