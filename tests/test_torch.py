@@ -173,6 +173,27 @@ def rnn(torch):
     return model, x, torch.tensor(text[1:]), nn.NLLLoss(), torch.optim.SGD(model.parameters(), lr=0.5)
 
 
+def recurrent(torch, kind):
+    """A char-level model with nn.RNN or nn.LSTM on one sequence, its states through nn.Linear to
+    next-character scores, CrossEntropyLoss."""
+    nn = torch.nn
+
+    class Char(nn.Module):
+        def __init__(self, vocab=4, hidden=3):
+            super().__init__()
+            self.emb = nn.Embedding(vocab, 3)
+            self.rnn = getattr(nn, kind)(3, hidden)
+            self.out = nn.Linear(hidden, vocab)
+
+        def forward(self, ids):
+            states, _ = self.rnn(self.emb(ids))
+            return self.out(states)
+
+    text = torch.tensor([0, 1, 2, 3, 1, 0])
+    model = Char().double()
+    return model, text[:-1], text[1:], nn.CrossEntropyLoss(), torch.optim.Adam(model.parameters(), lr=0.05)
+
+
 def generator_and_discriminator(torch):
     nn = torch.nn
     G = nn.Sequential(nn.Linear(2, 4), nn.ReLU(), nn.Linear(4, 3), nn.Tanh()).double()
@@ -206,6 +227,8 @@ TABLE = {  # name: (maker, iterations, module outputs compared)
     "vae": (vae, 3, ("encoder.0", "mu", "logvar", "decoder.3")),
     "attention": (attention, 3, ("emb", "q", "k", "v", "ln", "ffn.1", "out")),
     "rnn": (rnn, 2, ("out",)),
+    "nn.RNN": (lambda torch: recurrent(torch, "RNN"), 2, ("emb", "out")),
+    "nn.LSTM": (lambda torch: recurrent(torch, "LSTM"), 2, ("emb", "out")),
     "gan-d": (gan_d, 2, ("0", "1", "2")),
     "gan-g": (gan_g, 2, ("0.1", "0.3", "1.2")),
 }

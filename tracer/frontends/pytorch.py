@@ -531,6 +531,12 @@ class Program:
             self.cells[h.name] = tape.constant(h.name, [[h.value]], role="hyper", defined_name=h.cell)
         return p
 
+    def zeros(self, name, n):
+        """A row of n zeros, a constant of the iteration (a recurrent layer's h_0, c_0)."""
+        if name not in self.texts:
+            self.texts[name] = {"symbol": name, "en": "the initial state: zeros", "es": "el estado inicial: ceros"}
+        return self.tape.constant(name, np.zeros((1, n)), role="data")
+
     def cell(self, h: Hyper):
         return self.cells[h.name]
 
@@ -664,6 +670,9 @@ class Program:
             s = self.shape[node]
             if s is not None and node.op not in ("placeholder", "get_attr", "output"):
                 forward += [shape(s[0])] * (2 if _base(node) in STEPPED else 1)
+            if _base(node) in ("RNN", "LSTM"):  # unrolled: per step the sum, its parts, the state (and the gates)
+                T, H = self.shape[node.args[0]][0][0], self.modules[node.target].hidden_size
+                forward += [(T, H)] * 2 + [(1, H)] * (T * (4 if _base(node) == "RNN" else 14))
         kind = "adam" if self.optimizer.kind in ("adam", "adamw") else "sgd"
         state = [s for s in trained] * (2 if kind == "adam" else int(self.optimizer.momentum is not None))
         updates = trained * (6 + 2 * (self.optimizer.weight_decay is not None) if kind == "adam" else
@@ -1092,6 +1101,71 @@ def permute(program, node, name, args, kwargs, p=None, collect=False):
     return transpose(program, node, name, args, kwargs, collect=collect)
 
 
+def recurrent(program, node, name, args, kwargs, p=None, collect=False):
+    """nn.RNN (tanh) and nn.LSTM, one layer, on one sequence x (T, d), unrolled step by step with
+    PyTorch's own weights (W_ih, W_hh, b_ih, b_hh; an LSTM's gates i, f, g, o stacked in that
+    order):  RNN  h_t = tanh(x_t·W_ihᵀ + b_ih + h_{t−1}·W_hhᵀ + b_hh);  LSTM  the four gates from
+    the same sum, c_t = f ⊙ c_{t−1} + i ⊙ g, h_t = o ⊙ tanh(c_t).  Returns (output (T, H), h_n)
+    for the RNN and (output, (h_n, c_n)) for the LSTM, as PyTorch does."""
+    mod, path = program.modules[node.target], _short(node.target)
+    lstm = type(mod).__name__ == "LSTM"
+    if (mod.num_layers != 1 or mod.bidirectional or not mod.bias or getattr(mod, "nonlinearity", "tanh") != "tanh"
+            or getattr(mod, "proj_size", 0) or mod.batch_first or (mod.dropout and mod.training)):
+        raise Unsupported("one layer, one direction, with biases (tanh for nn.RNN), batch_first=False, no proj_size")
+    if len(args) > 1 or kwargs:
+        raise Unsupported("from a zero state only (call it on x alone)")
+    if collect:
+        return None
+    x = _val(program, args[0])
+    if len(x.shape) != 2:
+        raise TracerError(f"nn.{type(mod).__name__} at {program.where_text(node)}: one sequence, (T, d), unbatched")
+    H = mod.hidden_size
+    w = {k: p[f"{path}.{k}_l0"] for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
+    zeros = program.zeros(f"{name}_h0", H)
+    a = record(linalg.LINEAR_NT, x.t, w["weight_ih"], w["bias_ih"], name=f"{name}_in")  # every x_t·W_ihᵀ + b_ih at once
+    h, c, hs = zeros, (program.zeros(f"{name}_c0", H) if lstm else None), []
+    for t in range(x.shape[0]):
+        k = t + 1
+        z = record(linalg.ADD, record(linalg.slice_rows(t, 1), a, name=f"{name}_in{k}"),
+                   record(linalg.LINEAR_NT, h, w["weight_hh"], w["bias_hh"], name=f"{name}_rec{k}"), name=f"{name}_z{k}")
+        if not lstm:
+            h = record(act.TANH, z, name=f"{name}_h{k}")
+        else:
+            i, f, g, o = (record(linalg.slice_cols(n * H, H), z, name=f"{name}_{gate}{k}_pre")
+                          for n, gate in enumerate("ifgo"))
+            i, f, o = (record(act.SIGMOID, v, name=f"{name}_{gate}{k}") for v, gate in ((i, "i"), (f, "f"), (o, "o")))
+            g = record(act.TANH, g, name=f"{name}_g{k}")
+            c = linalg.add_products(f, c, i, g, name=f"{name}_c{k}")
+            h = record(linalg.MUL, o, record(act.TANH, c, name=f"{name}_tanh_c{k}"), name=f"{name}_h{k}")
+        hs.append(h)
+    kind = type(mod).__name__
+    parts = {"in": ("x·W_ihᵀ + b_ih for every step", "x·W_ihᵀ + b_ih para cada paso"),
+             "in#": ("step {k}'s row of x·W_ihᵀ + b_ih", "la fila del paso {k} de x·W_ihᵀ + b_ih"),
+             "rec#": ("h_{j}·W_hhᵀ + b_hh, the previous state's part", "h_{j}·W_hhᵀ + b_hh, la parte del estado anterior"),
+             "z#": ("step {k}'s sum: x_{k}·W_ihᵀ + b_ih + h_{j}·W_hhᵀ + b_hh", "la suma del paso {k}: x_{k}·W_ihᵀ + b_ih + h_{j}·W_hhᵀ + b_hh"),
+             "h#": ("the hidden state h_{k}", "el estado oculto h_{k}"), "c#": ("the cell state c_{k}", "el estado de celda c_{k}"),
+             "tanh_c#": ("tanh(c_{k})", "tanh(c_{k})")}
+    parts |= {f"{g}#_pre": (f"gate {g} at step {{k}}, before its function", f"la puerta {g} en el paso {{k}}, antes de su función")
+              for g in "ifgo"}
+    parts |= {f"{g}#": (f"gate {g} at step {{k}}", f"la puerta {g} en el paso {{k}}") for g in "ifgo"}
+    for part, (en, es) in parts.items():
+        for k in range(1, x.shape[0] + 1) if "#" in part else [0]:
+            key = f"{name}_{part.replace('#', str(k))}"
+            program.texts[key] = {"symbol": key, "en": f"{en.format(k=k, j=k - 1)} ({path}, nn.{kind})",
+                                  "es": f"{es.format(k=k, j=k - 1)} ({path}, nn.{kind})"}
+    out = _out(program, node_output(program, node, 0), linalg.concat_rows(hs, name=name))
+    h_n, c_n = Val(h, (1, H)), (Val(c, (1, H)) if lstm else None)
+    return (out, (h_n, c_n)) if lstm else (out, h_n)
+
+
+def node_output(program, node, k):
+    """A stand-in node for output k of a node that returns a tuple (its shape for _out)."""
+    for user in node.users:
+        if user.target is operator.getitem and user.args[1] == k and program.shape.get(user):
+            return user
+    raise TracerError(f"{_describe(node, program.modules)} at {program.where_text(node)}: its output is not used")
+
+
 def cat(program, node, name, args, kwargs, p=None, collect=False):
     if collect:
         return None
@@ -1273,7 +1347,7 @@ def _table():
         nn.LogSoftmax: softmax_like(act.LOG_SOFTMAX), nn.LayerNorm: layer_norm, nn.Embedding: embedding,
         nn.Dropout: dropout, nn.Identity: identity, nn.Flatten: reshape, nn.Unflatten: reshape,
         nn.MSELoss: mse_loss, nn.BCELoss: bce_loss, nn.BCEWithLogitsLoss: bce_logits_loss,
-        nn.CrossEntropyLoss: cross_entropy, nn.NLLLoss: nll_loss,
+        nn.CrossEntropyLoss: cross_entropy, nn.NLLLoss: nll_loss, nn.RNN: recurrent, nn.LSTM: recurrent,
     }
     functions = {
         operator.add: binary(linalg.ADD), operator.sub: binary(linalg.MINUS), operator.mul: binary(linalg.MUL),
