@@ -1,7 +1,8 @@
 """Your own PyTorch model (issue 26): every number of the trace against PyTorch itself.
 
 A table of modules (an MLP, a small autoencoder, the shipped VAE, a one-block attention model, a
-char-level RNN unrolled over nn.Linear cells, a GAN's two networks) is traced with
+char-level RNN unrolled over nn.Linear cells, char-level models with nn.RNN and nn.LSTM, a GAN's
+two networks) is traced with
 tracer.from_torch and trained again by PyTorch's own loop (zero_grad, forward, backward, step)
 from the same generator state: the loss, each module's output (forward hooks), every gradient
 (.grad) and every parameter after optimizer.step() agree to 1e-10 relative (the largest error
@@ -502,6 +503,22 @@ def test_the_size_is_known_before_any_work(T, tmp_path, refused, monkeypatch):
 
 
 # --- the shipped example, as a workbook ---------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["attention", "nn.LSTM", "gan-g"])
+def test_other_workbooks_verify(T, name, tmp_path, engine):
+    """Layouts the example lacks (a transposed key, a log-softmax, LayerNorm, the exact GELU, an
+    LSTM's slices and gates, Adam) recalculated in each engine."""
+    from tracer import api
+    from tracer.checks import verify
+
+    T.manual_seed(0)
+    make, _, _ = TABLE[name]
+    run = api.from_torch(*make(T), iterations=1)
+    path = tmp_path / "run.xlsx"
+    run.save(path)
+    report = verify.verify_workbook(path, engine=engine)
+    assert report.ok, report.format()
+
 
 def test_the_example_verifies_in_both_engines(T, default_workbook, module_engine):
     from tracer.checks import verify
