@@ -60,6 +60,7 @@ class Config:
             src = self.source if self.source is not None else front.load(module_path(self.module), self.seed)
             if self.iterations is not None:
                 src.iterations = self.iterations
+            self.iterations = src.iterations  # from here on, the number the run traces
             self._program = front.Program(src)
         return self._program
 
