@@ -26,7 +26,7 @@ from tracer.errors import TracerError
 
 MODELS = models.MODELS
 LANGS = ("en", "es")
-FORMATS = (".xlsx", ".json", ".csv", ".tex", ".md")
+FORMATS = (".xlsx", ".json", ".csv", ".tex", ".md", ".pdf")
 ENGINES = ("libreoffice", "ironcalc", "all")  # tracer.engines.CHOICES: `verify --engine`, `check --engine`
 
 
