@@ -85,9 +85,12 @@ def _figure(size):
     matplotlib.use("Agg", force=False)
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=size)
-    fig.set_layout_engine("constrained")
+    fig = Figure(figsize=size, layout="constrained")
     return fig
+
+
+STYLE = {"font.family": "serif", "font.serif": ["DejaVu Serif"], "mathtext.fontset": "cm", "font.size": 9,
+         "svg.hashsalt": "tracer"}
 
 
 def matrix(fig_data, path: Path) -> None:
@@ -141,11 +144,14 @@ def losses(fig_data, path: Path) -> None:
         lines += target.plot(steps, values, marker="o" if len(values) <= 40 else None, markersize=3,
                              color=COLOURS[n % len(COLOURS)], label=mathtext(name))
     ax.set_xlabel(fig_data.axes[0])
-    ax.set_ylabel(fig_data.axes[1])
+    ax.set_ylabel(", ".join(ln.get_label() for ln in lines if right is None or ln.axes is ax))
+    if right is not None:
+        right.set_ylabel(", ".join(ln.get_label() for ln in lines if ln.axes is right))
     ax.grid(alpha=0.3)
     if len(next(iter(fig_data.series.values()), [])) <= 12:
         ax.set_xticks(range(1, len(next(iter(fig_data.series.values()))) + 1))
-    ax.legend(lines, [ln.get_label() for ln in lines], fontsize=8, frameon=False)
+    fig.legend(lines, [ln.get_label() for ln in lines], fontsize=8, frameon=False, loc="outside lower center",
+               ncols=len(lines))
     fig.savefig(path, dpi=DPI, metadata=_metadata(path))
 
 
@@ -165,13 +171,21 @@ def scatter(fig_data, path: Path) -> None:
 def write_figures(figures: list, folder: Path, vector: bool) -> dict:
     """Draw every figure into `folder`; returns {figure name: file name}.  `vector`: charts as PDF
     (for pdflatex), else everything PNG."""
+    import matplotlib
+
     names = {}
-    for fig in figures:
-        if fig.kind == "images":
-            path = folder / f"{fig.name}.png"
-            heatmaps(fig.images, fig.scale, fig.columns).save(path, optimize=True)
-        else:
-            path = folder / f"{fig.name}.{'pdf' if vector else 'png'}"
-            {"matrix": matrix, "losses": losses, "scatter": scatter}[fig.kind](fig, path)
-        names[fig.name] = path.name
+    with matplotlib.rc_context(STYLE):
+        for fig in figures:
+            names[fig.name] = _draw(fig, folder, vector)
     return names
+
+
+def _draw(fig, folder: Path, vector: bool) -> str:
+    """One figure's file; returns its name."""
+    if fig.kind == "images":
+        path = folder / f"{fig.name}.png"
+        heatmaps(fig.images, fig.scale, fig.columns).save(path, optimize=True)
+    else:
+        path = folder / f"{fig.name}.{'pdf' if vector else 'png'}"
+        {"matrix": matrix, "losses": losses, "scatter": scatter}[fig.kind](fig, path)
+    return path.name

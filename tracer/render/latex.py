@@ -9,6 +9,7 @@ geometry, lmodern), plus texlive-lang-spanish for babel's spanish.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -22,7 +23,8 @@ from tracer.render.textmode import tex
 
 BABEL = {"en": "english", "es": "spanish,es-notilde,es-noquoting"}
 TEXT_WIDTH = 16.0  # cm between the margins (A4, 2.5 cm each side)
-DISPLAY_WIDTH = 14.5  # cm: a wider equation is set in the text, where it may break across lines
+DISPLAY_WIDTH = 13.5  # cm as math_width measures (it errs by up to 15%): wider, an equation is set in
+# the text, where it may break across lines
 
 
 def preamble(lang: str) -> str:
@@ -70,16 +72,86 @@ def bmatrix(value: np.ndarray) -> str:
     return r"\begin{bmatrix} " + r" \\ ".join(lines) + r" \end{bmatrix}"
 
 
-def _equation(eq: Equation, value_line: str | None = None) -> list[str]:
+CM_PER_EM = 0.386  # 11 pt
+WIDTHS = {"frac": None, "tfrac": None, "text": None, "mathrm": None, "operatorname": None, "sqrt": 1.0,
+          "left": 0.0, "right": 0.0, "hat": 0.0, "bar": 0.0, "tilde": 0.0, "mathcal": 0.0, "mathbb": 0.0,
+          "cdot": 1.3, "odot": 1.6, "times": 1.6, "leftarrow": 2.3, "rightarrow": 2.3, "in": 1.5, "sim": 1.6,
+          "leq": 1.6, "geq": 1.6, "qquad": 2.0, "quad": 1.0, "sum": 1.4, "cdots": 1.4, "dots": 1.2,
+          "vdots": 0.5, "ddots": 1.2, ",": 0.17, ";": 0.28, " ": 0.33}
+
+
+def math_width(latex: str, size: float = 1.0) -> float:
+    """About how wide (cm) a line of display math prints: a rough measure (letters half an em,
+    operators with their spacing, a fraction as its wider part, scripts smaller) to choose
+    between a display and a line that may break."""
+    i, n, em = 0, len(latex), 0.0
+
+    def group(at):  # the {…} starting at `at`: its text and where it ends
+        depth, k = 0, at
+        while k < n:
+            depth += {"{": 1, "}": -1}.get(latex[k], 0)
+            if depth == 0:
+                return latex[at + 1:k], k + 1
+            k += 1
+        return latex[at + 1:], n
+
+    while i < n:
+        c = latex[i]
+        if c == "\\":
+            m = re.match(r"\\([A-Za-z]+|.)", latex[i:])
+            name = m[1]
+            i += len(m[0])
+            if name in ("frac", "tfrac"):
+                a, i = group(i)
+                b, i = group(i)
+                em += max(math_width(a), math_width(b)) / CM_PER_EM * (0.75 if name == "tfrac" else 1) + 0.3
+            elif name in ("text", "mathrm", "operatorname"):
+                a, i = group(i) if i < n and latex[i] == "{" else ("", i)
+                em += 0.5 * len(re.sub(r"\\.|[{}]", "", a)) * (1.1 if name == "text" else 1)
+            elif name in ("begin", "end"):
+                _, i = group(i)
+            else:
+                em += WIDTHS.get(name, 0.6)
+        elif c in "_^":
+            i += 1
+            if i < n and latex[i] == "{":
+                a, i = group(i)
+                em += 0.7 * math_width(a) / CM_PER_EM
+            else:
+                em += 0.35
+                i += 1
+        elif c in "{}":
+            i += 1
+        elif c in "=<>+-":
+            em += 1.5
+            i += 1
+        elif c == " ":
+            i += 1
+        else:
+            em += 0.55
+            i += 1
+    return em * CM_PER_EM * size
+
+
+def matrix_width(value: np.ndarray) -> float:
+    rows, cols, v = corners(value)
+    total = 0.0
+    for j in cols:
+        texts = ["⋯"] if j is None else [tex_number(float(v[i, j])) for i in rows if i is not None]
+        total += max(math_width(t) for t in texts) + 2 * 0.39 * 0.6
+    return total + 0.8 + (2.2 if not whole(value) else 0)
+
+
+def _equation(eq: Equation, value_line: str | None = None, value_width: float = 0.0) -> list[str]:
     """An equation as a display (aligned at its = when a value line follows), or, when wider than
     the page or written as prose, in the text."""
     out = []
     if eq.label:
         out.append(text(eq.label) + r"\nopagebreak")
-    if eq.lines and eq.width <= DISPLAY_WIDTH:
-        if value_line is not None and len(eq.lines) == 1 and "=" in eq.lines[0] or value_line is not None and "\\leftarrow" in eq.lines[0]:
-            head = eq.lines[0]
-            lhs, rel, rhs = _split(head)
+    widths = [math_width(line) for line in eq.lines]
+    if eq.lines and max(widths) <= DISPLAY_WIDTH:
+        lhs, rel, rhs = _split(eq.lines[0])
+        if value_line is not None and len(eq.lines) == 1 and rel and math_width(lhs) + value_width <= DISPLAY_WIDTH:
             out.append(r"\begin{align*}" + f"{lhs} &{rel} {rhs} \\\\ &= {value_line}" + r"\end{align*}")
             value_line = None
         else:
@@ -94,6 +166,14 @@ def _equation(eq: Equation, value_line: str | None = None) -> list[str]:
     if value_line is not None:
         out.append(rf"\[ {value_line} \]")
     return out
+
+
+def _value_line(view) -> tuple[str, float]:
+    """The tensor's values as a matrix (∈ ℝ^(m×n) after its corners), and how wide it prints."""
+    matrix = bmatrix(view.value)
+    if not whole(view.value):
+        matrix += rf" \in \mathbb{{R}}^{{{view.shape[0]} \times {view.shape[1]}}}"
+    return matrix, matrix_width(view.value)
 
 
 def equations(eqs: list) -> list[str]:
@@ -111,7 +191,7 @@ def equations(eqs: list) -> list[str]:
             run.clear()
 
     for eq in eqs:
-        if eq.lines and not eq.label and not eq.comment and len(eq.lines) == 1 and eq.width <= DISPLAY_WIDTH:
+        if eq.lines and not eq.label and not eq.comment and len(eq.lines) == 1 and math_width(eq.lines[0]) <= DISPLAY_WIDTH:
             run.append(eq.lines[0])
         else:
             flush()
@@ -134,13 +214,13 @@ def _split(line: str) -> tuple[str, str, str]:
 def tensor(view, folder: str) -> list[str]:
     out = [rf"\paragraph{{${view.symbol}$}} " + text(view.description)
            + rf" \mbox{{$({view.shape[0]} \times {view.shape[1]})$}}"]
-    matrix = bmatrix(view.value)
-    if not whole(view.value):
-        matrix += rf" \in \mathbb{{R}}^{{{view.shape[0]} \times {view.shape[1]}}}"
+    matrix, width = _value_line(view)
     if view.equation is not None and (view.equation.lines or view.equation.prose):
-        out += _equation(view.equation, matrix)
-    else:
+        out += _equation(view.equation, matrix, width)
+    elif math_width(view.symbol) + width <= DISPLAY_WIDTH:
         out.append(rf"\[ {view.symbol} = {matrix} \]")
+    else:
+        out.append(rf"\[ {matrix} \]")
     note = text(view.note)
     if not whole(view.value):
         note += " " + text(view.where)
@@ -175,6 +255,20 @@ def table(caption: str, header: list, rows: list) -> str:
             + body + "\\hline\n\\end{longtable}")
 
 
+def settings(heading: str, rows: list) -> str:
+    """The options as a table: what each means (its flag in typewriter type), the value given."""
+    body = "".join(text(Prose.of(re.sub(r"\s*\(--[\w-]+\)$", "", label))) + _flag(label) + " & "
+                   + r"\texttt{" + tex(str(value)) + r"} \tabularnewline" "\n" for label, value in rows)
+    return (r"{\small\begin{longtable}{>{\raggedright\arraybackslash}p{9.2cm}>{\raggedright\arraybackslash}p{5.6cm}}"
+            "\n" r"\multicolumn{2}{l}{\textbf{" + tex(heading) + r"}} \tabularnewline\hline\endhead" "\n"
+            + body + r"\hline\end{longtable}}")
+
+
+def _flag(label: str) -> str:
+    m = re.search(r"\((--[\w-]+)\)$", label)
+    return r" \mbox{\texttt{" + tex(m[1]) + "}}" if m else ""
+
+
 def figure(fig, files: dict, folder: str) -> str:
     name = files[fig.name]
     if fig.kind == "images":
@@ -204,8 +298,7 @@ def to_latex(doc: Document, lang: str, folder: str, files: dict) -> str:
         elif kind == "para":
             out.append(text(a[0]) + r"\par")
         elif kind == "settings":
-            out.append(rf"\textbf{{{tex(a[0])}:}} " + "; ".join(
-                rf"{text(Prose.of(label))} = \texttt{{{tex(str(value))}}}" for label, value in a[1]) + r"\par")
+            out.append(settings(a[0], a[1]))
             out.append(r"\tableofcontents")
         elif kind == "equations":
             out.extend(equations(a[0]))

@@ -105,12 +105,15 @@ def lex(text: str) -> list[Tok]:
                     j += 1
             out.append(Tok("sup", plain))
             i = j
-        elif _is_letter(c):
+        elif _is_letter(c) and not (c in MATH_CHARS and not c.isascii()):
             j = i
             while j < n and _is_letter(text[j]):
                 j += 1
             word = text[i:j]
-            out.append(Tok("var" if len(word) == 1 else "word", word))
+            if len(word) == 1 and unicodedata.normalize("NFD", word) != word:  # ŷ: y with a hat
+                out.extend(lex(unicodedata.normalize("NFD", word)))
+            else:
+                out.append(Tok("var" if len(word) == 1 else "word", word))
             i = j
         elif c in DIGITS or (c == "." and i + 1 < n and text[i + 1] in DIGITS and (not out or out[-1].kind != "num")):
             j = i
@@ -152,6 +155,9 @@ def lex(text: str) -> list[Tok]:
             i += 1
         elif c in ("|", "‖", "∣", "∥"):
             out.append(Tok("bar", c))
+            i += 1
+        elif c in MATH_CHARS and not c.isascii():  # ℓ, ℝ, ∞, …
+            out.append(Tok("sym", c))
             i += 1
         elif unicodedata.normalize("NFD", c) != c:  # ŷ, ŝ: a letter and its accent
             out.extend(lex(unicodedata.normalize("NFD", c)))
@@ -566,6 +572,8 @@ def _is_math_chunk(core: str) -> bool:
         return False
     if any(c in MATH_MARKS for c in core):
         return True
+    if len(core) == 1 and any(m in COMBINING for m in unicodedata.normalize("NFD", core)):
+        return True  # ŷ
     if len(core) == 1 and core.isalpha() and core.isascii() and core not in NOT_VARIABLES:
         return True
     if re.fullmatch(r"[A-Za-z]\w*\(.*", core) and (core.split("(")[0] in FUNCTIONS or len(core.split("(")[0]) == 1):
