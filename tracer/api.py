@@ -168,6 +168,16 @@ def check_output(path, formats=FORMATS) -> Path:
     return path
 
 
+def site(folder, models=None, langs=LANGS, docs=None, build: bool = False, progress=None) -> tuple[list, Path | None]:
+    """Write a MkDocs project of the walkthroughs into `folder` (every model, or `models`, in each
+    of `langs`; the Markdown pages of the folder `docs` as its guide); with `build`, build it too
+    (mkdocs build --strict).  Returns (the pages written, the built site's folder or None)."""
+    from tracer.render import site as writer
+
+    pages = writer.write_site(Path(folder), list(models or MODELS), list(langs), Path(docs) if docs else None, progress)
+    return pages, writer.build_site(Path(folder)) if build else None
+
+
 def lay_out_exercise(r: Run, blank: str, blank_iterations: str = "all", self_check: bool = False):
     """A student's version of the run's walkthrough, laid out: (layout, exercise).  `blank`: phases
     (forward, loss, backward, update) and/or tensor names, comma-separated."""

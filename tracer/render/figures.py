@@ -89,7 +89,7 @@ def _figure(size):
     return fig
 
 
-STYLE = {"font.family": "serif", "font.serif": ["DejaVu Serif"], "mathtext.fontset": "cm", "font.size": 9,
+STYLE = {"font.family": ["DejaVu Serif", "DejaVu Sans"], "mathtext.fontset": "cm", "font.size": 9,
          "svg.hashsalt": "tracer"}
 
 

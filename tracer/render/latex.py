@@ -176,27 +176,35 @@ def _value_line(view) -> tuple[str, float]:
     return matrix, matrix_width(view.value)
 
 
-def equations(eqs: list) -> list[str]:
-    """The model's equations: a run of plain ones (no label, no comment, one line that fits) in
-    one align* at their = signs; the others each on their own."""
-    out, run = [], []
-
-    def flush():
-        if run:
-            rows = []
-            for line in run:
-                lhs, rel, rhs = _split(line)
-                rows.append(f"{lhs} &{rel} {rhs}" if rel else f"&{line}")
-            out.append(r"\begin{align*}" + r" \\ ".join(rows) + r"\end{align*}")
-            run.clear()
-
+def runs(eqs: list) -> list:
+    """The model's equations grouped: a run of plain ones (no label, no comment, one line that
+    fits) as a list of lines, to align at their = signs; each other one on its own."""
+    out: list = []
     for eq in eqs:
-        if eq.lines and not eq.label and not eq.comment and len(eq.lines) == 1 and math_width(eq.lines[0]) <= DISPLAY_WIDTH:
-            run.append(eq.lines[0])
+        plain = eq.lines and not eq.label and not eq.comment and len(eq.lines) == 1 \
+            and math_width(eq.lines[0]) <= DISPLAY_WIDTH
+        if plain and out and isinstance(out[-1], list):
+            out[-1].append(eq.lines[0])
         else:
-            flush()
-            out.extend(_equation(eq))
-    flush()
+            out.append([eq.lines[0]] if plain else eq)
+    return out
+
+
+def aligned(lines: list, environment: str = "align*") -> str:
+    rows = []
+    for line in lines:
+        lhs, rel, rhs = _split(line)
+        rows.append(f"{lhs} &{rel} {rhs}" if rel else f"&{line}")
+    return rf"\begin{{{environment}}}" + r" \\ ".join(rows) + rf"\end{{{environment}}}"
+
+
+def equations(eqs: list) -> list[str]:
+    out = []
+    for group in runs(eqs):
+        if isinstance(group, list):
+            out.append(aligned(group))
+        else:
+            out.extend(_equation(group))
     return out
 
 

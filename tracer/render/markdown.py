@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from tracer.render.document import Document, Equation, Math, Prose, corners, entry, number, whole
-from tracer.render.latex import tex_number
+from tracer.render.latex import aligned, runs, tex_number
 
 MD_SPECIAL = set("\\`*_[]<>|~#$&")
 
@@ -101,10 +101,11 @@ def to_markdown(doc: Document, folder: str, files: dict) -> str:
         elif kind == "para":
             out.append(text(a[0]))
         elif kind == "settings":
-            out.append(f"**{md(a[0])}:** " + "; ".join(f"{text(Prose.of(label))} = `{value}`" for label, value in a[1]))
+            out.append(f"| {md(a[0])} | |\n|---|---|\n" + "\n".join(
+                f"| {text(Prose.of(label))} | `{value}` |" for label, value in a[1]))
         elif kind == "equations":
-            for eq in a[0]:
-                out.extend(_equation(eq))
+            for group in runs(a[0]):
+                out.extend([display(aligned(group, "aligned"))] if isinstance(group, list) else _equation(group))
         elif kind == "tensor":
             out.extend(tensor(a[0]))
         elif kind == "figure":
