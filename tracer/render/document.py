@@ -50,13 +50,15 @@ class Prose:
     """A sentence: pieces of text (Unicode, for the writer to escape) and of mathematics (LaTeX)."""
 
     pieces: list  # [(is_math, text), …]
+    source: str = ""  # the template's text (Unicode)
 
     @classmethod
     def of(cls, text: str) -> Prose:
-        return cls([(m, Math(math(p)) if m else p) for m, p in segments(text)])
+        return cls([(m, Math(math(p)) if m else p) for m, p in segments(text)], text)
 
     def plain(self) -> str:
-        return "".join(p for _, p in self.pieces)
+        """The text as the template wrote it (for an image's alternative text, a search)."""
+        return self.source or "".join(p for _, p in self.pieces)
 
 
 @dataclass

@@ -561,6 +561,7 @@ def math(text: str, script: bool = False) -> str:
 # --- mathematics inside a sentence --------------------------------------------------------------
 
 MATH_MARKS = set(SUB) | set(SUP) | set(GREEK) | set(COMBINING) | set("_^∂∇Σ∑√⊙·×≤≥≠≈∈∼~←→′‖⌊⌋ℝ∞∝½±−=<>|+") \
+    | {c for c in MATH_CHARS if not c.isascii() and c not in "…•✎′"} \
     | {chr(c) for c in range(0xE000, 0xE100)}  # and a symbol put into a pattern
 NOT_VARIABLES = {"a", "A", "y", "o", "O", "e", "E", "u", "I", "Y"}  # one-letter words of English or Spanish
 OPERATOR_CHUNKS = set(OPERATORS) | {"…", "−", "+"}
@@ -657,10 +658,27 @@ def segments(text: str) -> list[tuple[bool, str]]:
         if end > k:
             pieces.append((True, "".join(t[1] for t in toks[k:end])))
             k = end
+        elif toks[k][0] == "math" and _depth(toks[k][1]) != 0:  # SQRT(σ² … : its bracket closes
+            toks[k:k + 1] = _split_brackets(toks[k][1])  # nowhere near: the pieces on their own
         else:
             pieces.append((False, toks[k][1]))
             k += 1
     return _merge(pieces)
+
+
+def _split_brackets(word: str) -> list[list[str]]:
+    """A word whose brackets do not balance, as tokens: each bracket on its own, the pieces
+    between them mathematics or text by themselves."""
+    out: list[list[str]] = []
+    for piece in re.split(r"([()\[\]])", word):
+        if piece in ("(", "["):
+            out.append(["open", piece])
+        elif piece in (")", "]"):
+            out.append(["close", piece])
+        elif piece:
+            out.append(["math" if _is_math_chunk(piece) or piece in OPERATOR_CHUNKS else
+                        "join" if _joins(piece) else "text", piece])
+    return out
 
 
 def _run(toks: list[list[str]], k: int) -> int:
