@@ -97,7 +97,7 @@ def to_markdown(doc: Document, folder: str, files: dict) -> str:
         elif kind == "heading":
             out.append(f"## {md(a[0])}")
         elif kind == "subheading":
-            out.append(f"### {md(a[0])}")
+            out.append(f"### {text(Prose.of(a[0]))}")
         elif kind == "para":
             out.append(text(a[0]))
         elif kind == "settings":
