@@ -159,7 +159,7 @@ def test_every_equation_is_in_math_mode(written, model, lang):
     source = written(model, lang).read_text("utf-8")
     assert text_mode_math(source) == []
     assert all(ord(c) < 128 for c in source)  # every character translated
-    assert source.count(r"\begin{align*}") + source.count(r"\begin{gather*}") > 20
+    assert source.count(r"\begin{align*}") + source.count(r"\begin{gather*}") >= 10
     assert r"\frac{\partial" in source and r"\begin{bmatrix}" in source
 
 

@@ -263,7 +263,7 @@ class Builder:
         return _Defaults(out)
 
     # -- pictures ----------------------------------------------------------------------------
-    def pictures_of(self, tensors, after: bool = False) -> list[Figure]:
+    def pictures_of(self, tensors, after: bool = False, kinds=("image", "matrix", "column")) -> list[Figure]:
         """The template's pictures of these tensors, one figure per picture entry, in the
         template's order (after training: every matching tensor of the run in one figure: the
         reverse chain x_T … x_0, a grid of decoded points)."""
@@ -272,7 +272,8 @@ class Builder:
         ids = {(t.iteration, t.name): t for t in self.tape.tensors}
         for t in tensors:
             for key, entry, label in tpl.pictures_of(t.name):
-                found.setdefault(key, (entry, label, []))[2].append(t)
+                if entry.get("kind", "image") in kinds:
+                    found.setdefault(key, (entry, label, []))[2].append(t)
         figures = []
         for key in sorted(found, key=order.index):
             entry, label, ts = found[key]
@@ -377,6 +378,8 @@ class Builder:
                 self.add("tensor", self.view(t))
             for fig in self.pictures_of(ts):
                 self.figure(fig)
+        for fig in self.pictures_of(first, kinds=("steps",)):  # a state over the whole sequence
+            self.figure(fig)
 
         if after:
             self.after(after)
