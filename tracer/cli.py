@@ -292,7 +292,7 @@ def bench(quick, cases):
     ≥ 1M-cell transformer (4 blocks, d_model 32, context 16), both with a baseline, the VAE and
     the GAN with --optimizer adam, the GAN with --upscale 4 --upscale-mode bilinear, the rnn, lstm,
     bert, diffusion and flow at their default sizes and at ≥ 1M cells (with a baseline), the
-    2,000-step warm-ups of the default VAE, of the README's GAN that draws a digit (with that GAN
+    2,000-step warm-ups of the default VAE, of the documented GAN that draws a digit (with that GAN
     without its warm-up, to compare the exports), of the diffusion model and of the flow, and the
     cell counts of the default workbooks with and without the step blocks of the formula rule
     (split)."""
@@ -350,7 +350,7 @@ def main(argv=None):
             click.echo(f"error: {e.format_message()}", err=True)
             sys.exit(e.exit_code)
         except MemoryError:
-            click.echo("error: out of memory: choose smaller options (README: Limits)", err=True)
+            click.echo("error: out of memory: choose smaller options (docs/limits.md)", err=True)
             sys.exit(2)
         except OSError as e:  # a disk or permission problem while writing
             click.echo(f"error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), err=True)

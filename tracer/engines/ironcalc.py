@@ -5,7 +5,7 @@ either: nothing is computed yet), `evaluate()` recalculates every formula from s
 values are read cell by cell.  IronCalc reads a formula saved in an .xlsx file the way Excel
 reads one written before dynamic arrays: a scalar function given a range takes the one cell in
 the formula's own row or column (implicit intersection, shown as `@`), or gives #VALUE!.  Which
-is why tracer's formulas never hand a range to anything but an aggregate (README: the formula
+is why tracer's formulas never hand a range to anything but an aggregate (docs/workbook.md: the formula
 rule), and why a workbook that does is caught here.
 
 One reading quirk is worked around: IronCalc 0.9 reads an empty cell marked as a number,
