@@ -174,7 +174,16 @@ def site(folder, models=None, langs=LANGS, docs=None, build: bool = False, progr
     (mkdocs build --strict).  Returns (the pages written, the built site's folder or None)."""
     from tracer.render import site as writer
 
-    pages = writer.write_site(Path(folder), list(models or MODELS), list(langs), Path(docs) if docs else None, progress)
+    models = list(models or MODELS)
+    unknown = [name for name in models if name not in MODELS]
+    if unknown:
+        raise TracerError(f"unknown model {unknown[0]!r}: choose from {', '.join(MODELS)}")
+
+    def trace(model, lang):
+        r = run(model, lang)
+        return r.tape, r.settings
+
+    pages = writer.write_site(Path(folder), models, list(langs), trace, Path(docs) if docs else None, progress)
     return pages, writer.build_site(Path(folder)) if build else None
 
 

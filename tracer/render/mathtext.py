@@ -617,9 +617,14 @@ def _words(text: str) -> list[list[str]]:
             trail.insert(0, ["close" if chunk[-1] in ")]" else "punct", chunk[-1]])
             chunk = chunk[:-1]
         core = []
-        if chunk:
+        sign = re.fullmatch(r"([−+])([^\W\d_]{2,})", chunk)
+        if sign:  # −celda: a minus before a word of the sentence
+            core = [["math", sign[1]], ["text", sign[2]]]
+        elif chunk:
             kind = "math" if (_is_math_chunk(chunk) or chunk in OPERATOR_CHUNKS) else "join" if _joins(chunk) else "text"
             core = [[kind, chunk]]
+        if core and core[-1][1].isalpha() and len(core[-1][1]) == 1 and trail[:1] == [["punct", "."]]:
+            core[-1][0] = "text"  # p. ej., e.g.: an abbreviation, not a variable
         out.extend(lead + core + trail)
     return out
 
@@ -645,7 +650,7 @@ def segments(text: str) -> list[tuple[bool, str]]:
         for k, (kind, word) in enumerate(toks):
             if kind == "join" and any(toks[j][0] == "math" for j in _neighbours(toks, k)):
                 toks[k][0], changed = "math", True
-            elif kind == "text" and re.fullmatch(r"[A-Za-z]{2,}", word):
+            elif kind == "text" and re.fullmatch(r"[A-Za-z][a-z]+", word):  # not EXP or SQRT
                 for j in _neighbours(toks, k):
                     if toks[j][0] == "math" and toks[j][1] in BINARY:
                         other = [m for m in _neighbours(toks, j) if m != k]

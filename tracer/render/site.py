@@ -107,19 +107,16 @@ def index_text(models: list, langs: list) -> str:
     return "\n".join(out)
 
 
-def write_site(folder: Path, models: list, langs: list, docs: Path | None = None, progress=None) -> list[Path]:
+def write_site(folder: Path, models: list, langs: list, trace, docs: Path | None = None, progress=None) -> list[Path]:
     """Write the MkDocs project into `folder` (made whole in a temporary folder beside it, then
-    moved in: an existing project there is replaced); returns the pages written."""
-    from tracer import api
+    moved in: an existing project there is replaced); `trace(model, lang)` gives the (tape,
+    settings) of a model's default run.  Returns the pages written."""
     from tracer.render.walkthrough import write_document
 
     require()
     folder = Path(folder)
     if folder.exists() and not (folder / "mkdocs.yml").is_file() and any(folder.iterdir()):
         raise TracerError(f"{folder} is not empty and holds no mkdocs.yml: choose a new folder (or an earlier site's)")
-    unknown = [m for m in models if m not in api.MODELS]
-    if unknown:
-        raise TracerError(f"unknown model {unknown[0]!r}: choose from {', '.join(api.MODELS)}")
     bad = [lang for lang in langs if lang not in LANGS]
     if bad:
         raise TracerError(f"unknown language {bad[0]!r}: choose from {', '.join(LANGS)}")
@@ -136,9 +133,9 @@ def write_site(folder: Path, models: list, langs: list, docs: Path | None = None
             (site_docs / lang).mkdir(parents=True)
             entries = []
             for model in models:
-                r = api.run(model, lang)
+                tape, settings = trace(model, lang)
                 page = site_docs / lang / f"{model}.md"
-                write_document(r.tape, r.settings, page, lang)
+                write_document(tape, settings, page, lang)
                 pages.append(folder / "docs" / lang / page.name)
                 entries.append((model, f"{lang}/{model}.md"))
                 if progress:
