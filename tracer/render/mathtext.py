@@ -623,9 +623,12 @@ def _words(text: str) -> list[list[str]]:
         elif chunk:
             kind = "math" if (_is_math_chunk(chunk) or chunk in OPERATOR_CHUNKS) else "join" if _joins(chunk) else "text"
             core = [[kind, chunk]]
-        if core and core[-1][1].isalpha() and len(core[-1][1]) == 1 and trail[:1] == [["punct", "."]]:
-            core[-1][0] = "text"  # p. ej., e.g.: an abbreviation, not a variable
         out.extend(lead + core + trail)
+    for k in range(len(out) - 3):  # p. ej.: an abbreviation, not a variable
+        if len(out[k][1]) == 1 and out[k][1].isascii() and out[k + 1] == ["punct", "."] \
+                and out[k + 2][0] == "space" and re.fullmatch(r"[a-z]{1,3}", out[k + 3][1]) \
+                and out[k + 4:k + 5] == [["punct", "."]]:
+            out[k][0] = "text"
     return out
 
 
