@@ -186,6 +186,19 @@ class Document:
     model: str = ""
 
 
+def cell(v, prose, plain, integer, real) -> str:
+    """A table's cell in a writer's syntax: Math as $…$, Prose, text, a whole number, a number."""
+    if isinstance(v, Math):
+        return f"${v}$"
+    if isinstance(v, Prose):
+        return prose(v)
+    if isinstance(v, str):
+        return plain(v)
+    if isinstance(v, int):
+        return integer(v)
+    return real(float(v))
+
+
 def number(v) -> str:
     """A value as the documents print it in a table (six significant digits)."""
     return str(v) if isinstance(v, int) else f"{v:.6g}"

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from tracer.errors import TracerError
+from tracer.render import document
 from tracer.render.document import CORNER, Document, Equation, Math, Prose, corners, entry, number, whole
 from tracer.render.textmode import tex
 
@@ -238,15 +239,7 @@ def tensor(view, folder: str) -> list[str]:
 
 def table(caption: str, header: list, rows: list) -> str:
     def cell(v):
-        if isinstance(v, Math):
-            return f"${v}$"
-        if isinstance(v, Prose):
-            return text(v)
-        if isinstance(v, str):
-            return tex(v)
-        if isinstance(v, int):
-            return f"${v}$"
-        return f"${tex_number(float(v), 6)}$"
+        return document.cell(v, text, tex, lambda n: f"${n}$", lambda x: f"${tex_number(x, 6)}$")
 
     wide = any(isinstance(v, Prose) and len(v.plain()) > 30 for row in rows for v in row)
     if wide:

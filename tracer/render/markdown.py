@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from tracer.render import document
 from tracer.render.document import Document, Equation, Math, Prose, corners, entry, number, whole
 from tracer.render.latex import aligned, runs, tex_number
 
@@ -71,15 +72,7 @@ def tensor(view) -> list[str]:
 
 def table(caption: str, header: list, rows: list) -> str:
     def cell(v):
-        if isinstance(v, Math):
-            return f"${v}$"
-        if isinstance(v, Prose):
-            return text(v)
-        if isinstance(v, str):
-            return md(v)
-        if isinstance(v, int):
-            return str(v)
-        return number(float(v))
+        return document.cell(v, text, md, str, number)
 
     lines = [f"**{md(caption)}**\n"] if caption else []
     lines.append("| " + " | ".join(cell(h) for h in header) + " |")

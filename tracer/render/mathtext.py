@@ -45,6 +45,8 @@ BRACKET = {"(": "(", ")": ")", "[": "[", "]": "]", "⌊": r"\lfloor ", "⌋": r"
 PUNCT = {",": ",", ";": ";", ":": ":", "!": "!", "'": "'", "?": "?", ".": "."}
 SPECIAL_TEXT = {"%": r"\%", "#": r"\#", "&": r"\&", "$": r"\$"}
 DIGITS = set("0123456789")
+SINGLE = {"_": "us", "^": "caret", **{c: "op" for c in OPERATORS}, **{c: "open" for c in OPEN},
+          **{c: "close" for c in CLOSE}, **{c: "punct" for c in PUNCT}, **{c: "bar" for c in "|‖∣∥"}}
 PLACEHOLDER = re.compile("[\ue000-\ue0ff]")  # a symbol put into a pattern by `equation` (see there)
 
 
@@ -132,29 +134,8 @@ def lex(text: str) -> list[Tok]:
         elif c in ("′", "'") and out and out[-1].kind in ("var", "greek", "word", "ph", "close", "prime", "sub"):
             out.append(Tok("prime", "'"))
             i += 1
-        elif c == "_":
-            out.append(Tok("us", c))
-            i += 1
-        elif c == "^":
-            out.append(Tok("caret", c))
-            i += 1
-        elif PLACEHOLDER.match(c):
-            out.append(Tok("ph", c))
-            i += 1
-        elif c in OPERATORS:
-            out.append(Tok("op", c))
-            i += 1
-        elif c in OPEN:
-            out.append(Tok("open", c))
-            i += 1
-        elif c in CLOSE:
-            out.append(Tok("close", c))
-            i += 1
-        elif c in PUNCT:
-            out.append(Tok("punct", c))
-            i += 1
-        elif c in ("|", "‖", "∣", "∥"):
-            out.append(Tok("bar", c))
+        elif c in SINGLE or PLACEHOLDER.match(c):
+            out.append(Tok(SINGLE.get(c, "ph"), c))
             i += 1
         elif c in MATH_CHARS and not c.isascii():  # ℓ, ℝ, ∞, …
             out.append(Tok("sym", c))
@@ -467,12 +448,7 @@ def _fractions(items: list[Item], script: bool) -> list[Item]:
     while k < len(out):
         it = out[k]
         if it.kind == "op" and it.bracket == "/":
-            a = k - 1
-            while a >= 0 and out[a].kind == "space":
-                a -= 1
-            b = k + 1
-            while b < len(out) and out[b].kind == "space":
-                b += 1
+            a, b = _skip(out, k, -1), _skip(out, k, 1)
             if 0 <= a and b < len(out) and _fraction_ok(out, a, b, script):
                 num, den = out[a], out[b]
                 frac = Item("frac", rf"\frac{{{_bare(num)}}}{{{_bare(den)}}}")
@@ -488,6 +464,14 @@ def _fractions(items: list[Item], script: bool) -> list[Item]:
     return out
 
 
+def _skip(items: list[Item], k: int, step: int) -> int:
+    """The next item from k in the direction `step` that is not a space (out of range: none)."""
+    k += step
+    while 0 <= k < len(items) and items[k].kind == "space":
+        k += step
+    return k
+
+
 def _fraction_ok(items: list[Item], a: int, b: int, script: bool) -> bool:
     num, den = items[a], items[b]
     if script or num.kind not in ("unit", "group") or den.kind not in ("unit", "group"):
@@ -495,12 +479,7 @@ def _fraction_ok(items: list[Item], a: int, b: int, script: bool) -> bool:
     both_partial = num.tex.startswith(r"\partial") and den.tex.startswith(r"\partial")
     if both_partial:
         return True
-    before = a - 1
-    while before >= 0 and items[before].kind == "space":
-        before -= 1
-    after = b + 1
-    while after < len(items) and items[after].kind == "space":
-        after += 1
+    before, after = _skip(items, a, -1), _skip(items, b, 1)
     alone_before = before < 0 or items[before].kind in ("op", "punct") and items[before].tex not in ("/",)
     alone_after = after >= len(items) or items[after].kind in ("op", "punct", "word")
     if before >= 0 and items[before].kind == "op" and items[before].tex in (")", "]"):
