@@ -500,8 +500,8 @@ class Program:
 
     def number(self, value) -> Hyper:
         text = _number(value)
-        return self.hyper("num", text, value, f"the number {text}, as written in {self.src.label}",
-                          f"el número {text}, tal como está escrito en {self.src.label}")
+        return self.hyper("num", text, value, f"the number {text}, as written in `{self.src.label}`",
+                          f"el número {text}, tal como está escrito en `{self.src.label}`")
 
     # recording --------------------------------------------------------------------------------------
 
@@ -586,18 +586,18 @@ class Program:
             texts[name] = param_text(name, param, self.modules.get("model." + name.rsplit(".", 1)[0]),
                                      name in self.trainable, self.src.label)
         for name in self.buffers:
-            texts[name] = {"symbol": name, "en": f"the buffer {name} of the model (a constant)",
-                           "es": f"el búfer {name} del modelo (una constante)"}
+            texts[name] = {"symbol": name, "en": f"the buffer `{name}` of the model (a constant)",
+                           "es": f"el búfer `{name}` del modelo (una constante)"}
         for h in self.hypers.values():
             texts[h.name] = {"symbol": h.symbol, "en": h.en, "es": h.es}
         x, y = self.src.x, self.src.y
-        texts["x"] = {"symbol": "x", "en": f"the inputs x {tuple(x.shape)}, as {self.src.label} gives them",
-                      "es": f"las entradas x {tuple(x.shape)}, tal como las da {self.src.label}"}
+        texts["x"] = {"symbol": "x", "en": f"the inputs x {tuple(x.shape)}, as `{self.src.label}` gives them",
+                      "es": f"las entradas x {tuple(x.shape)}, tal como las da `{self.src.label}`"}
         ids = not self.torch.is_floating_point(y)
         texts["y"] = {"symbol": "y", "en": f"the targets y {tuple(y.shape)}" + ("; class ids, counted from 0" if ids else ""),
                       "es": f"los objetivos y {tuple(y.shape)}" + ("; ids de clase, contados desde 0" if ids else "")}
-        texts["loss"] = {"symbol": "L", "en": f"the loss, loss_fn(model(x), y) ({_loss_words(self)})",
-                         "es": f"la pérdida, loss_fn(model(x), y) ({_loss_words(self)})"}
+        texts["loss"] = {"symbol": "L", "en": f"the loss, `loss_fn(model(x), y)` (`{_loss_words(self)}`)",
+                         "es": f"la pérdida, `loss_fn(model(x), y)` (`{_loss_words(self)}`)"}
         for node, name in self.names.items():
             if name in texts or node.op == "placeholder":
                 continue
@@ -628,7 +628,9 @@ class Program:
         return param_text(name, self.params[name], self.modules.get("model." + name.rsplit(".", 1)[0]), True, "")["symbol"]
 
     def node_text(self, node, name) -> dict:
-        what = _describe(node, self.modules)
+        """What a node's tensor is, in words, with its line of code.  Code (names, the line) is
+        in backticks: a document sets it as code, not as mathematics."""
+        what = f"`{_describe(node, self.modules)}`"
         loc = self.loc.get(node)
         code = ""
         if loc:
@@ -637,20 +639,19 @@ class Program:
             except (OSError, IndexError, UnicodeDecodeError):
                 code = ""
         file = Path(loc[0]).name if loc else self.src.label
-        if node.op == "call_module" and name != _short(node.target):
-            en, es = f"the output of {_short(node.target)} ({what})", f"la salida de {_short(node.target)} ({what})"
-        elif node.op == "get_attr":
-            en, es = "a constant tensor the code makes (e.g. torch.zeros)", "un tensor constante que crea el código (p. ej. torch.zeros)"
+        if node.op == "get_attr":
+            en, es = "a constant tensor the code makes (e.g. `torch.zeros`)", "un tensor constante que crea el código (p. ej. `torch.zeros`)"
         elif node.op == "call_module":
-            en, es = f"the output of {_short(node.target)} ({what})", f"la salida de {_short(node.target)} ({what})"
+            path = _short(node.target)
+            en, es = f"the output of `{path}` ({what})", f"la salida de `{path}` ({what})"
         elif node.op == "call_function" and getattr(node.target, "__name__", "").startswith("rand"):
             en = f"a random draw of {what}, made by PyTorch and recorded: a constant of this iteration"
             es = f"un sorteo aleatorio de {what}, hecho por PyTorch y registrado: una constante de esta iteración"
         else:
             en, es = f"{what}", f"{what}"
-        if loc:
-            en += f", line {loc[1]} of {file}" + (f": {code}" if code else "")
-            es += f", línea {loc[1]} de {file}" + (f": {code}" if code else "")
+        if loc:  # the code in backticks: a document keeps it as text, not mathematics
+            en += f", line {loc[1]} of `{file}`" + (f": `{code}`" if code else "")
+            es += f", línea {loc[1]} de `{file}`" + (f": `{code}`" if code else "")
         return {"symbol": name, "en": en, "es": es}
 
     # the whole run ------------------------------------------------------------------------------------
@@ -734,11 +735,12 @@ def param_text(name, param, module, trained, label) -> dict:
     owner, _, leaf = name.rpartition(".")
     kind = type(module).__name__ if module is not None else ""
     table = NORM_SYMBOLS if kind == "LayerNorm" else {"weight": "E"} if kind == "Embedding" else SYMBOLS
-    letter = table.get(leaf)
+    rnn = re.fullmatch(r"(weight|bias)_(ih|hh)_l0", leaf)  # nn.RNN, nn.LSTM: W_ih, W_hh, b_ih, b_hh
+    letter = table.get(leaf) or (f"{SYMBOLS[rnn[1]]}_{rnn[2]}" if rnn else None)
     symbol = f"{letter}[{owner}]" if letter and owner else name
     shape = " × ".join(str(s) for s in param.shape) or "1"
-    en = f"{name} ({shape}), the parameter as the model holds it" + (f", of nn.{kind}" if kind else "")
-    es = f"{name} ({shape}), el parámetro tal como lo tiene el modelo" + (f", de nn.{kind}" if kind else "")
+    en = f"`{name}` ({shape}), the parameter as the model holds it" + (f", of `nn.{kind}`" if kind else "")
+    es = f"`{name}` ({shape}), el parámetro tal como lo tiene el modelo" + (f", de `nn.{kind}`" if kind else "")
     if not trained:
         en, es = en + "; not trained (requires_grad=False)", es + "; no se entrena (requires_grad=False)"
     return {"symbol": symbol, "en": en, "es": es}
@@ -979,8 +981,8 @@ def leaky_relu(program, node, name, args, kwargs, p=None, collect=False):
     else:
         slope, key = (args[1] if len(args) > 1 else kwargs.get("negative_slope", 0.01)), None
     key = key or _number(slope)
-    h = program.hyper("slope", key, slope, f"LeakyReLU's slope for negative inputs ({key})",
-                      f"pendiente de LeakyReLU para entradas negativas ({key})", f"slope[{key}]")
+    h = program.hyper("slope", key, slope, f"LeakyReLU's slope for negative inputs (`{key}`)",
+                      f"pendiente de LeakyReLU para entradas negativas (`{key}`)", f"slope[{key}]")
     if collect:
         return h
     return _out(program, node, record(act.LEAKY_RELU, _val(program, args[0]).t, program.cell(h), name=name))
@@ -1021,14 +1023,14 @@ def layer_norm(program, node, name, args, kwargs, p=None, collect=False):
     mod, path = program.modules[node.target], _short(node.target)
     if len(mod.normalized_shape) != 1 or not mod.elementwise_affine or mod.bias is None:
         raise Unsupported("nn.LayerNorm over the last dimension only, with its weight and bias")
-    h = program.hyper("eps", path, mod.eps, f"LayerNorm's ε ({path}), added to the variance",
-                      f"ε de LayerNorm ({path}), sumado a la varianza", f"ε[{path}]")
+    h = program.hyper("eps", path, mod.eps, f"LayerNorm's ε (`{path}`), added to the variance",
+                      f"ε de LayerNorm (`{path}`), sumado a la varianza", f"ε[{path}]")
     if collect:
         return h
     for part, (en, es) in {"mu": ("the mean of each row", "la media de cada fila"),
                            "var": ("the variance of each row (population)", "la varianza de cada fila (poblacional)"),
                            "xhat": ("each row normalized: (x − μ)/√(σ² + ε)", "cada fila normalizada: (x − μ)/√(σ² + ε)")}.items():
-        program.texts[f"{name}_{part}"] = {"symbol": f"{name}_{part}", "en": f"{en}, in {path}", "es": f"{es}, en {path}"}
+        program.texts[f"{name}_{part}"] = {"symbol": f"{name}_{part}", "en": f"{en}, in `{path}`", "es": f"{es}, en `{path}`"}
     out = normalization.layer_norm(_val(program, args[0]).t, p[f"{path}.weight"], p[f"{path}.bias"], program.cell(h), name=name)
     return _out(program, node, out)
 
@@ -1151,8 +1153,8 @@ def recurrent(program, node, name, args, kwargs, p=None, collect=False):
     for part, (en, es) in parts.items():
         for k in range(1, x.shape[0] + 1) if "#" in part else [0]:
             key = f"{name}_{part.replace('#', str(k))}"
-            program.texts[key] = {"symbol": key, "en": f"{en.format(k=k, j=k - 1)} ({path}, nn.{kind})",
-                                  "es": f"{es.format(k=k, j=k - 1)} ({path}, nn.{kind})"}
+            program.texts[key] = {"symbol": key, "en": f"{en.format(k=k, j=k - 1)} (`{path}`, `nn.{kind}`)",
+                                  "es": f"{es.format(k=k, j=k - 1)} (`{path}`, `nn.{kind}`)"}
     out = _out(program, node_output(program, node, 0), linalg.concat_rows(hs, name=name))
     h_n, c_n = Val(h, (1, H)), (Val(c, (1, H)) if lstm else None)
     return (out, (h_n, c_n)) if lstm else (out, h_n)
