@@ -346,7 +346,7 @@ def test_names_come_from_the_code(T):
     tpl = Template.of(run.tape)
     assert tpl.symbol("encoder.0.weight") == "W[encoder.0]" and tpl.symbol("mu.bias") == "b[mu]"
     assert tpl.symbol("dloss/dencoder.0.weight") == "∂L/∂W[encoder.0]"
-    assert "+, line 23 of `torch_vae.py`: `z = mu + torch.exp(0.5 * logvar) * eps`" in tpl.describe(
+    assert "`+`, line 23 of `torch_vae.py`: `z = mu + torch.exp(0.5 * logvar) * eps`" in tpl.describe(
         next(t for t in run.tape.tensors if t.name == "z"))
     T.manual_seed(0)
     model, x, y, loss_fn, optimizer = rnn(T)

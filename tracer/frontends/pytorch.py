@@ -327,8 +327,8 @@ def _describe(node, modules) -> str:
     return OPERATORS.get(target, name)
 
 
-OPERATORS = {operator.getitem: "indexing [ ]", operator.add: "+", operator.sub: "−", operator.mul: "×",
-             operator.truediv: "/", operator.matmul: "@", operator.neg: "unary −", operator.pow: "**"}
+OPERATORS = {operator.getitem: "indexing [ ]", operator.add: "+", operator.sub: "-", operator.mul: "*",
+             operator.truediv: "/", operator.matmul: "@", operator.neg: "unary -", operator.pow: "**"}  # as written
 
 
 # --- the program: every node mapped to tracer's ops -----------------------------------------------
