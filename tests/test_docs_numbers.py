@@ -230,3 +230,30 @@ def test_diffusion(cells):
          f"overshoots (`--size 2 --batch 1`: {arrow(losses('diffusion', size=2, batch=1), 2)})")
     slow = losses("diffusion", size=2, batch=1, lr=0.05)
     says(page, f"take `--lr 0.05` there ({arrow(slow)})")
+
+
+# --- the workbook -------------------------------------------------------------------------------
+
+def test_the_workbook(default_workbook, run_workbook):
+    page = "workbook.md"
+    x_hat = np.concatenate([traced("vae")["x_hat", k] for k in range(1, 5)])
+    says(page, f"in the 4 default iterations x̂ spans only about {num(x_hat.min())}–{num(x_hat.max())}")
+    rows = [f"| `{model}` | {count(planned_pages(default_workbook(model)))} |"
+            for model in ("vae", "gan", "skipgram", "attention", "transformer", "mlp")]
+    says(page, *rows, f"| `vae --size 4 --hidden 2` | {count(planned_pages(run_workbook('vae-size4')))} |")
+
+
+# --- exercises ----------------------------------------------------------------------------------
+
+def blanks(model: str, blank: str, **options) -> tuple[int, int]:
+    """(blank blocks, blank cells) of `tracer exercise MODEL --blank BLANK` with these options."""
+    _, exercise = api.lay_out_exercise(traced(model, **options), blank)
+    return len(exercise.blank), sum(t.value.size for t in exercise.blank)
+
+
+def test_exercises():
+    page = "exercises.md"
+    blocks, n = blanks("mlp", "forward,loss,backward,update", config="classic_222")
+    says(page, f"`tracer exercise mlp --config classic_222 --blank forward,loss,backward,update` ({blocks} blank blocks, {n} cells)")
+    _, n = blanks("vae", "backward")
+    says(page, f"`tracer exercise vae --blank backward` ({count(n)} cells over 4 iterations)")
