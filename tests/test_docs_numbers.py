@@ -277,3 +277,32 @@ def test_checking():
             "mlp": "{} → OK",
             "flow": "every parameter element in all 4 iterations; {} → OK"}
     says("checking.md", *(f"| `tracer gradcheck {model}` | {row.format(max_rel(model))} |" for model, row in rows.items()))
+
+
+def test_a_warmup_adds_a_row_per_step(written):
+    sizes = [written("vae", size=4, hidden=2, warmup=n) for n in (0, 100, 200)]
+    per_step = (sizes[2] - sizes[1]) // 100
+    assert sizes[2] - sizes[1] == 100 * per_step  # the same cells for each step
+    says("training.md", f"the hand-sized VAE (`--size 4 --hidden 2`) has {count(sizes[0])} cells, {count(sizes[1])} with "
+                        f"`--warmup 100` and {count(sizes[2])} with `--warmup 200`, {per_step} cells more per step")
+
+
+# --- limits -------------------------------------------------------------------------------------
+
+def test_limits(refused):
+    from tracer import models
+    from tracer.core.size import MAX_CELLS
+
+    page = "limits.md"
+    estimate = models.get("vae").size(api.configure("vae", "en", hidden=1300)).cells
+    assert estimate <= MAX_CELLS
+    says(page, f"(`tracer run vae --hidden 1300`, about {count(estimate)} values by the estimate, just under the limit")
+    says(page, f"`tracer run vae --hidden 100000` answers at once: `{refused('run', 'vae', '--hidden', '100000')}`")
+
+
+def test_python():
+    from tracer.errors import TracerError
+
+    with pytest.raises(TracerError) as refusal:
+        api.run("vae", hidden=0)
+    says("python.md", f"(`tracer.run(\"vae\", hidden=0)`: `{refusal.value}`)")
