@@ -10,11 +10,12 @@ from __future__ import annotations
 import functools
 import re
 import shlex
+import zipfile
 
 import numpy as np
 import pytest
 from conftest import CELLS
-from documented import arrow, count, num, says, sci
+from documented import arrow, count, num, says, sci, text_of
 from xlsx_parts import read_parts
 
 from tracer import api
@@ -306,3 +307,27 @@ def test_python():
     with pytest.raises(TracerError) as refusal:
         api.run("vae", hidden=0)
     says("python.md", f"(`tracer.run(\"vae\", hidden=0)`: `{refusal.value}`)")
+
+
+# --- speed: the default cases' sizes (the times are dated measurements) --------------------------
+
+def formula_cells(path) -> int:
+    """The formula cells of a workbook: its <f> elements, counted as `tracer bench` counts them."""
+    with zipfile.ZipFile(path) as z:
+        return sum(z.read(n).count(b"<f>") + z.read(n).count(b"<f ") for n in z.namelist() if n.startswith("xl/worksheets/sheet"))
+
+
+SPEED_ROWS = {"vae": "default VAE (H = 8,", "gan": "default GAN (", "transformer": "default transformer (",
+              "rnn": "default rnn (", "lstm": "default lstm (", "bert": "default bert ("}
+
+
+@pytest.mark.parametrize("model", SPEED_ROWS)
+def test_speed_default_cases(model, default_workbook, cells):
+    path = default_workbook(model)
+    rows = [line for line in text_of("speed.md").splitlines() if line.startswith(f"| {SPEED_ROWS[model]}")]
+    assert len(rows) == 1, rows
+    label, n, formulas = [c.strip() for c in rows[0].strip("|").split("|")][:3]
+    assert (n, formulas) == (count(cells(model)), count(formula_cells(path))), \
+        f"speed.md, row {label!r}: cells | formula cells should be | {count(cells(model))} | {count(formula_cells(path))} |"
+    if model == "vae":
+        says("speed.md", f"| default VAE (`tracer bench --quick`) | {count(formula_cells(path))} | LibreOffice |")
