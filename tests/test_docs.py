@@ -155,3 +155,10 @@ def test_every_example_command_is_valid():
         if named and output is None:
             what = "_exercise" if words[1] == "exercise" else ""
             assert api.default_path(words[2], lang, what, config).as_posix() == named[1], line
+
+
+def test_the_index_lists_every_page():
+    """docs/index.md (a site's home page) links every page of docs/, so a new page is found."""
+    linked = {(DOCS / link.partition("#")[0]).resolve() for link in links(DOCS / "index.md")}
+    missing = [p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md") if p.name != "index.md" and p.resolve() not in linked]
+    assert not missing, missing
