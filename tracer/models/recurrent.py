@@ -101,22 +101,25 @@ class Unrolled:
         return Stateful(start, resume)
 
 
-def size(cfg, cell_params, per_step):
-    """The run's size (tracer.core.size): cell_params the shapes of the cell's own parameters (every
-    step records its part of their gradients: ∂L/∂W = Σ_t …), per_step the shapes one step of the
-    cell records; Shapes counted T times, never listed."""
+def size(cfg, cell_params, forward_step, backward_step):
+    """The run's size (tracer.core.size): cell_params the shapes of the cell's own parameters (each
+    step records its part of their gradients: ∂L/∂W = Σ_t …); forward_step the shapes one step
+    records besides x_t, backward_step those its backward passes record besides that part (the
+    gradients, the parts of those read twice, L_T's own pass).  Each counted T times, never listed."""
     d, H = cfg.d_model, cfg.hidden
-    own, step = Shapes(cell_params), Shapes([(1, d)] + per_step)  # x_t and the cell's tensors
+    own, step = Shapes(cell_params), Shapes([(1, d)] + forward_step)  # x_t and the cell's tensors
 
     def params(V):
         return own + [(V, d), (H, V), (1, V)]
 
-    def forward(m, V):
-        return step * m + [(m, d), (m, H), (m, V), (m, V), (m, 1)]  # X, …, H, Z, P's exponentials, sums
+    def stacked(m, V):  # X, H, Z, P's exponentials and sums, or their gradients (∂L/∂X …)
+        return [(m, d), (m, H), (m, V), (m, V), (m, 1)]
 
-    def backward(m, V):  # a gradient per forward tensor, about half as many parts (a state read twice),
-        # each step's part of the cell's parameter gradients; L_T's own pass back through every step
-        return forward(m, V) + (step * 0.5 + own + per_step) * m + [(m, d)] + [(1, V)] * 6  # ∂L/∂X; L_T's z, P
+    def forward(m, V):
+        return step * m + stacked(m, V)
+
+    def backward(m, V):
+        return (own + backward_step) * m + stacked(m, V) + [(1, V)] * 6  # …; L_T's scores and probabilities
 
     return sequence_size(cfg, params, forward, lambda m, V: step + [(1, V)], backward)
 
