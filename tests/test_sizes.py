@@ -99,9 +99,9 @@ def test_the_estimate_follows_the_options():
 
 def test_sheet_rows_follow_the_layout():
     """A row vector is shown as a column, a very wide batch turned; every block has BLOCK_ROWS rows around it."""
-    assert sheet([(1, 784)]) == Size(784, 784 + BLOCK_ROWS)
-    assert sheet([(784, 8), (3, 3136)]) == Size(784 * 8 + 3 * 3136, 784 + 3136 + 2 * BLOCK_ROWS)
-    assert estimate([(2, 2)], [(1, 1)], 10, after=Size(7, 3)) == Size(4 + 10 + 7, 2 + BLOCK_ROWS)
+    assert sheet([(1, 784)]) == Size(784, 784 + BLOCK_ROWS, 1)
+    assert sheet([(784, 8), (3, 3136)]) == Size(784 * 8 + 3 * 3136, 784 + 3136 + 2 * BLOCK_ROWS, 2)
+    assert estimate([(2, 2)], [(1, 1)], 10, after=Size(7, 3, 1)) == Size(4 + 10 + 7, 2 + BLOCK_ROWS, 1 + 10 + 1)
 
 
 def test_shapes_are_counted_not_listed():
@@ -109,7 +109,7 @@ def test_shapes_are_counted_not_listed():
     shape, and the sum is the same as the list's."""
     block = Shapes([(8, 4)] * 3 + [(1, 8)])
     assert sheet(block * 3 + [(5, 5)]) == sheet([(8, 4)] * 9 + [(1, 8)] * 3 + [(5, 5)])
-    assert sheet(Shapes([(2, 3)]) * 0.5) == Size(3, round(0.5 * (2 + BLOCK_ROWS)))
+    assert sheet(Shapes([(2, 3)]) * 0.5) == Size(3, round(0.5 * (2 + BLOCK_ROWS)), 0)  # half a block: 0.5
     huge = block * 10 ** 12 + Shapes([(8, 4)]) * 10 ** 12
     assert len(huge.counts) == 2 and sheet(huge).cells == (4 * 32 + 8) * 10 ** 12
     params, forward = models.transformer.shapes(models.transformer.Config(layers=10 ** 9, heads=4, d_model=8))
