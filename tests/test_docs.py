@@ -162,3 +162,16 @@ def test_the_index_lists_every_page():
     linked = {(DOCS / link.partition("#")[0]).resolve() for link in links(DOCS / "index.md")}
     missing = [p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md") if p.name != "index.md" and p.resolve() not in linked]
     assert not missing, missing
+
+
+def test_the_default_names_the_readme_gives():
+    from tracer import api
+
+    text = " ".join(README.read_text("utf-8").split())
+    said = text[text.index("Nothing is overwritten by surprise"):]
+    said = said[:said.index("-o` writes exactly")]
+    names = [api.default_path("vae", config=api.configure("vae", optimizer="adam")),
+             api.default_path("mlp", config=api.configure("mlp", config="xor")),
+             api.default_path("gan", config=api.configure("gan", upscale=4)),
+             api.default_path("vae", what="_exercise", config=api.configure("vae", size=4, hidden=2))]
+    assert re.findall(r"`(outputs/[^`]+)`", said) == [n.as_posix() for n in names]
