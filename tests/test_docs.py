@@ -139,6 +139,7 @@ def test_every_example_command_is_valid():
         else:
             joined.append(line)
     assert len(joined) >= 20 and joined[0].startswith("tracer models")
+    assert joined[0].split("#")[1].strip() == ", ".join(models.MODELS)  # what `tracer models` lists
     for line in joined[1:]:
         words = shlex.split(line, comments=True)
         assert words[0] == "tracer" and words[1] in ("run", "exercise"), line
