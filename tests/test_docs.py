@@ -176,3 +176,21 @@ def test_the_default_names_the_readme_gives():
              api.default_path("gan", config=api.configure("gan", upscale=4)),
              api.default_path("vae", what="_exercise", config=api.configure("vae", size=4, hidden=2))]
     assert re.findall(r"`(outputs/[^`]+)`", said) == [n.as_posix() for n in names]
+
+
+def test_the_option_synopses_show_the_defaults():
+    """A page's `tracer run MODEL [--option default] …` block shows each option's real default."""
+    import dataclasses
+
+    from tracer.models import MODELS
+
+    for page in DOCS.rglob("*.md"):
+        for model, synopsis in re.findall(r"^tracer run (\w+) (\[.*?)\n```", page.read_text("utf-8"), re.S | re.M):
+            defaults = {f.name.replace("_", "-"): f.default for f in dataclasses.fields(MODELS[model].Config)}
+            shown = re.findall(r"\[--([\w-]+) ([^\]\s|…]+)\]", synopsis)
+            assert len(shown) > 5, (page, model)
+            for name, value in shown:
+                if name in defaults and not value.isupper():  # FILE, PATH: a placeholder
+                    default = defaults[name]
+                    same = float(value) == default if isinstance(default, (int, float)) else value == str(default)
+                    assert same, f"{page.name}: --{name} {value}, the default is {default}"
