@@ -64,6 +64,12 @@ class Exercise:
         order = {id(u): k for k, u in enumerate(self.blank)}
         return sorted(found, key=lambda u: order[id(u)])
 
+    @property
+    def student_name(self) -> str:
+        """The student's name (or id) of a class's exercise, else ""."""
+        who = self.recipe.get("student") or {}
+        return who.get("name") or who.get("id") or ""
+
     def info_rows(self) -> list[tuple[str, str]]:
         """The hidden sheet's rows: a warning, then the recipe as JSON in chunks."""
         text = json.dumps(self.recipe)  # in order: the overview lists the settings so
@@ -193,14 +199,19 @@ def embed_files(model, cfg) -> dict:
     return files
 
 
+CLASS_KEYS = ("student", "variant", "class")  # a class's exercise (tracer.checks.roster): whose it is
+
+
 def build(tape, model_name: str, config: dict, files: dict, lang: str, blank_spec: str,
-          iterations_spec: str, self_check: bool) -> Exercise:
+          iterations_spec: str, self_check: bool, student: dict | None = None) -> Exercise:
+    """`student`: the CLASS_KEYS of one student's exercise of a class (their name, their variant
+    of the options, the class), carried in the recipe."""
     traced = [t.iteration for t in tape.tensors if t.iteration]
     iterations = parse_iterations(iterations_spec, max(traced), min(traced))
     blank = select(tape, blank_spec, iterations)
     recipe = {"format": 1, "model": model_name, "lang": lang, "config": config, "files": files,
               "blank": blank_spec, "iterations": iterations_spec, "self_check": self_check,
-              "fingerprint": fingerprint(tape, blank)}
+              "fingerprint": fingerprint(tape, blank), **(student or {})}
     recipe["seal"] = seal(recipe)
     return Exercise(recipe, blank, downstream(tape, blank))
 
@@ -217,10 +228,14 @@ def place_answers(ex: Exercise, layout) -> None:
             raise TracerError("--self-check: the answers do not fit on one sheet; leave fewer blocks blank")
 
 
-def make(tape, model, cfg, lang: str, blank_spec: str, iterations_spec: str, self_check: bool):
-    """The student's workbook, laid out: (layout, exercise); tracer.render.xlsx.write_xlsx writes it."""
-    config = dataclasses.asdict(cfg)
-    ex = build(tape, model.NAME, config, embed_files(model, cfg), lang, blank_spec, iterations_spec, self_check)
+def make(tape, model, cfg, lang: str, blank_spec: str, iterations_spec: str, self_check: bool,
+         student: dict | None = None, shown: dict | None = None):
+    """The student's workbook, laid out: (layout, exercise); tracer.render.xlsx.write_xlsx writes it.
+    `student`: see build; `shown`: options recorded (and shown) otherwise than cfg has them (a
+    class's own copy of a file, by the file's name)."""
+    config = dataclasses.asdict(cfg) | (shown or {})
+    ex = build(tape, model.NAME, config, embed_files(model, cfg), lang, blank_spec, iterations_spec, self_check,
+               student)
     layout = Layout(tape, Template.of(tape, lang), config, ex)
     if self_check:
         place_answers(ex, layout)
