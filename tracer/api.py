@@ -202,6 +202,28 @@ def exercise(model: str, blank: str, path=None, blank_iterations: str = "all", s
     return path, ex, write_exercise(layout, path)
 
 
+def class_folder(model: str, lang: str = "en", config=None) -> Path:
+    """Where `tracer exercise MODEL --students …` writes when no -o is given: outputs/MODEL_class,
+    with the options that differ from the defaults in the name, like default_path."""
+    return default_path(model, lang, "_class", config).with_suffix("")
+
+
+def exercise_class(model: str, blank: str, students, folder=None, blank_iterations: str = "all",
+                   self_check: bool = False, lang: str = "en", vary: str | None = None, key: bool = True,
+                   jobs: int | None = None, progress=None, **options):
+    """One exercise per student of the roster CSV `students` in `folder`, each with its own variant
+    (`vary`: "digit,seed", by default what the model has), the solved workbooks in folder/key
+    (`key`), and folder/manifest.csv; written on `jobs` processes (default: every core).  Returns
+    a tracer.checks.roster.ClassExercises (.files, .variants, .manifest)."""
+    from tracer.checks.roster import read_roster, write_class
+
+    cfg = configure(model, lang, **options)
+    roster = read_roster(students)
+    folder = Path(folder) if folder is not None else class_folder(model, lang, cfg)
+    return write_class(models.get(model), cfg, lang, blank, blank_iterations, self_check, roster, folder, vary,
+                       key, jobs, progress)
+
+
 def check(path, decimals: int | None = None, rtol: float | None = None, report=None, original=None,
           engine: str | None = None):
     """Grade a filled exercise; with `report`, also write the coloured copy.  Returns the Grade
@@ -272,3 +294,10 @@ def bench(quick: bool = False, echo=print, only: tuple = ()) -> dict:
     from tracer.bench import run_bench
 
     return run_bench(quick=quick, echo=echo, only=only)
+
+
+def vary_choices(model: str) -> tuple:
+    """What `--vary` can name for the model (tracer.checks.roster.choices)."""
+    from tracer.checks.roster import choices
+
+    return choices(models.get(model))

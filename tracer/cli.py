@@ -180,11 +180,26 @@ def _make_exercise(model):
     @click.option("--self-check", is_flag=True,
                   help="add a cell beside each blank block that turns green (✓) or red (✗) as the student "
                        "fills it in.  WARNING: the file then contains the answers (on a hidden sheet)")
+    @click.option("--students", type=click.Path(path_type=Path, dir_okay=False), default=None, metavar="ROSTER.csv",
+                  help="one exercise per student of this roster (CSV, UTF-8: a name and/or id column), each with its "
+                       "own variant, written to the folder -o, with the solved workbooks (key/) and manifest.csv")
+    @click.option("--vary", default=None, metavar="WHAT",
+                  help=f"with --students: what differs between students, comma-separated: "
+                       f"{', '.join(vary_choices(model)) or 'nothing'}  [default: all of these]")
+    @click.option("--key/--no-key", default=True, show_default=True,
+                  help="with --students: also write each student's solved workbook to key/")
+    @click.option("--jobs", type=click.IntRange(min=1), default=None,
+                  help="with --students: workbooks written at once  [default: the machine's cores]")
     @output_options(f" (.xlsx)  [default: outputs/{model.NAME}_exercise.xlsx, with the options that differ "
-                    "from the defaults in the name]")
-    def command(lang, output, blank, blank_iterations, self_check, **kwargs):
+                    "from the defaults in the name; with --students a folder, outputs/{model.NAME}_class]")
+    def command(lang, output, blank, blank_iterations, self_check, students, vary, key, jobs, **kwargs):
         start = time.perf_counter()
         options = options_of(model, kwargs)
+        if students is not None:
+            return _write_class(model, lang, output, blank, blank_iterations, self_check, students, vary, key, jobs,
+                                options, start)
+        if vary is not None or jobs is not None:
+            raise TracerError("--vary and --jobs go with --students (one exercise per student)")
         path = api.exercise_path(output or api.default_path(model.NAME, lang, "_exercise",
                                                             api.configure(model.NAME, lang, **options)))
         r = api.run(model.NAME, lang, output=path, **options)
@@ -197,6 +212,24 @@ def _make_exercise(model):
         click.echo("  this file contains the answers (--self-check): keep it from the students who are graded"
                    if self_check else "  no answers are stored in it; grade the filled file with: tracer check FILE")
     return command
+
+
+def vary_choices(model) -> tuple:
+    return api.vary_choices(model.NAME)
+
+
+def _write_class(model, lang, output, blank, blank_iterations, self_check, students, vary, key, jobs, options, start):
+    """`tracer exercise MODEL --students ROSTER -o FOLDER`: one exercise per student."""
+    made = api.exercise_class(model.NAME, blank, students, output, blank_iterations, self_check, lang, vary, key,
+                              jobs, **options)
+    w = made.written[0]
+    click.echo(f"wrote {len(made.files)} exercises to {made.folder}: one per student of {students.name}, each "
+               f"{w.blank_blocks} blank block{'s' if w.blank_blocks != 1 else ''} and {w.blank_cells:,} cells to fill, "
+               f"its own {' and '.join(made.variants[0])}; {made.manifest.name} lists who has which"
+               + (f", {made.key_folder.name}/ holds the solved workbooks" if made.key else "")
+               + f"  ({time.perf_counter() - start:.1f} s)")
+    click.echo("  no answers are stored in the students' files; grade the folder they hand in with: "
+               "tracer check FOLDER --gradebook grades.xlsx")
 
 
 @cli.command()

@@ -113,12 +113,12 @@ def quietly():
 
 
 @contextmanager
-def temporary_folder(prefix: str):
-    """A fresh folder in $TMPDIR, removed with everything in it however the body ends."""
+def temporary_folder(prefix: str, parent: Path | None = None):
+    """A fresh folder in $TMPDIR (or in `parent`), removed with everything in it however the body ends."""
     folder = None
     try:
         with quietly():  # a signal meanwhile takes effect inside the try: the folder is removed
-            folder = Path(tempfile.mkdtemp(prefix=prefix))
+            folder = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
         yield folder
     finally:
         if folder is not None:
