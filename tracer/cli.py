@@ -232,7 +232,7 @@ def _write_class(model, lang, output, blank, blank_iterations, self_check, stude
                "tracer check FOLDER --gradebook grades.xlsx")
 
 
-@cli.command()
+@cli.command(context_settings={**CONTEXT, "ignore_unknown_options": True, "allow_extra_args": True})
 @click.argument("workbook", type=click.Path(path_type=Path))
 @click.option("--decimals", type=click.IntRange(0, 15), default=None,
               help="right when it rounds like the reference to N decimals (within half a unit of the N-th decimal)")
@@ -246,11 +246,45 @@ def _write_class(model, lang, output, blank, blank_iterations, self_check, stude
 @click.option("--engine", type=click.Choice(api.ENGINES[:-1]), default=None,
               help="recalculate formulas saved without a value in this engine  [default: LibreOffice if "
                    "installed, else IronCalc]")
-def check(workbook, decimals, rtol, report, original, engine):
+@click.option("--gradebook", type=click.Path(path_type=Path), default=None, metavar="FILE",
+              help="a folder: write the gradebook (.xlsx: a row per file, each student's blocks, the class view "
+                   "with a chart; .csv: the rows)")
+@click.option("--reports", type=click.Path(path_type=Path, file_okay=False), default=None, metavar="DIR",
+              help="a folder: write each student's graded copy (as --report) to DIR")
+@click.option("--jobs", type=click.IntRange(min=1), default=None,
+              help="a folder: files graded at once  [default: the machine's cores]")
+@click.option("--model", type=click.Choice(list(MODELS)), default=None,
+              help="a workbook built by hand for this model (with --map; the model's options as for `tracer run`)")
+@click.option("--map", "where", type=click.Path(path_type=Path, dir_okay=False), default=None, metavar="MAP.toml",
+              help="where each tensor is in the hand-built workbook (`tracer map MODEL` writes a template)")
+@click.pass_context
+def check(ctx, workbook, decimals, rtol, report, original, engine, gradebook, reports, jobs, model, where):
     """Grade a filled exercise WORKBOOK (as Excel, LibreOffice or Google Sheets saved it): every blank
     cell right, wrong or missing; each wrong cell an own mistake or an error carried from an earlier
     one (the step recomputed from the student's own inputs gives the student's value).  Exit 0 when
-    every cell is right, 1 otherwise, 2 when the file cannot be graded."""
+    every cell is right, 1 otherwise, 2 when the file cannot be graded.
+
+    \b
+    A FOLDER of submissions: every .xlsx graded against its own recipe, in parallel; --gradebook
+    and --reports; a file that cannot be graded is a row with its reason.  Exit 0 when every file
+    was graded, 1 when any was refused.
+
+    \b
+    A workbook built by hand: --model MODEL --map MAP.toml and the model's options, e.g.
+    tracer check my_vae.xlsx --model vae --size 4 --hidden 2 --map my_map.toml
+    """
+    folder_only = {"--gradebook": gradebook, "--reports": reports, "--jobs": jobs}
+    if model is not None or where is not None:
+        return _check_handmade(ctx, workbook, model, where, decimals, rtol, report, engine, original, folder_only)
+    if ctx.args:
+        raise TracerError(f"no such option: {ctx.args[0]} (a model's options go with --model and --map)")
+    if workbook.is_dir():
+        if report is not None or original is not None:
+            raise TracerError("--report and --exercise are for one workbook; for a folder: --reports DIR")
+        return _check_folder(workbook, decimals, rtol, gradebook, reports, engine, jobs)
+    given = [flag for flag, value in folder_only.items() if value is not None]
+    if given:
+        raise TracerError(f"{given[0]} is for a folder of submissions; {workbook.name} is one workbook")
     result, marked = api.check(workbook, decimals, rtol, report, original, engine)
     raise_if_interrupted()
     for line in result.lines():
@@ -258,6 +292,89 @@ def check(workbook, decimals, rtol, report, original, engine):
     if report is not None:
         click.echo(f"wrote {report}: {marked} cells marked")
     return 0 if result.total() == result.total("right") else 1
+
+
+def _check_handmade(ctx, workbook, model, where, decimals, rtol, report, engine, original, folder_only):
+    """`tracer check MY.xlsx --model MODEL --map MAP.toml [the model's options]`."""
+    if model is None or where is None:
+        raise TracerError("a workbook built by hand needs both --model and --map (`tracer map MODEL` writes a map)")
+    given = [flag for flag, value in {**folder_only, "--exercise": original}.items() if value is not None]
+    if given:
+        raise TracerError(f"{given[0]} is not for a workbook built by hand")
+    m = MODELS[model]
+
+    @model_options(m)
+    @click.option("--lang", type=click.Choice(["en", "es"]), default="en")
+    def options(**kwargs):
+        """The model's options, as `tracer run` reads them."""
+
+    parsed = click.Command(f"--model {model}", params=options.__click_params__).make_context(
+        f"tracer check --model {model}", list(ctx.args), parent=ctx).params
+    lang = parsed.pop("lang")
+    result, marked = api.check_handmade(workbook, model, where, decimals, rtol, report, engine, lang,
+                                        **options_of(m, parsed))
+    raise_if_interrupted()
+    for line in result.lines():
+        click.echo(line)
+    if report is not None:
+        click.echo(f"wrote {report}: {marked} cells marked")
+    return 0 if result.total() == result.total("right") else 1
+
+
+def _check_folder(folder, decimals, rtol, gradebook, reports, engine, jobs):
+    """`tracer check FOLDER`: a line per file, the class view, the gradebook."""
+    with _progress_count(folder) as bar:
+        book = api.check_folder(folder, decimals, rtol, gradebook, reports, engine, jobs, bar.update)
+    raise_if_interrupted()
+    width = max(len(r.file) for r in book.rows)
+    for r in book.rows:
+        who = f"{r.file:<{width}}  {r.who}"
+        if r.refused:
+            click.echo(f"{who}  refused: {r.reason}")
+        else:
+            click.echo(f"{who}  {r.score:.1f}% ({r.score_carried:.1f}% counting carried errors as right); own "
+                       f"mistakes {r.own}, carried errors {r.carried}, missing {r.missing}"
+                       + (f"; recalculated in {r.engine}" if r.engine else ""))
+    _, blocks = book.blocks()
+    if blocks:
+        click.echo("per blank block, the hardest first: students right / own mistake / carried error only / incomplete")
+        for label, counts in blocks:
+            click.echo(f"  {label}: {counts['right']} / {counts['own mistake']} / {counts['carried error']} / "
+                       f"{counts['missing']}")
+    n, refused = len(book.rows), len(book.refused)
+    click.echo(f"graded {n - refused} of {n} file{'s' if n != 1 else ''}" + (f", {refused} refused" if refused else "")
+               + f" in {book.seconds:.1f} s on {book.jobs} process{'es' if book.jobs != 1 else ''}"
+               + (f"; wrote {gradebook}" if gradebook is not None else "")
+               + (f"; graded copies in {reports}" if reports is not None else ""))
+    return 1 if refused else 0
+
+
+def _progress_count(folder):
+    """A progress bar over a folder's files, on a terminal only."""
+    return click.progressbar(length=sum(1 for p in folder.iterdir() if p.is_file()), label=f"grading {folder.name}",
+                             file=sys.stderr if sys.stderr.isatty() else io.StringIO())
+
+
+@cli.group(name="map", cls=ModelGroup, context_settings=CONTEXT)
+def map_group():
+    """Print a map for a workbook built by hand: every tensor of the run, with its shape and
+    meaning, and an empty place to fill in ("Sheet!B2:C17"); grade the workbook with
+    `tracer check MY.xlsx --model MODEL --map MAP.toml` and the same options.
+
+    \b
+    tracer map vae --size 4 --hidden 2 --iterations 1 > my_map.toml
+    """
+
+
+def _make_map(model):
+    @map_group.command(name=model.NAME, help=f"The map of a hand-built workbook of the {model.SUMMARY}.",
+                 context_settings=CONTEXT)
+    @model_options(model)
+    @click.option("--lang", type=click.Choice(["en", "es"]), default="en", show_default=True,
+                  help="language of the meanings")
+    def command(lang, **kwargs):
+        click.echo(api.map_template(model.NAME, lang, **options_of(model, kwargs)), nl=False)
+    return command
 
 
 @cli.command()
@@ -309,6 +426,7 @@ for _m in MODELS.values():
     _make_run(_m)
     _make_exercise(_m)
     _make_gradcheck(_m)
+    _make_map(_m)
 
 
 @cli.command()

@@ -322,16 +322,20 @@ def read_student(path: Path, layout, tape, ex, engine: str | None = None) -> tup
     formulas = values_at(path, {s: answer_cells.get(s, set()) | given.get(s, set()) for s in {*answer_cells, *given}},
                          data_only=False)
     _check_formulas(path, layout, tape, ex, formulas)
-    # a formula the student typed, saved without its value (e.g. written by a script): recalculate
     formulas = {k: formulas.get(k) for s, rc in answer_cells.items() for k in ((s, r, c) for r, c in rc)}
+    return blocks, values, recalculate_stale(path, formulas, values, engine)
+
+
+def recalculate_stale(path: Path, formulas: dict, values: dict, engine: str | None) -> tuple | None:
+    """A formula the student typed, saved without its value (e.g. written by a script): its value
+    from a spreadsheet engine, into `values`.  (engine label, cells), or None when none was needed."""
     stale = {k for k, f in formulas.items() if isinstance(f, str) and f.startswith("=") and values.get(k) is None}
-    recalculated = None
-    if stale:
-        found = engines.preferred(engine)
-        values.update(found.recalculated_values(path, {s: {(r, c) for s2, r, c in stale if s2 == s}
-                                                       for s in {k[0] for k in stale}}))
-        recalculated = (found.LABEL, len(stale))
-    return blocks, values, recalculated
+    if not stale:
+        return None
+    found = engines.preferred(engine)
+    values.update(found.recalculated_values(path, {s: {(r, c) for s2, r, c in stale if s2 == s}
+                                                   for s in {k[0] for k in stale}}))
+    return found.LABEL, len(stale)
 
 
 # --- grading --------------------------------------------------------------------------------------

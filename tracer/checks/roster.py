@@ -259,9 +259,9 @@ def write_class(model, cfg, lang: str, blank: str, iterations: str, self_check: 
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise TracerError(f"-o {folder}: with --students, -o is a folder (one workbook per student)")
-    folder.mkdir(parents=True, exist_ok=True)
     vary = parse_vary(model, cfg, vary)
     chosen = variants(model, cfg, vary, len(students))
+    folder.mkdir(parents=True, exist_ok=True)
     shown = {"config": cfg.config} if model.NAME == "mlp" else {}
     the_class = class_id(model.NAME, dataclasses.asdict(cfg) | shown, lang, blank, iterations, vary, students)
     width = len(str(len(students)))
