@@ -182,6 +182,7 @@ class Grade:
 def read_recipe(path: Path) -> dict:
     """The recipe on the workbook's hidden sheet, its seal checked (tracer.checks.exercise.seal)."""
     check_workbook(path)
+    check_unzipped_size(path, 0, part="xl/sharedStrings.xml", limit=MAX_STRINGS)  # what opening it reads whole
     with reading(path) as wb:
         if INFO_SHEET not in wb.sheetnames:
             raise TracerError(f"{path.name} was not made by `tracer exercise` (it has no '{INFO_SHEET}' sheet); "
@@ -229,6 +230,28 @@ def rebuild(recipe: dict):
                           f"or its '{INFO_SHEET}' sheet was edited")
     layout = Layout(tape, Template.of(tape, recipe["lang"]), recipe["config"], ex)  # laid out as handed out
     return tape, layout, ex
+
+
+BYTES_PER_CELL = 1_000  # far more than a cell takes in a sheet's XML (about 70 bytes in tracer's workbooks)
+
+
+MAX_STRINGS = 64_000_000  # bytes of a workbook's shared strings (its text, read whole when it is opened)
+
+
+def check_unzipped_size(path: Path, cells: int, part: str | None = None, limit: int | None = None) -> None:
+    """Refuse a workbook far larger, unzipped, than its `cells` numbers can take (a zip bomb, or a
+    sheet filled far beyond the exercise) before reading it: what a file makes tracer read is
+    bounded.  `part`: only that member, at most `limit` bytes."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            size = sum(i.file_size for i in z.infolist() if part is None or i.filename == part)
+    except (zipfile.BadZipFile, OSError, ValueError):
+        raise TracerError(f"{path.name} is damaged: its .xlsx (zip) archive is broken") from None
+    if size > (limit or BYTES_PER_CELL * (cells + 10_000)):
+        raise TracerError(f"{path.name} is {size / 1e6:,.0f} MB unzipped, far more than its {cells:,} numbers take: "
+                          "not read")
 
 
 def _cells_of(layout, t):
@@ -383,6 +406,7 @@ def grade(path: Path, tolerance: Tolerance, original: Path | None = None, engine
             raise TracerError(f"{path.name} was made for another model or configuration than {Path(original).name} "
                               f"({recipe['model']} {recipe['config']} vs {handed_out['model']} {handed_out['config']})")
     tape, layout, ex = rebuild(recipe)
+    check_unzipped_size(path, sum(t.value.size for t in tape.tensors))
     blocks, values, recalculated = read_student(path, layout, tape, ex, engine)
     graded = []
     for t in ex.blank:

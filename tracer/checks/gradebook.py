@@ -18,6 +18,8 @@ from __future__ import annotations
 import csv
 import sys
 import time
+import zipfile
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,7 +100,7 @@ def _look(path: Path) -> Row:
     try:
         recipe = read_recipe(path)
     except TracerError as e:
-        row.reason = str(e)
+        row.reason = _damaged(path) or str(e)
         return row
     except Exception as e:  # noqa: BLE001 - whatever a file does, the batch goes on
         row.reason = f"cannot be read ({type(e).__name__}: {(str(e).splitlines() or [''])[0]})"
@@ -107,6 +109,20 @@ def _look(path: Path) -> Row:
     row.student, row.id, row.lang = who.get("name", ""), who.get("id", ""), recipe.get("lang", "en")
     row.variant, row.the_class = describe(recipe.get("variant") or {}), recipe.get("class", "")
     return row
+
+
+def _damaged(path: Path) -> str:
+    """Why a file that starts as a zip (an .xlsx) cannot be opened as one; "" otherwise."""
+    try:
+        with open(path, "rb") as f:
+            zipped = f.read(4) == b"PK\x03\x04"
+        if zipped and not zipfile.is_zipfile(path):
+            return f"{path.name} is damaged: an incomplete .xlsx (its zip archive is cut short); ask for it again"
+        if zipped:
+            zipfile.ZipFile(path).testzip()
+    except (OSError, zipfile.BadZipFile, EOFError, ValueError, RuntimeError, zlib.error):
+        return f"{path.name} is damaged: its .xlsx (zip) archive is broken; ask for it again"
+    return ""
 
 
 def refuse_strangers(rows: list[Row]) -> str:
@@ -282,8 +298,9 @@ def _write_xlsx(book: Gradebook, path: Path, tpl) -> None:
         rows.write_row(0, 0, heads, bold)
         rows.freeze_panes(1, 2)
         rows.set_row(0, 45)
-        for k, width in enumerate((22, 24, 12, 16, 9, 12, 9, 9, 9, 9, 9, 36, 22, 14, 9, 70)):
-            rows.set_column(k, k, width)
+        wrap = wb.add_format({"text_wrap": True, "valign": "top"})
+        for k, width in enumerate((20, 22, 8, 14, 8, 10, 7, 7, 7, 7, 7, 26, 14, 11, 7, 40)):
+            rows.set_column(k, k, width, wrap if k in (11, 15) else None)
         for n, r in enumerate(book.rows, start=1):
             rows.write_row(n, 0, [r.file, r.student, r.id, r.variant])
             if r.refused:
@@ -296,6 +313,7 @@ def _write_xlsx(book: Gradebook, path: Path, tpl) -> None:
             rows.write_row(n, 11, [r.first_block, r.first_cell, r.engine or t("gb_saved_values")])
             rows.write_number(n, 14, r.seconds, secs)
         rows.autofilter(0, 0, len(book.rows), len(heads) - 1)
+        _print_setup(rows, repeat=(0, 0))
 
         grid = wb.add_worksheet(t("gradebook_blocks"))  # a student per row, a block per column
         grid.write_string(0, 0, t("gradebook_blocks_title"))
@@ -305,6 +323,8 @@ def _write_xlsx(book: Gradebook, path: Path, tpl) -> None:
         grid.set_column(0, 1, 22)
         grid.set_column(2, max(2, 1 + len(labels)), 16)
         grid.freeze_panes(2, 2)
+        _print_setup(grid, repeat=(1, 1), wide=len(labels) > PAGE_BLOCKS)
+        grid.repeat_columns(0, 1)
         graded = book.graded
         for n, r in enumerate(graded, start=2):
             grid.write_row(n, 0, [r.file, r.student or r.id])
@@ -318,6 +338,7 @@ def _write_xlsx(book: Gradebook, path: Path, tpl) -> None:
         view.write_row(1, 0, [t("gb_block"), *(names[s] for s in STATES)], bold)
         view.set_column(0, 0, 40)
         view.set_column(1, 4, 12)
+        _print_setup(view, repeat=(1, 1))
         where = quote_sheet(t("gradebook_blocks"))
         last = 1 + len(graded)
         for n, (label, counts) in enumerate(blocks, start=2):
@@ -333,9 +354,25 @@ def _write_xlsx(book: Gradebook, path: Path, tpl) -> None:
                                   "values": [view.name, 2, k, 1 + len(blocks), k], "fill": {"color": fills[state]},
                                   "border": {"color": "#808080"}})
             chart.set_title({"name": t("gradebook_class"), "name_font": {"size": 12}})
-            chart.set_x_axis({"reverse": True})  # a bar chart's categories: the hardest block on top, as in the table
-            chart.set_y_axis({"name": t("gb_students"), "min": 0, "max": max(1, len(graded))})
+            # a bar chart's y axis is its categories: the hardest block on top, as in the table
+            chart.set_y_axis({"reverse": True})
+            chart.set_x_axis({"name": t("gb_students"), "min": 0, "max": max(1, len(graded)), "major_gridlines":
+                              {"visible": True, "line": {"color": "#D9D9D9"}}})
             chart.set_legend({"position": "bottom"})
             chart.set_size({"width": 720, "height": max(300, 40 + 22 * len(blocks))})
             view.insert_chart(1, 6, chart)
         wb.close()
+
+
+PAGE_BLOCKS = 24  # a student's blocks printed across one page at most this many; more: over several pages
+
+
+def _print_setup(ws, repeat: tuple[int, int], wide: bool = False) -> None:
+    """Landscape, one page wide (a wide sheet: its own width, the first columns on every page),
+    the header rows on every page, the file's name and the page in the footer."""
+    ws.set_landscape()
+    ws.set_paper(9)  # A4
+    ws.repeat_rows(*repeat)
+    ws.set_footer("&L&A&R&P / &N")
+    if not wide:
+        ws.fit_to_pages(1, 0)

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tracer.checks.check import Grade, TensorGrade, mark, recalculate_stale
+from tracer.checks.check import Grade, TensorGrade, check_unzipped_size, mark, recalculate_stale
 from tracer.checks.exercise import names_of, plain
 from tracer.engines.workbook import address, check_workbook, is_error_value, is_number, reading, values_at
 from tracer.errors import TracerError, read_bytes
@@ -247,6 +247,7 @@ def grade_handmade(path, map_path, tape, lang: str, tolerance, engine: str | Non
     options), the places given by the map at `map_path` (or None: defined names only)."""
     path = Path(path)
     check_workbook(path)
+    check_unzipped_size(path, sum(t.value.size for t in tape.tensors))
     places = locate(path, Path(map_path) if map_path is not None else None, tape)
     upstream: dict[int, bool] = {}  # whether a tensor is computed from a placed one
     for t in tape.tensors:
