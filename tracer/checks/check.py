@@ -232,14 +232,14 @@ def rebuild(recipe: dict):
     return tape, layout, ex
 
 
-BYTES_PER_CELL = 1_000  # far more than a cell takes in a sheet's XML (about 70 bytes in tracer's workbooks)
+BYTES_PER_NUMBER = 4_000  # far more than a number of the run takes in a workbook (about 260 bytes in tracer's, all its cells)
 
 
 MAX_STRINGS = 64_000_000  # bytes of a workbook's shared strings (its text, read whole when it is opened)
 
 
 def check_unzipped_size(path: Path, cells: int, part: str | None = None, limit: int | None = None) -> None:
-    """Refuse a workbook far larger, unzipped, than its `cells` numbers can take (a zip bomb, or a
+    """Refuse a workbook far larger, unzipped, than a run of `cells` numbers can take (a zip bomb, or a
     sheet filled far beyond the exercise) before reading it: what a file makes tracer read is
     bounded.  `part`: only that member, at most `limit` bytes."""
     import zipfile
@@ -249,7 +249,7 @@ def check_unzipped_size(path: Path, cells: int, part: str | None = None, limit: 
             size = sum(i.file_size for i in z.infolist() if part is None or i.filename == part)
     except (zipfile.BadZipFile, OSError, ValueError):
         raise TracerError(f"{path.name} is damaged: its .xlsx (zip) archive is broken") from None
-    if size > (limit or BYTES_PER_CELL * (cells + 10_000)):
+    if size > (limit or BYTES_PER_NUMBER * (cells + 10_000)):
         raise TracerError(f"{path.name} is {size / 1e6:,.0f} MB unzipped, far more than its {cells:,} numbers take: "
                           "not read")
 
