@@ -34,7 +34,7 @@ import numpy as np
 
 from tracer.checks.check import Grade, TensorGrade, check_unzipped_size, mark, recalculate_stale
 from tracer.checks.exercise import names_of, plain
-from tracer.engines.workbook import address, check_workbook, is_error_value, is_number, reading, values_at
+from tracer.engines.workbook import address, check_workbook, is_number, reading, values_at
 from tracer.errors import TracerError, read_bytes
 from tracer.render.template import Template
 
@@ -268,10 +268,9 @@ def grade_handmade(path, map_path, tape, lang: str, tolerance, engine: str | Non
         for i, j, r, c in p.positions():
             v = values.get((p.sheet, r, c))
             if not is_number(v):
-                shown = "empty" if v in (None, "") else f"holds {v!r}"
+                shown = "is empty" if v in (None, "") else f"holds {v!r}"
                 raise TracerError(f"{path.name}: {address(p.sheet, r, c)} ({t.name}[{i + 1}, {j + 1}], an input read "
-                                  f"from {p.text}) is {shown}: an input must be a number"
-                                  + (" (is the place right?)" if v in (None, "") or is_error_value(v) else ""))
+                                  f"from {p.text}) {shown}: an input must be a number (is the place right?)")
             value[i, j] = float(v)
         sources[id(t)] = value
     answers = {s: {(p.sheet, r, c) for t in graded for p in [places[id(t)]] for _, _, r, c in p.positions()
