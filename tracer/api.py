@@ -257,6 +257,13 @@ def check(path, decimals: int | None = None, rtol: float | None = None, report=N
     return result, marked
 
 
+def submissions(folder) -> list[Path]:
+    """The spreadsheet files `check_folder` grades (or refuses, with a reason), by name."""
+    from tracer.checks.gradebook import submissions as found
+
+    return found(Path(folder))
+
+
 def check_folder(folder, decimals: int | None = None, rtol: float | None = None, gradebook=None, reports=None,
                  engine: str | None = None, jobs: int | None = None, progress=None):
     """Grade every spreadsheet file of `folder`, each against its own recipe, on `jobs` processes

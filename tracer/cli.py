@@ -351,7 +351,7 @@ def _check_folder(folder, decimals, rtol, gradebook, reports, engine, jobs):
 
 def _progress_count(folder):
     """A progress bar over a folder's files, on a terminal only."""
-    return click.progressbar(length=sum(1 for p in folder.iterdir() if p.is_file()), label=f"grading {folder.name}",
+    return click.progressbar(length=len(api.submissions(folder)), label=f"grading {folder.name}",
                              file=sys.stderr if sys.stderr.isatty() else io.StringIO())
 
 
