@@ -15,7 +15,8 @@ LANGUAGE = ("affine", "causal_softmax", "causal_softmax_exp", "col_dot", "concat
             "pad_cols", "pos_encoding", "row_mean", "row_mean_grad", "row_var", "row_var_grad_mu",
             "row_var_grad_x", "rsqrt", "slice_cols", "softmax", "softmax_exp", "softmax_grad", "xent", "xent_grad",
             "xent_terms")  # test_lm_ops
-DENSE = ("bce_mean", "bce_mean_grad", "half_sse", "half_sse_grad", "mse", "mse_grad", "tanh", "tanh_grad")  # test_mlp
+DENSE = ("bce_mean", "bce_mean_grad", "half_sse", "half_sse_grad", "mse", "mse_grad", "soft_xent", "soft_xent_terms",
+         "tanh", "tanh_grad")  # test_mlp
 UPSCALE = tuple(f"upscale_{m}_{f}{g}" for m in ("nearest", "bilinear") for f in (2, 4) for g in ("", "_grad"))  # test_upscale
 GENERATION = ("append_row", "argmax", "cumsum", "divide", "fill_masks", "sample", "stack_rows", "take_rows",
               "top_ids", "top_values")  # test_generate

@@ -1,4 +1,4 @@
-"""The Python API: the README's example runs verbatim, options are checked as the CLI checks them,
+"""The Python API: the example of docs/python.md runs verbatim, options are checked as the CLI checks them,
 and a run saved from Python is the file the CLI writes."""
 
 from __future__ import annotations
@@ -13,21 +13,19 @@ import pytest
 import tracer
 from tracer.errors import TracerError
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+PAGE = Path(__file__).resolve().parent.parent / "docs" / "python.md"
 
 
 def readme_example() -> str:
-    if not README.exists():
+    if not PAGE.exists():
         pytest.skip("needs the source tree")
-    text = README.read_text("utf-8")
-    section = text[text.index("## From Python"):]
-    return re.search(r"```python\n(.*?)```", section, re.S)[1]
+    return re.search(r"```python\n(.*?)```", PAGE.read_text("utf-8"), re.S)[1]
 
 
 def test_the_readme_example_runs_verbatim(soffice, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     scope: dict = {}
-    exec(compile(readme_example(), "README.md", "exec"), scope)
+    exec(compile(readme_example(), "docs/python.md", "exec"), scope)
     run = scope["run"]
     assert [round(v, 2) for v in run.losses["loss"]] == [543.71, 541.55, 538.42, 535.46]
     assert list(scope["df"].columns) == ["iteration", "phase", "tensor", "index", "row", "col", "value", "token"]

@@ -1,7 +1,8 @@
 """BERT, the masked language model: the masks from the recorded draws, every iteration's loss
 and the intermediate tensors against the transformer's independent numpy forward with
-bidirectional attention, the SGD update against central differences of that numpy loss, gradcheck
-on every parameter, each update lowering its own iteration's loss, fill in the blank, bad options.
+bidirectional attention, the evaluation loss on the fixed mask after each update, the SGD update
+against central differences of that numpy loss, gradcheck on every parameter, each update
+lowering its own iteration's loss and the evaluation loss falling, fill in the blank, bad options.
 """
 
 from __future__ import annotations
@@ -39,6 +40,11 @@ def masked_loss(p, inputs, m, mask_id, cfg):
     return -np.mean([np.log(out["P"][i, inputs[i]]) for i in rows]), out
 
 
+def eval_mask(T):
+    """The evaluation mask, from its definition: every second position from the second."""
+    return [i % 2 == 1 for i in range(T)]
+
+
 def masks(cfg):
     """Each iteration's draws and masked positions, from default_rng([seed, 2])."""
     draws = np.random.default_rng([cfg.seed, 2])
@@ -69,6 +75,10 @@ def test_every_iteration_matches_an_independent_numpy_bert(options):
         assert it["loss"].value[0, 0] == pytest.approx(loss, rel=1e-10)
         np.testing.assert_array_equal(it["ids_in"].value.ravel(), [len(tok.vocab) - 1 if mi else i
                                                                    for i, mi in zip(inputs, m)])
+        # the evaluation loss: the updated parameters on the fixed mask
+        updated = {n: it[n].value for n in names}
+        assert it["eval_loss"].value[0, 0] == pytest.approx(
+            masked_loss(updated, inputs, eval_mask(cfg.context), len(tok.vocab) - 1, cfg)[0], rel=1e-10)
         if k == 1:
             for name in ("X", "b1.LN1", "b1.h1.S", "b1.h1.A", "b1.h1.O", "b1.X2", "LN_f", "Z", "P"):
                 np.testing.assert_allclose(it[name].value, out[name], rtol=1e-10, atol=1e-12, err_msg=name)
@@ -107,7 +117,7 @@ def test_gradcheck_every_parameter_of_every_iteration():
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_each_update_lowers_its_own_iterations_loss(optimizer):
     """The masked loss of each iteration is on other positions than the last one's, so it jumps
-    (README); what training must do is lower the loss it steps on: L_k(θ_k) < L_k(θ_{k−1}) on
+    (docs/models/bert.md); what training must do is lower the loss it steps on: L_k(θ_k) < L_k(θ_{k−1}) on
     iteration k's masks, for seeds 0–2, and after 4 iterations iteration 1's masks score better."""
     for seed in (0, 1, 2):
         cfg = config(seed=seed, optimizer=optimizer)
@@ -121,6 +131,43 @@ def test_each_update_lowers_its_own_iterations_loss(optimizer):
             assert after < before, (seed, k, before, after)
         first = masks(cfg)[0][1]
         assert masked_loss(thetas[-1], inputs, first, mask_id, cfg)[0] < masked_loss(thetas[0], inputs, first, mask_id, cfg)[0]
+
+
+def test_the_evaluation_mask_is_a_recorded_constant_and_its_inputs_a_formula():
+    cfg = config(context=7)
+    tape = bert.trace(cfg)
+    inputs, first = of(tape, 0), of(tape, 1)
+    m_eval, ids_eval = inputs["m_eval"], inputs["ids_eval"]
+    assert m_eval.op is None and m_eval.attrs["role"] == "data"
+    np.testing.assert_array_equal(m_eval.value.ravel(), eval_mask(7))  # positions 1, 3, 5
+    assert ids_eval.op is not None and ids_eval.inputs[1] is m_eval
+    mask_id = inputs["mask_id"].value[0, 0]
+    _, ids, _ = sequence(cfg)
+    np.testing.assert_array_equal(ids_eval.value.ravel(), [mask_id if i % 2 else v for i, v in enumerate(ids)])
+    assert first["[eval] X_emb"].inputs[1] is ids_eval and first["[eval] X"].inputs[1] is inputs["PE"]
+    assert first["eval_loss"].inputs[1] is m_eval  # the same constant, every iteration
+    assert [t.phase for t in tape.tensors if t.iteration == 1][-1] == "loss"  # after the update
+    assert "eval_loss" in bert.LOSSES
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_the_evaluation_loss_falls_with_the_defaults(optimizer):
+    """The README's two curves: the training loss jumps (other positions each iteration), the
+    evaluation loss on the fixed mask is lower after the last iteration than after the first,
+    for seeds 0–2."""
+    for seed in (0, 1, 2):
+        losses = [t.value[0, 0] for t in bert.trace(config(seed=seed, optimizer=optimizer)).tensors
+                  if t.name == "eval_loss"]
+        assert len(losses) == 4 and losses[-1] < losses[0], (seed, losses)
+
+
+def test_the_warmup_charts_the_evaluation_loss_too():
+    from tracer import api
+
+    run = api.run("bert", corpus="en", warmup=3, iterations=1)
+    warm = run.warmup_losses
+    assert set(warm) == {"loss", "eval_loss"} and len(warm["eval_loss"]) == 3
+    assert len(set(warm["eval_loss"])) == 3  # a value per step, each from that step's parameters
 
 
 def test_fill_in_the_blank():
@@ -179,3 +226,22 @@ def test_bad_options_are_one_line_errors(refused, tmp_path, args, message):
     out = tmp_path / "b.xlsx"
     assert message in refused("run", "bert", *args, "-o", out)
     assert not out.exists()
+
+
+def test_the_documented_curves_and_run_line(tmp_path, run_main):
+    """docs/models/bert.md: both curves with the defaults (SGD and Adam), seed 4's evaluation loss
+    rising, and the line `tracer run bert` prints (but its time)."""
+    from pathlib import Path
+
+    from tracer import api
+
+    doc = " ".join((Path(__file__).resolve().parent.parent / "docs" / "models" / "bert.md").read_text("utf-8").split())
+    arrows = lambda values: " → ".join(f"{v:.2f}" for v in values)  # noqa: E731
+    sgd, adam = api.run("bert", corpus="en").losses, api.run("bert", corpus="en", optimizer="adam").losses
+    for text in (arrows(sgd["loss"]), arrows(sgd["eval_loss"]), arrows(adam["loss"]), arrows(adam["eval_loss"])):
+        assert text in doc, text
+    seed4 = api.run("bert", corpus="en", seed=4).losses["eval_loss"]
+    assert seed4[-1] > seed4[0] and f"seed 4 with SGD: {seed4[0]:.2f} → {seed4[-1]:.2f}" in doc
+    code, out, _ = run_main("run", "bert", "--corpus", "en", "-o", tmp_path / "bert.xlsx")
+    wrote = out.splitlines()[0].rsplit("  (", 1)[0].replace(str(tmp_path / "bert.xlsx"), "outputs/bert.xlsx")
+    assert code == 0 and wrote in doc, wrote

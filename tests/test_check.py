@@ -355,18 +355,18 @@ def test_a_number_typed_as_text_gets_a_hint(exercise, tmp_path, run_main):
 
 
 def test_the_readme_round_trip(run_main, tmp_path, monkeypatch, soffice):
-    """The README's round trip, as written: its exercise command, a student who forgets the
-    sigmoid's derivative in the first cell of ∂L/∂a₄ and types every other cell as its step's
-    formula, and its check command print every line the README shows."""
+    """The round trip of docs/exercises.md, as written: its exercise command, a student who forgets
+    the sigmoid's derivative in the first cell of ∂L/∂a₄ and types every other cell as its step's
+    formula, and its check command print every line the page shows."""
     import re
     import shlex
     from pathlib import Path
 
-    readme = Path(__file__).resolve().parent.parent / "README.md"
-    if not readme.exists():
+    page = Path(__file__).resolve().parent.parent / "docs" / "exercises.md"
+    if not page.exists():
         pytest.skip("needs the source tree")
-    text = readme.read_text("utf-8")
-    section = text[text.index("### The round trip, step by step"):text.index("Mazur's network works the same way")]
+    text = page.read_text("utf-8")
+    section = text[text.index("## The round trip, step by step"):text.index("Mazur's network works the same way")]
     blocks = re.findall(r"```(\w*)\n(.*?)\n\s*```", section, re.S)  # (language, text) of each fence
     exercise_cmd, check_cmd = [text.strip().removeprefix("tracer ") for lang, text in blocks if lang == "bash"]
     (shown,) = [text for lang, text in blocks if not lang]

@@ -242,7 +242,7 @@ def test_progress_bar_ends_at_its_length(tmp_path, run_main, monkeypatch):
 
 
 def test_default_output_names_carry_the_options(tmp_path, monkeypatch, run_main):
-    """Following the README in order loses nothing: the default name carries every option that
+    """Following the README and docs in order loses nothing: the default name carries every option that
     differs from the defaults (-o stays exact)."""
     from tracer import api
 

@@ -21,7 +21,7 @@ CONFIGS = {
     "warmup-adam": {"warmup": 6, "iterations": 2, "optimizer": "adam", "batch": 2, "time_dim": 3, "size": 2},
     "size-14": {"size": 14, "hidden": 5, "iterations": 1, "samples": 2, "steps": 3, "beta_end": 0.9},
 }
-WARMUP = {"warmup": 10000}  # the README's documented command: tracer run diffusion --warmup 10000
+WARMUP = {"warmup": 10000}  # docs/models/diffusion.md's documented command: tracer run diffusion --warmup 10000
 
 
 def of(tape, k):
@@ -164,7 +164,7 @@ def nearest_correlation(samples, digits):
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_the_documented_warmup_draws_a_digit_from_noise(seed):
-    """README: `tracer run diffusion --warmup 10000`: every sample's final x_0 correlates >= 0.5
+    """docs/models/diffusion.md: `tracer run diffusion --warmup 10000`: every sample's final x_0 correlates >= 0.5
     with its nearest training digit (measured 0.69 or more at seeds 0–2), and pure noise does not."""
     tape = diffusion.trace(diffusion.Config(seed=seed, **WARMUP))
     made = {t.name: t.value for t in tape.tensors}

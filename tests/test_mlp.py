@@ -285,15 +285,18 @@ def write_config(path: Path, data: dict, layers: list, loss: dict, training: dic
 
 
 def network(tmp_path, hidden: str, loss: str, output: str | None = None, optimizer="sgd", frozen=(),
-            iterations=2, seed=7, names=False) -> tuple[Path, dict]:
+            iterations=2, seed=7, names=False, one_hot=False) -> tuple[Path, dict]:
     """A 3-4-3-k network on 5 examples with explicit random weights: both hidden layers `hidden`,
-    the output layer what the loss needs (or `output`)."""
+    the output layer what the loss needs (or `output`); softmax_ce's targets soft rows of
+    probabilities (Dirichlet draws, none 0 or 1), or `one_hot`."""
     rng = np.random.default_rng([seed, len(hidden), len(loss)])
     output = output or {"bce": "sigmoid", "softmax_ce": "softmax"}.get(loss, hidden)
     k = 3 if output == "softmax" else 2
     sizes = [3, 4, 3, k]
     x = rng.normal(size=(5, 3))
-    y = np.eye(k)[rng.integers(0, k, 5)] if loss == "softmax_ce" else rng.uniform(0.05, 0.95, size=(5, k))
+    y = rng.uniform(0.05, 0.95, size=(5, k))
+    if loss == "softmax_ce":
+        y = np.eye(k)[rng.integers(0, k, 5)] if one_hot else rng.dirichlet(np.full(k, 2.0), size=5)
     layers = []
     for n, act in enumerate([hidden, hidden, output]):
         layer = {"units": sizes[n + 1], "activation": act,
@@ -309,15 +312,17 @@ def network(tmp_path, hidden: str, loss: str, output: str | None = None, optimiz
                         {"kind": loss, "name": "J"}, training), spec
 
 
-GRID = [(h, loss) for h in ACTIVATION for loss in LOSS] + [("tanh", "half_sse:softmax"), ("relu", "mse:sigmoid")]
+GRID = [(h, loss) for h in ACTIVATION for loss in LOSS] + [("tanh", "half_sse:softmax"), ("relu", "mse:sigmoid"),
+                                                            ("tanh", "softmax_ce:one-hot"), ("relu", "softmax_ce:one-hot")]
 
 
 @pytest.mark.parametrize("hidden, loss", GRID, ids=[f"{h}-{loss}" for h, loss in GRID])
 def test_tape_equals_the_numpy_network(tmp_path, hidden, loss):
     """Forward, loss, every gradient and the SGD update of 2 iterations, against reference_step;
-    and the traced gradients against finite differences."""
+    and the traced gradients against finite differences.  softmax_ce with soft targets, or one-hot."""
     loss, _, output = loss.partition(":")
-    path, spec = network(tmp_path, hidden, loss, output or None)
+    one_hot = output == "one-hot"
+    path, spec = network(tmp_path, hidden, loss, None if one_hot or not output else output, one_hot=one_hot)
     tape = mlp.trace(mlp.Config(config=str(path)))
     acts = [layer["activation"] for layer in spec["layers"]]
     Ws = [np.array(layer["weights"], dtype=float) for layer in spec["layers"]]
@@ -625,7 +630,7 @@ def test_mlp_ops_do_not_clash_with_other_ops():
     from families import BASIC, GENERATION, LANGUAGE, UPSCALE
 
     assert set(MLP_OPS) == {"tanh", "tanh_grad", "half_sse", "half_sse_grad", "mse", "mse_grad",
-                                    "bce_mean", "bce_mean_grad"}
+                            "bce_mean", "bce_mean_grad", "soft_xent", "soft_xent_terms"}
     assert not set(MLP_OPS) & (set(BASIC) | set(LANGUAGE) | set(UPSCALE) | set(GENERATION))
     assert all(op.name == name for name, op in MLP_OPS.items())
 
@@ -636,14 +641,18 @@ def _ref_loss(kind, p, y):
         return 0.5 * math.fsum((b - a) ** 2 for a, b in cells)
     if kind == "mse":
         return math.fsum((a - b) ** 2 for a, b in cells) / len(cells)
+    if kind == "soft_xent":  # −(1/N) Σ t ln p, N the rows
+        return -math.fsum(b * math.log(a) for a, b in cells) / p.shape[0]
     return -math.fsum(b * math.log(a) + (1 - b) * math.log(1 - a) for a, b in cells) / len(cells)
 
 
-@pytest.mark.parametrize("kind", ["half_sse", "mse", "bce_mean"])
+@pytest.mark.parametrize("kind", ["half_sse", "mse", "bce_mean", "soft_xent"])
 @pytest.mark.parametrize("shape", [(1, 3), (4, 2), (3, 1)])
 def test_losses_forward_and_gradient(kind, shape):
     rng = np.random.default_rng([3, len(kind), *shape])
     p, y = rng.uniform(0.05, 0.95, size=shape), rng.uniform(0, 1, size=shape)
+    if kind == "soft_xent":  # each row of targets probabilities summing to 1
+        y = y / y.sum(axis=1, keepdims=True)
     tape = Tape()
     P, Y = tape.constant("p", p), tape.constant("y", y)
     L = tape.apply(MLP_OPS[kind], P, Y, name="L")
@@ -689,14 +698,15 @@ def test_formulas_follow_the_placement():
     lay.place.update({id(p): Place("It 1", 4, 1, 2, 3), id(y): Place("In", 9, 2, 2, 3), id(g): Place("It 1", 0, 5, 1, 1)})
     for kind, expected in [("half_sse", "0.5*SUMPRODUCT(('In'!C10:E11-B5:D6)^2)"),
                            ("mse", "SUMPRODUCT((B5:D6-'In'!C10:E11)^2)/6"),
-                           ("bce_mean", "SUM(B11:D12)/6")]:
+                           ("bce_mean", "SUM(B11:D12)/6"), ("soft_xent", "SUM(B11:D12)/2")]:
         out = tape.apply(MLP_OPS[kind], p, y, name=kind)
         lay.place[id(out)] = Place("It 1", 20, 1, 1, 1)
-        if kind == "bce_mean":  # first its terms, each cell's binary cross-entropy
+        if kind in ("bce_mean", "soft_xent"):  # first its terms, one per output
             terms = out.inputs[2]
-            assert terms.name == "bce_mean_terms"
+            assert terms.name == f"{kind}_terms"
             lay.place[id(terms)] = Place("It 1", 10, 1, 2, 3)
-            assert terms.op.formula(Cells(lay, terms), 1, 2) == "-('In'!E11*LN(D6)+(1-'In'!E11)*LN(1-D6))"
+            assert terms.op.formula(Cells(lay, terms), 1, 2) == {
+                "bce_mean": "-('In'!E11*LN(D6)+(1-'In'!E11)*LN(1-D6))", "soft_xent": "-'In'!E11*LN(D6)"}[kind]
         assert out.op.formula(Cells(lay, out), 0, 0) == expected
         check_formula(expected.replace("'In'!", "In!"), set())
     grad = tape.apply(losses.MSE_GRAD, p, y, g, name="dp")

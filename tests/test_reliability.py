@@ -192,5 +192,5 @@ def test_out_of_memory_anyway_is_one_line(run_main, monkeypatch, tmp_path):
 
     monkeypatch.setattr(models.vae, "trace", exhausted)
     code, _, err = run_main("run", *VAE, "-o", tmp_path / "out.xlsx")
-    assert code == 2 and err.splitlines() == ["error: out of memory: choose smaller options (README: Limits)"]
+    assert code == 2 and err.splitlines() == ["error: out of memory: choose smaller options (docs/limits.md)"]
     assert list(tmp_path.iterdir()) == []

@@ -24,9 +24,9 @@ CASES = {**{name: (name, {}) for name in models.MODELS}, **RUNS}
 
 @pytest.mark.parametrize("name", sorted(models.MODELS))
 def test_every_model_estimates_its_size(name):
-    """A model without size(config) is not finished: README, 'A new model', step 1."""
+    """A model without size(config) is not finished: docs/development.md, 'A new model', step 1."""
     model = models.MODELS[name]
-    assert callable(getattr(model, "size", None)), f"{name} has no size(config): see README, 'A new model'"
+    assert callable(getattr(model, "size", None)), f"{name} has no size(config): see docs/development.md, 'A new model'"
     est = model.size(model.Config())
     assert isinstance(est, Size) and est.cells > 0 and est.rows > 0
 

@@ -27,7 +27,7 @@ through the same functions.
   lstm_large    ``LSTM_LARGE``: context 32, hidden 32, d_model 16 (checked >= 1M cells), baseline
   bert_large    ``TRANSFORMER_LARGE`` as a masked language model (checked >= 1M cells), baseline
   vae_warmup    ``vae.Config(warmup=2000)``: its trace time is the 2,000-step warm-up's
-  gan_draws     ``GAN_DRAWS``, the README's GAN that draws a digit (batch 15, Adam, 1 iteration),
+  gan_draws     ``GAN_DRAWS``, the documented GAN that draws a digit (batch 15, Adam, 1 iteration),
                 without its warm-up: the export to compare with
   gan_draws_warmup  the same with ``warmup=2000``
   diffusion     ``diffusion.Config()`` (default size, with the reverse process)   default size
@@ -36,7 +36,7 @@ through the same functions.
   flow          ``flow.Config()`` (default size: 64 moons points, 4 couplings, the 21 × 21 density)
   flow_large    ``FLOW_LARGE``: 256 points, hidden 16, a 25 × 25 density grid (checked >= 1M cells;
                 the loss falls at every step), baseline
-  flow_warmup   ``flow.Config(warmup=2000)``, the README's documented warm-up
+  flow_warmup   ``flow.Config(warmup=2000)``, the documented warm-up (docs/models/flow.md)
 A default-size case (no overrides) runs ``repeat`` times (fresh processes, best time kept,
 largest peak kept), and so does its end-to-end ``tracer run MODEL``; every other case runs once
 and has no end-to-end run.  ``quick`` runs only the default-size cases of the VAE, the GAN and the
@@ -102,7 +102,7 @@ LARGE = {"hidden": 80, "iterations": 4}  # ~1.2M cells; the loss falls at every 
 TRANSFORMER_LARGE = {"layers": 4, "d_model": 32, "heads": 4, "context": 16, "d_ff": 128, "lr": 0.1}
 RNN_LARGE = {"context": 32, "hidden": 64, "d_model": 32}  # ~1.1M cells; the loss falls at every step
 LSTM_LARGE = {"context": 32, "hidden": 32, "d_model": 16}  # ~1.2M cells; the loss falls at every step
-GAN_DRAWS = {"batch": 15, "optimizer": "adam", "lr_d": 0.001, "lr_g": 0.001, "iterations": 1}  # the README's
+GAN_DRAWS = {"batch": 15, "optimizer": "adam", "lr_d": 0.001, "lr_g": 0.001, "iterations": 1}  # the documented
 DIFFUSION_LARGE = {"size": 14, "hidden": 256, "batch": 8}  # ~1.1M cells
 WARMUP = 2000  # steps of the warm-up cases
 FLOW_LARGE = {"points": 256, "hidden": 16, "grid": 25}  # flow (issue 17): ~1.1M cells; the loss falls at every step

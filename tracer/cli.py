@@ -378,21 +378,29 @@ def _make_map(model):
 
 
 @cli.command()
-@click.argument("workbook", type=click.Path(path_type=Path))
+@click.argument("workbooks", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--engine", type=click.Choice(api.ENGINES), default=None,
               help="recalculate in this engine, or in all of them (each must be installed)  "
                    "[default: every installed engine]")
 @click.option("--all", "show_all", is_flag=True, help="list every error value (by default the first 50; mismatches: the first 20 and a count)")
-def verify(workbook, engine, show_all):
-    """Recalculate WORKBOOK from scratch in spreadsheet engines (LibreOffice headless with forced
+def verify(workbooks, engine, show_all):
+    """Recalculate WORKBOOKS from scratch in spreadsheet engines (LibreOffice headless with forced
     recalculation, IronCalc in process) and compare every formula cell with the value the exporter
-    stored: a report per engine; exit 0 only when all agree within 1e-9 relative or 1e-12
-    absolute in every engine."""
-    report = api.verify(workbook, engine, announce=_progress_note)
+    stored: a report per workbook and engine; exit 0 only when all agree within 1e-9 relative or
+    1e-12 absolute in every engine.  LibreOffice starts once for all the workbooks."""
+    results = api.verify_all(workbooks, engine, announce=_progress_note)
     raise_if_interrupted()
-    for line in report.lines(limit=None if show_all else 50):
-        click.echo(line)
-    return 0 if report.ok else 1
+    for k, report in enumerate(results):
+        if k:
+            click.echo("")
+        for line in report.lines(limit=None if show_all else 50):
+            click.echo(line)
+    failed = [path.name for path, report in zip(workbooks, results) if not report.ok]
+    if len(results) > 1:
+        click.echo("")
+        click.echo(f"{len(failed)} of {len(results)} workbooks FAILED: {', '.join(failed)}" if failed
+                   else f"all {len(results)} workbooks OK")
+    return 1 if failed else 0
 
 
 @cli.group(cls=ModelGroup, context_settings=CONTEXT)
@@ -443,7 +451,7 @@ def bench(quick, cases):
     ≥ 1M-cell transformer (4 blocks, d_model 32, context 16), both with a baseline, the VAE and
     the GAN with --optimizer adam, the GAN with --upscale 4 --upscale-mode bilinear, the rnn, lstm,
     bert, diffusion and flow at their default sizes and at ≥ 1M cells (with a baseline), the
-    2,000-step warm-ups of the default VAE, of the README's GAN that draws a digit (with that GAN
+    2,000-step warm-ups of the default VAE, of the documented GAN that draws a digit (with that GAN
     without its warm-up, to compare the exports), of the diffusion model and of the flow, and the
     cell counts of the default workbooks with and without the step blocks of the formula rule
     (split)."""
@@ -474,7 +482,7 @@ def main(argv=None):
             click.echo(f"error: {e.format_message()}", err=True)
             sys.exit(e.exit_code)
         except MemoryError:
-            click.echo("error: out of memory: choose smaller options (README: Limits)", err=True)
+            click.echo("error: out of memory: choose smaller options (docs/limits.md)", err=True)
             sys.exit(2)
         except OSError as e:  # a disk or permission problem while writing
             click.echo(f"error: {e.strerror or e}: {e.filename or ''}".rstrip(": "), err=True)

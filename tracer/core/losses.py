@@ -4,6 +4,7 @@
     kl             −½ Σ (1 + log σ² − μ² − e^(log σ²))            KL(N(μ, σ²) ‖ N(0, I))
     neg_mean_ln    −mean ln a,  neg_mean_ln1m  −mean ln(1 − a)   a GAN's losses on D's answers
     xent           −(1/T) Σ_i Σ_j Y_ij ln P_ij                    cross-entropy, one-hot targets Y
+    soft_xent      −(1/N) Σ_i Σ_j T_ij ln P_ij                    cross-entropy, soft targets T (rows sum to 1)
     nll            ℓ_i = −ln P[i, y_i]   (T, 1)                   cross-entropy, target ids y (sparse)
     mean           (1/n) Σ a                                     e.g. L = mean of ℓ
     neg_mean       −(1/n) Σ a                                    e.g. L = −mean log p(x)
@@ -17,9 +18,9 @@ n = N·k: the means run over every output of every example.  A pair loss takes �
 targets second, like xent.
 
 Portable formulas: a loss whose terms need LN or EXP is a Composite (tracer.core.op): first its
-terms, one cell each (`<name>_terms`: bce_terms, kl_terms, neg_ln, neg_ln1m, xent_terms), then
-their SUM (or SUM/n for a mean, n a literal).  The others are one SUMPRODUCT of arithmetic over
-whole blocks, which therefore must be laid out the same way.  Each gradient rule is the whole
+terms, one cell each (`<name>_terms`: bce_terms, kl_terms, neg_ln, neg_ln1m, xent_terms,
+soft_xent_terms), then their SUM (or SUM/n for a mean, n a literal).  The others are one
+SUMPRODUCT of arithmetic over whole blocks, which therefore must be laid out the same way.  Each gradient rule is the whole
 loss's, with respect to its inputs.
 """
 
@@ -44,20 +45,23 @@ from tracer.core.op import (
 
 class SumOfTerms(Composite):
     """A loss in two blocks: its terms, one per cell (`<name>_terms`, the op `terms` applied to
-    the inputs in the order `order`), then their sum, or their mean when `mean`.  `grad` is the
+    the inputs in the order `order`), then their sum, divided by `per`: 1 (a sum), "cells" (the
+    mean of every term) or "rows" (the mean over the examples of each row's sum).  `grad` is the
     whole loss's gradient rule, grad(out, g, wanted, *inputs)."""
 
-    def __init__(self, name, terms, grad, n_in=2, order=(0, 1), mean=False):
-        self.name, self.grad, self.n_in, self.mean = name, grad, n_in, mean
+    def __init__(self, name, terms, grad, n_in=2, order=(0, 1), per=1):
+        self.name, self.grad, self.n_in, self.per = name, grad, n_in, per
         self.steps = (("terms", terms, *order),)
+
+    def divisor(self, shape) -> int:
+        return {1: 1, "cells": shape[0] * shape[1], "rows": shape[0]}[self.per]
 
     def finish(self, *xs):
         terms = xs[-1]
-        return np.array([[np.mean(terms) if self.mean else np.sum(terms)]])
+        return np.array([[np.sum(terms) / self.divisor(terms.shape)]])
 
     def formula(self, c, i, j):
-        rows, cols = c.shape(c.n - 1)
-        return total(c.all(c.n - 1), rows * cols if self.mean else 1)
+        return total(c.all(c.n - 1), self.divisor(c.shape(c.n - 1)))
 
 
 # --- the VAE: reconstruction and KL ---------------------------------------------------------------
@@ -108,11 +112,11 @@ NEG_MEAN_LN1M_GRAD = MeanLnGrad("neg_mean_ln1m_grad", True)
 NEG_LN = Elementwise("neg_ln", lambda a: -np.log(a), "-LN({0})")
 NEG_LN1M = Elementwise("neg_ln1m", lambda a: -np.log(1 - a), "-LN(1-{0})")
 NEG_MEAN_LN = SumOfTerms(  # −mean ln D(x): a GAN's loss on "real" answers
-    "neg_mean_ln", NEG_LN, n_in=1, order=(0,), mean=True,
+    "neg_mean_ln", NEG_LN, n_in=1, order=(0,), per="cells",
     grad=lambda out, g, w, a: only(w, lambda: record(NEG_MEAN_LN_GRAD, a, g)),
 )
 NEG_MEAN_LN1M = SumOfTerms(  # −mean ln(1 − D(x)): a GAN's loss on "fake" answers
-    "neg_mean_ln1m", NEG_LN1M, n_in=1, order=(0,), mean=True,
+    "neg_mean_ln1m", NEG_LN1M, n_in=1, order=(0,), per="cells",
     grad=lambda out, g, w, a: only(w, lambda: record(NEG_MEAN_LN1M_GRAD, a, g)),
 )
 
@@ -173,6 +177,16 @@ class CrossEntropyGrad(Op):
 
 XENT, XENT_GRAD = CrossEntropy(), CrossEntropyGrad()
 XENT_TERMS = XENT.steps[0][1]
+
+
+# --- cross-entropy with soft targets (each row of T probabilities summing to 1) -----------------
+
+# each output's −t_ij ln p_ij: inputs the probabilities P, then the targets T
+SOFT_XENT_TERMS = Elementwise("soft_xent_terms", lambda p, t: -t * np.log(p), "-{1}*LN({0})")
+SOFT_XENT = SumOfTerms(  # L = −(1/N) Σ_i Σ_j t_ij ln p_ij: inputs P, T; the gradient is xent's, −g·T/(N·P)
+    "soft_xent", SOFT_XENT_TERMS, per="rows",
+    grad=lambda out, g, w, p, t: only(w, lambda: record(XENT_GRAD, p, t, g), no_grad("soft_xent", "the targets")),
+)
 
 
 # --- cross-entropy with the targets as ids (sparse), one cell per position ----------------------
@@ -335,12 +349,12 @@ BCE_MEAN_GRAD = PairLossGrad(
     "{2}*((1-{1})/(1-{0})-{1}/{0})/{n}",
 )
 BCE_MEAN = SumOfTerms(  # inputs ŷ, y; the terms read the targets first
-    "bce_mean", BCE_TERMS, order=(1, 0), mean=True, grad=_grad_to_output(BCE_MEAN_GRAD, "bce_mean"),
+    "bce_mean", BCE_TERMS, order=(1, 0), per="cells", grad=_grad_to_output(BCE_MEAN_GRAD, "bce_mean"),
 )
 
 OPS = {op.name: op for op in (
     BCE_TERMS, BCE, BCE_GRAD, KL_TERMS, KL, KL_LOGVAR_GRAD, NEG_LN, NEG_LN1M, NEG_MEAN_LN, NEG_MEAN_LN1M,
-    NEG_MEAN_LN_GRAD, NEG_MEAN_LN1M_GRAD, XENT_TERMS, XENT, XENT_GRAD, HALF_SSE, HALF_SSE_GRAD, MSE, MSE_GRAD,
+    NEG_MEAN_LN_GRAD, NEG_MEAN_LN1M_GRAD, XENT_TERMS, XENT, XENT_GRAD, SOFT_XENT_TERMS, SOFT_XENT, HALF_SSE, HALF_SSE_GRAD, MSE, MSE_GRAD,
     BCE_MEAN, BCE_MEAN_GRAD, NLL, NLL_GRAD, MEAN, MEAN_GRAD, NEG_MEAN, NEG_MEAN_GRAD, MASKED_MEAN, MASKED_MEAN_GRAD,
 )}
 
@@ -367,6 +381,12 @@ def neg_mean_ln1m(a, name=None):
 def cross_entropy(probs, targets, name=None):
     """−(1/T) Σ targets ⊙ ln probs: the mean of −ln P[i, target_i] (targets one-hot, see one_hot)."""
     return record(XENT, probs, targets, name=name)
+
+
+def soft_cross_entropy(probs, targets, name=None):
+    """−(1/N) Σ_i Σ_j targets_ij ln probs_ij, recorded as its N × k terms −t_ij ln p_ij
+    (`<name>_terms`) and their sum over N: targets any rows of probabilities summing to 1."""
+    return record(SOFT_XENT, probs, targets, name=name)
 
 
 def nll(probs, ids, name=None):

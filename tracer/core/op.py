@@ -13,7 +13,7 @@ An op whose formula would apply a function to every cell of a range (a softmax's
 the logarithms of a loss) is a `Composite`: each such step gets its own block of per-element
 cells, then the op aggregates them.  No function other than an aggregate (SUM, SUMPRODUCT,
 MMULT, MAX, AVERAGE, COUNT, LARGE, MATCH, INDEX, SUMIF) ever receives a range, so every
-spreadsheet computes the same (README: the formula rule; tests/test_portable.py checks it).
+spreadsheet computes the same (docs/workbook.md: the formula rule; tests/test_portable.py checks it).
 
 The ops themselves live by kind: linalg, activations, losses, normalization, embeddings,
 attention, generation, resampling, optimizers.  This module also holds the three plumbing ops the

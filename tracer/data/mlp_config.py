@@ -104,6 +104,11 @@ class Spec:
     def uses_leaky(self) -> bool:
         return any(layer.activation == "leaky_relu" for layer in self.layers)
 
+    @property
+    def one_hot(self) -> bool:
+        """softmax_ce against one-hot rows (a single 1, the correct class), not soft targets."""
+        return self.loss == "softmax_ce" and bool(np.all((self.targets == 0) | (self.targets == 1)))
+
 
 # --- where a key is: its line, found by scanning the text (tomllib gives no positions) ------------
 

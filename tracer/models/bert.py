@@ -12,6 +12,11 @@ as a masked language model.
       P = softmax(Z)
       ℓ_i = −ln P[i, ids_i],  L = Σ m_i ℓ_i / Σ m_i    cross-entropy at the masked positions only
       θ ← θ − lr·∂L/∂θ (or Adam) for every parameter
+      then the evaluation loss on the updated θ: the same model on ids_eval, the text with a fixed
+      mask m_eval (every second position from the second, 1, 3, 5, …: the same every iteration, a
+      recorded constant, each hidden token between visible ones), L_eval = Σ m_eval,i ℓ_i / Σ m_eval,i.
+      The training loss is measured on other positions each iteration, so it jumps; L_eval is
+      measured on the same ones, so it shows what training does (the overview charts both)
     after training, fill in the blank: the model reads --fill (a sentence with [MASK]s; default: the
       text's first sentence with its second token masked); at each [MASK] the distribution P, the
       --top most likely tokens and their probabilities; the sentence with each [MASK] replaced by
@@ -47,9 +52,10 @@ from tracer.models.base import opt
 from tracer.models.next_token import fit, sequence, text_tape
 
 NAME = "bert"
-LOSSES = ("loss",)
+LOSSES = ("loss", "eval_loss")
 SUMMARY = "BERT: transformer blocks with bidirectional attention learning to fill in masked tokens"
 MASK = "[MASK]"
+EVAL = "[eval] "  # the names of the evaluation pass's tensors: "[eval] P"
 
 
 @dataclass
@@ -66,6 +72,11 @@ class Config(transformer.Blocks):
 def with_mask(tok):
     """The tokenization with [MASK] added at the end of the vocabulary (its id is V − 1)."""
     return dataclasses.replace(tok, vocab=[*tok.vocab, MASK])
+
+
+def eval_mask(T: int) -> np.ndarray:
+    """m_eval (T×1): 1 at every second position from the second (1, 3, 5, …), else 0."""
+    return (np.arange(T) % 2 == 1).astype(np.float64).reshape(T, 1)
 
 
 def fill_ids(cfg, tok) -> list[int]:
@@ -96,14 +107,15 @@ def fill_ids(cfg, tok) -> list[int]:
 
 def size(cfg: Config):
     """The run's size from its options (tracer.core.size): the transformer's blocks, the masks of
-    each iteration, and the fill-in after training."""
+    each iteration, the evaluation pass after each update, and the fill-in after training."""
     params, forward = transformer.shapes(cfg)
     tok, _, _ = sequence(cfg)
     V, T, d = len(tok.vocab) + 1, cfg.context, cfg.d_model  # the vocabulary and [MASK]
     ps = params(V)
-    train = [(T, 1)] * 3 + forward(T, V) + [(T, V), (T, 1), (T, V), (T, 1), (1, 1)]  # u, m, ids_in … P, nll, loss
-    step = train * 2 + train[::2] + ps + update(cfg.optimizer, ps)
-    first = [(T, 1), (1, 1), (T, 1), (1, d), (T, d), *ps, *optimizer_state(cfg.optimizer, ps)]
+    model = forward(T, V) + [(T, V), (T, 1), (T, V), (T, 1), (1, 1)]  # … P's exponentials, sums, P, ℓ, L
+    train = [(T, 1)] * 3 + model  # u, m, ids_in, …
+    step = train * 2 + train[::2] + ps + update(cfg.optimizer, ps) + model  # …, the evaluation pass
+    first = [(T, 1), (1, 1), (T, 1), (T, 1), (T, 1), (1, d), (T, d), *ps, *optimizer_state(cfg.optimizer, ps)]
     after = [(T, 1), *forward(T, V), (T, 1), *[(1, V)] * 4, (cfg.top, 1), (cfg.top, 1), (T, 1)]
     return estimate(first, step, cfg.iterations, after)
 
@@ -119,6 +131,8 @@ def trace(cfg: Config) -> Tape:
     ids = token_ids(tape, inputs, name="ids", decode=True)
     mask_id = tape.constant("mask_id", [[V - 1]], role="data")
     rate = tape.constant("mask_rate", [[cfg.mask_rate]], role="hyper", defined_name="mask_rate")
+    m_eval = tape.constant("m_eval", eval_mask(T), role="data", integer=True)
+    ids_eval = mask_ids(ids, m_eval, mask_id, name="ids_eval")
     net = transformer.make_net(tape, cfg, positional_encoding(tape, T, cfg.d_model), causal=False)
     init = transformer.init_params(np.random.default_rng(cfg.seed), V, cfg)
     draws = np.random.default_rng([cfg.seed, 2])
@@ -131,7 +145,13 @@ def trace(cfg: Config) -> Tape:
         tape.at("loss")
         return masked_mean(nll(probs, ids, name="nll"), m, name="loss")
 
-    p = fit(tape, cfg, init, loss_of)
+    def evaluate(p):  # on the updated parameters, the fixed mask: the same positions every iteration
+        tape.at("forward", "eval")
+        probs = softmax(net.logits(p, ids_eval, prefix=EVAL, pe=net.pe), name=EVAL + "P")
+        tape.at("loss", "eval")
+        masked_mean(nll(probs, ids, name=EVAL + "nll"), m_eval, name="eval_loss")
+
+    p = fit(tape, cfg, init, loss_of, after_update=evaluate, chart=LOSSES)
     fill_in(tape, net, p, tok, filling, mask_id, cfg.top)
     return tape
 

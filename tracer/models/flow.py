@@ -7,7 +7,7 @@ exact density.
         s = tanh(tanh(x_keep·W_s1 + b_s1)·W_s2 + b_s2)    (N×1; hidden layer N×H, H = --hidden)
         t = tanh(x_keep·W_t1 + b_t1)·W_t2 + b_t2
         (s's last tanh bounds it, −1 < s < 1: unbounded, exp(s) overflows at larger learning
-        rates; README "Normalizing flows")
+        rates; docs/models/flow.md)
         y_keep = x_keep,   y_change = x_change ⊙ exp(s) + t
     z = f(x) = [z₁ | z₂], the coordinates after the last coupling
     log p(x) = log N(z; 0, I) + Σ_k s_k        log N(z; 0, I) = Σ_j (−½ z_j² − ½ ln 2π); the
@@ -82,7 +82,7 @@ def net(x_keep, p, k: int, which: str, prefix: str):
     """t of coupling k: tanh(x_keep·W₁ + b₁)·W₂ + b₂ (N×1); s: the same through one more tanh."""
     name = f"{prefix}b{k}.{which}"
     h = tanh(linear(x_keep, p[f"b{k}.W_{which}1"], p[f"b{k}.b_{which}1"], name=name + "_pre"), name=name + "_h")
-    if which == "s":  # bounded, −1 < s < 1: unbounded, exp(s) overflows at larger learning rates (README)
+    if which == "s":  # bounded, −1 < s < 1: unbounded, exp(s) overflows at larger learning rates (docs/models/flow.md)
         return tanh(linear(h, p[f"b{k}.W_{which}2"], p[f"b{k}.b_{which}2"], name=name + "_a"), name=name)
     return linear(h, p[f"b{k}.W_{which}2"], p[f"b{k}.b_{which}2"], name=name)
 

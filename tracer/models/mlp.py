@@ -5,7 +5,9 @@ exercise comes out number for number.
     a₀ = x                        (N × n₀: one row per example, all rows at once)
     zₖ = aₖ₋₁ · Wₖ + bₖ           (layer k = 1 … K; bₖ is added to every row)
     aₖ = f(zₖ)                    identity (aₖ is zₖ itself), sigmoid, tanh, relu, leaky_relu, softmax
-    L  = loss(a_K, y)             mse, half_sse, bce or softmax_ce (tracer.core.losses)
+    L  = loss(a_K, y)             mse, half_sse, bce or softmax_ce (tracer.core.losses): softmax_ce
+                                  against one-hot rows is the mean of −ln a_K[i, class_i] (xent),
+                                  against soft targets −(1/N) Σ y ⊙ ln a_K term by term (soft_xent)
     θ ← θ − lr · ∂L/∂θ            (or Adam: tracer.core.optimizers), for every parameter that is not frozen
 
 Every tensor carries the name the file gives it (net_h, out_h, E_total, …), the gradients are
@@ -25,7 +27,7 @@ import numpy as np
 from tracer.core import optimizers as optim
 from tracer.core.activations import leaky_relu, relu, sigmoid, softmax, tanh
 from tracer.core.linalg import linear
-from tracer.core.losses import bce_mean, cross_entropy, half_sse, mse
+from tracer.core.losses import bce_mean, cross_entropy, half_sse, mse, soft_cross_entropy
 from tracer.core.size import Size, estimate, optimizer_state, update
 from tracer.core.tape import Tape
 from tracer.data.mlp_config import DEFAULT_EXAMPLE, examples, load
@@ -36,7 +38,12 @@ NAME = "mlp"
 LOSSES = ("loss",)  # the default loss name; a run names its own loss (tape.meta["losses"])
 SUMMARY = "dense network described by a TOML file: layers, weights, data, loss and training (a textbook backprop exercise)"
 
-LOSS = {"mse": mse, "half_sse": half_sse, "bce": bce_mean, "softmax_ce": cross_entropy}
+LOSS = {"mse": mse, "half_sse": half_sse, "bce": bce_mean, "softmax_ce": soft_cross_entropy}
+
+
+def loss_of(spec):
+    """The file's loss; softmax_ce against one-hot targets as each row's −ln P(correct class)."""
+    return cross_entropy if spec.one_hot else LOSS[spec.loss]
 
 
 @dataclass
@@ -128,7 +135,7 @@ def trace(cfg: Config) -> Tape:
         tape.at("forward")
         out = forward(spec, p, x, slope)
         tape.at("loss")
-        L = LOSS[spec.loss](out, y, name=spec.loss_name)
+        L = loss_of(spec)(out, y, name=spec.loss_name)
         tape.at("backward")
         grads = tape.backward(L, {n: p[n] for n in trained}, prefix=spec.loss_name)
         tape.at("update")
@@ -179,14 +186,18 @@ def settings(spec) -> dict:
 def texts(spec) -> dict:
     """{name: {"symbol", "en", "es"}} for every tensor name the file chose (or defaulted)."""
     N, n0 = spec.inputs.shape
-    one_hot = spec.loss == "softmax_ce"
+    rows = {"en": "", "es": ""}
+    if spec.one_hot:
+        rows = {"en": "; one-hot, a 1 at the correct class", "es": "; one-hot, un 1 en la clase correcta"}
+    elif spec.loss == "softmax_ce":
+        rows = {"en": "; each row probabilities summing to 1", "es": "; cada fila, probabilidades que suman 1"}
     out = {
         spec.inputs_name: (f"the inputs: {N} example{'s' * (N > 1)}, one per row, of {n0} values",
                            f"las entradas: {N} ejemplo{'s' * (N > 1)}, uno por fila, de {n0} valores"),
         spec.targets_name: ("the targets: what the network should output for each example (one row each)"
-                            + ("; one-hot, a 1 at the correct class" if one_hot else ""),
+                            + rows["en"],
                             "los objetivos: lo que la red debería dar para cada ejemplo (una fila cada uno)"
-                            + ("; one-hot, un 1 en la clase correcta" if one_hot else "")),
+                            + rows["es"]),
         spec.loss_name: (f"the loss: {LOSS_WORDS[spec.loss][0]}", f"la pérdida: {LOSS_WORDS[spec.loss][1]}"),
     }
     fan_in = n0

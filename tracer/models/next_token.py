@@ -97,12 +97,14 @@ def text_tape(name: str, tok) -> Tape:
     return tape
 
 
-def fit(tape, cfg, init: dict, loss_of, after_backward=None) -> dict:
+def fit(tape, cfg, init: dict, loss_of, after_backward=None, after_update=None, chart=("loss",)) -> dict:
     """Train (tracer.models.training: --warmup steps unrecorded, then the traced iterations): the
     initial parameters `init` {name: array} become constants, then each step records loss_of(p)
     (the forward pass, in phase "forward", and the loss: loss_of switches to "loss" itself), the
     backward pass, after_backward(p, loss) if given (more tensors of the backward phase, for the
-    traced iterations only), and the update.  Returns the trained parameters {name: tensor}."""
+    traced iterations only), the update, and after_update(p) on the updated parameters if given
+    (bert's evaluation loss; in warm-up steps too).  `chart`: the tensors the overview charts.
+    Returns the trained parameters {name: tensor}."""
     p = {k: tape.constant(k, v, role="param") for k, v in init.items()}
     lr = tape.constant("lr", [[cfg.lr]], role="hyper", defined_name="lr")
     optimizer = optim.make(tape, cfg, lr, p, optim.hyperparameters(tape, cfg))
@@ -115,9 +117,12 @@ def fit(tape, cfg, init: dict, loss_of, after_backward=None) -> dict:
         if after_backward and tape.recording:
             after_backward(p, loss)
         tape.at("update")
-        return optimizer.step(p, grads)
+        p = optimizer.step(p, grads)
+        if after_update:
+            after_update(p)
+        return p
 
-    return training.train(tape, cfg, p, step, [optimizer], ("loss",))
+    return training.train(tape, cfg, p, step, [optimizer], chart)
 
 
 def generate_after(tape, cfg, tok, inputs, logits_of) -> None:

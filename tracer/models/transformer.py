@@ -99,13 +99,15 @@ class Net:
     def __init__(self, cfg, pe, scale, eps, causal=True):
         self.cfg, self.pe, self.scale, self.eps, self.causal = cfg, pe, scale, eps, causal
 
-    def logits(self, p, ids, prefix=""):
+    def logits(self, p, ids, prefix="", pe=None):
+        """pe: the positional encoding added (default: PE, or its first m rows in a generation step)."""
         def at(section):
             if not prefix:
                 ids.tape.at("forward", section)
 
         at("embed")
-        x = add(embed(p["E"], ids, name=prefix + "X_emb"), positions(self.pe, ids, prefix), name=prefix + "X")
+        x = add(embed(p["E"], ids, name=prefix + "X_emb"), positions(self.pe, ids, prefix) if pe is None else pe,
+                name=prefix + "X")
         for b in range(1, self.cfg.layers + 1):
             at(f"block_attention:{b}")
             x = self.attention(p, x, f"b{b}.", prefix)
