@@ -326,27 +326,13 @@ def _check_folder(folder, decimals, rtol, gradebook, reports, engine, jobs):
     with _progress_count(folder) as bar:
         book = api.check_folder(folder, decimals, rtol, gradebook, reports, engine, jobs, bar.update)
     raise_if_interrupted()
-    width = max(len(r.file) for r in book.rows)
-    for r in book.rows:
-        who = f"{r.file:<{width}}  {r.who}"
-        if r.refused:
-            click.echo(f"{who}  refused: {r.reason}")
-        else:
-            click.echo(f"{who}  {r.score:.1f}% ({r.score_carried:.1f}% counting carried errors as right); own "
-                       f"mistakes {r.own}, carried errors {r.carried}, missing {r.missing}"
-                       + (f"; recalculated in {r.engine}" if r.engine else ""))
-    _, blocks = book.blocks()
-    if blocks:
-        click.echo("per blank block, the hardest first: students right / own mistake / carried error only / incomplete")
-        for label, counts in blocks:
-            click.echo(f"  {label}: {counts['right']} / {counts['own mistake']} / {counts['carried error']} / "
-                       f"{counts['missing']}")
-    n, refused = len(book.rows), len(book.refused)
-    click.echo(f"graded {n - refused} of {n} file{'s' if n != 1 else ''}" + (f", {refused} refused" if refused else "")
-               + f" in {book.seconds:.1f} s on {book.jobs} process{'es' if book.jobs != 1 else ''}"
-               + (f"; wrote {gradebook}" if gradebook is not None else "")
-               + (f"; graded copies in {reports}" if reports is not None else ""))
-    return 1 if refused else 0
+    for line in book.lines():
+        click.echo(line)
+    if gradebook is not None:
+        click.echo(f"wrote {gradebook}")
+    if reports is not None:
+        click.echo(f"wrote the graded copies to {reports}")
+    return 1 if book.refused else 0
 
 
 def _progress_count(folder):

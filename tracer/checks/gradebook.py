@@ -59,6 +59,10 @@ class Row:
     def refused(self) -> bool:
         return bool(self.reason)
 
+    def refuse(self, reason: str) -> None:
+        """Refuse the file: the reason, without the file's name the row already gives."""
+        self.reason = reason.removeprefix(f"{self.file}: ").removeprefix(f"{self.file} ")
+
     @property
     def score(self) -> float:
         return 100.0 * self.right / max(1, self.cells)
@@ -95,15 +99,15 @@ def _look(path: Path) -> Row:
     """The first look at a file: whose exercise it is, of which class; or why it cannot be graded."""
     row = Row(path.name)
     if path.suffix.lower() != ".xlsx":
-        row.reason = f"a {path.suffix} file, not an .xlsx workbook: save it as Excel 2007-365 (.xlsx) and hand it in again"
+        row.refuse(f"a {path.suffix} file, not an .xlsx workbook: save it as Excel 2007-365 (.xlsx) and hand it in again")
         return row
     try:
         recipe = read_recipe(path)
     except TracerError as e:
-        row.reason = _damaged(path) or str(e)
+        row.refuse(_damaged(path) or str(e))
         return row
     except Exception as e:  # noqa: BLE001 - whatever a file does, the batch goes on
-        row.reason = f"cannot be read ({type(e).__name__}: {(str(e).splitlines() or [''])[0]})"
+        row.refuse(f"cannot be read ({type(e).__name__}: {(str(e).splitlines() or [''])[0]})")
         return row
     who = recipe.get("student") or {}
     row.student, row.id, row.lang = who.get("name", ""), who.get("id", ""), recipe.get("lang", "en")
@@ -117,11 +121,11 @@ def _damaged(path: Path) -> str:
         with open(path, "rb") as f:
             zipped = f.read(4) == b"PK\x03\x04"
         if zipped and not zipfile.is_zipfile(path):
-            return f"{path.name} is damaged: an incomplete .xlsx (its zip archive is cut short); ask for it again"
+            return "damaged: an incomplete .xlsx (its zip archive is cut short); ask for it again"
         if zipped:
             zipfile.ZipFile(path).testzip()
     except (OSError, zipfile.BadZipFile, EOFError, ValueError, RuntimeError, zlib.error):
-        return f"{path.name} is damaged: its .xlsx (zip) archive is broken; ask for it again"
+        return "damaged: its .xlsx (zip) archive is broken; ask for it again"
     return ""
 
 
@@ -137,10 +141,10 @@ def refuse_strangers(rows: list[Row]) -> str:
         if r.refused:
             continue
         if r.the_class != the_class:
-            r.reason = ("an exercise of another class (made for another roster or with other options)" if r.the_class
-                        else "an exercise made without --students, not one of this class's")
+            r.refuse("an exercise of another class (made for another roster or with other options)" if r.the_class
+                     else "an exercise made without --students, not one of this class's")
         elif (r.student, r.id) in first:
-            r.reason = f"{r.who}'s exercise again: already graded from {first[(r.student, r.id)]}"
+            r.refuse(f"{r.who}'s exercise again: already graded from {first[(r.student, r.id)]}")
         else:
             first[(r.student, r.id)] = r.file
     return the_class
@@ -163,9 +167,9 @@ def _grade(task: Task) -> Row:
         if task.reports is not None:
             write_report(result, task.reports / task.path.name)
     except TracerError as e:
-        row.reason = str(e)
+        row.refuse(str(e))
     except Exception as e:  # noqa: BLE001 - whatever a file does, the batch goes on
-        row.reason = f"cannot be graded ({type(e).__name__}: {(str(e).splitlines() or [''])[0]})"
+        row.refuse(f"cannot be graded ({type(e).__name__}: {(str(e).splitlines() or [''])[0]})")
     else:
         row.right, row.own, row.carried, row.missing, row.cells = (
             result.total(RIGHT), result.total(OWN), result.total(CARRIED), result.total(MISSING), result.total())
@@ -208,6 +212,29 @@ class Gradebook:
                 order.setdefault(label, len(order))
                 counts.setdefault(label, Counter())[state] += 1
         return list(order), sorted(counts.items(), key=lambda kv: (-kv[1][OWN], kv[1][RIGHT], order[kv[0]]))
+
+
+    def lines(self) -> list[str]:
+        """What `tracer check FOLDER` prints: a line per file, the blocks the hardest first, the count."""
+        width = max(len(r.file) for r in self.rows)
+        out = []
+        for r in self.rows:
+            who = f"{r.file:<{width}}" + (f"  {r.who}" if r.who else "")
+            if r.refused:
+                out.append(f"{who}  refused: {r.reason}")
+                continue
+            out.append(f"{who}  {r.score:.1f}% ({r.score_carried:.1f}% counting carried errors as right); own "
+                       f"mistakes {r.own}, carried errors {r.carried}, missing {r.missing}"
+                       + (f"; recalculated in {r.engine}" if r.engine else ""))
+        _, blocks = self.blocks()
+        if blocks:
+            out.append("per blank block, the hardest first: students right / own mistake / carried error only / "
+                       "incomplete")
+            out += [f"  {label}: {c[RIGHT]} / {c[OWN]} / {c[CARRIED]} / {c[MISSING]}" for label, c in blocks]
+        n, refused = len(self.rows), len(self.refused)
+        out.append(f"graded {n - refused} of {n} file{'s' if n != 1 else ''}" + (f", {refused} refused" if refused else "")
+                   + f" in {self.seconds:.1f} s on {self.jobs} process{'es' if self.jobs != 1 else ''}")
+        return out
 
 
 def grade_folder(folder, tolerance: Tolerance, engine: str | None = None, reports=None,

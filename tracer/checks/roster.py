@@ -111,9 +111,13 @@ def read_roster(path) -> list[Student]:
     return students
 
 
+LETTERS = str.maketrans({"Ł": "L", "ł": "l", "Ø": "O", "ø": "o", "ß": "ss", "Æ": "AE", "æ": "ae", "Œ": "OE",
+                         "œ": "oe", "Đ": "D", "đ": "d", "Þ": "Th", "þ": "th", "ı": "i"})  # no accent to drop
+
+
 def slug(text: str) -> str:
-    """A file name's part from a name: José Pérez -> jose_perez."""
-    text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode().lower()
+    """A file name's part from a name: José Pérez -> jose_perez, Łukasz -> lukasz."""
+    text = unicodedata.normalize("NFKD", text.translate(LETTERS)).encode("ascii", "ignore").decode().lower()
     return re.sub(r"[^a-z0-9]+", "_", text).strip("_")[:40] or "student"
 
 
