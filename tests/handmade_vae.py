@@ -21,7 +21,7 @@ DIGIT = np.array([[0.0, 0.9, 0.9, 0.1],  # a 7, drawn by hand on 4 × 4 pixels
                   [0.0, 0.3, 0.7, 0.0],
                   [0.0, 0.6, 0.1, 0.0]]).reshape(1, 16)
 LR = 0.1
-OPTIONS = ("--size", "4", "--hidden", "2", "--latent", "2", "--iterations", "1", "--grid", "0", "--samples", "0")
+OPTIONS = ("--size", "4", "--hidden", "2", "--iterations", "1")  # of `tracer map` and `tracer check`
 
 
 def numbers(mistake=None) -> dict[str, np.ndarray]:

@@ -31,17 +31,28 @@ CELLS = 163  # the README's round trip: cells for the student to fill
 
 @pytest.fixture(scope="module")
 def the_class(tmp_path_factory):
-    """The roster (name and id columns, ';'-separated as a Spanish spreadsheet saves it) and the
-    class's folder, made by `tracer exercise … --students`."""
+    """The class's folder, made by the command docs/exercises.md shows, from a roster with a name and
+    an id column, ';'-separated as a Spanish spreadsheet saves it; what the command printed is in
+    printed.txt beside it."""
+    import contextlib
+    import io
+    import os
+
     from tracer.cli import main
 
     folder = tmp_path_factory.mktemp("class")
     roster = folder / "roster.csv"
     roster.write_text("Nombre;Legajo\n" + "".join(f"{n};L{k:03d}\n" for k, n in enumerate(NAMES)), "utf-8-sig")
-    with pytest.raises(SystemExit) as e:
-        main(["exercise", *ROUND_TRIP, "--students", str(roster), "-o", str(folder / "out"), "--no-key"])
+    printed, here = io.StringIO(), os.getcwd()
+    os.chdir(folder)
+    try:
+        with pytest.raises(SystemExit) as e, contextlib.redirect_stdout(printed):
+            main(["exercise", *ROUND_TRIP, "--students", "roster.csv", "-o", "class"])
+    finally:
+        os.chdir(here)
     assert e.value.code in (0, None)
-    return folder / "out"
+    (folder / "printed.txt").write_text(printed.getvalue(), "utf-8")
+    return folder / "class"
 
 
 def manifest(folder) -> list[dict]:
@@ -63,6 +74,23 @@ def test_forty_names_forty_different_exercises(the_class):
         inputs.add(tuple(t.value.round(12).ravel().tolist()[0] for t in tape.tensors if t.name in ("x", "W1")))
     assert len(inputs) == 8
     assert all(c.isascii() for r in rows for c in r["file"])  # Iñaki Müller → 20_inaki_muller.xlsx
+    assert rows[5]["file"] == "06_lukasz_perez.xlsx" and rows[5]["key"] == "key/06_lukasz_perez.xlsx"
+    assert sorted(p.name for p in (the_class / "key").iterdir()) == [r["file"] for r in rows]
+    assert not [p for p in the_class.iterdir() if p.name.startswith(".")]  # the staging folder is gone
+
+
+def test_the_docs_show_the_class_as_it_is(the_class):
+    """docs/exercises.md: the command the class was made with, and what it printed."""
+    import shlex
+
+    from documented import says, text_of
+
+    text = text_of("exercises.md")
+    section = text[text.index("## A whole class"):text.index("## The class hands in")]
+    command = section.split("```bash\n")[1].split("\n```")[0]
+    assert shlex.split(command) == ["tracer", "exercise", *ROUND_TRIP, "--students", "roster.csv", "-o", "class"]
+    printed = (the_class.parent / "printed.txt").read_text("utf-8").splitlines()[0]
+    says("exercises.md", "`" + printed.split("  (")[0] + "`")
 
 
 def test_each_file_carries_its_students_name_and_no_answer(the_class):
@@ -347,3 +375,19 @@ def test_a_file_far_larger_than_its_exercise_is_not_read(the_class, tmp_path, ru
         out.writestr("xl/media/padding.bin", b"\0" * 100_000_000)
     code, _, err = run_main("check", bomb)
     assert code == 2 and "MB unzipped, far more than its" in err
+
+
+def test_the_docs_show_the_gradebook_as_it_is(graded):
+    """docs/exercises.md: every line it shows of `tracer check FOLDER` is a line the class's grading printed."""
+    import re
+
+    from documented import says, text_of
+
+    book, _, _ = graded
+    text = text_of("exercises.md")
+    section = text[text.index("## The class hands in"):text.index("## A workbook built by hand")]
+    shown = [line for lang, block in re.findall(r"```(\w*)\n(.*?)\n```", section, re.S) if not lang
+             for line in block.splitlines() if line.strip() != "…"]
+    printed = book.lines()
+    assert len(shown) > 10 and [line for line in shown if line not in printed] == []
+    says("exercises.md", f"{len(book.rows) - 40} more files; {len(book.graded)} graded, {len(book.refused)} refused")

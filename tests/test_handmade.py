@@ -11,7 +11,7 @@ from handmade_vae import OPTIONS, make
 from openpyxl import load_workbook
 
 from tracer.checks.check import CARRIED, MISSING, OWN, RIGHT
-from tracer.checks.handmade import defined_name
+from tracer.checks.handmade import defined_name, table_of
 
 MISTAKE = ("x_hat", 0, 5, 0.9)  # x̂'s sixth pixel typed as 0.9; everything after it worked out from it
 
@@ -21,9 +21,9 @@ def books(tmp_path_factory):
     """{"right": (workbook, map), "mistake": (workbook, map)}."""
     folder = tmp_path_factory.mktemp("handmade")
     made = {}
-    for name, mistake in (("right", None), ("mistake", MISTAKE)):
-        path = folder / f"{name}.xlsx"
-        made[name] = (path, folder / f"{name}.toml")
+    for name, stem, mistake in (("right", "right", None), ("mistake", "my_vae", MISTAKE)):
+        path = folder / f"{stem}.xlsx"
+        made[name] = (path, folder / ("my_map.toml" if mistake else f"{stem}.toml"))
         made[name][1].write_text(make(path, mistake), "utf-8")
     return made
 
@@ -81,13 +81,13 @@ def test_the_map_round_trips(books, run_main, tmp_path):
     assert code == 0, err
     from tracer import api
 
-    tape = api.run("vae", **{"size": 4, "hidden": 2, "latent": 2, "iterations": 1, "grid": 0, "samples": 0}).tape
+    tape = api.run("vae", size=4, hidden=2, iterations=1).tape
     data = tomllib.loads(text)
-    listed = [(table, key) for table, keys in [("inputs", data["inputs"]), *(
-        (f"iteration.{k}", v) for k, v in data["iteration"].items())] for key in keys]
-    assert sorted(listed) == sorted((("inputs" if t.iteration == 0 else f"iteration.{t.iteration}"), t.name)
-                                    for t in tape.tensors)
-    assert all(v == "" for _, keys in [("", data["inputs"]), *data["iteration"].items()] for v in keys.values())
+    tables = {"inputs": data["inputs"], "after": data["after"], **{f"iteration.{k}": v for k, v in data["iteration"].items()}}
+    assert sorted((table, key) for table, keys in tables.items() for key in keys) == sorted(
+        (table_of(t), t.name) for t in tape.tensors)  # every tensor once, in its part of the run
+    assert all(v == "" for keys in tables.values() for v in keys.values())
+    assert '"[grid] x_hat" = ""' in text and "[after]  # After training" in text
     assert '"dL/dW1" = ""' in text and "# 16×2  ∂L/∂W₁: gradient of L with respect to W₁; ∂L/∂W₁ = xᵀ · ∂L/∂a₁  " \
                                       "[dL_dW1_1]" in text
     assert "# 1×16  x̂: " in text and "[W1_0]" in text
@@ -175,6 +175,32 @@ def test_statuses_add_up(books):
     from tracer import api
 
     path, where = books["mistake"]
-    result, _ = api.check_handmade(path, "vae", where, size=4, hidden=2, latent=2, iterations=1, grid=0, samples=0)
+    result, _ = api.check_handmade(path, "vae", where, size=4, hidden=2, iterations=1)
     counts = {s: result.total(s) for s in (RIGHT, OWN, CARRIED, MISSING)}
     assert counts == {RIGHT: 248, OWN: 1, CARRIED: 32, MISSING: 0} and result.score_carried_right > 99
+
+
+def test_the_docs_show_the_round_trip_as_it_is(books, run_main, tmp_path, monkeypatch):
+    """docs/exercises.md, as written: its `tracer map` and `tracer check` commands, run on the tests'
+    hand-built workbook with its mistake, print every line the page shows."""
+    import shlex
+    import shutil
+
+    from documented import says, text_of
+
+    text = text_of("exercises.md")
+    section = text[text.index("## A workbook built by hand"):]
+    blocks = re.findall(r"```(\w*)\n(.*?)\n```", section, re.S)
+    (commands,) = [block for lang, block in blocks if lang == "bash"]
+    map_cmd, check_cmd = commands.splitlines()
+    template, output = [block for lang, block in blocks if not lang]
+    path, where = books["mistake"]
+    monkeypatch.chdir(tmp_path)
+    shutil.copy(path, "my_vae.xlsx")
+    code, printed, _ = run_main(*shlex.split(map_cmd.removesuffix(" > my_map.toml"))[1:])
+    assert code == 0 and [line for line in template.splitlines() if line not in printed.splitlines()] == []
+    shutil.copy(where, "my_map.toml")  # the student's map, filled in
+    code, printed, _ = run_main(*shlex.split(check_cmd)[1:])
+    assert code == 1
+    assert [line for line in output.splitlines() if line != "…" and line not in printed.splitlines()] == []
+    says("exercises.md", "All 281 cells it places are right")

@@ -350,16 +350,15 @@ def vary_choices(model: str) -> tuple:
     return choices(models.get(model))
 
 
-def command_of(model: str, config) -> str:
-    """`tracer run MODEL --option value …` with the options of `config` that differ from the defaults."""
-    m = models.get(model)
-    words = [f"tracer run {m.NAME}"]
+def changed_options(config) -> str:
+    """' --option value …' for the options of `config` that differ from their defaults."""
+    words = []
     for f in dataclasses.fields(config):
         value, meta = getattr(config, f.name), f.metadata
         default = meta["by_optimizer"].get(config.optimizer) if "by_optimizer" in meta else f.default
         if value is not None and value != default and value != meta.get("default_is") and f.name != "corpus":
-            words.append(f"--{f.name.replace('_', '-')} {value}")
-    return " ".join(words)
+            words.append(f" --{f.name.replace('_', '-')} {value}")
+    return "".join(words)
 
 
 def map_template(model: str, lang: str = "en", **options) -> str:
@@ -368,7 +367,7 @@ def map_template(model: str, lang: str = "en", **options) -> str:
     from tracer.checks.handmade import template
 
     r = run(model, lang, **options)
-    return template(r.tape, lang, command_of(model, r.config))
+    return template(r.tape, lang, changed_options(r.config))
 
 
 def check_handmade(path, model: str, map_path=None, decimals: int | None = None, rtol: float | None = None,

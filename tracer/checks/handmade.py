@@ -75,10 +75,11 @@ def _comment(text: str, width: int = 100) -> list[str]:
     return [*lines, line]
 
 
-def template(tape, lang: str, command: str) -> str:
-    """A map listing every tensor of the run, each with its shape and meaning, every place empty."""
+def template(tape, lang: str, options: str) -> str:
+    """A map listing every tensor of the run, each with its shape and meaning, every place empty;
+    `options`: the run's options as the command line gives them (' --size 4 --hidden 2')."""
     tpl = Template.of(tape, lang)
-    out = [*_comment(tpl.t("map_title", command=command, model=tape.meta["model"])), *_comment(tpl.t("map_how"))]
+    out = [*_comment(tpl.t("map_title", model=tape.meta["model"], options=options)), *_comment(tpl.t("map_how"))]
     table = None
     for t in tape.tensors:
         if table_of(t) != table:
