@@ -286,6 +286,11 @@ def check(ctx, workbook, decimals, rtol, report, original, engine, gradebook, re
     if given:
         raise TracerError(f"{given[0]} is for a folder of submissions; {workbook.name} is one workbook")
     result, marked = api.check(workbook, decimals, rtol, report, original, engine)
+    return _print_grade(result, report, marked)
+
+
+def _print_grade(result, report, marked) -> int:
+    """The report of one graded workbook; exit 0 when every cell is right, else 1."""
     raise_if_interrupted()
     for line in result.lines():
         click.echo(line)
@@ -313,12 +318,7 @@ def _check_handmade(ctx, workbook, model, where, decimals, rtol, report, engine,
     lang = parsed.pop("lang")
     result, marked = api.check_handmade(workbook, model, where, decimals, rtol, report, engine, lang,
                                         **options_of(m, parsed))
-    raise_if_interrupted()
-    for line in result.lines():
-        click.echo(line)
-    if report is not None:
-        click.echo(f"wrote {report}: {marked} cells marked")
-    return 0 if result.total() == result.total("right") else 1
+    return _print_grade(result, report, marked)
 
 
 def _check_folder(folder, decimals, rtol, gradebook, reports, engine, jobs):
