@@ -391,3 +391,25 @@ def test_the_docs_show_the_gradebook_as_it_is(graded):
     printed = book.lines()
     assert len(shown) > 10 and [line for line in shown if line not in printed] == []
     says("exercises.md", f"{len(book.rows) - 40} more files; {len(book.graded)} graded, {len(book.refused)} refused")
+
+
+def test_files_saved_without_values_are_recalculated_by_one_libreoffice(the_class, tmp_path, soffice, monkeypatch):
+    """Answers typed as formulas and saved without values (a script's files): LibreOffice starts once
+    for all of them, after the other files are graded, and the grades are the formulas' own."""
+    from tracer.engines import libreoffice
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    rows = manifest(the_class)[:3]
+    fill(the_class / rows[0]["file"], folder / rows[0]["file"])
+    formulas(the_class / rows[1]["file"], folder / rows[1]["file"])
+    src = the_class / rows[2]["file"]
+    formulas(src, folder / rows[2]["file"], {early(src): reference(src)[early(src)] - 1.0})
+    runs = []
+    real = libreoffice._run
+    monkeypatch.setattr(libreoffice, "_run", lambda *a, **k: runs.append(a) or real(*a, **k))
+    book = api.check_folder(folder, jobs=2)
+    assert len(runs) == 1 and len([a for a in runs[0][0] if a.endswith(".xlsx")]) == 2  # one process, two files
+    assert [(r.engine, r.own, r.missing, r.right == CELLS) for r in book.rows] == [
+        ("", 0, 0, True), ("LibreOffice", 0, 0, True), ("LibreOffice", 1, 0, False)]
+    assert book.rows[2].carried > 20 and book.rows[2].first_block == "Iteration 1 · 3.6 ∂L/∂x̂"

@@ -316,7 +316,7 @@ def _formula_text(formula) -> str | None:
     return _NUMBER.sub(lambda m: repr(float(m[1])), text)
 
 
-def read_student(path: Path, layout, tape, ex, engine: str | None = None) -> tuple[dict, dict, tuple | None]:
+def read_student(path: Path, layout, tape, ex, engine=None) -> tuple[dict, dict, tuple | None]:
     """(blocks of the blank tensors, the cells' values as the student's application saved them)."""
     blocks = {}
     for s in layout.sheets:
@@ -349,15 +349,35 @@ def read_student(path: Path, layout, tape, ex, engine: str | None = None) -> tup
     return blocks, values, recalculate_stale(path, formulas, values, engine)
 
 
-def recalculate_stale(path: Path, formulas: dict, values: dict, engine: str | None) -> tuple | None:
+class Later(Exception):
+    """The workbook needs recalculating, and the engine is to recalculate it later, with others
+    (tracer.checks.gradebook: one LibreOffice process for a folder's files)."""
+
+
+@dataclass
+class Recalculated:
+    """An engine that has already recalculated the workbook: `values(path, wanted)` (tracer.engines.
+    libreoffice.recalculating), as `engine` for grade; or, with values None, one that will (Later)."""
+
+    label: str
+    values: object = None
+
+
+def recalculate_stale(path: Path, formulas: dict, values: dict, engine) -> tuple | None:
     """A formula the student typed, saved without its value (e.g. written by a script): its value
-    from a spreadsheet engine, into `values`.  (engine label, cells), or None when none was needed."""
+    from a spreadsheet engine, into `values`.  (engine label, cells), or None when none was needed.
+    `engine`: a name (None: the preferred one) or a Recalculated."""
     stale = {k for k, f in formulas.items() if isinstance(f, str) and f.startswith("=") and values.get(k) is None}
     if not stale:
         return None
+    wanted = {s: {(r, c) for s2, r, c in stale if s2 == s} for s in {k[0] for k in stale}}
+    if isinstance(engine, Recalculated):
+        if engine.values is None:
+            raise Later(engine.label)
+        values.update(engine.values(path, wanted))
+        return engine.label, len(stale)
     found = engines.preferred(engine)
-    values.update(found.recalculated_values(path, {s: {(r, c) for s2, r, c in stale if s2 == s}
-                                                   for s in {k[0] for k in stale}}))
+    values.update(found.recalculated_values(path, wanted))
     return found.LABEL, len(stale)
 
 
@@ -394,9 +414,10 @@ def _replay(t, inputs) -> np.ndarray:
     return np.where(np.isfinite(out), out, math.nan)
 
 
-def grade(path: Path, tolerance: Tolerance, original: Path | None = None, engine: str | None = None) -> Grade:
+def grade(path: Path, tolerance: Tolerance, original: Path | None = None, engine=None) -> Grade:
     """Grade the filled exercise at `path`; `engine` recalculates the formulas the student saved
-    without a value ("libreoffice", "ironcalc"; None: the first installed, LibreOffice first)."""
+    without a value ("libreoffice", "ironcalc"; None: the first installed, LibreOffice first; or a
+    Recalculated, see recalculate_stale)."""
     path = Path(path)
     recipe = read_recipe(path)
     if original is not None:

@@ -16,6 +16,7 @@ student's graded copy.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import sys
 import time
 import zipfile
@@ -25,7 +26,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tracer.checks.batch import parallel
-from tracer.checks.check import CARRIED, MISSING, OWN, RIGHT, Tolerance, grade, read_recipe, write_report
+from tracer import engines
+from tracer.checks.check import (
+    CARRIED,
+    MISSING,
+    OWN,
+    RIGHT,
+    Later,
+    Recalculated,
+    Tolerance,
+    grade,
+    read_recipe,
+    write_report,
+)
+from tracer.engines import libreoffice
 from tracer.checks.roster import describe
 from tracer.errors import TracerError
 
@@ -54,6 +68,7 @@ class Row:
     blocks: list = field(default_factory=list)  # (label, state) of each blank block, in step order
     lang: str = "en"
     the_class: str = ""
+    later: bool = False  # to be recalculated with the folder's other such files, then graded
 
     @property
     def refused(self) -> bool:
@@ -155,17 +170,21 @@ class Task:
     path: Path
     row: Row
     tolerance: Tolerance
-    engine: str | None
+    engine: object  # a name, or a Recalculated
     reports: Path | None
+    n: int  # its row's place
 
 
 def _grade(task: Task) -> Row:
     """Grade one file (in a worker): its row, with the reason if it cannot be graded."""
     row, start = task.row, time.perf_counter()
+    row.later = False
     try:
         result = grade(task.path, task.tolerance, engine=task.engine)
         if task.reports is not None:
             write_report(result, task.reports / task.path.name)
+    except Later:
+        row.later = True
     except TracerError as e:
         row.refuse(str(e))
     except Exception as e:  # noqa: BLE001 - whatever a file does, the batch goes on
@@ -178,8 +197,18 @@ def _grade(task: Task) -> Row:
             row.first_block, row.first_cell = g.label, cell.address
         row.engine = result.recalculated[0] if result.recalculated else ""
         row.blocks = [(sys.intern(g.label), block_state(g)) for g in result.tensors]
-    row.seconds = time.perf_counter() - start
+    row.seconds += time.perf_counter() - start
     return row
+
+
+def _engine(engine: str | None):
+    """The engine the workers are given: LibreOffice recalculates later, once for every file that
+    needs it (tracer.engines.libreoffice.recalculating); IronCalc, in process, at once."""
+    try:
+        chosen = engines.preferred(engine)
+    except TracerError:  # none installed: each file that needs one says so
+        return engine
+    return Recalculated(chosen.LABEL) if chosen is libreoffice else engine
 
 
 @dataclass
@@ -254,13 +283,26 @@ def grade_folder(folder, tolerance: Tolerance, engine: str | None = None, report
     jobs = max(1, min(jobs or cores(), len(paths)))
     rows = list(parallel(_look, paths, jobs))
     the_class = refuse_strangers(rows)
-    tasks = [Task(p, r, tolerance, engine, reports) for p, r in zip(paths, rows) if not r.refused]
-    graded = iter(parallel(_grade, tasks, jobs))
-    out = []
-    for r in rows:
-        out.append(r if r.refused else next(graded))
-        if progress:
+    tasks = [Task(p, r, tolerance, _engine(engine), reports, n) for n, (p, r) in enumerate(zip(paths, rows))
+             if not r.refused]
+    if progress:
+        progress(len(rows) - len(tasks))
+    out = list(rows)
+    for task, row in zip(tasks, parallel(_grade, tasks, jobs)):
+        out[task.n] = row
+        if progress and not row.later:
             progress(1)
+    later = [task for task in tasks if out[task.n].later]
+    if later:  # formulas saved without a value: one LibreOffice process recalculates all those files
+        began = time.perf_counter()
+        with libreoffice.recalculating([task.path for task in later]) as values:
+            share = (time.perf_counter() - began) / len(later)
+            for task in later:
+                out[task.n].seconds += share
+                out[task.n] = _grade(dataclasses.replace(task, row=out[task.n],
+                                                         engine=Recalculated(libreoffice.LABEL, values)))
+                if progress:
+                    progress(1)
     return Gradebook(folder, out, the_class, jobs, time.perf_counter() - start)
 
 
