@@ -293,7 +293,9 @@ def check_folder(folder, decimals: int | None = None, rtol: float | None = None,
 
     within = tolerance(decimals, rtol)
     if gradebook is not None:
-        check_output(gradebook, (".xlsx", ".csv"))
+        if Path(gradebook).suffix.lower() not in (".xlsx", ".csv"):
+            raise TracerError(f"--gradebook {Path(gradebook).name}: a gradebook must end in .xlsx or .csv")
+        check_output(gradebook)
     _check_engine(engine)
     book = grade_folder(Path(folder), within, engine, reports, jobs, progress)
     if gradebook is not None:
