@@ -40,7 +40,7 @@ def test_a_right_hand_built_vae_is_all_right(books, run_main):
     assert code == 0, err
     assert "a hand-built vae workbook (map: right.toml), 281 cells to grade" in out
     assert "score: 100.0% (281 of 281 cells right)" in out
-    assert "read from your workbook (the steps are replayed on them): x, W₁, b₁, W_μ, b_μ, W_logσ², b_logσ², W₃, " \
+    assert "inputs read from your workbook (the steps are replayed on them): x, W₁, b₁, W_μ, b_μ, W_logσ², b_logσ², W₃, " \
            "b₃, W₄, b₄, lr, ε (iteration 1)" in out  # lr and ε by their defined names, not in the map
     assert "steps not in the map (not graded): reconᵢ (iteration 1)" in out and "∂L/∂σ (iteration 1)" in out
     assert "inputs not in the map" not in out

@@ -261,7 +261,7 @@ def write_class(model, cfg, lang: str, blank: str, iterations: str, self_check: 
     """One exercise per student in `folder` (see the module's docstring); `progress(1)` as each is
     written.  Nothing appears in `folder` unless every one was written and they all differ."""
     folder = Path(folder)
-    if folder.exists() and not folder.is_dir():
+    if (folder.exists() and not folder.is_dir()) or folder.suffix.lower() == ".xlsx":
         raise TracerError(f"-o {folder}: with --students, -o is a folder (one workbook per student)")
     vary = parse_vary(model, cfg, vary)
     chosen = variants(model, cfg, vary, len(students))
