@@ -80,6 +80,10 @@ def cli():
     tracer verify outputs/vae.xlsx  recalculate it in LibreOffice and IronCalc, compare
     tracer exercise vae --blank backward   a student's version: the gradients blank
     tracer check filled.xlsx        grade it: own mistakes apart from carried ones
+    tracer exercise vae --blank backward --students roster.csv -o class
+                                    one exercise per student, each their own variant
+    tracer check handed_in/ --gradebook grades.xlsx   the whole class at once
+    tracer map vae > my_map.toml    where a hand-built workbook has each tensor
     tracer gradcheck gan            finite differences vs the traced gradients
     tracer run transformer --tokenizer bpe --temperature 0.5,1,2
                                     a transformer learns a text, then writes some
