@@ -32,8 +32,8 @@ class XlsxWriterCells:
 
     def formulas(self, row, col, formulas, fmt, values):
         style(fmt)
-        for k, (f, v) in enumerate(zip(formulas, values)):
-            self.ws.write_formula(row, col + k, "=" + f, fmt, v)
+        for k, f in enumerate(formulas):
+            self.ws.write_formula(row, col + k, "=" + f, fmt, "" if values is None else values[k])
 
     def numbers(self, row, col, values, fmt):
         style(fmt)

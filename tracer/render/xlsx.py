@@ -129,6 +129,7 @@ def _row_pixels(height: float | None) -> int | None:
     return None if height is None else int(height * 4.0 / 3.0 + 0.5)
 
 
+_HEADS = [f'<c r="{c}' for c in COLS]  # the start of a cell in each column
 _CELL = re.compile(rb'(<c r="([A-Z]+[0-9]+)"[^>]*?(?:/>|>.*?</c>))', re.S)  # a cell in XlsxWriter's XML
 _DIMENSION = re.compile(rb'<dimension ref="[^"]*"/>')
 
@@ -170,7 +171,6 @@ class _SheetCells:
         self.heights: dict[int, int | None] = {}  # set_row: row -> height in pixels (None: the default)
         self.default = _row_pixels(row_height)
         self.rowmin = self.rowmax = self.colmin = self.colmax = None
-        self.heads: dict[int, str] = {}  # col -> '<c r="B'
 
     # -- XlsxWriter's bookkeeping
     def _dims(self, row: int, first: int, last: int) -> None:
@@ -192,12 +192,6 @@ class _SheetCells:
             self._flush()
             self.row = row
 
-    def _head(self, col: int) -> str:
-        head = self.heads.get(col)
-        if head is None:
-            head = self.heads[col] = f'<c r="{COLS[col]}'
-        return head
-
     def _flush(self) -> None:
         """Write the row being written (XlsxWriter's _write_single_row)."""
         row, cells = self.row, self.cells
@@ -213,11 +207,14 @@ class _SheetCells:
             self.pending.append(tag + "/>")
             return
         self.pending.append(tag + ">")
-        if len(cells) > 1:
-            cells.sort(key=lambda c: c[0])
-            for (_, last, _), (first, _, _) in zip(cells, cells[1:]):
-                if first <= last:
+        end = -1
+        for first, last, _ in cells:  # (in the order written: almost always by column)
+            if first <= end:
+                cells.sort(key=lambda c: c[0])
+                if any(b[0] <= a[1] for a, b in zip(cells, cells[1:])):
                     raise AssertionError(f"{self.ws.name}: row {row + 1}: a cell written twice")
+                break
+            end = last
         for first, _, xml in cells:
             if xml.startswith("<"):
                 self.pending.append(xml)
@@ -238,7 +235,7 @@ class _SheetCells:
     # -- the cells
     def number(self, row: int, col: int, value, fmt=None) -> None:
         self._at(row, col, col)
-        self.cells.append((col, col, f'{self._head(col)}{row + 1}"{style(fmt)}><v>{float(value)!r}</v></c>'))
+        self.cells.append((col, col, f'{_HEADS[col]}{row + 1}"{style(fmt)}><v>{float(value)!r}</v></c>'))
 
     def string(self, row: int, col: int, text: str, fmt=None) -> None:
         self._at(row, col, col)
@@ -252,43 +249,42 @@ class _SheetCells:
             text = _CONTROL.sub(lambda m: f"_x{ord(m.group(1)):04X}_", text)
         text = text.replace("\ufffe", "_xFFFE_").replace("\uffff", "_xFFFF_")
         space = ' xml:space="preserve"' if text[:1].isspace() or text[-1:].isspace() else ""
-        return f'{self._head(col)}{row + 1}"{style(fmt)} t="inlineStr"><is><t{space}>{_escape(text)}</t></is></c>'
+        return f'{_HEADS[col]}{row + 1}"{style(fmt)} t="inlineStr"><is><t{space}>{_escape(text)}</t></is></c>'
 
     def formula(self, row: int, col: int, formula: str, fmt=None, value=0) -> None:
         """A formula (without its "=") with its stored value."""
         self._at(row, col, col)
         t, v = _result(value)
-        self.cells.append((col, col, f'{self._head(col)}{row + 1}"{style(fmt)}{t}><f>{_escape(formula)}</f><v>{v}</v></c>'))
+        self.cells.append((col, col, f'{_HEADS[col]}{row + 1}"{style(fmt)}{t}><f>{_escape(formula)}</f><v>{v}</v></c>'))
 
     def blank(self, row: int, col: int, fmt=None) -> None:
         if fmt is not None:  # XlsxWriter writes no cell for a blank without a format
             self._at(row, col, col)
-            self.cells.append((col, col, f'{self._head(col)}{row + 1}"{style(fmt)}/>'))
+            self.cells.append((col, col, f'{_HEADS[col]}{row + 1}"{style(fmt)}/>'))
 
-    def formulas(self, row: int, col: int, formulas: list[str], fmt, values: list) -> None:
-        """A row of formulas from column `col` on, each with its value: one XML string."""
+    def formulas(self, row: int, col: int, formulas: list[str], fmt, values: list | None) -> None:
+        """A row of formulas from column `col` on, each with its value (numbers; None: no values,
+        a student's version): one XML string."""
         last = col + len(formulas) - 1
         self._at(row, col, last)
-        tail = f'{row + 1}"{style(fmt)}'
-        head = self._head
-        out = []
-        for k, (f, v) in enumerate(zip(formulas, values)):
-            if "&" in f or "<" in f or ">" in f:
-                f = _escape(f)
-            if type(v) is float:
-                out.append(f"{head(col + k)}{tail}><f>{f}</f><v>{v!r}</v></c>")
-            else:
-                t, v = _result(v)
-                out.append(f"{head(col + k)}{tail}{t}><f>{f}</f><v>{v}</v></c>")
-        self.cells.append((col, last, "".join(out)))
+        tail = f'{row + 1}"{style(fmt)}><f>'
+        heads = _HEADS[col:last + 1]
+        joined = "".join(formulas)
+        if "&" in joined or "<" in joined or ">" in joined:
+            formulas = [_escape(f) for f in formulas]
+        if values is None:
+            xml = "".join([f"{h}{tail}{f}</f><v></v></c>" for h, f in zip(heads, formulas)])
+        else:
+            xml = "".join([f"{h}{tail}{f}</f><v>{v!r}</v></c>" for h, f, v in zip(heads, formulas, values)])
+        self.cells.append((col, last, xml))
 
     def numbers(self, row: int, col: int, values: list, fmt) -> None:
         """A row of numbers from column `col` on: one XML string."""
         last = col + len(values) - 1
         self._at(row, col, last)
         tail = f'{row + 1}"{style(fmt)}><v>'
-        head = self._head
-        self.cells.append((col, last, "".join(f"{head(col + k)}{tail}{float(v)!r}</v></c>" for k, v in enumerate(values))))
+        self.cells.append((col, last, "".join([f"{h}{tail}{float(v)!r}</v></c>"
+                                               for h, v in zip(_HEADS[col:last + 1], values)])))
 
     def row_height(self, row: int, height: float | None) -> None:
         """XlsxWriter's set_row(row, height): the dimension counts the row (at the first column so
@@ -642,6 +638,8 @@ class _Writer:
         fmt = st.whole[phase] if b.whole else st.cell[phase]
         if not (b.whole or blank):
             self.decimals.append(f"{COLS[p.col0]}{p.row0 + 1}:{COLS[p.col0 + n_cols - 1]}{p.row0 + n_rows}")
+        if t.value.dtype.kind not in "fiu":  # numbers only: the stream writes each with its repr
+            raise AssertionError(f"{t.name}: a tensor of {t.value.dtype}")
         grid = (t.value.T if p.transposed else t.value).tolist()  # as displayed
         cells = Cells(self.layout, t) if t.op else None  # constants are plain numbers
         formula, hidden = t.op.formula if t.op else None, id(t) in self.hidden
@@ -666,7 +664,7 @@ class _Writer:
                     i, j = (dc, dr) if p.transposed else (dr, dc)
                     raise TracerError(f"the formula of {t.name}[{i},{j}] is longer than Excel's "
                                       f"{MAX_FORMULA} characters")
-                out.formulas(row, p.col0, formulas, fmt, [""] * n_cols if hidden else values)
+                out.formulas(row, p.col0, formulas, fmt, None if hidden else values)
             if b.tokens:  # the token of the id: a formula too, so it follows a recomputed id
                 out.formula(row, p.col0 + n_cols, f"INDEX(vocab,{p.addr(dr, 0, sheet.name)}+1)",
                             st.token, self.value(t, b.tokens[dr]))
@@ -695,9 +693,13 @@ class _Writer:
                 if im.values is not None:  # a warm-up snapshot: its values
                     out.numbers(p.row + r, im.col, im.values[i].tolist(), self.st.pixel)
                     continue
-                place = self.layout.place
-                out.formulas(p.row + r, im.col, [place[id(t)].addr(ti, tj, sheet.name) for t, ti, tj in im.pixels[i]],
-                             self.st.pixel, [self.value(t, float(t.value[ti, tj])) for t, ti, tj in im.pixels[i]])
+                place, pixels = self.layout.place, im.pixels[i]
+                refs = [place[id(t)].addr(ti, tj, sheet.name) for t, ti, tj in pixels]
+                if self.hidden and any(id(t) in self.hidden for t, _, _ in pixels):
+                    for c, ((t, ti, tj), ref) in enumerate(zip(pixels, refs)):
+                        out.formula(p.row + r, im.col + c, ref, self.st.pixel, self.value(t, float(t.value[ti, tj])))
+                else:
+                    out.formulas(p.row + r, im.col, refs, self.st.pixel, [float(t.value[ti, tj]) for t, ti, tj in pixels])
         for im in p.images:
             ws.conditional_format(p.row + top, im.col, p.row + top + im.height - 1, im.col + im.width - 1,
                                   dict(SCALES[im.scale]))
