@@ -143,7 +143,9 @@ def test_spanish_workbooks_have_no_english(default_workbook, model):
 
 
 def document_lines(text: str) -> list[str]:
-    """The prose of a Markdown document: no code fences, no code spans, no escapes."""
+    """The prose of a Markdown document: no code fences, no code spans, no mathematics ($ … $,
+    $$ … $$: symbols, not words), no HTML tags, no figure's file name, no escapes."""
+    text = re.sub(r"\$\$.*?\$\$|\$[^$\n]*\$|</?small>|\]\([^)]*\)", " ", text, flags=re.S)  # and file names
     lines = [line for line in text.replace("\\", "").splitlines() if not line.startswith("```")]
     return [re.sub(r"``? ?[^`]*? ?``?", "", line) for line in lines]
 

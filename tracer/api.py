@@ -26,7 +26,7 @@ from tracer.errors import TracerError
 
 MODELS = models.MODELS
 LANGS = ("en", "es")
-FORMATS = (".xlsx", ".json", ".csv", ".tex", ".md")
+FORMATS = (".xlsx", ".json", ".csv", ".tex", ".md", ".pdf")
 ENGINES = ("libreoffice", "ironcalc", "all")  # tracer.engines.CHOICES: `verify --engine`, `check --engine`
 
 
@@ -166,6 +166,25 @@ def check_output(path, formats=FORMATS) -> Path:
     if path.suffix.lower() not in formats:
         raise TracerError(f"cannot write {path.name}: it must end in {', '.join(formats)}")
     return path
+
+
+def site(folder, models=None, langs=LANGS, docs=None, build: bool = False, progress=None) -> tuple[list, Path | None]:
+    """Write a MkDocs project of the walkthroughs into `folder` (every model, or `models`, in each
+    of `langs`; the Markdown pages of the folder `docs` as its guide); with `build`, build it too
+    (mkdocs build --strict).  Returns (the pages written, the built site's folder or None)."""
+    from tracer.render import site as writer
+
+    models = list(models or MODELS)
+    unknown = [name for name in models if name not in MODELS]
+    if unknown:
+        raise TracerError(f"unknown model {unknown[0]!r}: choose from {', '.join(MODELS)}")
+
+    def trace(model, lang):
+        r = run(model, lang)
+        return r.tape, r.settings
+
+    pages = writer.write_site(Path(folder), models, list(langs), trace, Path(docs) if docs else None, progress)
+    return pages, writer.build_site(Path(folder)) if build else None
 
 
 def lay_out_exercise(r: Run, blank: str, blank_iterations: str = "all", self_check: bool = False):
