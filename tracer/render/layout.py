@@ -108,6 +108,16 @@ def col_letter(c: int) -> str:
 COLS = [col_letter(c) for c in range(MAX_COLS)]
 
 
+_ROW_NUMBERS = ["0"]  # str(n) at index n: one string per row number, shared by every Place's references
+
+
+def row_numbers(row0: int, n: int) -> list[str]:
+    """The A1 row numbers of sheet rows row0 … row0 + n - 1 (rows from 0)."""
+    if len(_ROW_NUMBERS) <= row0 + n:
+        _ROW_NUMBERS.extend(str(k) for k in range(len(_ROW_NUMBERS), row0 + n + 1))
+    return _ROW_NUMBERS[row0 + 1:row0 + n + 1]
+
+
 def quote_sheet(name: str) -> str:
     return "'" + name.replace("'", "''") + "'"
 
@@ -133,8 +143,7 @@ class Place:
         list lookups each, not an f-string."""
         if self._refs is None:
             across, down = (self.rows, self.cols) if self.transposed else (self.cols, self.rows)
-            self._refs = ([COLS[self.col0 + k] for k in range(across)],
-                          [str(self.row0 + k + 1) for k in range(down)])
+            self._refs = COLS[self.col0:self.col0 + across], row_numbers(self.row0, down)
         return self._refs
 
     def rc(self, i: int, j: int) -> tuple[int, int]:
