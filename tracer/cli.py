@@ -140,7 +140,7 @@ def _make_run(model):
         else:
             cells = r.save(path)  # values, for .json and .csv
         what = "cells" if path.suffix.lower() == ".xlsx" else "values"
-        n, warm = r.config.iterations, getattr(r.config, "warmup", 0)
+        n, warm = r.iterations, getattr(r.config, "warmup", 0)
         steps = f"{warm:,} warm-up steps + " if warm else ""
         click.echo(f"wrote {path}: {steps}{n} iteration{'s' if n != 1 else ''}, {cells:,} {what}, "
                    f"{loss_summary(r)}  ({time.perf_counter() - start:.1f} s)")
