@@ -22,7 +22,7 @@ from tracer.errors import (
 MODELS = api.MODELS
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-EXAMPLE_VARIANT = {"mlp": "xor", "gan": "upscale4"}  # the --help's example of a default output name
+EXAMPLE_VARIANT = {"mlp": "xor", "gan": "upscale4", "torch": "my_model"}  # the --help's example of a default output name
 
 
 def loss_summary(run) -> str:
