@@ -70,7 +70,7 @@ def pytest_collection_modifyitems(config, items):
     skip = pytest.mark.skip(reason='PyTorch is not installed (pip install "tracer[torch]")')
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
-        if any(v == "torch" or (isinstance(v, str) and v.startswith("torch-")) for v in params.values()):
+        if any(isinstance(v, str) and (v == "torch" or v.startswith("torch-")) for v in params.values()):
             item.add_marker(skip)
 
 
