@@ -139,6 +139,7 @@ def test_every_example_command_is_valid():
         else:
             joined.append(line)
     assert len(joined) >= 20 and joined[0].startswith("tracer models")
+    assert joined[0].split("#")[1].strip() == ", ".join(models.MODELS)  # what `tracer models` lists
     for line in joined[1:]:
         words = shlex.split(line, comments=True)
         assert words[0] == "tracer" and words[1] in ("run", "exercise"), line
@@ -162,3 +163,34 @@ def test_the_index_lists_every_page():
     linked = {(DOCS / link.partition("#")[0]).resolve() for link in links(DOCS / "index.md")}
     missing = [p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md") if p.name != "index.md" and p.resolve() not in linked]
     assert not missing, missing
+
+
+def test_the_default_names_the_readme_gives():
+    from tracer import api
+
+    text = " ".join(README.read_text("utf-8").split())
+    said = text[text.index("Nothing is overwritten by surprise"):]
+    said = said[:said.index("-o` writes exactly")]
+    names = [api.default_path("vae", config=api.configure("vae", optimizer="adam")),
+             api.default_path("mlp", config=api.configure("mlp", config="xor")),
+             api.default_path("gan", config=api.configure("gan", upscale=4)),
+             api.default_path("vae", what="_exercise", config=api.configure("vae", size=4, hidden=2))]
+    assert re.findall(r"`(outputs/[^`]+)`", said) == [n.as_posix() for n in names]
+
+
+def test_the_option_synopses_show_the_defaults():
+    """A page's `tracer run MODEL [--option default] …` block shows each option's real default."""
+    import dataclasses
+
+    from tracer.models import MODELS
+
+    for page in DOCS.rglob("*.md"):
+        for model, synopsis in re.findall(r"^tracer run (\w+) (\[.*?)\n```", page.read_text("utf-8"), re.S | re.M):
+            defaults = {f.name.replace("_", "-"): f.default for f in dataclasses.fields(MODELS[model].Config)}
+            shown = re.findall(r"\[--([\w-]+) ([^\]\s|…]+)\]", synopsis)
+            assert len(shown) > 5, (page, model)
+            for name, value in shown:
+                if name in defaults and not value.isupper():  # FILE, PATH: a placeholder
+                    default = defaults[name]
+                    same = float(value) == default if isinstance(default, (int, float)) else value == str(default)
+                    assert same, f"{page.name}: --{name} {value}, the default is {default}"

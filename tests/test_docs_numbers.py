@@ -331,3 +331,22 @@ def test_speed_default_cases(model, default_workbook, cells):
         f"speed.md, row {label!r}: cells | formula cells should be | {count(cells(model))} | {count(formula_cells(path))} |"
     if model == "vae":
         says("speed.md", f"| default VAE (`tracer bench --quick`) | {count(formula_cells(path))} | LibreOffice |")
+
+
+def test_why_the_vae_rates_are_small():
+    """|x|² of the shipped digits, and how many diverge at the old rate 0.1 within 50 steps."""
+    from tracer.data import mnist
+    from tracer.errors import TracerError
+
+    digits = range(mnist.sample_size())
+    squares = [float((traced("vae", digit=d, iterations=1, grid=0, samples=0)["x"] ** 2).sum()) for d in digits]
+    diverged = []
+    for d in digits:
+        try:
+            api.run("vae", digit=d, lr=0.1, warmup=49, iterations=1, grid=0, samples=0)
+        except TracerError as e:
+            diverged.append(int(re.search(r"(?:warm-up step|iteration) (\d+)", str(e))[1]))
+    says("models/vae.md", f"is between {min(squares):.0f} and {max(squares):.0f} for the shipped digits, "
+                          f"{np.median(squares):.0f} in the middle",
+         f"lr = 0.1, {len(diverged)} of the 100 shipped digits diverge within 50 steps, half of those by step "
+         f"{int(np.ceil(np.median(diverged)))}")

@@ -84,6 +84,11 @@ class Run:
         return self.model.NAME
 
     @property
+    def iterations(self) -> int:
+        """The number of traced iterations (after any warm-up)."""
+        return len({t.iteration for t in self.tape.tensors if t.iteration and t.phase != "after"})
+
+    @property
     def settings(self) -> dict:
         """The options as a plain dict (the overview's settings, the JSON's config)."""
         return dataclasses.asdict(self.config)
@@ -154,6 +159,24 @@ def run(model: str, lang: str = "en", *, output=None, **options) -> Run:
     is held to tracer.core.size.MAX_CELLS values)."""
     cfg = configure(model, lang, **options)
     m = models.get(model)
+    return Run(m, cfg, models.trace(m, cfg, Path(output).suffix if output is not None else None), lang)
+
+
+def from_torch(model, x, y, loss_fn, optimizer=None, iterations: int = 4, lang: str = "en", *, warmup: int = 0,
+               output=None) -> Run:
+    """Trace a PyTorch model (tracer.frontends.pytorch; needs `pip install "tracer[torch]"`):
+    loss_fn(model(x), y) captured with torch.fx, then `iterations` training steps of `optimizer`
+    (torch.optim.SGD, Adam or AdamW; None: SGD with lr 0.01), every number a formula equal to
+    PyTorch's.  The model and the optimizer are read, not changed.  Random draws in forward come
+    from PyTorch's generator as it stands (seed it first).  The same Run as `run`; `warmup` steps
+    run first, unrecorded; `output`: its format's size limits are checked before any work."""
+    from tracer.frontends import pytorch as front
+
+    m = models.get("torch")
+    fields = {f.name: f for f in dataclasses.fields(m.Config)}
+    cfg = m.Config(warmup=_check_type(m, fields["warmup"], warmup), iterations=_check_type(m, fields["iterations"], iterations))
+    cfg.source = front.Source(model, x, y, loss_fn, optimizer, cfg.iterations)
+    front.check(cfg.source)
     return Run(m, cfg, models.trace(m, cfg, Path(output).suffix if output is not None else None), lang)
 
 
