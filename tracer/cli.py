@@ -195,7 +195,7 @@ def _make_exercise(model):
     @click.option("--jobs", type=click.IntRange(min=1), default=None,
                   help="with --students: workbooks written at once  [default: the machine's cores]")
     @output_options(f" (.xlsx)  [default: outputs/{model.NAME}_exercise.xlsx, with the options that differ "
-                    "from the defaults in the name; with --students a folder, outputs/{model.NAME}_class]")
+                    f"from the defaults in the name; with --students a folder, outputs/{model.NAME}_class]")
     def command(lang, output, blank, blank_iterations, self_check, students, vary, key, jobs, **kwargs):
         start = time.perf_counter()
         options = options_of(model, kwargs)
