@@ -217,7 +217,7 @@ def test_the_command_prints_the_filled_sentence(run_main, tmp_path):
     (["--mask-rate", "-0.1"], "--mask-rate must be at least 0"),
     (["--fill", "the dog eats"], "--fill must contain [MASK]"),
     (["--fill", "the [MASK] eats food the cat eats food the dog"], "--fill gives 10 tokens: at most --context 8 fit"),
-    (["--fill", "the [MASK] eats pizza"], "'pizza' is not in the vocabulary"),
+    (["--fill", "the [MASK] eats pizza"], "--fill: the token 'pizza' is not in the vocabulary"),  # names --fill (issue 21)
     (["--top", "0"], "--top must be at least 1"),
     (["--top", "99"], "--top 99 is more than the 7 tokens"),
     (["--heads", "3"], "--d-model 8 must be a multiple of --heads 3"),
