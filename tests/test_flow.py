@@ -402,3 +402,19 @@ def test_the_overview_has_scatter_charts_of_the_formula_cells(run_tape, run_work
     sheet = place.sheet if " " not in place.sheet else f"'{place.sheet}'"
     col = lambda j: f"{sheet}!${COLS[place.rc(0, j)[1]]}${place.rc(0, j)[0] + 1}"  # noqa: E731
     assert col(0) in scatter[0] and col(1) in scatter[0]  # x₁ across, x₂ up: the samples' formula cells
+
+
+def test_the_limits_of_the_bounded_s():
+    """docs/models/flow.md, 'Its limits': at --lr 0.1 seeds 0 and 1 train and seed 2 is refused;
+    at the default rate --hidden 64 and 128 diverge and train at a quarter of it (the messages and
+    the reruns: test_training.py's DIVERGING)."""
+    from tracer import api
+    from tracer.errors import TracerError
+
+    quiet = {"warmup": 2000, "iterations": 1, "grid": 0, "samples": 0}
+    finals = [round(api.run("flow", seed=seed, lr=0.1, **quiet).losses["loss"][-1], 2) for seed in (0, 1)]
+    assert finals == [1.13, 1.29]
+    with pytest.raises(TracerError, match=r"loss grew from 2\.42 to 31\.4 \(more than 10× its first value\) "
+                                          r"in warm-up step 1193"):
+        api.run("flow", seed=2, lr=0.1, **quiet)
+    assert [round(api.run("flow", hidden=h, lr=0.0125, **quiet).losses["loss"][-1], 2) for h in (64, 128)] == [1.09, 1.26]

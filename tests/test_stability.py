@@ -113,6 +113,11 @@ def test_the_readme_gan_draws_a_digit(seed):
     assert last.mean() >= 0.5, last
     d_real, d_fake = (warmup_losses(tape, name) for name in ("D_real", "D_fake"))
     assert len(d_real) == len(d_fake) == GAN_DRAWS["warmup"]
+    if seed == 0:  # docs/training.md: why the GAN watches L_D only (L_G rises above 10× while D wins)
+        l_g = warmup_losses(tape, "L_G")
+        final = next(float(t.value[0, 0]) for t in tape.tensors if t.name == "L_G" and t.iteration)
+        assert (round(l_g[0], 2), round(max(l_g), 1), 1 + int(np.argmax(l_g)), round(final, 2)) == (1.12, 12.3, 176, 2.70)
+        assert max(l_g) > models.training.GROWTH * l_g[0]
 
 
 # --- the VAE as a generator ---------------------------------------------------------------------

@@ -330,3 +330,23 @@ def test_an_exercise_after_a_warmup_numbers_its_iterations(tmp_path):
     assert {t.iteration for t in ex.blank} == {7}
     with pytest.raises(TracerError, match="iteration numbers 6 … 7"):
         api.exercise("vae", "update", tmp_path / "ex2.xlsx", blank_iterations="1", warmup=5, iterations=2, hidden=2)
+
+
+def test_half_the_rate_is_not_enough():
+    """docs/training.md: why the advice is a quarter of the rate, not half."""
+    with pytest.raises(TracerError, match="loss grew"):
+        api.run("diffusion", size=2, batch=2, warmup=500, lr=0.25, samples=0)
+    with pytest.raises(TracerError, match="training diverged"):
+        api.run("flow", hidden=64, warmup=2000, lr=0.025, grid=0, samples=0)
+
+
+@pytest.mark.parametrize("page, args", [
+    ("training.md", ["run", "diffusion", "--size", "2", "--batch", "1"]),
+    ("models/vae.md", ["run", "vae", "--lr", "0.1", "--iterations", "10"]),
+])
+def test_the_documented_divergence_messages(refused, tmp_path, page, args):
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / page).read_text("utf-8")
+    line = refused(*args, "-o", tmp_path / "out.xlsx")
+    assert line in text.replace("`", "\n").splitlines(), line
