@@ -79,6 +79,9 @@ def ops_template(lang: str, title: str):
 # The default VAE
 # --------------------------------------------------------------------------
 
+CELLS: dict[Path, int] = {}  # the cells each shared workbook below was written with (export's count)
+
+
 @pytest.fixture(scope="session")
 def vae_config():
     from tracer.models import vae
@@ -104,7 +107,7 @@ def vae_workbook(vae_tape, vae_config, tmp_path_factory):
     def get(lang: str = "en") -> Path:
         if lang not in made:
             path = tmp_path_factory.mktemp(f"vae-{lang}") / f"vae_{lang}.xlsx"
-            export(vae_tape, dataclasses.asdict(vae_config), path, lang)
+            CELLS[path] = export(vae_tape, dataclasses.asdict(vae_config), path, lang)
             made[lang] = path
         return made[lang]
 
@@ -184,7 +187,7 @@ def run_workbook(run_tape, tmp_path_factory):
         if (key, lang) not in made:
             cfg, tape = run_tape(key)
             path = tmp_path_factory.mktemp(key) / f"{key}_{lang}.xlsx"
-            export(tape, dataclasses.asdict(cfg), path, lang)
+            CELLS[path] = export(tape, dataclasses.asdict(cfg), path, lang)
             made[(key, lang)] = path
         return made[(key, lang)]
 
@@ -221,7 +224,7 @@ def default_workbook(vae_workbook, run_workbook, tmp_path_factory):
                 path = run_workbook(model, lang)
             else:
                 path = tmp_path_factory.mktemp(f"default-{model}") / f"{model}_{lang}.xlsx"
-                api.Run(api.models.get(model), cfg, api.models.trace(api.models.get(model), cfg), lang).save(path)
+                CELLS[path] = api.Run(api.models.get(model), cfg, api.models.trace(api.models.get(model), cfg), lang).save(path)
             made[(model, lang)] = path
         return made[(model, lang)]
 

@@ -244,18 +244,26 @@ def verify(path, engine: str | None = None, announce=None):
     Verification: .ok, .n_formulas, .lines(), and per engine (v["ironcalc"]) a report with
     .max_abs_err, .max_rel_err, .errors, .mismatches.  `announce(text)` is told, once the file is
     found fit, what is about to happen."""
-    from tracer.checks.verify import verify_engines
+    return verify_all([path], engine, announce)[0]
+
+
+def verify_all(paths, engine: str | None = None, announce=None) -> list:
+    """`verify` of several workbooks at once: each engine recalculates them all in one go
+    (LibreOffice starts once), a Verification each, in order.  Every file is checked before any
+    work."""
+    from tracer.checks.verify import verify_books
     from tracer.engines import chosen
     from tracer.engines.workbook import check_workbook
 
-    path = Path(path)
-    check_workbook(path)
-    if is_exercise(path):
-        raise TracerError(f"{path.name} is an exercise: its blank cells and the cells computed from them "
-                          "hold no values to verify; verify the workbook `tracer run` writes with the same options, "
-                          "or grade this one with `tracer check`")
+    paths = [Path(p) for p in paths]
+    for path in paths:
+        check_workbook(path)
+        if is_exercise(path):
+            raise TracerError(f"{path.name} is an exercise: its blank cells and the cells computed from them "
+                              "hold no values to verify; verify the workbook `tracer run` writes with the same "
+                              "options, or grade this one with `tracer check`")
     chosen(engine)  # a missing engine is an error before any work
-    return verify_engines(path, engine, announce)
+    return verify_books(paths, engine, announce)
 
 
 def gradcheck(model: str, sample: int | None = None, **options) -> list:

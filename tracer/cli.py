@@ -255,21 +255,29 @@ def check(workbook, decimals, rtol, report, original, engine):
 
 
 @cli.command()
-@click.argument("workbook", type=click.Path(path_type=Path))
+@click.argument("workbooks", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--engine", type=click.Choice(api.ENGINES), default=None,
               help="recalculate in this engine, or in all of them (each must be installed)  "
                    "[default: every installed engine]")
 @click.option("--all", "show_all", is_flag=True, help="list every error value (by default the first 50; mismatches: the first 20 and a count)")
-def verify(workbook, engine, show_all):
-    """Recalculate WORKBOOK from scratch in spreadsheet engines (LibreOffice headless with forced
+def verify(workbooks, engine, show_all):
+    """Recalculate WORKBOOKS from scratch in spreadsheet engines (LibreOffice headless with forced
     recalculation, IronCalc in process) and compare every formula cell with the value the exporter
-    stored: a report per engine; exit 0 only when all agree within 1e-9 relative or 1e-12
-    absolute in every engine."""
-    report = api.verify(workbook, engine, announce=_progress_note)
+    stored: a report per workbook and engine; exit 0 only when all agree within 1e-9 relative or
+    1e-12 absolute in every engine.  LibreOffice starts once for all the workbooks."""
+    results = api.verify_all(workbooks, engine, announce=_progress_note)
     raise_if_interrupted()
-    for line in report.lines(limit=None if show_all else 50):
-        click.echo(line)
-    return 0 if report.ok else 1
+    for k, report in enumerate(results):
+        if k:
+            click.echo("")
+        for line in report.lines(limit=None if show_all else 50):
+            click.echo(line)
+    failed = [path.name for path, report in zip(workbooks, results) if not report.ok]
+    if len(results) > 1:
+        click.echo("")
+        click.echo(f"{len(failed)} of {len(results)} workbooks FAILED: {', '.join(failed)}" if failed
+                   else f"all {len(results)} workbooks OK")
+    return 1 if failed else 0
 
 
 @cli.group(cls=ModelGroup, context_settings=CONTEXT)
