@@ -16,7 +16,7 @@ import pytest
 from tracer.checks.gradcheck import gradcheck
 from tracer.core import flows, losses
 from tracer.data import mnist
-from tracer.models import MODELS, mlp
+from tracer.models import MODELS, mlp, training
 from tracer.models.next_token import sequence
 
 def last(tape) -> int:
@@ -250,6 +250,7 @@ MUTANTS = {  # key: (the bug, how to make it)
 def test_a_wrong_loss_fails_the_check(key, tmp_path, monkeypatch):
     bug, mutate = MUTANTS[key]
     mutate(monkeypatch)
+    monkeypatch.setattr(training, "GROWTH", float("inf"))  # a wrong loss may also grow: the formula must catch it
     with np.errstate(all="ignore"):
         tape, cfg, expected = traced(key, tmp_path)
     pairs = compare(tape, cfg, expected)
