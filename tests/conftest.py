@@ -39,6 +39,42 @@ def soffice() -> str:
 
 
 # --------------------------------------------------------------------------
+# PyTorch (an optional extra): its tests skip without it, fail without it when required (CI)
+# --------------------------------------------------------------------------
+
+def have_torch() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def require_torch():
+    """The torch module; skip the test if it is missing (fail if TRACER_REQUIRE_TORCH is set)."""
+    if not have_torch():
+        if os.environ.get("TRACER_REQUIRE_TORCH"):
+            pytest.fail('TRACER_REQUIRE_TORCH is set but PyTorch is not installed: pip install "tracer[torch]"')
+        pytest.skip("PyTorch is not installed (pip install \"tracer[torch]\")")
+    import torch
+
+    return torch
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test of the torch model (a test parametrized over the models, with "torch") needs
+    PyTorch: without it, skipped, or run (and failed, saying how to install it) when
+    TRACER_REQUIRE_TORCH is set."""
+    if have_torch() or os.environ.get("TRACER_REQUIRE_TORCH"):
+        return
+    skip = pytest.mark.skip(reason='PyTorch is not installed (pip install "tracer[torch]")')
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if any(v == "torch" or (isinstance(v, str) and v.startswith("torch-")) for v in params.values()):
+            item.add_marker(skip)
+
+
+# --------------------------------------------------------------------------
 # The engines every formula check runs in
 # --------------------------------------------------------------------------
 

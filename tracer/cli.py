@@ -24,7 +24,7 @@ from tracer.errors import (
 MODELS = api.MODELS
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-EXAMPLE_VARIANT = {"mlp": "xor", "gan": "upscale4"}  # the --help's example of a default output name
+EXAMPLE_VARIANT = {"mlp": "xor", "gan": "upscale4", "torch": "my_model"}  # the --help's example of a default output name
 
 
 def loss_summary(run) -> str:
@@ -164,7 +164,7 @@ def _make_run(model):
         else:
             cells = r.save(path)  # values, for .json and .csv
         what = "cells" if path.suffix.lower() == ".xlsx" else "values"
-        n, warm = r.config.iterations, getattr(r.config, "warmup", 0)
+        n, warm = r.iterations, getattr(r.config, "warmup", 0)
         steps = f"{warm:,} warm-up steps + " if warm else ""
         click.echo(f"wrote {path}: {steps}{n} iteration{'s' if n != 1 else ''}, {cells:,} {what}, "
                    f"{loss_summary(r)}  ({time.perf_counter() - start:.1f} s)")
@@ -332,6 +332,33 @@ def bench(quick, cases):
     cell counts of the default workbooks with and without the step blocks of the formula rule
     (split)."""
     api.bench(quick=quick, echo=click.echo, only=cases)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("folder", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--models", default=",".join(MODELS), show_default=True, metavar="M,…",
+              help="the models to include, comma-separated")
+@click.option("--lang", "langs", default=",".join(api.LANGS), show_default=True, metavar="L,…",
+              help="the languages of the pages, comma-separated")
+@click.option("--docs", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="a folder of Markdown pages to include as the site's guide (e.g. the repository's docs/)")
+@click.option("--build", is_flag=True, help="also build the HTML (mkdocs build --strict) into FOLDER/site")
+def site(folder, models, langs, docs, build):
+    """Write a documentation site of the walkthroughs: a MkDocs project (mkdocs.yml, an index of
+    what each model teaches, a page per model and language, the figures beside each page,
+    MathJax served from the site itself).  Needs pip install "tracer[site]".
+
+    \b
+    tracer site site-src --build          then open site-src/site/index.html
+    tracer site site-src --models vae,gan --lang es
+    cd site-src && mkdocs serve           to preview while editing
+    """
+    start = time.perf_counter()
+    pages, built = api.site(folder, [m for m in models.split(",") if m], [x for x in langs.split(",") if x], docs,
+                            build, progress=_progress_note)
+    click.echo(f"wrote {folder}: mkdocs.yml and {len(pages)} page{'s' if len(pages) != 1 else ''}"
+               + (f"; built {built}/index.html" if built else f"; build it with: cd {folder} && mkdocs build")
+               + f"  ({time.perf_counter() - start:.1f} s)")
 
 
 def unknown_option(e: click.NoSuchOption) -> str:
