@@ -218,6 +218,14 @@ def lay_out_exercise(r: Run, blank: str, blank_iterations: str = "all", self_che
     return make(r.tape, r.model, r.config, r.lang, blank, blank_iterations, self_check)
 
 
+def blank_choices(r: Run) -> list[str]:
+    """What an exercise's `blank` takes for this run, as lines: the phases, then every step by
+    name and by the symbol the workbook shows (`tracer exercise MODEL --blank help`)."""
+    from tracer.checks.exercise import choices
+
+    return choices(r.tape)
+
+
 def write_exercise(layout, path, progress=None) -> int:
     """Write a laid-out exercise to `path` (.xlsx, checked by exercise_path); returns the cells."""
     from tracer.render.export import prepare_folder

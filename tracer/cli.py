@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import re
 import sys
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ from tracer import __version__, api
 from tracer.errors import (
     Interrupted,
     TracerError,
+    close_names,
     raise_if_interrupted,
     stop_on_signals,
 )
@@ -33,18 +35,40 @@ def loss_summary(run) -> str:
                      + " -> ".join(f"{v:.2f}" for v in values) for name, values in run.losses.items())
 
 
+DECIMAL_COMMA = re.compile(r"\s*[-+]?\d*,\d+(?:[eE][-+]?\d+)?\s*")  # 0,01: a comma for the decimal point
+
+
+class CommaHint:
+    """A number option that answers '0,01' with the hint `tracer check` gives: a decimal point."""
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, str) and DECIMAL_COMMA.fullmatch(value):
+            self.fail(f"{value!r} is not a valid float: type it with a decimal point: "
+                      f"{value.strip().replace(',', '.')}", param, ctx)
+        return super().convert(value, param, ctx)
+
+
+class Float(CommaHint, click.types.FloatParamType):
+    pass
+
+
+class FloatRange(CommaHint, click.FloatRange):
+    pass
+
+
 def model_options(model):
     """One click option per field of the model's Config."""
     def decorate(fn):
         for f in reversed(dataclasses.fields(model.Config)):
             kind = type(f.default) if f.default is not None else f.type
             kind = {"int": int, "float": float, "str": str}.get(kind, kind)
+            kind = Float() if kind is float else kind
             if f.metadata.get("path"):
                 kind = click.Path(dir_okay=False)
             if all(isinstance(c, str) for c in f.metadata.get("choices", [0])):
                 kind = click.Choice(f.metadata["choices"])
             help = f.metadata["help"]
-            if "choices" in f.metadata and kind in (int, float):
+            if "choices" in f.metadata and (kind is int or isinstance(kind, Float)):
                 help += f" ({' or '.join(map(str, f.metadata['choices']))})"
             fn = click.option("--" + f.name.replace("_", "-"), f.name, type=kind, default=f.default,
                               show_default=f.default is not None, help=help)(fn)
@@ -178,7 +202,7 @@ def _make_exercise(model):
     @click.option("--blank", required=True, metavar="WHAT",
                   help="what the student computes, comma-separated: phases (forward, loss, backward, update) "
                        "and/or tensors by name or by the symbol the workbook shows, e.g. 'backward', 'h,x_hat' "
-                       "or 'a3,x̂,∂L/∂W1'")
+                       "or 'a3,x̂,∂L/∂W1'; 'help' lists them")
     @click.option("--blank-iterations", default="all", show_default=True, metavar="K,…",
                   help="leave those blocks blank only in these iterations, e.g. '1'")
     @click.option("--self-check", is_flag=True,
@@ -199,6 +223,9 @@ def _make_exercise(model):
     def command(lang, output, blank, blank_iterations, self_check, students, vary, key, jobs, **kwargs):
         start = time.perf_counter()
         options = options_of(model, kwargs)
+        if blank.strip().lower() == "help":  # what --blank takes for these options; nothing written
+            click.echo("\n".join(api.blank_choices(api.run(model.NAME, lang, **options))))
+            return
         if students is not None:
             return _write_class(model, lang, output, blank, blank_iterations, self_check, students, vary, key, jobs,
                                 options, start)
@@ -240,7 +267,7 @@ def _write_class(model, lang, output, blank, blank_iterations, self_check, stude
 @click.argument("workbook", type=click.Path(path_type=Path))
 @click.option("--decimals", type=click.IntRange(0, 15), default=None,
               help="right when it rounds like the reference to N decimals (within half a unit of the N-th decimal)")
-@click.option("--rtol", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--rtol", type=FloatRange(min=0, min_open=True), default=None,
               help="right within this relative difference of the reference  [default: 0.001]")
 @click.option("--report", type=click.Path(path_type=Path), default=None,
               help="also write a copy of the workbook with each wrong cell coloured (own mistake red, carried "
@@ -476,6 +503,19 @@ def site(folder, models, langs, docs, build):
                + f"  ({time.perf_counter() - start:.1f} s)")
 
 
+def unknown_option(e: click.NoSuchOption) -> str:
+    """'No such option '--hiden'. Did you mean --hidden?': only a close name is suggested
+    (errors.close_names; click's own list reaches as far as --prompt for --warmup), else where the
+    options are listed."""
+    command = e.ctx.command if e.ctx else None
+    names = [o for p in (command.params if command else []) for o in p.opts if o.startswith("--")]
+    close = close_names(e.option_name, names)
+    if close:
+        return f"No such option {e.option_name!r}. Did you mean {' or '.join(close)}?"
+    where = f" (`{e.ctx.command_path} --help` lists the options)" if e.ctx else ""
+    return f"No such option {e.option_name!r}{where}."
+
+
 def main(argv=None):
     # SIGINT, SIGTERM, SIGHUP: Interrupted, whatever is running cleans up.  Called as the program
     # (argv None), a signal after the work is done no longer matters; called in-process, the
@@ -496,6 +536,9 @@ def main(argv=None):
         except click.exceptions.NoArgsIsHelpError as e:  # `tracer` or `tracer run` alone: the help
             click.echo(e.ctx.get_help())
             sys.exit(0)
+        except click.NoSuchOption as e:
+            click.echo(f"error: {unknown_option(e)}", err=True)
+            sys.exit(e.exit_code)
         except click.ClickException as e:
             click.echo(f"error: {e.format_message()}", err=True)
             sys.exit(e.exit_code)

@@ -21,7 +21,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tracer.errors import TracerError
+from tracer.errors import TracerError, close_names
 from tracer.render.layout import MAX_ROWS, Layout, Place
 from tracer.render.template import LANGS, Template
 from tracer.render.xlsx import INFO_SHEET
@@ -121,6 +121,19 @@ def names_of(tape) -> dict[str, list[str]]:
     return found
 
 
+def steps_of(tape) -> dict[str, None]:
+    """The names of the steps a student may compute, in step order."""
+    return {t.name: None for t in tape.tensors if t.op is not None and t.iteration and t.phase != "after"}
+
+
+def choices(tape) -> list[str]:
+    """What --blank takes (`--blank help`): the phases, then every step by name and by symbol."""
+    names = names_of(tape)
+    listed = [f"  {n}" + (f"  ({', '.join(s for s in names[n] if s != n)})" if any(s != n for s in names[n]) else "")
+              for n in steps_of(tape)]
+    return [f"phases: {', '.join(PHASES)}", "the steps, in order (by name or by symbol):", *listed]
+
+
 def select(tape, spec: str, iterations: set[int]) -> list:
     """The tensors `spec` names (phases and/or tensors, by name or by the symbol the workbook
     shows: a3, x̂, ∂L/∂W1, dL/dW1; comma-separated), in step order."""
@@ -132,18 +145,17 @@ def select(tape, spec: str, iterations: set[int]) -> list:
     for name, symbols in names.items():
         for key in (name, plain(name), *symbols, *map(plain, symbols)):
             by_key.setdefault(key, set()).add(name)
-    steps = [t for t in tape.tensors if t.op is not None and t.iteration and t.phase != "after"]
-    computed = {t.name: None for t in steps}  # in step order
+    computed = steps_of(tape)
     wanted = set()
     for item in items:
         if item in PHASES:
             continue
         found = by_key.get(item) or by_key.get(plain(item))
         if not found:
-            listed = [f"{n} ({', '.join(s for s in names[n] if s != n)})" if any(s != n for s in names[n]) else n
-                      for n in computed]
-            raise TracerError(f"--blank: no phase or tensor named {item!r}; phases: {', '.join(PHASES)}; "
-                              f"the steps, in order (by name or by symbol): {'; '.join(listed)}")
+            close = close_names(item, [*PHASES, *computed], 1)
+            raise TracerError(f"--blank: no phase or tensor named {item!r}"
+                              + (f" (did you mean {close[0]!r}?)" if close else "")
+                              + f"; phases: {', '.join(PHASES)}; `--blank help` lists the {len(computed)} steps")
         if not found & computed.keys():
             raise TracerError(f"--blank: {item!r} is a given input (data, a parameter, a draw or a "
                               "hyperparameter), not a step to compute")
