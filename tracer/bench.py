@@ -139,13 +139,14 @@ TARGET_PEAK_MB = 400.0
 TARGET_WARMUP_S = 5.0  # a 2,000-step warm-up (the trace time of a warm-up case)
 _MB = 1024 * 1024
 # This machine's speed, from which `tracer run` forecasts a large run (tracer.api.forecast): the
-# seconds to trace, lay out and write a workbook are about cells × SECONDS_PER_CELL + blocks ×
+# CPU seconds to trace, lay out and write a workbook are about cells × SECONDS_PER_CELL + blocks ×
 # SECONDS_PER_BLOCK (a block's title, equation, notes and place), its file about cells ×
-# BYTES_PER_CELL.  Fitted to the large cases of `tracer bench` on this 2-core machine; each bench
-# prints the fit of its own runs beside them: when they drift apart, put the new fit here.
-SECONDS_PER_CELL = 1 / 110_000
-SECONDS_PER_BLOCK = 0.0006
-BYTES_PER_CELL = 18
+# BYTES_PER_CELL.  Fitted (least squares) to ten ≥ 650,000-cell runs of every model on this 2-core
+# machine, from 195 to 38,983 blocks: each within 0.8–1.12× of the fit.  Each bench prints the fit
+# of its own runs beside these: when they drift apart, put the new fit here.
+SECONDS_PER_CELL = 1 / 350_000
+SECONDS_PER_BLOCK = 0.00025
+BYTES_PER_CELL = 20
 
 
 def forecast_seconds(cells: int, blocks: int) -> float:
