@@ -545,8 +545,8 @@ def _speed(res: dict, echo) -> None:
     tx = sum(r["est_cells"] * (r["trace_s"] + r["export_s"]) for r in runs)
     ty = sum(r["est_blocks"] * (r["trace_s"] + r["export_s"]) for r in runs)
     det = xx * yy - xy * xy
-    if len(runs) > 1 and det > 0:
-        per_cell, per_block = (tx * yy - ty * xy) / det, (ty * xx - tx * xy) / det
+    per_cell, per_block = ((tx * yy - ty * xy) / det, (ty * xx - tx * xy) / det) if det > 0 else (0, 0)
+    if len(runs) >= 3 and per_cell > 0 and per_block > 0:  # fewer runs (or alike ones) fit nothing
         echo(f"  fitted to these runs: {per_cell * 1e6:.1f} µs per cell, {per_block * 1e3:.2f} ms per block "
              f"(tracer/bench.py keeps the constants; put these there when they drift)")
     files = [r["file_mb"] * _MB / r["cells"] for r in runs if r.get("file_mb")]
