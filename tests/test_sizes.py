@@ -15,9 +15,10 @@ from documented import says
 
 from tracer import api, models
 from tracer.bench import BYTES_PER_CELL, forecast_seconds
+from tracer.core.op import SUM_N
 from tracer.core.size import BLOCK_ROWS, MAX_CELLS, MAX_DATA_VALUES, MAX_ROWS, Shapes, Size, estimate, sheet, summed
 from tracer.errors import TracerError
-from tracer.render.layout import Block, Layout, block_cells
+from tracer.render.layout import Block, Cells, Layout, block_cells
 from tracer.render.template import Template
 
 # every registered model's defaults, every configuration the workbook tests use, and more options: each
@@ -95,6 +96,24 @@ def test_the_estimate_follows_the_options():
     assert large.cells > 5 * small.cells
     adam = models.gan.size(models.gan.Config(optimizer="adam"))
     assert adam.cells > 2 * models.gan.size(models.gan.Config()).cells
+
+
+@pytest.mark.parametrize("name, options", [("rnn", {"tokenizer": "char", "context": 300}), ("lstm", {"context": 40}),
+                                           ("transformer", {"heads": 8, "d_model": 16}), ("bert", {"heads": 4}),
+                                           ("skipgram", {"negative": 20})])
+def test_the_longest_sum_is_foreseen(name, options, tmp_path):
+    """The sum with the most parts (a gradient over the steps, the heads, the samples): its parts and
+    the length of its formula, known before any work (a workbook's formula holds 8,192 characters)."""
+    text = big_text(tmp_path) if options.get("tokenizer") == "char" else None
+    model = models.MODELS[name]
+    cfg = model.Config(**options, iterations=1, **({"text": str(text)} if text else {}),
+                       **({"generate": 0} if name in ("rnn", "lstm", "transformer") else {}))
+    tape = model.trace(cfg)
+    layout = Layout(tape, Template.of(tape, "en"), dataclasses.asdict(cfg))
+    longest = max((t for t in tape.tensors if t.op is SUM_N), key=lambda t: len(t.inputs))  # a gradient's parts
+    parts, chars = len(longest.inputs), len(longest.op.formula(Cells(layout, longest), 0, 0))
+    est = model.size(cfg)
+    assert est.terms == parts and chars <= est.formula_chars() <= 1.15 * chars, (longest.name, est, chars)
 
 
 def test_sheet_rows_follow_the_layout():
@@ -267,6 +286,7 @@ CHEAP = [  # the issue's cases and more: (arguments, the option named)
     (["attention", "--context", "100", "--generate", "1000000000000", "--temperature", "1,2,3,4,5,6,7,8"],
      "--generate 1000000000000"),
     (["lstm", "--text", "{text}", "--tokenizer", "char", "--context", "19000", "--hidden", "64"], "--context 19000"),
+    (["rnn", "--text", "{text}", "--tokenizer", "char", "--context", "3000"], "--context 3000"),  # a formula
     (["rnn", "--hidden", "1000000000"], "--hidden 1000000000"),
     (["rnn", "--generate", "1000000000000"], "--generate 1000000000000"),
     (["skipgram", "--negative", "1000000000000"], "--negative 1000000000000"),
@@ -285,7 +305,8 @@ def test_a_refusal_costs_nothing(tmp_path, args, option):
     status, *lines = result.stdout.splitlines()
     code, peak_kb = map(int, status.split())
     assert code == 2 and len(lines) == 1, (code, lines)  # 99: traced
-    assert option in lines[0] and ("makes the run too large" in lines[0] or "makes a sheet too long" in lines[0])
+    assert option in lines[0] and any(f"makes {what}" in lines[0] for what in ("the run too large", "a sheet too long",
+                                                                              "a formula too long"))
     assert peak_kb < PEAK_MB * 1024, f"{peak_kb / 1024:.0f} MB"
     assert not (tmp_path / "out.xlsx").exists()
 

@@ -15,8 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from fractions import Fraction
 
-# Excel's limits, per sheet
+# Excel's limits, per sheet, and of one formula's characters
 MAX_ROWS, MAX_COLS = 1_048_576, 16_384
+MAX_FORMULA = 8192
 # tracer's own: the values one run records (every tensor, every iteration).  20M values are 160 MB
 # of numbers in memory, a workbook of about 300 MB written in 3-4 minutes.
 MAX_CELLS = 20_000_000
@@ -40,13 +41,20 @@ def turned(rows: int, cols: int) -> bool:
 class Size:
     cells: int  # the values of every tensor the run records
     rows: int  # the rows of its tallest sheet (of one sheet, for a part of a sheet)
-    blocks: int = 0  # the tensors: each a block of the workbook (its time to write: tracer.bench.SPEED)
+    blocks: int = 0  # the tensors: each a block of the workbook (its time to write: tracer.bench)
+    terms: int = 0  # the most parts one formula adds up: a gradient summed over the steps, the heads …
 
     def __add__(self, other: Size) -> Size:  # one part of a sheet below the other
-        return Size(self.cells + other.cells, self.rows + other.rows, self.blocks + other.blocks)
+        return Size(self.cells + other.cells, self.rows + other.rows, self.blocks + other.blocks,
+                    max(self.terms, other.terms))
 
     def __mul__(self, k: int) -> Size:  # k such parts
-        return Size(self.cells * k, self.rows * k, self.blocks * k)
+        return Size(self.cells * k, self.rows * k, self.blocks * k, self.terms)
+
+    def formula_chars(self) -> int:
+        """About the length of the longest formula, the sum of `terms` parts: each a reference in
+        its own sheet (a column letter, the row's digits) and a '+'."""
+        return self.terms * (len(str(self.rows)) + 2)
 
 
 class Shapes:
@@ -88,7 +96,7 @@ def estimate(inputs, iteration, iterations: int, after=()) -> Size:
     each given as its shapes or as a Size."""
     sheets = [s if isinstance(s, Size) else sheet(s) for s in (inputs, iteration, after)]
     total = sheets[0] + sheets[1] * iterations + sheets[2]
-    return Size(total.cells, max(s.rows for s in sheets), total.blocks)
+    return Size(total.cells, max(s.rows for s in sheets), total.blocks, total.terms)
 
 
 def optimizer_state(optimizer: str, params) -> Shapes:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tracer.core.size import DATA_FORMATS, MAX_CELLS, MAX_DATA_VALUES, MAX_ROWS, Size
+from tracer.core.size import DATA_FORMATS, MAX_CELLS, MAX_DATA_VALUES, MAX_FORMULA, MAX_ROWS, Size
 from tracer.errors import TracerError
 from tracer.models import (
     attention,
@@ -90,8 +90,8 @@ def variant(cfg, lang: str = "en") -> list[str]:
 
 def check_size(model, cfg, fmt: str | None = None) -> Size | None:
     """Refuse, before any work, a run larger than its output can take: MAX_CELLS values for any run,
-    MAX_DATA_VALUES for a .json or .csv file, and Excel's MAX_ROWS rows per sheet for a workbook
-    (fmt ".xlsx").  The message names the option that makes it so large.  A model without size()
+    MAX_DATA_VALUES for a .json or .csv file, and for a workbook (fmt ".xlsx") Excel's MAX_ROWS rows
+    per sheet and MAX_FORMULA characters per formula (a sum of many parts).  The message names the option that makes it so large.  A model without size()
     is not checked here (a test fails for it; the exact count before writing still holds)."""
     if not hasattr(model, "size"):
         return None
@@ -108,6 +108,10 @@ def check_size(model, cfg, fmt: str | None = None) -> Size | None:
         flag = _culprit(model, cfg, est.rows, lambda size: size.rows)
         raise TracerError(f"{flag} makes a sheet too long: about {est.rows:,} rows, more than Excel's {MAX_ROWS:,} "
                           f"rows per sheet; lower {flag.split()[0]}")
+    if fmt == ".xlsx" and est.formula_chars() > MAX_FORMULA:
+        flag = _culprit(model, cfg, est.formula_chars(), lambda size: size.formula_chars())
+        raise TracerError(f"{flag} makes a formula too long: a sum of {est.terms:,} parts, about "
+                          f"{est.formula_chars():,} characters, more than Excel's {MAX_FORMULA:,}; lower {flag.split()[0]}")
     return est
 
 

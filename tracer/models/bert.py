@@ -117,7 +117,7 @@ def size(cfg: Config):
     step = train * 2.5 + ps + update(cfg.optimizer, ps) + model  # forward, backward, update, the evaluation pass
     first = ps + optimizer_state(cfg.optimizer, ps) + [(T, 1), (1, 1), (T, 1), (T, 1), (T, 1), (1, d), (T, d)]
     after = forward(T, V) + [(T, 1), (T, 1), (cfg.top, 1), (cfg.top, 1), (T, 1)] + [(1, V)] * 4
-    return estimate(first, step, cfg.iterations, after)
+    return dataclasses.replace(estimate(first, step, cfg.iterations, after), terms=3 * cfg.heads)  # as the transformer's
 
 
 def trace(cfg: Config) -> Tape:

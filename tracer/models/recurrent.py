@@ -24,6 +24,7 @@ records its tensors under name(base) (e.g. name("h") = "h_3").
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -121,7 +122,9 @@ def size(cfg, cell_params, forward_step, backward_step):
     def backward(m, V):
         return (own + backward_step) * m + stacked(m, V) + [(1, V)] * 6  # …; L_T's scores and probabilities
 
-    return sequence_size(cfg, params, forward, lambda m, V: step + [(1, V)], backward)
+    # ∂L/∂W_hh, ∂L/∂b_h, …: a formula adds one part per step
+    return dataclasses.replace(sequence_size(cfg, params, forward, lambda m, V: step + [(1, V)], backward),
+                               terms=cfg.context)
 
 
 def train(cfg, name: str, cell: Cell):

@@ -28,6 +28,7 @@ Initialization (seeded): E_in and E_out from N(0, 0.1²); then the negative draw
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -92,8 +93,9 @@ def size(cfg: Config) -> Size:
         forward = [(P, 1), (P, d), (P, V), (P, V), (P, 1), (P, V), (P, V), (P, 1), (1, 1)]  # …, p, Y, ℓ, L
         backward = [(P, V), (P, V), (P, d), (1, 1)] + E
     n = min(NEIGHBOURS, V - 1)
-    return estimate(E + optimizer_state(cfg.optimizer, E), forward + backward + update(cfg.optimizer, E),
-                    cfg.iterations, after=[(V, V), (V, V), (V, n), (V, n)])
+    est = estimate(E + optimizer_state(cfg.optimizer, E), forward + backward + update(cfg.optimizer, E),
+                   cfg.iterations, after=[(V, V), (V, V), (V, n), (V, n)])
+    return dataclasses.replace(est, terms=K + 1)  # ∂L/∂E_out and ∂L/∂h: a part per sample
 
 
 def noise_distribution(tok) -> np.ndarray:

@@ -24,6 +24,7 @@ N(0, 1), γ = 1, β = 0, biases 0.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -157,8 +158,9 @@ def shapes(cfg: Blocks):
 
 
 def size(cfg: Config):
-    """The run's size from its options (tracer.core.size)."""
-    return sequence_size(cfg, *shapes(cfg))
+    """The run's size from its options (tracer.core.size): ∂L/∂LN1 adds a part through each head's
+    W_q, W_k and W_v."""
+    return dataclasses.replace(sequence_size(cfg, *shapes(cfg)), terms=3 * cfg.heads)
 
 
 def make_net(tape, cfg: Blocks, pe, causal=True) -> Net:

@@ -15,6 +15,7 @@ import xlsxwriter
 from xlsxwriter.exceptions import XlsxFileError
 from xlsxwriter.format import Format
 
+from tracer.core.size import MAX_FORMULA
 from tracer.errors import TracerError, temporary_folder
 from tracer.render.atomic import atomic_path, document_date
 from tracer.render.layout import (
@@ -36,7 +37,6 @@ from tracer.render.layout import (
     quote_sheet,
 )
 
-MAX_FORMULA = 8192
 PHASE_COLORS = {  # title fill, cell fill
     "input": ("#BFBFBF", "#F2F2F2"),
     "forward": ("#9BC2E6", "#DDEBF7"),
