@@ -161,6 +161,20 @@ def test_every_equation_is_in_math_mode(written, model, lang):
     assert all(ord(c) < 128 for c in source)  # every character translated
     assert source.count(r"\begin{align*}") + source.count(r"\begin{gather*}") >= 10
     assert r"\frac{\partial" in source and r"\begin{bmatrix}" in source
+    assert unfilled(source) == []  # every number a phase's prose quotes is the run's
+
+
+def unfilled(source: str) -> list[str]:
+    """A {name} of a template's prose that no number of the run filled in (escaped: \\{name\\})."""
+    return re.findall(r"\\\{\w+\\\}", source)
+
+
+def test_the_unfilled_check_can_fail(vae_tape):
+    tpl = Template("vae", "en")
+    tpl.model = {**tpl.model, "about": {"en": "L fell to {loss_last}, then {missing}."}}
+    doc = document.build(vae_tape, tpl, {})
+    source = latex.to_latex(doc, "en", "f", {f.name: "x.png" for f in doc.figures})
+    assert unfilled(source) == [r"\{missing\}"]
 
 
 def test_the_math_mode_check_can_fail():
