@@ -47,7 +47,7 @@ def chromium(page: Path, tmp: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                            "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
                            f"--user-data-dir={profile}", "--virtual-time-budget=20000", *args, page.as_uri()],
-                          capture_output=True, timeout=120, check=False, stdin=subprocess.DEVNULL)
+                          capture_output=True, timeout=300, check=False, stdin=subprocess.DEVNULL)
 
 
 @pytest.fixture(scope="session")

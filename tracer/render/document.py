@@ -71,11 +71,9 @@ class Equation:
     lines: list  # of Math: the display; empty when the equation is prose
     prose: Prose | None
     comment: Prose | None
-    width: float  # about how wide the longest line prints (cm)
 
 
 PROSE_WORDS = 3  # an equation with more words than this (not symbols) reads as a sentence
-CM_PER_CHAR = 0.21  # a character of an 11 pt equation, with the room around its operators
 
 
 def _placeholders(pattern: str, fields: dict) -> tuple[str, dict]:
@@ -122,9 +120,8 @@ def equation(text: str, fields: dict | None = None) -> Equation:
     if starts_math and len(prose_words) <= PROSE_WORDS:
         parts = [p for p in re.split(r"(?:,|;)?\s{3,}", text) if p.strip()]
         lines = [Math(_fill(math(p.rstrip(",;")), subs)) for p in parts]
-        width = max(len(_fill(p, {k: " " * max(1, len(v) // 4) for k, v in subs.items()})) for p in parts) * CM_PER_CHAR
-        return Equation(prose(label), lines, None, prose(comment), width)
-    return Equation(prose(label), [], prose(text), prose(comment), 0.0)
+        return Equation(prose(label), lines, None, prose(comment))
+    return Equation(prose(label), [], prose(text), prose(comment))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -171,10 +168,6 @@ class Figure:
     series: dict = field(default_factory=dict)  # a chart's: name -> values (or N × 2 points)
     secondary: list = field(default_factory=list)  # the chart's series on its right-hand axis
     axes: tuple = ("", "")
-
-    def extremes(self) -> tuple[float, float]:
-        values = np.concatenate([np.ravel(im) for im in self.images]) if self.images else np.zeros(1)
-        return float(values.min()), float(values.max())
 
 
 @dataclass
