@@ -121,10 +121,12 @@ def test_the_word_list_is_real():
 
 
 def data_words(tape) -> set:
-    """Words that are data, not prose: the Spanish corpus's, and the names an mlp file gave."""
+    """Words that are data, not prose: the Spanish corpus's, the names an mlp file gave, the code of
+    a PyTorch file (its lines are quoted)."""
     from tracer.data.text import load_text
 
-    return set(words(load_text(None, "es"))) | {w for name in tape.meta.get("tensors", {}) for w in words(name)}
+    return (set(words(load_text(None, "es"))) | {w for name in tape.meta.get("tensors", {}) for w in words(name)}
+            | set(words(tape.meta.get("code", ""))))
 
 
 @pytest.mark.parametrize("model", list(api.MODELS))

@@ -48,10 +48,21 @@ def preamble(lang: str) -> str:
 
 
 def text(p: Prose | str) -> str:
-    """Prose as LaTeX: its words escaped, its mathematics in $ … $."""
+    """Prose as LaTeX: its words escaped, its mathematics in $ … $, a `code span` in \\texttt."""
     if isinstance(p, str):
-        return tex(p)
-    return "".join(f"${m}$" if is_math else tex(m) for is_math, m in p.pieces)
+        return code_spans(p)
+    return "".join(f"${m}$" if is_math else code_spans(m) for is_math, m in p.pieces)
+
+
+def code_spans(s: str) -> str:
+    """Text with its `code spans` (a line of a user's PyTorch file) set in \\texttt, breakable at spaces."""
+    parts = re.split(r"`([^`]*)`", s)
+
+    def code(part):  # a line may break after _ . ( , as well as at spaces
+        return " ".join(r"\allowbreak".join(r"\texttt{" + tex(piece) + "}" for piece in re.findall(r"[^_.(,]*[_.(,]?", w) if piece)
+                        for w in part.split(" "))
+
+    return "".join(tex(part) if k % 2 == 0 else code(part) for k, part in enumerate(parts))
 
 
 def tex_number(v: float, digits: int | None = None) -> str:

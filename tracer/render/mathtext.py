@@ -624,7 +624,12 @@ def _neighbours(toks: list[list[str]], k: int) -> list[int]:
 
 
 def segments(text: str) -> list[tuple[bool, str]]:
-    """A sentence cut into text and mathematics: [(is_math, piece), …] that join back to `text`."""
+    """A sentence cut into text and mathematics: [(is_math, piece), …] that join back to `text`.
+    A `code span` (a line of a user's PyTorch file) stays text, backticks and all."""
+    if "`" in text:
+        parts = re.split(r"(`[^`]*`)", text)
+        return _merge([piece for part in parts if part for piece in
+                       ([(False, part)] if part.startswith("`") and part.endswith("`") and len(part) > 1 else segments(part))])
     toks = _words(text)
     changed = True
     while changed:  # a number, letter or function next to mathematics is mathematics; so is a
