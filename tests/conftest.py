@@ -20,6 +20,53 @@ from tracer.engines.libreoffice import find_soffice
 from tracer.errors import TracerError
 
 # --------------------------------------------------------------------------
+# CPU time per test: `pytest --cpu-durations=40` (the machine is shared: wall times mislead)
+# --------------------------------------------------------------------------
+
+def pytest_addoption(parser):
+    parser.addoption("--cpu-durations", type=int, default=None, metavar="N",
+                     help="list the N tests that took the most CPU time: this process's and its children's "
+                          "(LibreOffice, a CLI run), setup and teardown included (0: all)")
+
+
+def _cpu_seconds() -> float:
+    """CPU seconds of this process and of its finished children."""
+    import resource
+
+    me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
+
+
+_CPU_OF: dict[str, float] = {}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    if item.config.getoption("--cpu-durations") is None:
+        yield
+        return
+    start = _cpu_seconds()
+    yield
+    _CPU_OF[item.nodeid] = _cpu_seconds() - start
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    n = config.getoption("--cpu-durations")
+    if n is None or not _CPU_OF:
+        return
+    ranked = sorted(_CPU_OF.items(), key=lambda kv: -kv[1])
+    terminalreporter.write_sep("=", f"CPU seconds per test (of {sum(_CPU_OF.values()):.1f} s in all)")
+    for nodeid, seconds in ranked[:n or None]:
+        terminalreporter.write_line(f"{seconds:8.2f}s  {nodeid}")
+    by_file: dict[str, float] = {}
+    for nodeid, seconds in ranked:
+        by_file[nodeid.split("::")[0]] = by_file.get(nodeid.split("::")[0], 0.0) + seconds
+    terminalreporter.write_sep("-", "CPU seconds per file")
+    for name, seconds in sorted(by_file.items(), key=lambda kv: -kv[1]):
+        terminalreporter.write_line(f"{seconds:8.2f}s  {name}")
+
+
+# --------------------------------------------------------------------------
 # LibreOffice
 # --------------------------------------------------------------------------
 
@@ -70,7 +117,7 @@ def pytest_collection_modifyitems(config, items):
     skip = pytest.mark.skip(reason='PyTorch is not installed (pip install "tracer[torch]")')
     for item in items:
         params = getattr(getattr(item, "callspec", None), "params", {})
-        if any(v == "torch" or (isinstance(v, str) and v.startswith("torch-")) for v in params.values()):
+        if any(isinstance(v, str) and (v == "torch" or v.startswith("torch-")) for v in params.values()):
             item.add_marker(skip)
 
 

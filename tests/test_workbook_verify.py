@@ -205,13 +205,13 @@ def test_batch_sheet_recalculates_to_numpy(batch):
 def verify_cli(run_main, monkeypatch):
     """Run `tracer verify` in process; returns (exit code, stdout, the VerifyReport)."""
     reports = []
-    original = verify.verify_workbook
+    original = verify.verify_all
 
     def capturing(*args, **kwargs):
-        reports.append(original(*args, **kwargs))
-        return reports[-1]
+        reports.extend(original(*args, **kwargs))
+        return reports[-len(args[0]):]
 
-    monkeypatch.setattr(verify, "verify_workbook", capturing)
+    monkeypatch.setattr(verify, "verify_all", capturing)
 
     def run(path, engine):
         code, out, err = run_main("verify", path, "--engine", engine)

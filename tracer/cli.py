@@ -22,7 +22,7 @@ from tracer.errors import (
 MODELS = api.MODELS
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-EXAMPLE_VARIANT = {"mlp": "xor", "gan": "upscale4"}  # the --help's example of a default output name
+EXAMPLE_VARIANT = {"mlp": "xor", "gan": "upscale4", "torch": "my_model"}  # the --help's example of a default output name
 
 
 def loss_summary(run) -> str:
@@ -288,18 +288,19 @@ for _m in MODELS.values():
 
 @cli.command()
 @click.option("--quick", is_flag=True,
-              help="only the default VAE, GAN and transformer (skip the ≥ 1M-cell, Adam and ×4 upscale cases)")
+              help="only the default size of each model, one run each (skip the ≥ 1M-cell, Adam, ×4 upscale and "
+                   "warm-up cases)")
 @click.option("--case", "cases", multiple=True, metavar="NAME",
               help="run only this case (repeatable): " + ", ".join(api.bench_cases()))
 def bench(quick, cases):
-    """Time tracing and export: cells written, cells/s, file size, peak memory.  The default VAE,
-    GAN and transformer (best of 3 fresh processes, each also timed end to end as `tracer run
-    MODEL`, and raw XlsxWriter writing the same number of cells as a baseline), and `tracer
-    verify` of the default VAE in each engine (LibreOffice, IronCalc); the full run (without
-    --quick) adds, once each: a ≥ 1M-cell VAE (hidden 80, verified in each engine too) and a
-    ≥ 1M-cell transformer (4 blocks, d_model 32, context 16), both with a baseline, the VAE and
-    the GAN with --optimizer adam, the GAN with --upscale 4 --upscale-mode bilinear, the rnn, lstm,
-    bert, diffusion and flow at their default sizes and at ≥ 1M cells (with a baseline), the
+    """Time tracing and export in CPU seconds: cells written, cells/s, file size, peak memory.  The
+    default size of every model (best of 3 fresh processes; the VAE, GAN and transformer also timed
+    end to end as `tracer run MODEL` and beside stock XlsxWriter writing the same number of cells,
+    the ratio of the two), and `tracer verify` of the default VAE in each engine (LibreOffice,
+    IronCalc); the full run (without --quick) adds, once each: a ≥ 1M-cell VAE (hidden 80, verified
+    in each engine too) and a ≥ 1M-cell transformer (4 blocks, d_model 32, context 16), both with a
+    baseline, the VAE and the GAN with --optimizer adam, the GAN with --upscale 4 --upscale-mode
+    bilinear, the rnn, lstm, bert, diffusion and flow at ≥ 1M cells (with a baseline), the
     2,000-step warm-ups of the default VAE, of the documented GAN that draws a digit (with that GAN
     without its warm-up, to compare the exports), of the diffusion model and of the flow, and the
     cell counts of the default workbooks with and without the step blocks of the formula rule
