@@ -350,3 +350,18 @@ def test_why_the_vae_rates_are_small():
                           f"{np.median(squares):.0f} in the middle",
          f"lr = 0.1, {len(diverged)} of the 100 shipped digits diverge within 50 steps, half of those by step "
          f"{int(np.ceil(np.median(diverged)))}")
+
+
+# --- the trace as data --------------------------------------------------------------------------
+
+def test_the_json_example_is_the_default_vaes():
+    import json
+
+    page = text_of("data.md")
+    config = json.loads(re.search(r'"config": (\{.*?\})', page, re.S)[1])
+    r = traced("vae")
+    assert config == r.settings, f"data.md's JSON config should be {json.dumps(r.settings)}"
+    names = re.search(r"\*\*Names follow the equations\.\*\* They are (.*?)\.\n", page, re.S)[1]
+    listed = re.findall(r"`([^`]+)`", names)
+    recorded = list(dict.fromkeys(t.name for t in r.tape.tensors if t.iteration <= 1 and t.phase in ("input", "forward", "loss")))
+    assert listed == recorded, f"data.md should name {recorded}"
