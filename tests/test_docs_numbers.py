@@ -365,3 +365,15 @@ def test_the_json_example_is_the_default_vaes():
     listed = re.findall(r"`([^`]+)`", names)
     recorded = list(dict.fromkeys(t.name for t in r.tape.tensors if t.iteration <= 1 and t.phase in ("input", "forward", "loss")))
     assert listed == recorded, f"data.md should name {recorded}"
+
+
+def test_the_size_of_a_trace_at_the_limit(tmp_path):
+    from tracer.core.size import MAX_DATA_VALUES
+
+    r = traced("vae")
+    mb = {}
+    for suffix in (".json", ".csv"):
+        n = r.save(tmp_path / f"t{suffix}")
+        mb[suffix] = round((tmp_path / f"t{suffix}").stat().st_size / n * MAX_DATA_VALUES / 1e6, -1)
+    says("limits.md", f"| {count(MAX_DATA_VALUES)} | every value as text: a file of about {mb['.json']:.0f} MB (`.json`) or "
+                      f"{mb['.csv']:.0f} MB (`.csv`), at the default VAE's bytes per value |")
