@@ -377,3 +377,8 @@ def test_the_size_of_a_trace_at_the_limit(tmp_path):
         mb[suffix] = round((tmp_path / f"t{suffix}").stat().st_size / n * MAX_DATA_VALUES / 1e6, -1)
     says("limits.md", f"| {count(MAX_DATA_VALUES)} | every value as text: a file of about {mb['.json']:.0f} MB (`.json`) or "
                       f"{mb['.csv']:.0f} MB (`.csv`), at the default VAE's bytes per value |")
+
+
+def test_the_tensors_of_a_warmup_step():
+    r = traced("gan", batch=15, optimizer="adam", lr_d=0.001, lr_g=0.001, iterations=1)
+    says("speed.md", f"the GAN that draws a digit computes {sum(t.iteration == 1 for t in r.tape.tensors)} tensors per step")
