@@ -112,13 +112,7 @@ def require_torch():
 def pytest_collection_modifyitems(config, items):
     """Every test of the torch model (a test parametrized over the models, with "torch") needs
     PyTorch: without it, skipped, or run (and failed, saying how to install it) when
-    TRACER_REQUIRE_TORCH is set.  And the workbooks the collected tests verify in LibreOffice
-    (the `verified` fixture) are noted, to recalculate them all in one LibreOffice process."""
-    for item in items:
-        if "verified" in getattr(item, "fixturenames", ()):
-            params = getattr(getattr(item, "callspec", None), "params", {})
-            if "key" in params and params.get("engine", "libreoffice") == "libreoffice":
-                VERIFIED_IN_LIBREOFFICE.add((params["key"], params.get("lang", "en")))
+    TRACER_REQUIRE_TORCH is set."""
     if have_torch() or os.environ.get("TRACER_REQUIRE_TORCH"):
         return
     skip = pytest.mark.skip(reason='PyTorch is not installed (pip install "tracer[torch]")')
@@ -304,7 +298,16 @@ def run_book(run_workbook):
 # that verifies one of the shared workbooks takes `verified`, and every workbook the collected
 # tests verify in LibreOffice is recalculated in one soffice run, at the first test that asks.
 
-VERIFIED_IN_LIBREOFFICE: set = set()  # (key, lang) of the collected tests that take `verified`
+VERIFIED_IN_LIBREOFFICE: set = set()  # (key, lang) of the tests to run that take `verified`
+
+
+def pytest_collection_finish(session):
+    """Note the workbooks the tests about to run verify in LibreOffice (after -k and the like)."""
+    for item in session.items:
+        if "verified" in getattr(item, "fixturenames", ()):
+            params = getattr(getattr(item, "callspec", None), "params", {})
+            if "key" in params and params.get("engine", "libreoffice") == "libreoffice":
+                VERIFIED_IN_LIBREOFFICE.add((params["key"], params.get("lang", "en")))
 
 
 @pytest.fixture(scope="session")
