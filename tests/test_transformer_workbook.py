@@ -88,7 +88,7 @@ def test_the_command_prints_the_generated_texts(run_main, tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--temperature", "0.5,hot"], "--temperature must be positive numbers"),
     (["--temperature", "0,1"], "--temperature must be positive numbers"),
-    (["--prompt", "the zebra"], "'zebra' is not in the vocabulary"),
+    (["--prompt", "the zebra"], "--prompt: the token 'zebra' is not in the vocabulary"),
     (["--prompt", "the dog eats food the cat eats food"], "at most --context 5 fit"),
     (["--generate", "-1"], "--generate must be at least 0"),
 ])
