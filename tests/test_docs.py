@@ -147,7 +147,7 @@ def test_every_example_command_is_valid():
         command = group.commands[words[2]]
         params = dict(command.make_context(words[2], words[3:]).params)
         lang, output = params.pop("lang"), params.pop("output")
-        for extra in ("blank", "blank_iterations", "self_check"):
+        for extra in ("blank", "blank_iterations", "self_check", "students", "vary", "key", "jobs"):
             params.pop(extra, None)
         config = api.configure(words[2], lang, **params)
         models.validate(config)  # the checks `tracer run` makes before any work, without the run

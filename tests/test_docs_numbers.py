@@ -232,10 +232,9 @@ def test_diffusion(cells):
     page = "models/diffusion.md"
     says(page, f"| `tracer run diffusion` (SGD) | 0.5 | {arrow(losses('diffusion'))} | {count(cells('diffusion'))} |",
          f"| `--optimizer adam` | 0.003 | {arrow(losses('diffusion', optimizer='adam'))} | |",
-         f"end at ᾱ_10 = {traced('diffusion')['alpha_bar'][-1, 0]:.4f}",
-         f"overshoots (`--size 2 --batch 1`: {arrow(losses('diffusion', size=2, batch=1), 2)})")
-    slow = losses("diffusion", size=2, batch=1, lr=0.05)
-    says(page, f"take `--lr 0.05` there ({arrow(slow)})")
+         f"end at ᾱ_10 = {traced('diffusion')['alpha_bar'][-1, 0]:.4f}")
+    slow = losses("diffusion", size=2, batch=1, lr=0.05)  # (the overshoot at 0.5 is refused: test_training)
+    says(page, f"and so does `--lr 0.05` ({arrow(slow)})")
 
 
 # --- the workbook -------------------------------------------------------------------------------
@@ -318,7 +317,9 @@ def formula_cells(path) -> int:
 
 
 SPEED_ROWS = {"vae": "default VAE (H = 8,", "gan": "default GAN (", "transformer": "default transformer (",
-              "rnn": "default rnn (", "lstm": "default lstm (", "bert": "default bert ("}
+              "rnn": "default rnn (", "lstm": "default lstm (", "bert": "default bert (",
+              "diffusion": "default diffusion (", "flow": "default flow (", "skipgram": "default skip-gram (",
+              "attention": "default attention layer ("}
 
 
 @pytest.mark.parametrize("model", SPEED_ROWS)

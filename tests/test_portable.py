@@ -210,8 +210,8 @@ def test_other_workbooks_are_portable(run_book, run_workbook, key):
 
 def every_op_tape():
     """The ops no model of RUNS records (an mlp's mean BCE, every amplifier and its gradient, a
-    slice's pad, the sum of a 1 × 1 factor's gradient, average pooling's gradient), each applied
-    and differentiated."""
+    slice's pad, the sum of a 1 × 1 factor's gradient, average pooling's gradient, the
+    cross-entropy against soft targets), each applied and differentiated."""
     import numpy as np
 
     from tracer.core import activations, linalg, losses, resampling
@@ -235,6 +235,11 @@ def every_op_tape():
     loss = losses.bce_mean(activations.sigmoid(pooled, name="pp"), y, name="Lpool")
     tape.at("backward")
     tape.backward(loss, {"img": pooled.inputs[0]}, prefix="Lpool")
+    tape.at("forward")  # the cross-entropy against soft targets (an mlp file's softmax_ce)
+    probs = activations.softmax(tape.constant("z", rng.normal(size=(2, 3)), role="param"), name="P")
+    loss = losses.soft_cross_entropy(probs, tape.constant("T", rng.dirichlet(np.ones(3), 2), role="data"), name="Lsoft")
+    tape.at("backward")
+    tape.backward(loss, {"z": probs.inputs[0]}, prefix="Lsoft")
     return tape
 
 

@@ -324,7 +324,7 @@ def test_generation_runs_the_recurrence_on(model):
     (["--context", "1"], "--context must be at least 2"),
     (["--lr", "0"], "--lr must be positive"),
     (["--context", "999"], "--context 999 needs 1000"),
-    (["--prompt", "the zebra"], "'zebra' is not in the vocabulary"),
+    (["--prompt", "the zebra"], "--prompt: the token 'zebra' is not in the vocabulary"),
     (["--lr", "1e9"], "training diverged"),
 ])
 def test_bad_options_are_one_line_errors(refused, tmp_path, model, args, message):

@@ -218,6 +218,14 @@ def lay_out_exercise(r: Run, blank: str, blank_iterations: str = "all", self_che
     return make(r.tape, r.model, r.config, r.lang, blank, blank_iterations, self_check)
 
 
+def blank_choices(r: Run) -> list[str]:
+    """What an exercise's `blank` takes for this run, as lines: the phases, then every step by
+    name and by the symbol the workbook shows (`tracer exercise MODEL --blank help`)."""
+    from tracer.checks.exercise import choices
+
+    return choices(r.tape)
+
+
 def write_exercise(layout, path, progress=None) -> int:
     """Write a laid-out exercise to `path` (.xlsx, checked by exercise_path); returns the cells."""
     from tracer.render.export import prepare_folder
@@ -244,25 +252,88 @@ def exercise(model: str, blank: str, path=None, blank_iterations: str = "all", s
     return path, ex, write_exercise(layout, path)
 
 
+def class_folder(model: str, lang: str = "en", config=None) -> Path:
+    """Where `tracer exercise MODEL --students …` writes when no -o is given: outputs/MODEL_class,
+    with the options that differ from the defaults in the name, like default_path."""
+    return default_path(model, lang, "_class", config).with_suffix("")
+
+
+def exercise_class(model: str, blank: str, students, folder=None, blank_iterations: str = "all",
+                   self_check: bool = False, lang: str = "en", vary: str | None = None, key: bool = True,
+                   jobs: int | None = None, progress=None, **options):
+    """One exercise per student of the roster CSV `students` in `folder`, each with its own variant
+    (`vary`: "digit,seed", by default what the model has), the solved workbooks in folder/key
+    (`key`), and folder/manifest.csv; written on `jobs` processes (default: every core).  Returns
+    a tracer.checks.roster.ClassExercises (.files, .variants, .manifest)."""
+    from tracer.checks.roster import read_roster, write_class
+
+    cfg = configure(model, lang, **options)
+    roster = read_roster(students)
+    folder = Path(folder) if folder is not None else class_folder(model, lang, cfg)
+    return write_class(models.get(model), cfg, lang, blank, blank_iterations, self_check, roster, folder, vary,
+                       key, jobs, progress)
+
+
+def tolerance(decimals: int | None = None, rtol: float | None = None):
+    """When a student's number counts as right (tracer.checks.check.Tolerance): --decimals or --rtol."""
+    from tracer.checks.check import Tolerance
+
+    if decimals is not None and rtol is not None:
+        raise TracerError("give --decimals or --rtol, not both")
+    if rtol is not None and not (math.isfinite(rtol) and rtol > 0):
+        raise TracerError(f"--rtol must be a positive finite number (got {rtol})")
+    return Tolerance(decimals, rtol or Tolerance.rtol)
+
+
+def _check_engine(engine: str | None) -> None:
+    if engine not in (None, *ENGINES[:-1]):
+        raise TracerError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES[:-1])}")
+
+
 def check(path, decimals: int | None = None, rtol: float | None = None, report=None, original=None,
           engine: str | None = None):
     """Grade a filled exercise; with `report`, also write the coloured copy.  Returns the Grade
     (its .lines(), .score, .total(status), .recalculated) and the number of cells the report marked
     (or None).  Formulas the student saved without a value are recalculated in `engine`
     ("libreoffice" or "ironcalc"; None: LibreOffice when installed, else IronCalc)."""
-    from tracer.checks.check import Tolerance, grade, write_report
+    from tracer.checks.check import grade, write_report
 
-    if decimals is not None and rtol is not None:
-        raise TracerError("give --decimals or --rtol, not both")
-    if rtol is not None and not (math.isfinite(rtol) and rtol > 0):
-        raise TracerError(f"--rtol must be a positive finite number (got {rtol})")
+    within = tolerance(decimals, rtol)
     if report is not None:
         check_output(report)
-    if engine not in (None, *ENGINES[:-1]):
-        raise TracerError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES[:-1])}")
-    result = grade(Path(path), Tolerance(decimals, rtol or Tolerance.rtol), original, engine)
+    _check_engine(engine)
+    result = grade(Path(path), within, original, engine)
     marked = write_report(result, Path(report)) if report is not None else None
     return result, marked
+
+
+def submissions(folder) -> list[Path]:
+    """The spreadsheet files `check_folder` grades (or refuses, with a reason), by name."""
+    from tracer.checks.gradebook import submissions as found
+
+    return found(Path(folder))
+
+
+def check_folder(folder, decimals: int | None = None, rtol: float | None = None, gradebook=None, reports=None,
+                 engine: str | None = None, jobs: int | None = None, progress=None):
+    """Grade every spreadsheet file of `folder`, each against its own recipe, on `jobs` processes
+    (default: every core); with `gradebook` (.xlsx or .csv) write the gradebook, with `reports` (a
+    folder) each student's graded copy.  Returns a tracer.checks.gradebook.Gradebook (.rows,
+    .graded, .refused, .blocks()); a file that cannot be graded is a row with its reason."""
+    from tracer.checks.gradebook import grade_folder, write_gradebook
+
+    within = tolerance(decimals, rtol)
+    if gradebook is not None:
+        if Path(gradebook).suffix.lower() not in (".xlsx", ".csv"):
+            raise TracerError(f"--gradebook {Path(gradebook).name}: a gradebook must end in .xlsx or .csv")
+        check_output(gradebook)
+    _check_engine(engine)
+    book = grade_folder(Path(folder), within, engine, reports, jobs, progress)
+    if gradebook is not None:
+        from tracer.render.export import prepare_folder
+
+        write_gradebook(book, prepare_folder(Path(gradebook)))
+    return book
 
 
 def is_exercise(path) -> bool:
@@ -322,3 +393,50 @@ def bench(quick: bool = False, echo=print, only: tuple = ()) -> dict:
     from tracer.bench import run_bench
 
     return run_bench(quick=quick, echo=echo, only=only)
+
+
+def vary_choices(model: str) -> tuple:
+    """What `--vary` can name for the model (tracer.checks.roster.choices)."""
+    from tracer.checks.roster import choices
+
+    return choices(models.get(model))
+
+
+def changed_options(config) -> str:
+    """' --option value …' for the options of `config` that differ from their defaults."""
+    words = []
+    for f in dataclasses.fields(config):
+        value, meta = getattr(config, f.name), f.metadata
+        default = meta["by_optimizer"].get(config.optimizer) if "by_optimizer" in meta else f.default
+        if value is not None and value != default and value != meta.get("default_is") and f.name != "corpus":
+            words.append(f" --{f.name.replace('_', '-')} {value}")
+    return "".join(words)
+
+
+def map_template(model: str, lang: str = "en", **options) -> str:
+    """The map of a hand-built workbook for `model` with these options (tracer.checks.handmade): a
+    TOML text listing every tensor with its shape and meaning in `lang`, every place empty."""
+    from tracer.checks.handmade import template
+
+    r = run(model, lang, **options)
+    return template(r.tape, lang, changed_options(r.config))
+
+
+def check_handmade(path, model: str, map_path=None, decimals: int | None = None, rtol: float | None = None,
+                   report=None, engine: str | None = None, lang: str = "en", **options):
+    """Grade a workbook built by hand for `model` (traced with `options`, as `tracer run`): the map
+    at `map_path` (TOML; None: the workbook's defined names only) says where each tensor is.
+    Returns the Grade and the cells the `report` copy marked (or None), as check."""
+    from tracer.checks.check import write_report
+    from tracer.checks.handmade import grade_handmade
+    from tracer.engines.workbook import check_workbook
+
+    within = tolerance(decimals, rtol)
+    check_workbook(Path(path))
+    if report is not None:
+        check_output(report)
+    _check_engine(engine)
+    r = run(model, lang, **options)
+    result = grade_handmade(Path(path), map_path, r.tape, lang, within, engine)
+    marked = write_report(result, Path(report)) if report is not None else None
+    return result, marked

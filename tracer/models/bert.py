@@ -94,7 +94,7 @@ def fill_ids(cfg, tok) -> list[int]:
     for n, part in enumerate(parts):
         if n:
             ids.append(mask)
-        piece = tok.encode(part) if part.strip() else []
+        piece = tok.encode(part, "--fill") if part.strip() else []
         if tok.kind == "char" and SPACE in tok.index:  # the spaces around a [MASK] are tokens too
             space = tok.index[SPACE]
             piece = [space] * (n > 0 and part[:1].isspace()) + piece + [space] * (

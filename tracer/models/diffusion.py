@@ -45,6 +45,7 @@ from tracer.core.resampling import avg_pool
 from tracer.core.size import Size, estimate, optimizer_state, sheet, update
 from tracer.core.tape import Tape
 from tracer.data import mnist
+from tracer.errors import TracerError
 from tracer.models.base import Training, lr_opt, opt
 from tracer.models.training import train
 
@@ -76,6 +77,12 @@ class Config(Training):
     mnist: str = opt(None, "your own MNIST images file (IDX format, gzipped or not)", path=True)
     samples: int = opt(4, "after training: reverse processes run from x_T ~ N(0, I), one per row (0: none)",
                        min=0, max=32)
+
+    def check(self) -> None:
+        super().check()
+        if self.beta_start > self.beta_end:  # DDPM's schedule adds more noise at each step, never less
+            raise TracerError(f"--beta-start {self.beta_start:g} must be at most --beta-end {self.beta_end:g}: "
+                              "the noise schedule increases from the first step to the last")
 
 
 def network(x_t, t, dim, p, prefix=""):

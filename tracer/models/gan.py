@@ -37,6 +37,7 @@ from tracer.models.training import train
 
 NAME = "gan"
 LOSSES = ("L_D", "L_G")  # printed by `tracer run`
+WATCH = ("L_D",)  # a divergence shows in D's loss; L_G rises far while D wins, then falls (docs/models/gan.md)
 CHART = ("D_real", "D_fake", "L_D", "L_G")  # what the overview charts, warm-up steps included
 PICTURES = ("x_fake", "x_fake_up")  # what the warm-up keeps snapshots of
 SUMMARY = "GAN learning MNIST digits: generator and discriminator, move by move (SGD or Adam)"

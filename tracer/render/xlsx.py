@@ -502,6 +502,9 @@ class _Writer:
         that would not fit on the page (the overview: its top, with the chart, on one page)."""
         ws.set_landscape()
         ws.set_footer("&L&A&R&P / &N")  # the sheet's name; page n of N
+        student = self.layout.exercise.student_name if self.layout.exercise else ""
+        if student:  # a class's exercise: whose it is, on every printed page
+            ws.set_header("&C" + self.layout.tpl.t("roster_student", name=student).replace("&", "&&"))
         if sheet.print_rows:
             ws.print_area(0, 0, sheet.print_rows - 1, sheet.width)
             ws.fit_to_pages(1, 1)
