@@ -317,7 +317,9 @@ def formula_cells(path) -> int:
 
 
 SPEED_ROWS = {"vae": "default VAE (H = 8,", "gan": "default GAN (", "transformer": "default transformer (",
-              "rnn": "default rnn (", "lstm": "default lstm (", "bert": "default bert ("}
+              "rnn": "default rnn (", "lstm": "default lstm (", "bert": "default bert (",
+              "diffusion": "default diffusion (", "flow": "default flow (", "skipgram": "default skip-gram (",
+              "attention": "default attention layer ("}
 
 
 @pytest.mark.parametrize("model", SPEED_ROWS)
@@ -349,3 +351,35 @@ def test_why_the_vae_rates_are_small():
                           f"{np.median(squares):.0f} in the middle",
          f"lr = 0.1, {len(diverged)} of the 100 shipped digits diverge within 50 steps, half of those by step "
          f"{int(np.ceil(np.median(diverged)))}")
+
+
+# --- the trace as data --------------------------------------------------------------------------
+
+def test_the_json_example_is_the_default_vaes():
+    import json
+
+    page = text_of("data.md")
+    config = json.loads(re.search(r'"config": (\{.*?\})', page, re.S)[1])
+    r = traced("vae")
+    assert config == r.settings, f"data.md's JSON config should be {json.dumps(r.settings)}"
+    names = re.search(r"\*\*Names follow the equations\.\*\* They are (.*?)\.\n", page, re.S)[1]
+    listed = re.findall(r"`([^`]+)`", names)
+    recorded = list(dict.fromkeys(t.name for t in r.tape.tensors if t.iteration <= 1 and t.phase in ("input", "forward", "loss")))
+    assert listed == recorded, f"data.md should name {recorded}"
+
+
+def test_the_size_of_a_trace_at_the_limit(tmp_path):
+    from tracer.core.size import MAX_DATA_VALUES
+
+    r = traced("vae")
+    mb = {}
+    for suffix in (".json", ".csv"):
+        n = r.save(tmp_path / f"t{suffix}")
+        mb[suffix] = round((tmp_path / f"t{suffix}").stat().st_size / n * MAX_DATA_VALUES / 1e6, -1)
+    says("limits.md", f"| {count(MAX_DATA_VALUES)} | every value as text: a file of about {mb['.json']:.0f} MB (`.json`) or "
+                      f"{mb['.csv']:.0f} MB (`.csv`), at the default VAE's bytes per value |")
+
+
+def test_the_tensors_of_a_warmup_step():
+    r = traced("gan", batch=15, optimizer="adam", lr_d=0.001, lr_g=0.001, iterations=1)
+    says("speed.md", f"the GAN that draws a digit computes {sum(t.iteration == 1 for t in r.tape.tensors)} tensors per step")
