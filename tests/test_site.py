@@ -124,6 +124,7 @@ def test_a_page_renders_in_chromium(site, tmp_path):
     dom = rendered(page, tmp_path)
     assert dom.count("<mjx-container") > 100
     assert "\\frac" not in re.sub(r"<[^>]+>", "", dom.split("<mjx-container", 1)[1])  # no TeX left as text
+    assert "\\(" not in re.sub(r"<[^>]+>", "", dom)  # the table of contents' symbols typeset too
     widths = [int(w) for w in re.search(r'data-images="([\d,]*)"', dom)[1].split(",") if w]
     assert len(widths) >= 4 and all(w > 0 for w in widths)
     shot = tmp_path / "gan.png"
