@@ -20,7 +20,6 @@ from families import FLOW, ops_of
 from test_lm_ops import check_gradient, rng
 from test_recurrent import adam
 
-from tracer.checks import verify
 from tracer.checks.gradcheck import gradcheck
 from tracer.core import activations, flows, linalg, losses
 from tracer.data import points
@@ -395,8 +394,8 @@ KEYS = [("flow", "en"), ("flow", "es"), ("flow-rings-adam-warmup", "en"), ("flow
 
 
 @pytest.mark.parametrize("key, lang", KEYS)
-def test_workbooks_verify(engine, run_workbook, key, lang):
-    report = verify.verify_workbook(run_workbook(key, lang), engine=engine)
+def test_workbooks_verify(engine, verified, key, lang):
+    report = verified(key, lang, engine)
     assert report.ok, report.format()
     assert report.n_formulas > 500
 

@@ -18,7 +18,8 @@ import pytest
 
 # the functions that take whole ranges; every other function gets single cells (or numbers)
 AGGREGATES = {"SUM", "SUMPRODUCT", "MMULT", "MAX", "MIN", "AVERAGE", "COUNT", "LARGE", "MATCH", "INDEX", "SUMIF"}
-ALLOWED = AGGREGATES | {"EXP", "LN", "IF", "IFERROR", "SQRT", "TANH", "PI", "SIN", "COS", "NA"}
+ALLOWED = AGGREGATES | {"EXP", "LN", "IF", "IFERROR", "SQRT", "TANH", "PI", "SIN", "COS", "NA",
+                        "ABS", "ERF"}  # ABS, ERF: the PyTorch front end (BCEWithLogitsLoss, exact GELU)
 RANGE_NAMES = {"vocab"}  # defined names that stand for a range, not a cell
 # the arguments (from 0) that must be a range, even of one cell (A1:A1): IronCalc refuses a cell there
 RANGE_ARGS = {"SUMIF": {0, 2}, "INDEX": {0}, "MATCH": {1}, "LARGE": {0}}
@@ -251,22 +252,25 @@ def every_op_tape():
 
 def test_every_op_writes_portable_formulas(run_tape):
     """Every op's formulas, cell by cell in a real layout: those of the RUNS workbooks are walked
-    above; here the ops they do not record.  Together: every op of tracer.core.OPS."""
+    above; here the ops they do not record (and those of the PyTorch front end, test_torch_ops'
+    tape).  Together: every op of tracer.core.OPS."""
     from conftest import RUNS, ops_template
 
     from tracer import core
     from tracer.render.layout import Cells, Layout
 
-    tape = every_op_tape()
-    layout = Layout(tape, ops_template("en", "every op"), {})
+    from test_torch_ops import build_tape as torch_ops_tape  # the PyTorch front end's ops (no PyTorch needed)
+
     walked = set()
-    for t in tape.tensors:
-        if t.op is not None:
-            cells = Cells(layout, t)
-            for i in range(t.shape[0]):
-                for j in range(t.shape[1]):
-                    check_formula(t.op.formula(cells, i, j), set())
-            walked.add(t.op.name)
+    for tape in (every_op_tape(), torch_ops_tape()):
+        layout = Layout(tape, ops_template("en", "every op"), {})
+        for t in tape.tensors:
+            if t.op is not None:
+                cells = Cells(layout, t)
+                for i in range(t.shape[0]):
+                    for j in range(t.shape[1]):
+                        check_formula(t.op.formula(cells, i, j), set())
+                walked.add(t.op.name)
     in_runs = {t.op.name for key in RUNS for t in run_tape(key)[1].tensors if t.op is not None}
     assert walked | in_runs == set(core.OPS)
     assert {"bce_mean", "pad_cols", "pad_rows", "sum_all", "upscale_bilinear_4_grad"} <= walked - in_runs

@@ -9,7 +9,6 @@ import dataclasses
 import openpyxl
 import pytest
 
-from tracer.checks import verify
 from tracer.engines import ENGINES
 from tracer.models import attention, transformer
 from tracer.render.export import export
@@ -20,8 +19,8 @@ SMALL = {"corpus": "en", "context": 5, "generate": 4, "iterations": 2}  # the wi
 
 
 @pytest.mark.parametrize("key", ["transformer", "transformer-es-bpe-gelu-adam"])
-def test_workbooks_verify(engine, run_workbook, run_book, key):
-    report = verify.verify_workbook(run_workbook(key), engine=engine)
+def test_workbooks_verify(engine, verified, run_book, key):
+    report = verified(key, engine=engine)
     assert report.ok, report.format()
     assert report.n_formulas > 10_000
     text = "\n".join(run_book(key).formulas["After training"].values())
