@@ -8,39 +8,58 @@ every sheet in row order (XlsxWriter's constant-memory mode).
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import math
-import textwrap
 from dataclasses import dataclass, field
 
 from tracer.core.op import holds_token_ids
 from tracer.core.size import MAX_COLS, MAX_ROWS, turned
 from tracer.core.tape import PHASES
 from tracer.errors import TracerError
+from tracer.render.fonts import text_width, wrap
 from tracer.render.template import Template
 
 MAX_SHEET_NAME = 31
 LABEL_WIDTH, MAX_LABEL_WIDTH = 34, 72  # the overview's first column (characters), at least and at most
 CELL_WIDTH = 12  # a number column (characters)
-TITLE_WIDTH = 8  # columns of a block's coloured title band, which its text lines fit in
-# A cell's text does not wrap, and a print cuts what runs past the sheet's last column: long texts
-# are laid out as lines of at most this many characters, one row each.
-NOTE_CHARS, EQUATION_CHARS, SECTION_CHARS, OVERVIEW_CHARS = 100, 86, 80, 120
+TITLE_WIDTH = 8  # columns of a block's coloured title band
+# A cell's text does not wrap, and a print cuts what runs past the sheet's last column or into the
+# next filled cell: long texts are laid out as lines (tracer.render.fonts.wrap), one row each, no
+# wider than the page (and than these many points, to stay readable).
+NOTE_WIDTH, OVERVIEW_WIDTH, HYPER_WIDTH = 900.0, 540.0, 400.0
 CHART_ROWS = 17  # rows the overview's chart covers
 CHART_PX = (624, 317)  # the chart's size in pixels (XlsxWriter's 480 × 288, scaled 1.3 × 1.1)
+CHART_GAP = 12.0  # points between the overview's text and its charts
 # A picture's pixel: 26 px wide in Excel (27.6 in LibreOffice, whose digit of Calibri/Carlito is
 # 7.4 px, not 7) and 27 px tall: square within 4 % in both.
 PIXEL_WIDTH, PIXEL_HEIGHT = 3.0, 20.25  # characters, points
-MAX_PICTURE_COLUMNS = 100  # a row of pictures wider than this goes on to a new line
-# Printing: landscape, one page wide; the page inside the default margins, of the smaller of
-# Letter and A4 (points).  A page ends where a block ends, not inside it, when the block fits.
-PAGE_WIDTH, PAGE_HEIGHT = 691.0, 487.0
+# Printing: landscape, one page wide, on the smaller of Letter and A4 inside MARGINS (inches: left,
+# right, top, bottom; the footer, FOOTER from the bottom edge, in the bottom one): in points,
+PAGE_WIDTH, PAGE_HEIGHT = 720.0, 516.0  # A4's height (8.27 in) less 1.1, Letter's width (11 in) less 1
+MARGINS, FOOTER = (0.5, 0.5, 0.5, 0.6), 0.25
+# A sheet of blocks prints at most at MAX_SCALE: narrow blocks leave room for the next ones on a page,
+# and a page holds about twice the rows of a full-size one; a wider sheet is fitted to the page's
+# width.  Of the SCALES (the largest that fits the width first) the sheet takes the largest whose
+# pages are within FEWEST of the fewest: a scale at which blocks just miss a page costs pages.
+MAX_SCALE = 0.7
+SCALES, FEWEST = (0.7, 0.65, 0.6), 1.05
+MIN_TAIL = 8  # rows: a block taller than a page starts on the page before when these fit on it
+CONTINUED_ROWS, CONTINUED_COLUMNS = 24, 2  # a block taller than this has room for "(cont.)" beside it
 ROW_HEIGHT = 15.0  # points: a row in the default font
-REPEATED_ROWS, REPEATED_HEIGHT = 3, 51.0  # each page repeats a sheet's title and its two legend rows
+# the styles of text (size in points, bold, italic): the writer's formats, the layout's widths and
+# the rows a larger font needs (set explicitly: a page counts exactly)
+FONTS = {"text": (11, False, False), "note": (11, False, True), "bold": (11, True, False),
+         "title": (11, True, False), "equation": (12, False, False), "heading": (13, True, False),
+         "section": (14, True, False), "sheet_title": (16, True, False)}
+HEIGHTS = {12: 15.75, 13: 17.25, 14: 18.75, 16: 21.0}  # font size -> row height (points)
+REPEATED_ROWS = 3  # each page repeats a sheet's title and its two legend rows
+REPEATED_HEIGHT = HEIGHTS[16] + 2 * ROW_HEIGHT
 FIRST_ROW = REPEATED_ROWS + 1  # a sheet's first block
 TOKENS_WIDTH = 12  # the Tokens sheet's columns at least
-SAFETY = 0.92  # room for rows a larger font makes taller
 MAX_BREAKS = 1023  # Excel's limit of manual page breaks on a sheet
+MAX_PICTURE_COLUMNS = 100  # a row of pictures wider than this goes on to a new line
+LABEL_ROW_HEIGHT = 48.0  # points: the row of a heatmap's column labels, written upwards
 
 
 LIBREOFFICE_DIGIT = 7.43 / 7  # LibreOffice's digit of Carlito (Calibri's metrics) over Excel's 7 px
@@ -73,12 +92,17 @@ def phase_style(t) -> str:
     return t.phase if t.iteration else "input"
 
 
-def lines(text: str, width: int, indent: str = "") -> list[str]:
-    """The text in lines of at most `width` characters (broken at spaces where it can be), the
-    lines after the first indented by `indent`."""
-    if len(text) <= width:
-        return [text]
-    return textwrap.wrap(text, width, break_on_hyphens=False, subsequent_indent=indent) or [""]
+def lines(text: str, width: float, style: str = "text", indent: str = "") -> list[str]:
+    """The text in lines no wider than `width` points in the style's font (broken at spaces where
+    it can be), the lines after the first indented by `indent`."""
+    size, bold, italic = font_of(style)
+    return wrap(text, width, size, bold, italic, indent)
+
+
+def lines_width(text: str, style: str = "text") -> float:
+    """How wide the text prints in the style's font, in points."""
+    size, bold, italic = font_of(style)
+    return text_width(text, size, bold, italic)
 
 
 def whole_numbers(t, memo: dict) -> bool:
@@ -216,13 +240,16 @@ class Block:
     whole: bool = False  # ids, counts, positions: shown without decimals
     row_labels: list | None = None  # as displayed: the tokens of rows (and columns) that run over the
     col_labels: list | None = None  # vocabulary, where the sheet would number them 1 … V
+    symbol: str = ""
+    continued: list = field(default_factory=list)  # (row, text): its title again on each page it runs on to
 
     @property
     def cells(self) -> int:
         """The cells the writer fills: the grid, the number and title, the text lines, the column
-        and row numbers, and with tokens their column and its heading."""
+        and row numbers, with tokens their column and its heading, and its title on later pages."""
         rows, cols = self.place.display
-        return rows * cols + 2 + len(self.lines) + cols + rows + (rows + 1 if self.tokens else 0)
+        return (rows * cols + 2 + len(self.lines) + cols + rows + (rows + 1 if self.tokens else 0)
+                + len(self.continued))
 
 
 @dataclass
@@ -261,6 +288,7 @@ class Views:
 
     row: int
     cells: list  # (col, None, text), (col, tensor, None): the 1 × 1 tensor (else its mean), or (col, tensor, (i, j))
+    decimals: bool = False  # its real numbers in six decimals, as a tensor's (else as typed: a setting)
 
 
 SNAPSHOT_IMAGES = 5  # of a batch, a warm-up snapshot shows the first few images
@@ -347,6 +375,15 @@ class Scatter(Chart):
     y_title: str = ""
 
 
+TENSOR_SHEETS = ("inputs", "iteration", "after")  # the kinds of sheet that hold blocks
+SLACK = 3.0  # points a page keeps free: a spreadsheet rounds a scaled row's height
+
+
+def font_of(style: str) -> tuple:
+    """(size, bold, italic) of a text style (a section's title: whatever its phase's colour)."""
+    return FONTS["section" if style.startswith("section_") else style]
+
+
 @dataclass
 class Sheet:
     name: str
@@ -358,12 +395,22 @@ class Sheet:
     keep: list = field(default_factory=list)  # (first row, last row) a printed page should not split
     heights: dict = field(default_factory=dict)  # row -> height (points) where it is not ROW_HEIGHT
     print_rows: int = 0  # the overview: the rows printed (on one page); 0: every row, page after page
+    breaks: list | None = None  # the rows printed pages start at, once the layout has fixed them
+    scale: float = 0.0  # the print scale, once the layout has chosen it (0: the largest that fits)
 
     def column_widths(self) -> list[tuple[int, int, float]]:
-        """(first, last, width in characters) of the sheet's columns."""
-        first = {"pictures": 16, "tokens": 14}.get(self.kind, self.label_width or 7)
-        rest = {"pictures": PIXEL_WIDTH, "tokens": 9}.get(self.kind, CELL_WIDTH)
-        return [(0, 0, first), (1, self.width, rest)]
+        """(first, last, width in characters) of the sheet's columns: every column printed."""
+        return [(0, 0, self._first_width()), (1, self.last_column(), self._rest_width())]
+
+    def _first_width(self) -> float:
+        return {"pictures": 16, "tokens": 14}.get(self.kind, self.label_width or 7)
+
+    def _rest_width(self) -> float:
+        return {"pictures": PIXEL_WIDTH, "tokens": 9}.get(self.kind, CELL_WIDTH)
+
+    def points(self, columns: int) -> float:
+        """The width of the sheet's first `columns` columns, in points, unscaled."""
+        return points(self._first_width()) + (columns - 1) * points(self._rest_width()) if columns else 0.0
 
     @property
     def whole_pictures(self) -> bool:
@@ -371,38 +418,80 @@ class Sheet:
         return self.kind == "pictures"
 
     def print_scale(self) -> float:
-        """The scale that fits the sheet one page wide (at most 100 %, whole percents, as a
-        spreadsheet rounds it); the pictures sheet's also fits its tallest picture on a page."""
-        wide = sum(points(w) * (last - first + 1) for first, last, w in self.column_widths())
-        pct = math.floor(100 * PAGE_WIDTH / wide)
+        """The scale that fits the sheet's columns one page wide (at most MAX_SCALE for a sheet of
+        blocks, 100 % for another; whole percents, as a spreadsheet rounds it); the pictures
+        sheet's also fits its tallest picture on a page."""
+        if self.scale:
+            return self.scale
+        pct = math.floor(100 * PAGE_WIDTH / self.points(self.width + 1))
+        if self.print_rows:  # the overview's printed rows: on one page
+            pct = min(pct, math.floor(100 * PAGE_HEIGHT / self.height(0, self.print_rows - 1)))
         if self.whole_pictures and self.keep:
             tallest = max(self.height(a, b) for a, b in self.keep)
-            pct = min(pct, math.floor(100 * PAGE_HEIGHT / (tallest + REPEATED_HEIGHT)))
-        return max(10, min(100, pct)) / 100
+            pct = min(pct, math.floor(100 * (PAGE_HEIGHT - SLACK) / (tallest + REPEATED_HEIGHT)))
+        most = round(100 * MAX_SCALE) if self.kind in TENSOR_SHEETS else 100
+        return max(10, min(most, pct)) / 100
+
+    def last_column(self) -> int:
+        """The print area's last column: as many as the page holds at the print scale (a sheet of
+        blocks), the sheet's own columns (another)."""
+        if self.kind not in TENSOR_SHEETS:
+            return self.width
+        room = PAGE_WIDTH / self.print_scale() - SLACK - points(self._first_width())
+        return max(self.width, math.floor(room / points(self._rest_width())))
+
+    def text_room(self, col: int = 1) -> float:
+        """Points from the left edge of column `col` to the print area's right edge (unscaled)."""
+        return self.points(self.last_column() + 1) - self.points(col)
 
     def height(self, a: int, b: int) -> float:
-        """Rows a … b printed, in points: a row of the default height counts with room to spare
-        (SAFETY) for a larger font; a row of a set height (a picture's) counts exactly."""
-        fixed = [h for r, h in self.heights.items() if a <= r <= b]
-        return (b - a + 1 - len(fixed)) * ROW_HEIGHT / SAFETY + sum(fixed)
+        """Rows a … b printed, in points."""
+        return (b - a + 1) * ROW_HEIGHT + sum(h - ROW_HEIGHT for r, h in self.heights.items() if a <= r <= b)
+
+    def set_heights(self):
+        """The rows of a text in a larger font than the default get that font's height (a page
+        then counts exactly)."""
+        for part in self.parts:
+            if isinstance(part, Text):
+                rows = [(part.row, part.style)]
+            elif isinstance(part, Block):
+                rows = [(part.row + k, style) for k, (_, style) in enumerate(part.lines, start=1)]
+            else:
+                continue
+            for row, style in rows:
+                size = font_of(style)[0]
+                if size in HEIGHTS:
+                    self.heights[row] = max(self.heights.get(row, 0), HEIGHTS[size])
 
     def page_breaks(self) -> list[int]:
-        """The rows a printed page starts at, so that no `keep` range is split where it fits on a
-        page (a taller one is cut page by page): at most MAX_BREAKS."""
-        room = PAGE_HEIGHT / self.print_scale() - REPEATED_HEIGHT
-        height = self.height
-        keep = sorted(self.keep)
-        breaks, start = [], keep[0][0] if keep else 0
-        for a, b in keep:
-            if height(start, b) <= room:
-                continue
-            if a > start:
-                breaks.append(start := a)
-            while height(start, b) > room:  # taller than a page: a page-full at a time
-                end = start
-                while height(start, end + 1) <= room:
-                    end += 1
-                breaks.append(start := end + 1)
+        """The rows a printed page starts at (at most MAX_BREAKS): a page ends where the next
+        `keep` range does not fit on the rest of it; one taller than a page starts on the rest of
+        the page when MIN_TAIL rows of it fit there, and goes on page after page."""
+        if self.breaks is not None:
+            return self.breaks
+        room = PAGE_HEIGHT / self.print_scale() - REPEATED_HEIGHT - SLACK
+        height = self.heights.get
+        breaks, used, filled, row = [], 0.0, False, REPEATED_ROWS  # filled: a block's row is on the page
+
+        def take(r):  # row r on this page, or on a new one
+            nonlocal used, filled
+            h = height(r, ROW_HEIGHT)
+            if used and used + h > room:
+                breaks.append(r)
+                used, filled = 0.0, False
+            used += h
+
+        for a, b in sorted(self.keep):
+            for r in range(row, a):  # the empty rows between two blocks
+                take(r)
+            a = max(a, row)
+            block = self.height(a, b)
+            if filled and used + block > room and (block <= room or used + MIN_TAIL * ROW_HEIGHT > room):
+                breaks.append(a)
+                used = 0.0
+            for r in range(a, b + 1):
+                take(r)
+            filled, row = True, max(row, b + 1)
         return breaks[:MAX_BREAKS]
 
 
@@ -428,9 +517,11 @@ class Layout:
         self.pictures = Sheet(tt("pictures"), "pictures")
         tokenized = tape.meta.get("tokenized")
         self.tokens = Sheet(tt("tokens"), "tokens") if tokenized else None
+        self.warmup_sheet = Sheet(tt("warmup_sheet"), "warmup", freeze=(REPEATED_ROWS, 0)) if self.warmup else None
+        self.warmup_rows = (0, 0)  # the warm-up sheet's rows the loss chart reads, set by _lay_warmup
         self.vocab_range = None  # set by _lay_tokens
-        self.sheets = [self.overview, *([self.tokens] if tokenized else []), self.inputs, *self.iters,
-                       *([self.after] if after else []), self.pictures]
+        self.sheets = [self.overview, *([self.warmup_sheet] if self.warmup else []), *([self.tokens] if tokenized else []),
+                       self.inputs, *self.iters, *([self.after] if after else []), self.pictures]
         for s in self.sheets:
             if len(s.name) > MAX_SHEET_NAME:
                 raise TracerError(f"sheet name {s.name!r} is longer than Excel's {MAX_SHEET_NAME} characters")
@@ -439,16 +530,19 @@ class Layout:
         if tokenized:
             self._lay_tokens(tokenized)
         self._lay_pictures()
+        if self.warmup:
+            self._lay_warmup()
         self._lay_overview()
 
     def options(self) -> str:
         """The settings of the run as command-line options: what produced the warm-up."""
         return " ".join(f"--{key.replace('_', '-')} {value}" for key, value in self.config.items() if value is not None)
 
-    def _lines(self, text_of, width: int, indent: str = "") -> list[str]:
-        """text_of(template) in lines, padded with empty lines to as many as the language that
-        needs most: a cell has the same address in every language's workbook."""
-        each = {tp.lang: lines(text_of(tp), width, indent) for tp in self.translations}
+    def _lines(self, text_of, width: float, style: str = "text", indent: str = "") -> list[str]:
+        """text_of(template) in lines no wider than `width` points, padded with empty lines to as
+        many as the language that needs most: a cell has the same address in every language's
+        workbook."""
+        each = {tp.lang: lines(text_of(tp), width, style, indent) for tp in self.translations}
         mine = each[self.tpl.lang]
         return mine + [""] * (max(map(len, each.values())) - len(mine))
 
@@ -480,10 +574,20 @@ class Layout:
         numbers: dict[int, int] = {}  # the current section number of each sheet
         chain = [self.inputs, *self.iters, *([self.after] if self.after else [])]
         shown = {phase_style(t) for t in self.tape.tensors if not on_overview(t)}
+        tokenized = self.tape.meta.get("tokenized")
+        # first the sheets' widths (their widest blocks), which fix the print scale, so that every
+        # text can be laid out as lines as wide as the printed page
+        for t in self.tape.tensors:
+            if not on_overview(t):
+                s, p = self._sheet_of(t), self._fit(t, "", 0, 1)
+                tall = p.display[0] > CONTINUED_ROWS  # a "(cont.)" title right of its grid
+                s.width = max(s.width, TITLE_WIDTH, 1 + p.display[1] + bool(tokenized and t.shape[1] == 1)
+                              + (CONTINUED_COLUMNS if tall else 0))
+                if t.phase == "after" and t.section == "generate_result" and tokenized:  # a row of tokens
+                    s.width = max(s.width, 1 + t.shape[0])
 
         def legend_of(tp):
             return tp.t("legend", " · ".join(tp.t("legend_" + phase) for phase in PHASES if phase in shown))
-        tokenized = self.tape.meta.get("tokenized")
         for k, s in enumerate(chain):  # k = 0 for the inputs
             if tokenized:  # the first column also labels rows with tokens
                 s.label_width = max(7, min(20, 2 + max(len(v) for v in tokenized.vocab)))
@@ -494,12 +598,14 @@ class Layout:
                 s.parts.append(Link(0, 6, f"← {chain[k - 1].name}", chain[k - 1].name, 0))
                 if k + 1 < len(chain):
                     s.parts.append(Link(0, 8, f"{chain[k + 1].name} →", chain[k + 1].name, 0))
-            for n, line in enumerate(self._lines(lambda tp: legend_of(tp), NOTE_CHARS + 20)[:REPEATED_ROWS - 1]):
+            for n, line in enumerate(self._lines(legend_of, s.text_room(), "note")[:REPEATED_ROWS - 1]):
                 s.parts.append(Text(1 + n, 1, line, "note"))  # on every printed page, beside the title
             rows[id(s)] = FIRST_ROW
             if k == 0 and self.warmup:  # the inputs sheet's parameters are those the warm-up reached
-                s.parts.append(Text(FIRST_ROW, 1, tt("warmup_inputs", n=self.warmup["steps"], options=self.options()), "bold"))
-                rows[id(s)] = FIRST_ROW + 2
+                text = self._lines(lambda tp: tp.t("warmup_inputs", n=self.warmup["steps"], options=self.options()),
+                                   s.text_room(), "bold")
+                s.parts += [Text(FIRST_ROW + n, 1, line, "bold") for n, line in enumerate(text) if line]
+                rows[id(s)] = FIRST_ROW + len(text) + 1
         # what training led to, first: the generated texts sit at the top of their sheet
         results = [t for t in self.tape.tensors if t.phase == "after" and t.section == "generate_result"]
         if results and tokenized:
@@ -508,6 +614,7 @@ class Layout:
             if on_overview(t):
                 continue
             s = self._sheet_of(t)
+            room = min(NOTE_WIDTH, s.text_room())
             section = t.section if t.iteration else "input"
             r = rows[id(s)]
             first = r  # a section's title stays on the page of its first block
@@ -516,7 +623,7 @@ class Layout:
                 numbers[id(s)] = sec = numbers.get(id(s), 0 if t.iteration else -1) + 1
                 title = f"{sec}  {tpl.section(section)}"
                 title_lines = self._lines(lambda tp, sec=sec, section=section: f"{sec}  {tp.section(section)}",
-                                          SECTION_CHARS)
+                                          s.text_room(0), "section")
                 for k, line in enumerate(title_lines):
                     if line:
                         s.parts.append(Text(r + k, 0, line, "section_" + phase_style(t)))
@@ -524,20 +631,19 @@ class Layout:
                 r += len(title_lines) + 1
             sec = numbers[id(s)]
             counters[(id(s), sec)] = n = counters.get((id(s), sec), 0) + 1
-            equation = self._lines(lambda tp, t=t: tp.equation(t), EQUATION_CHARS, "    ") if tpl.equation(t) else []
+            equation = self._lines(lambda tp, t=t: tp.equation(t), room, "equation", "    ") if tpl.equation(t) else []
             text = [(line, "equation") for line in equation]
             if self.exercise and id(t) in self.exercise.blank_ids:
                 text.append((tt("exercise_your_turn"), "note"))
-            text += [(line, "note") for line in self._lines(lambda tp, t=t: tp.note(t), NOTE_CHARS)]
+            text += [(line, "note") for line in self._lines(lambda tp, t=t: tp.note(t), room, "note")]
             p = self._fit(t, s.name, r + len(text) + 2, 1)  # title, text, column numbers, the grid
             self.place[id(t)] = p
             title = f"{tpl.symbol(t.name)}    {t.shape[0]} × {t.shape[1]}    {tpl.describe(t)}"
             block = Block(r, t, f"{sec}.{n}", title, tpl.equation(t), tpl.note(t), p, text,
-                          whole=whole_numbers(t, whole))
+                          whole=whole_numbers(t, whole), symbol=tpl.symbol(t.name))
             if self.tokens:
                 self._label_tokens(block, ids)
             s.parts.append(block)
-            s.width = max(s.width, 1 + p.display[1] + bool(block.tokens), TITLE_WIDTH)
             s.keep.append((first, p.row0 + p.display[0] - 1))
             r = p.row0 + p.display[0] + 1
             if r > MAX_ROWS:
@@ -548,8 +654,31 @@ class Layout:
             self.after.parts.append(Text(FIRST_ROW, 0, tt("after_summary"), "heading"))
             for k, t in enumerate(results, start=FIRST_ROW + 1):
                 self.after.parts.append(TokenRow(k, tpl.symbol(t.name), t, blocks[id(t)].row))
-                self.after.width = max(self.after.width, 1 + t.shape[0])
             self.after.keep.insert(0, (FIRST_ROW, FIRST_ROW + len(results)))
+        for s in chain:
+            self._paginate(s)
+
+    def _paginate(self, s: Sheet):
+        """Fix the sheet's page breaks; a block that runs on to the next page repeats its title
+        there, right of its grid: "1.2  a₁  (cont.)"."""
+        s.set_heights()
+        widest = s.print_scale()
+        pages = {}
+        for scale in sorted({min(widest, k) for k in SCALES}, reverse=True):
+            s.scale = scale
+            pages[scale] = s.page_breaks()
+        s.scale = max(k for k in pages if len(pages[k]) + 1 <= FEWEST * min(len(b) + 1 for b in pages.values()))
+        s.breaks = pages[s.scale]
+        blocks = sorted((b for b in s.parts if isinstance(b, Block)), key=lambda b: b.row)
+        starts = [b.row for b in blocks]
+        for row in s.breaks:
+            k = bisect.bisect_right(starts, row) - 1
+            if k < 0:
+                continue
+            b = blocks[k]
+            top, last = b.place.row0, b.place.row0 + b.place.display[0] - 1
+            if b.row < row <= last:
+                b.continued.append((max(row, top), f"{b.number}  {b.symbol}  {self.tpl.t('continued')}"))
 
     def _label_tokens(self, block: Block, ids: dict):
         """A language model's block: a column of ids also read as text, each id's token beside it;
@@ -567,9 +696,10 @@ class Layout:
         parts = s.parts
         parts += [Text(0, 0, tt("tokens_title", kind=tt("tokenizer_" + tok.kind)), "sheet_title"),
                   Link(0, 6, tt("back"), self.overview.name, 0)]
-        for n, line in enumerate(self._lines(lambda tp: tp.t("tokens_note"), NOTE_CHARS)[:REPEATED_ROWS - 1]):
+        s.width = max([TOKENS_WIDTH] + [1 + len(ids) for ids in tok.sentences])  # the headings and notes print whole
+        for n, line in enumerate(self._lines(lambda tp: tp.t("tokens_note"), s.text_room(0), "note")[:REPEATED_ROWS - 1]):
             parts.append(Text(1 + n, 0, line, "note"))
-        r, width = FIRST_ROW, 2
+        r = FIRST_ROW
         parts.append(Text(r, 0, tt("tokens_sentences"), "heading"))
         for n, ids in enumerate(tok.sentences, start=1):
             tokens = tok.decode(ids)
@@ -577,7 +707,6 @@ class Layout:
             parts.append(Views(r, [(0, None, tt("tokens_sentence", n=n))] +
                                [(1 + k, None, token) for k, token in enumerate(tokens)]))
             parts.append(Views(r + 1, [(0, None, tt("tokens_ids"))] + [(1 + k, None, i) for k, i in enumerate(ids)]))
-            width = max(width, 1 + len(ids))
             r += 2
         r += 1
         parts.append(Text(r, 0, tt("tokens_vocab", n=len(tok.vocab)), "heading"))
@@ -603,7 +732,6 @@ class Layout:
             if tok.stop:
                 parts.append(Text(r + 1, 0, tt("tokens_stop_" + tok.stop, done=len(tok.merges),
                                                requested=tok.merges_requested), "note"))
-        s.width = max(width, TOKENS_WIDTH)  # the headings and notes print whole
 
     # -- pictures -------------------------------------------------------------------------------
     def _lay_pictures(self):
@@ -708,133 +836,182 @@ class Layout:
             s.parts.append(picture)
             top = r + 1 + picture.labelled  # the pixels' rows: square pixels
             s.heights |= {row: PIXEL_HEIGHT for row in range(top, top + max(im.height for im in images))}
+            if picture.labelled:
+                s.heights[r + 1] = LABEL_ROW_HEIGHT
             s.keep.append((r, r + picture.height))
             r += 1 + picture.height + 1
         return r
 
     # -- overview -------------------------------------------------------------------------------
     def _lay_overview(self):
+        """On the first printed page: the title, the intro, the equations, the hyperparameters, the
+        settings and the losses of the traced iterations on the left; the charts stacked on the
+        right.  Below (not printed): the index of every section.  A warm-up's losses, step by
+        step, are on a sheet of their own, which the loss chart reads."""
         s, tt, tpl = self.overview, self.tpl.t, self.tpl
         parts = s.parts
         parts.append(Text(0, 0, tpl.m("title"), "sheet_title"))
-        text = [(line, "text") for line in self._lines(lambda tp: tp.m("intro"), OVERVIEW_CHARS)]
+        text = [(line, "text") for line in self._lines(lambda tp: tp.m("intro"), OVERVIEW_WIDTH)]
         if self.exercise:  # a student's version says what to do first
-            text += [(line, "bold") for line in self._lines(lambda tp: tp.t("exercise_intro"), OVERVIEW_CHARS)]
+            text += [(line, "bold") for line in self._lines(lambda tp: tp.t("exercise_intro"), OVERVIEW_WIDTH, "bold")]
         for r, (line, style) in enumerate(text, start=1):
             if line:
                 parts.append(Text(r, 0, line, style))
-        index_link = len(text) + 1  # "Index ↓", pointing at the index below the chart
+        index_link = len(text) + 1  # "Index ↓", pointing at the index below the printed page
         r = index_link + 1
         parts.append(Text(r, 0, tt("equations"), "heading"))
         count = max(len(tp.equations(self.tape)) for tp in self.translations)
         for k in range(count):
-            for line in self._lines(lambda tp, k=k: (tp.equations(self.tape) + [""] * count)[k], OVERVIEW_CHARS - 10,
-                                    "        "):
+            for line in self._lines(lambda tp, k=k: (tp.equations(self.tape) + [""] * count)[k], OVERVIEW_WIDTH,
+                                    "equation", "        "):
                 r += 1
                 if line:
                     parts.append(Text(r, 0, line, "equation"))
-        r += 2
-        parts += [Text(r, 0, tt("hyper"), "heading"), Text(r + 1, 0, tt("hyper_note"), "note")]
-        r += 2
-        for t in self.hypers:
-            p = Place(s.name, r, 1, 1, 1)
-            self.place[id(t)] = p
-            parts.append(Hyper(r, tpl.symbol(t.name), tpl.describe(t), t, p))
-            r += 1
-        r += 1
-        parts.append(Text(r, 0, tt("settings"), "heading"))
-        hyper_names = {t.name.lower() for t in self.hypers}  # shown above as named cells
+        hyper_names = {t.name.lower() for t in self.hypers}  # shown below as named cells
         settings = tpl.settings(self.config, "settings" not in self.tape.meta, hyper_names)
         label = self.tape.meta.get("label")
         if label is not None:
             settings.append((tt("label"), label if isinstance(label, str) else int(label)))
+        # column A as wide as the longest label, so that no value cuts one
+        s.label_width = max([LABEL_WIDTH] + [min(MAX_LABEL_WIDTH, len(text) * 0.9 + 2) for text, _ in settings])
+        r += 2
+        parts += [Text(r, 0, tt("hyper"), "heading"), Text(r + 1, 0, tt("hyper_note"), "note")]
+        r += 2
+        for t in self.hypers:  # what each means beside it, on as many lines as it takes
+            p = Place(s.name, r, 1, 1, 1)
+            self.place[id(t)] = p
+            meaning = self._lines(lambda tp, t=t: tp.describe(t), max(HYPER_WIDTH, OVERVIEW_WIDTH - s.points(2)), "note")
+            parts.append(Hyper(r, tpl.symbol(t.name), meaning[0], t, p))
+            parts += [Text(r + k, 2, line, "note") for k, line in enumerate(meaning[1:], start=1) if line]
+            r += len(meaning)
+        r += 1
+        parts.append(Text(r, 0, tt("settings"), "heading"))
         for text, value in settings:  # the label, then its value beside it
             r += 1
             parts.append(Views(r, [(0, None, text), (1, None, value)]))
-        # column A as wide as the longest label, so that no value cuts one
-        s.label_width = max([LABEL_WIDTH] + [min(MAX_LABEL_WIDTH, len(text) * 0.9 + 2) for text, _ in settings])
         r += 2
         parts.append(Text(r, 0, tt("losses"), "heading"))
         recorded = {t.name for t in self.tape.tensors if t.iteration}
         names = [n for n in tpl.losses(self.tape) if n in recorded]
         secondary = tpl.model.get("losses", {}).get("secondary", [])
         r += 1
+        if self.warmup:  # where the warm-up's steps are
+            parts.append(Link(r, 0, tt("warmup_link", n=self.warmup["steps"], sheet=self.warmup_sheet.name),
+                              self.warmup_sheet.name, 0))
+            r += 1
+        header = r
         parts.append(Views(r, [(0, None, tt("iteration_col"))] +
                            [(1 + n, None, tpl.symbol(name)) for n, name in enumerate(names)]))
         first = r + 1
         by_key = {(t.iteration, t.name): t for t in self.tape.tensors}
-        marks = len(names) + 1  # the column saying which rows are values and which formulas
-        series = (self.warmup or {}).get("series", {})
-        for step in range(1, (self.warmup or {}).get("steps", 0) + 1):  # values: the warm-up ran in numpy
-            r += 1
-            row = [(0, None, step)] + [(1 + n, None, float(series[name][step - 1].mean()))
-                                       for n, name in enumerate(names) if name in series]
-            parts.append(Views(r, row + ([(marks, None, tt("warmup_rows"))] if step == 1 else [])))
         for k in self.traced:
             r += 1
-            row = [(0, None, k)] + [(1 + n, by_key[(k, name)], None) for n, name in enumerate(names)]
-            parts.append(Views(r, row + ([(marks, None, tt("traced_rows"))] if self.warmup and k == self.traced[0] else [])))
+            parts.append(Views(r, [(0, None, k)] + [(1 + n, by_key[(k, name)], None) for n, name in enumerate(names)]))
+        charts = []  # stacked right of the text
         if names:
             title = tt("chart_title_warmup", n=self.warmup["steps"]) if self.warmup else tt("chart_title")
-            parts.append(Chart(first - 1, len(names) + 2 + bool(self.warmup), title, (s.name, 0, first, r),
-                               [(tpl.symbol(name), s.name, 1 + n, first, r, name in secondary)
-                                for n, name in enumerate(names)]))
-        r = max(r + 2, first + CHART_ROWS)  # below the chart
-        r = self._lay_curve(r)
-        r = self._lay_scatter(r)
-        s.print_rows = r  # printed on one page: the equations, settings, losses and chart(s)
+            source, top, bottom = (self.warmup_sheet.name, *self.warmup_rows) if self.warmup else (s.name, first, r)
+            charts.append(Chart(0, 0, title, (source, 0, top, bottom),
+                                [(tpl.symbol(name), source, 1 + n, top, bottom, name in secondary)
+                                 for n, name in enumerate(names)]))
+        left = [s.points(2 + len(names))]  # how far right the text and the tables reach
+        r, curve = self._lay_curve(r + 2)
+        charts += curve
+        if curve:
+            left.append(s.points(2 + len(self.traced)))
+        charts += self._lay_scatter()
+        for part in parts:
+            if isinstance(part, Text) and part.row:  # the title may run on above the charts
+                left.append(s.points(part.col) + lines_width(part.text, part.style))
+            elif isinstance(part, Hyper):
+                left.append(s.points(2) + lines_width(part.meaning, "note"))
+            elif isinstance(part, Views):
+                left += [s.points(col) + (lines_width(text) if isinstance(text, str) else points(CELL_WIDTH))
+                         for col, _, text in part.cells]
+        col = 1
+        while s.points(col) < max(left) + CHART_GAP:
+            col += 1
+        for n, chart in enumerate(charts):  # one under the other, from the top
+            chart.row, chart.col = 1 + n * (CHART_ROWS + 1), col
+        parts += charts
+        s.print_rows = max(r, len(charts) * (CHART_ROWS + 1) + 1)  # printed on one page
+        s.width = col + math.ceil(CHART_PX[0] * 0.75 / points(CELL_WIDTH)) if charts else max(2, col - 1)
+        r = s.print_rows + 1
         parts.append(Text(r, 0, tt("index"), "heading"))
         parts.append(Link(index_link, 0, tt("index") + " ↓", s.name, r))
         for sheet_name, title, row in self.sections:
             r += 1
             parts.append(Link(r, 0, f"{sheet_name}:  {title}", sheet_name, row))
-        for sheet in (self.pictures, self.tokens):
+        for sheet in (self.warmup_sheet, self.pictures, self.tokens):
             if sheet:
                 r += 1
                 parts.append(Link(r, 0, sheet.name, sheet.name, 0))
-        chart_end = len(names) + 2 + math.ceil(CHART_PX[0] / (points(CELL_WIDTH) * 4 / 3))
-        scatters = sum(isinstance(part, Scatter) for part in parts)  # side by side
-        scatter_end = math.ceil(scatters * (CHART_PX[0] + 16) / (points(CELL_WIDTH) * 4 / 3))
-        s.width = max(8, chart_end if names else 0, scatter_end)
+        s.set_heights()
 
-    # -- flow: the model's [[scatter]] charts, side by side ----------------------------------------
-    def _lay_scatter(self, r: int) -> int:
+    def _lay_warmup(self):
+        """The warm-up's losses, a row per step (values: it ran in numpy, six decimals as every
+        number), then the traced iterations (formulas): the rows the overview's chart reads."""
+        s, tt, tpl = self.warmup_sheet, self.tpl.t, self.tpl
+        recorded = {t.name for t in self.tape.tensors if t.iteration}
+        names = [n for n in tpl.losses(self.tape) if n in recorded]
+        series, steps = self.warmup.get("series", {}), self.warmup["steps"]
+        s.parts += [Text(0, 1, tt("warmup_title", n=steps), "sheet_title"), Link(0, 0, tt("back"), self.overview.name, 0)]
+        s.width = max(4, 1 + len(names))
+        note = self._lines(lambda tp: tp.t("warmup_note", n=steps), s.text_room(1), "note")
+        s.parts += [Text(1, 1, line, "note") for line in note[:1]]
+        s.parts.append(Views(2, [(0, None, tt("step_col"))] + [(1 + n, None, tpl.symbol(name)) for n, name in enumerate(names)]))
+        r = REPEATED_ROWS - 1
+        for step in range(1, steps + 1):
+            r += 1
+            s.parts.append(Views(r, [(0, None, step)] + [(1 + n, None, float(series[name][step - 1].mean()))
+                                                         for n, name in enumerate(names) if name in series],
+                                 decimals=True))
+        by_key = {(t.iteration, t.name): t for t in self.tape.tensors}
+        for k in self.traced:
+            r += 1
+            s.parts.append(Views(r, [(0, None, k)] + [(1 + n, by_key[(k, name)], None) for n, name in enumerate(names)]))
+        self.warmup_rows = (REPEATED_ROWS, r)
+        s.keep = [(row, row) for row in range(REPEATED_ROWS, r + 1)]
+        self._paginate(s)
+
+    # -- flow: the model's [[scatter]] charts ------------------------------------------------------
+    def _lay_scatter(self) -> list:
         """The model's [[scatter]] charts (flow: the data and the samples; z = f(x) and the prior
-        draws), side by side under a heading each, every series an N × 2 tensor's cells (the
-        tensor's last record: the trained model's).  Returns the next free row."""
-        charts, lang, parts = self.tpl.model.get("scatter", []), self.tpl.lang, self.overview.parts
+        draws), every series an N × 2 tensor's cells (the tensor's last record: the trained
+        model's)."""
+        charts, lang = self.tpl.model.get("scatter", []), self.tpl.lang
         last = {t.name: t for t in self.tape.tensors}
-        placed = 0
+        out = []
         for chart in charts:
             series = [(s[lang], last[s["tensor"]]) for s in chart["series"] if s["tensor"] in last]
-            if not series:
-                continue
-            offset = placed * (CHART_PX[0] + 16)
-            x_title, y_title = chart["axes"]
-            parts.append(Scatter(r + 1, 0, chart[lang], None, series, x_title, offset=offset, y_title=y_title))
-            placed += 1
-        return r + 1 + CHART_ROWS + 1 if placed else r
+            if series:
+                x_title, y_title = chart["axes"]
+                out.append(Scatter(0, 0, chart[lang], None, series, x_title, y_title=y_title))
+        return out
 
-    def _lay_curve(self, r: int) -> int:
+    def _lay_curve(self, r: int) -> tuple[int, list]:
         """The model's [curve] (rnn, lstm: ‖∂L_T/∂h_t‖), if it has one: a (T, 1) tensor of every
         iteration as a table, a row per t and a column per iteration, each cell pointing at the
-        tensor's cell, and a line chart of it on a logarithmic axis.  Returns the next free row."""
+        tensor's cell, and a line chart of it on a logarithmic axis.  Returns the next free row
+        and the chart."""
         curve = self.tpl.model.get("curve")
         if not curve:
-            return r
+            return r, []
         tt, lang, parts, name = self.tpl.t, self.tpl.lang, self.overview.parts, self.overview.name
         tensors = [t for t in self.tape.tensors if t.name == curve["tensor"] and t.iteration]
         if not tensors:
-            return r
-        parts += [Text(r, 0, curve[lang], "heading"), Text(r + 1, 0, curve[f"note_{lang}"], "note")]
-        r += 2
+            return r, []
+        parts.append(Text(r, 0, curve[lang], "heading"))
+        note = self._lines(lambda tp: tp.model["curve"][f"note_{tp.lang}"], OVERVIEW_WIDTH, "note")
+        parts += [Text(r + 1 + k, 0, line, "note") for k, line in enumerate(note) if line]
+        r += 1 + len(note)
         parts.append(Views(r, [(0, None, curve[f"x_{lang}"])] +
                            [(1 + n, None, tt("iteration", k=t.iteration)) for n, t in enumerate(tensors)]))
         first = r + 1
         for i in range(tensors[0].shape[0]):
             r += 1
             parts.append(Views(r, [(0, None, i + 1)] + [(1 + n, t, (i, 0)) for n, t in enumerate(tensors)]))
-        parts.append(Chart(first - 1, len(tensors) + 2, curve[lang], (name, 0, first, r),
-                           [(tt("iteration", k=t.iteration), name, 1 + n, first, r, False)
-                            for n, t in enumerate(tensors)], x_title=curve[f"x_{lang}"], log=True))
-        return max(r + 2, first + CHART_ROWS)
+        chart = Chart(0, 0, curve[lang], (name, 0, first, r),
+                      [(tt("iteration", k=t.iteration), name, 1 + n, first, r, False) for n, t in enumerate(tensors)],
+                      x_title=curve[f"x_{lang}"], log=True)
+        return r + 1, [chart]

@@ -18,6 +18,9 @@ from tracer.errors import TracerError, temporary_folder
 from tracer.render.atomic import atomic_path, document_date
 from tracer.render.layout import (
     COLS,
+    FONTS,
+    FOOTER,
+    MARGINS,
     REPEATED_ROWS,
     ROW_HEIGHT,
     TITLE_WIDTH,
@@ -65,7 +68,6 @@ SCALES = {
                "max_type": "num", "max_value": 1, "max_color": "#000000"},
 }
 SCATTER_COLOURS = ("#1F4E79", "#E46C0A")  # flow: the data dark blue, the samples (or the draws) orange
-LABEL_ROW_HEIGHT = 48  # points: the row of a heatmap's column labels, written upwards
 
 
 XLSXWRITER_RANGE = ">=3.1.9,<3.4"  # pyproject's bound: the versions whose private methods below the tests cover
@@ -108,11 +110,11 @@ class _Styles:
         self.text = f({})
         self.note = f({"italic": True, "font_color": "#595959"})
         self.bold = f({"bold": True})
-        self.heading = f({"bold": True, "font_size": 13, "bottom": 1})
-        self.sheet_title = f({"bold": True, "font_size": 16})
+        self.heading = f({"bold": True, "font_size": FONTS["heading"][0], "bottom": 1})
+        self.sheet_title = f({"bold": True, "font_size": FONTS["sheet_title"][0]})
         # the workbook's own font: a math font (Cambria Math, or what replaces it where it is
         # missing) sets √ and other symbols for a formula layout, not for a line of text
-        self.equation = f({"font_size": 12})
+        self.equation = f({"font_size": FONTS["equation"][0]})
         self.index = f({"font_color": "#808080", "align": "center"})
         self.link = f({"font_color": "#0563C1", "underline": 1})
         self.hyper = f({"bg_color": "#FFF2CC", "border": 1, "num_format": "General"})
@@ -134,7 +136,7 @@ class _Styles:
         self.title, self.cell, self.whole, self.section = {}, {}, {}, {}
         for phase, (dark, light) in PHASE_COLORS.items():
             self.title[phase] = f({"bold": True, "bg_color": dark})
-            self.section[phase] = f({"bold": True, "font_size": 14, "bg_color": dark})
+            self.section[phase] = f({"bold": True, "font_size": FONTS["section"][0], "bg_color": dark})
             self.cell[phase] = f({"bg_color": light, "num_format": NUMBER, "border": 1, "border_color": "#D9D9D9"})
             self.whole[phase] = f({"bg_color": light, "border": 1, "border_color": "#D9D9D9"})  # General: 3, not 3.000000
 
@@ -189,6 +191,8 @@ class _Writer:
         for first, last, width in sheet.column_widths():
             ws.set_column(first, last, width)
         ws.set_default_row(ROW_HEIGHT)  # what the page breaks count on, in every application
+        for row in sorted(sheet.heights):  # a larger font's rows, a picture's square pixels
+            ws.set_row(row, sheet.heights[row])
         if sheet.freeze != (0, 0):
             ws.freeze_panes(*sheet.freeze)
         self._print_setup(ws, sheet)
@@ -202,8 +206,8 @@ class _Writer:
             ws.conditional_format(self.empty_until_filled[0], {"type": "errors", "format": self.st.invisible,
                                                                "multi_range": " ".join(self.empty_until_filled)})
             self.empty_until_filled = []
-        if not sheet.print_rows:  # what prints: every row, the sheet's columns (not text running past them)
-            ws.print_area(0, 0, max(last, 0), sheet.width)
+        if not sheet.print_rows:  # what prints: every row, the columns the page holds
+            ws.print_area(0, 0, max(last, 0), sheet.last_column())
         if self.decimals:  # one rule for the whole sheet: a tiny value in scientific notation
             ws.conditional_format(self.decimals[0], {"type": "cell", "criteria": "between", "minimum": -TINY,
                                                      "maximum": TINY, "format": self.st.tiny,
@@ -213,17 +217,15 @@ class _Writer:
         """Landscape, one page wide, the title rows on every page, a page break before a block
         that would not fit on the page (the overview: its top, with the chart, on one page)."""
         ws.set_landscape()
-        ws.set_footer("&L&A&R&P / &N")  # the sheet's name; page n of N
+        ws.set_margins(*MARGINS)
+        ws.set_footer("&L&A&R&P / &N", {"margin": FOOTER})  # the sheet's name; page n of N
         if sheet.print_rows:
             ws.print_area(0, 0, sheet.print_rows - 1, sheet.width)
             ws.fit_to_pages(1, 1)
             return
         ws.repeat_rows(0, REPEATED_ROWS - 1)
         ws.set_h_pagebreaks(sheet.page_breaks())
-        if sheet.whole_pictures:  # one page wide at a scale at which every picture fits a page
-            ws.set_print_scale(round(100 * sheet.print_scale()))
-        else:
-            ws.fit_to_pages(1, 0)
+        ws.set_print_scale(round(100 * sheet.print_scale()))  # one page wide: the layout's page breaks hold
 
     # each part writer returns the row it reached
     def _text(self, ws, sheet, p: Text):
@@ -239,7 +241,10 @@ class _Writer:
 
     def _views(self, ws, sheet, p: Views):
         for col, t, text in p.cells:
-            if t is None and isinstance(text, (int, float)):
+            if t is None and isinstance(text, float) and p.decimals:  # a value, shown as a tensor's
+                ws.write_number(p.row, col, text, self.st.view)
+                self.decimals.append(f"{COLS[col]}{p.row + 1}")
+            elif t is None and isinstance(text, (int, float)):
                 ws.write_number(p.row, col, text, self.st.text)
             elif t is None:
                 ws.write_string(p.row, col, str(text), self.st.text)
@@ -355,6 +360,7 @@ class _Writer:
             self.decimals.append(f"{COLS[p.col0]}{p.row0 + 1}:{COLS[p.col0 + n_cols - 1]}{p.row0 + n_rows}")
         grid = (t.value.T if p.transposed else t.value).tolist()  # as displayed
         cells = Cells(self.layout, t) if t.op else None  # constants are plain numbers
+        continued = dict(b.continued)
         for dr, values in enumerate(grid):
             row = p.row0 + dr
             if b.row_labels:
@@ -377,6 +383,8 @@ class _Writer:
             if b.tokens:  # the token of the id: a formula too, so it follows a recomputed id
                 ws.write_formula(row, p.col0 + n_cols, f"=INDEX(vocab,{p.addr(dr, 0, sheet.name)}+1)",
                                  st.token, self.value(t, b.tokens[dr]))
+            if row in continued:  # the first row of a later page: the block's title again
+                ws.write_string(row, p.col0 + n_cols + bool(b.tokens), continued[row], st.title[phase])
         self.cells += b.cells
         self.progress(n_rows * n_cols)
         return p.row0 + n_rows - 1
@@ -384,10 +392,7 @@ class _Writer:
     def _picture(self, ws, sheet, p: Picture):
         top = p.labelled  # the column labels' row first
         height = max(im.height for im in p.images) + top
-        if top:
-            ws.set_row(p.row, LABEL_ROW_HEIGHT)
         for r in range(height):  # constant-memory mode: whole rows in order
-            ws.set_row(p.row + r, sheet.heights.get(p.row + r))  # explicit: square pixels
             for im in p.images:
                 if top and r == 0:
                     for c, label in enumerate(im.top or []):
