@@ -59,7 +59,9 @@ FIRST_ROW = REPEATED_ROWS + 1  # a sheet's first block
 TOKENS_WIDTH = 12  # the Tokens sheet's columns at least
 MAX_BREAKS = 1023  # Excel's limit of manual page breaks on a sheet
 MAX_PICTURE_COLUMNS = 100  # a row of pictures wider than this goes on to a new line
-LABEL_ROW_HEIGHT = 48.0  # points: the row of a heatmap's column labels, written upwards
+LABEL_ROW_HEIGHT = 48.0  # points: the row of a heatmap's column labels, written upwards (at least)
+LABEL_COLUMNS, LABEL_SIZE = 3, 8  # a heatmap's row labels: the columns they may take, their font size
+PICTURE_WIDTH, PIXEL_POINTS = 220.0, 13.0  # points: the widest image prints about this wide, a pixel at most this
 
 
 LIBREOFFICE_DIGIT = 7.43 / 7  # LibreOffice's digit of Carlito (Calibri's metrics) over Excel's 7 px
@@ -97,6 +99,11 @@ def lines(text: str, width: float, style: str = "text", indent: str = "") -> lis
     it can be), the lines after the first indented by `indent`."""
     size, bold, italic = font_of(style)
     return wrap(text, width, size, bold, italic, indent)
+
+
+def characters(width: float) -> float:
+    """The column width (characters) that is `width` points wide as LibreOffice draws it."""
+    return math.ceil(((width / 0.75 / LIBREOFFICE_DIGIT) - 5) / 7 * 10) / 10
 
 
 def lines_width(text: str, style: str = "text") -> float:
@@ -292,8 +299,8 @@ class Views:
 
 
 SNAPSHOT_IMAGES = 5  # of a batch, a warm-up snapshot shows the first few images
-SELF_SCALED = ("gray_auto", "diverging")  # colour scales that run from the image's own min to its max
-EXTREMES_COLUMNS = 16  # at least: "min" and its value, "max" and its value, under a self-scaled image
+SELF_SCALED = ("gray_auto", "diverging", "attention_auto")  # colour scales from the image's own min to its max
+EXTREME_COLUMNS = 8  # at least, for "min" (or "max") and its value under a self-scaled image
 
 
 @dataclass
@@ -304,7 +311,7 @@ class PictureImage:
 
     col: int
     pixels: list | None  # rows of (tensor, i, j); None for a warm-up snapshot, whose pixels are `values`
-    scale: str  # gray, gray_auto, diverging or attention (SCALES in tracer.render.xlsx; SELF_SCALED)
+    scale: str  # gray, gray_auto, diverging, attention, ... (SCALES in tracer.render.xlsx; SELF_SCALED)
     left: list | None = None
     top: list | None = None
     values: object = None  # a warm-up snapshot's pixels (rows of numbers): written as values, not formulas
@@ -324,15 +331,26 @@ class PictureImage:
         return self.scale in SELF_SCALED
 
     @property
-    def extremes_width(self) -> int:
-        """The columns under a self-scaled image that show its minimum and maximum (at least
-        EXTREMES_COLUMNS, so that the numbers fit under a small image too)."""
-        return max(self.width, EXTREMES_COLUMNS)
+    def extremes(self) -> list[tuple[int, int, int]]:
+        """(row under the image, first column, columns) of its minimum, then of its maximum: side by
+        side under a wide image, one under the other under a narrow one; none unless self-scaled."""
+        if not self.self_scaled:
+            return []
+        if self.width >= 2 * EXTREME_COLUMNS:
+            half = self.width // 2
+            return [(0, 0, half), (0, half, self.width - half)]
+        wide = max(self.width, EXTREME_COLUMNS)
+        return [(0, 0, wide), (1, 0, wide)]
 
     @property
     def span(self) -> int:
         """The columns the image takes in its row, the minimum and maximum under it included."""
-        return max(self.width, self.extremes_width if self.self_scaled else 0)
+        return max([self.width] + [c + w for _, c, w in self.extremes])
+
+    @property
+    def labels_left(self) -> int:
+        """The columns left of the image its row labels take (written right-aligned in the last)."""
+        return LABEL_COLUMNS if self.left is not None else 0
 
 
 @dataclass
@@ -350,9 +368,9 @@ class Picture:
 
     @property
     def height(self) -> int:
-        """Rows used: the labels' row, the tallest image, and one for the minima and maxima if any
-        image needs them."""
-        return self.labelled + max(im.height for im in self.images) + any(im.self_scaled for im in self.images)
+        """Rows used: the labels' row, the tallest image, and the rows of the minima and maxima."""
+        below = max([1 + r for im in self.images for r, _, _ in im.extremes] or [0])
+        return self.labelled + max(im.height for im in self.images) + below
 
 
 @dataclass
@@ -397,13 +415,14 @@ class Sheet:
     print_rows: int = 0  # the overview: the rows printed (on one page); 0: every row, page after page
     breaks: list | None = None  # the rows printed pages start at, once the layout has fixed them
     scale: float = 0.0  # the print scale, once the layout has chosen it (0: the largest that fits)
+    repeated: int = REPEATED_ROWS  # the rows printed at the top of every page
 
     def column_widths(self) -> list[tuple[int, int, float]]:
         """(first, last, width in characters) of the sheet's columns: every column printed."""
         return [(0, 0, self._first_width()), (1, self.last_column(), self._rest_width())]
 
     def _first_width(self) -> float:
-        return {"pictures": 16, "tokens": 14}.get(self.kind, self.label_width or 7)
+        return self.label_width or {"pictures": 16, "tokens": 14}.get(self.kind, 7)
 
     def _rest_width(self) -> float:
         return {"pictures": PIXEL_WIDTH, "tokens": 9}.get(self.kind, CELL_WIDTH)
@@ -412,23 +431,15 @@ class Sheet:
         """The width of the sheet's first `columns` columns, in points, unscaled."""
         return points(self._first_width()) + (columns - 1) * points(self._rest_width()) if columns else 0.0
 
-    @property
-    def whole_pictures(self) -> bool:
-        """The pictures sheet prints every picture whole: its scale fits the tallest one too."""
-        return self.kind == "pictures"
-
     def print_scale(self) -> float:
-        """The scale that fits the sheet's columns one page wide (at most MAX_SCALE for a sheet of
-        blocks, 100 % for another; whole percents, as a spreadsheet rounds it); the pictures
-        sheet's also fits its tallest picture on a page."""
+        """The scale the layout chose, else the one that fits the sheet's columns one page wide (at
+        most MAX_SCALE for a sheet of blocks, 100 % for another; whole percents, as a spreadsheet
+        rounds it), the overview's printed rows on one page too."""
         if self.scale:
             return self.scale
         pct = math.floor(100 * PAGE_WIDTH / self.points(self.width + 1))
         if self.print_rows:  # the overview's printed rows: on one page
             pct = min(pct, math.floor(100 * PAGE_HEIGHT / self.height(0, self.print_rows - 1)))
-        if self.whole_pictures and self.keep:
-            tallest = max(self.height(a, b) for a, b in self.keep)
-            pct = min(pct, math.floor(100 * (PAGE_HEIGHT - SLACK) / (tallest + REPEATED_HEIGHT)))
         most = round(100 * MAX_SCALE) if self.kind in TENSOR_SHEETS else 100
         return max(10, min(most, pct)) / 100
 
@@ -443,6 +454,10 @@ class Sheet:
     def text_room(self, col: int = 1) -> float:
         """Points from the left edge of column `col` to the print area's right edge (unscaled)."""
         return self.points(self.last_column() + 1) - self.points(col)
+
+    def room(self) -> float:
+        """The height a page holds below the rows repeated on every page, in points unscaled."""
+        return PAGE_HEIGHT / self.print_scale() - self.height(0, self.repeated - 1) - SLACK
 
     def height(self, a: int, b: int) -> float:
         """Rows a … b printed, in points."""
@@ -469,9 +484,9 @@ class Sheet:
         the page when MIN_TAIL rows of it fit there, and goes on page after page."""
         if self.breaks is not None:
             return self.breaks
-        room = PAGE_HEIGHT / self.print_scale() - REPEATED_HEIGHT - SLACK
+        room = self.room()
         height = self.heights.get
-        breaks, used, filled, row = [], 0.0, False, REPEATED_ROWS  # filled: a block's row is on the page
+        breaks, used, filled, row = [], 0.0, False, self.repeated  # filled: a block's row is on the page
 
         def take(r):  # row r on this page, or on a new one
             nonlocal used, filled
@@ -481,10 +496,15 @@ class Sheet:
                 used, filled = 0.0, False
             used += h
 
+        keep = []  # overlapping ranges: one
         for a, b in sorted(self.keep):
+            if keep and a <= keep[-1][1]:
+                keep[-1] = (keep[-1][0], max(b, keep[-1][1]))
+            else:
+                keep.append((a, b))
+        for a, b in keep:
             for r in range(row, a):  # the empty rows between two blocks
                 take(r)
-            a = max(a, row)
             block = self.height(a, b)
             if filled and used + block > room and (block <= room or used + MIN_TAIL * ROW_HEIGHT > room):
                 breaks.append(a)
@@ -589,8 +609,11 @@ class Layout:
         def legend_of(tp):
             return tp.t("legend", " · ".join(tp.t("legend_" + phase) for phase in PHASES if phase in shown))
         for k, s in enumerate(chain):  # k = 0 for the inputs
-            if tokenized:  # the first column also labels rows with tokens
+            if tokenized:  # the first column also labels rows with tokens (and the generated texts)
                 s.label_width = max(7, min(20, 2 + max(len(v) for v in tokenized.vocab)))
+                if s is self.after:
+                    s.label_width = max([s.label_width] + [characters(lines_width(tpl.symbol(t.name)) + 6)
+                                                           for t in self.tape.tensors if t.section == "generate_result"])
             head = tt("inputs") if k == 0 else s.name
             s.parts.append(Text(0, 1, head, "sheet_title"))
             s.parts.append(Link(0, 4, tt("back"), self.overview.name, 0))
@@ -664,7 +687,8 @@ class Layout:
         s.set_heights()
         widest = s.print_scale()
         pages = {}
-        for scale in sorted({min(widest, k) for k in SCALES}, reverse=True):
+        long = s.kind in TENSOR_SHEETS or s.kind == "warmup"  # pages of blocks, of steps: smaller, fewer
+        for scale in sorted({min(widest, k) for k in SCALES} if long else {widest}, reverse=True):
             s.scale = scale
             pages[scale] = s.page_breaks()
         s.scale = max(k for k in pages if len(pages[k]) + 1 <= FEWEST * min(len(b) + 1 for b in pages.values()))
@@ -732,6 +756,8 @@ class Layout:
             if tok.stop:
                 parts.append(Text(r + 1, 0, tt("tokens_stop_" + tok.stop, done=len(tok.merges),
                                                requested=tok.merges_requested), "note"))
+        s.keep = [(row, row) for row in range(REPEATED_ROWS, r + 2)]  # pages break anywhere
+        self._paginate(s)
 
     # -- pictures -------------------------------------------------------------------------------
     def _lay_pictures(self):
@@ -743,13 +769,19 @@ class Layout:
         it is, e.g. attention weights, its rows and columns labelled with the tokens of `labels`,
         an id column) or "steps" (the numbered tensors h_1 … h_T of an iteration as the rows of
         one picture: a state over time, its rows labelled with the tokens read, its columns with
-        the unit numbers).  Without any picture the sheet is left out."""
+        the unit numbers).  Each entry's label is the title over its images, each image of a batch
+        captioned (#1, #2, … or the entry's `each`).  The images of a step run left to right and
+        on to the next line of the page.  Without any picture the sheet is left out."""
         s, tt, tpl = self.pictures, self.tpl.t, self.tpl
         order = list(tpl.model.get("pictures", {}))  # e.g. the upscaled digit next to the digit
-        by_iter: dict[int, list] = {}
+        by_iter: dict[int, list] = {}  # iteration → (rank, label, caption, image)
         after: list = []  # (rank, label, entry, tensor): after training
         steps: dict[tuple, list] = {}  # (iteration, rank) → the numbered tensors in order
         ids = {(t.iteration, t.name): t for t in self.tape.tensors}
+
+        def caption(entry, n, count):  # of image n of a batch of count
+            return entry.get("each", {}).get(tpl.lang, "#{n}").format(n=n + 1) if count > 1 else ""
+
         for t in self.tape.tensors:
             for key, entry, label in tpl.pictures_of(t.name):
                 kind, rank, side = entry.get("kind", "image"), order.index(key), _side(t.shape[1])
@@ -757,14 +789,14 @@ class Layout:
                     after.append((rank, label, entry, t))
                 elif kind == "image" and side:
                     by_iter.setdefault(t.iteration, []).extend(
-                        (rank, label + (f"  #{n + 1}" if t.shape[0] > 1 else ""), _image(t, n, side, entry["scale"]))
+                        (rank, label, caption(entry, n, t.shape[0]), _image(t, n, side, entry["scale"]))
                         for n in range(t.shape[0]))
                 elif kind == "matrix" and t.iteration and t.phase != "after":
                     tokens = ids.get((t.iteration, entry["labels"])) or ids[(0, entry["labels"])]
                     names = [(tokens, i) for i in range(t.shape[0])]
                     pixels = [[(t, i, j) for j in range(t.shape[1])] for i in range(t.shape[0])]
                     by_iter.setdefault(t.iteration, []).append(
-                        (rank, label, PictureImage(0, pixels, entry["scale"], names, names[:t.shape[1]])))
+                        (rank, label, "", PictureImage(0, pixels, entry["scale"], names, names[:t.shape[1]])))
                 elif kind == "column" and t.phase == "after" and t.shape[1] == 1 and _side(t.shape[0]):
                     after.append((rank, label, entry, t))  # flow: a G² × 1 density, shown G × G
                 elif kind == "steps" and t.iteration and t.phase != "after" and t.shape[0] == 1:
@@ -772,7 +804,7 @@ class Layout:
         for (k, rank), (label, entry, rows) in steps.items():
             tokens = ids[(0, entry["labels"])]
             pixels = [[(t, 0, j) for j in range(t.shape[1])] for t in rows]
-            by_iter.setdefault(k, []).append((rank, label, PictureImage(
+            by_iter.setdefault(k, []).append((rank, label, "", PictureImage(
                 0, pixels, entry["scale"], [(tokens, i) for i in range(len(rows))],
                 [str(j + 1) for j in range(rows[0].shape[1])])))
         snapshots = (self.warmup or {}).get("snapshots", [])
@@ -780,67 +812,120 @@ class Layout:
             self.sheets.remove(s)
             self.pictures = None
             return
-        note = tpl.model.get("pictures_note", {}).get(tpl.lang)  # how to read the model's pictures
-        s.parts += [Text(0, 1, tt("pictures"), "sheet_title"), Link(0, 12, tt("back"), self.overview.name, 0),
-                    Text(1, 1, " ".join([tt("picture_note"), *([tt("picture_note_warmup")] if self.warmup else []),
-                                         *([note] if note else [])]), "note")]
-        r = 3
+        # what goes on the page, step by step: (the step's label, [lines of (label, caption, image)],
+        # whether the lines may wrap), in order
+        steps_out = []
         entries = tpl.pictures()
         for step, values in snapshots:  # on the fixed scales only
-            items = [(order.index(e["key"]), tpl.m_picture(e["key"]) + (f"  #{n + 1}" if len(v) > 1 else ""),
+            items = [(tpl.m_picture(e["key"]), caption(e, n, len(v)),
                       PictureImage(0, None, e["scale"], values=v[n].reshape(_side(v.shape[1]), -1)))
                      for e in entries if e.get("kind", "image") == "image" and e["scale"] not in SELF_SCALED
                      and (v := values.get(e["tensor"])) is not None for n in range(min(len(v), SNAPSHOT_IMAGES))]
             if items:
-                r = self._picture_row(r, tt("warmup_step", k=step), items)
+                steps_out.append((tt("warmup_step", k=step), [items], True))
         fixed = by_iter.pop(0, [])
         for k in sorted(by_iter) or ([0] if fixed else []):
-            r = self._picture_row(r, tt("iteration", k=k) if k else "", fixed + sorted(by_iter.get(k, []), key=lambda e: e[0]))
-        for _, label, entry, t in sorted(after, key=lambda e: e[0]):  # after training: each on rows of its own
-            per_row = t.shape[0]
-            if entry.get("grid") and math.isqrt(t.shape[0]) ** 2 == t.shape[0]:
-                per_row = math.isqrt(t.shape[0])
-            s.parts += [Text(r, 0, tt("after"), "bold"), Text(r, 1, label, "bold")]
-            r += 1
+            items = fixed + sorted(by_iter.get(k, []), key=lambda e: e[0])
+            steps_out.append((tt("iteration", k=k) if k else "", [[item[1:] for item in items]], True))
+        for n, (_, label, entry, t) in enumerate(sorted(after, key=lambda e: e[0])):  # after training
+            head = "" if n else tt("after")
             if entry.get("kind") == "column":  # flow: the column's cells row by row, side × side
                 side = _side(t.shape[0])
                 im = PictureImage(0, [[(t, i * side + j, 0) for j in range(side)] for i in range(side)], entry["scale"])
-                r = self._picture_row(r - 1, "", [(0, "", im)], titled=False) + 1
+                steps_out.append((head, [[(label, "", im)]], False))
                 continue
-            for first in range(0, t.shape[0], per_row):
-                items = [(0, "", _image(t, n, _side(t.shape[1]), entry["scale"]))
-                         for n in range(first, min(first + per_row, t.shape[0]))]
-                r = self._picture_row(r - 1, "", items, titled=False)
-            r += 1
+            images = [(label, "", _image(t, k, _side(t.shape[1]), entry["scale"])) for k in range(t.shape[0])]
+            if entry.get("grid") and math.isqrt(t.shape[0]) ** 2 == t.shape[0]:  # a grid's rows stay rows
+                per_row = math.isqrt(t.shape[0])
+                steps_out.append((head, [images[k:k + per_row] for k in range(0, len(images), per_row)], False))
+            else:
+                steps_out.append((head, [images], True))
+        self._place_pictures(steps_out)
 
-    def _picture_row(self, r: int, label: str, items: list, titled: bool = True) -> int:
-        """Images from (rank, label, PictureImage) items, left to right, each label above its image
-        (none when not `titled`), on as many lines as MAX_PICTURE_COLUMNS asks for (at least one
-        image a line); returns the next free row."""
+    def _place_pictures(self, steps: list):
+        """Lay the pictures' steps out on the sheet: the scale at which the widest image prints
+        about PICTURE_WIDTH wide (and a grid's row fits the page), the columns the page then
+        holds, each step's images on as many lines of them as it takes, a line never split by a
+        page."""
+        s, tt, tpl = self.pictures, self.tpl.t, self.tpl
+        pixel = points(PIXEL_WIDTH)
+        s.label_width = characters(max([lines_width(label, "bold") for label, _, _ in steps]
+                                       + [lines_width(tt("after"), "bold")]) + 6)
+        first = points(s.label_width)
+        images = [im for _, rows, _ in steps for row in rows for _, _, im in row]
+        widest = max(im.width for im in images) * pixel
+        fixed = max(sum(im.labels_left + im.span + 1 for _, _, im in row) for _, rows, wraps in steps
+                    for row in rows if not wraps) if any(not wraps for _, _, wraps in steps) else 0
+        fixed = max([fixed] + [im.labels_left + im.span + 1 for im in images])  # a line holds its widest image
+        scale = min(PIXEL_POINTS / pixel, PICTURE_WIDTH / widest, (PAGE_WIDTH - SLACK) / (first + fixed * pixel + SLACK))
+        s.scale = math.floor(100 * scale) / 100
+        s.width = math.floor((PAGE_WIDTH / s.scale - SLACK - first) / pixel)  # the last column the page holds
+        note = tpl.model.get("pictures_note", {})  # how to read the model's pictures
+        s.parts += [Text(0, 1, tt("pictures"), "sheet_title"), Link(0, 12, tt("back"), self.overview.name, 0)]
+        text = self._lines(lambda tp: " ".join([tp.t("picture_note"), *([tp.t("picture_note_warmup")] if self.warmup else []),
+                                                *([note[tp.lang]] if note else [])]), s.text_room(1), "note")
+        s.parts += [Text(1 + n, 1, line, "note") for n, line in enumerate(text) if line]
+        s.repeated = 1  # the title on every page
+        r = 1 + len(text) + 1
+        for label, rows, wraps in steps:
+            if label:
+                s.parts.append(Text(r, 0, label, "bold"))
+            start = r
+            for n, row in enumerate(rows):
+                for line in (self._wrap_pictures(row) if wraps else [row]):
+                    r = self._picture_line(r, line, titled=wraps or n == 0)
+                if not wraps and n + 1 < len(rows):
+                    r -= 1  # a grid's rows one under the other
+            if not wraps:
+                s.keep.append((start, r - 2))  # a grid on one page: the scale makes room for it
+        s.set_heights()
+        tallest = max(s.height(a, b) for a, b in s.keep)
+        s.scale = min(s.scale, math.floor(100 * (PAGE_HEIGHT - SLACK) / (tallest + s.height(0, 0) + SLACK)) / 100)
+        s.breaks = s.page_breaks()
+
+    def _wrap_pictures(self, items: list) -> list:
+        """The items (label, caption, image) in lines the page's width holds (an image a line at least)."""
+        out, line, col = [], [], 1
+        for item in items:
+            need = item[2].labels_left + item[2].span
+            if line and col + need > self.pictures.width + 1:
+                out.append(line)
+                line, col = [], 1
+            line.append(item)
+            col += need + 1
+        return out + [line] if line else out
+
+    def _picture_line(self, r: int, items: list, titled: bool = True) -> int:
+        """One line of images from (label, caption, image) items, left to right: each run of images
+        of one label under that label (on as many rows as it takes, up to the next run), each
+        image's caption above it, then the column labels, the pixels (square), the minima and
+        maxima.  Returns the next free row (after an empty one)."""
         s = self.pictures
-        if label:
-            s.parts.append(Text(r, 0, label, "bold"))
-        todo = list(items)
-        while todo:
-            images, col = [], 1
-            while todo and (not images or col + todo[0][2].span + (todo[0][2].left is not None) <= MAX_PICTURE_COLUMNS):
-                _, text, im = todo.pop(0)
-                labelled = im.left is not None
-                if titled:
-                    s.parts.append(Text(r, col, text, "bold"))
-                im = dataclasses.replace(im, col=col + labelled)  # the row labels in the column before the grid
-                images.append(im)
-                col = im.col + im.span + (4 if labelled else 1)  # room for the next image's labels
-                s.width = max(s.width, col, im.col + math.ceil(len(text) / PIXEL_WIDTH) if titled else 0)
-            picture = Picture(r + 1, images)
-            s.parts.append(picture)
-            top = r + 1 + picture.labelled  # the pixels' rows: square pixels
-            s.heights |= {row: PIXEL_HEIGHT for row in range(top, top + max(im.height for im in images))}
-            if picture.labelled:
-                s.heights[r + 1] = LABEL_ROW_HEIGHT
-            s.keep.append((r, r + picture.height))
-            r += 1 + picture.height + 1
-        return r
+        images, runs, col = [], [], 1
+        for label, caption, im in items:
+            if not runs or runs[-1][0] != label:
+                runs.append((label, col))
+            images.append((caption, dataclasses.replace(im, col=col + im.labels_left)))
+            col += im.labels_left + im.span + 1
+        ends = [start for _, start in runs[1:]] + [s.width + 1]
+        titles = [self._lines(lambda tp, label=label: label, s.points(end) - s.points(start) - 6, "bold")
+                  if titled and label else [] for (label, start), end in zip(runs, ends)]
+        for (_, start), text in zip(runs, titles):
+            s.parts += [Text(r + k, start, line, "bold") for k, line in enumerate(text) if line]
+        row = r + max(map(len, titles))
+        if any(caption for caption, _ in images):
+            s.parts += [Text(row, im.col, caption, "text") for caption, im in images if caption]
+            row += 1
+        picture = Picture(row, [im for _, im in images])
+        s.parts.append(picture)
+        if picture.labelled:  # the column labels, upwards
+            tall = max(lines_width(label if isinstance(label, str) else "[MASK]", "text") * LABEL_SIZE / 11
+                       for im in picture.images for label in im.top or [])
+            s.heights[row] = max(LABEL_ROW_HEIGHT, tall + 6)
+        top = row + picture.labelled  # the pixels' rows: square pixels
+        s.heights |= {k: PIXEL_HEIGHT for k in range(top, top + max(im.height for im in picture.images))}
+        s.keep.append((r, row + picture.height - 1))
+        return row + picture.height + 1
 
     # -- overview -------------------------------------------------------------------------------
     def _lay_overview(self):

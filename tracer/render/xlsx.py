@@ -63,6 +63,8 @@ SCALES = {
     # attention weights: 0 (a masked future position) white, 1 dark blue
     "attention": {"type": "2_color_scale", "min_type": "num", "min_value": 0, "min_color": "#FFFFFF",
                   "max_type": "num", "max_value": 1, "max_color": "#08306B"},
+    # attention weights spread over many positions (bidirectional): its own smallest white, largest dark blue
+    "attention_auto": {"type": "2_color_scale", "min_color": "#FFFFFF", "max_color": "#08306B"},
     # diffusion: a digit on [−1, 1], −1 (the background) white, 1 black
     "signed": {"type": "2_color_scale", "min_type": "num", "min_value": -1, "min_color": "#FFFFFF",
                "max_type": "num", "max_value": 1, "max_color": "#000000"},
@@ -223,7 +225,7 @@ class _Writer:
             ws.print_area(0, 0, sheet.print_rows - 1, sheet.width)
             ws.fit_to_pages(1, 1)
             return
-        ws.repeat_rows(0, REPEATED_ROWS - 1)
+        ws.repeat_rows(0, sheet.repeated - 1)
         ws.set_h_pagebreaks(sheet.page_breaks())
         ws.set_print_scale(round(100 * sheet.print_scale()))  # one page wide: the layout's page breaks hold
 
@@ -415,14 +417,17 @@ class _Writer:
             ws.conditional_format(p.row + top, im.col, p.row + top + im.height - 1, im.col + im.width - 1,
                                   dict(SCALES[im.scale]))
             self.cells += im.height * im.width
-            if im.self_scaled:
-                self._extremes(ws, sheet, p.row + top, p.row + height, im)
+        for below in range(p.height - height):  # constant-memory mode: the minima's row, then the maxima's
+            for im in p.images:
+                self._extremes(ws, sheet, p.row + top, p.row + height, im, below)
         return p.row + p.height - 1
 
-    def _extremes(self, ws, sheet, top: int, row: int, im):
-        """Under a self-scaled image (row `row`): its minimum and maximum, as MIN and MAX of the
+    def _extremes(self, ws, sheet, top: int, row: int, im, below: int):
+        """Under a self-scaled image (from row `row`): its minimum and maximum, as MIN and MAX of the
         tensor's cells (of the image's own cells when it is not one row of a tensor), each in
-        merged cells wide enough."""
+        merged cells wide enough; those on row `below` under the image."""
+        if not any(dr == below for dr, _, _ in im.extremes):
+            return
         if im.source is not None:
             t, n = im.source
             cells = self.layout.place[id(t)].span(n, 0, n, t.shape[1] - 1, sheet.name)
@@ -432,14 +437,16 @@ class _Writer:
             values = (np.array([[float(t.value[i, j]) for t, i, j in row] for row in im.pixels])
                       if im.values is None else im.values)
         t = im.source[0] if im.source is not None else None
-        half = im.extremes_width // 2
-        for start, word, fn, v in ((im.col, "min", "MIN", values.min()), (im.col + half, "max", "MAX", values.max())):
-            ws.merge_range(row, start, row, start + 2, word, self.st.stat)
-            ws.merge_range(row, start + 3, row, start + half - 1, "", self.st.stat_value)
+        for (dr, dc, wide), word, fn, v in zip(im.extremes, ("min", "max"), ("MIN", "MAX"), (values.min(), values.max())):
+            if dr != below:
+                continue
+            start = im.col + dc
+            ws.merge_range(row + dr, start, row + dr, start + 2, word, self.st.stat)
+            ws.merge_range(row + dr, start + 3, row + dr, start + wide - 1, "", self.st.stat_value)
             # merge_range writes text: the formula goes into the first cell afterwards (XlsxWriter's way)
-            ws.write_formula(row, start + 3, f"={fn}({cells})", self.st.stat_value,
+            ws.write_formula(row + dr, start + 3, f"={fn}({cells})", self.st.stat_value,
                              self.value(t, float(v)) if t is not None else float(v))
-            self.decimals.append(f"{COLS[start + 3]}{row + 1}")
+            self.decimals.append(f"{COLS[start + 3]}{row + dr + 1}")
             self.cells += 2
 
     def _label(self, ws, sheet, row, col, label, fmt):
