@@ -226,3 +226,35 @@ def cut_texts(parts, padding: float = 2.0) -> list[str]:
             problems.append(f"{parts.name}!{r},{c}: {value!r} is {wide:.0f} pt wide in "
                             f"{(right if align != 'right' else edges[c]) - (edges[c - 1] if align != 'right' else left):.0f} pt")
     return problems
+
+
+def chart_anchors(path: Path) -> dict[str, list[tuple[int, int, int, int]]]:
+    """{sheet: [(first column, first row, last column, last row) of each chart]}, 1-based: the cells
+    a chart covers, as the drawing anchors them."""
+    import zipfile
+    from posixpath import dirname, join, normpath
+    from xml.etree import ElementTree as ET
+
+    main = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
+    rel = "{http://schemas.openxmlformats.org/officeDocument/2006/relationships}"
+    xdr = "{http://schemas.openxmlformats.org/drawingml/2006/spreadsheetDrawing}"
+
+    def targets(z, part):
+        rels = join(dirname(part), "_rels", part.rsplit("/", 1)[1] + ".rels")
+        if rels not in z.namelist():
+            return {}
+        return {r.get("Id"): normpath(join(dirname(part), r.get("Target"))) for r in ET.fromstring(z.read(rels))}
+
+    out = {}
+    with zipfile.ZipFile(path) as z:
+        sheets = targets(z, "xl/workbook.xml")
+        for sh in ET.fromstring(z.read("xl/workbook.xml")).iter(f"{main}sheet"):
+            part = sheets[sh.get(f"{rel}id")]
+            drawing = ET.fromstring(z.read(part)).find(f"{main}drawing")
+            if drawing is None:
+                continue
+            anchors = ET.fromstring(z.read(targets(z, part)[drawing.get(f"{rel}id")]))
+            out[sh.get("name")] = [tuple(int(a.find(f"{xdr}{end}/{xdr}{what}").text) + 1
+                                         for end in ("from", "to") for what in ("col", "row"))
+                                   for a in anchors.iter(f"{xdr}twoCellAnchor")]
+    return out

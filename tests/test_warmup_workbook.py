@@ -84,8 +84,9 @@ def test_snapshots_are_labelled_values(run_book, run_tape):
     _, tape = run_tape("gan-warmup-adam-upscale")
     book = run_book("gan-warmup-adam-upscale")
     labels = picture_labels(book)
-    steps = [int(m[1]) for v in labels.values() if (m := re.fullmatch(r"warm-up step (\d+)", v))]
-    assert steps == training.snapshot_steps(12)
+    captions = [m for v in labels.values() if (m := re.fullmatch(r"warm-up step (\d+)  #([12])", v))]
+    assert sorted({int(m[1]) for m in captions}) == training.snapshot_steps(12)
+    assert len(captions) == 2 * 2 * len(training.snapshot_steps(12))  # x_fake and x_fake upscaled, 2 of each
     numbers = [v for v in book.constants["Pictures"].values() if isinstance(v, float)]
     per_snapshot = 2 * 784 + 2 * 56 * 56  # a batch of 2: x_fake and x_fake upscaled
     assert len(numbers) == 6 * per_snapshot

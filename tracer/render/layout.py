@@ -394,6 +394,7 @@ class Scatter(Chart):
 
 
 TENSOR_SHEETS = ("inputs", "iteration", "after")  # the kinds of sheet that hold blocks
+PAGED = TENSOR_SHEETS + ("warmup",)  # sheets of many pages: at most MAX_SCALE, the page's width filled
 SLACK = 3.0  # points a page keeps free: a spreadsheet rounds a scaled row's height
 
 
@@ -440,13 +441,13 @@ class Sheet:
         pct = math.floor(100 * PAGE_WIDTH / self.points(self.width + 1))
         if self.print_rows:  # the overview's printed rows: on one page
             pct = min(pct, math.floor(100 * PAGE_HEIGHT / self.height(0, self.print_rows - 1)))
-        most = round(100 * MAX_SCALE) if self.kind in TENSOR_SHEETS else 100
+        most = round(100 * MAX_SCALE) if self.kind in PAGED else 100
         return max(10, min(most, pct)) / 100
 
     def last_column(self) -> int:
         """The print area's last column: as many as the page holds at the print scale (a sheet of
         blocks), the sheet's own columns (another)."""
-        if self.kind not in TENSOR_SHEETS:
+        if self.kind not in PAGED:
             return self.width
         room = PAGE_WIDTH / self.print_scale() - SLACK - points(self._first_width())
         return max(self.width, math.floor(room / points(self._rest_width())))
@@ -566,6 +567,13 @@ class Layout:
         mine = each[self.tpl.lang]
         return mine + [""] * (max(map(len, each.values())) - len(mine))
 
+    def _fitted(self, s: Sheet, text_of, col: int, rows: int) -> list[str]:
+        """text_of(template) as note lines from column `col` on at most `rows` rows (the sheet
+        made wider where it must be: the rows repeated on every page are fixed)."""
+        while len(text := self._lines(text_of, s.text_room(col), "note")) > rows:
+            s.width += 1
+        return text
+
     # -- tensor sheets --------------------------------------------------------------------------
     def _sheet_of(self, t) -> Sheet:
         if t.phase == "after":
@@ -621,7 +629,7 @@ class Layout:
                 s.parts.append(Link(0, 6, f"← {chain[k - 1].name}", chain[k - 1].name, 0))
                 if k + 1 < len(chain):
                     s.parts.append(Link(0, 8, f"{chain[k + 1].name} →", chain[k + 1].name, 0))
-            for n, line in enumerate(self._lines(legend_of, s.text_room(), "note")[:REPEATED_ROWS - 1]):
+            for n, line in enumerate(self._fitted(s, legend_of, 1, REPEATED_ROWS - 1)):
                 s.parts.append(Text(1 + n, 1, line, "note"))  # on every printed page, beside the title
             rows[id(s)] = FIRST_ROW
             if k == 0 and self.warmup:  # the inputs sheet's parameters are those the warm-up reached
@@ -687,8 +695,7 @@ class Layout:
         s.set_heights()
         widest = s.print_scale()
         pages = {}
-        long = s.kind in TENSOR_SHEETS or s.kind == "warmup"  # pages of blocks, of steps: smaller, fewer
-        for scale in sorted({min(widest, k) for k in SCALES} if long else {widest}, reverse=True):
+        for scale in sorted({min(widest, k) for k in SCALES} if s.kind in PAGED else {widest}, reverse=True):
             s.scale = scale
             pages[scale] = s.page_breaks()
         s.scale = max(k for k in pages if len(pages[k]) + 1 <= FEWEST * min(len(b) + 1 for b in pages.values()))
@@ -721,7 +728,7 @@ class Layout:
         parts += [Text(0, 0, tt("tokens_title", kind=tt("tokenizer_" + tok.kind)), "sheet_title"),
                   Link(0, 6, tt("back"), self.overview.name, 0)]
         s.width = max([TOKENS_WIDTH] + [1 + len(ids) for ids in tok.sentences])  # the headings and notes print whole
-        for n, line in enumerate(self._lines(lambda tp: tp.t("tokens_note"), s.text_room(0), "note")[:REPEATED_ROWS - 1]):
+        for n, line in enumerate(self._fitted(s, lambda tp: tp.t("tokens_note"), 0, REPEATED_ROWS - 1)):
             parts.append(Text(1 + n, 0, line, "note"))
         r = FIRST_ROW
         parts.append(Text(r, 0, tt("tokens_sentences"), "heading"))
@@ -816,13 +823,13 @@ class Layout:
         # whether the lines may wrap), in order
         steps_out = []
         entries = tpl.pictures()
-        for step, values in snapshots:  # on the fixed scales only
-            items = [(tpl.m_picture(e["key"]), caption(e, n, len(v)),
-                      PictureImage(0, None, e["scale"], values=v[n].reshape(_side(v.shape[1]), -1)))
-                     for e in entries if e.get("kind", "image") == "image" and e["scale"] not in SELF_SCALED
-                     and (v := values.get(e["tensor"])) is not None for n in range(min(len(v), SNAPSHOT_IMAGES))]
-            if items:
-                steps_out.append((tt("warmup_step", k=step), [items], True))
+        items = [(tpl.m_picture(e["key"]), tt("warmup_step", k=step) + (f"  #{n + 1}" if len(v) > 1 else ""),
+                  PictureImage(0, None, e["scale"], values=v[n].reshape(_side(v.shape[1]), -1)))
+                 for e in entries if e.get("kind", "image") == "image" and e["scale"] not in SELF_SCALED
+                 for step, values in snapshots if (v := values.get(e["tensor"])) is not None
+                 for n in range(min(len(v), SNAPSHOT_IMAGES))]  # on the fixed scales only, step after step
+        if items:
+            steps_out.append((tt("warmup_sheet"), [items], True))
         fixed = by_iter.pop(0, [])
         for k in sorted(by_iter) or ([0] if fixed else []):
             items = fixed + sorted(by_iter.get(k, []), key=lambda e: e[0])
@@ -957,8 +964,7 @@ class Layout:
         label = self.tape.meta.get("label")
         if label is not None:
             settings.append((tt("label"), label if isinstance(label, str) else int(label)))
-        # column A as wide as the longest label, so that no value cuts one
-        s.label_width = max([LABEL_WIDTH] + [min(MAX_LABEL_WIDTH, len(text) * 0.9 + 2) for text, _ in settings])
+        s.label_width = LABEL_WIDTH
         r += 2
         parts += [Text(r, 0, tt("hyper"), "heading"), Text(r + 1, 0, tt("hyper_note"), "note")]
         r += 2
@@ -970,11 +976,6 @@ class Layout:
             parts += [Text(r + k, 2, line, "note") for k, line in enumerate(meaning[1:], start=1) if line]
             r += len(meaning)
         r += 1
-        parts.append(Text(r, 0, tt("settings"), "heading"))
-        for text, value in settings:  # the label, then its value beside it
-            r += 1
-            parts.append(Views(r, [(0, None, text), (1, None, value)]))
-        r += 2
         parts.append(Text(r, 0, tt("losses"), "heading"))
         recorded = {t.name for t in self.tape.tensors if t.iteration}
         names = [n for n in tpl.losses(self.tape) if n in recorded]
@@ -999,28 +1000,38 @@ class Layout:
             charts.append(Chart(0, 0, title, (source, 0, top, bottom),
                                 [(tpl.symbol(name), source, 1 + n, top, bottom, name in secondary)
                                  for n, name in enumerate(names)]))
-        left = [s.points(2 + len(names))]  # how far right the text and the tables reach
         r, curve = self._lay_curve(r + 2)
-        charts += curve
+        charts += curve + self._lay_scatter()
+        below = 1 + len(charts) * (CHART_ROWS + 1) + 1  # the first row under the charts
+        # the settings in the shorter column: under the losses, or under the charts
+        on_left = max(r + len(settings) + 2, below) <= max(r, below + len(settings) + 1)
+        if on_left:
+            self._lay_settings(settings, r + 1, 0)
+            r += len(settings) + 2
+        left = [s.points(2 + len(names))]  # how far right the text and the tables reach
         if curve:
             left.append(s.points(2 + len(self.traced)))
-        charts += self._lay_scatter()
         for part in parts:
-            if isinstance(part, Text) and part.row:  # the title may run on above the charts
-                left.append(s.points(part.col) + lines_width(part.text, part.style))
+            if isinstance(part, (Text, Link)) and part.row:  # the title may run on above the charts
+                left.append(s.points(part.col) + lines_width(part.text, getattr(part, "style", "text")))
             elif isinstance(part, Hyper):
                 left.append(s.points(2) + lines_width(part.meaning, "note"))
             elif isinstance(part, Views):
                 left += [s.points(col) + (lines_width(text) if isinstance(text, str) else points(CELL_WIDTH))
                          for col, _, text in part.cells]
-        col = 1
+        col = 1  # the charts' column: right of the text
         while s.points(col) < max(left) + CHART_GAP:
             col += 1
         for n, chart in enumerate(charts):  # one under the other, from the top
             chart.row, chart.col = 1 + n * (CHART_ROWS + 1), col
         parts += charts
-        s.print_rows = max(r, len(charts) * (CHART_ROWS + 1) + 1)  # printed on one page
-        s.width = col + math.ceil(CHART_PX[0] * 0.75 / points(CELL_WIDTH)) if charts else max(2, col - 1)
+        widest = s.points(col) + CHART_PX[0] * 0.75
+        if not on_left:
+            widest = max(widest, self._lay_settings(settings, below, col))
+        s.print_rows = max(r, below + (0 if on_left else len(settings) + 1))  # printed on one page
+        s.width = col
+        while s.points(s.width + 1) < widest:
+            s.width += 1
         r = s.print_rows + 1
         parts.append(Text(r, 0, tt("index"), "heading"))
         parts.append(Link(index_link, 0, tt("index") + " ↓", s.name, r))
@@ -1033,6 +1044,19 @@ class Layout:
                 parts.append(Link(r, 0, sheet.name, sheet.name, 0))
         s.set_heights()
 
+    def _lay_settings(self, settings: list, row: int, col: int) -> float:
+        """The settings of the run under a heading from (row, col): each label, then its value in
+        the first column it leaves free.  Returns how far right they reach (points)."""
+        s, parts = self.overview, self.overview.parts
+        parts.append(Text(row, col, self.tpl.t("settings"), "heading"))
+        value = col + 1
+        while s.points(value) < s.points(col) + max([0] + [lines_width(text) for text, _ in settings]) + CHART_GAP:
+            value += 1
+        for k, (text, setting) in enumerate(settings, start=1):
+            parts.append(Views(row + k, [(col, None, text), (value, None, setting)]))
+        return max([s.points(value) + (lines_width(v) if isinstance(v, str) else points(CELL_WIDTH)) for _, v in settings]
+                   + [s.points(col) + lines_width(self.tpl.t("settings"), "heading")]) + CHART_GAP / 2
+
     def _lay_warmup(self):
         """The warm-up's losses, a row per step (values: it ran in numpy, six decimals as every
         number), then the traced iterations (formulas): the rows the overview's chart reads."""
@@ -1040,12 +1064,20 @@ class Layout:
         recorded = {t.name for t in self.tape.tensors if t.iteration}
         names = [n for n in tpl.losses(self.tape) if n in recorded]
         series, steps = self.warmup.get("series", {}), self.warmup["steps"]
-        s.parts += [Text(0, 1, tt("warmup_title", n=steps), "sheet_title"), Link(0, 0, tt("back"), self.overview.name, 0)]
-        s.width = max(4, 1 + len(names))
-        note = self._lines(lambda tp: tp.t("warmup_note", n=steps), s.text_room(1), "note")
-        s.parts += [Text(1, 1, line, "note") for line in note[:1]]
-        s.parts.append(Views(2, [(0, None, tt("step_col"))] + [(1 + n, None, tpl.symbol(name)) for n, name in enumerate(names)]))
-        r = REPEATED_ROWS - 1
+        title = tt("warmup_title", n=steps)
+        s.parts.append(Text(0, 0, title, "sheet_title"))
+        link = 1
+        while s.points(link) < lines_width(title, "sheet_title") + CHART_GAP:
+            link += 1
+        s.parts.append(Link(0, link, tt("back"), self.overview.name, 0))
+        s.width = max(4, 1 + len(names), link + 1)
+        note = self._lines(lambda tp: tp.t("warmup_note", n=steps), s.text_room(0), "note")
+        s.parts += [Text(1 + k, 0, line, "note") for k, line in enumerate(note) if line]
+        s.repeated = header = 1 + len(note)  # the title, the note and the table's header on every page
+        s.parts.append(Views(header, [(0, None, tt("step_col"))] + [(1 + n, None, tpl.symbol(name))
+                                                                  for n, name in enumerate(names)]))
+        s.repeated += 1
+        r = header
         for step in range(1, steps + 1):
             r += 1
             s.parts.append(Views(r, [(0, None, step)] + [(1 + n, None, float(series[name][step - 1].mean()))
@@ -1055,8 +1087,9 @@ class Layout:
         for k in self.traced:
             r += 1
             s.parts.append(Views(r, [(0, None, k)] + [(1 + n, by_key[(k, name)], None) for n, name in enumerate(names)]))
-        self.warmup_rows = (REPEATED_ROWS, r)
-        s.keep = [(row, row) for row in range(REPEATED_ROWS, r + 1)]
+        self.warmup_rows = (header + 1, r)
+        s.freeze = (s.repeated, 0)
+        s.keep = [(row, row) for row in range(header + 1, r + 1)]
         self._paginate(s)
 
     # -- flow: the model's [[scatter]] charts ------------------------------------------------------

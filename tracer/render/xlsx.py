@@ -201,7 +201,8 @@ class _Writer:
         last = -1  # constant-memory mode: rows must be written in order, parts must not overlap
         self.decimals = []
         for part in sorted(sheet.parts, key=lambda p: (p.row, getattr(p, "col", 0))):
-            if part.row <= last and not isinstance(part, (Chart, Text, Link)):
+            one_row = isinstance(part, (Text, Link, Views, Hyper))  # beside another part of its row
+            if not isinstance(part, Chart) and (part.row < last or part.row == last and not one_row):
                 raise AssertionError(f"parts of {sheet.name} overlap at row {part.row}")
             last = max(last, getattr(self, "_" + type(part).__name__.lower())(ws, sheet, part))
         if self.empty_until_filled:  # an error value, #N/A, shows as an empty cell
