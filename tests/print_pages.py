@@ -159,9 +159,10 @@ def footer(text: str) -> tuple[str, int, int]:
     return m[1], int(m[2]), int(m[3])
 
 
-def plain(text: str) -> str:
-    """The text with its runs of white space as one space (a PDF's text runs over lines)."""
-    return " ".join(text.split())
+def squeezed(text: str) -> str:
+    """The text without its white space: a PDF's text breaks lines (and runs of another font)
+    where the page does."""
+    return "".join(text.split())
 
 
 # --- where a text is cut ------------------------------------------------------------------------

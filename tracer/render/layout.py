@@ -21,7 +21,7 @@ from tracer.render.fonts import text_width, wrap
 from tracer.render.template import Template
 
 MAX_SHEET_NAME = 31
-LABEL_WIDTH, MAX_LABEL_WIDTH = 34, 72  # the overview's first column (characters), at least and at most
+LABEL_WIDTH = 34  # the overview's first column (characters)
 CELL_WIDTH = 12  # a number column (characters)
 TITLE_WIDTH = 8  # columns of a block's coloured title band
 # A cell's text does not wrap, and a print cuts what runs past the sheet's last column or into the
@@ -54,11 +54,10 @@ FONTS = {"text": (11, False, False), "note": (11, False, True), "bold": (11, Tru
          "section": (14, True, False), "sheet_title": (16, True, False)}
 HEIGHTS = {12: 15.75, 13: 17.25, 14: 18.75, 16: 21.0}  # font size -> row height (points)
 REPEATED_ROWS = 3  # each page repeats a sheet's title and its two legend rows
-REPEATED_HEIGHT = HEIGHTS[16] + 2 * ROW_HEIGHT
+REPEATED_HEIGHT = HEIGHTS[16] + 2 * ROW_HEIGHT  # the title (in 16 points) and the two legend rows
 FIRST_ROW = REPEATED_ROWS + 1  # a sheet's first block
 TOKENS_WIDTH = 12  # the Tokens sheet's columns at least
 MAX_BREAKS = 1023  # Excel's limit of manual page breaks on a sheet
-MAX_PICTURE_COLUMNS = 100  # a row of pictures wider than this goes on to a new line
 LABEL_ROW_HEIGHT = 48.0  # points: the row of a heatmap's column labels, written upwards (at least)
 LABEL_COLUMNS, LABEL_SIZE = 3, 8  # a heatmap's row labels: the columns they may take, their font size
 PICTURE_WIDTH, PIXEL_POINTS = 220.0, 13.0  # points: the widest image prints about this wide, a pixel at most this
@@ -1025,11 +1024,10 @@ class Layout:
         for n, chart in enumerate(charts):  # one under the other, from the top
             chart.row, chart.col = 1 + n * (CHART_ROWS + 1), col
         parts += charts
-        widest = s.points(col) + CHART_PX[0] * 0.75
-        if not on_left:
-            widest = max(widest, self._lay_settings(settings, below, col))
+        widest = self._lay_settings(settings, below, col) if not on_left else 0
         s.print_rows = max(r, below + (0 if on_left else len(settings) + 1))  # printed on one page
-        s.width = col
+        # the charts' last column as Excel anchors them (its columns of 89 px: narrower than LibreOffice's)
+        s.width = col + math.ceil(CHART_PX[0] / (int(CELL_WIDTH * 7 + 0.5) + 5)) - 1 if charts else col
         while s.points(s.width + 1) < widest:
             s.width += 1
         r = s.print_rows + 1

@@ -21,7 +21,6 @@ from tracer.render.layout import (
     FONTS,
     FOOTER,
     MARGINS,
-    REPEATED_ROWS,
     ROW_HEIGHT,
     TITLE_WIDTH,
     Block,
