@@ -20,6 +20,53 @@ from tracer.engines.libreoffice import find_soffice
 from tracer.errors import TracerError
 
 # --------------------------------------------------------------------------
+# CPU time per test: `pytest --cpu-durations=40` (the machine is shared: wall times mislead)
+# --------------------------------------------------------------------------
+
+def pytest_addoption(parser):
+    parser.addoption("--cpu-durations", type=int, default=None, metavar="N",
+                     help="list the N tests that took the most CPU time: this process's and its children's "
+                          "(LibreOffice, a CLI run), setup and teardown included (0: all)")
+
+
+def _cpu_seconds() -> float:
+    """CPU seconds of this process and of its finished children."""
+    import resource
+
+    me, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
+
+
+_CPU_OF: dict[str, float] = {}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    if item.config.getoption("--cpu-durations") is None:
+        yield
+        return
+    start = _cpu_seconds()
+    yield
+    _CPU_OF[item.nodeid] = _cpu_seconds() - start
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    n = config.getoption("--cpu-durations")
+    if n is None or not _CPU_OF:
+        return
+    ranked = sorted(_CPU_OF.items(), key=lambda kv: -kv[1])
+    terminalreporter.write_sep("=", f"CPU seconds per test (of {sum(_CPU_OF.values()):.1f} s in all)")
+    for nodeid, seconds in ranked[:n or None]:
+        terminalreporter.write_line(f"{seconds:8.2f}s  {nodeid}")
+    by_file: dict[str, float] = {}
+    for nodeid, seconds in ranked:
+        by_file[nodeid.split("::")[0]] = by_file.get(nodeid.split("::")[0], 0.0) + seconds
+    terminalreporter.write_sep("-", "CPU seconds per file")
+    for name, seconds in sorted(by_file.items(), key=lambda kv: -kv[1]):
+        terminalreporter.write_line(f"{seconds:8.2f}s  {name}")
+
+
+# --------------------------------------------------------------------------
 # LibreOffice
 # --------------------------------------------------------------------------
 
@@ -36,6 +83,42 @@ def require_soffice() -> str:
 @pytest.fixture(scope="session")
 def soffice() -> str:
     return require_soffice()
+
+
+# --------------------------------------------------------------------------
+# PyTorch (an optional extra): its tests skip without it, fail without it when required (CI)
+# --------------------------------------------------------------------------
+
+def have_torch() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def require_torch():
+    """The torch module; skip the test if it is missing (fail if TRACER_REQUIRE_TORCH is set)."""
+    if not have_torch():
+        if os.environ.get("TRACER_REQUIRE_TORCH"):
+            pytest.fail('TRACER_REQUIRE_TORCH is set but PyTorch is not installed: pip install "tracer[torch]"')
+        pytest.skip("PyTorch is not installed (pip install \"tracer[torch]\")")
+    import torch
+
+    return torch
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test of the torch model (a test parametrized over the models, with "torch") needs
+    PyTorch: without it, skipped, or run (and failed, saying how to install it) when
+    TRACER_REQUIRE_TORCH is set."""
+    if have_torch() or os.environ.get("TRACER_REQUIRE_TORCH"):
+        return
+    skip = pytest.mark.skip(reason='PyTorch is not installed (pip install "tracer[torch]")')
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if any(isinstance(v, str) and (v == "torch" or v.startswith("torch-")) for v in params.values()):
+            item.add_marker(skip)
 
 
 # --------------------------------------------------------------------------
@@ -79,6 +162,9 @@ def ops_template(lang: str, title: str):
 # The default VAE
 # --------------------------------------------------------------------------
 
+CELLS: dict[Path, int] = {}  # the cells each shared workbook below was written with (export's count)
+
+
 @pytest.fixture(scope="session")
 def vae_config():
     from tracer.models import vae
@@ -104,7 +190,7 @@ def vae_workbook(vae_tape, vae_config, tmp_path_factory):
     def get(lang: str = "en") -> Path:
         if lang not in made:
             path = tmp_path_factory.mktemp(f"vae-{lang}") / f"vae_{lang}.xlsx"
-            export(vae_tape, dataclasses.asdict(vae_config), path, lang)
+            CELLS[path] = export(vae_tape, dataclasses.asdict(vae_config), path, lang)
             made[lang] = path
         return made[lang]
 
@@ -184,7 +270,7 @@ def run_workbook(run_tape, tmp_path_factory):
         if (key, lang) not in made:
             cfg, tape = run_tape(key)
             path = tmp_path_factory.mktemp(key) / f"{key}_{lang}.xlsx"
-            export(tape, dataclasses.asdict(cfg), path, lang)
+            CELLS[path] = export(tape, dataclasses.asdict(cfg), path, lang)
             made[(key, lang)] = path
         return made[(key, lang)]
 
@@ -221,7 +307,7 @@ def default_workbook(vae_workbook, run_workbook, tmp_path_factory):
                 path = run_workbook(model, lang)
             else:
                 path = tmp_path_factory.mktemp(f"default-{model}") / f"{model}_{lang}.xlsx"
-                api.Run(api.models.get(model), cfg, api.models.trace(api.models.get(model), cfg), lang).save(path)
+                CELLS[path] = api.Run(api.models.get(model), cfg, api.models.trace(api.models.get(model), cfg), lang).save(path)
             made[(model, lang)] = path
         return made[(model, lang)]
 

@@ -30,8 +30,15 @@ DIFFUSION = ("denoise", "linear_schedule", "noise_strip", "one_minus", "pick", "
 FLOW = ("add_n", "coupling_inverse", "exp", "exp_grad", "log_normal", "log_normal_grad", "log_normal_terms",
         "neg_mean", "neg_mean_grad")  # test_flow
 
+# the PyTorch front end: PyTorch's layouts (x·Wᵀ + b, aᵀ, reshape), losses and optimizer steps
+TORCH = ("bce_logits_mean", "bce_logits_mean_grad", "bce_logits_sum", "bce_logits_sum_grad", "bce_logits_terms",
+         "decoupled_decay", "gelu_erf", "gelu_erf_grad", "linear_nt", "ln", "log_softmax", "log_softmax_grad",
+         "minus", "momentum", "neg", "neg_pick", "neg_pick_grad", "power", "power_grad", "quotient", "quotient_grad",
+         "reshape", "soft_nll", "soft_nll_grad", "sse", "sse_grad", "transpose", "weight_decay")  # test_torch_ops
+
 FAMILIES = {"basic": BASIC, "language": LANGUAGE, "dense": DENSE, "upscale": UPSCALE, "pool": POOL,
-            "generation": GENERATION, "sequence": SEQUENCE, "diffusion": DIFFUSION, "flow": FLOW}
+            "generation": GENERATION, "sequence": SEQUENCE, "diffusion": DIFFUSION, "flow": FLOW,
+            "torch": TORCH}
 
 
 def ops_of(family) -> dict:

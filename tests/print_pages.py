@@ -18,6 +18,12 @@ import pytest
 
 from tracer.engines.libreoffice import find_soffice
 
+# The pages each default workbook printed on before issue 22 (LibreOffice 7.4, Carlito, English; as
+# planned, and printed), measured on main at 35fd242 (BERT at 574d972, with its evaluation loss);
+# and the hand-sized VAE's (--size 4 --hidden 2).
+BEFORE = {"vae": 1681, "gan": 905, "skipgram": 207, "attention": 356, "transformer": 1078, "bert": 691,
+          "rnn": 567, "lstm": 1804, "mlp": 8, "diffusion": 323, "flow": 2376}
+BEFORE_HAND_SIZED = 70
 CARLITO_HINT = ("the print tests need the Carlito font (Calibri's metrics, which LibreOffice uses for the "
                 "workbooks' Calibri): install it, e.g. 'apt-get install fonts-crosextra-carlito'")
 PRINT_TIMEOUT = 1200  # seconds for one LibreOffice process printing its share of the workbooks

@@ -28,6 +28,8 @@ def test_the_readme_example_runs_verbatim(soffice, tmp_path, monkeypatch):
     exec(compile(readme_example(), "docs/python.md", "exec"), scope)
     run = scope["run"]
     assert [round(v, 2) for v in run.losses["loss"]] == [543.71, 541.55, 538.42, 535.46]
+    shown = re.search(r"print\(run.losses\) +# (\{.*\})", readme_example())[1]  # the losses, cut after 2 decimals
+    assert shown == "{'loss': [" + ", ".join(f"{int(v * 100) / 100:.2f}…" for v in run.losses["loss"]) + "]}"
     assert list(scope["df"].columns) == ["iteration", "phase", "tensor", "index", "row", "col", "value", "token"]
     assert (tmp_path / "vae.xlsx").is_file()
     assert scope["report"].ok and scope["report"].n_formulas > 100_000

@@ -373,6 +373,8 @@ def test_the_readme_round_trip(run_main, tmp_path, monkeypatch, soffice):
     monkeypatch.chdir(tmp_path)
     code, out, err = run_main(*shlex.split(exercise_cmd))
     assert code == 0 and "29 blank blocks, 163 cells for the student to fill" in out, err
+    (wrote,) = re.findall(r"`(wrote vae4\.xlsx: [^`]*)`", section)  # what the page says it prints
+    assert wrote in out, (wrote, out)
     handed_out = tmp_path / "vae4.xlsx"
     reference = {(t.name, t.iteration, i, j): v for t, i, j, *_, v in answers(handed_out)}
     formulas(handed_out, tmp_path / "vae4_filled.xlsx", {("dL/dx_logit", 1, 0, 0): reference[("dL/dx_hat", 1, 0, 0)]})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from documented import arrow, num, says, table_row
 
 from tracer.checks.gradcheck import gradcheck
 from tracer.models import diffusion
@@ -21,6 +22,7 @@ CONFIGS = {
     "warmup-adam": {"warmup": 6, "iterations": 2, "optimizer": "adam", "batch": 2, "time_dim": 3, "size": 2},
     "size-14": {"size": 14, "hidden": 5, "iterations": 1, "samples": 2, "steps": 3, "beta_end": 0.9},
 }
+PAGE = "models/diffusion.md"
 WARMUP = {"warmup": 10000}  # docs/models/diffusion.md's documented command: tracer run diffusion --warmup 10000
 
 
@@ -170,14 +172,22 @@ def test_the_documented_warmup_draws_a_digit_from_noise(seed):
     made = {t.name: t.value for t in tape.tensors}
     r = nearest_correlation(made["x_0"], made["x0"])
     assert r.shape == (4,) and r.min() >= 0.5, r
-    assert nearest_correlation(made["x_10"], made["x0"]).max() < 0.5  # the check can fail: the start is noise
+    noise = nearest_correlation(made["x_10"], made["x0"])
+    assert noise.max() < 0.5  # the check can fail: the start is noise
+    assert table_row(PAGE, str(seed))[1:] == [", ".join(num(v) for v in r), ", ".join(num(v) for v in noise)]
+    if seed == 0:
+        warm, loss = [float(v.mean()) for v in tape.meta["warmup"]["series"]["loss"]], [t.value[0, 0] for t in tape.tensors if t.name == "loss"]
+        says(PAGE, f"| `--warmup 10000` (SGD) | 0.5 | warm-up {num(warm[0])} → {num(np.mean(warm[-100:]))} (the mean of its "
+                   f"last 100 steps); then {arrow(loss, 3)} | |")
 
 
 def test_without_warmup_the_samples_are_no_digit():
     """The same statistic after the 4 traced steps alone stays low: the warm-up is what does it."""
     tape = diffusion.trace(diffusion.Config())
     made = {t.name: t.value for t in tape.tensors}
-    assert nearest_correlation(made["x_0"], made["x0"]).min() < 0.5
+    r = nearest_correlation(made["x_0"], made["x0"])
+    assert r.min() < 0.5
+    says(PAGE, f"Without a warm-up the samples are still noise (at most {num(r.max())})")
 
 
 @pytest.mark.parametrize("args, message", [

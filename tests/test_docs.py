@@ -95,3 +95,102 @@ def test_the_test_command_is_the_one_ci_runs():
     assert install_and_run == "pip install . && tracer run vae"
     ci = (ROOT / ".ci" / "run").read_text("utf-8").splitlines()
     assert ci[ci.index("# The README's test command, word for word:") + 1] == install_and_test
+
+
+def bash_block(heading: str) -> list[str]:
+    """The lines of the first ```bash block after `heading` in the README (comments kept)."""
+    text = README.read_text("utf-8")
+    section = text[text.index(heading):]
+    return re.search(r"```bash\n(.*?)\n```", section, re.S)[1].splitlines()
+
+
+def test_the_quick_start_runs_top_to_bottom(run_main, tmp_path, monkeypatch):
+    """The teacher's five commands, as written, in order: each works on what the ones before made
+    (the student's filling is the `cp`; checking the unfilled copy finds every cell missing)."""
+    import shlex
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    for line in bash_block("## A teacher's quick start"):
+        words = shlex.split(line, comments=True)
+        if words[0] == "cp":
+            shutil.copy(*words[1:])
+            continue
+        assert words[0] == "tracer", line
+        code, out, err = run_main(*words[1:])
+        assert code == (1 if words[1] == "check" else 0), (line, out, err)
+        if words[1] == "check":
+            assert "missing 163" in out and (tmp_path / "graded.xlsx").is_file()
+    assert (tmp_path / "vae4.tex").is_file()
+
+
+def test_every_example_command_is_valid():
+    """Every line of the README's examples names a model and options that tracer accepts (parsed
+    and checked as the command does, without running it), and its `-> outputs/…` comment is the
+    name the command writes."""
+    import shlex
+
+    from tracer import api, cli, models
+
+    lines, joined = bash_block("## More examples"), []
+    for line in lines:  # a comment-only line continues the command above it
+        if line.lstrip().startswith("#"):
+            joined[-1] += " " + line.strip()
+        else:
+            joined.append(line)
+    assert len(joined) >= 20 and joined[0].startswith("tracer models")
+    assert joined[0].split("#")[1].strip() == ", ".join(models.MODELS)  # what `tracer models` lists
+    for line in joined[1:]:
+        words = shlex.split(line, comments=True)
+        assert words[0] == "tracer" and words[1] in ("run", "exercise"), line
+        group = getattr(cli, words[1])
+        command = group.commands[words[2]]
+        params = dict(command.make_context(words[2], words[3:]).params)
+        lang, output = params.pop("lang"), params.pop("output")
+        for extra in ("blank", "blank_iterations", "self_check"):
+            params.pop(extra, None)
+        config = api.configure(words[2], lang, **params)
+        models.validate(config)  # the checks `tracer run` makes before any work, without the run
+        models.check_size(models.get(words[2]), config, (output or Path("x.xlsx")).suffix)
+        named = re.search(r"-> (outputs/\S+)", line)
+        if named and output is None:
+            what = "_exercise" if words[1] == "exercise" else ""
+            assert api.default_path(words[2], lang, what, config).as_posix() == named[1], line
+
+
+def test_the_index_lists_every_page():
+    """docs/index.md (a site's home page) links every page of docs/, so a new page is found."""
+    linked = {(DOCS / link.partition("#")[0]).resolve() for link in links(DOCS / "index.md")}
+    missing = [p.relative_to(DOCS).as_posix() for p in DOCS.rglob("*.md") if p.name != "index.md" and p.resolve() not in linked]
+    assert not missing, missing
+
+
+def test_the_default_names_the_readme_gives():
+    from tracer import api
+
+    text = " ".join(README.read_text("utf-8").split())
+    said = text[text.index("Nothing is overwritten by surprise"):]
+    said = said[:said.index("-o` writes exactly")]
+    names = [api.default_path("vae", config=api.configure("vae", optimizer="adam")),
+             api.default_path("mlp", config=api.configure("mlp", config="xor")),
+             api.default_path("gan", config=api.configure("gan", upscale=4)),
+             api.default_path("vae", what="_exercise", config=api.configure("vae", size=4, hidden=2))]
+    assert re.findall(r"`(outputs/[^`]+)`", said) == [n.as_posix() for n in names]
+
+
+def test_the_option_synopses_show_the_defaults():
+    """A page's `tracer run MODEL [--option default] …` block shows each option's real default."""
+    import dataclasses
+
+    from tracer.models import MODELS
+
+    for page in DOCS.rglob("*.md"):
+        for model, synopsis in re.findall(r"^tracer run (\w+) (\[.*?)\n```", page.read_text("utf-8"), re.S | re.M):
+            defaults = {f.name.replace("_", "-"): f.default for f in dataclasses.fields(MODELS[model].Config)}
+            shown = re.findall(r"\[--([\w-]+) ([^\]\s|…]+)\]", synopsis)
+            assert len(shown) > 5, (page, model)
+            for name, value in shown:
+                if name in defaults and not value.isupper():  # FILE, PATH: a placeholder
+                    default = defaults[name]
+                    same = float(value) == default if isinstance(default, (int, float)) else value == str(default)
+                    assert same, f"{page.name}: --{name} {value}, the default is {default}"

@@ -1,5 +1,10 @@
-"""The walkthrough documents (-o .tex / .md): content from the tape and the template, the LaTeX
-translation of every template character, and the .tex compiling with pdflatex."""
+"""The walkthrough documents (-o .tex / .pdf / .md): the templates' mathematics set in math mode,
+every model's document compiling in both languages without an overfull box, the values and the
+figures tied to the run, and the writes atomic.
+
+Every model's default .tex is written and compiled once per session, in both languages, two at a
+time (the `compiled` fixture), and every test that reads a .tex or a log shares it.
+"""
 
 from __future__ import annotations
 
@@ -8,15 +13,19 @@ import os
 import re
 import shutil
 import subprocess
-from itertools import groupby
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from tracer import api
 from tracer.models import MODELS, vae
-from tracer.render import document
+from tracer.render import document, figures, latex, markdown, mathtext
 from tracer.render.export import export
 from tracer.render.template import LANGS, Template, _folder, _load
+from tracer.render.textmode import MATH, PLAIN, TEXT, tex, unhandled
+from tracer.render.walkthrough import figures_folder
 
 # ----------------------------------------------------------------------------------------------
 # pdflatex
@@ -30,334 +39,299 @@ def require_pdflatex() -> str:
         return found
     if os.environ.get("TRACER_REQUIRE_PDFLATEX"):
         pytest.fail("TRACER_REQUIRE_PDFLATEX is set but pdflatex is not installed "
-                    "(apt-get install -y texlive-latex-base)")
-    pytest.skip("pdflatex is not installed (apt-get install -y texlive-latex-base)")
+                    "(apt-get install -y texlive-latex-base texlive-lang-spanish)")
+    pytest.skip("pdflatex is not installed (apt-get install -y texlive-latex-base texlive-lang-spanish)")
 
 
-def compile_tex(tex: Path) -> tuple[bool, str]:
-    """Run pdflatex on `tex` in its folder; (True, "") if it compiled to a PDF, else (False, the
-    return code and the log's error lines)."""
+def compile_once(tex_path: Path) -> tuple[bool, str, list[str]]:
+    """One pdflatex run on the .tex in its folder: (made a PDF, the first errors, the overfull
+    boxes).  One run sees every overfull box: the tables' widths are fixed, not measured."""
     pdflatex = require_pdflatex()
-    run = subprocess.run([pdflatex, "-interaction=nonstopmode", "-halt-on-error", "-no-shell-escape",
-                          tex.name], cwd=tex.parent, capture_output=True, timeout=300, check=False)
-    pdf = tex.with_suffix(".pdf")
-    if run.returncode == 0 and pdf.is_file() and pdf.stat().st_size > 0:
-        return True, ""
-    log = tex.with_suffix(".log")
-    text = log.read_text("utf-8", errors="replace") if log.is_file() else run.stdout.decode("utf-8", "replace")
-    errors = [line for line in text.splitlines() if line.startswith(("!", "l."))]
-    return False, f"pdflatex exit code {run.returncode}, pdf {'made' if pdf.is_file() else 'missing'}: " + \
-        " | ".join(errors[:6])
+    run = subprocess.run([pdflatex, "-interaction=nonstopmode", "-halt-on-error", "-no-shell-escape", tex_path.name],
+                         cwd=tex_path.parent, capture_output=True, timeout=600, check=False, stdin=subprocess.DEVNULL)
+    log = tex_path.with_suffix(".log").read_text("utf-8", "replace") if tex_path.with_suffix(".log").is_file() else ""
+    errors = " | ".join(line for line in log.splitlines() if line.startswith(("!", "l.")))[:400]
+    overfull = [line for line in log.splitlines() if line.startswith("Overfull \\hbox")]
+    ok = run.returncode == 0 and tex_path.with_suffix(".pdf").is_file()
+    return ok, errors or f"exit code {run.returncode}", overfull
+
+
+@pytest.fixture(scope="session")
+def written(tmp_path_factory):
+    """written(model, lang) -> the path of the model's default walkthrough .tex (made once)."""
+    folder = tmp_path_factory.mktemp("documents")
+    made: dict = {}
+
+    def get(model, lang):
+        if (model, lang) not in made:
+            path = folder / f"{model}_{lang}.tex"
+            api.run(model, lang).save(path)
+            made[(model, lang)] = path
+        return made[(model, lang)]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def compiled(written):
+    """compiled(model, lang) -> (ok, errors, overfull boxes) of the default .tex: every model in
+    both languages compiled on the first call, two at a time."""
+    require_pdflatex()
+    keys = [(m, lang) for m in MODELS for lang in LANGS]
+    paths = {k: written(*k) for k in keys}
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = dict(zip(keys, pool.map(lambda k: compile_once(paths[k]), keys)))
+    return lambda model, lang: results[(model, lang)]
 
 
 # ----------------------------------------------------------------------------------------------
-# helpers
+# the translation of the templates' mathematics
 # ----------------------------------------------------------------------------------------------
 
-def small_tape():
-    return vae.trace(vae.Config(hidden=3, iterations=2))
+@pytest.mark.parametrize("text, want", [
+    ("∂L/∂W₁ = xᵀ · ∂L/∂a₁", r"\frac{\partial L}{\partial W_{1}} = x^{\top} \cdot \frac{\partial L}{\partial a_{1}}"),
+    ("x̂ = sigmoid(a₄) = 1 / (1 + e^(−a₄))", r"\hat{x} = \operatorname{sigmoid}(a_{4}) = \frac{1}{1 + e^{-a_{4}}}"),
+    ("W_logσ²", r"W_{\log\sigma^{2}}"),
+    ("W_logσ²ᵀ", r"W_{\log\sigma^{2}}^{\top}"),
+    ("∂L/∂log σ²", r"\frac{\partial L}{\partial \log \sigma^{2}}"),
+    ("σ = exp(log σ² / 2)", r"\sigma = \exp(\log \sigma^{2} / 2)"),  # the slash binds σ² alone: no fraction
+    ("recon = −(1/N) Σᵢ₌₁ᴺ Σₚ₌₁⁷⁸⁴ x", r"\text{recon} = -\frac{1}{N} \sum_{i=1}^{N} \sum_{p=1}^{784} x"),
+    ("z ~ N(0, I)", r"z \sim \mathcal{N}(0, I)"),
+    ("m̂ = m / (1 − β₁^t)", r"\hat{m} = \frac{m}{1 - \beta_{1}^{t}}"),
+    ("W_s₁⁽²⁾", r"W_{s_{1}}^{(2)}"),
+    ("x_real", r"x_{\text{real}}"),
+    ("mᵢ = maxₖ₍ₖ≤ᵢ₎ S[i, k]", r"m_{i} = \max_{k\leq i} S[i, k]"),
+    ("a if a > 0, else slope · a", r"a\ \text{if}\ a > 0,\ \text{else}\ \text{slope} \cdot a"),
+    ("x_{t−1} = ŷ", r"x_{t-1} = \hat{y}"),
+])
+def test_the_mathematics_of_the_templates_as_latex(text, want):
+    assert mathtext.math(text) == want
 
 
-def write(tape, config, path: Path, lang: str) -> str:
-    count = export(tape, config, path, lang)
-    assert count > 0
-    return path.read_text("utf-8")
+@pytest.mark.parametrize("text, want", [
+    ("Discriminator's loss L_D", [(False, "Discriminator's loss "), (True, "L_D")]),
+    ("draws z ~ N(0, I): new digits", [(False, "draws "), (True, "z ~ N(0, I)"), (False, ": new digits")]),
+    ("Cell (i, j): row i of x", [(False, "Cell "), (True, "(i, j)"), (False, ": row "), (True, "i"), (False, " of "),
+                                 (True, "x")]),
+    ("A GAN learns one digit, y a la vez", [(False, "A GAN learns one digit, y a la vez")]),
+])
+def test_the_mathematics_inside_a_sentence(text, want):
+    assert mathtext.segments(text) == want
+    assert "".join(p for _, p in mathtext.segments(text)) == text
 
-
-def loss_names():
-    return _load("vae")["losses"]["names"]
-
-
-def sections_of_iteration_1(tape):
-    return [s for s, _ in groupby((t for t in tape.tensors if t.iteration == 1), key=lambda t: t.section)]
-
-
-def in_order(text: str, parts: list[str], start: int = 0) -> int:
-    """Assert every part occurs in `text` after the previous one; return the end position."""
-    pos = start
-    for part in parts:
-        found = text.find(part, pos)
-        assert found >= 0, f"{part!r} missing (or out of order) after position {pos}"
-        pos = found + len(part)
-    return pos
-
-
-def tex_float(cell: str) -> float:
-    """$-1.23\\cdot 10^{-5}$ -> -1.23e-05."""
-    m = re.fullmatch(r"\$(-?[0-9.]+)(?:\\cdot 10\^\{(-?\d+)\})?\$", cell.strip())
-    assert m, cell
-    return float(m[1] + (f"e{m[2]}" if m[2] else ""))
-
-
-# ----------------------------------------------------------------------------------------------
-# the LaTeX translation
-# ----------------------------------------------------------------------------------------------
 
 def test_every_character_of_every_template_is_translated():
     """A symbol added to a template without a LaTeX translation fails here, not in pdflatex."""
     files = sorted(p for p in _folder().iterdir() if p.name.endswith(".toml"))
     assert {"common.toml", "vae.toml", "document.toml"} <= {p.name for p in files}
     for path in files:
-        missing = document.unhandled(path.read_text("utf-8"))
+        missing = unhandled(path.read_text("utf-8"))
         assert not missing, f"{path.name}: no LaTeX for " + ", ".join(f"{c!r} (U+{ord(c):04X})" for c in sorted(missing))
 
 
-def test_tex_escapes_specials_and_translates_unicode():
-    assert document.tex("a_b #1 $2 %3 &4 {5} ~ ^ \\") == \
-        r"a\_b \#1 \$2 \%3 \&4 \{5\} \ensuremath{\sim} \textasciicircum{} \textbackslash{}"
-    assert document.tex("x\u0302") == r"\^{x}"  # x̂: a combining circumflex
-    assert document.tex("μ\u0302") == r"\ensuremath{\hat{\mu}}"
-    assert document.tex("í ñ ¿") == r"\'{\i} \~{n} \textquestiondown{}"
-    assert document.tex("W₁ᵀ σ²") == r"W\ensuremath{{}_{1}}\ensuremath{{}^{\mathrm{T}}} \ensuremath{\sigma}\ensuremath{{}^{2}}"
-    assert document.tex("a\u4e2db") == "a?b" and document.unhandled("a\u4e2db") == {"\u4e2d"}
-    assert all(ord(c) < 128 for c in document.tex("".join(document.MATH) + "".join(document.TEXT) + "é x̂"))
+def test_text_is_escaped():
+    assert tex("a_b #1 $2 %3 &4 {5} \\") == r"a\_b \#1 \$2 \%3 \&4 \{5\} \textbackslash{}"
+    assert tex("í ñ ¿") == r"\'{\i} \~{n} \textquestiondown{}"
+    assert all(ord(c) < 128 for c in tex("".join(MATH) + "".join(TEXT) + "é x̂"))
 
 
 def test_the_wording_exists_in_both_languages_and_ships():
     words = _load("document")
     assert set(words) >= set(LANGS)
     assert set(words["en"]) == set(words["es"])
-    assert _folder().joinpath("document.toml").is_file()
 
 
 # ----------------------------------------------------------------------------------------------
-# content of the default VAE documents
+# math mode: every equation, symbol and formula of every model's document
 # ----------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("lang", LANGS)
-def test_markdown_of_the_default_vae(vae_tape, vae_config, tmp_path, lang):
-    text = write(vae_tape, dataclasses.asdict(vae_config), tmp_path / "walkthrough.md", lang)
-    tpl, words = Template("vae", lang), _load("document")[lang]
-    md = document.md
-    assert text.startswith(f"# {md(tpl.m('title'))}\n")
-    for eq in tpl.equations(vae_tape):
-        assert f"\n{eq}\n" in text  # in a code block, verbatim
-    start = in_order(text, [f"## {md(words['model'])}", f"## {md(words['loop'])}"])
-    sections = [f"### {md(tpl.section(s))}" for s in sections_of_iteration_1(vae_tape)]
-    end = text.find(f"## {md(words['inputs'])}", in_order(text, sections, start))
-    assert end > 0
-    first = [t for t in vae_tape.tensors if t.iteration == 1]
-    for t in first:  # every tensor with its symbol, shape, meaning and equation
-        eq = tpl.equation(t)
-        entry = f"- **{md(tpl.symbol(t.name))}** ({t.shape[0]} × {t.shape[1]}): {md(tpl.describe(t))}" + \
-            (f"\\\n  `{eq}`" if eq else "")
-        assert entry in text[start:end], entry
-
-    numbers = text.index(f"## {md(words['numbers'].format(k=1))}")
-    loss1 = next(t for t in first if t.name == "loss")
-    assert f"| {md(tpl.symbol('loss'))} | 1 × 1 | {document.number(float(loss1.value[0, 0]))} |" in text[numbers:]
-
-    table = text[text.index(f"## {md(words['losses'])}"):].strip().splitlines()
-    assert table[2] == "| " + " | ".join([md(words["iteration"])] + [md(tpl.symbol(n)) for n in loss_names()]) + " |"
-    rows = [line.strip("|").split("|") for line in table[4:]]
-    assert len(rows) == vae_config.iterations
-    by_key = {(t.iteration, t.name): float(t.value[0, 0]) for t in vae_tape.tensors}
-    for k, row in enumerate(rows, start=1):
-        assert int(row[0]) == k
-        for name, cell in zip(loss_names(), row[1:]):
-            assert float(cell) == pytest.approx(by_key[(k, name)], rel=1e-5)
-            assert cell.strip() == document.number(by_key[(k, name)])
-
-
-@pytest.mark.parametrize("lang", LANGS)
-def test_latex_of_the_default_vae(vae_tape, vae_config, tmp_path, lang):
-    text = write(vae_tape, dataclasses.asdict(vae_config), tmp_path / "walkthrough.tex", lang)
-    tpl, words = Template("vae", lang), _load("document")[lang]
-    tex = document.tex
-    assert all(ord(c) < 128 for c in text)  # every character translated
-    assert rf"\LARGE\bfseries {tex(tpl.m('title'))}" in text
-    for eq in tpl.equations(vae_tape):
-        assert rf"\hspace*{{2em}}{tex(eq)}\par" in text
-    start = in_order(text, [rf"\section*{{{tex(words['model'])}}}", rf"\section*{{{tex(words['loop'])}}}"])
-    in_order(text, [rf"\subsection*{{{tex(tpl.section(s))}}}" for s in sections_of_iteration_1(vae_tape)]
-             + [rf"\section*{{{tex(words['inputs'])}}}"], start)
-
-    numbers = text.index(rf"\section*{{{tex(words['numbers'].format(k=1))}}}")
-    loss1 = next(t for t in vae_tape.tensors if (t.iteration, t.name) == (1, "loss"))
-    assert rf"{tex(tpl.symbol('loss'))} & 1 \ensuremath{{\times}} 1 & ${document.tex_number(float(loss1.value[0, 0]))}$" \
-        in text[numbers:]
-
-    losses = text[text.index(rf"\section*{{{tex(words['losses'])}}}"):]
-    rows = re.findall(r"^\$(\d+)\$ & (.*) \\tabularnewline$", losses, re.MULTILINE)
-    assert [int(k) for k, _ in rows] == list(range(1, vae_config.iterations + 1))
-    by_key = {(t.iteration, t.name): float(t.value[0, 0]) for t in vae_tape.tensors}
-    for k, cells in rows:
-        for name, cell in zip(loss_names(), cells.split(" & "), strict=True):
-            assert tex_float(cell) == pytest.approx(by_key[(int(k), name)], rel=1e-5)
-
-
-@pytest.mark.parametrize("lang", LANGS)
-def test_the_default_vae_tex_compiles(vae_tape, vae_config, tmp_path, lang):
-    require_pdflatex()
-    path = tmp_path / "walkthrough.tex"
-    write(vae_tape, dataclasses.asdict(vae_config), path, lang)
-    ok, why = compile_tex(path)
-    assert ok, why
-    assert path.with_suffix(".pdf").is_file()
-
-
-def test_the_compile_check_fails_on_unescaped_text(tmp_path, monkeypatch):
-    """Proof that the compile check can fail: with the translation off (raw template text:
-    W_μ, x̂, ∂ …), pdflatex must stop with an error."""
-    require_pdflatex()
-    monkeypatch.setattr(document, "tex", lambda text, missing=None: text)
-    path = tmp_path / "raw.tex"
-    export(small_tape(), {}, path, "en")
-    ok, why = compile_tex(path)
-    assert not ok
-    assert "exit code" in why and "!" in why
-
-
-def test_every_character_the_translation_knows_compiles(tmp_path):
-    require_pdflatex()
-    sample = "".join(document.TEXT) + "".join(document.MATH) + "".join(sorted(document.PLAIN)) + \
-        " x̂ μ̂ é ñ ü ç Å v\u20d7 ¿Qué? ¡Sí! ?` Í ≠ ∉ \u4e2d"
-    body = document.tex(sample)
-    path = tmp_path / "all.tex"
-    path.write_text(document.PREAMBLE + body + "\n\n" + rf"\section*{{{body}}}" + "\n"
-                    + rf"\begin{{longtable}}{{l}}{body} \tabularnewline\end{{longtable}}" + "\n\\end{document}\n")
-    ok, why = compile_tex(path)
-    assert ok, why
-
-
-# ----------------------------------------------------------------------------------------------
-# structure, sizes, atomic writes, CLI
-# ----------------------------------------------------------------------------------------------
-
-def test_sections_are_consecutive_runs_in_tape_order():
-    """A model whose steps revisit a section (a GAN: generate, discriminate, d_loss, …) gets one
-    heading per consecutive run, in tape order."""
-    tape = small_tape()
-    first = [t for t in tape.tensors if t.iteration == 1]
-    cycle = ["forward", "loss", "forward", "backward", "update", "loss"]
-    for n, t in enumerate(first):
-        t.section = cycle[n * len(cycle) // len(first)]
-    tpl = Template("vae", "en")
-    doc = document.build(tape, tpl)
-    loop = [b for b in doc.blocks if b[0] in ("heading", "subheading")]
-    words = _load("document")["en"]
-    i = loop.index(("heading", words["loop"]))
-    assert loop[i + 1:i + 1 + len(cycle)] == [("subheading", tpl.section(s)) for s in cycle]
-    assert loop[i + 1 + len(cycle)] == ("heading", words["inputs"])
-
-
-def test_small_tensors_in_full_large_ones_summarized_hypers_listed():
-    tape = small_tape()
-    tpl = Template("vae", "en")
-    words = _load("document")["en"]
-    blocks = document.build(tape, tpl).blocks
-    tables = [b for b in blocks if b[0] == "table"]
-    full = {row[0]: row for b in tables if b[1] == words["full"] for row in b[3]}
-    summary = {row[0]: row for b in tables if b[1] == words["summary"] for row in b[3]}
-    x = next(t for t in tape.tensors if t.name == "x")
-    assert summary["x"][1:5] == ["1 × 784", x.value.min(), x.value.max(), pytest.approx(x.value.mean())]
-    assert summary["x"][5] == list(x.value.ravel()[:document.FIRST])
-    mu = next(t for t in tape.tensors if (t.iteration, t.name) == (1, "mu"))
-    assert (full[tpl.symbol("mu")][2] == mu.value).all()
-    hyper = next(b for b in tables if b[2][1] == words["meaning"])
-    lr = next(t for t in tape.tensors if t.name == "lr")
-    assert hyper[3] == [[tpl.symbol("lr"), tpl.describe(lr), float(lr.value[0, 0])]]
-
-
-def test_a_batch_loss_shows_its_mean(tmp_path):
-    tape = small_tape()
-    for t in tape.tensors:
-        if t.name == "recon":
-            t.value = t.value + [[-1.0], [0.0], [4.0]]  # a 3 × 1 batch
-    text = write(tape, {}, tmp_path / "batch.md", "en")
-    words = _load("document")["en"]
-    table = text[text.index(f"## {words['losses']}"):]
-    assert f"| recon ({words['mean']}) |" in table and words["losses_mean"] in table
-    recon1 = next(t for t in tape.tensors if (t.iteration, t.name) == (1, "recon"))
-    assert f"| 1 | {document.number(float(recon1.value.mean()))} |" in table
-
-
-def test_a_failed_write_leaves_nothing(tmp_path, monkeypatch):
-    """Writes are atomic: an error while writing keeps the old file and leaves no temporary."""
-    target = tmp_path / "walkthrough.md"
-    target.write_text("old")
-    monkeypatch.setattr(document, "to_markdown", lambda doc: None)  # f.write(None) raises inside the write
-    with pytest.raises(TypeError):
-        export(small_tape(), {}, target, "en")
-    assert list(tmp_path.iterdir()) == [target] and target.read_text() == "old"
-
-
-@pytest.mark.parametrize("suffix", [".tex", ".md"])
-def test_the_cli_writes_documents(run_main, tmp_path, suffix):
-    path = tmp_path / "out" / f"walkthrough{suffix}"
-    code, out, err = run_main("run", "vae", "--hidden", 3, "--iterations", 2, "--lang", "es", "-o", path)
-    assert code == 0, err
-    assert f"wrote {path}" in out
-    section = Template("vae", "es").section("forward")
-    assert (document.tex(section) if suffix == ".tex" else document.md(section)) in path.read_text("utf-8")
-
-
-# ----------------------------------------------------------------------------------------------
-# the GAN's documents (the default GAN, and one with Adam and the amplifier for every symbol)
-# ----------------------------------------------------------------------------------------------
-
-GAN_SECTIONS = ["generate", "discriminate", "d_loss", "d_backward", "d_update", "g_loss", "g_backward", "g_update"]
-
-
-@pytest.mark.parametrize("key", ["gan", "gan-adam-upscale"])
-@pytest.mark.parametrize("lang", LANGS)
-def test_the_gan_documents(run_tape, tmp_path, key, lang):
-    cfg, tape = run_tape(key)
-    tpl, words = Template("gan", lang), _load("document")[lang]
-    md_text = write(tape, dataclasses.asdict(cfg), tmp_path / "gan.md", lang)
-    md = document.md
-    sections = GAN_SECTIONS + (["upscale"] if cfg.upscale else [])
-    in_order(md_text, [f"## {md(words['loop'])}"] + [f"### {md(tpl.section(s))}" for s in sections]
-             + [f"## {md(words['inputs'])}"])
-    table = md_text[md_text.index(f"## {md(words['losses'])}"):]
-    by_key = {(t.iteration, t.name): t.value for t in tape.tensors}
-    for k in range(1, cfg.iterations + 1):
-        row = next(line for line in table.splitlines() if line.startswith(f"| {k} |"))
-        cells = [c.strip() for c in row.strip("|").split("|")][1:]
-        want = [float(by_key[(k, n)].mean()) for n in tpl.model["losses"]["names"]]
-        assert [float(c) for c in cells] == pytest.approx(want, rel=1e-5)
-    require_pdflatex()
-    path = tmp_path / "gan.tex"
-    write(tape, dataclasses.asdict(cfg), path, lang)
-    ok, why = compile_tex(path)
-    assert ok, why
-    assert path.with_suffix(".pdf").is_file()
-
-
-# ----------------------------------------------------------------------------------------------
-# typesetting: every model's document in both languages fits the page and reads as written
-# ----------------------------------------------------------------------------------------------
-
-def overfull(tex: Path) -> list[str]:
-    """The boxes pdflatex reports as too wide (after the second run, when the tables are aligned)."""
-    for _ in range(2):
-        ok, why = compile_tex(tex)
-        assert ok, why
-    return [line for line in tex.with_suffix(".log").read_text("utf-8", "replace").splitlines()
-            if line.startswith("Overfull \\hbox")]
+def text_mode_math(tex_source: str) -> list[str]:
+    """Mathematics set in text mode: an escaped underscore (x\\_real) or \\ensuremath outside the
+    settings' code (\\texttt), each with what surrounds it."""
+    body = tex_source[tex_source.index(r"\begin{document}"):]
+    body = re.sub(r"\\texttt\{[^{}]*\}", "", body)
+    return [body[max(0, m.start() - 40):m.end() + 20] for m in re.finditer(r"\\_|\\ensuremath", body)]
 
 
 @pytest.mark.parametrize("lang", LANGS)
 @pytest.mark.parametrize("model", list(MODELS))
-def test_documents_fit_the_page(tmp_path, model, lang):
-    from tracer import api
-
-    path = tmp_path / f"{model}_{lang}.tex"
-    api.run(model, lang).save(path)
-    assert overfull(path) == []
-
-
-def test_the_overfull_check_can_fail(tmp_path):
-    path = tmp_path / "wide.tex"
-    path.write_text(document.PREAMBLE + r"\begin{tabular}{l}" + "x" * 400 + r"\end{tabular}" + "\n\\end{document}\n")
-    assert len(overfull(path)) == 1
+def test_every_equation_is_in_math_mode(written, model, lang):
+    source = written(model, lang).read_text("utf-8")
+    assert text_mode_math(source) == []
+    assert all(ord(c) < 128 for c in source)  # every character translated
+    assert source.count(r"\begin{align*}") + source.count(r"\begin{gather*}") >= 10
+    assert r"\frac{\partial" in source and r"\begin{bmatrix}" in source
 
 
-def test_powers_and_options_are_typeset_as_written():
-    """x^784 and e^(−a) are superscripts, not a literal caret; --optimizer keeps its two hyphens."""
-    assert document.tex("[0,1]^784") == r"[0,1]\ensuremath{^{\text{784}}}"
-    assert document.tex("e^(−a)") == r"e\ensuremath{^{\text{\ensuremath{-}a}}}"
-    assert document.tex("10000^(2k/d), β^t") == r"10000\ensuremath{^{\text{2k/d}}}, \ensuremath{\beta}\ensuremath{^{\text{t}}}"
-    assert document.tex("--optimizer") == "-{}-optimizer"
-    tex = document.to_latex(document.build(small_tape(), Template("vae", "en"), {"optimizer": "sgd"}))
-    assert r"\textasciicircum" not in tex and "-{}-optimizer" in tex
+def test_the_math_mode_check_can_fail():
+    """The old transliteration (G\\_h, \\ensuremath{\\cdot}) is what the check finds."""
+    old = latex.preamble("en") + tex("G_h = LeakyReLU(z · G_W₁)") + "\n\\end{document}\n"
+    assert len(text_mode_math(old)) >= 3
+
+
+@pytest.mark.parametrize("lang", LANGS)
+@pytest.mark.parametrize("model", list(MODELS))
+def test_every_document_compiles_and_fits_the_page(compiled, model, lang):
+    ok, errors, overfull = compiled(model, lang)
+    assert ok, errors
+    assert overfull == []
+
+
+def test_the_compile_and_overfull_checks_can_fail(tmp_path):
+    bad = tmp_path / "bad.tex"
+    bad.write_text(latex.preamble("en") + "$W_μ$\n\\end{document}\n", "utf-8")  # a raw Unicode symbol in math
+    assert not compile_once(bad)[0]
+    wide = tmp_path / "wide.tex"
+    wide.write_text(latex.preamble("en") + r"\begin{tabular}{l}" + "x" * 400 + r"\end{tabular}" + "\n\\end{document}\n")
+    ok, _, overfull = compile_once(wide)
+    assert ok and len(overfull) == 1
+
+
+def test_spanish_is_set_with_babel(written):
+    source = written("vae", "es").read_text("utf-8")
+    assert r"\usepackage[spanish," in source and "Propagaci" in source
+    assert r"\usepackage[english]{babel}" in written("vae", "en").read_text("utf-8")
+
+
+# ----------------------------------------------------------------------------------------------
+# the content: values, figures, the GAN
+# ----------------------------------------------------------------------------------------------
+
+def small_tape():
+    return vae.trace(vae.Config(hidden=3, iterations=2))
+
+
+def test_values_whole_or_by_their_corners():
+    small = np.arange(12, dtype=float).reshape(3, 4) / 7
+    assert latex.bmatrix(small).count(r"\\") == 2 and r"\cdots" not in latex.bmatrix(small)
+    big = np.arange(784 * 16, dtype=float).reshape(784, 16) * 1e-6 - 1e-3
+    m = latex.bmatrix(big)
+    assert m.count(r"\cdots") == 4 and m.count(r"\vdots") == 4 and m.count(r"\ddots") == 1
+    assert latex.tex_number(big[783, 15]) in m and latex.tex_number(big[0, 0]) in m
+    assert latex.tex_number(1.23456e-5) == r"1.235\cdot 10^{-5}"  # never a non-zero shown as 0
+    table = markdown.values_table(big)
+    assert table.splitlines()[0] == "| | 1 | 2 | 3 | ⋯ | 16 |" and "| ⋮ |" in table and "| **784** |" in table
+
+
+def test_each_tensor_shows_its_own_values(vae_tape, vae_config):
+    doc = document.build(vae_tape, Template("vae", "en"), dataclasses.asdict(vae_config))
+    views = [b.args[0] for b in doc.blocks if b.kind == "tensor"]
+    first = [t for t in vae_tape.tensors if t.iteration == 1 and t.phase != "after"]
+    inputs = [t for t in vae_tape.tensors if t.iteration == 0 and t.attrs.get("role") != "hyper"]
+    assert [v.name for v in views] == [t.name for t in inputs + first]
+    for v, t in zip(views, inputs + first):
+        assert v.value is t.value and v.shape == t.shape
+    assert doc.count == len(inputs) + len(first) + 1 + 3 * (vae_config.iterations - 1)
+
+
+def test_heatmaps_on_the_workbooks_colour_scales():
+    gray = figures.colour(np.array([[0.0, 1.0, 0.5]]), "gray", 0, 1)
+    assert gray.tolist() == [[[255, 255, 255], [0, 0, 0], [128, 128, 128]]]
+    div = figures.colour(np.array([[-2.0, 0.0, 4.0]]), "diverging", -2, 4)
+    assert div.tolist() == [[[0x21, 0x66, 0xAC], [255, 255, 255], [0xB2, 0x18, 0x2B]]]
+
+
+@pytest.mark.parametrize("suffix", [".tex", ".md"])
+def test_figures_are_written_beside_the_document(tmp_path, suffix):
+    path = tmp_path / f"walk{suffix}"
+    export(small_tape(), {}, path, "en")
+    folder = figures_folder(path)
+    files = sorted(p.name for p in folder.iterdir())
+    text = path.read_text("utf-8")
+    assert any(f.endswith("losses." + ("pdf" if suffix == ".tex" else "png")) for f in files)
+    assert any("x-hat" in f for f in files)
+    for f in files:
+        assert f"{folder.name}/{f}" in text
+    assert list(tmp_path.iterdir()) == sorted([path, folder]) or set(tmp_path.iterdir()) == {path, folder}
+
+
+def test_markdown_math_and_tables(tmp_path, vae_tape, vae_config):
+    path = tmp_path / "vae.md"
+    export(vae_tape, dataclasses.asdict(vae_config), path, "en")
+    text = path.read_text("utf-8")
+    assert "$$\n" in text and r"$\frac{\partial L}{\partial" in text
+    prose = re.sub(r"\$\$.*?\$\$|\$[^$]*\$|`[^`]*`", "", text, flags=re.S)
+    assert "\\_" not in prose and "_" not in prose.replace("-figures/", "")  # every symbol is mathematics
+    loss = next(t for t in vae_tape.tensors if (t.iteration, t.name) == (1, "loss"))
+    assert f"| **1** | {document.entry(float(loss.value[0, 0]))} |" in text
+    words = _load("document")["en"]
+    table = text[text.index(f"## {words['losses']}"):]
+    by_key = {(t.iteration, t.name): float(t.value[0, 0]) for t in vae_tape.tensors}
+    for k in range(1, vae_config.iterations + 1):
+        row = next(line for line in table.splitlines() if line.startswith(f"| {k} |"))
+        assert [float(c) for c in row.strip("|").split("|")[1:]] == pytest.approx(
+            [by_key[(k, n)] for n in ("recon", "kl", "loss")], rel=1e-5)
+
+
+GAN_SECTIONS = ["generate", "discriminate", "d_loss", "d_backward", "d_update", "g_loss", "g_backward", "g_update"]
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_the_gan_document(run_tape, tmp_path, lang):
+    """Generator and discriminator, their losses, the alternation and the amplifier, each tied to
+    the run's numbers."""
+    cfg, tape = run_tape("gan-adam-upscale")
+    tpl = Template("gan", lang)
+    path = tmp_path / "gan.md"
+    export(tape, dataclasses.asdict(cfg), path, lang)
+    text = path.read_text("utf-8")
+    positions = [text.index(f"### {markdown.text(document.Prose.of(tpl.section(s)))}") for s in GAN_SECTIONS + ["upscale"]]
+    assert positions == sorted(positions)
+    by_key = {(t.iteration, t.name): t.value for t in tape.tensors}
+    for name in ("L_D", "L_G"):  # each loss quoted in the prose of its phase, as the run gives it
+        assert document.number(float(by_key[(1, name)].mean())) in text
+    for key in ("generate", "discriminate", "d_loss", "d_update", "g_loss", "g_update", "upscale"):
+        assert tpl.model["phases"][key][lang].split(".")[0].split("{")[0][:20] in document.Prose.of(
+            tpl.model["phases"][key][lang]).plain()
+    assert (figures_folder(path) / next(f.name for f in figures_folder(path).iterdir() if "x-fake-up" in f.name)).is_file()
+
+
+# ----------------------------------------------------------------------------------------------
+# .pdf, tools missing, atomic writes
+# ----------------------------------------------------------------------------------------------
+
+def test_a_pdf_is_compiled_and_only_the_pdf_is_left(tmp_path, run_main):
+    require_pdflatex()
+    path = tmp_path / "walk.pdf"
+    code, out, err = run_main("run", "mlp", "-o", path)
+    assert code == 0, err
+    assert path.read_bytes().startswith(b"%PDF") and list(tmp_path.iterdir()) == [path]
+
+
+def test_a_pdf_without_pdflatex_is_refused_in_one_line(tmp_path, refused, monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name, *a, **k: None)
+    line = refused("run", "mlp", "-o", tmp_path / "walk.pdf")
+    assert "pdflatex" in line and "texlive-latex-base" in line
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_document_without_matplotlib_is_refused_in_one_line(tmp_path, refused, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    line = refused("run", "mlp", "-o", tmp_path / "walk.tex")
+    assert 'pip install "tracer[documents]"' in line and list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_write_leaves_nothing(tmp_path, monkeypatch):
+    """An error while writing keeps the old document and its figures, and leaves no temporary."""
+    target = tmp_path / "walkthrough.md"
+    export(small_tape(), {}, target, "en")
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    monkeypatch.setattr(markdown, "to_markdown", lambda *a: None)  # f.write(None) raises inside the write
+    with pytest.raises(TypeError):
+        export(small_tape(), {}, target, "en")
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()} == before
+
+
+def test_the_same_run_gives_the_same_bytes(tmp_path):
+    a, b = tmp_path / "a" / "w.md", tmp_path / "b" / "w.md"
+    for path in (a, b):
+        export(small_tape(), {}, path, "en")
+    assert a.read_bytes() == b.read_bytes()
+    for f in figures_folder(a).iterdir():
+        assert f.read_bytes() == (figures_folder(b) / f.name).read_bytes(), f.name
+
+
+def test_every_plain_character_survives(tmp_path):
+    assert set(PLAIN) <= set(tex("".join(sorted(PLAIN))))

@@ -4,11 +4,12 @@ belongs to exactly one tested family.
 The allowed directions, by top-level part of tracer (a module may always import its own part):
 
     core      the tape and the ops              nothing else of tracer
+    frontends a foreign model read into ops     core, errors (and the foreign library, only when used)
     data      MNIST, texts, mlp configs         errors
-    models    one file per model                core, data, errors
+    models    one file per model                core, frontends, data, errors
     render    templates, layout, writers        core, errors
     engines   spreadsheet engines               errors
-    checks    verify, gradcheck, exercise, check   core, data, models, render, engines, errors
+    checks    verify, gradcheck, exercise, check   core, frontends, data, models, render, engines, errors
     api       the Python API                    everything but cli
     bench     the benchmark                     everything but cli
     cli       the command                       api, errors, and the package's version
@@ -27,14 +28,15 @@ from tracer import core
 PACKAGE = Path(core.__file__).resolve().parent.parent  # the tracer folder
 ALLOWED = {
     "core": {"core"},
+    "frontends": {"frontends", "core", "errors"},
     "data": {"data", "errors"},
-    "models": {"models", "core", "data", "errors"},
+    "models": {"models", "core", "frontends", "data", "errors"},
     "render": {"render", "core", "errors"},
     "engines": {"engines", "errors"},
-    "checks": {"checks", "core", "data", "models", "render", "engines", "errors"},
+    "checks": {"checks", "core", "frontends", "data", "models", "render", "engines", "errors"},
     "errors": set(),
-    "api": {"core", "data", "models", "render", "engines", "checks", "errors", "bench"},
-    "bench": {"core", "data", "models", "render", "engines", "checks", "errors"},
+    "api": {"core", "frontends", "data", "models", "render", "engines", "checks", "errors", "bench"},
+    "bench": {"core", "frontends", "data", "models", "render", "engines", "checks", "errors"},
     "cli": {"api", "errors", "__init__"},
     "__init__": {"api", "errors"},
 }
@@ -93,6 +95,26 @@ def test_the_import_check_can_fail(tmp_path):
     fake.write_text("import numpy\n\ndef f():\n    from tracer.render.xlsx import write_xlsx\n    import tracer.cli\n", "utf-8")
     assert violations(fake, "models") == ["tracer.cli", "tracer.render.xlsx"]
     assert violations(fake, "checks") == ["tracer.cli"]
+
+
+def test_only_the_front_end_imports_torch():
+    """PyTorch is an optional extra: no module but tracer/frontends/pytorch.py imports it (and that
+    one only inside functions, when a run needs it)."""
+    def torch_imports(path):
+        tree = ast.parse(path.read_text("utf-8"))
+        found = []
+        for node in ast.walk(tree):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            found += [(node, n) for n in names if n.split(".")[0] == "torch"]
+        return tree, found
+
+    for path in modules():
+        tree, found = torch_imports(path)
+        if path.relative_to(PACKAGE).as_posix() == "frontends/pytorch.py":
+            assert found and not [n for node, n in found if node in tree.body], "torch imported at the top"
+        elif path.parent.name != "examples":  # the shipped example module is the user's code
+            assert not found, f"{path.relative_to(PACKAGE)} imports torch"
 
 
 def test_every_op_belongs_to_exactly_one_tested_family():

@@ -599,7 +599,7 @@ def test_run_mlp_examples_and_languages(tmp_path, run_main, monkeypatch, args):
         assert "L 0.92 -> 0.85 -> 0.78 -> 0.72 -> 0.65" in out
     if written.suffix == ".md":
         text = written.read_text("utf-8")
-        assert "net_h = input · w_h + b₁" in text and "E_total" in text
+        assert r"{\text{net}_{h}} = {\text{input}} \cdot {w_{h}} + {b_{1}}" in text and r"E_{\text{total}}" in text
 
 
 def test_run_mlp_with_a_file_of_ones_own(tmp_path, run_main):

@@ -14,6 +14,7 @@ import re
 
 import pytest
 from print_pages import (
+    BEFORE,
     CARLITO_HINT,
     advances,
     chart_anchors,
@@ -46,10 +47,6 @@ from tracer.render.layout import (
 )
 from tracer.render.template import Template
 
-# The pages each default workbook printed on before issue 22 (LibreOffice 7.4, Carlito, English),
-# measured on main at 35fd242 (BERT at 574d972, with its evaluation loss).  Now at most half as many.
-BEFORE = {"vae": 1681, "gan": 905, "skipgram": 207, "attention": 356, "transformer": 1078, "bert": 691,
-          "rnn": 567, "lstm": 1804, "mlp": 8, "diffusion": 323, "flow": 2376}
 # A --warmup 2000 workbook of each of these (one traced iteration, and the flow's grid smaller: the
 # default workbooks print every other sheet), in both languages.
 WARMUPS = {"vae": {}, "gan": {}, "flow": {"grid": 9}, "diffusion": {}}
@@ -65,7 +62,7 @@ def printed(soffice, default_workbook, vae_tape, run_tape, tmp_path_factory):
     require_carlito()
     folder = tmp_path_factory.mktemp("printed")
     books = {}
-    for model in api.MODELS:
+    for model in BEFORE:
         default = api.configure(model, "en")
         tape = (vae_tape if model == "vae" else run_tape(model)[1] if model in RUNS and
                 api.configure(RUNS[model][0], "en", **RUNS[model][1]) == default else api.run(model).tape)
@@ -80,7 +77,7 @@ def printed(soffice, default_workbook, vae_tape, run_tape, tmp_path_factory):
     return {key: (book, pdfs[book], layout) for key, (book, layout) in books.items()}
 
 
-KEYS = [("default", m, "en") for m in api.MODELS] + [("warmup", m, lang) for m in WARMUPS for lang in ("en", "es")]
+KEYS = [("default", m, "en") for m in BEFORE] + [("warmup", m, lang) for m in WARMUPS for lang in ("en", "es")]
 
 
 def planned(path) -> list[tuple[str, int]]:
@@ -166,18 +163,6 @@ def test_libreoffice_prints_the_pages_planned(printed, key):
 # 17 columns wide, at 51 % already, mostly 784-row blocks; the mlp has 3 sheets of a page or more;
 # the diffusion model's iteration sheets print at 16 % already.
 HALF_EXCEPTIONS = {"gan": 0.8, "mlp": 0.65, "diffusion": 0.55}
-
-
-def test_the_docs_state_the_pages_measured(printed):
-    """docs/workbook.md's table of pages: before, as BEFORE; now, as LibreOffice prints them."""
-    from pathlib import Path
-
-    text = (Path(__file__).resolve().parent.parent / "docs" / "workbook.md").read_text("utf-8")
-    rows = {model: (int(before.replace(",", "")), int(now.replace(",", "")))
-            for model, before, now in re.findall(r"^\| (\w+) \| ([\d,]+) \| ([\d,]+) \|$", text, re.M)}
-    assert set(rows) == set(api.MODELS)
-    for model, (before, now) in rows.items():
-        assert (before, now) == (BEFORE[model], page_count(printed[("default", model, "en")][1])), model
 
 
 def sheet_pages(book) -> dict[str, tuple[int, list[int]]]:

@@ -121,10 +121,12 @@ def test_the_word_list_is_real():
 
 
 def data_words(tape) -> set:
-    """Words that are data, not prose: the Spanish corpus's, and the names an mlp file gave."""
+    """Words that are data, not prose: the Spanish corpus's, the names an mlp file gave, the code of
+    a PyTorch file (its lines are quoted)."""
     from tracer.data.text import load_text
 
-    return set(words(load_text(None, "es"))) | {w for name in tape.meta.get("tensors", {}) for w in words(name)}
+    return (set(words(load_text(None, "es"))) | {w for name in tape.meta.get("tensors", {}) for w in words(name)}
+            | set(words(tape.meta.get("code", ""))))
 
 
 @pytest.mark.parametrize("model", list(api.MODELS))
@@ -143,7 +145,9 @@ def test_spanish_workbooks_have_no_english(default_workbook, model):
 
 
 def document_lines(text: str) -> list[str]:
-    """The prose of a Markdown document: no code fences, no code spans, no escapes."""
+    """The prose of a Markdown document: no code fences, no code spans, no mathematics ($ … $,
+    $$ … $$: symbols, not words), no HTML tags, no figure's file name, no escapes."""
+    text = re.sub(r"\$\$.*?\$\$|\$[^$\n]*\$|</?small>|\]\([^)]*\)", " ", text, flags=re.S)  # and file names
     lines = [line for line in text.replace("\\", "").splitlines() if not line.startswith("```")]
     return [re.sub(r"``? ?[^`]*? ?``?", "", line) for line in lines]
 

@@ -34,6 +34,7 @@ CASES = {
     "diffusion-adam": ("diffusion", {"optimizer": "adam", "hidden": 6, "size": 4, "steps": 4, "samples": 1}),
     # flow (issue 17)
     "flow-adam": ("flow", {"optimizer": "adam", "couplings": 3, "hidden": 3, "grid": 3, "samples": 2}),
+    "torch": ("torch", {}),  # the shipped VAE module: PyTorch's draws, in the same order
 }
 
 

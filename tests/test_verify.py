@@ -249,7 +249,7 @@ def test_recalculate_timeout(tmp_path, monkeypatch):
 
 def compare(stored, recalc, rtol=1e-9, atol=1e-12) -> VerifyReport:
     report = VerifyReport(path=Path("x.xlsx"), rtol=rtol, atol=atol, n_formulas=1)
-    verify._compare(report, "S!A1", stored, recalc)
+    verify._compare(report, {("S", 1, 1): stored}, {("S", 1, 1): recalc})
     return report
 
 
@@ -276,8 +276,7 @@ def test_compare_rules(stored, recalc, ok):
 
 def test_compare_tracks_largest_errors():
     report = VerifyReport(path=Path("x.xlsx"), n_formulas=2)
-    verify._compare(report, "S!A1", 1.0, 1.0 + 2e-10)
-    verify._compare(report, "S!A2", 100.0, 100.0 + 1e-9)
+    verify._compare(report, {("S", 1, 1): 1.0, ("S", 2, 1): 100.0}, {("S", 1, 1): 1.0 + 2e-10, ("S", 2, 1): 100.0 + 1e-9})
     assert report.ok
     assert report.max_abs_err == pytest.approx(1e-9, rel=1e-3)
     assert report.max_rel_err == pytest.approx(2e-10, rel=1e-3)
@@ -288,9 +287,8 @@ def test_relative_error_is_measured_where_it_means_something():
     """A tiny value off by rounding noise would be a huge relative error: relative errors count
     only on cells of size REL_FLOOR or more; the report says over how many."""
     report = VerifyReport(path=Path("x.xlsx"), n_formulas=3)
-    verify._compare(report, "S!A1", 1e-15, 2e-15)
-    verify._compare(report, "S!A2", 0.5, 0.5 + 1.5e-11)
-    verify._compare(report, "S!A3", 0.0, 0.0)
+    verify._compare(report, {("S", 1, 1): 1e-15, ("S", 2, 1): 0.5, ("S", 3, 1): 0.0},
+                    {("S", 1, 1): 2e-15, ("S", 2, 1): 0.5 + 1.5e-11, ("S", 3, 1): 0.0})
     assert report.ok and report.n_rel == 1
     assert report.max_rel_err == pytest.approx(3e-11, rel=1e-3)
     assert "largest relative error: 3.0e-11 (over the 1 cells of size 1e-06 or more)" in report.format()
@@ -388,3 +386,173 @@ def test_an_empty_cell_saved_as_a_number_stays_empty(engine, tmp_path):
     with zipfile.ZipFile(tmp_path / "saved.xlsx") as archive:
         assert b'<c r="A2" s="1" t="n"' in archive.read("xl/worksheets/sheet1.xml")
     assert engines.ENGINES[engine].recalculated_values(tmp_path / "saved.xlsx", {"S": {(1, 2)}}) == {("S", 1, 2): 1}
+
+
+# --------------------------------------------------------------------------
+# Many workbooks, one LibreOffice
+# --------------------------------------------------------------------------
+
+def counting_soffice(tmp_path: Path, real: str) -> tuple[str, Path]:
+    """A wrapper of LibreOffice that logs each start, and the log."""
+    log = tmp_path / "starts.log"
+    return fake_soffice(tmp_path, f'echo start >> "{log}"\nexec "{real}" "$@"'), log
+
+
+@pytest.mark.skipif(os.name != "posix", reason="uses a shell script")
+def test_verify_of_many_workbooks_starts_libreoffice_once(soffice, tmp_path, run_main, monkeypatch):
+    good, bad = tmp_path / "good.xlsx", tmp_path / "bad.xlsx"
+    n = write_good_workbook(good)
+    write_bad_workbook(bad)
+    wrapper, log = counting_soffice(tmp_path, soffice)
+    monkeypatch.setenv("TRACER_SOFFICE", wrapper)
+    code, out, err = run_main("verify", good, bad, "--engine", "libreoffice")
+    assert log.read_text().splitlines() == ["start"]
+    assert code == 1, out + err
+    first, second = out.split("\n\n")[:2]
+    assert f"good.xlsx: {n:,} formula cells recalculated in LibreOffice" in first and first.endswith("LibreOffice: OK\nOK")
+    assert "bad.xlsx: 4 formula cells" in second and "Sheet!B2: 12 -> 7" in second
+    assert out.splitlines()[-1] == "1 of 2 workbooks FAILED: bad.xlsx"
+
+
+@pytest.mark.skipif(os.name != "posix", reason="uses a shell script")
+def test_convert_all_keeps_going_past_a_workbook_it_cannot_convert(tmp_path, monkeypatch):
+    """LibreOffice converts only the first of two workbooks: the first is there, the second is its
+    own one-line error."""
+    a, b = tmp_path / "a.xlsx", tmp_path / "b.xlsx"
+    write_good_workbook(a)
+    write_bad_workbook(b)
+    monkeypatch.setenv("TRACER_SOFFICE", fake_soffice(tmp_path, """
+while [ $# -gt 0 ]; do
+  case "$1" in --outdir) out="$2"; shift;; *book0.xlsx) src="$1";; esac; shift
+done
+mkdir -p "$out"; cp "$src" "$out/book0.xlsx"; echo "Error: source file could not be loaded" >&2"""))
+    made = libreoffice.convert_all([a, b], tmp_path / "out")
+    assert made[0] == tmp_path / "out" / "a.xlsx" and made[0].read_bytes() == a.read_bytes()
+    assert isinstance(made[1], TracerError) and "could not recalculate b.xlsx" in str(made[1])
+    with libreoffice.recalculating([a, b]) as values:
+        assert values(a, {"Calc": {(10, 2)}})  # read from its copy
+        with pytest.raises(TracerError, match=r"could not recalculate b.xlsx \(exit code 0\): Error: source file could not be loaded"):
+            values(b, {"Sheet": {(1, 2)}})
+    with pytest.raises(TracerError, match="both be converted to a.pdf"):
+        libreoffice.convert_all([a, tmp_path / "out" / "a.xlsx"], tmp_path / "pdf", "pdf")
+
+
+# --------------------------------------------------------------------------
+# Reading a workbook in one pass (tracer.engines.workbook), against openpyxl
+# --------------------------------------------------------------------------
+
+def openpyxl_formula_values(path: Path) -> dict:
+    """The formula cells and their stored values as openpyxl reads them (twice: the formulas, then
+    the values): what tracer.engines.workbook.formula_values must give, in one pass."""
+    from openpyxl import load_workbook
+    from openpyxl.utils import range_boundaries
+    from openpyxl.worksheet.formula import ArrayFormula
+
+    found = {}
+    wb = load_workbook(path, read_only=True, data_only=False)
+    for ws in wb.worksheets:
+        ws.reset_dimensions()
+        for row in ws.iter_rows():
+            for cell in row:
+                if isinstance(cell.value, ArrayFormula):
+                    c1, r1, c2, r2 = range_boundaries(cell.value.ref)
+                    found.update({(ws.title, r, c): None for r in range(r1, r2 + 1) for c in range(c1, c2 + 1)})
+                elif cell.data_type == "f":
+                    found[(ws.title, cell.row, cell.column)] = None
+    wb.close()
+    return {**found, **openpyxl_values(path, found)}
+
+
+def openpyxl_values(path: Path, keys) -> dict:
+    from openpyxl import load_workbook
+
+    wb = load_workbook(path, read_only=True, data_only=True)
+    values = {}
+    for ws in wb.worksheets:
+        ws.reset_dimensions()
+        for r, row in enumerate(ws.iter_rows(values_only=True), start=1):
+            for c, value in enumerate(row, start=1):
+                if (ws.title, r, c) in keys:
+                    values[(ws.title, r, c)] = value
+    wb.close()
+    return values
+
+
+def odd_workbook(path: Path) -> Path:
+    """A workbook written the ways other programs write one: a namespace prefix, cells and rows
+    without positions, shared strings (plain, rich text with a phonetic hint), an inline string,
+    text, boolean, error and empty results, an array formula over cells the file leaves out."""
+    wb = xlsxwriter.Workbook(path)
+    wb.add_worksheet("Odd").write_string("A1", "x")
+    wb.close()
+    sheet = """<?xml version="1.0" encoding="UTF-8"?>
+<x:worksheet xmlns:x="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><x:sheetData>
+<x:row r="1"><x:c r="A1"><x:v>1.5</x:v></x:c><x:c><x:v>2</x:v></x:c><x:c t="s"><x:v>1</x:v></x:c>
+<x:c><x:f>A1+B1</x:f><x:v>3.5</x:v></x:c><x:c r="G1" t="s"><x:f>C1</x:f><x:v>0</x:v></x:c></x:row>
+<x:row><x:c t="inlineStr"><x:is><x:t>in</x:t><x:r><x:t>line</x:t></x:r></x:is></x:c>
+<x:c r="C2" t="str"><x:f>"a"&amp;"&lt;b&gt;"</x:f><x:v>a&lt;b&gt;</x:v></x:c><x:c t="b"><x:f>A1&gt;0</x:f><x:v>1</x:v></x:c>
+<x:c t="e"><x:f>1/0</x:f><x:v>#DIV/0!</x:v></x:c><x:c><x:f>A1*0</x:f><x:v/></x:c>
+<x:c r="H2"><x:f t="array" ref="H2:I4">A1:B3*2</x:f><x:v>3</x:v></x:c><x:c r="I2"><x:v>4</x:v></x:c></x:row>
+<x:row r="3"><x:c r="H3"><x:v>5</x:v></x:c><x:c r="J3"><x:f>1E-300*1</x:f><x:v>1E-300</x:v></x:c></x:row>
+</x:sheetData></x:worksheet>"""
+    strings = """<?xml version="1.0" encoding="UTF-8"?>
+<sst xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" count="2" uniqueCount="2">
+<si><t>plain</t></si><si><r><t>ri</t></r><r><rPr><b/></rPr><t>ch</t></r><rPh sb="0" eb="1"><t>hint</t></rPh></si></sst>"""
+    with zipfile.ZipFile(path) as z:
+        parts = {n: z.read(n) for n in z.namelist()}
+    parts["xl/worksheets/sheet1.xml"], parts["xl/sharedStrings.xml"] = sheet.encode(), strings.encode()
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in parts.items():
+            z.writestr(name, data)
+    return path
+
+
+@pytest.fixture(scope="module")
+def saved_by_libreoffice(soffice, tmp_path_factory):
+    """The good workbook as LibreOffice saves it (its shared strings, its own way of writing values)."""
+    folder = tmp_path_factory.mktemp("saved")
+    write_good_workbook(folder / "good.xlsx")
+    return recalculate(folder / "good.xlsx", folder / "out")
+
+
+def test_one_pass_reads_what_openpyxl_reads(tmp_path, run_workbook):
+    from tracer.engines.workbook import formula_values
+
+    write_good_workbook(tmp_path / "good.xlsx")
+    for path in (tmp_path / "good.xlsx", odd_workbook(tmp_path / "odd.xlsx"), run_workbook("mlp-softmax"),
+                 run_workbook("transformer-es-bpe-gelu-adam", "es")):
+        ours, theirs = formula_values(path), openpyxl_formula_values(path)
+        assert ours == theirs and [type(v) for v in ours.values()] == [type(theirs[k]) for k in ours], path.name
+    odd = formula_values(tmp_path / "odd.xlsx")
+    assert odd[("Odd", 1, 4)] == 3.5 and odd[("Odd", 1, 7)] == "plain" and odd[("Odd", 2, 3)] == "a<b>"
+    assert odd[("Odd", 2, 4)] is True and odd[("Odd", 2, 5)] == "#DIV/0!" and odd[("Odd", 2, 6)] is None
+    assert odd[("Odd", 3, 8)] == 5 and odd[("Odd", 4, 9)] is None and odd[("Odd", 3, 10)] == 1e-300
+    assert len(odd) == 13  # 7 formulas, and the array's 6 cells (3 of them absent from the file)
+
+
+def test_values_at_reads_what_openpyxl_reads(saved_by_libreoffice, tmp_path):
+    from tracer.engines.workbook import values_at
+
+    for path in (saved_by_libreoffice, odd_workbook(tmp_path / "odd.xlsx")):
+        every = {(s, r, c) for s in ("Overview", "Iteración 1", "Calc", "Odd") for r in range(1, 30) for c in range(1, 12)}
+        theirs = openpyxl_values(path, every)
+        wanted = {}
+        for s, r, c in every:
+            wanted.setdefault(s, set()).add((r, c))
+        ours = values_at(path, wanted)
+        assert {k: v for k, v in ours.items() if v is not None} == {k: v for k, v in theirs.items() if v is not None}
+    assert values_at(tmp_path / "odd.xlsx", {"Odd": {(1, 3), (2, 1)}}) == {("Odd", 1, 3): "rich", ("Odd", 2, 1): "inline"}
+
+
+def test_a_damaged_sheet_is_one_line(tmp_path):
+    from tracer.engines.workbook import formula_values
+
+    path = odd_workbook(tmp_path / "odd.xlsx")
+    with zipfile.ZipFile(path) as z:
+        parts = {n: z.read(n) for n in z.namelist()}
+    parts["xl/worksheets/sheet1.xml"] = parts["xl/worksheets/sheet1.xml"][:300]
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in parts.items():
+            z.writestr(name, data)
+    with pytest.raises(TracerError, match=r"odd.xlsx is damaged and cannot be read \(unclosed token: line 4"):
+        formula_values(path)

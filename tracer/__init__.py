@@ -4,11 +4,12 @@
     run = tracer.run("vae", iterations=4)    # see tracer.api
     run.save("vae.xlsx")
     tracer.verify("vae.xlsx")
+    run = tracer.from_torch(model, x, y, nn.MSELoss(), optimizer)   # your own PyTorch model
 """
 
 __version__ = "0.1.0"
 
-_API = ("run", "verify", "gradcheck", "exercise", "check", "bench", "configure", "Run", "MODELS")
+_API = ("run", "from_torch", "verify", "gradcheck", "exercise", "check", "bench", "configure", "Run", "MODELS")
 
 
 def __getattr__(name):

@@ -26,7 +26,7 @@ from tracer.errors import TracerError
 
 MODELS = models.MODELS
 LANGS = ("en", "es")
-FORMATS = (".xlsx", ".json", ".csv", ".tex", ".md")
+FORMATS = (".xlsx", ".json", ".csv", ".tex", ".md", ".pdf")
 ENGINES = ("libreoffice", "ironcalc", "all")  # tracer.engines.CHOICES: `verify --engine`, `check --engine`
 
 
@@ -82,6 +82,11 @@ class Run:
     @property
     def name(self) -> str:
         return self.model.NAME
+
+    @property
+    def iterations(self) -> int:
+        """The number of traced iterations (after any warm-up)."""
+        return len({t.iteration for t in self.tape.tensors if t.iteration and t.phase != "after"})
 
     @property
     def settings(self) -> dict:
@@ -157,6 +162,24 @@ def run(model: str, lang: str = "en", *, output=None, **options) -> Run:
     return Run(m, cfg, models.trace(m, cfg, Path(output).suffix if output is not None else None), lang)
 
 
+def from_torch(model, x, y, loss_fn, optimizer=None, iterations: int = 4, lang: str = "en", *, warmup: int = 0,
+               output=None) -> Run:
+    """Trace a PyTorch model (tracer.frontends.pytorch; needs `pip install "tracer[torch]"`):
+    loss_fn(model(x), y) captured with torch.fx, then `iterations` training steps of `optimizer`
+    (torch.optim.SGD, Adam or AdamW; None: SGD with lr 0.01), every number a formula equal to
+    PyTorch's.  The model and the optimizer are read, not changed.  Random draws in forward come
+    from PyTorch's generator as it stands (seed it first).  The same Run as `run`; `warmup` steps
+    run first, unrecorded; `output`: its format's size limits are checked before any work."""
+    from tracer.frontends import pytorch as front
+
+    m = models.get("torch")
+    fields = {f.name: f for f in dataclasses.fields(m.Config)}
+    cfg = m.Config(warmup=_check_type(m, fields["warmup"], warmup), iterations=_check_type(m, fields["iterations"], iterations))
+    cfg.source = front.Source(model, x, y, loss_fn, optimizer, cfg.iterations)
+    front.check(cfg.source)
+    return Run(m, cfg, models.trace(m, cfg, Path(output).suffix if output is not None else None), lang)
+
+
 def check_output(path, formats=FORMATS) -> Path:
     """Refuse an output path before any work: an unknown suffix, a folder, a folder that cannot be
     written."""
@@ -166,6 +189,25 @@ def check_output(path, formats=FORMATS) -> Path:
     if path.suffix.lower() not in formats:
         raise TracerError(f"cannot write {path.name}: it must end in {', '.join(formats)}")
     return path
+
+
+def site(folder, models=None, langs=LANGS, docs=None, build: bool = False, progress=None) -> tuple[list, Path | None]:
+    """Write a MkDocs project of the walkthroughs into `folder` (every model, or `models`, in each
+    of `langs`; the Markdown pages of the folder `docs` as its guide); with `build`, build it too
+    (mkdocs build --strict).  Returns (the pages written, the built site's folder or None)."""
+    from tracer.render import site as writer
+
+    models = list(models or MODELS)
+    unknown = [name for name in models if name not in MODELS]
+    if unknown:
+        raise TracerError(f"unknown model {unknown[0]!r}: choose from {', '.join(MODELS)}")
+
+    def trace(model, lang):
+        r = run(model, lang)
+        return r.tape, r.settings
+
+    pages = writer.write_site(Path(folder), models, list(langs), trace, Path(docs) if docs else None, progress)
+    return pages, writer.build_site(Path(folder)) if build else None
 
 
 def lay_out_exercise(r: Run, blank: str, blank_iterations: str = "all", self_check: bool = False):
@@ -236,18 +278,26 @@ def verify(path, engine: str | None = None, announce=None):
     Verification: .ok, .n_formulas, .lines(), and per engine (v["ironcalc"]) a report with
     .max_abs_err, .max_rel_err, .errors, .mismatches.  `announce(text)` is told, once the file is
     found fit, what is about to happen."""
-    from tracer.checks.verify import verify_engines
+    return verify_all([path], engine, announce)[0]
+
+
+def verify_all(paths, engine: str | None = None, announce=None) -> list:
+    """`verify` of several workbooks at once: each engine recalculates them all in one go
+    (LibreOffice starts once), a Verification each, in order.  Every file is checked before any
+    work."""
+    from tracer.checks.verify import verify_books
     from tracer.engines import chosen
     from tracer.engines.workbook import check_workbook
 
-    path = Path(path)
-    check_workbook(path)
-    if is_exercise(path):
-        raise TracerError(f"{path.name} is an exercise: its blank cells and the cells computed from them "
-                          "hold no values to verify; verify the workbook `tracer run` writes with the same options, "
-                          "or grade this one with `tracer check`")
+    paths = [Path(p) for p in paths]
+    for path in paths:
+        check_workbook(path)
+        if is_exercise(path):
+            raise TracerError(f"{path.name} is an exercise: its blank cells and the cells computed from them "
+                              "hold no values to verify; verify the workbook `tracer run` writes with the same "
+                              "options, or grade this one with `tracer check`")
     chosen(engine)  # a missing engine is an error before any work
-    return verify_engines(path, engine, announce)
+    return verify_books(paths, engine, announce)
 
 
 def gradcheck(model: str, sample: int | None = None, **options) -> list:

@@ -22,7 +22,7 @@ from tracer.errors import (
 MODELS = api.MODELS
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-EXAMPLE_VARIANT = {"mlp": "xor", "gan": "upscale4"}  # the --help's example of a default output name
+EXAMPLE_VARIANT = {"mlp": "xor", "gan": "upscale4", "torch": "my_model"}  # the --help's example of a default output name
 
 
 def loss_summary(run) -> str:
@@ -140,7 +140,7 @@ def _make_run(model):
         else:
             cells = r.save(path)  # values, for .json and .csv
         what = "cells" if path.suffix.lower() == ".xlsx" else "values"
-        n, warm = r.config.iterations, getattr(r.config, "warmup", 0)
+        n, warm = r.iterations, getattr(r.config, "warmup", 0)
         steps = f"{warm:,} warm-up steps + " if warm else ""
         click.echo(f"wrote {path}: {steps}{n} iteration{'s' if n != 1 else ''}, {cells:,} {what}, "
                    f"{loss_summary(r)}  ({time.perf_counter() - start:.1f} s)")
@@ -228,21 +228,29 @@ def check(workbook, decimals, rtol, report, original, engine):
 
 
 @cli.command()
-@click.argument("workbook", type=click.Path(path_type=Path))
+@click.argument("workbooks", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--engine", type=click.Choice(api.ENGINES), default=None,
               help="recalculate in this engine, or in all of them (each must be installed)  "
                    "[default: every installed engine]")
 @click.option("--all", "show_all", is_flag=True, help="list every error value (by default the first 50; mismatches: the first 20 and a count)")
-def verify(workbook, engine, show_all):
-    """Recalculate WORKBOOK from scratch in spreadsheet engines (LibreOffice headless with forced
+def verify(workbooks, engine, show_all):
+    """Recalculate WORKBOOKS from scratch in spreadsheet engines (LibreOffice headless with forced
     recalculation, IronCalc in process) and compare every formula cell with the value the exporter
-    stored: a report per engine; exit 0 only when all agree within 1e-9 relative or 1e-12
-    absolute in every engine."""
-    report = api.verify(workbook, engine, announce=_progress_note)
+    stored: a report per workbook and engine; exit 0 only when all agree within 1e-9 relative or
+    1e-12 absolute in every engine.  LibreOffice starts once for all the workbooks."""
+    results = api.verify_all(workbooks, engine, announce=_progress_note)
     raise_if_interrupted()
-    for line in report.lines(limit=None if show_all else 50):
-        click.echo(line)
-    return 0 if report.ok else 1
+    for k, report in enumerate(results):
+        if k:
+            click.echo("")
+        for line in report.lines(limit=None if show_all else 50):
+            click.echo(line)
+    failed = [path.name for path, report in zip(workbooks, results) if not report.ok]
+    if len(results) > 1:
+        click.echo("")
+        click.echo(f"{len(failed)} of {len(results)} workbooks FAILED: {', '.join(failed)}" if failed
+                   else f"all {len(results)} workbooks OK")
+    return 1 if failed else 0
 
 
 @cli.group(cls=ModelGroup, context_settings=CONTEXT)
@@ -280,23 +288,51 @@ for _m in MODELS.values():
 
 @cli.command()
 @click.option("--quick", is_flag=True,
-              help="only the default VAE, GAN and transformer (skip the ≥ 1M-cell, Adam and ×4 upscale cases)")
+              help="only the default size of each model, one run each (skip the ≥ 1M-cell, Adam, ×4 upscale and "
+                   "warm-up cases)")
 @click.option("--case", "cases", multiple=True, metavar="NAME",
               help="run only this case (repeatable): " + ", ".join(api.bench_cases()))
 def bench(quick, cases):
-    """Time tracing and export: cells written, cells/s, file size, peak memory.  The default VAE,
-    GAN and transformer (best of 3 fresh processes, each also timed end to end as `tracer run
-    MODEL`, and raw XlsxWriter writing the same number of cells as a baseline), and `tracer
-    verify` of the default VAE in each engine (LibreOffice, IronCalc); the full run (without
-    --quick) adds, once each: a ≥ 1M-cell VAE (hidden 80, verified in each engine too) and a
-    ≥ 1M-cell transformer (4 blocks, d_model 32, context 16), both with a baseline, the VAE and
-    the GAN with --optimizer adam, the GAN with --upscale 4 --upscale-mode bilinear, the rnn, lstm,
-    bert, diffusion and flow at their default sizes and at ≥ 1M cells (with a baseline), the
+    """Time tracing and export in CPU seconds: cells written, cells/s, file size, peak memory.  The
+    default size of every model (best of 3 fresh processes; the VAE, GAN and transformer also timed
+    end to end as `tracer run MODEL` and beside stock XlsxWriter writing the same number of cells,
+    the ratio of the two), and `tracer verify` of the default VAE in each engine (LibreOffice,
+    IronCalc); the full run (without --quick) adds, once each: a ≥ 1M-cell VAE (hidden 80, verified
+    in each engine too) and a ≥ 1M-cell transformer (4 blocks, d_model 32, context 16), both with a
+    baseline, the VAE and the GAN with --optimizer adam, the GAN with --upscale 4 --upscale-mode
+    bilinear, the rnn, lstm, bert, diffusion and flow at ≥ 1M cells (with a baseline), the
     2,000-step warm-ups of the default VAE, of the documented GAN that draws a digit (with that GAN
     without its warm-up, to compare the exports), of the diffusion model and of the flow, and the
     cell counts of the default workbooks with and without the step blocks of the formula rule
     (split)."""
     api.bench(quick=quick, echo=click.echo, only=cases)
+
+
+@cli.command(context_settings=CONTEXT)
+@click.argument("folder", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--models", default=",".join(MODELS), show_default=True, metavar="M,…",
+              help="the models to include, comma-separated")
+@click.option("--lang", "langs", default=",".join(api.LANGS), show_default=True, metavar="L,…",
+              help="the languages of the pages, comma-separated")
+@click.option("--docs", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="a folder of Markdown pages to include as the site's guide (e.g. the repository's docs/)")
+@click.option("--build", is_flag=True, help="also build the HTML (mkdocs build --strict) into FOLDER/site")
+def site(folder, models, langs, docs, build):
+    """Write a documentation site of the walkthroughs: a MkDocs project (mkdocs.yml, an index of
+    what each model teaches, a page per model and language, the figures beside each page,
+    MathJax served from the site itself).  Needs pip install "tracer[site]".
+
+    \b
+    tracer site site-src --build          then open site-src/site/index.html
+    tracer site site-src --models vae,gan --lang es
+    cd site-src && mkdocs serve           to preview while editing
+    """
+    start = time.perf_counter()
+    pages, built = api.site(folder, [m for m in models.split(",") if m], [x for x in langs.split(",") if x], docs,
+                            build, progress=_progress_note)
+    click.echo(f"wrote {folder}: mkdocs.yml and {len(pages)} page{'s' if len(pages) != 1 else ''}"
+               + (f"; built {built}/index.html" if built else f"; build it with: cd {folder} && mkdocs build")
+               + f"  ({time.perf_counter() - start:.1f} s)")
 
 
 def main(argv=None):

@@ -19,10 +19,9 @@ from tracer.engines import libreoffice
 from tracer.engines.workbook import (
     address,
     check_workbook,
-    formula_cells,
+    formula_values,
     is_error_value,
     is_number,
-    values_at,
 )
 
 MAX_MISMATCHES = 20  # how many mismatches a report keeps (all are counted)
@@ -96,44 +95,54 @@ class VerifyReport:
 
 
 def _empty(value: object) -> bool:
-    # openpyxl reads a formula's empty-string result as None.
+    # a formula's empty-string result reads back as no value
     return value is None or value == ""
 
 
-def _compare(report: VerifyReport, addr: str, stored: object, recalc: object) -> None:
-    """Compare one formula cell and record the outcome in report."""
-    if is_error_value(recalc):
-        report.errors.append((addr, recalc))
-        return
-    agree = True
-    if is_number(stored) and is_number(recalc):
-        a, b = float(stored), float(recalc)
-        abs_err = abs(a - b)
-        scale = max(abs(a), abs(b))
-        if math.isnan(abs_err):  # NaN or inf on one side
-            agree = a == b
-            abs_err = rel_err = 0.0 if agree else math.inf
+def _compare(report: VerifyReport, stored: dict, recalculated: dict) -> None:
+    """Compare every formula cell (stored: its value in the file, by (sheet, row, column)) with its
+    recalculated value and record the outcome in report; an address is made only for a cell the
+    report names."""
+    rtol, atol = report.rtol, report.atol
+    max_abs = max_rel = 0.0
+    n_rel = 0
+    worst, worst_score = None, -1.0
+    for key, a in stored.items():
+        b = recalculated.get(key)
+        if (type(b) is float or is_number(b)) and (type(a) is float or is_number(a)):
+            x, y = float(a), float(b)
+            abs_err = abs(x - y)
+            scale = max(abs(x), abs(y))
+            if abs_err != abs_err:  # NaN or inf on one side
+                agree = x == y
+                abs_err = rel_err = 0.0 if agree else math.inf
+            else:
+                rel_err = abs_err / scale if scale > 0 else 0.0
+                agree = abs_err <= atol or abs_err <= rtol * scale
+            score = min(_ratio(abs_err, atol), _ratio(rel_err, rtol))
+            if abs_err > max_abs:
+                max_abs = abs_err
+            if scale >= REL_FLOOR:  # near 0, only the absolute error means anything
+                n_rel += 1
+                if rel_err > max_rel:
+                    max_rel = rel_err
+            if score > worst_score:
+                worst, worst_score = key, score
+        elif is_error_value(b):
+            report.errors.append((address(*key), b))
+            continue
+        elif _empty(b):
+            # A missing result is a failure unless the stored value is empty too
+            # (a formula returning "" reads back as no value).
+            agree = _empty(a)
         else:
-            rel_err = abs_err / scale if scale > 0 else 0.0
-            agree = abs_err <= report.atol or abs_err <= report.rtol * scale
-        score = min(_ratio(abs_err, report.atol), _ratio(rel_err, report.rtol))
-        if abs_err > report.max_abs_err:
-            report.max_abs_err = abs_err
-        if scale >= REL_FLOOR:  # near 0, only the absolute error means anything
-            report.n_rel += 1
-            report.max_rel_err = max(report.max_rel_err, rel_err)
-        if report.worst is None or score > report._worst_score:
-            report.worst, report._worst_score = addr, score
-    elif _empty(recalc):
-        # A missing result is a failure unless the stored value is empty too
-        # (a formula returning "" reads back as None).
-        agree = _empty(stored)
-    else:
-        agree = stored == recalc
-    if not agree:
-        report.n_mismatches += 1
-        if len(report.mismatches) < MAX_MISMATCHES:
-            report.mismatches.append((addr, stored, recalc))
+            agree = a == b
+        if not agree:
+            report.n_mismatches += 1
+            if len(report.mismatches) < MAX_MISMATCHES:
+                report.mismatches.append((address(*key), a, b))
+    report.max_abs_err, report.max_rel_err, report.n_rel = max_abs, max_rel, n_rel
+    report.worst = address(*worst) if worst is not None else None
 
 
 def _ratio(err: float, tol: float) -> float:
@@ -154,30 +163,44 @@ def verify_workbook(path, rtol: float = 1e-9, atol: float = 1e-12,
     :class:`TracerError` for a missing or non-workbook file (before starting
     the engine) and when the engine is unavailable or fails.
     """
-    path = Path(path)
-    check_workbook(path)
+    return verify_all([path], rtol, atol, timeout, engine)[0]
+
+
+def verify_all(paths, rtol: float = 1e-9, atol: float = 1e-12, timeout: float = libreoffice.DEFAULT_TIMEOUT,
+               engine: str = "libreoffice") -> list[VerifyReport]:
+    """verify_workbook of every workbook of `paths` in one engine, which recalculates them all at
+    once (LibreOffice: one process for all).  Each workbook is read once, in one pass: its formula
+    cells and their stored values (tracer.engines.workbook.formula_values, our own reader of the
+    sheets' XML, independent of both the writer and the engines); the engine gives the
+    recalculated values only.  A workbook the engine could not recalculate raises its
+    TracerError, after the others are recalculated."""
+    paths = [Path(p) for p in paths]
+    for path in paths:
+        check_workbook(path)
     found = engines.preferred(engine)
-    report = VerifyReport(path=path, engine=found.LABEL, rtol=rtol, atol=atol)
-
+    reports = []
     start = time.perf_counter()
-    formulas = formula_cells(path)
-    report.n_formulas = sum(len(cells) for cells in formulas.values())
-    if report.n_formulas == 0:
-        report.compare_seconds = time.perf_counter() - start
-        return report
-    stored = values_at(path, formulas)
-    reading = time.perf_counter() - start
-
-    start = time.perf_counter()
-    recalculated = found.recalculated_values(path, formulas, timeout=timeout)
-    report.recalc_seconds = time.perf_counter() - start
-    start = time.perf_counter()
-    for sheet in formulas:
-        for r, c in sorted(formulas[sheet]):
-            key = (sheet, r, c)
-            _compare(report, address(sheet, r, c), stored.get(key), recalculated.get(key))
-    report.compare_seconds = reading + time.perf_counter() - start
-    return report
+    with found.recalculating(paths, timeout) as values:
+        batch = (time.perf_counter() - start) / len(paths)  # LibreOffice: each workbook's share of the run
+        for path in paths:
+            report = VerifyReport(path=path, engine=found.LABEL, rtol=rtol, atol=atol)
+            start = time.perf_counter()
+            stored = formula_values(path)
+            report.n_formulas = len(stored)
+            reading = time.perf_counter() - start
+            if stored:
+                wanted: dict[str, set] = {}
+                for sheet, r, c in stored:
+                    wanted.setdefault(sheet, set()).add((r, c))
+                start = time.perf_counter()
+                recalculated = values(path, wanted)
+                report.recalc_seconds = batch + time.perf_counter() - start
+                start = time.perf_counter()
+                _compare(report, stored, recalculated)
+                reading += time.perf_counter() - start
+            report.compare_seconds = reading
+            reports.append(report)
+    return reports
 
 
 @dataclass
@@ -216,12 +239,21 @@ class Verification:
 def verify_engines(path, engine: str | None = None, announce=None, **options) -> Verification:
     """verify_workbook in each engine `engine` chooses (tracer.engines.chosen: a name, "all", or
     None for every installed engine).  `announce(text)` is told before each engine starts."""
-    path = Path(path)
-    check_workbook(path)
+    return verify_books([path], engine, announce, **options)[0]
+
+
+def verify_books(paths, engine: str | None = None, announce=None, **options) -> list[Verification]:
+    """verify_engines of every workbook of `paths`, each engine recalculating them all at once
+    (LibreOffice: one process for all): a Verification per workbook, in order.  Every path is
+    checked to be a workbook before any engine starts."""
+    paths = [Path(p) for p in paths]
+    for path in paths:
+        check_workbook(path)
+    what = str(paths[0]) if len(paths) == 1 else f"{len(paths)} workbooks"
     reports = []
     for found in engines.chosen(engine):
         if announce:
-            announce(f"recalculating {path} in {found.LABEL}"
+            announce(f"recalculating {what} in {found.LABEL}"
                      + (" (recalculation forced)" if found is libreoffice else "") + " ...")
-        reports.append(verify_workbook(path, engine=found.NAME, **options))
-    return Verification(reports)
+        reports.append(verify_all(paths, engine=found.NAME, **options))
+    return [Verification([r[k] for r in reports]) for k in range(len(paths))]

@@ -8,6 +8,10 @@ and the softmax of each row (plain, and causal for attention), each with its gra
     exp_half    e^(a/2)  (σ from log σ²)    gradient  g ⊙ y / 2
     exp         e^a  (a flow's scale)       gradient  g ⊙ y
     gelu        ½ a (1 + tanh(√(2/π)(a + 0.044715 a³)))                   (GPT-2's approximation)
+    gelu_erf    ½ a (1 + erf(a/√2)) = a Φ(a)                              (exact: PyTorch's nn.GELU())
+    ln          LN(a)                       gradient  g / a
+    power       a^p  (p: a cell)            gradient  g ⊙ p a^(p−1)
+    log_softmax row by row: x − max − ln Σ e^(x − max)      gradient  g − e^y · rowsum(g)
     softmax     row by row, max-subtracted  gradient  y ⊙ (g − rowsum(g ⊙ y))
                 in steps: e = exp(x − max of the row) (softmax_exp), s = Σ of each row of e, y = e / s
 """
@@ -16,7 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from tracer.core.linalg import SUM_COLS
+import math
+
+from tracer.core.linalg import QUOTIENT, SUM_COLS
 from tracer.core.op import Composite, Elementwise, Op, dot, no_grad, only, record
 
 SQRT_2_OVER_PI = np.sqrt(2 / np.pi)  # the formula: SQRT(2/PI())
@@ -102,6 +108,51 @@ class GeluGrad(Op):
 
 GELU, GELU_GRAD = Gelu(), GeluGrad()
 
+_erf = np.vectorize(math.erf, otypes=[float])  # numpy has no erf; the spreadsheet's ERF is exact too
+
+
+class GeluErf(Op):
+    """GELU exactly, y = x Φ(x) = ½ x (1 + erf(x/√2)) (PyTorch's nn.GELU() by default; its tanh
+    approximation is `gelu`): (T, d) → (T, d), cell by cell.  Cell: 0.5*x*(1+ERF(x/SQRT(2)))."""
+
+    name = "gelu_erf"
+
+    def forward(self, x, **attrs):
+        return 0.5 * x * (1 + _erf(x / math.sqrt(2)))
+
+    def formula(self, c, i, j):
+        x = c.at(0, i, j)
+        return f"0.5*{x}*(1+ERF({x}/SQRT(2)))"
+
+    def backward(self, out, g, wanted):
+        (x,) = out.inputs
+        return only(wanted, lambda: record(GELU_ERF_GRAD, x, g))
+
+
+class GeluErfGrad(Op):
+    """dx = g ⊙ (Φ(x) + x φ(x)) = g ⊙ (½ (1 + erf(x/√2)) + x e^(−x²/2) / √(2π)): x, g (T, d) → (T, d)."""
+
+    name = "gelu_erf_grad"
+
+    def forward(self, x, g, **attrs):
+        return g * (0.5 * (1 + _erf(x / math.sqrt(2))) + x * np.exp(-x * x / 2) / math.sqrt(2 * math.pi))
+
+    def formula(self, c, i, j):
+        x, g = c.at(0, i, j), c.at(1, i, j)
+        return f"{g}*(0.5*(1+ERF({x}/SQRT(2)))+{x}*EXP(-{x}*{x}/2)/SQRT(2*PI()))"
+
+
+GELU_ERF, GELU_ERF_GRAD = GeluErf(), GeluErfGrad()
+
+LN = Elementwise("ln", lambda a: np.log(a), "LN({0})",
+                 grad=lambda out, g, w, a: only(w, lambda: record(QUOTIENT, g, a)))  # g / a
+POWER_GRAD = Elementwise(  # g ⊙ p a^(p−1)
+    "power_grad", lambda a, p, g: g * p * a ** (p - 1), "{2}*{1}*{0}^({1}-1)")
+POWER = Elementwise(  # a^p, p a (1, 1) cell: a number written in a model's code (x ** 2)
+    "power", lambda a, p: a ** p, "{0}^{1}",
+    grad=lambda out, g, w, a, p: only(w, lambda: record(POWER_GRAD, a, p, g), no_grad("power", "the exponent")),
+)
+
 
 # --- the softmax of each row, and the causal softmax of attention -------------------------------
 
@@ -180,10 +231,50 @@ SOFTMAX_EXP, CAUSAL_SOFTMAX_EXP = ShiftedExp("softmax_exp", False), ShiftedExp("
 SOFTMAX, CAUSAL_SOFTMAX = Softmax("softmax", SOFTMAX_EXP), Softmax("causal_softmax", CAUSAL_SOFTMAX_EXP)
 SOFTMAX_GRAD = SoftmaxGrad()
 
+
+class LogSoftmax(Composite):
+    """Row log-softmax, max-subtracted as PyTorch computes it: x (T, V) → y (T, V),
+
+        y[i, j] = x[i, j] − m_i − ln Σ_k exp(x[i, k] − m_i),   m_i = max_k x[i, k],
+
+    in three blocks, the first two a softmax's: e = the shifted exponentials (`<name>_exp`),
+    s = the sum of each row of e (`<name>_sum`), then y.  Cell (i, j): x_ij − MAX(row i) − LN(s_i).
+    Gradient: log_softmax_grad, g − e^y ⊙ rowsum(g)."""
+
+    name = "log_softmax"
+    steps = (("exp", SOFTMAX_EXP, 0), ("sum", SUM_COLS, 1))
+
+    def finish(self, x, e, s):
+        return x - x.max(axis=1, keepdims=True) - np.log(s)
+
+    def formula(self, c, i, j):
+        return f"{c.at(0, i, j)}-MAX({c.span(0, i, 0, i, c.shape(0)[1] - 1)})-LN({c.at(2, i, 0)})"
+
+    @staticmethod
+    def grad(out, g, wanted, x):
+        return only(wanted, lambda: record(LOG_SOFTMAX_GRAD, out, g))
+
+
+class LogSoftmaxGrad(Op):
+    """dx = g − e^y ⊙ rowsum(g): y (T, V) the log-softmax, g (T, V) its gradient → (T, V).
+    Cell: g_ij − EXP(y_ij)*SUM(row i of g)."""
+
+    name = "log_softmax_grad"
+
+    def forward(self, y, g, **attrs):
+        return g - np.exp(y) * g.sum(axis=1, keepdims=True)
+
+    def formula(self, c, i, j):
+        row = c.row(1, i)[0]
+        return f"{c.at(1, i, j)}-EXP({c.at(0, i, j)})*{row if ':' not in row else f'SUM({row})'}"
+
+
+LOG_SOFTMAX, LOG_SOFTMAX_GRAD = LogSoftmax(), LogSoftmaxGrad()
+
 OPS = {op.name: op for op in (
     RELU, RELU_GRAD, SIGMOID, SIGMOID_GRAD, LEAKY_RELU, LEAKY_RELU_GRAD, TANH, TANH_GRAD,
     EXP_HALF, EXP_HALF_GRAD, EXP, EXP_GRAD, GELU, GELU_GRAD, SOFTMAX_EXP, CAUSAL_SOFTMAX_EXP, SOFTMAX, CAUSAL_SOFTMAX,
-    SOFTMAX_GRAD,
+    SOFTMAX_GRAD, GELU_ERF, GELU_ERF_GRAD, LN, POWER, POWER_GRAD, LOG_SOFTMAX, LOG_SOFTMAX_GRAD,
 )}
 
 

@@ -7,6 +7,9 @@ and the column slices and concatenations that split and merge attention heads.
     div                                   a / n, n a constant (e.g. a batch's size: a mean)
     matmul, matmul_nt, matmul_tn          a·b, a·bᵀ, aᵀ·b: one SUMPRODUCT (or MMULT) per cell
     linear, linear2                       x·W + b, x·W + h·U + b (a recurrent step)
+    linear_nt                             x·Wᵀ + b, W (out, in) as PyTorch's nn.Linear keeps it
+    neg, minus, quotient                  −a, a − b and a / b with a gradient to every input
+    transpose, reshape                    aᵀ; the cells in row-major order in another shape
     add_products                          a ⊙ b + c ⊙ d (an LSTM's cell state)
     norms                                 ‖x₁‖, …, ‖x_k‖ as a column (a view, no gradient)
     sum_rows, sum_cols, sum_all           (m, n) → (1, n), (m, 1), (1, 1): SUM of a range
@@ -57,6 +60,20 @@ ADD_N = Elementwise(  # a₁ + … + a_k: each input gets the sum's gradient
 DIV = Elementwise(  # a / n: n a constant such as the number of digits of a batch (a mean over it)
     "div", lambda a, n: a / n, "{0}/{1}",
     grad=lambda out, g, w, a, n: only(w, lambda: reduced(record(DIV, g, n), a.shape), no_grad("div", "the divisor")),
+)
+
+
+NEG = Elementwise("neg", lambda a: -a, "-{0}", grad=lambda out, g, w, a: only(w, lambda: record(NEG, g)))
+MINUS = Elementwise(  # a − b, both inputs learned (sub above is an update's θ − step)
+    "minus", lambda a, b: a - b, "{0}-{1}",
+    grad=lambda out, g, w, a, b: only(w, lambda: summed_to(g, a.shape), lambda: reduced(record(NEG, g), b.shape)),
+)
+QUOTIENT_GRAD = Elementwise(  # ∂(a/b)/∂b · g = −g·a/b²
+    "quotient_grad", lambda g, a, b: -g * a / (b * b), "-{0}*{1}/({2}*{2})")
+QUOTIENT = Elementwise(  # a / b, b learned too (div above divides by a constant)
+    "quotient", lambda a, b: a / b, "{0}/{1}",
+    grad=lambda out, g, w, a, b: only(
+        w, lambda: reduced(record(QUOTIENT, g, b), a.shape), lambda: reduced(record(QUOTIENT_GRAD, g, a, b), b.shape)),
 )
 
 
@@ -125,18 +142,23 @@ def reduced(g, shape):
 
 
 class Linear(Op):
-    """x·W + b: x (m, k), W (k, n), b (1, n) → (m, n)."""
+    """x·W + b: x (m, k), W (k, n), b (1, n) → (m, n); with `tb`, x·Wᵀ + b, W (n, k) as PyTorch's
+    nn.Linear keeps it (a row per output unit: cell (i, j) is row i of x times row j of W)."""
 
-    name = "linear"
+    def __init__(self, name, tb=False):
+        self.name, self.tb = name, tb
 
     def forward(self, x, W, b, **attrs):
-        return x @ W + b
+        return x @ (W.T if self.tb else W) + b
 
     def formula(self, c, i, j):
-        return f"{dot(c.row(0, i), c.col(1, j))}+{c.at(2, i, j)}"
+        return f"{dot(c.row(0, i), c.row(1, j) if self.tb else c.col(1, j))}+{c.at(2, i, j)}"
 
     def backward(self, out, g, wanted):
         x, W, b = out.inputs
+        if self.tb:
+            return only(wanted, lambda: record(MATMUL, g, W), lambda: record(MATMUL_TN, g, x),
+                        lambda: summed_to(g, b.shape))  # ∂L/∂x = g·W, ∂L/∂W = gᵀ·x, ∂L/∂b = Σ rows of g
         return only(
             wanted,
             lambda: record(MATMUL_NT, g, W),  # ∂L/∂x = ∂L/∂out · Wᵀ
@@ -145,7 +167,7 @@ class Linear(Op):
         )
 
 
-LINEAR = Linear()
+LINEAR, LINEAR_NT = Linear("linear"), Linear("linear_nt", tb=True)
 
 
 class Linear2(Op):
@@ -351,20 +373,73 @@ class Concat(Op):
 
 CONCAT_COLS, CONCAT_ROWS = Concat(1), Concat(0)
 
+
+class Transpose(Op):
+    """aᵀ: a (m, n) → (n, m), out[i, j] = a[j, i].  Cell: a reference.  Gradient: gᵀ."""
+
+    name = "transpose"
+    references = True
+
+    def forward(self, a, **attrs):
+        return a.T.copy()
+
+    def formula(self, c, i, j):
+        return c.at(0, j, i)
+
+    def backward(self, out, g, wanted):
+        return only(wanted, lambda: record(TRANSPOSE, g))
+
+
+TRANSPOSE = Transpose()
+
+
+class Reshape(Op):
+    """The cells of a (m, n) read row by row into `rows` × `cols` (m·n = rows·cols), as numpy's and
+    PyTorch's reshape: out[i, j] = a[k // n, k % n], k = i·cols + j.  Cell: a reference.  One
+    instance per shape (`reshape(rows, cols)`).  Gradient: g reshaped back to (m, n)."""
+
+    name = "reshape"
+    references = True
+
+    def __init__(self, rows, cols):
+        self.rows, self.cols = rows, cols
+
+    def params(self):
+        return {"rows": self.rows, "cols": self.cols}
+
+    def forward(self, a, **attrs):
+        return a.reshape(self.rows, self.cols).copy()
+
+    def formula(self, c, i, j):
+        k, n = i * self.cols + j, c.shape(0)[1]
+        return c.at(0, k // n, k % n)
+
+    def backward(self, out, g, wanted):
+        return only(wanted, lambda: record(reshape(*out.inputs[0].shape), g))
+
+
+_RESHAPES = Family(Reshape)
+
+
+def reshape(rows: int, cols: int) -> Reshape:
+    """The reshape op into rows × cols (one instance per shape)."""
+    return _RESHAPES(int(rows), int(cols))
+
 OPS = {op.name: op for op in (
     SUB, BROADCAST, MUL, ADD, ADD_N, ADD_MUL, DIV, MATMUL, MATMUL_NT, MATMUL_TN, SUM_ROWS, SUM_COLS, SUM_ALL,
     LINEAR, LINEAR2, ADD_PRODUCTS, COL_DOT, slice_cols(0, 1), pad_cols(0, 1), CONCAT_COLS,
-    slice_rows(0, 1), pad_rows(0, 1), CONCAT_ROWS, NORMS,
+    slice_rows(0, 1), pad_rows(0, 1), CONCAT_ROWS, NORMS, LINEAR_NT, NEG, MINUS, QUOTIENT, QUOTIENT_GRAD,
+    TRANSPOSE, reshape(1, 1),
 )}
-"""One op per name (the template's [ops.<name>] entries); slice_cols, pad_cols, slice_rows and
-pad_rows are families sharing one name, represented here by one instance (`instances()` lists
+"""One op per name (the template's [ops.<name>] entries); slice_cols, pad_cols, slice_rows,
+pad_rows and reshape are families sharing one name, represented here by one instance (`instances()` lists
 them all)."""
 
 
 def instances() -> list:
     """Every op instance of this module: the single ones and each slice / pad made so far."""
-    fixed = [op for op in OPS.values() if not isinstance(op, (Slice, Pad))]
-    return fixed + _SLICES.made() + _PADS.made()
+    fixed = [op for op in OPS.values() if not isinstance(op, (Slice, Pad, Reshape))]
+    return fixed + _SLICES.made() + _PADS.made() + _RESHAPES.made()
 
 
 # --- what a model calls -------------------------------------------------------------------------

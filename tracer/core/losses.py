@@ -12,6 +12,11 @@
     half_sse       ½ Σ (y − ŷ)²                                  gradient  g · (ŷ − y)
     mse            (1/n) Σ (ŷ − y)²                              gradient  g · 2 (ŷ − y) / n
     bce_mean       −(1/n) Σ [y ln ŷ + (1 − y) ln(1 − ŷ)]         gradient  g · ((1 − y)/(1 − ŷ) − y/ŷ) / n
+    sse            Σ (ŷ − y)²                                    gradient  g · 2 (ŷ − y)
+    bce_logits_mean, bce_logits_sum   the BCE of σ(z), from the logits z, the mean or the sum of
+                   max(z, 0) − z y + ln(1 + e^(−|z|))            gradient  g · (σ(z) − y) (/ n)
+    neg_pick       ℓ_i = −a[i, y_i]   (T, 1)                      a log-probability picked by id y_i
+    soft_nll       −(1/N) Σ_i Σ_j Y_ij a_ij                      a the log-probabilities, Y the target ones
 
 ŷ (an output) and y (the targets) of the pair losses are N × k blocks, one row per example;
 n = N·k: the means run over every output of every example.  A pair loss takes ŷ first and the
@@ -191,25 +196,31 @@ SOFT_XENT = SumOfTerms(  # L = −(1/N) Σ_i Σ_j t_ij ln p_ij: inputs P, T; the
 
 # --- cross-entropy with the targets as ids (sparse), one cell per position ----------------------
 
-class NegLogPick(Op):
-    """ℓ_i = −ln P[i, y_i]: P (T, V) probabilities, y (T, 1) target ids (a constant) → (T, 1), the
-    loss at each position on its own.  Cell: −LN(INDEX(row i of P, y_i + 1)): the lookup picks
+class NegPick(Op):
+    """ℓ_i = −ln P[i, y_i] (`log`; P (T, V) probabilities: nll) or ℓ_i = −a[i, y_i] (a (T, V)
+    log-probabilities: neg_pick), y (T, 1) target ids (a constant) → (T, 1), the loss at each
+    position on its own.  Cell: −LN(INDEX(row i of P, y_i + 1)) (or −INDEX(…)): the lookup picks
     the one probability, LN gets that single cell.  Gradient: nll_grad, −g_i / P[i, y_i] at the
-    target and 0 elsewhere (after a softmax, softmax_grad turns it into g_i·(P_i − onehot(y_i)))."""
+    target and 0 elsewhere (after a softmax, softmax_grad turns it into g_i·(P_i − onehot(y_i)));
+    neg_pick_grad, −g_i at the target."""
 
-    name = "nll"
+    def __init__(self, name, log):
+        self.name, self.log = name, log
 
     def forward(self, p, y, **attrs):
-        return -np.log(p[np.arange(p.shape[0]), _targets(y, p.shape[1])]).reshape(-1, 1)
+        picked = p[np.arange(p.shape[0]), _targets(y, p.shape[1])].reshape(-1, 1)
+        return -np.log(picked) if self.log else -picked
 
     def formula(self, c, i, j):
         row, down, _ = c.row(0, i)
         k = f"{c.at(1, i, 0)}+1"
-        return f"-LN(INDEX({row},{k},1))" if down else f"-LN(INDEX({row},1,{k}))"
+        pick = f"INDEX({row},{k},1)" if down else f"INDEX({row},1,{k})"
+        return f"-LN({pick})" if self.log else f"-{pick}"
 
     def backward(self, out, g, wanted):
         p, y = out.inputs
-        return only(wanted, lambda: record(NLL_GRAD, p, y, g), no_grad(self.name, "the targets"))
+        grad = NLL_GRAD if self.log else NEG_PICK_GRAD
+        return only(wanted, lambda: record(grad, p, y, g), no_grad(self.name, "the targets"))
 
 
 class NegLogPickGrad(Op):
@@ -297,7 +308,7 @@ class MaskedMeanGrad(Op):
         return f"{c.at(1, 0, 0)}*{c.at(0, i, 0)}/SUM({c.all(0)})"
 
 
-NLL, NLL_GRAD = NegLogPick(), NegLogPickGrad()
+NLL, NLL_GRAD = NegPick("nll", log=True), NegLogPickGrad()
 MEAN, NEG_MEAN, MASKED_MEAN, MASKED_MEAN_GRAD = Mean("mean"), Mean("neg_mean", -1), MaskedMean(), MaskedMeanGrad()
 MEAN_GRAD, NEG_MEAN_GRAD = MEAN.grad_op, NEG_MEAN.grad_op
 
@@ -311,7 +322,7 @@ class PairLoss(Reduce):
     def formula(self, c, i, j):
         same_way(c, 0, 1, self.name)
         rows, cols = c.shape(0)
-        return self.excel.format(c.all(0), c.all(1), n=rows * cols)
+        return self.excel.format(c.all(0), c.all(1), n=rows * cols, rows=rows)
 
 
 class PairLossGrad(Op):
@@ -352,7 +363,68 @@ BCE_MEAN = SumOfTerms(  # inputs ŷ, y; the terms read the targets first
     "bce_mean", BCE_TERMS, order=(1, 0), per="cells", grad=_grad_to_output(BCE_MEAN_GRAD, "bce_mean"),
 )
 
+SSE_GRAD = PairLossGrad("sse_grad", lambda p, y, g, n: g * 2 * (p - y), "{2}*2*({0}-{1})")
+SSE = PairLoss("sse", lambda p, y: np.sum((p - y) ** 2), "SUMPRODUCT(({0}-{1})^2)", grad=_grad_to_output(SSE_GRAD, "sse"))
+
+
+# --- from logits: the binary cross-entropy of σ(z), without σ(z) (PyTorch's BCEWithLogitsLoss) ---
+
+# each cell's max(z, 0) − z·y + ln(1 + e^(−|z|)) = −[y ln σ(z) + (1 − y) ln(1 − σ(z))], never
+# exp of a large number: inputs the logits z, then the targets y
+BCE_LOGITS_TERMS = Elementwise(
+    "bce_logits_terms", lambda z, y: np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z))),
+    "MAX({0},0)-{0}*{1}+LN(1+EXP(-ABS({0})))",
+)
+BCE_LOGITS_MEAN_GRAD = PairLossGrad(
+    "bce_logits_mean_grad", lambda z, y, g, n: g * (1 / (1 + np.exp(-z)) - y) / n, "{2}*(1/(1+EXP(-{0}))-{1})/{n}")
+BCE_LOGITS_SUM_GRAD = PairLossGrad(
+    "bce_logits_sum_grad", lambda z, y, g, n: g * (1 / (1 + np.exp(-z)) - y), "{2}*(1/(1+EXP(-{0}))-{1})")
+BCE_LOGITS_MEAN = SumOfTerms("bce_logits_mean", BCE_LOGITS_TERMS, per="cells",
+                             grad=_grad_to_output(BCE_LOGITS_MEAN_GRAD, "bce_logits_mean"))
+BCE_LOGITS_SUM = SumOfTerms("bce_logits_sum", BCE_LOGITS_TERMS,
+                            grad=_grad_to_output(BCE_LOGITS_SUM_GRAD, "bce_logits_sum"))
+
+
+# --- log-probabilities against target ids or target probabilities (NLLLoss, CrossEntropyLoss) ---
+
+class NegPickGrad(Op):
+    """da[i, j] = −g_i where j = y_i, else 0: a (T, V) (for its shape), y (T, 1), g (T, 1) → (T, V).
+    Cell: IF(y_i = j, −g_i, 0)."""
+
+    name = "neg_pick_grad"
+
+    def forward(self, a, y, g, **attrs):
+        hit = np.arange(a.shape[1])[None, :] == _targets(y, a.shape[1])[:, None]
+        return np.where(hit, -g, 0.0)
+
+    def formula(self, c, i, j):
+        return f"IF({c.at(1, i, 0)}={j},-{c.at(2, i, 0)},0)"
+
+
+NEG_PICK, NEG_PICK_GRAD = NegPick("neg_pick", log=False), NegPickGrad()
+
+
+class SoftNllGrad(Op):
+    """da = −g·Y/N: a (N, V) log-probabilities (for N), Y (N, V), g (1, 1) → (N, V)."""
+
+    name = "soft_nll_grad"
+
+    def forward(self, a, y, g, **attrs):
+        return -g * y / a.shape[0]
+
+    def formula(self, c, i, j):
+        return f"-{c.at(2, i, j)}*{c.at(1, i, j)}/{c.shape(0)[0]}"
+
+
+SOFT_NLL_GRAD = SoftNllGrad()
+SOFT_NLL = PairLoss(  # −(1/N) Σ Y ⊙ log P: the cross-entropy of target probabilities Y from log P, N rows
+    "soft_nll", lambda a, y: -np.sum(y * a) / a.shape[0], "-SUMPRODUCT({1},{0})/{rows}",
+    grad=_grad_to_output(SOFT_NLL_GRAD, "soft_nll"),
+)
+
 OPS = {op.name: op for op in (
+    SSE, SSE_GRAD, BCE_LOGITS_TERMS, BCE_LOGITS_MEAN, BCE_LOGITS_SUM, BCE_LOGITS_MEAN_GRAD, BCE_LOGITS_SUM_GRAD,
+    NEG_PICK, NEG_PICK_GRAD, SOFT_NLL, SOFT_NLL_GRAD,
     BCE_TERMS, BCE, BCE_GRAD, KL_TERMS, KL, KL_LOGVAR_GRAD, NEG_LN, NEG_LN1M, NEG_MEAN_LN, NEG_MEAN_LN1M,
     NEG_MEAN_LN_GRAD, NEG_MEAN_LN1M_GRAD, XENT_TERMS, XENT, XENT_GRAD, SOFT_XENT_TERMS, SOFT_XENT, HALF_SSE, HALF_SSE_GRAD, MSE, MSE_GRAD,
     BCE_MEAN, BCE_MEAN_GRAD, NLL, NLL_GRAD, MEAN, MEAN_GRAD, NEG_MEAN, NEG_MEAN_GRAD, MASKED_MEAN, MASKED_MEAN_GRAD,

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 from tracer.errors import TracerError, temporary_folder
@@ -50,10 +51,34 @@ def recalculated_values(path: Path, wanted: dict[str, set[tuple[int, int]]],
     """Recalculate every formula of the workbook at `path` and return the values of the wanted
     cells by (sheet, row, column), rows and columns from 1.  An error value is its text
     ("#VALUE!", "#N/IMPL!", …).  `timeout` is not used: IronCalc runs in this process."""
+    with recalculating([path]) as values:
+        return values(path, wanted)
+
+
+@contextmanager
+def recalculating(paths, timeout: float | None = None):
+    """The same as tracer.engines.libreoffice.recalculating: yields `values(path, wanted)`; each
+    workbook is loaded and recalculated when its values are asked for (in process, nothing to
+    share between workbooks)."""
+    require()
+
+    def values(path, wanted: dict[str, set[tuple[int, int]]]) -> dict[tuple[str, int, int], object]:
+        model = _recalculated(Path(path))
+        sheets = {p["name"]: k for k, p in enumerate(model.get_worksheets_properties())}
+        found = {}
+        for sheet, cells in wanted.items():
+            if sheet in sheets:
+                k = sheets[sheet]
+                for r, c in cells:
+                    found[(sheet, r, c)] = model.get_cell_value(k, r, c)
+        return found
+
+    yield values
+
+
+def _recalculated(path: Path):
+    """The workbook at `path` loaded in IronCalc and recalculated from scratch."""
     ic = _module()
-    if ic is None:
-        raise TracerError(INSTALL_HINT)
-    path = Path(path)
     with temporary_folder("tracer-ironcalc-") as tmp:
         try:
             model = ic.load_from_xlsx(str(_without_empty_numbers(path, tmp)), "en", "UTC")
@@ -63,15 +88,7 @@ def recalculated_values(path: Path, wanted: dict[str, set[tuple[int, int]]],
                 raise
             detail = " ".join(str(e).split())[:300]
             raise TracerError(f"IronCalc could not recalculate {path.name}: {detail}") from None
-    sheets = {p["name"]: k for k, p in enumerate(model.get_worksheets_properties())}
-    values = {}
-    for sheet, cells in wanted.items():
-        if sheet not in sheets:
-            continue
-        k = sheets[sheet]
-        for r, c in cells:
-            values[(sheet, r, c)] = model.get_cell_value(k, r, c)
-    return values
+    return model
 
 
 _EMPTY_NUMBER = re.compile(rb'(<c\b[^>]*?)\s+t="n"(\s*/>)')  # <c r="B5" s="3" t="n"/>: an empty cell
@@ -82,7 +99,7 @@ def _without_empty_numbers(path: Path, tmp: Path) -> Path:
     try:
         with zipfile.ZipFile(path) as archive:
             parts = [n for n in archive.namelist() if n.startswith("xl/worksheets/") and n.endswith(".xml")]
-            if not any(_EMPTY_NUMBER.search(archive.read(n)) for n in parts):
+            if not any(b't="n"' in data and _EMPTY_NUMBER.search(data) for data in map(archive.read, parts)):
                 return path
             copy = tmp / path.name
             with zipfile.ZipFile(copy, "w", zipfile.ZIP_DEFLATED) as out:

@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from tracer.engines.workbook import values_at
@@ -141,49 +142,108 @@ def recalculate(src: Path, outdir: Path, timeout: float = DEFAULT_TIMEOUT) -> Pa
 def convert(src: Path, outdir: Path, to: str = "xlsx", timeout: float = DEFAULT_TIMEOUT) -> Path:
     """The workbook src converted by LibreOffice (recalculated first) to `to` ("xlsx", or "pdf":
     printed with each sheet's page setup), as ``outdir / (src's name with that suffix)``."""
-    src = Path(src).resolve()
+    made = convert_all([src], outdir, to, timeout)[0]
+    if isinstance(made, TracerError):
+        raise made
+    return made
+
+
+def convert_all(sources, outdir: Path, to: str = "xlsx",
+                timeout: float = DEFAULT_TIMEOUT) -> list[Path | TracerError]:
+    """Every workbook of `sources` converted by ONE LibreOffice process (recalculated first) to
+    `to` ("xlsx" or "pdf"), as ``outdir / (its name with that suffix)``: LibreOffice starts once
+    (a few seconds) for all of them.  Returns, in the order of `sources`, each converted file, or
+    the TracerError saying why that one could not be converted (the others are converted all the
+    same).  Raises TracerError before any work when LibreOffice is missing, when two sources
+    share a name, or when a target would overwrite its source; and when LibreOffice fails as a
+    whole or takes longer than `timeout` seconds per workbook."""
+    sources = [Path(s).resolve() for s in sources]
     outdir = Path(outdir).resolve()
-    target = outdir / (src.stem + "." + to)
-    if target == src:
-        raise TracerError(f"recalculation would overwrite {src.name}: choose another folder")
-    soffice = find_soffice()
+    targets = [outdir / (s.stem + "." + to) for s in sources]
+    for s, target in zip(sources, targets):
+        if target == s:
+            raise TracerError(f"recalculation would overwrite {s.name}: choose another folder")
+    twice = {t.name for t in targets if targets.count(t) > 1}
+    if twice:
+        raise TracerError(f"two workbooks would both be converted to {sorted(twice)[0]}: convert them separately")
+    find_soffice()
     outdir.mkdir(parents=True, exist_ok=True)
     with temporary_folder("tracer-lo-") as tmp:
-        profile = tmp / "profile"
-        _write_profile(profile)
-        scratch = tmp / "tmp"  # LibreOffice's own temporary files (lu*.tmp) go here, not to $TMPDIR
-        scratch.mkdir()
-        # Convert a copy with a plain name in a fresh folder: the output name
-        # is then known and nothing in outdir is overwritten by surprise.
-        work = tmp / "in"
-        work.mkdir()
-        copy = work / "book.xlsx"
-        shutil.copyfile(src, copy)
-        converted = tmp / "out"
-        cmd = [
-            soffice,
-            f"-env:UserInstallation={profile.as_uri()}",
-            "--headless", "--norestore",
-            "--convert-to", to,
-            "--outdir", str(converted),
-            str(copy),
-        ]
-        result = _run(cmd, timeout, env={**os.environ, "TMPDIR": str(scratch), "TMP": str(scratch),
-                                         "TEMP": str(scratch)})
-        produced = converted / f"book.{to}"
-        if result.returncode != 0 or not produced.is_file():
-            detail = " ".join((result.stderr or result.stdout or "").split())[:300]
-            raise TracerError(
+        made = _convert_batch(sources, tmp, to, timeout)
+        for k, (found, target) in enumerate(zip(made, targets)):
+            if not isinstance(found, TracerError):
+                shutil.move(str(found), target)
+                made[k] = target
+    return made
+
+
+def _convert_batch(sources: list[Path], tmp: Path, to: str, timeout: float) -> list[Path | TracerError]:
+    """Convert `sources` in one soffice run inside the folder `tmp`: each source is copied to a
+    plain name of its own (its position, so the output names are known and nothing is overwritten
+    by surprise), and each converted file is left in tmp/out (or a TracerError for it)."""
+    soffice = find_soffice()
+    profile = tmp / "profile"
+    _write_profile(profile)
+    scratch = tmp / "tmp"  # LibreOffice's own temporary files (lu*.tmp) go here, not to $TMPDIR
+    scratch.mkdir()
+    work = tmp / "in"
+    work.mkdir()
+    copies = []
+    for k, src in enumerate(sources):
+        copies.append(work / f"book{k}.xlsx")
+        shutil.copyfile(src, copies[-1])
+    converted = tmp / "out"
+    cmd = [
+        soffice,
+        f"-env:UserInstallation={profile.as_uri()}",
+        "--headless", "--norestore",
+        "--convert-to", to,
+        "--outdir", str(converted),
+        *map(str, copies),
+    ]
+    result = _run(cmd, timeout * max(1, len(sources)),
+                  env={**os.environ, "TMPDIR": str(scratch), "TMP": str(scratch), "TEMP": str(scratch)})
+    detail = " ".join((result.stderr or result.stdout or "").split())[:300]
+    made: list[Path | TracerError] = []
+    for k, src in enumerate(sources):
+        produced = converted / f"book{k}.{to}"
+        if result.returncode == 0 and produced.is_file():
+            made.append(produced)
+        else:
+            made.append(TracerError(
                 f"LibreOffice could not {'recalculate' if to == 'xlsx' else 'convert'} {src.name} "
-                f"(exit code {result.returncode}){': ' + detail if detail else ''}"
-            )
-        shutil.move(str(produced), target)
-    return target
+                f"(exit code {result.returncode}){': ' + detail if detail else ''}"))
+    return made
+
+
+@contextmanager
+def recalculating(paths, timeout: float = DEFAULT_TIMEOUT):
+    """Recalculate every workbook of `paths` in one LibreOffice process, then read them: yields
+    `values(path, wanted)`, the recalculated values of the wanted cells of one of those workbooks
+    by (sheet, row, column), rows and columns from 1 (a TracerError for a workbook LibreOffice
+    could not recalculate).  The recalculated copies live in a temporary folder until the end of
+    the `with`, so a grader of many workbooks reads them one at a time:
+
+        with libreoffice.recalculating(paths) as values:
+            for path in paths:
+                cells = values(path, {"Sheet1": {(2, 3)}})
+    """
+    paths = [Path(p).resolve() for p in paths]
+    with temporary_folder("tracer-lo-") as tmp:
+        made = dict(zip(paths, _convert_batch(paths, tmp, "xlsx", timeout))) if paths else {}
+
+        def values(path, wanted: dict[str, set[tuple[int, int]]]) -> dict[tuple[str, int, int], object]:
+            found = made[Path(path).resolve()]
+            if isinstance(found, TracerError):
+                raise found
+            return values_at(found, wanted)
+
+        yield values
 
 
 def recalculated_values(path: Path, wanted: dict[str, set[tuple[int, int]]],
                         timeout: float = DEFAULT_TIMEOUT) -> dict[tuple[str, int, int], object]:
     """Recalculate the workbook at `path` (into a throwaway folder) and return the values of the
     wanted cells by (sheet, row, column), rows and columns from 1."""
-    with temporary_folder("tracer-lo-values-") as tmp:
-        return values_at(recalculate(path, tmp, timeout=timeout), wanted)
+    with recalculating([path], timeout) as values:
+        return values(path, wanted)

@@ -23,6 +23,7 @@ from tracer.models import (
     gan,
     lstm,
     mlp,
+    pytorch,
     rnn,
     skipgram,
     transformer,
@@ -30,7 +31,8 @@ from tracer.models import (
 )
 from tracer.models.training import Diverged
 
-MODELS = {m.NAME: m for m in (vae, gan, skipgram, attention, transformer, bert, rnn, lstm, mlp, diffusion, flow)}
+MODELS = {m.NAME: m for m in (vae, gan, skipgram, attention, transformer, bert, rnn, lstm, mlp, diffusion, flow,
+                                  pytorch)}
 
 
 def get(name: str):

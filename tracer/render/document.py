@@ -1,431 +1,475 @@
-"""The walkthrough as a document: `-o walkthrough.tex` (LaTeX, compiles with pdflatex) or `.md`.
+"""The walkthrough as a document: `-o walkthrough.tex` (LaTeX), `.pdf` (the .tex through pdflatex)
+or `.md` (Markdown for a documentation site).
 
-`build` turns the tape and the model's template into a neutral list of blocks; `to_latex` and
-`to_markdown` only write them in their syntax.  The blocks:
+`build` turns the tape and the model's template into a neutral list of blocks; tracer.render.latex
+and tracer.render.markdown only write them in their syntax, and tracer.render.figures draws the
+pictures and the loss chart into a folder beside the document.  The blocks:
 
-    ("title", text)  ("para", text)  ("heading", text)  ("subheading", text)
-    ("equations", [equation, ...])
-    ("settings", heading, [(label, value), ...])   the options: each value as typed (code)
-    ("tensor", symbol, shape, description, equation, note)
-    ("table", caption, header, rows)   a cell is text (str), a number (int or float),
-                                       a matrix (2-D numpy array) or the first entries (list)
+    Block("title" | "heading" | "subheading", text)
+    Block("para", text)                       prose: its symbols set as mathematics (Prose)
+    Block("settings", heading, rows)          the options: (label, value as typed)
+    Block("equations", [Equation, …])         the model's equations
+    Block("tensor", TensorView)               a tensor: equation, meaning, values
+    Block("figure", Figure)                   a picture or the loss chart
+    Block("table", caption, header, rows)     cells: Prose, Math, a number, or "–"
 
-The fixed wording is templates/document.toml; everything else comes from the model's template.
-Template text is Unicode; `tex` turns every character into plain-ASCII LaTeX that needs only
-amsmath, geometry, array and longtable (Debian's texlive-latex-base), with the default OT1 fonts.
+Every text is the template's Unicode; mathematics is already LaTeX math (tracer.render.mathtext),
+the same for pdflatex and for MathJax.  The fixed wording is templates/document.toml.
 """
 
 from __future__ import annotations
 
-import unicodedata
-from dataclasses import dataclass
+import math as pymath
+import re
+from dataclasses import dataclass, field
 from itertools import groupby
-from pathlib import Path
+from string import Formatter
 
 import numpy as np
 
-from tracer.render.atomic import atomic_text
+from tracer.render.mathtext import PLACEHOLDER, math, segments
 from tracer.render.template import Template, _load
+from tracer.render.textmode import unhandled  # noqa: F401  (the tests ask it of every template)
 
-SMALL = 16  # tensors of at most this many values are shown in full
-FIRST = 3  # entries shown of a larger tensor
-WIDE = 4  # LaTeX prints a matrix wider than this and than tall transposed (a row as a column)
-
-
-# ---------------------------------------------------------------------------------------------
-# Unicode -> LaTeX
-# ---------------------------------------------------------------------------------------------
-
-TEXT = {  # text-mode replacements
-    "#": r"\#", "$": r"\$", "%": r"\%", "&": r"\&", "_": r"\_", "{": r"\{", "}": r"\}",
-    "~": r"\ensuremath{\sim}", "^": r"\textasciicircum{}", "\\": r"\textbackslash{}",
-    '"': "''", "`": "{`}", "\n": " ", "\t": " ", "\u00a0": "~", "\u2009": r"\,", "\u202f": r"\,",
-    "¿": r"\textquestiondown{}", "¡": r"\textexclamdown{}", "…": r"\ldots{}", "–": "--", "—": "---",
-    "‘": "{`}", "’": "'", "“": "``", "”": "''", "§": r"\S{}", "¶": r"\P{}", "©": r"\copyright{}",
-    "ß": r"\ss{}", "æ": r"\ae{}", "Æ": r"\AE{}", "œ": r"\oe{}", "Œ": r"\OE{}", "ø": r"\o{}",
-    "Ø": r"\O{}", "ł": r"\l{}", "Ł": r"\L{}", "ı": r"\i{}", "ª": r"\textsuperscript{a}",
-    "º": r"\textsuperscript{o}",
-}
-_GREEK = ("alpha beta gamma delta varepsilon zeta eta theta iota kappa lambda mu nu xi o pi rho "
-          "varsigma sigma tau upsilon varphi chi psi omega").split()
-_GREEK_UPPER = dict(zip("ΑΒΓΔΕΖΗΘΙΚΛΜΝΞΟΠΡΣΤΥΦΧΨΩ",
-                        r"\mathrm{A} \mathrm{B} \Gamma \Delta \mathrm{E} \mathrm{Z} \mathrm{H} \Theta "
-                        r"\mathrm{I} \mathrm{K} \Lambda \mathrm{M} \mathrm{N} \Xi \mathrm{O} \Pi "
-                        r"\mathrm{P} \Sigma \mathrm{T} \Upsilon \Phi \mathrm{X} \Psi \Omega".split()))
-MATH = {  # math-mode replacements, each wrapped in \ensuremath
-    **{chr(0x3B1 + n): ("" if g == "o" else "\\") + g for n, g in enumerate(_GREEK)},
-    **_GREEK_UPPER, "ϵ": r"\epsilon", "ϕ": r"\phi", "ϑ": r"\vartheta", "µ": r"\mu", "∆": r"\Delta",
-    "<": "<", ">": ">", "|": "|", "−": "-", "·": r"\cdot", "⋅": r"\cdot", "×": r"\times",
-    "÷": r"\div", "±": r"\pm", "∓": r"\mp", "⊙": r"\odot", "⊗": r"\otimes", "⊕": r"\oplus",
-    "∘": r"\circ", "∗": r"\ast", "•": r"\bullet", "∂": r"\partial", "∇": r"\nabla", "∑": r"\sum",
-    "∏": r"\prod", "∫": r"\int", "√": r"\surd", "∞": r"\infty", "≤": r"\leq", "≥": r"\geq",
-    "≠": r"\neq", "≈": r"\approx", "∼": r"\sim", "≃": r"\simeq", "≡": r"\equiv", "∝": r"\propto",
-    "≪": r"\ll", "≫": r"\gg", "∈": r"\in", "∉": r"\notin", "⊂": r"\subset", "⊆": r"\subseteq",
-    "∪": r"\cup", "∩": r"\cap", "∅": r"\emptyset", "∀": r"\forall", "∃": r"\exists", "¬": r"\neg",
-    "∧": r"\wedge", "∨": r"\vee", "→": r"\rightarrow", "←": r"\leftarrow", "↔": r"\leftrightarrow",
-    "⇒": r"\Rightarrow", "⇐": r"\Leftarrow", "⇔": r"\Leftrightarrow", "↦": r"\mapsto",
-    "↑": r"\uparrow", "✎": r"\triangleright", "↓": r"\downarrow", "′": r"{}^\prime", "°": r"{}^\circ", "‖": r"\|",
-    "∥": r"\parallel", "∣": r"\mid", "⟨": r"\langle", "⟩": r"\rangle", "⌊": r"\lfloor",
-    "⌋": r"\rfloor", "⌈": r"\lceil", "⌉": r"\rceil", "ℓ": r"\ell", "⋯": r"\cdots", "⋮": r"\vdots",
-    "⊤": r"\top", "⊥": r"\bot", "½": r"\frac{1}{2}", "¼": r"\frac{1}{4}", "¾": r"\frac{3}{4}",
-    "ℝ": r"\mathbf{R}", "ℕ": r"\mathbf{N}", "ℤ": r"\mathbf{Z}", "𝔼": r"\mathbf{E}",
-    "𝒩": r"\mathcal{N}", "ᵀ": r"{}^{\mathrm{T}}",
-    **{s: "{}^{" + c + "}" for s, c in zip("⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻⁼⁽⁾ⁿⁱᵗ", "0123456789+-=()nit")},
-    **{s: "{}_{" + c + "}" for s, c in zip("₀₁₂₃₄₅₆₇₈₉₊₋₌₍₎", "0123456789+-=()")},
-    **{s: r"{}_{\mathrm{" + c + "}}" for s, c in zip("ₐₑₒₓₕₖₗₘₙₚₛₜᵢⱼᵣᵤᵥ", "aeoxhklmnpstijruv")},
-}
-COMBINING = {  # combining mark -> (text accent, math accent)
-    "\u0300": (r"\`", r"\grave"), "\u0301": (r"\'", r"\acute"), "\u0302": (r"\^", r"\hat"),
-    "\u0303": (r"\~", r"\tilde"), "\u0304": (r"\=", r"\bar"), "\u0306": (r"\u", r"\breve"),
-    "\u0307": (r"\.", r"\dot"), "\u0308": (r'\"', r"\ddot"), "\u030c": (r"\v", r"\check"),
-    "\u030a": (r"\r", r"\mathring"), "\u0327": (r"\c", None), "\u20d7": (None, r"\vec"),
-}
-PLAIN = set(" !'()*+,-./0123456789:;=?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[]abcdefghijklmnopqrstuvwxyz")
-DOTLESS = {"i": r"\i", "j": r"\j"}  # í is \'{\i}
-UNKNOWN = "?"
-_MATH = r"\ensuremath{"
-
-
-def _accent(prev: str, mark: str) -> str:
-    """`prev` (one translated character) under the combining `mark`."""
-    text, math = COMBINING[mark]
-    if prev.startswith(_MATH) and math:
-        return f"{_MATH}{math}{{{prev[len(_MATH):-1]}}}}}"
-    if text and not prev.startswith(_MATH):
-        return text + "{" + DOTLESS.get(prev, prev) + "}"
-    if math and len(prev) == 1 and prev.isalpha():
-        return f"{_MATH}{math}{{{prev}}}}}"
-    return prev
-
-
-def _exponent(text: str, at: int) -> tuple[str, int]:
-    """The exponent that starts at text[at] (after a ^): a parenthesized group, without its
-    parentheses, or a run of letters, digits and dots; and where the text goes on after it."""
-    if text[at] == "(":
-        depth = 0
-        for k in range(at, len(text)):
-            depth += {"(": 1, ")": -1}.get(text[k], 0)
-            if depth == 0:
-                return text[at + 1:k], k + 1
-        return text[at + 1:], len(text)
-    end = at
-    while end < len(text) and (text[end].isalnum() or text[end] == "."):
-        end += 1
-    return text[at:end], end
-
-
-def tex(text: str, missing: set | None = None) -> str:
-    """Template text as LaTeX: specials escaped, every known Unicode character a command (math
-    via \\ensuremath), x̂ (a combining mark) an accent, a^b a superscript, -- two hyphens (not a
-    dash: --optimizer); anything else becomes `?` (and is added to `missing`)."""
-    out: list[str] = []
-    at = 0
-    while at < len(text):
-        c = text[at]
-        at += 1
-        if c == "^" and at < len(text):  # 10000^(2k/d), [0,1]^784, e^(−a): a superscript
-            power, after = _exponent(text, at)
-            if power:
-                out.append(r"\ensuremath{^{\text{" + tex(power, missing) + "}}}")
-                at = after
-                continue
-        if c == "-" and text[at:at + 1] == "-":  # --optimizer: two hyphens, not an en dash
-            out.append("-{}")
-        elif c in PLAIN:
-            out.append(c)
-        elif c in TEXT:
-            out.append(TEXT[c])
-        elif c in MATH:
-            out.append(_MATH + MATH[c] + "}")
-        elif c in COMBINING:
-            if out:
-                out[-1] = _accent(out[-1], c)
-        elif unicodedata.normalize("NFD", c) != c:  # é = e + U+0301, ñ = n + U+0303
-            out.append(tex(unicodedata.normalize("NFD", c), missing))
-        else:
-            out.append(UNKNOWN)
-            if missing is not None:
-                missing.add(c)
-    return "".join(out)
-
-
-def unhandled(text: str) -> set[str]:
-    """The characters of `text` that `tex` does not know (and would print as ?)."""
-    missing: set[str] = set()
-    tex(text, missing)
-    return missing
+FULL_ROWS = FULL_COLS = 6  # a tensor this small is shown whole; a larger one by its corners
+CORNER = 3  # rows (and columns) shown before the ⋮ (⋯) of a larger tensor, then the last one
+DIGITS = 4  # significant digits of a matrix entry (a loss: 6)
+MAX_IMAGES = 8  # images of a batch shown in one figure
 
 
 # ---------------------------------------------------------------------------------------------
-# The document, neutral
+# text and mathematics
+# ---------------------------------------------------------------------------------------------
+
+class Math(str):
+    """LaTeX math (without the $ … $)."""
+
+
+@dataclass
+class Prose:
+    """A sentence: pieces of text (Unicode, for the writer to escape) and of mathematics (LaTeX)."""
+
+    pieces: list  # [(is_math, text), …]
+    source: str = ""  # the template's text (Unicode)
+
+    @classmethod
+    def of(cls, text: str) -> Prose:
+        return cls([(m, Math(math(p)) if m else p) for m, p in segments(text)], text)
+
+    def plain(self) -> str:
+        """The text as the template wrote it (for an image's alternative text, a search)."""
+        return self.source or "".join(p for _, p in self.pieces)
+
+
+@dataclass
+class Equation:
+    """One of the model's equations, or a tensor's: a label ("Generator:"), lines of mathematics
+    (shown as a display) or, when it is more words than symbols, prose; and a comment."""
+
+    label: Prose | None
+    lines: list  # of Math: the display; empty when the equation is prose
+    prose: Prose | None
+    comment: Prose | None
+    width: float  # about how wide the longest line prints (cm)
+
+
+PROSE_WORDS = 3  # an equation with more words than this (not symbols) reads as a sentence
+CM_PER_CHAR = 0.21  # a character of an 11 pt equation, with the room around its operators
+
+
+def _placeholders(pattern: str, fields: dict) -> tuple[str, dict]:
+    """The pattern with each {field} a private character (one math symbol to the converter), and
+    what each becomes: its symbol as LaTeX, in braces ({all}, a sum, without)."""
+    subs: dict[str, str] = {}
+
+    def put(m):
+        key = m[1]
+        ch = chr(0xE000 + len(subs))
+        value = fields.get(key, "")
+        subs[ch] = math(value) if key == "all" else "{" + math(value) + "}"
+        return ch
+
+    return re.sub(r"\{(\w+)\}", put, pattern), subs
+
+
+def _fill(text: str, subs: dict) -> str:
+    return PLACEHOLDER.sub(lambda m: subs.get(m[0], ""), text)
+
+
+def equation(text: str, fields: dict | None = None) -> Equation:
+    """An equation of the template: [label:]  main  [  (comment)].  `fields` fill in a pattern's
+    {0}, {out}, … (a tensor's equation) after the conversion, so that a symbol is converted whole
+    (∂L/∂log σ² stays one fraction)."""
+    text, subs = _placeholders(text, fields) if fields is not None else (text, {})
+    comment = None
+    m = re.fullmatch(r"(.*?\S)\s{2,}\(([^()]*(?:\([^()]*\)[^()]*)*)\)", text)
+    if m:
+        text, comment = m[1], m[2]
+    label = None
+    m = re.fullmatch(r"([^:=()]{1,40}):\s+(.+)", text)
+    if m and not any(is_math for is_math, _ in segments(m[1])):
+        label, text = m[1] + ":", m[2]
+    pieces = segments(text)
+    prose_words = [w for w in re.findall(r"[^\W\d_]{2,}", "".join(p for is_math, p in pieces if not is_math))
+                   if not re.fullmatch(r"ReLU|sigmoid|softmax|tanh|exp|ln|log|max|min|mean|media|argmax", w)]
+    starts_math = bool(pieces) and pieces[0][0]
+
+    def prose(t):
+        return Prose([(is_math, Math(_fill(math(p), subs)) if is_math else _fill(p, subs))
+                      for is_math, p in segments(t)]) if t else None
+
+    if starts_math and len(prose_words) <= PROSE_WORDS:
+        parts = [p for p in re.split(r"(?:,|;)?\s{3,}", text) if p.strip()]
+        lines = [Math(_fill(math(p.rstrip(",;")), subs)) for p in parts]
+        width = max(len(_fill(p, {k: " " * max(1, len(v) // 4) for k, v in subs.items()})) for p in parts) * CM_PER_CHAR
+        return Equation(prose(label), lines, None, prose(comment), width)
+    return Equation(prose(label), [], prose(text), prose(comment), 0.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# the blocks
 # ---------------------------------------------------------------------------------------------
 
 @dataclass
+class Block:
+    kind: str
+    args: tuple
+
+    def __init__(self, kind: str, *args):
+        self.kind, self.args = kind, args
+
+
+@dataclass
+class TensorView:
+    """A tensor as the document shows it."""
+
+    name: str
+    symbol: Math
+    shape: tuple
+    description: Prose
+    equation: Equation | None
+    note: Prose
+    value: np.ndarray
+    where: Prose  # where the workbook has all its values (a tensor shown by its corners)
+
+
+@dataclass
+class Figure:
+    """A picture (heatmaps of tensors, as the workbook's pictures sheet) or a chart.  `kind`:
+    "images" (each an array on the colour `scale`), "matrix" (one array, its rows and columns
+    labelled: attention weights), "losses" (the loss chart) or "scatter"."""
+
+    name: str  # the file's stem
+    kind: str
+    caption: Prose
+    images: list = field(default_factory=list)  # of 2-D arrays
+    scale: str = "gray"
+    columns: int = 0  # images per row (0: all in one row)
+    row_labels: list = field(default_factory=list)
+    col_labels: list = field(default_factory=list)
+    series: dict = field(default_factory=dict)  # a chart's: name -> values (or N × 2 points)
+    secondary: list = field(default_factory=list)  # the chart's series on its right-hand axis
+    axes: tuple = ("", "")
+
+    def extremes(self) -> tuple[float, float]:
+        values = np.concatenate([np.ravel(im) for im in self.images]) if self.images else np.zeros(1)
+        return float(values.min()), float(values.max())
+
+
+@dataclass
 class Document:
-    """The blocks (see the module docstring) and how many tensors and loss values they show."""
+    """The blocks and how many tensors (and loss values) they show."""
 
     blocks: list
-    count: int  # tensors (and loss values) documented
+    count: int
+    figures: list = field(default_factory=list)
+    model: str = ""
 
 
-def _shape(t) -> str:
-    return f"{t.shape[0]} × {t.shape[1]}"
-
-
-def _value(t):
-    """A scalar as a number, anything else as its matrix."""
-    return float(t.value[0, 0]) if t.value.size == 1 else t.value
-
-
-def _value_tables(tensors, w, tpl) -> list:
-    """Small tensors in full, larger ones summarized."""
-    small = [[tpl.symbol(t.name), _shape(t), _value(t)] for t in tensors if t.value.size <= SMALL]
-    large = [[tpl.symbol(t.name), _shape(t), float(t.value.min()), float(t.value.max()),
-              float(t.value.mean()), [float(v) for v in t.value.ravel()[:FIRST]]]
-             for t in tensors if t.value.size > SMALL]
-    blocks = []
-    if small:
-        blocks.append(("table", w("full"), [w("symbol"), w("shape"), w("value")], small))
-    if large:
-        blocks.append(("table", w("summary"),
-                       [w("symbol"), w("shape"), w("min"), w("max"), w("mean"), w("first")], large))
-    return blocks
-
-
-def build(tape, tpl: Template, config: dict | None = None) -> Document:
-    """Title and intro, the equations, iteration 1 section by section, the inputs and iteration 1
-    in numbers, the loss of every iteration."""
-    words = _load("document")[tpl.lang]
-
-    def w(key, **fmt):
-        return words[key].format(**fmt)
-
-    def is_hyper(t):
-        return t.attrs.get("role") == "hyper"
-
-    k1 = min((t.iteration for t in tape.tensors if t.iteration), default=1)  # N+1 after a warm-up of N steps
-    first = [t for t in tape.tensors if t.iteration == k1 and t.phase != "after"]
-    inputs = [t for t in tape.tensors if t.iteration == 0 and not is_hyper(t)]
-    hypers = [t for t in tape.tensors if t.iteration == 0 and is_hyper(t)]
-    runs = [(section, list(ts)) for section, ts in groupby(first, key=lambda t: t.section)]
-
-    blocks: list = [("title", tpl.m("title")), ("para", tpl.m("intro"))]
-    own = tape.meta.get("settings")  # a run may describe its own settings
-    config = own or config
-    if config:
-        blocks.append(("settings", w("settings"), tpl.settings(config, options=not own)))
-    blocks += [("heading", w("model")), ("equations", tpl.equations(tape))]
-
-    blocks += [("heading", w("loop")), ("para", w("loop_intro", k=k1))]
-    for section, ts in runs:
-        blocks.append(("subheading", tpl.section(section)))
-        blocks += [("tensor", tpl.symbol(t.name), _shape(t), tpl.describe(t),
-                    tpl.equation(t), tpl.note(t)) for t in ts]
-
-    warm = tape.meta.get("warmup")
-    blocks += [("heading", w("inputs")),
-               ("para", w("inputs_intro") + (" " + w("warmup_inputs", n=warm["steps"], k=k1) if warm else ""))]
-    blocks += _value_tables(inputs, w, tpl)
-    blocks.append(("subheading", w("hyper")))
-    blocks.append(("table", "", [w("symbol"), w("meaning"), w("value")],
-                   [[tpl.symbol(t.name), tpl.describe(t), _value(t)] for t in hypers])
-                  if hypers else ("para", w("none")))
-
-    blocks += [("heading", w("numbers", k=k1)), ("para", w("numbers_intro", n=SMALL))]
-    for section, ts in runs:
-        blocks.append(("subheading", tpl.section(section)))
-        blocks += _value_tables(ts, w, tpl)
-
-    names = tpl.losses(tape)
-    by_key = {(t.iteration, t.name): t for t in tape.tensors}
-    iterations = sorted({t.iteration for t in tape.tensors if t.iteration > 0})
-    batch = {n for n in names if any(by_key[(k, n)].value.size > 1 for k in iterations if (k, n) in by_key)}
-    rows = [[k] + [float(by_key[(k, n)].value.mean()) if (k, n) in by_key else "–" for n in names]
-            for k in iterations]
-    if names:
-        blocks += [("heading", w("losses")),
-                   ("table", "", [w("iteration")] + [tpl.symbol(n) + (f" ({w('mean')})" if n in batch else "")
-                                                     for n in names], rows)]
-        if batch:
-            blocks.append(("para", w("losses_mean")))
-        if warm:
-            values = [f"{tpl.symbol(n)} {number(float(v[0].mean()))} → {number(float(v[-1].mean()))}"
-                      for n, v in warm["series"].items() if n in names and v]
-            blocks.append(("para", w("warmup_losses", n=warm["steps"], values="; ".join(values))))
-    count = len(inputs) + len(hypers) + len(first) + sum(
-        1 for k in iterations[1:] for n in names if (k, n) in by_key)
-    return Document(blocks, count)
+def cell(v, prose, plain, integer, real) -> str:
+    """A table's cell in a writer's syntax: Math as $…$, Prose, text, a whole number, a number."""
+    if isinstance(v, Math):
+        return f"${v}$"
+    if isinstance(v, Prose):
+        return prose(v)
+    if isinstance(v, str):
+        return plain(v)
+    if isinstance(v, int):
+        return integer(v)
+    return real(float(v))
 
 
 def number(v) -> str:
-    """A value as the documents print it (six significant digits)."""
+    """A value as the documents print it in a table (six significant digits)."""
     return str(v) if isinstance(v, int) else f"{v:.6g}"
 
 
-# ---------------------------------------------------------------------------------------------
-# Markdown
-# ---------------------------------------------------------------------------------------------
-
-MD_SPECIAL = set("\\`*_[]<>|~#$&")
+def entry(v: float) -> str:
+    """A matrix entry: DIGITS significant digits (a non-zero never shows as 0)."""
+    return f"{v:.{DIGITS}g}"
 
 
-def md(text: str) -> str:
-    return "".join("\\" + c if c in MD_SPECIAL else c for c in str(text))
+def corners(value: np.ndarray) -> tuple[list, list, np.ndarray]:
+    """The rows and columns a tensor shows (indices, None where ⋮ or ⋯ stands) and the array."""
+    def axis(n, full):
+        return list(range(n)) if n <= full else list(range(CORNER)) + [None, n - 1]
+    return axis(value.shape[0], FULL_ROWS), axis(value.shape[1], FULL_COLS), value
 
 
-def md_code(text: str) -> str:
-    return f"`` {text} ``" if "`" in text else f"`{text}`"
+def whole(value: np.ndarray) -> bool:
+    return value.shape[0] <= FULL_ROWS and value.shape[1] <= FULL_COLS
 
 
-def _md_cell(v) -> str:
-    if isinstance(v, np.ndarray):
-        return "[" + "; ".join(", ".join(number(float(x)) for x in row) for row in v) + "]"
-    if isinstance(v, list):
-        return ", ".join(number(x) for x in v) + ", …"
-    return md(v) if isinstance(v, str) else number(v)
+def _side(n: int) -> int:
+    side = pymath.isqrt(n)
+    return side if side * side == n and side > 1 else 0
 
 
-def to_markdown(doc: Document) -> str:
-    out = []
-    for kind, *a in doc.blocks:
-        if kind == "title":
-            out.append(f"# {md(a[0])}\n")
-        elif kind == "heading":
-            out.append(f"## {md(a[0])}\n")
-        elif kind == "subheading":
-            out.append(f"### {md(a[0])}\n")
-        elif kind == "para":
-            out.append(md(a[0]) + "\n")
-        elif kind == "settings":
-            out.append(f"**{md(a[0])}:** " + "; ".join(f"{md(label)} = {md_code(str(value))}" for label, value in a[1]) + "\n")
-        elif kind == "equations":
-            out.append("```text\n" + "".join(eq + "\n" for eq in a[0]) + "```\n")
-        elif kind == "tensor":
-            symbol, shape, description, equation, note = a
-            lines = [f"**{md(symbol)}** ({shape}): {md(description)}"]
-            lines += [md_code(equation)] if equation else []
-            lines.append(f"*{md(note)}*")
-            out.append("- " + "\\\n  ".join(lines) + "\n")
-        elif kind == "table":
-            caption, header, rows = a
-            lines = [f"**{md(caption)}**\n"] if caption else []
-            lines.append("| " + " | ".join(md(h) for h in header) + " |")
-            lines.append("|" + "---|" * len(header))
-            lines += ["| " + " | ".join(_md_cell(v) for v in row) + " |" for row in rows]
-            out.append("\n".join(lines) + "\n")
-    return "\n".join(out)
+class Builder:
+    def __init__(self, tape, tpl: Template, config: dict | None):
+        self.tape, self.tpl, self.lang = tape, tpl, tpl.lang
+        self.words = _load("document")[tpl.lang]
+        self.config = config
+        self.blocks: list = []
+        self.figures: list = []
+        self.by_key = {(t.iteration, t.name): t for t in tape.tensors}
+        self.k1 = min((t.iteration for t in tape.tensors if t.iteration), default=1)
+
+    def w(self, key: str, **fmt) -> str:
+        return self.words[key].format(**fmt)
+
+    def add(self, kind: str, *args):
+        self.blocks.append(Block(kind, *args))
+
+    # -- pieces ------------------------------------------------------------------------------
+    def view(self, t) -> TensorView:
+        tpl = self.tpl
+        pattern, fields = tpl.equation_parts(t)
+        eq = equation(pattern, fields) if pattern else None
+        sheet = self.tpl.t("inputs") if t.iteration == 0 else \
+            self.tpl.t("after") if t.phase == "after" else self.tpl.t("iteration", k=t.iteration)
+        return TensorView(t.name, Math(math(tpl.symbol(t.name))), t.shape, Prose.of(tpl.describe(t)), eq,
+                          Prose.of(tpl.note(t)), t.value, Prose.of(self.w("where", sheet=sheet)))
+
+    def phase_prose(self, section: str) -> str | None:
+        """What a phase computes and why: the model's own [phases] text, else document.toml's."""
+        key = section.split(":")[0]
+        own = self.tpl.model.get("phases", {}).get(key, {}).get(self.lang)
+        text = own or self.words.get("phase_" + key)
+        if text is None:
+            return None
+        return Formatter().vformat(text, section.split(":")[1:], self._numbers())
+
+    def _numbers(self) -> dict:
+        """The run's numbers a phase's text may quote: {loss_first}, {loss_last}, …, each loss
+        of the first and last iteration, and the settings."""
+        out = {}
+        names = self.tpl.losses(self.tape)
+        iterations = sorted({t.iteration for t in self.tape.tensors if t.iteration > 0})
+        for n in names:
+            for label, k in (("first", iterations[0] if iterations else 0), ("last", iterations[-1] if iterations else 0)):
+                t = self.by_key.get((k, n))
+                if t is not None:
+                    out[f"{n}_{label}"] = number(float(t.value.mean()))
+        for key, value in (self.config or {}).items():
+            out.setdefault(key, value)
+        return _Defaults(out)
+
+    # -- pictures ----------------------------------------------------------------------------
+    def pictures_of(self, tensors, after: bool = False, kinds=("image", "matrix", "column")) -> list[Figure]:
+        """The template's pictures of these tensors, one figure per picture entry, in the
+        template's order (after training: every matching tensor of the run in one figure: the
+        reverse chain x_T … x_0, a grid of decoded points)."""
+        tpl, found = self.tpl, {}
+        order = list(tpl.model.get("pictures", {}))
+        ids = {(t.iteration, t.name): t for t in self.tape.tensors}
+        for t in tensors:
+            for key, entry, label in tpl.pictures_of(t.name):
+                if entry.get("kind", "image") in kinds:
+                    found.setdefault(key, (entry, label, []))[2].append(t)
+        figures = []
+        for key in sorted(found, key=order.index):
+            entry, label, ts = found[key]
+            kind = entry.get("kind", "image")
+            name = f"{re.sub(r'[^A-Za-z0-9]+', '-', key).strip('-') or 'picture'}-{ts[0].iteration}"
+            if after:
+                name += "-after"
+            if kind == "image":
+                images = [row.reshape(side, side) for t in ts if (side := _side(t.shape[1]))
+                          for row in t.value]
+                if not images:
+                    continue
+                shown = images if after else images[:MAX_IMAGES]
+                columns = _side(len(shown)) if entry.get("grid") else min(len(shown), MAX_IMAGES)
+                if len(ts) > 1 and not entry.get("grid"):  # a chain of tensors: a row each
+                    columns = min(len(shown) // len(ts) or 1, MAX_IMAGES) if len(shown) > len(ts) else min(len(ts), MAX_IMAGES)
+                figures.append(Figure(name, "images", Prose.of(label), shown, entry["scale"], columns or 1))
+            elif kind == "matrix":
+                for t in ts[:1] if not after else []:
+                    tokens = ids.get((t.iteration, entry["labels"])) or ids.get((0, entry["labels"]))
+                    labels = self.token_labels(tokens, t.shape[0])
+                    figures.append(Figure(name, "matrix", Prose.of(label), [t.value], entry["scale"], 1,
+                                          labels, labels[:t.shape[1]]))
+            elif kind == "steps":
+                rows = [t for t in ts if t.shape[0] == 1]
+                if rows:
+                    tokens = ids.get((0, entry["labels"]))
+                    figures.append(Figure(name, "matrix", Prose.of(label), [np.vstack([t.value for t in rows])],
+                                          entry["scale"], 1, self.token_labels(tokens, len(rows)),
+                                          [str(j + 1) for j in range(rows[0].shape[1])]))
+            elif kind == "column":
+                for t in ts:
+                    side = _side(t.shape[0])
+                    if side:
+                        figures.append(Figure(name, "images", Prose.of(label), [t.value[:, 0].reshape(side, side)],
+                                              entry["scale"], 1))
+        return figures
+
+    def token_labels(self, ids_tensor, n: int) -> list[str]:
+        tok = self.tape.meta.get("tokenized")
+        if ids_tensor is None or tok is None:
+            return [str(i + 1) for i in range(n)]
+        ids = [int(v) for v in np.ravel(ids_tensor.value)[:n]]
+        return [str(tok.vocab[i]) if 0 <= i < len(tok.vocab) else str(i) for i in ids]
+
+    def figure(self, fig: Figure):
+        fig.name = f"{len(self.figures) + 1:02d}-{fig.name}"
+        self.figures.append(fig)
+        self.add("figure", fig)
+
+    # -- the document ------------------------------------------------------------------------
+    def build(self) -> Document:
+        tape, tpl, w = self.tape, self.tpl, self.w
+
+        def is_hyper(t):
+            return t.attrs.get("role") == "hyper"
+
+        k1 = self.k1
+        first = [t for t in tape.tensors if t.iteration == k1 and t.phase != "after"]
+        inputs = [t for t in tape.tensors if t.iteration == 0 and not is_hyper(t)]
+        hypers = [t for t in tape.tensors if t.iteration == 0 and is_hyper(t)]
+        after = [t for t in tape.tensors if t.phase == "after"]
+        runs = [(section, list(ts)) for section, ts in groupby(first, key=lambda t: t.section)]
+
+        self.add("title", tpl.m("title"))
+        self.add("para", Prose.of(tpl.m("intro")))
+        own = tape.meta.get("settings")  # a run may describe its own settings
+        config = own or self.config
+        if config:
+            self.add("settings", w("settings"), tpl.settings(config, options=not own))
+
+        self.add("heading", w("model"))
+        about = tpl.model.get("about", {}).get(self.lang)
+        if about:
+            self.add("para", Prose.of(Formatter().vformat(about, (), self._numbers())))
+        self.add("equations", [equation(eq) for eq in tpl.equations(tape)])
+
+        self.add("heading", w("inputs"))
+        warm = tape.meta.get("warmup")
+        self.add("para", Prose.of(w("inputs_intro") + (" " + w("warmup_inputs", n=warm["steps"], k=k1) if warm else "")))
+        for t in inputs:
+            self.add("tensor", self.view(t))
+        for fig in self.pictures_of(inputs):
+            self.figure(fig)
+        self.add("subheading", w("hyper"))
+        if hypers:
+            self.add("table", "", [w("symbol"), w("meaning"), w("value")],
+                     [[Math(math(tpl.symbol(t.name))), Prose.of(tpl.describe(t)),
+                       float(t.value[0, 0]) if t.value.size == 1 else Math(", ".join(entry(float(v)) for v in t.value.ravel()))]
+                      for t in hypers])
+        else:
+            self.add("para", Prose.of(w("none")))
+
+        self.add("heading", w("loop", k=k1))
+        self.add("para", Prose.of(w("loop_intro", k=k1)))
+        for section, ts in runs:
+            self.add("subheading", tpl.section(section))
+            text = self.phase_prose(section)
+            if text:
+                self.add("para", Prose.of(text))
+            for t in ts:
+                self.add("tensor", self.view(t))
+            for fig in self.pictures_of(ts):
+                self.figure(fig)
+        for fig in self.pictures_of(first, kinds=("steps",)):  # a state over the whole sequence
+            self.figure(fig)
+
+        if after:
+            self.after(after)
+        count = len(inputs) + len(hypers) + len(first) + self.losses(warm)
+        return Document(self.blocks, count, self.figures, tape.meta.get("model", ""))
+
+    def after(self, after: list):
+        w, tpl = self.w, self.tpl
+        self.add("heading", w("after"))
+        text = self.phase_prose("after")
+        if text:
+            self.add("para", Prose.of(text))
+        for fig in self.pictures_of(after, after=True):
+            self.figure(fig)
+        for entry in tpl.model.get("scatter", []):
+            series = {}
+            for s in entry["series"]:
+                t = next((t for t in self.tape.tensors if t.name == s["tensor"] and t.shape[1] == 2), None)
+                if t is not None:
+                    series[s[self.lang]] = t.value
+            if series:
+                self.figure(Figure(f"scatter-{len(self.figures) + 1}", "scatter", Prose.of(entry[self.lang]),
+                                   series=series, axes=tuple(entry["axes"])))
+        generated = self.tape.meta.get("generated", [])
+        if generated:
+            self.add("subheading", w("generated"))
+            self.add("table", "", [w("how"), w("text")],
+                     [[Prose.of(w("greedy") if label == "greedy" else w("sampled", t=label)), Prose([(False, text)])]
+                      for label, text in generated])
+        filled = self.tape.meta.get("filled", [])
+        if filled:
+            self.add("subheading", w("filled"))
+            self.add("table", "", [w("masked"), w("filled_in"), w("top")],
+                     [[Prose([(False, masked)]), Prose([(False, text)]),
+                       Prose([(False, "; ".join(", ".join(f"{token} {p:.2f}" for token, p in top) for top in tops))])]
+                      for masked, text, tops in filled])
+
+    def losses(self, warm) -> int:
+        """The loss of every iteration: a table and a chart; returns how many values it shows
+        beyond the first iteration's (those are counted with its tensors)."""
+        tpl, w = self.tpl, self.w
+        names = tpl.losses(self.tape)
+        iterations = sorted({t.iteration for t in self.tape.tensors if t.iteration > 0})
+        if not names:
+            return 0
+        by_key = self.by_key
+        batch = {n for n in names if any(by_key[(k, n)].value.size > 1 for k in iterations if (k, n) in by_key)}
+        rows = [[k] + [float(by_key[(k, n)].value.mean()) if (k, n) in by_key else "–" for n in names]
+                for k in iterations]
+        self.add("heading", w("losses"))
+        self.add("table", "", [w("iteration")] + [Math(math(tpl.symbol(n)) + (rf"\ (\text{{{w('mean')}}})" if n in batch else ""))
+                                                   for n in names], rows)
+        if batch:
+            self.add("para", Prose.of(w("losses_mean")))
+        if warm:
+            values = [f"{tpl.symbol(n)} {number(float(v[0].mean()))} → {number(float(v[-1].mean()))}"
+                      for n, v in warm["series"].items() if n in names and v]
+            self.add("para", Prose.of(w("warmup_losses", n=warm["steps"], values="; ".join(values))))
+        series = {}
+        for n in names:
+            values = [float(by_key[(k, n)].value.mean()) for k in iterations if (k, n) in by_key]
+            warm_values = [float(np.mean(v)) for v in (warm or {}).get("series", {}).get(n, [])]
+            series[math(tpl.symbol(n))] = warm_values + values
+        if len(iterations) + len((warm or {}).get("series", {}).get(names[0], [])) > 1:
+            secondary = [math(tpl.symbol(n)) for n in tpl.model.get("losses", {}).get("secondary", [])]
+            self.figure(Figure("losses", "losses", Prose.of(w("losses_chart")), series=series, secondary=secondary,
+                               axes=(w("iteration"), w("loss"))))
+        return sum(1 for k in iterations[1:] for n in names if (k, n) in by_key)
 
 
-# ---------------------------------------------------------------------------------------------
-# LaTeX
-# ---------------------------------------------------------------------------------------------
+class _Defaults(dict):
+    """format_map's mapping: an unknown {name} stays as written."""
 
-PREAMBLE = r"""% Generated by tracer. Compile with: pdflatex FILE.tex (twice: the tables align on the second run)
-\documentclass[11pt]{article}
-\usepackage[a4paper,margin=2cm]{geometry}
-\usepackage{amsmath}
-\usepackage{longtable}
-\usepackage{array}
-\setlength{\parindent}{0pt}
-\setlength{\parskip}{4pt}
-\setlength{\tabcolsep}{4pt}
-\setlength{\emergencystretch}{3em}
-\begin{document}
-"""
+    def __missing__(self, key):
+        return "{" + key + "}"
 
 
-def tex_number(v) -> str:
-    s = number(v)
-    if isinstance(v, float) and not np.isfinite(v):
-        return r"\mathrm{" + s + "}"
-    mantissa, e, exponent = s.partition("e")
-    return mantissa + (rf"\cdot 10^{{{int(exponent)}}}" if e else "")
-
-
-def _tex_cell(v) -> str:
-    if isinstance(v, np.ndarray):
-        wide = v.shape[1] > max(WIDE, v.shape[0])
-        m = v.T if wide else v
-        body = r" \\ ".join(" & ".join(tex_number(float(x)) for x in row) for row in m)
-        return rf"$\begin{{pmatrix}} {body} \end{{pmatrix}}" + (r"^{\mathrm{T}}$" if wide else "$")
-    if isinstance(v, list):
-        return ", ".join(f"${tex_number(x)}$" for x in v) + r", \ldots"
-    if isinstance(v, str):  # "{}" keeps a row's first "[" (diffusion's [x_t | e(t)]) from reading as \\[length]
-        return ("{}" if v.startswith("[") else "") + tex(v)
-    return f"${tex_number(v)}$"
-
-
-TEXT_WIDTH = 16.8  # cm between the margins (A4, 2 cm each side)
-CM_PER_CHAR = 0.19  # a character of \small text, on average
-GAP = 0.3  # cm between two columns (2 × \tabcolsep)
-
-
-def _width(v) -> float:
-    """About how wide (cm) a cell prints on one line; a matrix keeps its own layout (0: never wrapped)."""
-    if isinstance(v, np.ndarray):
-        return 0.0
-    if isinstance(v, list):
-        return sum(len(number(x)) + 2 for x in v) * CM_PER_CHAR + 0.6
-    return len(v if isinstance(v, str) else number(v)) * CM_PER_CHAR + (0.6 if isinstance(v, float) else 0)
-
-
-def columns(header, rows) -> str:
-    """The longtable's column spec: every column on one line (l) when the table fits the page,
-    else its widest text columns wrapped (p{…}) into the room the others leave."""
-    widths = [max([len(header[k]) * CM_PER_CHAR] + [_width(row[k]) for row in rows]) for k in range(len(header))]
-    if sum(widths) + GAP * len(widths) <= TEXT_WIDTH:
-        return "l" * len(widths)
-    texty = [k for k in range(len(widths))
-             if all(isinstance(row[k], (str, list)) for row in rows) and widths[k] > 2.5]
-    room = TEXT_WIDTH - GAP * len(widths) - sum(w for k, w in enumerate(widths) if k not in texty)
-    share = max(2.5, room / max(1, len(texty)))
-    return "".join(rf">{{\raggedright\arraybackslash}}p{{{share:.2f}cm}}" if k in texty else "l"
-                   for k in range(len(widths)))
-
-
-def to_latex(doc: Document) -> str:
-    out = [PREAMBLE]
-    for kind, *a in doc.blocks:
-        if kind == "title":
-            out.append(rf"{{\LARGE\bfseries {tex(a[0])}\par}}\bigskip")
-        elif kind == "heading":
-            out.append(rf"\section*{{{tex(a[0])}}}")
-        elif kind == "subheading":
-            out.append(rf"\subsection*{{{tex(a[0])}}}")
-        elif kind == "para":
-            out.append(tex(a[0]) + r"\par")
-        elif kind == "settings":
-            out.append(rf"\textbf{{{tex(a[0])}:}} " + "; ".join(rf"{tex(label)} = \texttt{{{tex(str(value))}}}"
-                                                            for label, value in a[1]) + r"\par")
-        elif kind == "equations":
-            out.append("".join(rf"\hspace*{{2em}}{tex(eq)}\par" + "\n" for eq in a[0]))
-        elif kind == "tensor":
-            symbol, shape, description, equation, note = a
-            lines = [rf"\textbf{{{tex(symbol)}}}\quad {tex(shape)}\quad {tex(description)}"]
-            lines += [rf"\hspace*{{1.5em}}{tex(equation)}"] if equation else []
-            lines.append(rf"\hspace*{{1.5em}}\textit{{{tex(note)}}}")
-            out.append(r"\par\nopagebreak".join(lines) + r"\par\medskip")
-        elif kind == "table":
-            caption, header, rows = a
-            if caption:
-                out.append(rf"\textbf{{{tex(caption)}}}\par")
-            out.append(r"\begingroup\small" "\n" rf"\begin{{longtable}}{{{columns(header, rows)}}}" "\n"
-                       r"\hline" "\n" + " & ".join(rf"\textbf{{{tex(h)}}}" for h in header)
-                       + r" \tabularnewline\hline\endhead" "\n"
-                       + "".join(" & ".join(_tex_cell(v) for v in row) + r" \tabularnewline" "\n"
-                                 for row in rows)
-                       + r"\hline" "\n" r"\end{longtable}" "\n" r"\endgroup")
-    out.append(r"\end{document}")
-    return "\n\n".join(out) + "\n"
-
-
-# ---------------------------------------------------------------------------------------------
-
-def write_document(tape, config: dict, path: Path, lang: str = "en") -> int:
-    """Write the walkthrough document (.tex or .md by suffix); returns the number of tensors
-    (and loss values) it documents."""
-    doc = build(tape, Template.of(tape, lang), config)
-    text = to_latex(doc) if Path(path).suffix.lower() == ".tex" else to_markdown(doc)
-    with atomic_text(Path(path)) as f:
-        f.write(text)
-    return doc.count
+def build(tape, tpl: Template, config: dict | None = None) -> Document:
+    """The walkthrough of a traced run, as neutral blocks (see the module docstring)."""
+    return Builder(tape, tpl, config).build()

@@ -28,7 +28,7 @@ from tracer.core.size import DATA_FORMATS, MAX_CELLS, MAX_DATA_VALUES
 from tracer.errors import TracerError
 from tracer.render.atomic import atomic_text
 
-FORMATS = (".xlsx", ".json", ".csv", ".tex", ".md")
+FORMATS = (".xlsx", ".json", ".csv", ".tex", ".md", ".pdf")
 
 
 def check_output(path: Path) -> Path:
@@ -45,6 +45,10 @@ def check_output(path: Path) -> Path:
         raise TracerError(f"cannot write {path}: {existing} is a file, not a folder")
     if not os.access(existing, os.W_OK | os.X_OK):
         raise TracerError(f"cannot write to the folder {existing}: permission denied")
+    if path.suffix.lower() in (".tex", ".md", ".pdf"):  # what a document needs, before the run
+        from tracer.render.walkthrough import check_tools
+
+        check_tools(path)
     return path
 
 
@@ -182,8 +186,8 @@ def export(tape, config: dict, path: Path, lang: str = "en", progress=None) -> i
         write_json(tape, config, path)
     elif suffix == ".csv":
         write_csv(tape, path)
-    elif suffix in (".tex", ".md"):
-        from tracer.render.document import write_document
+    elif suffix in (".tex", ".md", ".pdf"):
+        from tracer.render.walkthrough import write_document
 
         return write_document(tape, config, path, lang)
     else:

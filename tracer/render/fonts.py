@@ -27,7 +27,7 @@ BOLD = (
     459, 474, 397, 344, 475, 344, 498)
 ITALIC = 45  # an italic letter is at most this much wider than the upright one (thousandths of an em)
 GUESS, WIDE = 620, 910
-WIDE_SYMBOLS = set("→←↑↓⇒⇐⇔↦∈∉⊙⊕⊗✎✓✗…∝≪≫⏎½")
+WIDE_SYMBOLS = set("→←↑↓⇒⇐⇔↦∈∉⊙⊕⊗✎✓✗…∝≪≫⏎½Φφ")
 _WIDTHS = {False: dict(zip(ASCII, REGULAR)), True: dict(zip(ASCII, BOLD))}
 DIGIT = REGULAR[ASCII.index("0")] / 1000  # the width a column's "character" counts (an em's share)
 

@@ -138,6 +138,16 @@ def col_letter(c: int) -> str:
 COLS = [col_letter(c) for c in range(MAX_COLS)]
 
 
+_ROW_NUMBERS = ["0"]  # str(n) at index n: one string per row number, shared by every Place's references
+
+
+def row_numbers(row0: int, n: int) -> list[str]:
+    """The A1 row numbers of sheet rows row0 … row0 + n - 1 (rows from 0)."""
+    if len(_ROW_NUMBERS) <= row0 + n:
+        _ROW_NUMBERS.extend(str(k) for k in range(len(_ROW_NUMBERS), row0 + n + 1))
+    return _ROW_NUMBERS[row0 + 1:row0 + n + 1]
+
+
 def quote_sheet(name: str) -> str:
     return "'" + name.replace("'", "''") + "'"
 
@@ -155,6 +165,16 @@ class Place:
 
     def __post_init__(self):
         self.prefix = quote_sheet(self.sheet) + "!"  # for references from other sheets
+        self._refs = None
+
+    def refs(self) -> tuple[list[str], list[str]]:
+        """(letters, numbers): cell (i, j) is letters[j] + numbers[i] (letters[i] + numbers[j] when
+        transposed).  Built once per tensor: the half a million addresses of a workbook are then two
+        list lookups each, not an f-string."""
+        if self._refs is None:
+            across, down = (self.rows, self.cols) if self.transposed else (self.cols, self.rows)
+            self._refs = COLS[self.col0:self.col0 + across], row_numbers(self.row0, down)
+        return self._refs
 
     def rc(self, i: int, j: int) -> tuple[int, int]:
         return (self.row0 + j, self.col0 + i) if self.transposed else (self.row0 + i, self.col0 + j)
@@ -164,39 +184,71 @@ class Place:
         return (self.cols, self.rows) if self.transposed else (self.rows, self.cols)
 
     def addr(self, i: int, j: int, here: str, absolute=False) -> str:
-        r, c = self.rc(i, j)
-        a = f"${COLS[c]}${r + 1}" if absolute else f"{COLS[c]}{r + 1}"
+        if absolute:
+            r, c = self.rc(i, j)
+            a = f"${COLS[c]}${r + 1}"
+        else:
+            letters, numbers = self._refs or self.refs()
+            a = letters[i] + numbers[j] if self.transposed else letters[j] + numbers[i]
         return a if here == self.sheet else self.prefix + a
 
     def span(self, i0, j0, i1, j1, here: str) -> str:
-        (r0, c0), (r1, c1) = self.rc(i0, j0), self.rc(i1, j1)
-        a = f"{COLS[c0]}{r0 + 1}" if (r0, c0) == (r1, c1) else f"{COLS[c0]}{r0 + 1}:{COLS[c1]}{r1 + 1}"
+        letters, numbers = self._refs or self.refs()
+        if self.transposed:
+            i0, j0, i1, j1 = j0, i0, j1, i1
+        a = letters[j0] + numbers[i0]
+        if i0 != i1 or j0 != j1:
+            a = a + ":" + letters[j1] + numbers[i1]
         return a if here == self.sheet else self.prefix + a
 
 
 class Cells:
-    """The cells of a tensor's inputs as seen from the sheet of the tensor (for op formulas)."""
+    """The cells of a tensor's inputs as seen from the sheet of the tensor (for op formulas).  A
+    row's or a column's range is made once and kept: a matrix product asks for the same row of its
+    left input for every cell of an output row."""
 
     def __init__(self, layout: Layout, t):
         self.here = layout.place[id(t)].sheet
         self.ins = [layout.place[id(u)] for u in t.inputs]
         self.names = [u.attrs.get("defined_name") for u in t.inputs]
         self.n = len(t.inputs)
+        self._rows = [{} for _ in self.ins]
+        self._cols = [{} for _ in self.ins]
+        self._cells = [self._cell(k) for k in range(self.n)]
 
-    def at(self, k, i, j) -> str:
+    def _cell(self, k):
+        """What at(k, …) needs: the name of input k, or (sheet prefix, letters, numbers, transposed,
+        one row, one column) of its cells."""
         if self.names[k]:
             return self.names[k]
         p = self.ins[k]
-        return p.addr(i if p.rows > 1 else 0, j if p.cols > 1 else 0, self.here)
+        return ("" if p.sheet == self.here else p.prefix, *p.refs(), p.transposed, p.rows == 1, p.cols == 1)
+
+    def at(self, k, i, j) -> str:
+        cell = self._cells[k]
+        if cell.__class__ is str:
+            return cell
+        prefix, letters, numbers, transposed, one_row, one_col = cell
+        if one_row:
+            i = 0
+        if one_col:
+            j = 0
+        return prefix + (letters[i] + numbers[j] if transposed else letters[j] + numbers[i])
 
     def row(self, k, i):
         """(range, runs vertically, length) of row i of input k."""
-        p = self.ins[k]
-        return p.span(i, 0, i, p.cols - 1, self.here), p.transposed, p.cols
+        found = self._rows[k].get(i)
+        if found is None:
+            p = self.ins[k]
+            found = self._rows[k][i] = (p.span(i, 0, i, p.cols - 1, self.here), p.transposed, p.cols)
+        return found
 
     def col(self, k, j):
-        p = self.ins[k]
-        return p.span(0, j, p.rows - 1, j, self.here), not p.transposed, p.rows
+        found = self._cols[k].get(j)
+        if found is None:
+            p = self.ins[k]
+            found = self._cols[k][j] = (p.span(0, j, p.rows - 1, j, self.here), not p.transposed, p.rows)
+        return found
 
     def all(self, k) -> str:
         p = self.ins[k]
@@ -586,7 +638,7 @@ class Layout:
         transposed = turned(rows, cols)
         p = Place(sheet, row0, col0, rows, cols, transposed)
         if col0 + p.display[1] > MAX_COLS:
-            p.transposed = not transposed
+            p = Place(sheet, row0, col0, rows, cols, not transposed)
         if col0 + p.display[1] > MAX_COLS:
             raise TracerError(f"{t.name} ({rows}×{cols}) is too wide for a sheet ({MAX_COLS} columns)")
         return p

@@ -269,14 +269,23 @@ class Template:
     def equation(self, t) -> str:
         """A constant's equation is its template entry's (x = pixels / 255); a computed tensor's is
         its op's, with the symbols of its inputs."""
+        pattern, fields = self.equation_parts(t)
+        inputs = [fields[str(k)] for k in range(len(fields)) if str(k) in fields]
+        return pattern.format(*inputs, **{k: v for k, v in fields.items() if not k.isdigit()})
+
+    def equation_parts(self, t) -> tuple[str, dict]:
+        """The equation as its pattern and what fills it in: {"0": the first input's symbol, …,
+        "out": the tensor's own, "all": the inputs' symbols added up, and the op's parameters}
+        (a constant's equation is a pattern with nothing to fill in; none is ("", {}))."""
         entry = self._entry(t.name)
         if "equation" in entry and t.op is None:
-            return self._local(entry, "equation")
+            return self._local(entry, "equation").replace("{", "{{").replace("}", "}}"), {}
         if t.op is None:
-            return ""
+            return "", {}
         syms = [self.symbol(u.name) for u in t.inputs]
         pattern = self._local(self.common["ops"][t.op.name], "equation")
-        return pattern.format(*syms, out=self.symbol(t.name), all=" + ".join(syms), **t.op.params())
+        return pattern, {**{str(k): s for k, s in enumerate(syms)}, "out": self.symbol(t.name),
+                         "all": " + ".join(syms), **{k: str(v) for k, v in t.op.params().items()}}
 
     def note(self, t) -> str:
         """The cell formula in words (constants say what kind of constant they are)."""
