@@ -11,6 +11,7 @@ for a symbol Carlito lacks draws it wider)."""
 from __future__ import annotations
 
 import unicodedata
+from functools import lru_cache
 
 ASCII = "".join(chr(c) for c in range(32, 127))
 REGULAR = (
@@ -54,23 +55,32 @@ def wrap(text: str, width: float, size: float = 11, bold: bool = False, italic: 
          indent: str = "") -> list[str]:
     """The text in lines no wider than `width` points, broken at spaces (a word wider than a line
     is cut where it must be); the lines after the first start with `indent`."""
-    def fits(line):
-        return text_width(line, size, bold, italic) <= width
+    return list(_wrap(text, width, size, bold, italic, indent))
 
-    out, line = [], None
+
+@lru_cache(maxsize=8192)  # a note comes back in every iteration
+def _wrap(text: str, width: float, size: float, bold: bool, italic: bool, indent: str) -> tuple[str, ...]:
+    def wide(part):
+        return text_width(part, size, bold, italic)
+
+    space, out, line, used = wide(" "), [], None, 0.0
     for word in text.split(" "):
-        candidate = word if line is None else f"{line} {word}"
-        if fits(candidate):
-            line = candidate
+        w = wide(word)
+        if line is not None and used + space + w <= width:
+            line, used = f"{line} {word}", used + space + w
+            continue
+        if line is None and w <= width:
+            line, used = word, w
             continue
         if line is not None:
             out.append(line)
         line = (indent if out else "") + word
-        while not fits(line) and len(line.strip()) > 1:  # a word longer than a line: cut where it must be
+        while wide(line) > width and len(line.strip()) > 1:  # a word longer than a line: cut where it must be
             cut = len(line) - 1
-            while cut > 1 and not fits(line[:cut]):
+            while cut > 1 and wide(line[:cut]) > width:
                 cut -= 1
             out.append(line[:cut])
             line = indent + line[cut:]
+        used = wide(line)
     out.append(line or "")
-    return out
+    return tuple(out)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import itertools
 import math
 from dataclasses import dataclass, field
 
@@ -537,16 +538,29 @@ class Sheet:
         if self.breaks is not None:
             return self.breaks
         room = self.room()
-        height = self.heights.get
+        special = sorted(self.heights)  # the rows of a height of their own
+        extra = list(itertools.accumulate((self.heights[r] - ROW_HEIGHT for r in special), initial=0.0))
+
+        def height(a, b):  # Sheet.height, in a bisection
+            return (b - a + 1) * ROW_HEIGHT + extra[bisect.bisect_right(special, b)] - extra[bisect.bisect_left(special, a)]
         breaks, used, filled, row = [], 0.0, False, self.repeated  # filled: a block's row is on the page
 
-        def take(r):  # row r on this page, or on a new one
+        def take(a, b):  # rows a … b on this page, and on new ones as it fills
             nonlocal used, filled
-            h = height(r, ROW_HEIGHT)
-            if used and used + h > room:
-                breaks.append(r)
-                used, filled = 0.0, False
-            used += h
+            while a <= b:
+                k = bisect.bisect_left(special, a)
+                if k < len(special) and special[k] == a:
+                    runs, h = 1, self.heights[a]
+                else:  # rows of the default height, up to the next one of its own
+                    runs, h = min(b + 1, special[k] if k < len(special) else b + 1) - a, ROW_HEIGHT
+                fit = int((room - used) // h) if used else max(1, int(room // h))
+                if fit <= 0:
+                    breaks.append(a)
+                    used, filled = 0.0, False
+                    continue
+                n = min(fit, runs)
+                used += n * h
+                a += n
 
         keep = []  # overlapping ranges: one
         for a, b in sorted(self.keep):
@@ -555,14 +569,12 @@ class Sheet:
             else:
                 keep.append((a, b))
         for a, b in keep:
-            for r in range(row, a):  # the empty rows between two blocks
-                take(r)
-            block = self.height(a, b)
+            take(row, a - 1)  # the empty rows between two blocks
+            block = height(a, b)
             if filled and used + block > room and (block <= room or used + MIN_TAIL * ROW_HEIGHT > room):
                 breaks.append(a)
                 used = 0.0
-            for r in range(a, b + 1):
-                take(r)
+            take(a, b)
             filled, row = True, max(row, b + 1)
         return breaks[:MAX_BREAKS]
 
