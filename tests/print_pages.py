@@ -166,9 +166,11 @@ def footer(text: str) -> tuple[str, int, int]:
 
 
 def squeezed(text: str) -> str:
-    """The text without its white space: a PDF's text breaks lines (and runs of another font)
-    where the page does."""
-    return "".join(text.split())
+    """The text without its white space, and without the characters Carlito lacks: a PDF's text
+    breaks lines where the page does, and a character LibreOffice sets in another font (∈, ₖ, x̂'s
+    accent) comes out of it elsewhere, or as another."""
+    carlito = advances(font_file("Carlito"))
+    return "".join(c for c in text if c in carlito and not c.isspace())
 
 
 # --- where a text is cut ------------------------------------------------------------------------

@@ -126,7 +126,7 @@ def test_every_sheet_of_every_default_workbook_has_its_page_setup(default_workbo
         assert all(c1_ <= c1 and r1_ <= r1 for _, _, c1_, r1_ in charts.get(s.name, [])), (s.name, charts[s.name])
 
 
-@pytest.mark.parametrize("model", ["vae", "lstm", "flow"])
+@pytest.mark.parametrize("model", ["vae", "gan", "flow"])
 def test_a_tall_block_repeats_its_title_on_every_page(printed, model):
     """A page that starts inside a block's grid starts with the block's title again, "(cont.)"
     beside the grid; printed (on the block's second page)."""

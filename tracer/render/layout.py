@@ -28,7 +28,7 @@ TITLE_WIDTH = 8  # columns of a block's coloured title band
 # A cell's text does not wrap, and a print cuts what runs past the sheet's last column or into the
 # next filled cell: long texts are laid out as lines (tracer.render.fonts.wrap), one row each, no
 # wider than the page (and than these many points, to stay readable).
-NOTE_WIDTH, OVERVIEW_WIDTH, HYPER_WIDTH = 900.0, 540.0, 400.0
+NOTE_WIDTH, OVERVIEW_WIDTH, HYPER_WIDTH, SETTING_WIDTH = 900.0, 540.0, 400.0, 260.0
 CHART_ROWS = 17  # rows the overview's chart covers
 CHART_PX = (624, 317)  # the chart's size in pixels (XlsxWriter's 480 × 288, scaled 1.3 × 1.1)
 CHART_GAP = 12.0  # points between the overview's text and its charts
@@ -1023,10 +1023,12 @@ class Layout:
                 if line:
                     parts.append(Text(r, 0, line, "equation"))
         hyper_names = {t.name.lower() for t in self.hypers}  # shown below as named cells
-        settings = tpl.settings(self.config, "settings" not in self.tape.meta, hyper_names)
         label = self.tape.meta.get("label")
-        if label is not None:
-            settings.append((tt("label"), label if isinstance(label, str) else int(label)))
+
+        def settings_of(tp):  # (label, value) of each setting, in a language
+            out = tp.settings(self.config, "settings" not in self.tape.meta, hyper_names)
+            return out + ([(tp.t("label"), label if isinstance(label, str) else int(label))] if label is not None else [])
+        settings = self._setting_lines(settings_of)
         s.label_width = LABEL_WIDTH
         r += 2
         parts += [Text(r, 0, tt("hyper"), "heading"), Text(r + 1, 0, tt("hyper_note"), "note")]
@@ -1067,10 +1069,11 @@ class Layout:
         charts += curve + self._lay_scatter()
         below = 1 + len(charts) * (CHART_ROWS + 1) + 1  # the first row under the charts
         # the settings in the shorter column: under the losses, or under the charts
-        on_left = max(r + len(settings) + 2, below) <= max(r, below + len(settings) + 1)
+        rows = sum(max(len(text), len(value)) for text, value in settings)
+        on_left = max(r + rows + 2, below) <= max(r, below + rows + 1)
         if on_left:
             self._lay_settings(settings, r + 1, 0)
-            r += len(settings) + 2
+            r += rows + 2
         left = [s.points(2 + len(names))]  # how far right the text and the tables reach
         if curve:
             left.append(s.points(2 + len(self.traced)))
@@ -1089,7 +1092,7 @@ class Layout:
             chart.row, chart.col = 1 + n * (CHART_ROWS + 1), col
         parts += charts
         widest = self._lay_settings(settings, below, col) if not on_left else 0
-        s.print_rows = max(r, below + (0 if on_left else len(settings) + 1))  # printed on one page
+        s.print_rows = max(r, below + (0 if on_left else rows + 1))  # printed on one page
         # the charts' last column as Excel anchors them (its columns of 89 px: narrower than LibreOffice's)
         s.width = col + math.ceil(CHART_PX[0] / (int(CELL_WIDTH * 7 + 0.5) + 5)) - 1 if charts else col
         while s.points(s.width + 1) < widest:
@@ -1106,17 +1109,34 @@ class Layout:
                 parts.append(Link(r, 0, sheet.name, sheet.name, 0))
         s.set_heights()
 
+    def _setting_lines(self, settings_of) -> list[tuple[list, list]]:
+        """Each setting's label and value (a text) as lines no wider than SETTING_WIDTH, as many in
+        every language (a number: one line)."""
+        each = [settings_of(tp) for tp in self.translations]
+        mine = each[[tp.lang for tp in self.translations].index(self.tpl.lang)]
+        out = []
+        for k, (text, value) in enumerate(mine):
+            cut = [[lines(str(v), SETTING_WIDTH)] if isinstance(v, str) else [[v]] for v in (text, value)]
+            needed = max(len(lines(str(v), SETTING_WIDTH)) for labels in each for v in labels[k] if isinstance(v, str))
+            out.append(tuple(c[0] + [""] * (needed - len(c[0])) for c in cut))
+        return out
+
     def _lay_settings(self, settings: list, row: int, col: int) -> float:
-        """The settings of the run under a heading from (row, col): each label, then its value in
-        the first column it leaves free.  Returns how far right they reach (points)."""
+        """The settings of the run (_setting_lines) under a heading from (row, col): each label,
+        then its value in the first column it leaves free.  Returns how far right they reach."""
         s, parts = self.overview, self.overview.parts
         parts.append(Text(row, col, self.tpl.t("settings"), "heading"))
         value = col + 1
-        while s.points(value) < s.points(col) + max([0] + [lines_width(text) for text, _ in settings]) + CHART_GAP:
+        while s.points(value) < s.points(col) + max([0] + [lines_width(t) for text, _ in settings for t in text]) + CHART_GAP:
             value += 1
-        for k, (text, setting) in enumerate(settings, start=1):
-            parts.append(Views(row + k, [(col, None, text), (value, None, setting)]))
-        return max([s.points(value) + (lines_width(v) if isinstance(v, str) else points(CELL_WIDTH)) for _, v in settings]
+        row += 1
+        for text, setting in settings:
+            parts.append(Views(row, [(col, None, text[0]), (value, None, setting[0])]))
+            parts += [Text(row + k, c, line, "text") for c, more in ((col, text), (value, setting))
+                      for k, line in enumerate(more[1:], start=1) if line]
+            row += max(len(text), len(setting))
+        return max([s.points(value) + (lines_width(v) if isinstance(v, str) else points(CELL_WIDTH))
+                    for _, values in settings for v in values]
                    + [s.points(col) + lines_width(self.tpl.t("settings"), "heading")]) + CHART_GAP / 2
 
     def _lay_warmup(self):
