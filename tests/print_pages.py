@@ -167,9 +167,10 @@ def footer(text: str) -> tuple[str, int, int]:
 
 def squeezed(text: str) -> str:
     """The text without its white space, and without the characters Carlito lacks: a PDF's text
-    breaks lines where the page does, and a character LibreOffice sets in another font (∈, ₖ, x̂'s
-    accent) comes out of it elsewhere, or as another."""
+    breaks lines where the page does, and a character LibreOffice sets in another font (∈, ₖ, x̂)
+    comes out of it elsewhere, or as another."""
     carlito = advances(font_file("Carlito"))
+    text = re.sub(r".[\u0300-\u036f]+", "", text)  # a letter with an accent of its own (x̂): set in another font
     return "".join(c for c in text if c in carlito and not c.isspace())
 
 

@@ -9,6 +9,7 @@ once per session, several to one LibreOffice call, two calls at a time."""
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 
@@ -29,7 +30,7 @@ from print_pages import (
     require_carlito,
     squeezed,
 )
-from xlsx_parts import read_parts
+from xlsx_parts import read_parts as read_xml
 
 from tracer import api
 from tracer.render import fonts
@@ -75,6 +76,12 @@ def printed(soffice, default_workbook, vae_tape, run_tape, tmp_path_factory):
             books[("warmup", model, lang)] = (path, Layout(run.tape, Template(model, lang), {}))
     pdfs = print_all([book for book, _ in books.values()], folder / "pdf")
     return {key: (book, pdfs[book], layout) for key, (book, layout) in books.items()}
+
+
+@functools.lru_cache(maxsize=None)
+def read_parts(path):
+    """xlsx_parts.read_parts, once per workbook (the largest take seconds): read-only!"""
+    return read_xml(path)
 
 
 KEYS = [("default", m, "en") for m in BEFORE] + [("warmup", m, lang) for m in WARMUPS for lang in ("en", "es")]
