@@ -48,9 +48,9 @@ from tracer.render.layout import (
 )
 from tracer.render.template import Template
 
-# A --warmup 2000 workbook of each of these (one traced iteration, and the flow's grid smaller: the
-# default workbooks print every other sheet), in both languages.
-WARMUPS = {"vae": {}, "gan": {}, "flow": {"grid": 9}, "diffusion": {}}
+# A --warmup 2000 workbook of each of these, in both languages: one traced iteration, and the VAE's
+# digit and the flow's data smaller (the default workbooks print every kind of sheet at full size).
+WARMUPS = {"vae": {"size": 14}, "gan": {}, "flow": {"grid": 5, "points": 16, "samples": 16}, "diffusion": {}}
 MIN_SCALE = 0.5  # no sheet prints smaller, but the pictures and a block wider than the page at it
 
 
