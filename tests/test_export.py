@@ -115,7 +115,10 @@ def test_the_only_constants_are_the_inputs_and_the_draws(vae_book, vae_tape, vae
     for (r, c), v in over.items():
         if c == 1:  # the iterations of the loss table
             continue
-        label = texts[max((rc for rc in texts if rc[0] == r and rc[1] < c), key=lambda rc: rc[1])]  # left of it
+        at = max((rc for rc in texts if rc[0] == r and rc[1] < c), key=lambda rc: rc[1])  # the label: left of it
+        label, below = texts[at], r + 1
+        while (below, at[1]) in texts and (below, c) not in texts and (below, c) not in over:  # on more lines
+            label, below = f"{label} {texts[(below, at[1])]}", below + 1
         flag = re.search(r"\(--([a-z0-9-]+)\)$", label)  # "iterations  (--iterations)"
         key = flag.group(1).replace("-", "_") if flag else label
         if flag and key in config:  # a setting of the export
