@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -288,6 +289,94 @@ def run_book(run_workbook):
         return read[(key, lang)]
 
     return get
+
+
+# --------------------------------------------------------------------------
+# Workbooks recalculated: many in one LibreOffice process
+# --------------------------------------------------------------------------
+# LibreOffice takes a few seconds to start, and the suite recalculates dozens of workbooks: a test
+# that verifies one of the shared workbooks takes `verified`, and every workbook the collected
+# tests verify in LibreOffice is recalculated in one soffice run, at the first test that asks.
+
+VERIFIED_IN_LIBREOFFICE: set = set()  # (key, lang) of the tests to run that take `verified`
+
+
+def pytest_collection_finish(session):
+    """Note the workbooks the tests about to run verify in LibreOffice (after -k and the like)."""
+    for item in session.items:
+        if "verified" in getattr(item, "fixturenames", ()):
+            params = getattr(getattr(item, "callspec", None), "params", {})
+            if "key" in params and params.get("engine", "libreoffice") == "libreoffice":
+                VERIFIED_IN_LIBREOFFICE.add((params["key"], params.get("lang", "en")))
+
+
+@pytest.fixture(scope="session")
+def shared_workbook(vae_workbook, run_workbook):
+    """shared_workbook(key, lang) -> path of RUNS[key]'s workbook, or with key "vae" the default
+    VAE's (made once)."""
+    return lambda key, lang="en": vae_workbook(lang) if key == "vae" else run_workbook(key, lang)
+
+
+@pytest.fixture(scope="session")
+def verified(shared_workbook):
+    """verified(key, lang="en", engine="libreoffice") -> the VerifyReport of that shared workbook
+    (shared_workbook) recalculated in that engine, made once per session.  LibreOffice
+    recalculates, in one process, every workbook that the collected tests parametrized by `key`
+    (and `lang`, and `engine`) verify with this fixture: parametrize so, and the test costs no
+    LibreOffice start of its own.  Shared: never modify a report."""
+    from tracer.checks.verify import verify_all
+
+    done: dict = {}
+
+    def get(key, lang="en", engine="libreoffice"):
+        if (key, lang, engine) not in done:
+            if engine == "libreoffice":
+                require_soffice()
+            batch = [(key, lang)]
+            if engine == "libreoffice":
+                batch += sorted(w for w in VERIFIED_IN_LIBREOFFICE if w != (key, lang) and (*w, engine) not in done)
+            reports = verify_all([shared_workbook(k, lg) for k, lg in batch], engine=engine)
+            done.update({(k, lg, engine): r for (k, lg), r in zip(batch, reports)})
+        return done[(key, lang, engine)]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def libreoffice_batch(tmp_path_factory):
+    """A LibreOffice that converts many files per start: `want(path, to="xlsx")` notes a file (a
+    workbook to recalculate, or to print with to="pdf"), `get(path, to)` converts every noted file
+    not converted yet in ONE soffice run and returns this one's result (a module fixture notes its
+    workbooks, each test gets its own).  `get` of a file not noted converts it alone."""
+    from tracer.engines.libreoffice import convert_all
+
+    class Batch:
+        def __init__(self):
+            self.wanted: dict = {}  # (path, to) -> None, in the order noted
+            self.made: dict = {}
+
+        def want(self, path, to="xlsx"):
+            self.wanted.setdefault((Path(path).resolve(), to), None)
+
+        def get(self, path, to="xlsx") -> Path:
+            require_soffice()
+            key = (Path(path).resolve(), to)
+            if key not in self.made:
+                self.want(*key)
+                todo = [k for k in self.wanted if k not in self.made and k[1] == to]
+                folder = tmp_path_factory.mktemp(f"libreoffice-{to}")
+                staged = []  # each under a name of its own: many tests' workbooks share a name
+                for n, (src, _) in enumerate(todo):
+                    staged.append(folder / f"{n}-{src.name}")
+                    shutil.copyfile(src, staged[-1])
+                for k, made in zip(todo, convert_all(staged, folder / "out", to)):
+                    self.made[k] = made
+            made = self.made[key]
+            if isinstance(made, Exception):
+                raise made
+            return made
+
+    return Batch()
 
 
 @pytest.fixture(scope="session")

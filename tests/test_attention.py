@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from tracer.checks.gradcheck import gradcheck
-from tracer.checks.verify import verify_workbook
 from tracer.models import attention
 from tracer.models.next_token import sequence
 
@@ -77,8 +76,8 @@ def test_loss_falls_with_the_defaults():
 
 
 @pytest.mark.parametrize("key", ["attention", "attention-es-bpe-adam"])
-def test_workbooks_verify(engine, run_workbook, key):
-    report = verify_workbook(run_workbook(key), engine=engine)
+def test_workbooks_verify(engine, verified, key):
+    report = verified(key, engine=engine)
     assert report.ok, "\n".join(report.lines(limit=20))
 
 

@@ -264,3 +264,62 @@ def test_default_output_names_carry_the_options(tmp_path, monkeypatch, run_main)
     assert code == 0 and "wrote outputs/mlp-xor.xlsx" in out and (tmp_path / "outputs" / "mlp-xor.xlsx").is_file()
     code, out, err = run_main("run", "mlp", "--config", "xor", "-o", "mine.xlsx")
     assert code == 0 and "wrote mine.xlsx" in out and (tmp_path / "mine.xlsx").is_file()
+
+
+# --- messages that say what to do (issue 21) --------------------------------------------------
+
+MESSAGES = [
+    (["run", "vae", "--lr", "0,01"],
+     "Invalid value for '--lr': '0,01' is not a valid float: type it with a decimal point: 0.01"),
+    (["run", "diffusion", "--beta-start", "0,1"], "'0,1' is not a valid float: type it with a decimal point: 0.1"),
+    (["check", "--rtol", "1,5e-3", "filled.xlsx"], "'1,5e-3' is not a valid float: type it with a decimal point: 1.5e-3"),
+    (["run", "bert", "--fill", "the [MASK] eats zebra"],
+     "--fill: the token 'zebra' is not in the vocabulary learned from the text (7 tokens; see the Tokens sheet)"),
+    (["run", "diffusion", "--digit", "99"],
+     "--batch 4 is too large: only 1 digit of class 9 from --digit 99 on (the sample's digits of class 9: 7, 9, 12, "
+     "16, 20, 58, 62, 73, 78, 92, 99); --digit 73 or an earlier one of them gives 4"),
+    (["run", "vae", "--digit", "99", "--batch", "3"],
+     "--batch 3 is too large: only 1 digit from --digit 99 on; --digit 97 or an earlier one gives 3"),
+    (["run", "gan", "--batch", "20"], "--batch 20 is too large: only 15 digits of class 7 from --digit 0 on (the "
+     "sample's digits of class 7: 0, 17, 26, 34, 36, 41, 60, 64, 70, 75, …, 97); the sample has only 15 in all: "
+     "lower --batch"),
+    (["run", "vae", "--prompt", "x"], "No such option '--prompt' (`tracer run vae --help` lists the options)."),
+    (["run", "vae", "--hiden", "3"], "No such option '--hiden'. Did you mean --hidden?"),
+    (["run", "gan", "--lr_d", "3"], "No such option '--lr_d'. Did you mean --lr-d?"),
+    (["run", "transformer", "--temp", "1"], "No such option '--temp'. Did you mean --temperature?"),
+    (["exercise", "vae", "--blank", "backwards"],
+     "--blank: no phase or tensor named 'backwards' (did you mean 'backward'?); phases: forward, loss, backward, "
+     "update; `--blank help` lists the 54 steps"),
+    (["exercise", "vae", "--blank", "xhat"], "--blank: no phase or tensor named 'xhat' (did you mean 'x_hat'?)"),
+]
+
+
+@pytest.mark.parametrize("args, message", MESSAGES, ids=[" ".join(a) for a, _ in MESSAGES])
+def test_messages_say_what_to_do(refused, tmp_path, args, message):
+    out = tmp_path / "out.xlsx"
+    line = refused(*args, *(["-o", out] if args[0] in ("run", "exercise") else []))
+    assert message in line, line
+    assert len(line) < 250 and not out.exists()
+
+
+def test_blank_help_lists_the_phases_and_every_step(run_main, tmp_path):
+    code, out, _ = run_main("exercise", "vae", "--blank", "help", "-o", tmp_path / "out.xlsx")
+    lines = out.splitlines()
+    assert code == 0 and lines[0] == "phases: forward, loss, backward, update" and len(lines) == 2 + 54
+    assert "  x_hat  (x̂)" in lines and "  dL/dW1  (∂L/∂W₁)" in lines
+    assert not (tmp_path / "out.xlsx").exists()
+
+
+@pytest.mark.parametrize("word, names, close", [
+    ("--prompt", ["--warmup", "--lr", "--hidden"], []),  # click suggested --warmup (difflib, one way round)
+    ("--hiden", ["--help", "--hidden", "--size"], ["--hidden"]),
+    ("--lr_d", ["--lr-d", "--lr-g"], ["--lr-d"]),
+    ("--mask", ["--heads", "--mask-rate"], ["--mask-rate"]),
+    ("backwards", ["forward", "loss", "backward", "update"], ["backward"]),
+    ("sigmiod", ["identity", "sigmoid", "tanh"], ["sigmoid"]),
+    ("--epochs", ["--iterations", "--seed"], []),
+])
+def test_only_close_names_are_suggested(word, names, close):
+    from tracer.errors import close_names
+
+    assert close_names(word, names) == close

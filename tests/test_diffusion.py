@@ -201,8 +201,20 @@ def test_without_warmup_the_samples_are_no_digit():
     (["--samples", "33"], "--samples"),
     (["--batch", "0"], "--batch must be at least 1"),
     (["--lr", "1e9"], "training diverged"),
+    # DDPM's schedule increases: a decreasing one is refused (an equal one, constant noise, is not)
+    (["--beta-start", "0.6", "--beta-end", "0.1"], "--beta-start 0.6 must be at most --beta-end 0.1"),
+    (["--beta-start", "0.61"], "--beta-start 0.61 must be at most --beta-end 0.6"),
+    # issue 21: 1.39 → 14 → 40 → 1021 was reported as a normal run
+    (["--size", "2", "--batch", "1"], "training diverged: loss grew from 1.39 to 14 (more than 10× its first value) "
+                                      "in iteration 2; try a smaller learning rate: --lr 0.125 (a quarter of 0.5)"),
 ])
 def test_bad_options_are_one_line_errors(refused, tmp_path, args, message):
     out = tmp_path / "d.xlsx"
     assert message in refused("run", "diffusion", *args, "-o", out)
     assert not out.exists()
+
+
+def test_an_equal_beta_start_and_end_is_a_constant_schedule():
+    tape = diffusion.trace(diffusion.Config(beta_start=0.3, beta_end=0.3, iterations=1, samples=0, size=4))
+    beta = next(t for t in tape.tensors if t.name == "beta").value
+    assert np.all(beta == 0.3)

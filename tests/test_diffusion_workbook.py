@@ -10,7 +10,6 @@ import dataclasses
 import openpyxl
 import pytest
 
-from tracer.checks import verify
 from tracer.engines import ENGINES
 from tracer.models import diffusion
 from tracer.render.export import export
@@ -20,8 +19,8 @@ from tracer.render.template import Template
 
 @pytest.mark.parametrize("key, lang", [("diffusion", "en"), ("diffusion", "es"), ("diffusion-adam-warmup", "es"),
                                        ("diffusion-adam-warmup", "en")])
-def test_workbooks_verify(engine, run_workbook, run_book, key, lang):
-    report = verify.verify_workbook(run_workbook(key, lang), engine=engine)
+def test_workbooks_verify(engine, verified, run_book, key, lang):
+    report = verified(key, lang, engine)
     assert report.ok, report.format()
     assert report.n_formulas > {"diffusion": 100_000}.get(key, 2_000)
     text = "\n".join(f for fs in run_book(key).formulas.values() for f in fs.values())

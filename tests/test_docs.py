@@ -147,7 +147,7 @@ def test_every_example_command_is_valid():
         command = group.commands[words[2]]
         params = dict(command.make_context(words[2], words[3:]).params)
         lang, output = params.pop("lang"), params.pop("output")
-        for extra in ("blank", "blank_iterations", "self_check"):
+        for extra in ("blank", "blank_iterations", "self_check", "students", "vary", "key", "jobs"):
             params.pop(extra, None)
         config = api.configure(words[2], lang, **params)
         models.validate(config)  # the checks `tracer run` makes before any work, without the run
@@ -194,3 +194,17 @@ def test_the_option_synopses_show_the_defaults():
                     default = defaults[name]
                     same = float(value) == default if isinstance(default, (int, float)) else value == str(default)
                     assert same, f"{page.name}: --{name} {value}, the default is {default}"
+
+
+def test_the_csv_example_runs(tmp_path, monkeypatch):
+    """docs/data.md's pandas example, verbatim, on `-o trace.csv` of the default VAE: W1 rebuilt."""
+    import numpy as np
+
+    from tracer import api
+
+    monkeypatch.chdir(tmp_path)
+    r = api.run("vae")
+    r.save("trace.csv")
+    scope: dict = {}
+    exec(re.search(r"```python\n(.*?)```", (DOCS / "data.md").read_text("utf-8"), re.S)[1], scope)
+    assert scope["W1"].shape == (784, 8) and np.allclose(scope["W1"], r["W1", 2], rtol=1e-15, atol=0)

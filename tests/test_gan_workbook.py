@@ -13,8 +13,8 @@ RUNS = ["gan", "gan-adam-upscale", "gan-nearest-4", "vae-adam", "vae-size4"]
 
 
 @pytest.mark.parametrize("key", RUNS)
-def test_workbook_verifies(engine, run_workbook, key):
-    report = verify.verify_workbook(run_workbook(key), engine=engine)
+def test_workbook_verifies(engine, verified, key):
+    report = verified(key, engine=engine)
     assert report.ok, "\n".join(report.lines(limit=20))
     assert report.errors == [] and report.n_mismatches == 0 and report.max_rel_err <= 1e-9
     assert report.n_formulas > {"gan": 300_000, "vae-size4": 4_000}.get(key, 10_000)

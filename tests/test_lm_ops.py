@@ -665,7 +665,9 @@ def test_attention_model_passes_gradcheck():
                    "causal_softmax", "causal_softmax_exp", "concat_cols", "gelu", "softmax", "softmax_exp",
                    "xent", "xent_terms", "embed_grad", "row_mean_grad",
                    "row_var_grad_x", "row_var_grad_mu", "normalize_grad_x", "normalize_grad_mu",
-                   "normalize_grad_var", "col_dot", "softmax_grad", "xent_grad", "pad_cols", "gelu_grad"})
+                   "normalize_grad_var", "col_dot", "softmax_grad", "xent_grad", "gelu_grad"})
+    # the heads' slices tile the normalized x: its gradient is theirs side by side (concat_cols), not padded copies
+    assert "pad_cols" not in names and {u.name for u in next(t for t in tape.tensors if t.name == "dL/dln").inputs} == {"dL/dh0", "dL/dh1"}
 
 
 def test_helpers_check_their_arguments():

@@ -129,6 +129,19 @@ def test_every_shipped_example_passes_verify(engine, tmp_path, example_tape, nam
     assert report.ok, report.format()
 
 
+def test_soft_targets_pass_verify(engine, tmp_path):
+    """softmax_ce against soft targets: each output's −t·ln p as a formula, then their sum over N."""
+    from tracer.checks.verify import verify_workbook
+
+    config, _ = network(tmp_path, "tanh", "softmax_ce")
+    tape = mlp.trace(mlp.Config(config=str(config)))
+    assert {"soft_xent_terms", "soft_xent"} <= {t.op.name for t in tape.tensors if t.op is not None}
+    path = tmp_path / "soft.xlsx"
+    export(tape, dataclasses.asdict(mlp.Config(config=str(config))), path, "en")
+    report = verify_workbook(path, engine=engine)
+    assert report.ok, report.format()
+
+
 # --- the shipped examples ------------------------------------------------------------------------
 
 def test_the_shipped_examples_are_listed_and_documented():

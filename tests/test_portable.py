@@ -18,7 +18,8 @@ import pytest
 
 # the functions that take whole ranges; every other function gets single cells (or numbers)
 AGGREGATES = {"SUM", "SUMPRODUCT", "MMULT", "MAX", "MIN", "AVERAGE", "COUNT", "LARGE", "MATCH", "INDEX", "SUMIF"}
-ALLOWED = AGGREGATES | {"EXP", "LN", "IF", "IFERROR", "SQRT", "TANH", "PI", "SIN", "COS", "NA"}
+ALLOWED = AGGREGATES | {"EXP", "LN", "IF", "IFERROR", "SQRT", "TANH", "PI", "SIN", "COS", "NA",
+                        "ABS", "ERF"}  # ABS, ERF: the PyTorch front end (BCEWithLogitsLoss, exact GELU)
 RANGE_NAMES = {"vocab"}  # defined names that stand for a range, not a cell
 # the arguments (from 0) that must be a range, even of one cell (A1:A1): IronCalc refuses a cell there
 RANGE_ARGS = {"SUMIF": {0, 2}, "INDEX": {0}, "MATCH": {1}, "LARGE": {0}}
@@ -210,8 +211,8 @@ def test_other_workbooks_are_portable(run_book, run_workbook, key):
 
 def every_op_tape():
     """The ops no model of RUNS records (an mlp's mean BCE, every amplifier and its gradient, a
-    slice's pad, the sum of a 1 × 1 factor's gradient, average pooling's gradient), each applied
-    and differentiated."""
+    slice's pad, a row slice's pad, the sum of a 1 × 1 factor's gradient, average pooling's gradient,
+    the cross-entropy against soft targets), each applied and differentiated."""
     import numpy as np
 
     from tracer.core import activations, linalg, losses, resampling
@@ -235,30 +236,44 @@ def every_op_tape():
     loss = losses.bce_mean(activations.sigmoid(pooled, name="pp"), y, name="Lpool")
     tape.at("backward")
     tape.backward(loss, {"img": pooled.inputs[0]}, prefix="Lpool")
+    tape.at("forward")  # a row read alone, the other left: its gradient put back in place (pad_rows)
+    top = tape.apply(linalg.slice_rows(0, 1), linalg.mul(s, x, name="s·x"), name="x_top")
+    head = tape.apply(linalg.slice_cols(0, 4), top, name="top4")
+    loss = losses.bce_mean(activations.sigmoid(head, name="pt"), tape.constant("y_top", y.value[:1]), name="Ltop")
+    tape.at("backward")
+    tape.backward(loss, {"x": x, "s": s}, prefix="Ltop")
+    tape.at("forward")  # the cross-entropy against soft targets (an mlp file's softmax_ce)
+    probs = activations.softmax(tape.constant("z", rng.normal(size=(2, 3)), role="param"), name="P")
+    loss = losses.soft_cross_entropy(probs, tape.constant("T", rng.dirichlet(np.ones(3), 2), role="data"), name="Lsoft")
+    tape.at("backward")
+    tape.backward(loss, {"z": probs.inputs[0]}, prefix="Lsoft")
     return tape
 
 
 def test_every_op_writes_portable_formulas(run_tape):
     """Every op's formulas, cell by cell in a real layout: those of the RUNS workbooks are walked
-    above; here the ops they do not record.  Together: every op of tracer.core.OPS."""
+    above; here the ops they do not record (and those of the PyTorch front end, test_torch_ops'
+    tape).  Together: every op of tracer.core.OPS."""
     from conftest import RUNS, ops_template
 
     from tracer import core
     from tracer.render.layout import Cells, Layout
 
-    tape = every_op_tape()
-    layout = Layout(tape, ops_template("en", "every op"), {})
+    from test_torch_ops import build_tape as torch_ops_tape  # the PyTorch front end's ops (no PyTorch needed)
+
     walked = set()
-    for t in tape.tensors:
-        if t.op is not None:
-            cells = Cells(layout, t)
-            for i in range(t.shape[0]):
-                for j in range(t.shape[1]):
-                    check_formula(t.op.formula(cells, i, j), set())
-            walked.add(t.op.name)
+    for tape in (every_op_tape(), torch_ops_tape()):
+        layout = Layout(tape, ops_template("en", "every op"), {})
+        for t in tape.tensors:
+            if t.op is not None:
+                cells = Cells(layout, t)
+                for i in range(t.shape[0]):
+                    for j in range(t.shape[1]):
+                        check_formula(t.op.formula(cells, i, j), set())
+                walked.add(t.op.name)
     in_runs = {t.op.name for key in RUNS for t in run_tape(key)[1].tensors if t.op is not None}
     assert walked | in_runs == set(core.OPS)
-    assert {"bce_mean", "pad_cols", "sum_all", "upscale_bilinear_4_grad"} <= walked - in_runs
+    assert {"bce_mean", "pad_cols", "pad_rows", "sum_all", "upscale_bilinear_4_grad"} <= walked - in_runs
 
 
 def test_self_check_cells_are_portable(tmp_path, run_main):

@@ -118,6 +118,7 @@ def loss_and_grads(model, p, ids, targets):
         if t > 1:  # the LSTM's h_{t−1} reaches step t through its four gates: their sum
             parts[f"dL/dh_{t - 1} via {'a' if model == 'rnn' else 'the gates'}_{t}"] = dh_next
     np.add.at(g["E"], list(ids), dX)
+    parts["dL/dX"] = dX
     return float(nll.mean()), g, out, parts
 
 
@@ -205,6 +206,18 @@ def test_each_dh_is_the_sum_of_its_two_parts():
     assert {u.name for u in lt["dL/dc_3"].inputs} == {"dL/dc_3 via tanh_c_3", "dL/dc_3 via c_4"}
     assert lt["dL/dc_3 via c_4"].op.name == "mul" and lt["f_4"] in lt["dL/dc_3 via c_4"].inputs  # through f_{t+1}
     assert {u.name for u in lt["dL/dh_3"].inputs} == {"dL/dh_3 via H"} | {f"dL/dh_3 via a{g}_4" for g in GATES}
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_dX_is_the_gradients_of_the_x_t_stacked(model):
+    """∂L/∂X = [∂L/∂x_1; …; ∂L/∂x_T], as a student writes it: each step's 1 × d row, then the rows
+    stacked; no T × d matrix per step, all its rows but one zero (issue 21)."""
+    cfg = config(model, context=6)
+    it = of(MODELS[model].trace(cfg), 1)
+    dX = it["dL/dX"]
+    assert (dX.op.name, [u.name for u in dX.inputs]) == ("concat_rows", [f"dL/dx_{t}" for t in range(1, 7)])
+    assert [name for name in it if "via x_" in name or name.startswith("dL/dX via")] == []
+    assert [u.name for u in it["dL/dE"].inputs] == ["ids", "dL/dX"]  # ∂L/∂E from ∂L/∂X
 
 
 # --- 2. vanishing gradients ------------------------------------------------------------------------------
@@ -324,7 +337,7 @@ def test_generation_runs_the_recurrence_on(model):
     (["--context", "1"], "--context must be at least 2"),
     (["--lr", "0"], "--lr must be positive"),
     (["--context", "999"], "--context 999 needs 1000"),
-    (["--prompt", "the zebra"], "'zebra' is not in the vocabulary"),
+    (["--prompt", "the zebra"], "--prompt: the token 'zebra' is not in the vocabulary"),
     (["--lr", "1e9"], "training diverged"),
 ])
 def test_bad_options_are_one_line_errors(refused, tmp_path, model, args, message):

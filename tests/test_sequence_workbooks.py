@@ -14,7 +14,6 @@ import numpy as np
 import openpyxl
 import pytest
 
-from tracer.checks import verify
 from tracer.engines.libreoffice import recalculate
 from tracer.models import bert
 from tracer.render.export import export
@@ -25,8 +24,8 @@ KEYS = [("rnn", "en"), ("lstm-es-bpe-adam", "es"), ("bert", "en"), ("bert-es-cha
 
 
 @pytest.mark.parametrize("key, lang", KEYS)
-def test_workbooks_verify_in_libreoffice(soffice, run_workbook, key, lang):
-    report = verify.verify_workbook(run_workbook(key, lang))
+def test_workbooks_verify_in_libreoffice(soffice, verified, key, lang):
+    report = verified(key, lang)
     assert report.ok, report.format()
     assert report.n_formulas > 5_000
 

@@ -47,7 +47,7 @@ def chromium(page: Path, tmp: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                            "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
                            f"--user-data-dir={profile}", "--virtual-time-budget=20000", *args, page.as_uri()],
-                          capture_output=True, timeout=120, check=False, stdin=subprocess.DEVNULL)
+                          capture_output=True, timeout=300, check=False, stdin=subprocess.DEVNULL)
 
 
 @pytest.fixture(scope="session")
@@ -124,6 +124,7 @@ def test_a_page_renders_in_chromium(site, tmp_path):
     dom = rendered(page, tmp_path)
     assert dom.count("<mjx-container") > 100
     assert "\\frac" not in re.sub(r"<[^>]+>", "", dom.split("<mjx-container", 1)[1])  # no TeX left as text
+    assert "\\(" not in re.sub(r"<[^>]+>", "", dom)  # the table of contents' symbols typeset too
     widths = [int(w) for w in re.search(r'data-images="([\d,]*)"', dom)[1].split(",") if w]
     assert len(widths) >= 4 and all(w > 0 for w in widths)
     shot = tmp_path / "gan.png"

@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from tracer.checks.gradcheck import gradcheck
-from tracer.checks.verify import verify_workbook
 from tracer.data import text
 from tracer.models import skipgram
 
@@ -107,8 +106,8 @@ def test_negative_draws_are_recorded_constants():
 
 
 @pytest.mark.parametrize("key", ["skipgram", "skipgram-neg-bpe-adam"])
-def test_workbooks_verify(engine, run_workbook, run_book, key):
-    report = verify_workbook(run_workbook(key), engine=engine)
+def test_workbooks_verify(engine, verified, run_book, key):
+    report = verified(key, engine=engine)
     assert report.ok, "\n".join(report.lines(limit=20))
     book = run_book(key)
     assert "Tokens" in book.sheetnames

@@ -128,6 +128,12 @@ def test_the_readme_gan_draws_a_digit(seed):
     if seed == 0:  # the batch is the same for every seed
         _, average = nearest(real.mean(0, keepdims=True), real)
         says("models/gan.md", f"the blurry average of the 15 sevens would score {num(average[0])}")
+        # why the GAN watches L_D only: L_G rises above 10× its first value while D wins
+        l_g = warmup_losses(tape, "L_G")
+        final = next(float(t.value[0, 0]) for t in tape.tensors if t.name == "L_G" and t.iteration)
+        assert max(l_g) > models.training.GROWTH * l_g[0]
+        says("training.md", f"L_G goes from {num(l_g[0])} to {num(max(l_g), 1)} at warm-up step "
+                            f"{1 + int(np.argmax(l_g))} and ends at {num(final)}")
 
 
 # --- the VAE as a generator ---------------------------------------------------------------------

@@ -181,3 +181,39 @@ def test_tensor_used_twice_by_one_op():
     loss = tape.apply(losses.KL, sq, tape.constant("zero", np.zeros((1, 2))), name="L")  # ½ Σ p⁴
     grads = tape.backward(loss, {"p": p})
     np.testing.assert_allclose(grads["p"].value, 2 * p.value**3)
+
+
+def sliced_tape(pieces, axis):
+    """L = Σ (tanh of each piece of x·W)²: x·W (3×4) read through the slices `pieces` [(start, width)]."""
+    tape = Tape()
+    tape.iteration, tape.phase = 1, "forward"
+    x = tape.constant("x", np.arange(6.0).reshape(3, 2) / 7 - 0.4)
+    w = tape.constant("W", [[0.3, -0.7, 1.1, 0.2], [0.5, 0.1, -0.4, 0.9]], role="param")
+    xw = linalg.matmul(x, w, name="XW")
+    cut = linalg.slice_cols if axis else linalg.slice_rows
+    parts = [activations.tanh(tape.apply(cut(a, n), xw, name=f"x_{a}"), name=f"t_{a}") for a, n in pieces]
+    tape.phase = "loss"
+    joined = linalg.concat_cols(parts) if axis else linalg.concat_rows(parts)
+    loss = tape.apply(linalg.SUM_ALL, linalg.mul(joined, joined, name="sq"), name="L")
+    tape.phase = "backward"
+    return tape, tape.backward(loss, {"W": w})
+
+
+@pytest.mark.parametrize("axis", [0, 1])
+def test_a_tensor_read_by_slices_that_tile_it_gets_their_gradients_joined(axis):
+    """x_1 … x_T, the rows of X: ∂L/∂X = [∂L/∂x_1; …; ∂L/∂x_T], no padded T × d copy per piece;
+    slices that leave a part of the tensor unread still give padded contributions, summed."""
+    pieces = [(0, 1), (1, 1), (2, 1)] if axis == 0 else [(0, 1), (1, 2), (3, 1)]
+    tape, grads = sliced_tape(pieces, axis)
+    by_name = {t.name: t for t in tape.tensors}
+    joined = by_name["dL/dXW"]
+    assert joined.op is (linalg.CONCAT_COLS if axis else linalg.CONCAT_ROWS)
+    assert [u.name for u in joined.inputs] == [f"dL/dx_{a}" for a, _ in pieces]
+    assert not [t for t in tape.tensors if t.op is not None and t.op.name.startswith("pad")]
+    xw = by_name["XW"].value
+    np.testing.assert_allclose(joined.value, 2 * np.tanh(xw) * (1 - np.tanh(xw) ** 2), rtol=1e-13)
+    np.testing.assert_allclose(grads["W"].value, by_name["x"].value.T @ joined.value, rtol=1e-13)
+    part, _ = sliced_tape(pieces[:-1], axis)  # the last row or column unread: pads, and their sum
+    names = {t.name: t for t in part.tensors}
+    assert names["dL/dXW"].op is core_op.SUM_N
+    assert {u.op.name for u in names["dL/dXW"].inputs} == {f"pad_{'cols' if axis else 'rows'}"}

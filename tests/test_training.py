@@ -231,12 +231,70 @@ def test_a_diverging_traced_iteration_after_a_warmup_names_its_number():
     assert int(re.search(r"iteration (\d+)", str(e.value))[1]) > 3
 
 
-def test_below_the_default_rate_the_advice_is_half_the_rate():
+def test_below_the_default_rate_the_advice_is_a_quarter_of_the_rate():
     cfg = models.vae.Config(lr=0.004)
-    assert models._rates(cfg) == "try a smaller learning rate: --lr 0.002 (half of 0.004)"
+    assert models._rates(cfg) == "try a smaller learning rate: --lr 0.001 (a quarter of 0.004)"
     cfg = models.gan.Config(lr_d=1.0)
     assert models._rates(cfg) == ("try a smaller learning rate: --lr-d 0.005 (the default; now 1), "
-                                  "--lr-g 2.5 (half of 5)")
+                                  "--lr-g 1.25 (a quarter of 5)")
+
+
+# a loss grown above 10× its first value is a divergence too (issue 21): runs that diverge, and
+# the message's first words; each one trains at the rate the message advises
+DIVERGING = [
+    ("diffusion", {"size": 2, "batch": 1}, "loss grew from 1.39 to 14 (more than 10× its first value) in iteration 2"),
+    ("diffusion", {"size": 2, "batch": 2, "warmup": 500}, "loss grew from 0.97 to 24.7 (more than 10× its first value) "
+                                                          "in warm-up step 2"),
+    ("diffusion", {"size": 4, "batch": 1, "warmup": 500}, "loss grew from 1.37 to 18.3 (more than 10× its first value) "
+                                                          "in warm-up step 4"),
+    ("flow", {"hidden": 64, "warmup": 2000}, "loss grew from 2.44 to 136 (more than 10× its first value) "
+                                             "in warm-up step 12"),
+    ("flow", {"hidden": 128, "warmup": 2000}, "loss grew from 2.29 to 3.96e+03 (more than 10× its first value) "
+                                              "in warm-up step 4"),
+    ("vae", {"lr": 0.1, "warmup": 200}, "recon_terms is not finite in warm-up step 7"),
+]
+AFTER = {"diffusion": {"samples": 0}, "flow": {"grid": 0, "samples": 0}, "vae": {"grid": 0, "samples": 0}}  # not training
+
+
+@pytest.mark.parametrize("model, options, what", DIVERGING, ids=[f"{m}-{'-'.join(map(str, o.values()))}" for m, o, _ in DIVERGING])
+def test_a_diverging_run_is_refused_and_trains_at_the_rate_advised(model, options, what):
+    options = {"iterations": 4, **options, **AFTER[model]}
+    with pytest.raises(TracerError) as e:
+        api.run(model, **options)
+    message = str(e.value)
+    assert message.startswith(f"training diverged: {what}; try a smaller learning rate: --lr "), message
+    advised = float(re.search(r"--lr (\S+)", message)[1])
+    # no error over at least 500 steps (every loss within 10× the first), and the last 50 lower than the first
+    run = api.run(model, **{**options, "lr": advised, "warmup": max(500, options.get("warmup", 0))})
+    losses = [*run.warmup_losses["loss"], *run.losses["loss"]]
+    assert np.mean(losses[-50:]) < losses[0]
+
+
+def test_the_growth_check_can_fail(monkeypatch):
+    """Guard: without it, issue 21's diffusion run is a normal run again (1.39 → 14 → 40 → 1021)."""
+    from documented import arrow, says
+
+    monkeypatch.setattr(training, "GROWTH", float("inf"))
+    losses = api.run("diffusion", size=2, batch=1, samples=0).losses["loss"]
+    assert losses[-1] > 100 * losses[0]
+    says("models/diffusion.md", f"`--size 2 --batch 1` goes {arrow(losses, 2)} and is refused at iteration 2")
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+@pytest.mark.parametrize("warmup", [0, 2])
+def test_every_model_watches_its_losses_in_the_warmup_and_the_traced_iterations(monkeypatch, name, warmup):
+    """With the bound lowered to half the first value, the first step is already above it: the
+    message names the step and the watched loss (the GAN: L_D only, L_G rises while D wins)."""
+    monkeypatch.setattr(training, "GROWTH", 0.5)
+    model = MODELS[name]
+    options = {"corpus": "en"} if hasattr(model.Config, "corpus") else {}
+    options |= {} if name == "mlp" else {"iterations": 1}  # classic_222: 1 iteration
+    with pytest.raises(TracerError) as e:
+        models.trace(model, model.Config(warmup=warmup, **options))
+    where = "warm-up step 1" if warmup else f"iteration {warmup + 1}"
+    watched = {"gan": "L_D", "mlp": "E_total"}.get(name, "loss")
+    assert re.fullmatch(rf"training diverged: {watched} grew from (\S+) to \1 \(more than 0\.5× its first value\) "
+                        rf"in {where}; try a smaller learning rate.*", str(e.value)), str(e.value)
 
 
 def test_the_finiteness_check_can_fail(monkeypatch):
@@ -276,3 +334,17 @@ def test_an_exercise_after_a_warmup_numbers_its_iterations(tmp_path):
     assert {t.iteration for t in ex.blank} == {7}
     with pytest.raises(TracerError, match="iteration numbers 6 … 7"):
         api.exercise("vae", "update", tmp_path / "ex2.xlsx", blank_iterations="1", warmup=5, iterations=2, hidden=2)
+
+
+def test_half_the_rate_is_not_enough():
+    """docs/training.md: why the advice is a quarter of the rate, not half."""
+    with pytest.raises(TracerError, match="loss grew"):
+        api.run("diffusion", size=2, batch=2, warmup=500, lr=0.25, samples=0)
+    with pytest.raises(TracerError, match="training diverged"):
+        api.run("flow", hidden=64, warmup=2000, lr=0.025, grid=0, samples=0)
+
+
+def test_the_documented_overshoot_message(refused, tmp_path):
+    from documented import says  # (the VAE's divergence message: test_docs_numbers)
+
+    says("training.md", refused("run", "diffusion", "--size", "2", "--batch", "1", "-o", tmp_path / "out.xlsx"))

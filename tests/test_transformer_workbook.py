@@ -9,7 +9,6 @@ import dataclasses
 import openpyxl
 import pytest
 
-from tracer.checks import verify
 from tracer.engines import ENGINES
 from tracer.models import attention, transformer
 from tracer.render.export import export
@@ -20,8 +19,8 @@ SMALL = {"corpus": "en", "context": 5, "generate": 4, "iterations": 2}  # the wi
 
 
 @pytest.mark.parametrize("key", ["transformer", "transformer-es-bpe-gelu-adam"])
-def test_workbooks_verify(engine, run_workbook, run_book, key):
-    report = verify.verify_workbook(run_workbook(key), engine=engine)
+def test_workbooks_verify(engine, verified, run_book, key):
+    report = verified(key, engine=engine)
     assert report.ok, report.format()
     assert report.n_formulas > 10_000
     text = "\n".join(run_book(key).formulas["After training"].values())
@@ -89,7 +88,7 @@ def test_the_command_prints_the_generated_texts(run_main, tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--temperature", "0.5,hot"], "--temperature must be positive numbers"),
     (["--temperature", "0,1"], "--temperature must be positive numbers"),
-    (["--prompt", "the zebra"], "'zebra' is not in the vocabulary"),
+    (["--prompt", "the zebra"], "--prompt: the token 'zebra' is not in the vocabulary"),
     (["--prompt", "the dog eats food the cat eats food"], "at most --context 5 fit"),
     (["--generate", "-1"], "--generate must be at least 0"),
 ])

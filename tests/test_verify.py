@@ -556,3 +556,23 @@ def test_a_damaged_sheet_is_one_line(tmp_path):
             z.writestr(name, data)
     with pytest.raises(TracerError, match=r"odd.xlsx is damaged and cannot be read \(unclosed token: line 4"):
         formula_values(path)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="uses a shell script")
+def test_the_tests_libreoffice_batch_starts_it_once(soffice, libreoffice_batch, tmp_path, monkeypatch):
+    """conftest's libreoffice_batch: two workbooks of the same name noted, both recalculated by
+    one LibreOffice start, each given back as its own."""
+    from tracer.engines.workbook import values_at
+
+    good, bad = tmp_path / "a" / "book.xlsx", tmp_path / "b" / "book.xlsx"
+    good.parent.mkdir()
+    bad.parent.mkdir()
+    write_good_workbook(good)
+    write_bad_workbook(bad)
+    wrapper, log = counting_soffice(tmp_path, soffice)
+    monkeypatch.setenv("TRACER_SOFFICE", wrapper)
+    libreoffice_batch.want(good)
+    libreoffice_batch.want(bad)
+    assert values_at(libreoffice_batch.get(bad), {"Sheet": {(2, 2)}}) == {("Sheet", 2, 2): 7}  # A1+A2, recalculated
+    assert values_at(libreoffice_batch.get(good), {"Calc": {(14, 2)}}) == {("Calc", 14, 2): 0.7}
+    assert log.read_text().splitlines() == ["start"]

@@ -11,15 +11,14 @@ import zipfile
 import numpy as np
 import pytest
 
-from tracer.checks.verify import verify_workbook
 from tracer.models import training
 
 KEYS = ["vae-batch-warmup", "gan-warmup-adam-upscale"]
 
 
 @pytest.mark.parametrize("key", KEYS)
-def test_workbook_verifies_in_libreoffice(soffice, run_workbook, key):
-    report = verify_workbook(run_workbook(key))
+def test_workbook_verifies_in_libreoffice(soffice, verified, key):
+    report = verified(key)
     assert report.ok, report.format()
     assert report.n_formulas > 10_000
 

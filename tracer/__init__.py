@@ -9,7 +9,8 @@
 
 __version__ = "0.1.0"
 
-_API = ("run", "from_torch", "verify", "gradcheck", "exercise", "check", "bench", "configure", "Run", "MODELS")
+_API = ("run", "from_torch", "verify", "gradcheck", "exercise", "check", "bench", "configure", "Run", "MODELS",
+        "exercise_class", "check_folder", "check_handmade", "map_template")
 
 
 def __getattr__(name):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -153,13 +154,57 @@ class Run:
         return export(self.tape, self.settings, Path(path), lang or self.lang, progress)
 
 
-def run(model: str, lang: str = "en", *, output=None, **options) -> Run:
+def run(model: str, lang: str = "en", *, output=None, announce=None, **options) -> Run:
     """Trace `model` with the CLI's options as keywords (e.g. iterations=4, lr=0.1).  `output`: where
     the run will be saved, if known: its format's size limits are checked before any work (any run
-    is held to tracer.core.size.MAX_CELLS values)."""
+    is held to tracer.core.size.MAX_CELLS values).  `announce(text)`: told, before any work, what a
+    large workbook will take (forecast)."""
     cfg = configure(model, lang, **options)
     m = models.get(model)
-    return Run(m, cfg, models.trace(m, cfg, Path(output).suffix if output is not None else None), lang)
+    fmt = Path(output).suffix.lower() if output is not None else None
+    if announce is not None and fmt == ".xlsx":
+        models.validate(cfg)
+        note = forecast(models.check_size(m, cfg, fmt))
+        if note:
+            announce(note)
+    return Run(m, cfg, models.trace(m, cfg, fmt), lang)
+
+
+LARGE_RUN = 1_000_000  # cells: a workbook this large is announced before the work, with its size and time
+
+
+def forecast(est, busy: float | None = None) -> str | None:
+    """What a large workbook (over LARGE_RUN cells, estimated: tracer.core.size.Size) will take, in a
+    line: its cells, the file's size and the time on this machine (tracer.bench: the speed that
+    `tracer bench` measures), `busy` times longer while other work shares it (measured: busy());
+    None for a smaller one."""
+    from tracer.bench import BYTES_PER_CELL, forecast_seconds
+
+    if est is None or est.cells <= LARGE_RUN:
+        return None
+    busy = machine_busy() if busy is None else busy
+    shared = f"; {busy:.1f}× that now, other work sharing it" if busy >= 1.2 else ""
+    return (f"a large run: about {est.cells:,} cells, a workbook of about {est.cells * BYTES_PER_CELL / 1e6:,.0f} MB, "
+            f"about {duration(forecast_seconds(est.cells, est.blocks) * busy)} on this machine (its speed measured "
+            f"by tracer bench{shared})")
+
+
+def machine_busy() -> float:
+    """How many times slower a run is now than with the machine to itself: the load average of the
+    last minute over the processors, at least 1 (1 where the system does not say)."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return 1.0
+    return max(1.0, load / (os.cpu_count() or 1))
+
+
+def duration(seconds: float) -> str:
+    """'40 s', '3 min', '1 h 20 min': a time to wait, to the precision it is known."""
+    if seconds < 60:
+        return f"{max(1, round(seconds))} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"
 
 
 def from_torch(model, x, y, loss_fn, optimizer=None, iterations: int = 4, lang: str = "en", *, warmup: int = 0,
@@ -218,6 +263,14 @@ def lay_out_exercise(r: Run, blank: str, blank_iterations: str = "all", self_che
     return make(r.tape, r.model, r.config, r.lang, blank, blank_iterations, self_check)
 
 
+def blank_choices(r: Run) -> list[str]:
+    """What an exercise's `blank` takes for this run, as lines: the phases, then every step by
+    name and by the symbol the workbook shows (`tracer exercise MODEL --blank help`)."""
+    from tracer.checks.exercise import choices
+
+    return choices(r.tape)
+
+
 def write_exercise(layout, path, progress=None) -> int:
     """Write a laid-out exercise to `path` (.xlsx, checked by exercise_path); returns the cells."""
     from tracer.render.export import prepare_folder
@@ -244,25 +297,88 @@ def exercise(model: str, blank: str, path=None, blank_iterations: str = "all", s
     return path, ex, write_exercise(layout, path)
 
 
+def class_folder(model: str, lang: str = "en", config=None) -> Path:
+    """Where `tracer exercise MODEL --students …` writes when no -o is given: outputs/MODEL_class,
+    with the options that differ from the defaults in the name, like default_path."""
+    return default_path(model, lang, "_class", config).with_suffix("")
+
+
+def exercise_class(model: str, blank: str, students, folder=None, blank_iterations: str = "all",
+                   self_check: bool = False, lang: str = "en", vary: str | None = None, key: bool = True,
+                   jobs: int | None = None, progress=None, **options):
+    """One exercise per student of the roster CSV `students` in `folder`, each with its own variant
+    (`vary`: "digit,seed", by default what the model has), the solved workbooks in folder/key
+    (`key`), and folder/manifest.csv; written on `jobs` processes (default: every core).  Returns
+    a tracer.checks.roster.ClassExercises (.files, .variants, .manifest)."""
+    from tracer.checks.roster import read_roster, write_class
+
+    cfg = configure(model, lang, **options)
+    roster = read_roster(students)
+    folder = Path(folder) if folder is not None else class_folder(model, lang, cfg)
+    return write_class(models.get(model), cfg, lang, blank, blank_iterations, self_check, roster, folder, vary,
+                       key, jobs, progress)
+
+
+def tolerance(decimals: int | None = None, rtol: float | None = None):
+    """When a student's number counts as right (tracer.checks.check.Tolerance): --decimals or --rtol."""
+    from tracer.checks.check import Tolerance
+
+    if decimals is not None and rtol is not None:
+        raise TracerError("give --decimals or --rtol, not both")
+    if rtol is not None and not (math.isfinite(rtol) and rtol > 0):
+        raise TracerError(f"--rtol must be a positive finite number (got {rtol})")
+    return Tolerance(decimals, rtol or Tolerance.rtol)
+
+
+def _check_engine(engine: str | None) -> None:
+    if engine not in (None, *ENGINES[:-1]):
+        raise TracerError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES[:-1])}")
+
+
 def check(path, decimals: int | None = None, rtol: float | None = None, report=None, original=None,
           engine: str | None = None):
     """Grade a filled exercise; with `report`, also write the coloured copy.  Returns the Grade
     (its .lines(), .score, .total(status), .recalculated) and the number of cells the report marked
     (or None).  Formulas the student saved without a value are recalculated in `engine`
     ("libreoffice" or "ironcalc"; None: LibreOffice when installed, else IronCalc)."""
-    from tracer.checks.check import Tolerance, grade, write_report
+    from tracer.checks.check import grade, write_report
 
-    if decimals is not None and rtol is not None:
-        raise TracerError("give --decimals or --rtol, not both")
-    if rtol is not None and not (math.isfinite(rtol) and rtol > 0):
-        raise TracerError(f"--rtol must be a positive finite number (got {rtol})")
+    within = tolerance(decimals, rtol)
     if report is not None:
         check_output(report)
-    if engine not in (None, *ENGINES[:-1]):
-        raise TracerError(f"unknown engine {engine!r}: choose one of {', '.join(ENGINES[:-1])}")
-    result = grade(Path(path), Tolerance(decimals, rtol or Tolerance.rtol), original, engine)
+    _check_engine(engine)
+    result = grade(Path(path), within, original, engine)
     marked = write_report(result, Path(report)) if report is not None else None
     return result, marked
+
+
+def submissions(folder) -> list[Path]:
+    """The spreadsheet files `check_folder` grades (or refuses, with a reason), by name."""
+    from tracer.checks.gradebook import submissions as found
+
+    return found(Path(folder))
+
+
+def check_folder(folder, decimals: int | None = None, rtol: float | None = None, gradebook=None, reports=None,
+                 engine: str | None = None, jobs: int | None = None, progress=None):
+    """Grade every spreadsheet file of `folder`, each against its own recipe, on `jobs` processes
+    (default: every core); with `gradebook` (.xlsx or .csv) write the gradebook, with `reports` (a
+    folder) each student's graded copy.  Returns a tracer.checks.gradebook.Gradebook (.rows,
+    .graded, .refused, .blocks()); a file that cannot be graded is a row with its reason."""
+    from tracer.checks.gradebook import grade_folder, write_gradebook
+
+    within = tolerance(decimals, rtol)
+    if gradebook is not None:
+        if Path(gradebook).suffix.lower() not in (".xlsx", ".csv"):
+            raise TracerError(f"--gradebook {Path(gradebook).name}: a gradebook must end in .xlsx or .csv")
+        check_output(gradebook)
+    _check_engine(engine)
+    book = grade_folder(Path(folder), within, engine, reports, jobs, progress)
+    if gradebook is not None:
+        from tracer.render.export import prepare_folder
+
+        write_gradebook(book, prepare_folder(Path(gradebook)))
+    return book
 
 
 def is_exercise(path) -> bool:
@@ -322,3 +438,50 @@ def bench(quick: bool = False, echo=print, only: tuple = ()) -> dict:
     from tracer.bench import run_bench
 
     return run_bench(quick=quick, echo=echo, only=only)
+
+
+def vary_choices(model: str) -> tuple:
+    """What `--vary` can name for the model (tracer.checks.roster.choices)."""
+    from tracer.checks.roster import choices
+
+    return choices(models.get(model))
+
+
+def changed_options(config) -> str:
+    """' --option value …' for the options of `config` that differ from their defaults."""
+    words = []
+    for f in dataclasses.fields(config):
+        value, meta = getattr(config, f.name), f.metadata
+        default = meta["by_optimizer"].get(config.optimizer) if "by_optimizer" in meta else f.default
+        if value is not None and value != default and value != meta.get("default_is") and f.name != "corpus":
+            words.append(f" --{f.name.replace('_', '-')} {value}")
+    return "".join(words)
+
+
+def map_template(model: str, lang: str = "en", **options) -> str:
+    """The map of a hand-built workbook for `model` with these options (tracer.checks.handmade): a
+    TOML text listing every tensor with its shape and meaning in `lang`, every place empty."""
+    from tracer.checks.handmade import template
+
+    r = run(model, lang, **options)
+    return template(r.tape, lang, changed_options(r.config))
+
+
+def check_handmade(path, model: str, map_path=None, decimals: int | None = None, rtol: float | None = None,
+                   report=None, engine: str | None = None, lang: str = "en", **options):
+    """Grade a workbook built by hand for `model` (traced with `options`, as `tracer run`): the map
+    at `map_path` (TOML; None: the workbook's defined names only) says where each tensor is.
+    Returns the Grade and the cells the `report` copy marked (or None), as check."""
+    from tracer.checks.check import write_report
+    from tracer.checks.handmade import grade_handmade
+    from tracer.engines.workbook import check_workbook
+
+    within = tolerance(decimals, rtol)
+    check_workbook(Path(path))
+    if report is not None:
+        check_output(report)
+    _check_engine(engine)
+    r = run(model, lang, **options)
+    result = grade_handmade(Path(path), map_path, r.tape, lang, within, engine)
+    marked = write_report(result, Path(report)) if report is not None else None
+    return result, marked

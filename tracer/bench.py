@@ -80,6 +80,15 @@ workbooks, and how many of them the step blocks of the formula rule hold (a soft
 exponentials and row sums, a loss's terms: the tensors tracer.core.op.Composite records); the
 count without those blocks is the workbook's size before the ops were split into steps.
 
+Refusals ("refusals", full run or ``--case refusals``): ``REFUSED``, runs no workbook could hold
+(issue 21's ``bert --layers 1000000`` …), each ``tracer run`` in a fresh process: wall time and
+peak memory (``os.wait4``), beside ``tracer --version`` (Python and tracer starting) for scale.
+
+Forecast: after its runs the bench prints each case's time (trace and export, CPU seconds) over the forecast
+``forecast_seconds`` makes from the case's estimated size, and the per-cell and per-block
+constants fitted to these runs (least squares), to keep ``SECONDS_PER_CELL``,
+``SECONDS_PER_BLOCK`` and ``BYTES_PER_CELL`` current.
+
 Targets (printed as PASS/MISS): default ``tracer run vae`` <= 3 s end to end; export <= 0.15x
 the stock baseline (the VAE's and the GAN's cases with a baseline), i.e. about 300,000 cells/s
 on this machine;
@@ -116,6 +125,11 @@ MIN_LARGE_CELLS = 1_000_000
 VERIFY_ENGINES = ("libreoffice", "ironcalc")
 SPLIT = "split"  # the extra case: the defaults' cells before and after the split into steps
 SPLIT_MODELS = ("vae", "gan", "skipgram", "attention", "transformer", "mlp")
+REFUSALS = "refusals"  # the extra case: runs too large for any workbook, refused on their options alone
+REFUSED = (("--version",), ("run", "bert", "--layers", "1000000"),
+           ("run", "bert", "--heads", "50000000", "--d-model", "100000000"), ("run", "transformer", "--layers", "1000000"),
+           ("run", "transformer", "--layers", "100000"), ("run", "rnn", "--hidden", "1000000000"),
+           ("run", "attention", "--generate", "1000000000000"))  # --version: Python and tracer starting, for scale
 BASELINE_WIDTH = 64
 TARGET_E2E_S = 3.0
 TARGET_RATIO = 0.15  # export CPU seconds / stock XlsxWriter's for the same cells ...
@@ -124,6 +138,20 @@ TARGET_VERIFY = 1.0  # tracer verify in IronCalc / the export of the same workbo
 TARGET_PEAK_MB = 400.0
 TARGET_WARMUP_S = 5.0  # a 2,000-step warm-up (the trace time of a warm-up case)
 _MB = 1024 * 1024
+# This machine's speed, from which `tracer run` forecasts a large run (tracer.api.forecast): the
+# CPU seconds to trace, lay out and write a workbook are about cells × SECONDS_PER_CELL + blocks ×
+# SECONDS_PER_BLOCK (a block's title, equation, notes and place), its file about cells ×
+# BYTES_PER_CELL.  Fitted (least squares) to ten ≥ 650,000-cell runs of every model on this 2-core
+# machine, from 195 to 38,983 blocks: each within 0.8–1.12× of the fit.  Each bench prints the fit
+# of its own runs beside these: when they drift apart, put the new fit here.
+SECONDS_PER_CELL = 1 / 350_000
+SECONDS_PER_BLOCK = 0.00025
+BYTES_PER_CELL = 20
+
+
+def forecast_seconds(cells: int, blocks: int) -> float:
+    """The time a run of this estimated size (tracer.core.size.Size) takes to trace and write."""
+    return cells * SECONDS_PER_CELL + blocks * SECONDS_PER_BLOCK
 
 
 @dataclass(frozen=True)
@@ -216,9 +244,10 @@ def _child_tracer(args: dict) -> dict:
     t1, wall = time.process_time(), time.perf_counter()
     cells = export(tape, dataclasses.asdict(cfg), Path(args["path"]))
     t2, wall = time.process_time(), time.perf_counter() - wall
+    est = model.size(cfg)
     return {"model": model.NAME, "hidden": getattr(cfg, "hidden", None), "iterations": cfg.iterations,
             "warmup": getattr(cfg, "warmup", 0), "cells": cells, "trace_s": t1 - t0, "export_s": t2 - t1,
-            "export_wall_s": wall}
+            "export_wall_s": wall, "est_cells": est.cells, "est_blocks": est.blocks}
 
 
 def _child_baseline(args: dict) -> dict:
@@ -390,6 +419,17 @@ def _end_to_end(model: str, folder: Path, keep: bool = False) -> dict:
     return result
 
 
+def _refused(args: tuple, folder: Path) -> dict:
+    """`tracer ARGS` refused (exit 2; `--version`: 0) in a fresh process: wall time from outside, the
+    child's ru_maxrss."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, "-m", "tracer.cli", *args, *(["-o", str(folder / "refused.xlsx")]
+                            if args[0] == "run" else [])], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    return {"wall_s": time.perf_counter() - t0, "peak_mb": usage.ru_maxrss / 1024,
+            "code": os.waitstatus_to_exitcode(status)}
+
+
 def _best(runs: list[dict], key: str) -> dict:
     """The fastest of repeated runs, with the largest peak memory seen in any of them."""
     best = dict(min(runs, key=lambda r: r[key]))
@@ -432,7 +472,7 @@ def _table(res: dict, echo) -> None:
     echo(head)
     echo("-" * len(head))
     for name, r in res.items():
-        if name in ("cli", "targets", "bench", SPLIT) or "_verify_" in name:
+        if name in ("cli", "targets", "bench", SPLIT, REFUSALS) or "_verify_" in name:
             continue
         if "baseline" in name:
             label = name.replace("_baseline_", " baseline ")
@@ -479,14 +519,43 @@ def _table(res: dict, echo) -> None:
         for model, r in res[SPLIT]["models"].items():
             echo(f"  {model:<12} {r['cells']:>9,} = {r['cells'] - r['step_cells']:>9,} + {r['step_cells']:>6,} "
                  f"in {r['step_blocks']} step blocks (+{100 * r['step_cells'] / (r['cells'] - r['step_cells']):.1f}%)")
+    if REFUSALS in res:
+        echo("refused before any work (exit 2), each in a fresh process: wall time, peak memory")
+        for args, r in res[REFUSALS].items():
+            echo(f"  tracer {args:<58} {r['wall_s']:6.2f} s  {r['peak_mb']:5.0f} MB  exit {r['code']}")
+    _speed(res, echo)
     echo("targets (informational):")
     for name, t in res["targets"].items():
         echo(f"  {'PASS' if t['pass'] else 'MISS'}  {name}: {t['value']:.2f} (limit {t['limit']})")
 
 
+def _speed(res: dict, echo) -> None:
+    """The forecast's constants against these runs: each case's time (trace and export) over the
+    forecast from its estimated size, and the constants fitted to the runs (least squares)."""
+    runs = [r for name, r in res.items() if isinstance(r, dict) and "est_blocks" in r and "_baseline_" not in name]
+    if not runs:
+        return
+    ratios = ", ".join(f"{r['model']} {(r['trace_s'] + r['export_s']) / forecast_seconds(r['est_cells'], r['est_blocks']):.2f}"
+                       for r in runs)
+    echo(f"forecast of a run's time (tracer.bench.SECONDS_PER_CELL = {SECONDS_PER_CELL * 1e6:.1f} µs, "
+         f"SECONDS_PER_BLOCK = {SECONDS_PER_BLOCK * 1e3:.2f} ms): measured / forecast: {ratios}")
+    xx = sum(r["est_cells"] ** 2 for r in runs)
+    xy = sum(r["est_cells"] * r["est_blocks"] for r in runs)
+    yy = sum(r["est_blocks"] ** 2 for r in runs)
+    tx = sum(r["est_cells"] * (r["trace_s"] + r["export_s"]) for r in runs)
+    ty = sum(r["est_blocks"] * (r["trace_s"] + r["export_s"]) for r in runs)
+    det = xx * yy - xy * xy
+    per_cell, per_block = ((tx * yy - ty * xy) / det, (ty * xx - tx * xy) / det) if det > 0 else (0, 0)
+    if len(runs) >= 3 and per_cell > 0 and per_block > 0:  # fewer runs (or alike ones) fit nothing
+        echo(f"  fitted to these runs: {per_cell * 1e6:.1f} µs per cell, {per_block * 1e3:.2f} ms per block "
+             f"(tracer/bench.py keeps the constants; put these there when they drift)")
+    files = [r["file_mb"] * _MB / r["cells"] for r in runs if r.get("file_mb")]
+    echo(f"  bytes per cell of these workbooks: {min(files):.1f} … {max(files):.1f} (BYTES_PER_CELL = {BYTES_PER_CELL})")
+
+
 def case_names() -> list[str]:
     """Every case `run_bench(only=…)` accepts, in the order it runs them."""
-    return [c.name for c in CASES] + [SPLIT]
+    return [c.name for c in CASES] + [SPLIT, REFUSALS]
 
 
 def run_bench(quick: bool = False, echo=print, repeat: int | None = None, keep: Path | None = None,
@@ -517,6 +586,9 @@ def run_bench(quick: bool = False, echo=print, repeat: int | None = None, keep: 
             res.update(_case(case, folder, repeat if case.default else 1, keep is not None, engines))
             if res[case.name]["cells"] < case.min_cells:
                 raise RuntimeError(f"the {case.name} case wrote only {res[case.name]['cells']:,} cells")
+        if REFUSALS in only or not (quick or only):
+            res[REFUSALS] = {" ".join(args): _best([_refused(args, folder) for _ in range(repeat)], "wall_s")
+                             for args in REFUSED}
         for case in cases:
             if case.default and case.name in E2E:
                 res["cli"][case.model] = _best([_end_to_end(case.model, folder, keep is not None)

@@ -1,9 +1,11 @@
-"""The one exception the CLI turns into a one-line message and exit code 2, and reading an
-input file with every OS error turned into it; and how a command stops on a signal (Interrupted,
-which the CLI turns into one line and exit code 128 + the signal), leaving nothing behind."""
+"""The one exception the CLI turns into a one-line message and exit code 2, the names a mistyped
+one may have meant, and reading an input file with every OS error turned into it; and how a
+command stops on a signal (Interrupted, which the CLI turns into one line and exit code 128 + the
+signal), leaving nothing behind."""
 
 from __future__ import annotations
 
+import difflib
 import shutil
 import signal
 import tempfile
@@ -13,6 +15,27 @@ from pathlib import Path
 
 class TracerError(Exception):
     """Bad input or an environment problem the user can fix; the message is one line."""
+
+
+def close_names(word: str, choices, n: int = 3) -> list[str]:
+    """The choices a mistyped `word` may have meant, closest first: a typo of one (--hiden,
+    backwards), one it begins (--temp: --temperature), _ for - (--lr_d); none for a merely similar
+    word (--prompt is not --warmup).  Dashes and case do not count; the likeness is the smaller of
+    difflib's two ratios, which are not symmetric."""
+    plain = lambda s: str(s).lstrip("-").replace("_", "-").lower()  # noqa: E731
+    w = plain(word)
+    same = [c for c in choices if plain(c) == w]
+    if same:
+        return same[:1]
+
+    def likeness(choice):
+        c = plain(choice)
+        if len(w) >= 3 and c.startswith(w):
+            return 1.0
+        return min(difflib.SequenceMatcher(None, w, c).ratio(), difflib.SequenceMatcher(None, c, w).ratio())
+
+    scored = sorted(((likeness(c), k, c) for k, c in enumerate(dict.fromkeys(choices))), key=lambda x: (-x[0], x[1]))
+    return [c for score, _, c in scored if score >= 0.7][:n]
 
 
 def read_bytes(source, name: str, kind: str, limit: int = -1) -> bytes:
@@ -113,12 +136,12 @@ def quietly():
 
 
 @contextmanager
-def temporary_folder(prefix: str):
-    """A fresh folder in $TMPDIR, removed with everything in it however the body ends."""
+def temporary_folder(prefix: str, parent: Path | None = None):
+    """A fresh folder in $TMPDIR (or in `parent`), removed with everything in it however the body ends."""
     folder = None
     try:
         with quietly():  # a signal meanwhile takes effect inside the try: the folder is removed
-            folder = Path(tempfile.mkdtemp(prefix=prefix))
+            folder = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
         yield folder
     finally:
         if folder is not None:

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from tracer import engines, models
-from tracer.checks.exercise import build, seal
+from tracer.checks.exercise import CLASS_KEYS, build, seal
 from tracer.engines.workbook import (
     address,
     check_workbook,
@@ -70,13 +70,21 @@ class Cell:
     status: str
     reference: float
     from_inputs: float  # the step applied to the student's own inputs
+    row: int = 0  # where it is on its sheet (from 1, as openpyxl counts)
+    col: int = 0
 
 
 @dataclass
 class TensorGrade:
+    """One graded tensor: where its cells are (positions: (i, j, sheet row, sheet column), from 1)
+    and, once graded, each cell's status."""
+
     tensor: object
-    block: Block
     sheet: str
+    label: str  # how the report names it: 'Iteration 1 · 3.7 ∂L/∂a₄'
+    equation: str
+    positions: list
+    block: Block | None = None  # in a workbook tracer wrote
     cells: list = field(default_factory=list)
 
     def count(self, status) -> int:
@@ -90,11 +98,13 @@ class TensorGrade:
 @dataclass
 class Grade:
     path: Path
-    recipe: dict
+    recipe: dict | None  # a workbook `tracer exercise` wrote; None for a hand-built one (tracer.checks.handmade)
     tolerance: Tolerance
     tensors: list  # TensorGrade, in step order
     template: object = None
     recalculated: tuple | None = None  # (engine label, cells) when formulas saved without a value were recalculated
+    heading: str = ""  # what was graded (the first line of the report): made by the recipe's exercise by default
+    notes: list = field(default_factory=list)  # lines after the heading (a hand-built workbook: what the map left out)
 
     def total(self, status=None) -> int:
         return sum(len(g.cells) if status is None else g.count(status) for g in self.tensors)
@@ -103,17 +113,28 @@ class Grade:
     def score(self) -> float:
         return 100.0 * self.total(RIGHT) / max(1, self.total())
 
+    @property
+    def score_carried_right(self) -> float:
+        """The score with each carried error counted as right (each step done right on the numbers it had)."""
+        return 100.0 * (self.total(RIGHT) + self.total(CARRIED)) / max(1, self.total())
+
+    @property
+    def first_own(self) -> tuple[TensorGrade, Cell] | None:
+        """The first own mistake of the whole exercise, in step order: (its tensor's grade, its cell)."""
+        return next(((g, g.first_own) for g in self.tensors if g.first_own), None)
+
+    @property
+    def student(self) -> dict:
+        """{"name": …, "id": …} of a class's exercise (tracer.checks.roster), else {}."""
+        return dict((self.recipe or {}).get("student") or {})
+
     def lines(self) -> list[str]:
         """The report, in the exercise's language."""
-        r, t, words = self.recipe, self.template.t, self.template.words
-        blank = ", ".join(words.get("phase_" + item.strip(), item.strip()) for item in r["blank"].split(","))
-        iterations = words["check_all"] if r["iterations"].strip().lower() == "all" else r["iterations"]
-        out = [t("check_header", file=self.path.name, model=r["model"], blank=blank, iterations=iterations,
-                 cells=f"{self.total():,}", tolerance=self.tolerance.describe(self.template))]
+        t = self.template.t
+        out = [self.heading or self._heading(), *self.notes]
         if self.recalculated:
             engine, n = self.recalculated
             out.append(t("check_recalculated", n=f"{n:,}", engine=engine))
-        first = None
         for g in self.tensors:
             counts = [t("check_right", n=g.count(RIGHT))]
             wrong = g.count(OWN) + g.count(CARRIED)
@@ -121,25 +142,29 @@ class Grade:
                 counts.append(t("check_wrong", n=wrong, own=g.count(OWN), carried=g.count(CARRIED)))
             if g.count(MISSING):
                 counts.append(t("check_missing", n=g.count(MISSING)))
-            out.append(f"{self.where(g)} ({g.tensor.shape[0]}×{g.tensor.shape[1]}): " + ", ".join(counts))
+            out.append(f"{g.label} ({g.tensor.shape[0]}×{g.tensor.shape[1]}): " + ", ".join(counts))
             own = g.first_own
             if own:
-                first = first or (g, own)
                 out.append("    " + t("check_first_own", mistake=self.mistake(g, own)))
         out.append(t("check_score", score=f"{self.score:.1f}", right=f"{self.total(RIGHT):,}",
                      total=f"{self.total():,}",
                      own=self.total(OWN), carried=self.total(CARRIED), missing=self.total(MISSING)))
         if self.total(CARRIED):
-            done = 100.0 * (self.total(RIGHT) + self.total(CARRIED)) / self.total()
-            out.append(t("check_carried_right", score=f"{done:.1f}"))
-        if first:
-            g, own = first
-            out.append(t("check_first", where=self.where(g), address=own.address))
+            out.append(t("check_carried_right", score=f"{self.score_carried_right:.1f}"))
+        if self.first_own:
+            g, own = self.first_own
+            out.append(t("check_first", where=g.label, address=own.address))
         return out
 
-    def where(self, g: TensorGrade) -> str:
-        """Iteration 1 · 3.3 ∂E_total/∂net_o: the block's sheet, number and symbol."""
-        return f"{g.sheet} · {g.block.number} {self.template.symbol(g.tensor.name)}"
+    def _heading(self) -> str:
+        """What the exercise asked: its file, model, blank selection, cells and tolerance."""
+        r, t, words = self.recipe, self.template.t, self.template.words
+        blank = ", ".join(words.get("phase_" + item.strip(), item.strip()) for item in r["blank"].split(","))
+        iterations = words["check_all"] if r["iterations"].strip().lower() == "all" else r["iterations"]
+        heading = t("check_header", file=self.path.name, model=r["model"], blank=blank, iterations=iterations,
+                    cells=f"{self.total():,}", tolerance=self.tolerance.describe(self.template))
+        name = self.student.get("name") or self.student.get("id")
+        return f"{heading} · {t('roster_student', name=name)}" if name else heading
 
     def mistake(self, g: TensorGrade, c: Cell) -> str:
         t = self.template.t
@@ -147,7 +172,7 @@ class Grade:
         expect = (t("check_from_inputs", step=f"{c.from_inputs:.6g}", reference=f"{c.reference:.6g}")
                   if math.isfinite(c.from_inputs) else t("check_reference", reference=f"{c.reference:.6g}"))
         text = t("check_mistake", address=c.address, i=c.i + 1, j=c.j + 1, student=shown, expect=expect,
-                 equation=g.block.equation)
+                 equation=g.equation)
         hint = text_hint(c.student, self.template)
         return f"{text} ({hint})" if hint else text
 
@@ -157,6 +182,7 @@ class Grade:
 def read_recipe(path: Path) -> dict:
     """The recipe on the workbook's hidden sheet, its seal checked (tracer.checks.exercise.seal)."""
     check_workbook(path)
+    check_unzipped_size(path, 0, part="xl/sharedStrings.xml", limit=MAX_STRINGS)  # what opening it reads whole
     with reading(path) as wb:
         if INFO_SHEET not in wb.sheetnames:
             raise TracerError(f"{path.name} was not made by `tracer exercise` (it has no '{INFO_SHEET}' sheet); "
@@ -198,12 +224,34 @@ def rebuild(recipe: dict):
             raise TracerError("the exercise was made by another version of tracer (its options differ)") from None
         tape = models.trace(model, cfg, ".xlsx")  # the limits, before any work
     ex = build(tape, model.NAME, recipe["config"], recipe.get("files", {}), recipe["lang"], recipe["blank"],
-               recipe["iterations"], recipe.get("self_check", False))
+               recipe["iterations"], recipe.get("self_check", False), {k: recipe[k] for k in CLASS_KEYS if k in recipe})
     if ex.recipe["fingerprint"] != recipe["fingerprint"]:
         raise TracerError("the exercise cannot be rebuilt exactly: it was made by another version of tracer, "
                           f"or its '{INFO_SHEET}' sheet was edited")
     layout = Layout(tape, Template.of(tape, recipe["lang"]), recipe["config"], ex)  # laid out as handed out
     return tape, layout, ex
+
+
+BYTES_PER_NUMBER = 4_000  # far more than a number of the run takes in a workbook (about 260 bytes in tracer's, all its cells)
+
+
+MAX_STRINGS = 64_000_000  # bytes of a workbook's shared strings (its text, read whole when it is opened)
+
+
+def check_unzipped_size(path: Path, cells: int, part: str | None = None, limit: int | None = None) -> None:
+    """Refuse a workbook far larger, unzipped, than a run of `cells` numbers can take (a zip bomb, or a
+    sheet filled far beyond the exercise) before reading it: what a file makes tracer read is
+    bounded.  `part`: only that member, at most `limit` bytes."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            size = sum(i.file_size for i in z.infolist() if part is None or i.filename == part)
+    except (zipfile.BadZipFile, OSError, ValueError):
+        raise TracerError(f"{path.name} is damaged: its .xlsx (zip) archive is broken") from None
+    if size > (limit or BYTES_PER_NUMBER * (cells + 10_000)):
+        raise TracerError(f"{path.name} is {size / 1e6:,.0f} MB unzipped, far more than its {cells:,} numbers take: "
+                          "not read")
 
 
 def _cells_of(layout, t):
@@ -268,7 +316,7 @@ def _formula_text(formula) -> str | None:
     return _NUMBER.sub(lambda m: repr(float(m[1])), text)
 
 
-def read_student(path: Path, layout, tape, ex, engine: str | None = None) -> tuple[dict, dict, tuple | None]:
+def read_student(path: Path, layout, tape, ex, engine=None) -> tuple[dict, dict, tuple | None]:
     """(blocks of the blank tensors, the cells' values as the student's application saved them)."""
     blocks = {}
     for s in layout.sheets:
@@ -297,16 +345,40 @@ def read_student(path: Path, layout, tape, ex, engine: str | None = None) -> tup
     formulas = values_at(path, {s: answer_cells.get(s, set()) | given.get(s, set()) for s in {*answer_cells, *given}},
                          data_only=False)
     _check_formulas(path, layout, tape, ex, formulas)
-    # a formula the student typed, saved without its value (e.g. written by a script): recalculate
     formulas = {k: formulas.get(k) for s, rc in answer_cells.items() for k in ((s, r, c) for r, c in rc)}
+    return blocks, values, recalculate_stale(path, formulas, values, engine)
+
+
+class Later(Exception):
+    """The workbook needs recalculating, and the engine is to recalculate it later, with others
+    (tracer.checks.gradebook: one LibreOffice process for a folder's files)."""
+
+
+@dataclass
+class Recalculated:
+    """An engine that has already recalculated the workbook: `values(path, wanted)` (tracer.engines.
+    libreoffice.recalculating), as `engine` for grade; or, with values None, one that will (Later)."""
+
+    label: str
+    values: object = None
+
+
+def recalculate_stale(path: Path, formulas: dict, values: dict, engine) -> tuple | None:
+    """A formula the student typed, saved without its value (e.g. written by a script): its value
+    from a spreadsheet engine, into `values`.  (engine label, cells), or None when none was needed.
+    `engine`: a name (None: the preferred one) or a Recalculated."""
     stale = {k for k, f in formulas.items() if isinstance(f, str) and f.startswith("=") and values.get(k) is None}
-    recalculated = None
-    if stale:
-        found = engines.preferred(engine)
-        values.update(found.recalculated_values(path, {s: {(r, c) for s2, r, c in stale if s2 == s}
-                                                       for s in {k[0] for k in stale}}))
-        recalculated = (found.LABEL, len(stale))
-    return blocks, values, recalculated
+    if not stale:
+        return None
+    wanted = {s: {(r, c) for s2, r, c in stale if s2 == s} for s in {k[0] for k in stale}}
+    if isinstance(engine, Recalculated):
+        if engine.values is None:
+            raise Later(engine.label)
+        values.update(engine.values(path, wanted))
+        return engine.label, len(stale)
+    found = engines.preferred(engine)
+    values.update(found.recalculated_values(path, wanted))
+    return found.LABEL, len(stale)
 
 
 # --- grading --------------------------------------------------------------------------------------
@@ -342,9 +414,10 @@ def _replay(t, inputs) -> np.ndarray:
     return np.where(np.isfinite(out), out, math.nan)
 
 
-def grade(path: Path, tolerance: Tolerance, original: Path | None = None, engine: str | None = None) -> Grade:
+def grade(path: Path, tolerance: Tolerance, original: Path | None = None, engine=None) -> Grade:
     """Grade the filled exercise at `path`; `engine` recalculates the formulas the student saved
-    without a value ("libreoffice", "ironcalc"; None: the first installed, LibreOffice first)."""
+    without a value ("libreoffice", "ironcalc"; None: the first installed, LibreOffice first; or a
+    Recalculated, see recalculate_stale)."""
     path = Path(path)
     recipe = read_recipe(path)
     if original is not None:
@@ -354,28 +427,46 @@ def grade(path: Path, tolerance: Tolerance, original: Path | None = None, engine
             raise TracerError(f"{path.name} was made for another model or configuration than {Path(original).name} "
                               f"({recipe['model']} {recipe['config']} vs {handed_out['model']} {handed_out['config']})")
     tape, layout, ex = rebuild(recipe)
+    check_unzipped_size(path, sum(t.value.size for t in tape.tensors))
     blocks, values, recalculated = read_student(path, layout, tape, ex, engine)
-    # the student's world: every tensor as their sheet computes it, twice (see _mine): where empty
-    # cells and text count as 0, and where they are errors
+    graded = []
+    for t in ex.blank:
+        b, sheet = blocks[t], layout.place[id(t)].sheet
+        graded.append(TensorGrade(t, sheet, f"{sheet} · {b.number} {layout.tpl.symbol(t.name)}", b.equation,
+                                  list(_cells_of(layout, t)), b))
+    mark(tape, graded, values, tolerance)
+    return Grade(path, recipe, tolerance, graded, layout.tpl, recalculated)
+
+
+def mark(tape, graded: list, values: dict, tolerance: Tolerance, sources: dict | None = None) -> None:
+    """Give every cell of each TensorGrade its status; `values[(sheet, row, column)]`: the
+    student's cells as read.  Two replays of the steps in order: the reference (each step on the
+    given inputs: `sources` maps the id of a given tensor to the student's value of it, a
+    hand-built workbook's; without it, the traced values are the reference) and the student's
+    world, where each graded tensor is what the student wrote, read twice (see _mine): where
+    empty cells and text count as 0, and where they are errors."""
+    by_id = {id(g.tensor): g for g in graded}
+    last = max(k for k, t in enumerate(tape.tensors) if id(t) in by_id)
+    sources = sources or {}
+    reference: dict[int, np.ndarray] = {}
     world: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    last = max(k for k, t in enumerate(tape.tensors) if id(t) in ex.blank_ids)
-    grades = []
     with np.errstate(all="ignore"):
         for t in tape.tensors[:last + 1]:
-            if t.op is None:
-                world[id(t)] = (t.value, t.value)
+            if t.op is None or id(t) in sources:
+                reference[id(t)] = v = sources.get(id(t), t.value)
+                world[id(t)] = (v, v)
                 continue
+            reference[id(t)] = _replay(t, [reference[id(u)] for u in t.inputs]) if sources else t.value
             as_zero, as_error = (_replay(t, [world[id(u)][k] for u in t.inputs]) for k in (0, 1))
-            if id(t) not in ex.blank_ids:
+            g = by_id.get(id(t))
+            if g is None:
                 world[id(t)] = (as_zero, as_error)
                 continue
-            sheet = layout.place[id(t)].sheet
-            g = TensorGrade(t, blocks[t], sheet)
             mine = (np.full(t.shape, math.nan), np.full(t.shape, math.nan))
-            for i, j, r, c in _cells_of(layout, t):
-                v = values.get((sheet, r, c))
+            for i, j, r, c in g.positions:
+                v = values.get((g.sheet, r, c))
                 mine[0][i, j], mine[1][i, j] = _mine(v)
-                ref, own = float(t.value[i, j]), float(as_zero[i, j])
+                ref, own = float(reference[id(t)][i, j]), float(as_zero[i, j])
                 if v is None or v == "":
                     status = MISSING
                 elif is_error_value(v):  # carried when the step, on the student's cells, is an error too
@@ -388,10 +479,8 @@ def grade(path: Path, tolerance: Tolerance, original: Path | None = None, engine
                     status = CARRIED
                 else:
                     status = OWN
-                g.cells.append(Cell(i, j, address(sheet, r, c), v, status, ref, own))
+                g.cells.append(Cell(i, j, address(g.sheet, r, c), v, status, ref, own, r, c))
             world[id(t)] = mine
-            grades.append(g)
-    return Grade(path, recipe, tolerance, grades, layout.tpl, recalculated)
 
 
 # --- the annotated copy -------------------------------------------------------------------------
@@ -424,8 +513,7 @@ def write_report(grade_: Grade, out: Path) -> int:
         for c in g.cells:
             if c.status == RIGHT:
                 continue
-            r, col = g.block.place.rc(c.i, c.j)
-            cell = ws.cell(row=r + 1, column=col + 1)
+            cell = ws.cell(row=c.row, column=c.col)
             cell.fill = fills[c.status]
             reference, step = f"{c.reference:.10g}", f"{c.from_inputs:.10g}"
             note = t(NOTES[c.status], reference=reference, step=step)

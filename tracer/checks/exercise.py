@@ -21,7 +21,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tracer.errors import TracerError
+from tracer.errors import TracerError, close_names
 from tracer.render.layout import MAX_ROWS, Layout, Place
 from tracer.render.template import LANGS, Template
 from tracer.render.xlsx import INFO_SHEET
@@ -63,6 +63,12 @@ class Exercise:
             found.append(t)
         order = {id(u): k for k, u in enumerate(self.blank)}
         return sorted(found, key=lambda u: order[id(u)])
+
+    @property
+    def student_name(self) -> str:
+        """The student's name (or id) of a class's exercise, else ""."""
+        who = self.recipe.get("student") or {}
+        return who.get("name") or who.get("id") or ""
 
     def info_rows(self) -> list[tuple[str, str]]:
         """The hidden sheet's rows: a warning, then the recipe as JSON in chunks."""
@@ -115,6 +121,19 @@ def names_of(tape) -> dict[str, list[str]]:
     return found
 
 
+def steps_of(tape) -> dict[str, None]:
+    """The names of the steps a student may compute, in step order."""
+    return {t.name: None for t in tape.tensors if t.op is not None and t.iteration and t.phase != "after"}
+
+
+def choices(tape) -> list[str]:
+    """What --blank takes (`--blank help`): the phases, then every step by name and by symbol."""
+    names = names_of(tape)
+    listed = [f"  {n}" + (f"  ({', '.join(s for s in names[n] if s != n)})" if any(s != n for s in names[n]) else "")
+              for n in steps_of(tape)]
+    return [f"phases: {', '.join(PHASES)}", "the steps, in order (by name or by symbol):", *listed]
+
+
 def select(tape, spec: str, iterations: set[int]) -> list:
     """The tensors `spec` names (phases and/or tensors, by name or by the symbol the workbook
     shows: a3, x̂, ∂L/∂W1, dL/dW1; comma-separated), in step order."""
@@ -126,18 +145,17 @@ def select(tape, spec: str, iterations: set[int]) -> list:
     for name, symbols in names.items():
         for key in (name, plain(name), *symbols, *map(plain, symbols)):
             by_key.setdefault(key, set()).add(name)
-    steps = [t for t in tape.tensors if t.op is not None and t.iteration and t.phase != "after"]
-    computed = {t.name: None for t in steps}  # in step order
+    computed = steps_of(tape)
     wanted = set()
     for item in items:
         if item in PHASES:
             continue
         found = by_key.get(item) or by_key.get(plain(item))
         if not found:
-            listed = [f"{n} ({', '.join(s for s in names[n] if s != n)})" if any(s != n for s in names[n]) else n
-                      for n in computed]
-            raise TracerError(f"--blank: no phase or tensor named {item!r}; phases: {', '.join(PHASES)}; "
-                              f"the steps, in order (by name or by symbol): {'; '.join(listed)}")
+            close = close_names(item, [*PHASES, *computed], 1)
+            raise TracerError(f"--blank: no phase or tensor named {item!r}"
+                              + (f" (did you mean {close[0]!r}?)" if close else "")
+                              + f"; phases: {', '.join(PHASES)}; `--blank help` lists the {len(computed)} steps")
         if not found & computed.keys():
             raise TracerError(f"--blank: {item!r} is a given input (data, a parameter, a draw or a "
                               "hyperparameter), not a step to compute")
@@ -193,14 +211,19 @@ def embed_files(model, cfg) -> dict:
     return files
 
 
+CLASS_KEYS = ("student", "variant", "class")  # a class's exercise (tracer.checks.roster): whose it is
+
+
 def build(tape, model_name: str, config: dict, files: dict, lang: str, blank_spec: str,
-          iterations_spec: str, self_check: bool) -> Exercise:
+          iterations_spec: str, self_check: bool, student: dict | None = None) -> Exercise:
+    """`student`: the CLASS_KEYS of one student's exercise of a class (their name, their variant
+    of the options, the class), carried in the recipe."""
     traced = [t.iteration for t in tape.tensors if t.iteration]
     iterations = parse_iterations(iterations_spec, max(traced), min(traced))
     blank = select(tape, blank_spec, iterations)
     recipe = {"format": 1, "model": model_name, "lang": lang, "config": config, "files": files,
               "blank": blank_spec, "iterations": iterations_spec, "self_check": self_check,
-              "fingerprint": fingerprint(tape, blank)}
+              "fingerprint": fingerprint(tape, blank), **(student or {})}
     recipe["seal"] = seal(recipe)
     return Exercise(recipe, blank, downstream(tape, blank))
 
@@ -217,10 +240,14 @@ def place_answers(ex: Exercise, layout) -> None:
             raise TracerError("--self-check: the answers do not fit on one sheet; leave fewer blocks blank")
 
 
-def make(tape, model, cfg, lang: str, blank_spec: str, iterations_spec: str, self_check: bool):
-    """The student's workbook, laid out: (layout, exercise); tracer.render.xlsx.write_xlsx writes it."""
-    config = dataclasses.asdict(cfg)
-    ex = build(tape, model.NAME, config, embed_files(model, cfg), lang, blank_spec, iterations_spec, self_check)
+def make(tape, model, cfg, lang: str, blank_spec: str, iterations_spec: str, self_check: bool,
+         student: dict | None = None, shown: dict | None = None):
+    """The student's workbook, laid out: (layout, exercise); tracer.render.xlsx.write_xlsx writes it.
+    `student`: see build; `shown`: options recorded (and shown) otherwise than cfg has them (a
+    class's own copy of a file, by the file's name)."""
+    config = dataclasses.asdict(cfg) | (shown or {})
+    ex = build(tape, model.NAME, config, embed_files(model, cfg), lang, blank_spec, iterations_spec, self_check,
+               student)
     layout = Layout(tape, Template.of(tape, lang), config, ex)
     if self_check:
         place_answers(ex, layout)

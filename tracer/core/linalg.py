@@ -252,8 +252,9 @@ class Slice(Op):
     a = k·d_k, w = d_k) or rows a … a+w−1 (axis 0: out[i, j] = x[a + i, j], x (m, c) → (w, c)).
     Cell: a reference.  One instance per (axis, a, w) (`slice_cols(a, w)`, `slice_rows(a, w)`),
     named "slice_cols" or "slice_rows".  Gradient: pad_cols / pad_rows, the gradient in the
-    slice's place and 0 elsewhere; a tensor split into h pieces gets h such contributions, summed
-    by the tape.  A model that keeps per-head weights W_q^k needs no column split at all; merge
+    slice's place and 0 elsewhere, one contribution summed with the tensor's others by the tape;
+    but a tensor read only by slices that tile it (X read row by row as x_1 … x_T) gets its
+    gradient by joining theirs (`join`: [∂L/∂x_1; …; ∂L/∂x_T]), without the zeros.  A model that keeps per-head weights W_q^k needs no column split at all; merge
     (concat_cols) passes each head just its slice of the gradient."""
 
     references = True
@@ -264,6 +265,14 @@ class Slice(Op):
 
     def params(self):
         return {"start": self.start, "width": self.width}
+
+    def piece(self):
+        return self.axis, self.start, self.width
+
+    def join(self, gradients, name):
+        """The gradient of a tensor read only by slices that tile it: theirs, in order, side by side
+        (axis 1) or one below the other (axis 0), instead of a sum of padded copies."""
+        return record(CONCAT_COLS if self.axis else CONCAT_ROWS, *gradients, name=name)
 
     def forward(self, x, **attrs):
         if self.start < 0 or self.width < 1 or self.start + self.width > x.shape[self.axis]:

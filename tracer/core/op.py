@@ -40,6 +40,12 @@ class Op:
     def formula(self, c, i, j) -> str:
         raise NotImplementedError
 
+    def piece(self):
+        """(axis, start, width) for an op whose output is a piece of its one input (a slice), else
+        None: a tensor read only by pieces that tile it gets its gradient by joining theirs
+        (`join`, tracer.core.tape), as a student writes [∂L/∂x_1; …; ∂L/∂x_T]."""
+        return None
+
     def params(self) -> dict:
         """What an op of a family (a slice of columns, a block of rows) fixes, for its equation and
         words: e.g. {"start": 2} for the rows taken from the third on."""

@@ -134,7 +134,8 @@ class Tape:
         image in a GAN's discriminator step) and at anything an optimizer made (an updated
         parameter of another player is a constant here).  Where a tensor feeds several ops,
         each op's contribution is recorded as `d<prefix>/d<name> via <consumer>` and their
-        recorded sum is `d<prefix>/d<name>`.
+        recorded sum is `d<prefix>/d<name>`; where its only readers are slices that tile it (X read
+        row by row as x_1 … x_T), their gradients joined are its gradient ([∂L/∂x_1; …; ∂L/∂x_T]).
         """
         leaves = {id(p) for p in params.values()}
         stop = leaves | {id(h) for h in held}
@@ -163,17 +164,24 @@ class Tape:
                 needs.add(id(t))
 
         contributions: dict[int, list[tuple[Tensor, str]]] = {}
+        tiled, pieces = _tiled(order, needs, leaves), {}  # id(u) -> [(start, gradient, slice)]
         grads: dict[int, Tensor] = {}
         seed = self.apply(ONE, loss, name=f"d{prefix}/d{loss.name}")
         grads[id(loss)] = seed
         for t in reversed(order):
             if id(t) not in needs:
                 continue
-            if id(t) != id(loss):
+            if id(t) in tiled:
+                ordered = sorted(pieces[id(t)], key=lambda piece: piece[0])
+                grads[id(t)] = ordered[0][2].join([g for _, g, _ in ordered], name=f"d{prefix}/d{t.name}")
+            elif id(t) != id(loss):
                 if id(t) not in contributions:  # a step of a Composite: its op's rule went around it
                     continue
                 grads[id(t)] = self._total(t, contributions[id(t)], prefix)
             if id(t) in leaves:
+                continue
+            if id(t.inputs[0]) in tiled:  # a piece of a tiled tensor: its gradient waits to be joined
+                pieces.setdefault(id(t.inputs[0]), []).append((t.op.piece()[1], grads[id(t)], t.op))
                 continue
             wanted = [id(u) in needs for u in t.inputs]
             for u, g_u, w in zip(t.inputs, t.op.backward(t, grads[id(t)], wanted), wanted):
@@ -196,3 +204,28 @@ class Tape:
                 consumer = f"{consumer} #{consumers[:n + 1].count(consumer)}"
             self.rename(g, f"{target} via {consumer}")
         return self.apply(SUM_N, *(g for g, _ in parts), name=target)
+
+
+def _tiled(order, needs, leaves) -> set[int]:
+    """The tensors of a backward pass read only by slices that tile them: each reader a piece of
+    it along one axis, the pieces side by side covering it once (X read as x_1 … x_T)."""
+    readers: dict[int, list] = {}
+    for t in order:
+        if id(t) in needs and id(t) not in leaves:
+            for u in t.inputs:
+                readers.setdefault(id(u), []).append(t)
+    tiled = set()
+    for u in order:
+        ts = readers.get(id(u), [])
+        if len(ts) < 2 or id(u) not in needs or any(len(t.inputs) != 1 or t.op.piece() is None for t in ts):
+            continue
+        spans = sorted(t.op.piece() for t in ts)
+        axis, end = spans[0][0], 0
+        for along, start, width in spans:
+            if along != axis or start != end:
+                break
+            end += width
+        else:
+            if end == u.shape[axis]:
+                tiled.add(id(u))
+    return tiled

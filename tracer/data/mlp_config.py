@@ -28,7 +28,6 @@ The keys (the shipped examples in tracer/data/examples/ explain each one in comm
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from dataclasses import dataclass
@@ -42,7 +41,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-from tracer.errors import TracerError, read_bytes
+from tracer.errors import TracerError, close_names, read_bytes
 
 EXAMPLES = "tracer.data.examples"  # the package of the shipped example configs
 DEFAULT_EXAMPLE = "classic_222"
@@ -294,7 +293,7 @@ class _Reader:
         known = KEYS[tuple(p for p in path if not isinstance(p, int))]
         for key in value:
             if key not in known:
-                close = difflib.get_close_matches(key, known, 1)
+                close = close_names(key, known, 1)
                 hint = f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(known)}"
                 self.fail(path + (key,), f"unknown key {key!r} ({hint})")
         for key in required:
@@ -316,7 +315,7 @@ class _Reader:
 
     def choice(self, value, path: tuple, choices) -> str:
         if not isinstance(value, str) or value not in choices:
-            close = difflib.get_close_matches(str(value), choices, 1)
+            close = close_names(str(value), choices, 1)
             hint = f"did you mean {close[0]!r}?" if close else f"choose one of {', '.join(choices)}"
             self.fail(path, f"unknown {path[-1]} {_show(value)} ({hint})")
         return value

@@ -186,15 +186,29 @@ def load_batch(index: int, n: int, path: PathArg | None = None,
     if labels is not None and labels.shape[0] != count:
         raise TracerError("the shipped MNIST sample has different numbers of images and labels")
     label = None if labels is None else int(labels[index])
-    rows = [i for i in range(index, count) if label is None or not same_class or labels[i] == label][:n]
+    pool = [i for i in range(count) if label is None or not same_class or labels[i] == label]
+    rows = [i for i in pool if i >= index][:n]
     if len(rows) < n:
-        what = f"digits of class {label}" if label is not None and same_class else "digits"
-        raise TracerError(f"--batch {n} is too large: only {len(rows)} {what} from --digit {index} on")
+        raise TracerError(_too_few(n, index, len(rows), pool, label if same_class else None,
+                                   "the sample" if path is None else str(path)))
     pixels = images[rows].reshape(n, IMAGE_SIDE * IMAGE_SIDE).astype(np.float64) / 255.0
     return pixels, label
 
 
 # --- helpers ---------------------------------------------------------------
+
+
+def _too_few(n: int, index: int, found: int, pool: list[int], label: int | None, where: str) -> str:
+    """'--batch 4 is too large: only 1 digit of class 9 from --digit 99 on (the sample's digits of
+    class 9: 7, 9, …, 99); --digit 87 or an earlier one of them gives 4'."""
+    kind = f" of class {label}" if label is not None else ""
+    text = f"--batch {n} is too large: only {found} digit{'' if found == 1 else 's'}{kind} from --digit {index} on"
+    shown = ", ".join(map(str, pool)) if len(pool) <= 12 else f"{', '.join(map(str, pool[:10]))}, …, {pool[-1]}"
+    if label is not None:
+        text += f" ({where}'s digits of class {label}: {shown})"
+    if len(pool) < n:
+        return text + f"; {where} has only {len(pool)} in all: lower --batch"
+    return text + f"; --digit {pool[-n]} or an earlier one{' of them' if label is not None else ''} gives {n}"
 
 
 def _sample_file(filename: str):

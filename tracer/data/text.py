@@ -174,14 +174,14 @@ class Tokenized:
             rendered = [line.rstrip(" ") for line in rendered]
         return "\n".join(rendered)
 
-    def encode(self, text: str) -> list[int]:
+    def encode(self, text: str, option: str = "--prompt") -> list[int]:
         """The ids of a prompt, tokenized with the same rules and this vocabulary (bpe: this
         text's merges, in order); sentences (lines) are joined by ``BOUNDARY`` when
         ``boundary`` is true, and none is appended.
 
         Raises:
             TracerError: a token is not in the vocabulary (the first one is named); the prompt
-                gives no tokens.
+                gives no tokens.  The message names the option the text came from, ``option``.
         """
         tokens: list[str] = []
         for sentence in split_sentences(text):
@@ -200,11 +200,11 @@ class Tokenized:
                 tokens.append(BOUNDARY)
             tokens += piece
         if not tokens:
-            raise TracerError(f"the prompt gives no tokens with the {self.kind} tokenizer")
+            raise TracerError(f"{option} gives no tokens with the {self.kind} tokenizer")
         index = self.index
         for token in tokens:
             if token not in index:
-                raise TracerError(f"the prompt's token {token!r} is not in the vocabulary learned from the text "
+                raise TracerError(f"{option}: the token {token!r} is not in the vocabulary learned from the text "
                                   f"({len(self.vocab)} tokens; see the Tokens sheet)")
         return [index[t] for t in tokens]
 

@@ -94,7 +94,7 @@ def fill_ids(cfg, tok) -> list[int]:
     for n, part in enumerate(parts):
         if n:
             ids.append(mask)
-        piece = tok.encode(part) if part.strip() else []
+        piece = tok.encode(part, "--fill") if part.strip() else []
         if tok.kind == "char" and SPACE in tok.index:  # the spaces around a [MASK] are tokens too
             space = tok.index[SPACE]
             piece = [space] * (n > 0 and part[:1].isspace()) + piece + [space] * (
@@ -113,11 +113,11 @@ def size(cfg: Config):
     V, T, d = len(tok.vocab) + 1, cfg.context, cfg.d_model  # the vocabulary and [MASK]
     ps = params(V)
     model = forward(T, V) + [(T, V), (T, 1), (T, V), (T, 1), (1, 1)]  # … P's exponentials, sums, P, ℓ, L
-    train = [(T, 1)] * 3 + model  # u, m, ids_in, …
-    step = train * 2 + train[::2] + ps + update(cfg.optimizer, ps) + model  # …, the evaluation pass
-    first = [(T, 1), (1, 1), (T, 1), (T, 1), (T, 1), (1, d), (T, d), *ps, *optimizer_state(cfg.optimizer, ps)]
-    after = [(T, 1), *forward(T, V), (T, 1), *[(1, V)] * 4, (cfg.top, 1), (cfg.top, 1), (T, 1)]
-    return estimate(first, step, cfg.iterations, after)
+    train = model + [(T, 1)] * 3  # …, u, m, ids_in
+    step = train * 2.5 + ps + update(cfg.optimizer, ps) + model  # forward, backward, update, the evaluation pass
+    first = ps + optimizer_state(cfg.optimizer, ps) + [(T, 1), (1, 1), (T, 1), (T, 1), (T, 1), (1, d), (T, d)]
+    after = forward(T, V) + [(T, 1), (T, 1), (cfg.top, 1), (cfg.top, 1), (T, 1)] + [(1, V)] * 4
+    return dataclasses.replace(estimate(first, step, cfg.iterations, after), terms=3 * cfg.heads)  # as the transformer's
 
 
 def trace(cfg: Config) -> Tape:

@@ -42,9 +42,10 @@ from tracer.core.embeddings import dimensions, sinusoidal
 from tracer.core.linalg import add_products, concat_cols, linear
 from tracer.core.losses import mse
 from tracer.core.resampling import avg_pool
-from tracer.core.size import Size, estimate, optimizer_state, sheet, update
+from tracer.core.size import Shapes, Size, estimate, optimizer_state, sheet, update
 from tracer.core.tape import Tape
 from tracer.data import mnist
+from tracer.errors import TracerError
 from tracer.models.base import Training, lr_opt, opt
 from tracer.models.training import train
 
@@ -76,6 +77,12 @@ class Config(Training):
     mnist: str = opt(None, "your own MNIST images file (IDX format, gzipped or not)", path=True)
     samples: int = opt(4, "after training: reverse processes run from x_T ~ N(0, I), one per row (0: none)",
                        min=0, max=32)
+
+    def check(self) -> None:
+        super().check()
+        if self.beta_start > self.beta_end:  # DDPM's schedule adds more noise at each step, never less
+            raise TracerError(f"--beta-start {self.beta_start:g} must be at most --beta-end {self.beta_end:g}: "
+                              "the noise schedule increases from the first step to the last")
 
 
 def network(x_t, t, dim, p, prefix=""):
@@ -118,7 +125,7 @@ def size(cfg: Config) -> Size:
                (1, 1)]
     backward = [(1, 1), (N, P), (N, H), (N, H)] + params
     step = [(S, 1), (S, d), (S, P + d), (S, H), (S, H), (S, P), (S, P), (S, P)]  # t, e(t), …, ε̂, z, x_{t−1}
-    after = sheet([(S, P)] + step * T) if S else Size(0, 0)
+    after = sheet(Shapes(step) * T + [(S, P)]) if S else Size(0, 0)
     return estimate(inputs, forward + backward + update(cfg.optimizer, params), cfg.iterations, after)
 
 

@@ -37,7 +37,7 @@ from tracer.core.flows import coupling_inverse, log_normal
 from tracer.core.linalg import add, add_mul, add_n, concat_cols, linear, slice_cols
 from tracer.core.losses import neg_mean
 from tracer.core.op import record
-from tracer.core.size import Size, estimate, optimizer_state, update
+from tracer.core.size import Shapes, Size, estimate, optimizer_state, update
 from tracer.core.tape import Tape
 from tracer.data import points
 from tracer.models.base import Training, lr_opt, opt
@@ -141,15 +141,15 @@ def size(cfg: Config) -> Size:
     """The run's size from its options (tracer.core.size): the backward pass holds a gradient of
     every forward tensor and of every parameter."""
     N, K, H, G2, M = cfg.points, cfg.couplings, cfg.hidden, cfg.grid ** 2, cfg.samples
-    params = [(1, H), (1, H), (H, 1), (1, 1)] * 2 * K
+    params = Shapes([(1, H), (1, H), (H, 1), (1, 1)] * 2) * K
 
     def through(n, last):  # a pass through the couplings on n points: the nets, exp(s), the new coordinate
-        coupling = ([(n, H), (n, H), (n, 1)] * 2 + [(n, 1), (n, 1)])
-        return [(n, 1), (n, 1)] + coupling * K + [(n, 2)] * 2 + [(n, 1)] * last
+        coupling = Shapes([(n, H), (n, H), (n, 1)] * 2 + [(n, 1), (n, 1)])
+        return coupling * K + [(n, 1), (n, 1)] + [(n, 2)] * 2 + [(n, 1)] * last
 
     forward = through(N, 4) + [(1, 1)]
-    after = (through(G2, 5) + [(G2, 2)]) * bool(G2) + ([(M, 2)] + through(M, 0)) * bool(M) + through(N, 4)
-    return estimate([(N, 2), (N, 1), (N, 1), *params, *optimizer_state(cfg.optimizer, params)],
+    after = (through(G2, 5) + [(G2, 2)]) * bool(G2) + (through(M, 0) + [(M, 2)]) * bool(M) + through(N, 4)
+    return estimate(params + optimizer_state(cfg.optimizer, params) + [(N, 2), (N, 1), (N, 1)],
                     forward * 2 + params + update(cfg.optimizer, params), cfg.iterations, after)
 
 

@@ -37,6 +37,7 @@ from tracer.models.training import train
 
 NAME = "gan"
 LOSSES = ("L_D", "L_G")  # printed by `tracer run`
+WATCH = ("L_D",)  # a divergence shows in D's loss; L_G rises far while D wins, then falls (docs/models/gan.md)
 CHART = ("D_real", "D_fake", "L_D", "L_G")  # what the overview charts, warm-up steps included
 PICTURES = ("x_fake", "x_fake_up")  # what the warm-up keeps snapshots of
 SUMMARY = "GAN learning MNIST digits: generator and discriminator, move by move (SGD or Adam)"
@@ -91,8 +92,8 @@ def size(cfg: Config) -> Size:
     forward = [(N, Z), (N, H), (N, H), (N, P), (N, P)] + [(N, H), (N, H), (N, 1), (N, 1)] * 3 + [(1, 1)] * 4
     step = forward * 2 + D * 3 + G + update(cfg.optimizer, D + G)
     if cfg.upscale:  # the amplifier, after the game: no gradient
-        step.append((N, P * cfg.upscale ** 2))
-    return estimate([(N, P), *G, *D, *optimizer_state(cfg.optimizer, D + G)], step, cfg.iterations)
+        step += [(N, P * cfg.upscale ** 2)]
+    return estimate([(N, P)] + G + D + optimizer_state(cfg.optimizer, D + G), step, cfg.iterations)
 
 
 def trace(cfg: Config) -> Tape:

@@ -74,7 +74,9 @@ def size(cfg: Config):
     """The run's size from its options (tracer.core.size): per step 4 gates (pre-activation and
     activation), c, tanh c and h."""
     d, H = cfg.d_model, cfg.hidden
-    return recurrent.size(cfg, lambda V: [(V, d), *[(d, H), (H, H), (1, H)] * 4, (H, V), (1, V)], [(1, H)] * 11)
+    # backward, per step on average (counted on a run): the gradients of the 11, the parts of h's and
+    # c's (through H, the next step's 4 gates, c_{t+1}), L_T's own pass; ∂L/∂x_t and its part per gate
+    return recurrent.size(cfg, [(d, H), (H, H), (1, H)] * 4, [(1, H)] * 11, [(1, H)] * 34 + [(1, d)] * 5)
 
 
 def trace(cfg: Config) -> Tape:

@@ -110,9 +110,11 @@ def size(cfg: Config) -> Size:
             if name not in spec.frozen:
                 trained.append(shape)
         forward += [(N, layer.units)] * (1 if layer.activation == "identity" else 2)
+        forward += [(N, layer.units), (N, 1)] * (layer.activation == "softmax")  # its exponentials and sums
         fan_in = layer.units
-    forward.append((1, 1))  # the loss
-    return estimate([spec.inputs.shape, spec.targets.shape, *params, *optimizer_state(spec.optimizer, trained)],
+    N, K = spec.targets.shape  # the loss, and its per-example terms (a row's, one-hot; else each output's)
+    forward += [(1, 1)] + {"softmax_ce": [(N, 1) if spec.one_hot else (N, K)], "bce": [(N, K)]}.get(spec.loss, [])
+    return estimate([spec.inputs.shape, spec.targets.shape] + params + optimizer_state(spec.optimizer, trained),
                     forward * 2 + trained + update(spec.optimizer, trained), spec.iterations)
 
 

@@ -22,7 +22,7 @@ from tracer.core.activations import softmax
 from tracer.core.embeddings import positional_encoding, token_ids
 from tracer.core.generation import take_rows
 from tracer.core.losses import cross_entropy, one_hot
-from tracer.core.size import Size, estimate, optimizer_state, sheet, update
+from tracer.core.size import BLOCK_ROWS, Shapes, Size, estimate, optimizer_state, sheet, summed, update
 from tracer.core.tape import Tape
 from tracer.data.text import BOUNDARY
 from tracer.errors import TracerError
@@ -53,18 +53,19 @@ def positions(pe, ids, prefix):
     return take_rows(pe, 0, ids.shape[0], name=prefix + "PE") if prefix else pe
 
 
-def size(cfg, params, forward, resume=None) -> Size:
+def size(cfg, params, forward, resume=None, backward=None) -> Size:
     """The run's size from its options (tracer.core.size): params(V) the shapes of the model's
-    parameters, forward(m, V) the shapes it records from m token ids to their logits Z (m×V).  The
-    backward pass holds about one and a half times the forward's cells, plus a gradient per parameter.
-    resume(m, V): what a generation step records on a text of m tokens (by default the model on the
-    text again: forward; a recurrent model only reads the new token)."""
+    parameters, forward(m, V) the shapes it records from m token ids to their logits Z (m×V).
+    backward(m, V): the shapes the backward pass records (by default about one and a half times
+    the forward's: a gradient per tensor and the parts of those read twice), besides a gradient per
+    parameter.  resume(m, V): what a generation step records on a text of m tokens (by default the
+    model on the text again: forward; a recurrent model only reads the new token)."""
     tok, inputs, _ = sequence(cfg)
     V, T, d = len(tok.vocab), cfg.context, cfg.d_model
     ps = params(V)
-    train = forward(T, V) + [(T, V), (1, 1)]  # … P, loss
-    step = train * 2 + train[::2] + ps + update(cfg.optimizer, ps)
-    first = [(T, 1), (T, V), (T, 1), (1, d), (T, d), *ps, *optimizer_state(cfg.optimizer, ps)]  # ids, Y, pos, dim, PE
+    train = Shapes(forward(T, V)) + [(T, V), (1, 1)]  # … P, loss
+    step = train + (backward(T, V) if backward else train * 1.5) + ps + update(cfg.optimizer, ps)
+    first = [(T, 1), (T, V), (T, 1), (1, d), (T, d)] + ps + optimizer_state(cfg.optimizer, ps)  # ids, Y, pos, dim, PE
     after = (_generation(cfg, forward, resume or forward, V, len(cfg.prompt_ids(tok, inputs, T)))
              if cfg.generate else Size(0, 0))
     return estimate(first, step, cfg.iterations, after)
@@ -72,22 +73,21 @@ def size(cfg, params, forward, resume=None) -> Size:
 
 def _generation(cfg, forward, resume, V: int, start: int) -> Size:
     """What generation records: a chain per temperature and the greedy one, each step the model on
-    the text so far (at most --context tokens), a choice and the longer text."""
+    the text so far (its last --context tokens when longer), a choice and the longer text."""
     T, d, steps, K = cfg.context, cfg.d_model, cfg.generate, len(cfg.temperatures())
-    chains, pick = 1 + K, [(1, V), (1, V), (1, V), (1, 1), (1, 1)]  # z/τ, P, cum, u, token
-    total = sheet([(start, 1), *forward(start, V), (start, d), (1, V), (1, 1), *pick * K, *[(K, V)] * (K > 0)])
-    # steps 2 … of each chain, on texts of start + 1 … start + steps − 1 tokens: sampled in at most 64
-    # lengths, each standing for the lengths up to it
-    lengths = range(start + 1, start + steps)
-    stride = -(-len(lengths) // 64) if len(lengths) else 1
-    for first in lengths[::stride]:
-        m = min(T, first + stride - 1)
-        count = len(range(first, min(first + stride, lengths.stop)))
-        model = sheet([*[(T, 1)] * (m < first), *resume(m, V), (m, d), (1, V), (1, 1)])
-        total += model * (count * chains) + sheet(pick[:4]) * (count * K)
+    chains, pick = 1 + K, Shapes([(1, V), (1, V), (1, V), (1, 1), (1, 1)])  # z/τ, P, cum, u, token
+    total = sheet(forward(start, V) + [(start, 1), (start, d), (1, V), (1, 1)] + [(K, V)] * (K > 0) + pick * K)
+
+    def step(m, window=False):  # a step on a text of m tokens (a window of it when longer)
+        return sheet(resume(m, V) + [(m, d), (1, V), (1, 1)] + [(T, 1)] * window)
+
+    # steps 2 … of each chain, on texts of start + 1 … start + steps − 1 tokens
+    last = start + steps - 1
+    total += (summed(step, start + 1, min(T, last)) + step(T, True) * max(0, last - max(T, start))) * chains
+    total += sheet(Shapes([(1, V), (1, V), (1, V), (1, 1)]) * (K * (steps - 1)))
     n = steps  # the texts: start + 1 … start + steps tokens per chain, and each chain's final one
     texts = n * start + n * (n + 1) // 2 + start + steps
-    return total + Size(chains * texts, chains * (texts + 5 * (n + 1)))
+    return total + Size(chains * texts, chains * (texts + BLOCK_ROWS * (n + 1)), chains * (n + 1))
 
 
 def text_tape(name: str, tok) -> Tape:

@@ -10,7 +10,7 @@ the loss, backpropagation through time, the vanishing-gradient view and generati
     ℓ_t = −ln P[t, y_t],  L = mean ℓ        sparse cross-entropy: the targets are ids
     backward: the tape's backward pass through the unrolled steps is backpropagation through time:
       ∂L/∂h_t = (via H: from the output at t) + (via the next step: from h_{t+1} through W_hh …),
-      ∂L/∂W_hh = Σ_t (via step t), …
+      ∂L/∂W_hh = Σ_t (via step t), …,  ∂L/∂X = [∂L/∂x_1; …; ∂L/∂x_T] (each step's 1×d row, stacked)
     vanishing: L_T = −ln softmax(h_T·W_hy + b_y)[y_T], the last step's loss alone, and a second
       backward pass from it down to h_1: ‖∂L_T/∂h_t‖ for t = 1 … T (how much of the last step's
       error reaches step t), charted on the Overview.
@@ -24,6 +24,7 @@ records its tensors under name(base) (e.g. name("h") = "h_3").
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -33,6 +34,7 @@ from tracer.core.activations import softmax
 from tracer.core.embeddings import embed, token_ids
 from tracer.core.linalg import concat_rows, linear, norms, row, rows_of
 from tracer.core.losses import mean, nll
+from tracer.core.size import Shapes
 from tracer.models.base import GenerativeText, opt
 from tracer.models.generation import Stateful
 from tracer.models.next_token import fit, generate_after, sequence, text_tape
@@ -100,18 +102,29 @@ class Unrolled:
         return Stateful(start, resume)
 
 
-def size(cfg, params, per_step):
-    """The run's size (tracer.core.size): params(V) the parameters' shapes, per_step the shapes one
-    step of the cell records; the vanishing-gradient pass adds about one more backward pass."""
+def size(cfg, cell_params, forward_step, backward_step):
+    """The run's size (tracer.core.size): cell_params the shapes of the cell's own parameters (each
+    step records its part of their gradients: ∂L/∂W = Σ_t …); forward_step the shapes one step
+    records besides x_t, backward_step those its backward passes record besides that part (the
+    gradients, the parts of those read twice, L_T's own pass).  Each counted T times, never listed."""
     d, H = cfg.d_model, cfg.hidden
+    own, step = Shapes(cell_params), Shapes([(1, d)] + forward_step)  # x_t and the cell's tensors
+
+    def params(V):
+        return own + [(V, d), (H, V), (1, V)]
+
+    def stacked(m, V):  # X, H, Z, P's exponentials and sums, or their gradients (∂L/∂X …)
+        return [(m, d), (m, H), (m, V), (m, V), (m, 1)]
 
     def forward(m, V):
-        return [(m, d)] + [(1, d), *per_step] * m + [(m, H), (m, V), (m, V), (m, 1)]
+        return step * m + stacked(m, V)
 
-    def with_vanishing(m, V):  # L_T and its own backward pass through every step
-        return forward(m, V) + [(1, d), *per_step] * m
+    def backward(m, V):
+        return (own + backward_step) * m + stacked(m, V) + [(1, V)] * 6  # …; L_T's scores and probabilities
 
-    return sequence_size(cfg, params, with_vanishing, lambda m, V: [(1, d), *per_step, (1, V)])
+    # ∂L/∂W_hh, ∂L/∂b_h, …: a formula adds one part per step
+    return dataclasses.replace(sequence_size(cfg, params, forward, lambda m, V: step + [(1, V)], backward),
+                               terms=cfg.context)
 
 
 def train(cfg, name: str, cell: Cell):

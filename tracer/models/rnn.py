@@ -57,7 +57,8 @@ CELL = recurrent.Cell(("h",), init_params, step)
 def size(cfg: Config):
     """The run's size from its options (tracer.core.size)."""
     d, H = cfg.d_model, cfg.hidden
-    return recurrent.size(cfg, lambda V: [(V, d), (d, H), (H, H), (1, H), (H, V), (1, V)], [(1, H)] * 2)
+    # W_xh, W_hh, b_h; a_t, h_t; backward: ∂L/∂h_t and its 2 parts, ∂L/∂a_t, ∂L_T/∂h_t, ∂L_T/∂a_t; ∂L/∂x_t
+    return recurrent.size(cfg, [(d, H), (H, H), (1, H)], [(1, H)] * 2, [(1, H)] * 6 + [(1, d)])
 
 
 def trace(cfg: Config) -> Tape:

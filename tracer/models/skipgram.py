@@ -28,6 +28,7 @@ Initialization (seeded): E_in and E_out from N(0, 0.1²); then the negative draw
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,7 +38,7 @@ from tracer.core.activations import sigmoid, softmax
 from tracer.core.embeddings import cosine, embed, nearest, token_ids
 from tracer.core.linalg import add, matmul_nt, mul, sum_cols
 from tracer.core.losses import cross_entropy, neg_mean_ln, neg_mean_ln1m, one_hot
-from tracer.core.size import Size, estimate, optimizer_state, update
+from tracer.core.size import Shapes, Size, estimate, optimizer_state, update
 from tracer.core.tape import Tape
 from tracer.errors import TracerError
 from tracer.models.base import TextTraining, lr_opt, opt
@@ -73,8 +74,10 @@ def pairs(sentence: list[int], window: int) -> list[tuple[int, int]]:
 
 
 def pair_count(length: int, window: int) -> int:
-    """len(pairs(sentence, window)) for a sentence of `length` tokens, without listing them."""
-    return sum(min(length - 1, p + window) - max(0, p - window) for p in range(length))
+    """len(pairs(sentence, window)) for a sentence of `length` tokens, without listing them: at each
+    distance k = 1 … min(window, length − 1), 2·(length − k) ordered pairs."""
+    k = min(window, length - 1)
+    return k * (2 * length - k - 1) if k > 0 else 0
 
 
 def size(cfg: Config) -> Size:
@@ -83,15 +86,16 @@ def size(cfg: Config) -> Size:
     P, V, d, K = sum(pair_count(len(s), cfg.window) for s in tok.sentences), len(tok.vocab), cfg.dim, cfg.negative
     E = [(V, d), (V, d)]
     if K:  # per negative sample: its ids, embeddings, products, scores, σ and loss terms, and their gradients
-        forward = [(P, 1), (P, d), (P, 1), (P, d), (P, d), (P, 1), (P, 1), (1, 1)] + \
-                  [(P, 1), (P, d), (P, d), (P, 1), (P, 1), (1, 1), (1, 1)] * K
-        backward = [(P, d)] * 4 + [(P, 1)] * 2 + E + [(V, d)] + ([(P, d)] * 3 + [(P, 1)] * 2 + [(V, d)]) * K
+        forward = Shapes([(P, 1), (P, d), (P, d), (P, 1), (P, 1), (P, 1), (1, 1), (1, 1)]) * K + \
+                  [(P, 1), (P, d), (P, 1), (P, d), (P, d), (P, 1), (P, 1), (P, 1), (1, 1)]
+        backward = Shapes([(P, d)] * 3 + [(P, 1)] * 2 + [(V, d)]) * K + [(P, d)] * 4 + [(P, 1)] * 2 + E + [(V, d)]
     else:
-        forward = [(P, 1), (P, d), (P, V), (P, V), (P, V), (1, 1)]
+        forward = [(P, 1), (P, d), (P, V), (P, V), (P, 1), (P, V), (P, V), (P, 1), (1, 1)]  # …, p, Y, ℓ, L
         backward = [(P, V), (P, V), (P, d), (1, 1)] + E
     n = min(NEIGHBOURS, V - 1)
-    return estimate(E + optimizer_state(cfg.optimizer, E), forward + backward + update(cfg.optimizer, E),
-                    cfg.iterations, after=[(V, V), (V, V), (V, n), (V, n)])
+    est = estimate(E + optimizer_state(cfg.optimizer, E), forward + backward + update(cfg.optimizer, E),
+                   cfg.iterations, after=[(V, V), (V, V), (V, n), (V, n)])
+    return dataclasses.replace(est, terms=K + 1)  # ∂L/∂E_out and ∂L/∂h: a part per sample
 
 
 def noise_distribution(tok) -> np.ndarray:

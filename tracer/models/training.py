@@ -13,6 +13,11 @@ in order, so N warm-up steps and K traced ones draw what N + K traced steps woul
 What the warm-up leaves in `tape.meta["warmup"]`: its number of steps, the value of each charted
 tensor at every step (`series`: the overview charts them before the traced iterations) and, at
 about six evenly spaced steps, copies of the tensors pictured (`snapshots`).
+
+A step diverged when its loss or new parameters are not finite, or when a loss it watches (the
+model's WATCH, else its losses) grew above GROWTH times the absolute value of its first one: a
+warm-up stops there (Diverged, at once); the traced iterations are checked after the run
+(tracer.models.trace, with `overshoot`).
 """
 
 from __future__ import annotations
@@ -20,14 +25,31 @@ from __future__ import annotations
 import numpy as np
 
 SNAPSHOTS = 6  # pictures kept from a warm-up, at evenly spaced steps from the first to the last
+GROWTH = 10  # a loss above 10 × |its first value| has diverged, as one that is not finite has
 
 
 class Diverged(Exception):
-    """A warm-up step computed a number that is not finite: `name` in step `step`."""
+    """A warm-up step diverged: `what` happened ("loss is not finite", "loss grew from …") in
+    warm-up step `step`."""
 
-    def __init__(self, name: str, step: int):
-        super().__init__(f"{name} is not finite in warm-up step {step}")
-        self.name, self.step = name, step
+    def __init__(self, what: str, step: int):
+        super().__init__(f"{what} in warm-up step {step}")
+        self.what, self.step = what, step
+
+
+def watched(tape) -> tuple:
+    """The losses a divergence shows in: the model's WATCH, else its losses (an mlp file names its own)."""
+    from tracer.models import MODELS  # (each model imports this module)
+
+    model = MODELS.get(tape.meta.get("model"))
+    return (getattr(model, "WATCH", None) or tape.meta.get("losses") or model.LOSSES) if model else ()
+
+
+def overshoot(name: str, first: float, value: float) -> str | None:
+    """'loss grew from 1.39 to 14 (more than 10× its first value)', or None when it did not."""
+    if first and value > GROWTH * abs(first):
+        return f"{name} grew from {first:.3g} to {value:.3g} (more than {GROWTH}× its first value)"
+    return None
 
 
 def snapshot_steps(n: int) -> list[int]:
@@ -55,6 +77,7 @@ def train(tape, cfg, params: dict, step, optimizers=(), chart=(), pictures=()) -
 def _warm_up(tape, n, params, step, optimizers, chart, pictures) -> dict:
     initial, starts = dict(params), [dict(opt.state) for opt in optimizers]
     series = {name: [] for name in chart}
+    watch = [name for name in watched(tape) if name in series]
     shown, snapshots = set(snapshot_steps(n)), []
     wanted = set(chart) | set(pictures)
     tape.recording = False
@@ -67,6 +90,10 @@ def _warm_up(tape, n, params, step, optimizers, chart, pictures) -> dict:
             for name in chart:
                 if name in seen:
                     series[name].append(seen[name].value.copy())
+            for name in (name for name in watch if series[name]):
+                grown = overshoot(name, float(series[name][0].mean()), float(series[name][-1].mean()))
+                if grown:
+                    raise Diverged(grown, k)
             if k in shown:
                 snapshots.append((k, {name: seen[name].value.copy() for name in pictures if name in seen}))
             params = {name: _cut(t) for name, t in params.items()}
@@ -102,4 +129,4 @@ def _check_finite(tape, k, params, charted) -> None:
     if np.isfinite(total):
         return
     first = next((t for t in tape.scratch if not np.all(np.isfinite(t.value))), None)
-    raise Diverged(first.name if first is not None else "the loss", k)
+    raise Diverged(f"{first.name if first is not None else 'the loss'} is not finite", k)

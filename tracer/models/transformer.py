@@ -24,6 +24,7 @@ N(0, 1), γ = 1, β = 0, biases 0.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,6 +34,7 @@ from tracer.core.attention import attention_head, inverse_sqrt, merge_heads
 from tracer.core.embeddings import embed
 from tracer.core.linalg import add, linear, matmul
 from tracer.core.normalization import layer_norm
+from tracer.core.size import Shapes
 from tracer.core.tape import Tape
 from tracer.errors import TracerError
 from tracer.models.base import GenerativeText, TextTraining, lr_opt, opt
@@ -136,26 +138,29 @@ class Net:
 
 def shapes(cfg: Blocks):
     """(params(V), forward(m, V)): the shapes of the parameters, and those the blocks record from m
-    token ids to their logits (tracer.core.size); bert's size uses them too."""
+    token ids to their logits (tracer.core.size.Shapes: a block's and a head's shapes counted
+    --layers and --heads times, never listed); bert's size uses them too."""
     d, H, f, L = cfg.d_model, cfg.heads, cfg.d_ff, cfg.layers
     dk = d // H
 
     def params(V):
-        block = [(1, d)] * 2 + [(d, dk)] * (3 * H) + [(d, d)] + [(1, d)] * 2 + [(d, f), (1, f), (f, d), (1, d)]
-        return [(V, d), *block * L, (1, d), (1, d), (d, V), (1, V)]
+        block = Shapes([(1, d)] * 2 + [(d, d)] + [(1, d)] * 2 + [(d, f), (1, f), (f, d), (1, d)]) + \
+            Shapes([(d, dk)]) * (3 * H)
+        return Shapes([(V, d), (1, d), (1, d), (d, V), (1, V)]) + block * L
 
     def forward(m, V):
         norm = [(m, 1), (m, 1), (m, d), (m, d)]  # LayerNorm: μ, σ², x̂, γ ⊙ x̂ + β
-        head = [(m, dk)] * 3 + [(m, m)] * 3 + [(m, m), (m, 1)] + [(m, dk)]  # … A's exponentials and sums
-        block = norm + head * H + [(m, d)] * 3 + norm + [(m, f), (m, f), (m, d), (m, d)]
-        return [(m, d)] * 2 + block * L + norm + [(m, V)]
+        head = Shapes([(m, dk)] * 3 + [(m, m)] * 3 + [(m, m), (m, 1)] + [(m, dk)])  # … A's exponentials and sums
+        block = head * H + norm + [(m, d)] * 3 + norm + [(m, f), (m, f), (m, d), (m, d)]
+        return block * L + [(m, d)] * 2 + norm + [(m, V)]
 
     return params, forward
 
 
 def size(cfg: Config):
-    """The run's size from its options (tracer.core.size)."""
-    return sequence_size(cfg, *shapes(cfg))
+    """The run's size from its options (tracer.core.size): ∂L/∂LN1 adds a part through each head's
+    W_q, W_k and W_v."""
+    return dataclasses.replace(sequence_size(cfg, *shapes(cfg)), terms=3 * cfg.heads)
 
 
 def make_net(tape, cfg: Blocks, pe, causal=True) -> Net:

@@ -122,8 +122,8 @@ def size(cfg: Config) -> Size:
     forward = [(N, J)] * 5 + [(N, H)] * 4 + [(N, P)] * 3 + [(N, J)] + [(1, 1)] * (3 + 2 * (N > 1))
     after = [shape for m in (cfg.grid ** (2 if J > 1 else 1), cfg.samples) if m
              for shape in [(m, J), (m, H), (m, H), (m, P), (m, P)]]
-    digits = [(N, 784)] * (1 + (P < 784))  # the digits, and pooled (--size) the x computed from them
-    return estimate([*digits, *params, *optimizer_state(cfg.optimizer, params)],
+    digits = [(N, 784)] + [(N, P)] * (P < 784)  # the digits, and pooled (--size) the x computed from them
+    return estimate(digits + params + optimizer_state(cfg.optimizer, params),
                     forward * 2 + params + update(cfg.optimizer, params), cfg.iterations, after)
 
 

@@ -35,6 +35,7 @@ FULL_ROWS = FULL_COLS = 6  # a tensor this small is shown whole; a larger one by
 CORNER = 3  # rows (and columns) shown before the ⋮ (⋯) of a larger tensor, then the last one
 DIGITS = 4  # significant digits of a matrix entry (a loss: 6)
 MAX_IMAGES = 8  # images of a batch shown in one figure
+CHAIN = 9  # steps of a chain shown (the first, the last and evenly between)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -70,11 +71,9 @@ class Equation:
     lines: list  # of Math: the display; empty when the equation is prose
     prose: Prose | None
     comment: Prose | None
-    width: float  # about how wide the longest line prints (cm)
 
 
 PROSE_WORDS = 3  # an equation with more words than this (not symbols) reads as a sentence
-CM_PER_CHAR = 0.21  # a character of an 11 pt equation, with the room around its operators
 
 
 def _placeholders(pattern: str, fields: dict) -> tuple[str, dict]:
@@ -121,9 +120,8 @@ def equation(text: str, fields: dict | None = None) -> Equation:
     if starts_math and len(prose_words) <= PROSE_WORDS:
         parts = [p for p in re.split(r"(?:,|;)?\s{3,}", text) if p.strip()]
         lines = [Math(_fill(math(p.rstrip(",;")), subs)) for p in parts]
-        width = max(len(_fill(p, {k: " " * max(1, len(v) // 4) for k, v in subs.items()})) for p in parts) * CM_PER_CHAR
-        return Equation(prose(label), lines, None, prose(comment), width)
-    return Equation(prose(label), [], prose(text), prose(comment), 0.0)
+        return Equation(prose(label), lines, None, prose(comment))
+    return Equation(prose(label), [], prose(text), prose(comment))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -170,10 +168,6 @@ class Figure:
     series: dict = field(default_factory=dict)  # a chart's: name -> values (or N × 2 points)
     secondary: list = field(default_factory=list)  # the chart's series on its right-hand axis
     axes: tuple = ("", "")
-
-    def extremes(self) -> tuple[float, float]:
-        values = np.concatenate([np.ravel(im) for im in self.images]) if self.images else np.zeros(1)
-        return float(values.min()), float(values.max())
 
 
 @dataclass
@@ -271,6 +265,9 @@ class Builder:
                 t = self.by_key.get((k, n))
                 if t is not None:
                     out[f"{n}_{label}"] = number(float(t.value.mean()))
+        if names and f"{names[-1]}_first" in out:  # the total loss, whatever a run calls it (an mlp file)
+            out.setdefault("loss_first", out[f"{names[-1]}_first"])
+            out.setdefault("loss_last", out[f"{names[-1]}_last"])
         for key, value in (self.config or {}).items():
             out.setdefault(key, value)
         return _Defaults(out)
@@ -295,14 +292,21 @@ class Builder:
             if after:
                 name += "-after"
             if kind == "image":
-                images = [row.reshape(side, side) for t in ts if (side := _side(t.shape[1]))
-                          for row in t.value]
-                if not images:
+                ts = [t for t in ts if _side(t.shape[1])]
+                if not ts:
                     continue
-                shown = images if after else images[:MAX_IMAGES]
-                columns = _side(len(shown)) if entry.get("grid") else min(len(shown), MAX_IMAGES)
-                if len(ts) > 1 and not entry.get("grid"):  # a chain of tensors: a row each
-                    columns = min(len(shown) // len(ts) or 1, MAX_IMAGES) if len(shown) > len(ts) else min(len(ts), MAX_IMAGES)
+                if len(ts) > 1:  # a chain (the reverse process x_T … x_0): a row per sample, its steps across
+                    steps = [ts[round(k * (len(ts) - 1) / (CHAIN - 1))] for k in range(CHAIN)] if len(ts) > CHAIN else ts
+                    shown = [t.value[n].reshape(_side(t.shape[1]), -1) for n in range(min(ts[0].shape[0], MAX_IMAGES))
+                             for t in steps]
+                    columns = len(steps)
+                    last = tpl.pictures_of(ts[-1].name)[0][2]
+                    label = f"{label} … {last.split(': ')[-1]}" if last != label else label
+                else:
+                    side = _side(ts[0].shape[1])
+                    shown = [row.reshape(side, side) for row in ts[0].value]
+                    shown = shown if after else shown[:MAX_IMAGES]
+                    columns = _side(len(shown)) if entry.get("grid") else min(len(shown), MAX_IMAGES)
                 figures.append(Figure(name, "images", Prose.of(label), shown, entry["scale"], columns or 1))
             elif kind == "matrix":
                 for t in ts[:1] if not after else []:

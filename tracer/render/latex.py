@@ -19,7 +19,7 @@ import numpy as np
 
 from tracer.errors import TracerError
 from tracer.render import document
-from tracer.render.document import CORNER, Document, Equation, Math, Prose, corners, entry, number, whole
+from tracer.render.document import Document, Equation, Math, Prose, corners, entry, whole
 from tracer.render.textmode import tex
 
 BABEL = {"en": "english", "es": "spanish,es-notilde,es-noquoting"}

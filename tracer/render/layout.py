@@ -1007,7 +1007,9 @@ class Layout:
         parts = s.parts
         parts.append(Text(0, 0, tpl.m("title"), "sheet_title"))
         text = [(line, "text") for line in self._lines(lambda tp: tp.m("intro"), OVERVIEW_WIDTH)]
-        if self.exercise:  # a student's version says what to do first
+        if self.exercise:  # a student's version says what to do first (in a class, whose it is first)
+            if self.exercise.student_name:
+                text.insert(0, (tt("roster_student", name=self.exercise.student_name), "bold"))
             text += [(line, "bold") for line in self._lines(lambda tp: tp.t("exercise_intro"), OVERVIEW_WIDTH, "bold")]
         for r, (line, style) in enumerate(text, start=1):
             if line:

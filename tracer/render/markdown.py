@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from tracer.render import document
-from tracer.render.document import Document, Equation, Math, Prose, corners, entry, number, whole
+from tracer.render.document import Document, Equation, Prose, corners, entry, number, whole
 from tracer.render.latex import aligned, runs, tex_number
 
 MD_SPECIAL = set("\\`*_[]<>|~#$&")

@@ -25,7 +25,7 @@ from tracer.render.template import LANGS, Template, _load
 MATHJAX = "static/mathjax/es5/tex-svg.js"  # inside the package `mathjax` (django-static-mathjax)
 MATHJAX_CONFIG = """window.MathJax = {
   tex: {inlineMath: [["\\\\(", "\\\\)"]], displayMath: [["\\\\[", "\\\\]"]], processEscapes: true, processEnvironments: true},
-  options: {ignoreHtmlClass: ".*|", processHtmlClass: "arithmatex"},
+  options: {ignoreHtmlClass: ".*|", processHtmlClass: "arithmatex|md-ellipsis"},  // and the table of contents
   svg: {fontCache: "global"}
 };
 """

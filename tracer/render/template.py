@@ -6,6 +6,7 @@ The templates ship inside the package as `tracer.templates`, so they load from a
 from __future__ import annotations
 
 import copy
+import functools
 import re
 from importlib import resources
 from pathlib import Path
@@ -55,6 +56,7 @@ def _folder():
         return Path(__file__).resolve().parents[2] / "templates"
 
 
+@functools.lru_cache(maxsize=None)  # read once per process: a batch grades many workbooks (never changed in place)
 def _load(name: str) -> dict:
     try:
         text = _folder().joinpath(f"{name}.toml").read_text("utf-8")

@@ -15,6 +15,7 @@ import xlsxwriter
 from xlsxwriter.exceptions import XlsxFileError
 from xlsxwriter.format import Format
 
+from tracer.core.size import MAX_FORMULA
 from tracer.errors import TracerError, temporary_folder
 from tracer.render.atomic import atomic_path, document_date
 from tracer.render.layout import (
@@ -38,7 +39,6 @@ from tracer.render.layout import (
     quote_sheet,
 )
 
-MAX_FORMULA = 8192
 PHASE_COLORS = {  # title fill, cell fill
     "input": ("#BFBFBF", "#F2F2F2"),
     "forward": ("#9BC2E6", "#DDEBF7"),
@@ -509,6 +509,9 @@ class _Writer:
         ws.set_landscape()
         ws.set_margins(*MARGINS)
         ws.set_footer("&L&A&R&P / &N", {"margin": FOOTER})  # the sheet's name; page n of N
+        student = self.layout.exercise.student_name if self.layout.exercise else ""
+        if student:  # a class's exercise: whose it is, on every printed page
+            ws.set_header("&C" + self.layout.tpl.t("roster_student", name=student).replace("&", "&&"))
         if sheet.print_rows:
             ws.print_area(0, 0, sheet.print_rows - 1, sheet.width)
             ws.fit_to_pages(1, 1)
