@@ -109,13 +109,16 @@ def test_the_only_constants_are_the_inputs_and_the_draws(vae_book, vae_tape, vae
     # the overview: lr, the settings and the iteration numbers of the loss table
     over = {rc: v for rc, v in book.constants["Overview"].items() if is_number(v)}
     assert sorted(v for (r, c), v in over.items() if c == 1) == [1, 2, 3, 4]
-    assert set(c for r, c in over) == {1, 2}  # labels (and the iterations) in A, values in B
+    texts = {rc: v for rc, v in book.constants["Overview"].items() if isinstance(v, str)}
     config = dataclasses.asdict(vae_config)
     kinds = set()
     for (r, c), v in over.items():
-        if c != 2:
+        if c == 1:  # the iterations of the loss table
             continue
-        label = book.constants["Overview"].get((r, 1))
+        at = max((rc for rc in texts if rc[0] == r and rc[1] < c), key=lambda rc: rc[1])  # the label: left of it
+        label, below = texts[at], r + 1
+        while (below, at[1]) in texts and (below, c) not in texts and (below, c) not in over:  # on more lines
+            label, below = f"{label} {texts[(below, at[1])]}", below + 1
         flag = re.search(r"\(--([a-z0-9-]+)\)$", label)  # "iterations  (--iterations)"
         key = flag.group(1).replace("-", "_") if flag else label
         if flag and key in config:  # a setting of the export

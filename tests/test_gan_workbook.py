@@ -56,9 +56,9 @@ def test_pictures_and_overview(run_book, run_tape):
     book = run_book("gan-adam-upscale")
     pics = book.formulas["Pictures"]
     labels = [v for v in book.constants["Pictures"].values() if isinstance(v, str)]
-    for name in ("x_real (real digit)  #1", "x_real (real digit)  #2", "x_fake (generated)  #2",
-                 "x_fake upscaled  #1"):
+    for name in ("x_real (real digit)", "x_fake (generated)", "x_fake upscaled"):  # over each run of images
         assert name in labels, labels
+    assert labels.count("#1") == labels.count("#2") == cfg.iterations * 4  # each image of the batch captioned
     # per iteration: 2 real + 2 fake (28²) + 2 upscaled (56²) + 2 gradients (28²) pointing at
     # their cells, and the gradients' minimum and maximum (they are shaded by their own range)
     pixels = {rc: f for rc, f in pics.items() if not f.startswith(("MIN(", "MAX("))}

@@ -71,7 +71,9 @@ def test_every_attention_matrix_is_a_labelled_heatmap(run_tape, key, heads):
     ids = "ids_in" if key.startswith("bert") else "ids"
     for im in images:
         A_t = im.pixels[0][0][0]
-        assert im.scale == "attention" and (im.height, im.width) == A_t.shape
+        # BERT's weights, spread over every position, shaded by their own range (its minimum and maximum stated)
+        assert im.scale == ("attention_auto" if key.startswith("bert") else "attention") and (im.height, im.width) == A_t.shape
+        assert im.self_scaled == key.startswith("bert")
         assert [t.name for t, _ in im.left] == [ids] * A_t.shape[0] and im.top == im.left
         assert all(t.iteration in (0, A_t.iteration) for t, _ in im.left)
         causal = not key.startswith("bert")

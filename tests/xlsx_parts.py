@@ -31,6 +31,13 @@ class SheetParts:
     row_breaks: list = field(default_factory=list)
     row_heights: dict = field(default_factory=dict)  # row (1-based) -> height in points
     col_widths: list = field(default_factory=list)  # (first col, last col, width)
+    margins: dict = field(default_factory=dict)  # left, right, top, bottom, header, footer (inches)
+    xf: dict = field(default_factory=dict)  # (row, col) -> the cell's style index
+    fonts: list = field(default_factory=list)  # style index -> (size, bold, italic, horizontal alignment, rotation)
+
+    def font_at(self, row, col) -> tuple:
+        """(size, bold, italic, horizontal alignment, rotation) of the cell."""
+        return self.fonts[self.xf.get((row, col), 0)]
 
     def format_at(self, row, col) -> str | None:
         cell = self.cells.get((row, col))
@@ -55,6 +62,16 @@ def read_parts(path: Path) -> list[SheetParts]:
             codes[int(nf.get("numFmtId"))] = nf.get("formatCode")
         xfs = [codes.get(int(xf.get("numFmtId", 0)), "?")
                for xf in styles.find(_q("cellXfs")).iter(_q("xf"))]
+        fonts = []
+        for font in styles.find(_q("fonts")).iter(_q("font")):
+            size = font.find(_q("sz"))
+            fonts.append((float(size.get("val")) if size is not None else 11.0,
+                          font.find(_q("b")) is not None, font.find(_q("i")) is not None))
+        looks = []
+        for xf in styles.find(_q("cellXfs")).iter(_q("xf")):
+            align = xf.find(_q("alignment"))
+            looks.append((*fonts[int(xf.get("fontId", 0))], align.get("horizontal") if align is not None else None,
+                          int(align.get("textRotation", 0)) if align is not None else 0))
         dxfs = []
         for dxf in styles.iter(_q("dxf")):
             nf = dxf.find(_q("numFmt"))
@@ -73,7 +90,7 @@ def read_parts(path: Path) -> list[SheetParts]:
         for k, sh in enumerate(book.iter(_q("sheet"))):
             target = targets[sh.get(f"{{{NS['r']}}}id")].lstrip("/")
             target = target if target.startswith("xl/") else "xl/" + target
-            parts = SheetParts(sh.get("name"), sh.get("state") in ("hidden", "veryHidden"))
+            parts = SheetParts(sh.get("name"), sh.get("state") in ("hidden", "veryHidden"), fonts=looks)
             local = names.get(str(k), {})
             parts.print_titles = local.get("_xlnm.Print_Titles")
             parts.print_area = local.get("_xlnm.Print_Area")
@@ -91,6 +108,8 @@ def _read_sheet(root, parts, xfs, dxfs, shared):
     for c in root.iter(_q("c")):
         c0, r0, _, _ = range_boundaries(c.get("r"))
         fmt = xfs[int(c.get("s", 0))]
+        if c.get("s"):
+            parts.xf[(r0, c0)] = int(c.get("s"))
         t, v, f = c.get("t"), c.find(_q("v")), c.find(_q("f"))
         if t == "s":
             kind, value = "string", shared[int(v.text)]
@@ -112,6 +131,8 @@ def _read_sheet(root, parts, xfs, dxfs, shared):
         for rule in cf.iter(_q("cfRule")):
             dxf = rule.get("dxfId")
             parts.conditional.append((ranges, rule, dxfs[int(dxf)] if dxf is not None else None))
+    margins = root.find(_q("pageMargins"))
+    parts.margins = {k: float(v) for k, v in margins.attrib.items()} if margins is not None else {}
     setup = root.find(_q("pageSetup"))
     parts.page_setup = dict(setup.attrib) if setup is not None else {}
     pr = root.find(_q("sheetPr"))

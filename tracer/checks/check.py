@@ -494,7 +494,7 @@ def write_report(grade_: Grade, out: Path) -> int:
     carried errors yellow, missing grey) with a note; a Grade sheet with the report in front."""
     from openpyxl import load_workbook
     from openpyxl.comments import Comment
-    from openpyxl.styles import PatternFill
+    from openpyxl.styles import Alignment, PatternFill
 
     out = Path(out)
     if out.suffix.lower() != ".xlsx":
@@ -524,9 +524,16 @@ def write_report(grade_: Grade, out: Path) -> int:
             cell.comment = Comment(note, "tracer check", width=260, height=90)
             marked += 1
     sheet = wb.create_sheet(t("check_sheet"), 0)
+    wrapped = Alignment(wrap_text=True, vertical="top")  # a long line wraps in its cell, on screen and on paper
     for n, line in enumerate(grade_.lines(), start=1):
-        sheet.cell(row=n, column=1, value=line)
+        sheet.cell(row=n, column=1, value=line).alignment = wrapped
     sheet.column_dimensions["A"].width = 140
+    # printed landscape, one page wide (as the workbook's own sheets), its lines whole
+    sheet.page_setup.orientation = "landscape"
+    sheet.sheet_properties.pageSetUpPr.fitToPage = True
+    sheet.page_setup.fitToWidth, sheet.page_setup.fitToHeight = 1, 0
+    sheet.print_area = f"A1:A{max(1, sheet.max_row)}"
+    sheet.oddFooter.left.text, sheet.oddFooter.right.text = "&A", "&P / &N"
     wb.active = 0
     wb.calculation.fullCalcOnLoad = True  # openpyxl keeps no cached values: recompute on opening
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -8,39 +8,60 @@ every sheet in row order (XlsxWriter's constant-memory mode).
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
+import itertools
 import math
-import textwrap
 from dataclasses import dataclass, field
 
 from tracer.core.op import holds_token_ids
 from tracer.core.size import MAX_COLS, MAX_ROWS, turned
 from tracer.core.tape import PHASES
 from tracer.errors import TracerError
+from tracer.render.fonts import text_width, wrap
 from tracer.render.template import Template
 
 MAX_SHEET_NAME = 31
-LABEL_WIDTH, MAX_LABEL_WIDTH = 34, 72  # the overview's first column (characters), at least and at most
+LABEL_WIDTH = 34  # the overview's first column (characters)
 CELL_WIDTH = 12  # a number column (characters)
-TITLE_WIDTH = 8  # columns of a block's coloured title band, which its text lines fit in
-# A cell's text does not wrap, and a print cuts what runs past the sheet's last column: long texts
-# are laid out as lines of at most this many characters, one row each.
-NOTE_CHARS, EQUATION_CHARS, SECTION_CHARS, OVERVIEW_CHARS = 100, 86, 80, 120
+TITLE_WIDTH = 8  # columns of a block's coloured title band
+# A cell's text does not wrap, and a print cuts what runs past the sheet's last column or into the
+# next filled cell: long texts are laid out as lines (tracer.render.fonts.wrap), one row each, no
+# wider than the page (and than these many points, to stay readable).
+NOTE_WIDTH, OVERVIEW_WIDTH, HYPER_WIDTH, SETTING_WIDTH = 900.0, 540.0, 400.0, 260.0
 CHART_ROWS = 17  # rows the overview's chart covers
 CHART_PX = (624, 317)  # the chart's size in pixels (XlsxWriter's 480 × 288, scaled 1.3 × 1.1)
+CHART_GAP = 12.0  # points between the overview's text and its charts
 # A picture's pixel: 26 px wide in Excel (27.6 in LibreOffice, whose digit of Calibri/Carlito is
 # 7.4 px, not 7) and 27 px tall: square within 4 % in both.
 PIXEL_WIDTH, PIXEL_HEIGHT = 3.0, 20.25  # characters, points
-MAX_PICTURE_COLUMNS = 100  # a row of pictures wider than this goes on to a new line
-# Printing: landscape, one page wide; the page inside the default margins, of the smaller of
-# Letter and A4 (points).  A page ends where a block ends, not inside it, when the block fits.
-PAGE_WIDTH, PAGE_HEIGHT = 691.0, 487.0
+# Printing: landscape, one page wide, on the smaller of Letter and A4 inside MARGINS (inches: left,
+# right, top, bottom; the footer, FOOTER from the bottom edge, in the bottom one): in points,
+PAGE_WIDTH, PAGE_HEIGHT = 720.0, 516.0  # A4's height (8.27 in) less 1.1, Letter's width (11 in) less 1
+MARGINS, FOOTER = (0.5, 0.5, 0.5, 0.6), 0.25
+# A sheet of blocks prints at most at MAX_SCALE: narrow blocks leave room for the next ones on a page,
+# and a page holds about twice the rows of a full-size one; a wider sheet is fitted to the page's
+# width.  Of the SCALES (the largest that fits the width first) the sheet takes the largest whose
+# pages are within FEWEST of the fewest: a scale at which blocks just miss a page costs pages.
+MAX_SCALE = 0.7
+SCALES, FEWEST = (0.7, 0.65, 0.6), 1.05
+MIN_TAIL = 8  # rows: a block taller than a page starts on the page before when these fit on it
+CONTINUED_ROWS, CONTINUED_COLUMNS = 24, 2  # a block taller than this has room for "(cont.)" beside it
 ROW_HEIGHT = 15.0  # points: a row in the default font
-REPEATED_ROWS, REPEATED_HEIGHT = 3, 51.0  # each page repeats a sheet's title and its two legend rows
+# the styles of text (size in points, bold, italic): the writer's formats, the layout's widths and
+# the rows a larger font needs (set explicitly: a page counts exactly)
+FONTS = {"text": (11, False, False), "note": (11, False, True), "bold": (11, True, False),
+         "title": (11, True, False), "equation": (12, False, False), "heading": (13, True, False),
+         "section": (14, True, False), "sheet_title": (16, True, False)}
+HEIGHTS = {12: 15.75, 13: 17.25, 14: 18.75, 16: 21.0}  # font size -> row height (points)
+REPEATED_ROWS = 3  # each page repeats a sheet's title and its two legend rows
+REPEATED_HEIGHT = HEIGHTS[16] + 2 * ROW_HEIGHT  # the title (in 16 points) and the two legend rows
 FIRST_ROW = REPEATED_ROWS + 1  # a sheet's first block
 TOKENS_WIDTH = 12  # the Tokens sheet's columns at least
-SAFETY = 0.92  # room for rows a larger font makes taller
 MAX_BREAKS = 1023  # Excel's limit of manual page breaks on a sheet
+LABEL_ROW_HEIGHT = 48.0  # points: the row of a heatmap's column labels, written upwards (at least)
+LABEL_COLUMNS, LABEL_SIZE = 3, 8  # a heatmap's row labels: the columns they may take, their font size
+PICTURE_WIDTH, PIXEL_POINTS = 220.0, 13.0  # points: the widest image prints about this wide, a pixel at most this
 
 
 LIBREOFFICE_DIGIT = 7.43 / 7  # LibreOffice's digit of Carlito (Calibri's metrics) over Excel's 7 px
@@ -73,12 +94,22 @@ def phase_style(t) -> str:
     return t.phase if t.iteration else "input"
 
 
-def lines(text: str, width: int, indent: str = "") -> list[str]:
-    """The text in lines of at most `width` characters (broken at spaces where it can be), the
-    lines after the first indented by `indent`."""
-    if len(text) <= width:
-        return [text]
-    return textwrap.wrap(text, width, break_on_hyphens=False, subsequent_indent=indent) or [""]
+def lines(text: str, width: float, style: str = "text", indent: str = "") -> list[str]:
+    """The text in lines no wider than `width` points in the style's font (broken at spaces where
+    it can be), the lines after the first indented by `indent`."""
+    size, bold, italic = font_of(style)
+    return wrap(text, width, size, bold, italic, indent)
+
+
+def characters(width: float) -> float:
+    """The column width (characters) that is `width` points wide as LibreOffice draws it."""
+    return math.ceil(((width / 0.75 / LIBREOFFICE_DIGIT) - 5) / 7 * 10) / 10
+
+
+def lines_width(text: str, style: str = "text") -> float:
+    """How wide the text prints in the style's font, in points."""
+    size, bold, italic = font_of(style)
+    return text_width(text, size, bold, italic)
 
 
 def whole_numbers(t, memo: dict) -> bool:
@@ -268,13 +299,16 @@ class Block:
     whole: bool = False  # ids, counts, positions: shown without decimals
     row_labels: list | None = None  # as displayed: the tokens of rows (and columns) that run over the
     col_labels: list | None = None  # vocabulary, where the sheet would number them 1 … V
+    symbol: str = ""
+    continued: list = field(default_factory=list)  # (row, text): its title again on each page it runs on to
 
     @property
     def cells(self) -> int:
         """The cells the writer fills: the grid, the number and title, the text lines, the column
-        and row numbers, and with tokens their column and its heading."""
+        and row numbers, with tokens their column and its heading, and its title on later pages."""
         rows, cols = self.place.display
-        return rows * cols + 2 + len(self.lines) + cols + rows + (rows + 1 if self.tokens else 0)
+        return (rows * cols + 2 + len(self.lines) + cols + rows + (rows + 1 if self.tokens else 0)
+                + len(self.continued))
 
 
 @dataclass
@@ -313,11 +347,12 @@ class Views:
 
     row: int
     cells: list  # (col, None, text), (col, tensor, None): the 1 × 1 tensor (else its mean), or (col, tensor, (i, j))
+    decimals: bool = False  # its real numbers in six decimals, as a tensor's (else as typed: a setting)
 
 
 SNAPSHOT_IMAGES = 5  # of a batch, a warm-up snapshot shows the first few images
-SELF_SCALED = ("gray_auto", "diverging")  # colour scales that run from the image's own min to its max
-EXTREMES_COLUMNS = 16  # at least: "min" and its value, "max" and its value, under a self-scaled image
+SELF_SCALED = ("gray_auto", "diverging", "attention_auto")  # colour scales from the image's own min to its max
+EXTREME_COLUMNS = 8  # at least, for "min" (or "max") and its value under a self-scaled image
 
 
 @dataclass
@@ -328,7 +363,7 @@ class PictureImage:
 
     col: int
     pixels: list | None  # rows of (tensor, i, j); None for a warm-up snapshot, whose pixels are `values`
-    scale: str  # gray, gray_auto, diverging or attention (SCALES in tracer.render.xlsx; SELF_SCALED)
+    scale: str  # gray, gray_auto, diverging, attention, ... (SCALES in tracer.render.xlsx; SELF_SCALED)
     left: list | None = None
     top: list | None = None
     values: object = None  # a warm-up snapshot's pixels (rows of numbers): written as values, not formulas
@@ -348,15 +383,26 @@ class PictureImage:
         return self.scale in SELF_SCALED
 
     @property
-    def extremes_width(self) -> int:
-        """The columns under a self-scaled image that show its minimum and maximum (at least
-        EXTREMES_COLUMNS, so that the numbers fit under a small image too)."""
-        return max(self.width, EXTREMES_COLUMNS)
+    def extremes(self) -> list[tuple[int, int, int]]:
+        """(row under the image, first column, columns) of its minimum, then of its maximum: side by
+        side under a wide image, one under the other under a narrow one; none unless self-scaled."""
+        if not self.self_scaled:
+            return []
+        if self.width >= 2 * EXTREME_COLUMNS:
+            half = self.width // 2
+            return [(0, 0, half), (0, half, self.width - half)]
+        wide = max(self.width, EXTREME_COLUMNS)
+        return [(0, 0, wide), (1, 0, wide)]
 
     @property
     def span(self) -> int:
         """The columns the image takes in its row, the minimum and maximum under it included."""
-        return max(self.width, self.extremes_width if self.self_scaled else 0)
+        return max([self.width] + [c + w for _, c, w in self.extremes])
+
+    @property
+    def labels_left(self) -> int:
+        """The columns left of the image its row labels take (written right-aligned in the last)."""
+        return LABEL_COLUMNS if self.left is not None else 0
 
 
 @dataclass
@@ -374,9 +420,9 @@ class Picture:
 
     @property
     def height(self) -> int:
-        """Rows used: the labels' row, the tallest image, and one for the minima and maxima if any
-        image needs them."""
-        return self.labelled + max(im.height for im in self.images) + any(im.self_scaled for im in self.images)
+        """Rows used: the labels' row, the tallest image, and the rows of the minima and maxima."""
+        below = max([1 + r for im in self.images for r, _, _ in im.extremes] or [0])
+        return self.labelled + max(im.height for im in self.images) + below
 
 
 @dataclass
@@ -399,6 +445,16 @@ class Scatter(Chart):
     y_title: str = ""
 
 
+TENSOR_SHEETS = ("inputs", "iteration", "after")  # the kinds of sheet that hold blocks
+PAGED = TENSOR_SHEETS + ("warmup",)  # sheets of many pages: at most MAX_SCALE, the page's width filled
+SLACK = 3.0  # points a page keeps free: a spreadsheet rounds a scaled row's height
+
+
+def font_of(style: str) -> tuple:
+    """(size, bold, italic) of a text style (a section's title: whatever its phase's colour)."""
+    return FONTS["section" if style.startswith("section_") else style]
+
+
 @dataclass
 class Sheet:
     name: str
@@ -410,51 +466,116 @@ class Sheet:
     keep: list = field(default_factory=list)  # (first row, last row) a printed page should not split
     heights: dict = field(default_factory=dict)  # row -> height (points) where it is not ROW_HEIGHT
     print_rows: int = 0  # the overview: the rows printed (on one page); 0: every row, page after page
+    breaks: list | None = None  # the rows printed pages start at, once the layout has fixed them
+    scale: float = 0.0  # the print scale, once the layout has chosen it (0: the largest that fits)
+    repeated: int = REPEATED_ROWS  # the rows printed at the top of every page
 
     def column_widths(self) -> list[tuple[int, int, float]]:
-        """(first, last, width in characters) of the sheet's columns."""
-        first = {"pictures": 16, "tokens": 14}.get(self.kind, self.label_width or 7)
-        rest = {"pictures": PIXEL_WIDTH, "tokens": 9}.get(self.kind, CELL_WIDTH)
-        return [(0, 0, first), (1, self.width, rest)]
+        """(first, last, width in characters) of the sheet's columns: every column printed."""
+        return [(0, 0, self._first_width()), (1, self.last_column(), self._rest_width())]
 
-    @property
-    def whole_pictures(self) -> bool:
-        """The pictures sheet prints every picture whole: its scale fits the tallest one too."""
-        return self.kind == "pictures"
+    def _first_width(self) -> float:
+        return self.label_width or {"pictures": 16, "tokens": 14}.get(self.kind, 7)
+
+    def _rest_width(self) -> float:
+        return {"pictures": PIXEL_WIDTH, "tokens": 9}.get(self.kind, CELL_WIDTH)
+
+    def points(self, columns: int) -> float:
+        """The width of the sheet's first `columns` columns, in points, unscaled."""
+        return points(self._first_width()) + (columns - 1) * points(self._rest_width()) if columns else 0.0
 
     def print_scale(self) -> float:
-        """The scale that fits the sheet one page wide (at most 100 %, whole percents, as a
-        spreadsheet rounds it); the pictures sheet's also fits its tallest picture on a page."""
-        wide = sum(points(w) * (last - first + 1) for first, last, w in self.column_widths())
-        pct = math.floor(100 * PAGE_WIDTH / wide)
-        if self.whole_pictures and self.keep:
-            tallest = max(self.height(a, b) for a, b in self.keep)
-            pct = min(pct, math.floor(100 * PAGE_HEIGHT / (tallest + REPEATED_HEIGHT)))
-        return max(10, min(100, pct)) / 100
+        """The scale the layout chose, else the one that fits the sheet's columns one page wide (at
+        most MAX_SCALE for a sheet of blocks, 100 % for another; whole percents, as a spreadsheet
+        rounds it), the overview's printed rows on one page too."""
+        if self.scale:
+            return self.scale
+        pct = math.floor(100 * PAGE_WIDTH / self.points(self.width + 1))
+        if self.print_rows:  # the overview's printed rows: on one page
+            pct = min(pct, math.floor(100 * PAGE_HEIGHT / self.height(0, self.print_rows - 1)))
+        most = round(100 * MAX_SCALE) if self.kind in PAGED else 100
+        return max(10, min(most, pct)) / 100
+
+    def last_column(self) -> int:
+        """The print area's last column: as many as the page holds at the print scale (a sheet of
+        blocks), the sheet's own columns (another)."""
+        if self.kind not in PAGED:
+            return self.width
+        room = PAGE_WIDTH / self.print_scale() - SLACK - points(self._first_width())
+        return max(self.width, math.floor(room / points(self._rest_width())))
+
+    def text_room(self, col: int = 1) -> float:
+        """Points from the left edge of column `col` to the print area's right edge (unscaled)."""
+        return self.points(self.last_column() + 1) - self.points(col)
+
+    def room(self) -> float:
+        """The height a page holds below the rows repeated on every page, in points unscaled."""
+        return PAGE_HEIGHT / self.print_scale() - self.height(0, self.repeated - 1) - SLACK
 
     def height(self, a: int, b: int) -> float:
-        """Rows a … b printed, in points: a row of the default height counts with room to spare
-        (SAFETY) for a larger font; a row of a set height (a picture's) counts exactly."""
-        fixed = [h for r, h in self.heights.items() if a <= r <= b]
-        return (b - a + 1 - len(fixed)) * ROW_HEIGHT / SAFETY + sum(fixed)
+        """Rows a … b printed, in points."""
+        return (b - a + 1) * ROW_HEIGHT + sum(h - ROW_HEIGHT for r, h in self.heights.items() if a <= r <= b)
+
+    def set_heights(self):
+        """The rows of a text in a larger font than the default get that font's height (a page
+        then counts exactly)."""
+        for part in self.parts:
+            if isinstance(part, Text):
+                rows = [(part.row, part.style)]
+            elif isinstance(part, Block):
+                rows = [(part.row + k, style) for k, (_, style) in enumerate(part.lines, start=1)]
+            else:
+                continue
+            for row, style in rows:
+                size = font_of(style)[0]
+                if size in HEIGHTS:
+                    self.heights[row] = max(self.heights.get(row, 0), HEIGHTS[size])
 
     def page_breaks(self) -> list[int]:
-        """The rows a printed page starts at, so that no `keep` range is split where it fits on a
-        page (a taller one is cut page by page): at most MAX_BREAKS."""
-        room = PAGE_HEIGHT / self.print_scale() - REPEATED_HEIGHT
-        height = self.height
-        keep = sorted(self.keep)
-        breaks, start = [], keep[0][0] if keep else 0
+        """The rows a printed page starts at (at most MAX_BREAKS): a page ends where the next
+        `keep` range does not fit on the rest of it; one taller than a page starts on the rest of
+        the page when MIN_TAIL rows of it fit there, and goes on page after page."""
+        if self.breaks is not None:
+            return self.breaks
+        room = self.room()
+        special = sorted(self.heights)  # the rows of a height of their own
+        extra = list(itertools.accumulate((self.heights[r] - ROW_HEIGHT for r in special), initial=0.0))
+
+        def height(a, b):  # Sheet.height, in a bisection
+            return (b - a + 1) * ROW_HEIGHT + extra[bisect.bisect_right(special, b)] - extra[bisect.bisect_left(special, a)]
+        breaks, used, filled, row = [], 0.0, False, self.repeated  # filled: a block's row is on the page
+
+        def take(a, b):  # rows a … b on this page, and on new ones as it fills
+            nonlocal used, filled
+            while a <= b:
+                k = bisect.bisect_left(special, a)
+                if k < len(special) and special[k] == a:
+                    runs, h = 1, self.heights[a]
+                else:  # rows of the default height, up to the next one of its own
+                    runs, h = min(b + 1, special[k] if k < len(special) else b + 1) - a, ROW_HEIGHT
+                fit = int((room - used) // h) if used else max(1, int(room // h))
+                if fit <= 0:
+                    breaks.append(a)
+                    used, filled = 0.0, False
+                    continue
+                n = min(fit, runs)
+                used += n * h
+                a += n
+
+        keep = []  # overlapping ranges: one
+        for a, b in sorted(self.keep):
+            if keep and a <= keep[-1][1]:
+                keep[-1] = (keep[-1][0], max(b, keep[-1][1]))
+            else:
+                keep.append((a, b))
         for a, b in keep:
-            if height(start, b) <= room:
-                continue
-            if a > start:
-                breaks.append(start := a)
-            while height(start, b) > room:  # taller than a page: a page-full at a time
-                end = start
-                while height(start, end + 1) <= room:
-                    end += 1
-                breaks.append(start := end + 1)
+            take(row, a - 1)  # the empty rows between two blocks
+            block = height(a, b)
+            if filled and used + block > room and (block <= room or used + MIN_TAIL * ROW_HEIGHT > room):
+                breaks.append(a)
+                used = 0.0
+            take(a, b)
+            filled, row = True, max(row, b + 1)
         return breaks[:MAX_BREAKS]
 
 
@@ -480,9 +601,11 @@ class Layout:
         self.pictures = Sheet(tt("pictures"), "pictures")
         tokenized = tape.meta.get("tokenized")
         self.tokens = Sheet(tt("tokens"), "tokens") if tokenized else None
+        self.warmup_sheet = Sheet(tt("warmup_sheet"), "warmup", freeze=(REPEATED_ROWS, 0)) if self.warmup else None
+        self.warmup_rows = (0, 0)  # the warm-up sheet's rows the loss chart reads, set by _lay_warmup
         self.vocab_range = None  # set by _lay_tokens
-        self.sheets = [self.overview, *([self.tokens] if tokenized else []), self.inputs, *self.iters,
-                       *([self.after] if after else []), self.pictures]
+        self.sheets = [self.overview, *([self.warmup_sheet] if self.warmup else []), *([self.tokens] if tokenized else []),
+                       self.inputs, *self.iters, *([self.after] if after else []), self.pictures]
         for s in self.sheets:
             if len(s.name) > MAX_SHEET_NAME:
                 raise TracerError(f"sheet name {s.name!r} is longer than Excel's {MAX_SHEET_NAME} characters")
@@ -491,18 +614,28 @@ class Layout:
         if tokenized:
             self._lay_tokens(tokenized)
         self._lay_pictures()
+        if self.warmup:
+            self._lay_warmup()
         self._lay_overview()
 
     def options(self) -> str:
         """The settings of the run as command-line options: what produced the warm-up."""
         return " ".join(f"--{key.replace('_', '-')} {value}" for key, value in self.config.items() if value is not None)
 
-    def _lines(self, text_of, width: int, indent: str = "") -> list[str]:
-        """text_of(template) in lines, padded with empty lines to as many as the language that
-        needs most: a cell has the same address in every language's workbook."""
-        each = {tp.lang: lines(text_of(tp), width, indent) for tp in self.translations}
+    def _lines(self, text_of, width: float, style: str = "text", indent: str = "") -> list[str]:
+        """text_of(template) in lines no wider than `width` points, padded with empty lines to as
+        many as the language that needs most: a cell has the same address in every language's
+        workbook."""
+        each = {tp.lang: lines(text_of(tp), width, style, indent) for tp in self.translations}
         mine = each[self.tpl.lang]
         return mine + [""] * (max(map(len, each.values())) - len(mine))
+
+    def _fitted(self, s: Sheet, text_of, col: int, rows: int) -> list[str]:
+        """text_of(template) as note lines from column `col` on at most `rows` rows (the sheet
+        made wider where it must be: the rows repeated on every page are fixed)."""
+        while len(text := self._lines(text_of, s.text_room(col), "note")) > rows:
+            s.width += 1
+        return text
 
     # -- tensor sheets --------------------------------------------------------------------------
     def _sheet_of(self, t) -> Sheet:
@@ -532,13 +665,26 @@ class Layout:
         numbers: dict[int, int] = {}  # the current section number of each sheet
         chain = [self.inputs, *self.iters, *([self.after] if self.after else [])]
         shown = {phase_style(t) for t in self.tape.tensors if not on_overview(t)}
+        tokenized = self.tape.meta.get("tokenized")
+        # first the sheets' widths (their widest blocks), which fix the print scale, so that every
+        # text can be laid out as lines as wide as the printed page
+        for t in self.tape.tensors:
+            if not on_overview(t):
+                s, p = self._sheet_of(t), self._fit(t, "", 0, 1)
+                tall = p.display[0] > CONTINUED_ROWS  # a "(cont.)" title right of its grid
+                s.width = max(s.width, TITLE_WIDTH, 1 + p.display[1] + bool(tokenized and t.shape[1] == 1)
+                              + (CONTINUED_COLUMNS if tall else 0))
+                if t.phase == "after" and t.section == "generate_result" and tokenized:  # a row of tokens
+                    s.width = max(s.width, 1 + t.shape[0])
 
         def legend_of(tp):
             return tp.t("legend", " · ".join(tp.t("legend_" + phase) for phase in PHASES if phase in shown))
-        tokenized = self.tape.meta.get("tokenized")
         for k, s in enumerate(chain):  # k = 0 for the inputs
-            if tokenized:  # the first column also labels rows with tokens
+            if tokenized:  # the first column also labels rows with tokens (and the generated texts)
                 s.label_width = max(7, min(20, 2 + max(len(v) for v in tokenized.vocab)))
+                if s is self.after:
+                    s.label_width = max([s.label_width] + [characters(lines_width(tpl.symbol(t.name)) + 6)
+                                                           for t in self.tape.tensors if t.section == "generate_result"])
             head = tt("inputs") if k == 0 else s.name
             s.parts.append(Text(0, 1, head, "sheet_title"))
             s.parts.append(Link(0, 4, tt("back"), self.overview.name, 0))
@@ -546,12 +692,14 @@ class Layout:
                 s.parts.append(Link(0, 6, f"← {chain[k - 1].name}", chain[k - 1].name, 0))
                 if k + 1 < len(chain):
                     s.parts.append(Link(0, 8, f"{chain[k + 1].name} →", chain[k + 1].name, 0))
-            for n, line in enumerate(self._lines(lambda tp: legend_of(tp), NOTE_CHARS + 20)[:REPEATED_ROWS - 1]):
+            for n, line in enumerate(self._fitted(s, legend_of, 1, REPEATED_ROWS - 1)):
                 s.parts.append(Text(1 + n, 1, line, "note"))  # on every printed page, beside the title
             rows[id(s)] = FIRST_ROW
             if k == 0 and self.warmup:  # the inputs sheet's parameters are those the warm-up reached
-                s.parts.append(Text(FIRST_ROW, 1, tt("warmup_inputs", n=self.warmup["steps"], options=self.options()), "bold"))
-                rows[id(s)] = FIRST_ROW + 2
+                text = self._lines(lambda tp: tp.t("warmup_inputs", n=self.warmup["steps"], options=self.options()),
+                                   s.text_room(), "bold")
+                s.parts += [Text(FIRST_ROW + n, 1, line, "bold") for n, line in enumerate(text) if line]
+                rows[id(s)] = FIRST_ROW + len(text) + 1
         # what training led to, first: the generated texts sit at the top of their sheet
         results = [t for t in self.tape.tensors if t.phase == "after" and t.section == "generate_result"]
         if results and tokenized:
@@ -560,6 +708,7 @@ class Layout:
             if on_overview(t):
                 continue
             s = self._sheet_of(t)
+            room = min(NOTE_WIDTH, s.text_room())
             section = t.section if t.iteration else "input"
             r = rows[id(s)]
             first = r  # a section's title stays on the page of its first block
@@ -568,7 +717,7 @@ class Layout:
                 numbers[id(s)] = sec = numbers.get(id(s), 0 if t.iteration else -1) + 1
                 title = f"{sec}  {tpl.section(section)}"
                 title_lines = self._lines(lambda tp, sec=sec, section=section: f"{sec}  {tp.section(section)}",
-                                          SECTION_CHARS)
+                                          s.text_room(0), "section")
                 for k, line in enumerate(title_lines):
                     if line:
                         s.parts.append(Text(r + k, 0, line, "section_" + phase_style(t)))
@@ -576,20 +725,19 @@ class Layout:
                 r += len(title_lines) + 1
             sec = numbers[id(s)]
             counters[(id(s), sec)] = n = counters.get((id(s), sec), 0) + 1
-            equation = self._lines(lambda tp, t=t: tp.equation(t), EQUATION_CHARS, "    ") if tpl.equation(t) else []
+            equation = self._lines(lambda tp, t=t: tp.equation(t), room, "equation", "    ") if tpl.equation(t) else []
             text = [(line, "equation") for line in equation]
             if self.exercise and id(t) in self.exercise.blank_ids:
                 text.append((tt("exercise_your_turn"), "note"))
-            text += [(line, "note") for line in self._lines(lambda tp, t=t: tp.note(t), NOTE_CHARS)]
+            text += [(line, "note") for line in self._lines(lambda tp, t=t: tp.note(t), room, "note")]
             p = self._fit(t, s.name, r + len(text) + 2, 1)  # title, text, column numbers, the grid
             self.place[id(t)] = p
             title = f"{tpl.symbol(t.name)}    {t.shape[0]} × {t.shape[1]}    {tpl.describe(t)}"
             block = Block(r, t, f"{sec}.{n}", title, tpl.equation(t), tpl.note(t), p, text,
-                          whole=whole_numbers(t, whole))
+                          whole=whole_numbers(t, whole), symbol=tpl.symbol(t.name))
             if self.tokens:
                 self._label_tokens(block, ids)
             s.parts.append(block)
-            s.width = max(s.width, 1 + p.display[1] + bool(block.tokens), TITLE_WIDTH)
             s.keep.append((first, p.row0 + p.display[0] - 1))
             r = p.row0 + p.display[0] + 1
             if r > MAX_ROWS:
@@ -600,8 +748,31 @@ class Layout:
             self.after.parts.append(Text(FIRST_ROW, 0, tt("after_summary"), "heading"))
             for k, t in enumerate(results, start=FIRST_ROW + 1):
                 self.after.parts.append(TokenRow(k, tpl.symbol(t.name), t, blocks[id(t)].row))
-                self.after.width = max(self.after.width, 1 + t.shape[0])
             self.after.keep.insert(0, (FIRST_ROW, FIRST_ROW + len(results)))
+        for s in chain:
+            self._paginate(s)
+
+    def _paginate(self, s: Sheet):
+        """Fix the sheet's page breaks; a block that runs on to the next page repeats its title
+        there, right of its grid: "1.2  a₁  (cont.)"."""
+        s.set_heights()
+        widest = s.print_scale()
+        pages = {}
+        for scale in sorted({min(widest, k) for k in SCALES} if s.kind in PAGED else {widest}, reverse=True):
+            s.scale = scale
+            pages[scale] = s.page_breaks()
+        s.scale = max(k for k in pages if len(pages[k]) + 1 <= FEWEST * min(len(b) + 1 for b in pages.values()))
+        s.breaks = pages[s.scale]
+        blocks = sorted((b for b in s.parts if isinstance(b, Block)), key=lambda b: b.row)
+        starts = [b.row for b in blocks]
+        for row in s.breaks:
+            k = bisect.bisect_right(starts, row) - 1
+            if k < 0:
+                continue
+            b = blocks[k]
+            top, last = b.place.row0, b.place.row0 + b.place.display[0] - 1
+            if b.row < row <= last:
+                b.continued.append((max(row, top), f"{b.number}  {b.symbol}  {self.tpl.t('continued')}"))
 
     def _label_tokens(self, block: Block, ids: dict):
         """A language model's block: a column of ids also read as text, each id's token beside it;
@@ -619,9 +790,10 @@ class Layout:
         parts = s.parts
         parts += [Text(0, 0, tt("tokens_title", kind=tt("tokenizer_" + tok.kind)), "sheet_title"),
                   Link(0, 6, tt("back"), self.overview.name, 0)]
-        for n, line in enumerate(self._lines(lambda tp: tp.t("tokens_note"), NOTE_CHARS)[:REPEATED_ROWS - 1]):
+        s.width = max([TOKENS_WIDTH] + [1 + len(ids) for ids in tok.sentences])  # the headings and notes print whole
+        for n, line in enumerate(self._fitted(s, lambda tp: tp.t("tokens_note"), 0, REPEATED_ROWS - 1)):
             parts.append(Text(1 + n, 0, line, "note"))
-        r, width = FIRST_ROW, 2
+        r = FIRST_ROW
         parts.append(Text(r, 0, tt("tokens_sentences"), "heading"))
         for n, ids in enumerate(tok.sentences, start=1):
             tokens = tok.decode(ids)
@@ -629,7 +801,6 @@ class Layout:
             parts.append(Views(r, [(0, None, tt("tokens_sentence", n=n))] +
                                [(1 + k, None, token) for k, token in enumerate(tokens)]))
             parts.append(Views(r + 1, [(0, None, tt("tokens_ids"))] + [(1 + k, None, i) for k, i in enumerate(ids)]))
-            width = max(width, 1 + len(ids))
             r += 2
         r += 1
         parts.append(Text(r, 0, tt("tokens_vocab", n=len(tok.vocab)), "heading"))
@@ -655,7 +826,8 @@ class Layout:
             if tok.stop:
                 parts.append(Text(r + 1, 0, tt("tokens_stop_" + tok.stop, done=len(tok.merges),
                                                requested=tok.merges_requested), "note"))
-        s.width = max(width, TOKENS_WIDTH)  # the headings and notes print whole
+        s.keep = [(row, row) for row in range(REPEATED_ROWS, r + 2)]  # pages break anywhere
+        self._paginate(s)
 
     # -- pictures -------------------------------------------------------------------------------
     def _lay_pictures(self):
@@ -667,13 +839,19 @@ class Layout:
         it is, e.g. attention weights, its rows and columns labelled with the tokens of `labels`,
         an id column) or "steps" (the numbered tensors h_1 … h_T of an iteration as the rows of
         one picture: a state over time, its rows labelled with the tokens read, its columns with
-        the unit numbers).  Without any picture the sheet is left out."""
+        the unit numbers).  Each entry's label is the title over its images, each image of a batch
+        captioned (#1, #2, … or the entry's `each`).  The images of a step run left to right and
+        on to the next line of the page.  Without any picture the sheet is left out."""
         s, tt, tpl = self.pictures, self.tpl.t, self.tpl
         order = list(tpl.model.get("pictures", {}))  # e.g. the upscaled digit next to the digit
-        by_iter: dict[int, list] = {}
+        by_iter: dict[int, list] = {}  # iteration → (rank, label, caption, image)
         after: list = []  # (rank, label, entry, tensor): after training
         steps: dict[tuple, list] = {}  # (iteration, rank) → the numbered tensors in order
         ids = {(t.iteration, t.name): t for t in self.tape.tensors}
+
+        def caption(entry, n, count):  # of image n of a batch of count
+            return entry.get("each", {}).get(tpl.lang, "#{n}").format(n=n + 1) if count > 1 else ""
+
         for t in self.tape.tensors:
             for key, entry, label in tpl.pictures_of(t.name):
                 kind, rank, side = entry.get("kind", "image"), order.index(key), _side(t.shape[1])
@@ -681,14 +859,14 @@ class Layout:
                     after.append((rank, label, entry, t))
                 elif kind == "image" and side:
                     by_iter.setdefault(t.iteration, []).extend(
-                        (rank, label + (f"  #{n + 1}" if t.shape[0] > 1 else ""), _image(t, n, side, entry["scale"]))
+                        (rank, label, caption(entry, n, t.shape[0]), _image(t, n, side, entry["scale"]))
                         for n in range(t.shape[0]))
                 elif kind == "matrix" and t.iteration and t.phase != "after":
                     tokens = ids.get((t.iteration, entry["labels"])) or ids[(0, entry["labels"])]
                     names = [(tokens, i) for i in range(t.shape[0])]
                     pixels = [[(t, i, j) for j in range(t.shape[1])] for i in range(t.shape[0])]
                     by_iter.setdefault(t.iteration, []).append(
-                        (rank, label, PictureImage(0, pixels, entry["scale"], names, names[:t.shape[1]])))
+                        (rank, label, "", PictureImage(0, pixels, entry["scale"], names, names[:t.shape[1]])))
                 elif kind == "column" and t.phase == "after" and t.shape[1] == 1 and _side(t.shape[0]):
                     after.append((rank, label, entry, t))  # flow: a G² × 1 density, shown G × G
                 elif kind == "steps" and t.iteration and t.phase != "after" and t.shape[0] == 1:
@@ -696,7 +874,7 @@ class Layout:
         for (k, rank), (label, entry, rows) in steps.items():
             tokens = ids[(0, entry["labels"])]
             pixels = [[(t, 0, j) for j in range(t.shape[1])] for t in rows]
-            by_iter.setdefault(k, []).append((rank, label, PictureImage(
+            by_iter.setdefault(k, []).append((rank, label, "", PictureImage(
                 0, pixels, entry["scale"], [(tokens, i) for i in range(len(rows))],
                 [str(j + 1) for j in range(rows[0].shape[1])])))
         snapshots = (self.warmup or {}).get("snapshots", [])
@@ -704,191 +882,338 @@ class Layout:
             self.sheets.remove(s)
             self.pictures = None
             return
-        note = tpl.model.get("pictures_note", {}).get(tpl.lang)  # how to read the model's pictures
-        s.parts += [Text(0, 1, tt("pictures"), "sheet_title"), Link(0, 12, tt("back"), self.overview.name, 0),
-                    Text(1, 1, " ".join([tt("picture_note"), *([tt("picture_note_warmup")] if self.warmup else []),
-                                         *([note] if note else [])]), "note")]
-        r = 3
+        # what goes on the page, step by step: (the step's label, [lines of (label, caption, image)],
+        # whether the lines may wrap), in order
+        steps_out = []
         entries = tpl.pictures()
-        for step, values in snapshots:  # on the fixed scales only
-            items = [(order.index(e["key"]), tpl.m_picture(e["key"]) + (f"  #{n + 1}" if len(v) > 1 else ""),
-                      PictureImage(0, None, e["scale"], values=v[n].reshape(_side(v.shape[1]), -1)))
-                     for e in entries if e.get("kind", "image") == "image" and e["scale"] not in SELF_SCALED
-                     and (v := values.get(e["tensor"])) is not None for n in range(min(len(v), SNAPSHOT_IMAGES))]
-            if items:
-                r = self._picture_row(r, tt("warmup_step", k=step), items)
+        items = [(tpl.m_picture(e["key"]), tt("warmup_step", k=step) + (f"  #{n + 1}" if len(v) > 1 else ""),
+                  PictureImage(0, None, e["scale"], values=v[n].reshape(_side(v.shape[1]), -1)))
+                 for e in entries if e.get("kind", "image") == "image" and e["scale"] not in SELF_SCALED
+                 for step, values in snapshots if (v := values.get(e["tensor"])) is not None
+                 for n in range(min(len(v), SNAPSHOT_IMAGES))]  # on the fixed scales only, step after step
+        if items:
+            steps_out.append((tt("warmup_sheet"), [items], True))
         fixed = by_iter.pop(0, [])
         for k in sorted(by_iter) or ([0] if fixed else []):
-            r = self._picture_row(r, tt("iteration", k=k) if k else "", fixed + sorted(by_iter.get(k, []), key=lambda e: e[0]))
-        for _, label, entry, t in sorted(after, key=lambda e: e[0]):  # after training: each on rows of its own
-            per_row = t.shape[0]
-            if entry.get("grid") and math.isqrt(t.shape[0]) ** 2 == t.shape[0]:
-                per_row = math.isqrt(t.shape[0])
-            s.parts += [Text(r, 0, tt("after"), "bold"), Text(r, 1, label, "bold")]
-            r += 1
+            items = fixed + sorted(by_iter.get(k, []), key=lambda e: e[0])
+            steps_out.append((tt("iteration", k=k) if k else "", [[item[1:] for item in items]], True))
+        for n, (_, label, entry, t) in enumerate(sorted(after, key=lambda e: e[0])):  # after training
+            head = "" if n else tt("after")
             if entry.get("kind") == "column":  # flow: the column's cells row by row, side × side
                 side = _side(t.shape[0])
                 im = PictureImage(0, [[(t, i * side + j, 0) for j in range(side)] for i in range(side)], entry["scale"])
-                r = self._picture_row(r - 1, "", [(0, "", im)], titled=False) + 1
+                steps_out.append((head, [[(label, "", im)]], False))
                 continue
-            for first in range(0, t.shape[0], per_row):
-                items = [(0, "", _image(t, n, _side(t.shape[1]), entry["scale"]))
-                         for n in range(first, min(first + per_row, t.shape[0]))]
-                r = self._picture_row(r - 1, "", items, titled=False)
-            r += 1
+            images = [(label, "", _image(t, k, _side(t.shape[1]), entry["scale"])) for k in range(t.shape[0])]
+            if entry.get("grid") and math.isqrt(t.shape[0]) ** 2 == t.shape[0]:  # a grid's rows stay rows
+                per_row = math.isqrt(t.shape[0])
+                steps_out.append((head, [images[k:k + per_row] for k in range(0, len(images), per_row)], False))
+            else:
+                steps_out.append((head, [images], True))
+        self._place_pictures(steps_out)
 
-    def _picture_row(self, r: int, label: str, items: list, titled: bool = True) -> int:
-        """Images from (rank, label, PictureImage) items, left to right, each label above its image
-        (none when not `titled`), on as many lines as MAX_PICTURE_COLUMNS asks for (at least one
-        image a line); returns the next free row."""
+    def _place_pictures(self, steps: list):
+        """Lay the pictures' steps out on the sheet: the scale at which the widest image prints
+        about PICTURE_WIDTH wide (and a grid's row fits the page), the columns the page then
+        holds, each step's images on as many lines of them as it takes, a line never split by a
+        page."""
+        s, tt, tpl = self.pictures, self.tpl.t, self.tpl
+        pixel = points(PIXEL_WIDTH)
+        s.label_width = characters(max([lines_width(label, "bold") for label, _, _ in steps]
+                                       + [lines_width(tt("after"), "bold")]) + 6)
+        first = points(s.label_width)
+        images = [im for _, rows, _ in steps for row in rows for _, _, im in row]
+        widest = max(im.width for im in images) * pixel
+        fixed = max(sum(im.labels_left + im.span + 1 for _, _, im in row) for _, rows, wraps in steps
+                    for row in rows if not wraps) if any(not wraps for _, _, wraps in steps) else 0
+        fixed = max([fixed] + [im.labels_left + im.span + 1 for im in images])  # a line holds its widest image
+        scale = min(PIXEL_POINTS / pixel, PICTURE_WIDTH / widest, (PAGE_WIDTH - SLACK) / (first + fixed * pixel + SLACK))
+        s.scale = math.floor(100 * scale) / 100
+        s.width = math.floor((PAGE_WIDTH / s.scale - SLACK - first) / pixel)  # the last column the page holds
+        note = tpl.model.get("pictures_note", {})  # how to read the model's pictures
+        s.parts += [Text(0, 1, tt("pictures"), "sheet_title"), Link(0, 12, tt("back"), self.overview.name, 0)]
+        text = self._lines(lambda tp: " ".join([tp.t("picture_note"), *([tp.t("picture_note_warmup")] if self.warmup else []),
+                                                *([note[tp.lang]] if note else [])]), s.text_room(1), "note")
+        s.parts += [Text(1 + n, 1, line, "note") for n, line in enumerate(text) if line]
+        s.repeated = 1  # the title on every page
+        r = 1 + len(text) + 1
+        for label, rows, wraps in steps:
+            if label:
+                s.parts.append(Text(r, 0, label, "bold"))
+            start = r
+            for n, row in enumerate(rows):
+                for line in (self._wrap_pictures(row) if wraps else [row]):
+                    r = self._picture_line(r, line, titled=wraps or n == 0)
+                if not wraps and n + 1 < len(rows):
+                    r -= 1  # a grid's rows one under the other
+            if not wraps:
+                s.keep.append((start, r - 2))  # a grid on one page: the scale makes room for it
+        s.set_heights()
+        tallest = max(s.height(a, b) for a, b in s.keep)
+        s.scale = min(s.scale, math.floor(100 * (PAGE_HEIGHT - SLACK) / (tallest + s.height(0, 0) + SLACK)) / 100)
+        s.breaks = s.page_breaks()
+
+    def _wrap_pictures(self, items: list) -> list:
+        """The items (label, caption, image) in lines the page's width holds (an image a line at least)."""
+        out, line, col = [], [], 1
+        for item in items:
+            need = item[2].labels_left + item[2].span
+            if line and col + need > self.pictures.width + 1:
+                out.append(line)
+                line, col = [], 1
+            line.append(item)
+            col += need + 1
+        return out + [line] if line else out
+
+    def _picture_line(self, r: int, items: list, titled: bool = True) -> int:
+        """One line of images from (label, caption, image) items, left to right: each run of images
+        of one label under that label (on as many rows as it takes, up to the next run), each
+        image's caption above it, then the column labels, the pixels (square), the minima and
+        maxima.  Returns the next free row (after an empty one)."""
         s = self.pictures
-        if label:
-            s.parts.append(Text(r, 0, label, "bold"))
-        todo = list(items)
-        while todo:
-            images, col = [], 1
-            while todo and (not images or col + todo[0][2].span + (todo[0][2].left is not None) <= MAX_PICTURE_COLUMNS):
-                _, text, im = todo.pop(0)
-                labelled = im.left is not None
-                if titled:
-                    s.parts.append(Text(r, col, text, "bold"))
-                im = dataclasses.replace(im, col=col + labelled)  # the row labels in the column before the grid
-                images.append(im)
-                col = im.col + im.span + (4 if labelled else 1)  # room for the next image's labels
-                s.width = max(s.width, col, im.col + math.ceil(len(text) / PIXEL_WIDTH) if titled else 0)
-            picture = Picture(r + 1, images)
-            s.parts.append(picture)
-            top = r + 1 + picture.labelled  # the pixels' rows: square pixels
-            s.heights |= {row: PIXEL_HEIGHT for row in range(top, top + max(im.height for im in images))}
-            s.keep.append((r, r + picture.height))
-            r += 1 + picture.height + 1
-        return r
+        images, runs, col = [], [], 1
+        for label, caption, im in items:
+            if not runs or runs[-1][0] != label:
+                runs.append((label, col))
+            images.append((caption, dataclasses.replace(im, col=col + im.labels_left)))
+            col += im.labels_left + im.span + 1
+        ends = [start for _, start in runs[1:]] + [s.width + 1]
+        titles = [self._lines(lambda tp, label=label: label, s.points(end) - s.points(start) - 6, "bold")
+                  if titled and label else [] for (label, start), end in zip(runs, ends)]
+        for (_, start), text in zip(runs, titles):
+            s.parts += [Text(r + k, start, line, "bold") for k, line in enumerate(text) if line]
+        row = r + max(map(len, titles))
+        if any(caption for caption, _ in images):
+            s.parts += [Text(row, im.col, caption, "text") for caption, im in images if caption]
+            row += 1
+        picture = Picture(row, [im for _, im in images])
+        s.parts.append(picture)
+        if picture.labelled:  # the column labels, upwards
+            tall = max(lines_width(label if isinstance(label, str) else "[MASK]", "text") * LABEL_SIZE / 11
+                       for im in picture.images for label in im.top or [])
+            s.heights[row] = max(LABEL_ROW_HEIGHT, tall + 6)
+        top = row + picture.labelled  # the pixels' rows: square pixels
+        s.heights |= {k: PIXEL_HEIGHT for k in range(top, top + max(im.height for im in picture.images))}
+        s.keep.append((r, row + picture.height - 1))
+        return row + picture.height + 1
 
     # -- overview -------------------------------------------------------------------------------
     def _lay_overview(self):
+        """On the first printed page: the title, the intro, the equations, the hyperparameters, the
+        settings and the losses of the traced iterations on the left; the charts stacked on the
+        right.  Below (not printed): the index of every section.  A warm-up's losses, step by
+        step, are on a sheet of their own, which the loss chart reads."""
         s, tt, tpl = self.overview, self.tpl.t, self.tpl
         parts = s.parts
         parts.append(Text(0, 0, tpl.m("title"), "sheet_title"))
-        text = [(line, "text") for line in self._lines(lambda tp: tp.m("intro"), OVERVIEW_CHARS)]
+        text = [(line, "text") for line in self._lines(lambda tp: tp.m("intro"), OVERVIEW_WIDTH)]
         if self.exercise:  # a student's version says what to do first (in a class, whose it is first)
             if self.exercise.student_name:
                 text.insert(0, (tt("roster_student", name=self.exercise.student_name), "bold"))
-            text += [(line, "bold") for line in self._lines(lambda tp: tp.t("exercise_intro"), OVERVIEW_CHARS)]
+            text += [(line, "bold") for line in self._lines(lambda tp: tp.t("exercise_intro"), OVERVIEW_WIDTH, "bold")]
         for r, (line, style) in enumerate(text, start=1):
             if line:
                 parts.append(Text(r, 0, line, style))
-        index_link = len(text) + 1  # "Index ↓", pointing at the index below the chart
+        index_link = len(text) + 1  # "Index ↓", pointing at the index below the printed page
         r = index_link + 1
         parts.append(Text(r, 0, tt("equations"), "heading"))
         count = max(len(tp.equations(self.tape)) for tp in self.translations)
         for k in range(count):
-            for line in self._lines(lambda tp, k=k: (tp.equations(self.tape) + [""] * count)[k], OVERVIEW_CHARS - 10,
-                                    "        "):
+            for line in self._lines(lambda tp, k=k: (tp.equations(self.tape) + [""] * count)[k], OVERVIEW_WIDTH,
+                                    "equation", "        "):
                 r += 1
                 if line:
                     parts.append(Text(r, 0, line, "equation"))
+        hyper_names = {t.name.lower() for t in self.hypers}  # shown below as named cells
+        label = self.tape.meta.get("label")
+
+        def settings_of(tp):  # (label, value) of each setting, in a language
+            out = tp.settings(self.config, "settings" not in self.tape.meta, hyper_names)
+            return out + ([(tp.t("label"), label if isinstance(label, str) else int(label))] if label is not None else [])
+        settings = self._setting_lines(settings_of)
+        s.label_width = LABEL_WIDTH
         r += 2
         parts += [Text(r, 0, tt("hyper"), "heading"), Text(r + 1, 0, tt("hyper_note"), "note")]
         r += 2
-        for t in self.hypers:
+        for t in self.hypers:  # what each means beside it, on as many lines as it takes
             p = Place(s.name, r, 1, 1, 1)
             self.place[id(t)] = p
-            parts.append(Hyper(r, tpl.symbol(t.name), tpl.describe(t), t, p))
-            r += 1
+            meaning = self._lines(lambda tp, t=t: tp.describe(t), max(HYPER_WIDTH, OVERVIEW_WIDTH - s.points(2)), "note")
+            parts.append(Hyper(r, tpl.symbol(t.name), meaning[0], t, p))
+            parts += [Text(r + k, 2, line, "note") for k, line in enumerate(meaning[1:], start=1) if line]
+            r += len(meaning)
         r += 1
-        parts.append(Text(r, 0, tt("settings"), "heading"))
-        hyper_names = {t.name.lower() for t in self.hypers}  # shown above as named cells
-        settings = tpl.settings(self.config, "settings" not in self.tape.meta, hyper_names)
-        label = self.tape.meta.get("label")
-        if label is not None:
-            settings.append((tt("label"), label if isinstance(label, str) else int(label)))
-        for text, value in settings:  # the label, then its value beside it
-            r += 1
-            parts.append(Views(r, [(0, None, text), (1, None, value)]))
-        # column A as wide as the longest label, so that no value cuts one
-        s.label_width = max([LABEL_WIDTH] + [min(MAX_LABEL_WIDTH, len(text) * 0.9 + 2) for text, _ in settings])
-        r += 2
         parts.append(Text(r, 0, tt("losses"), "heading"))
         recorded = {t.name for t in self.tape.tensors if t.iteration}
         names = [n for n in tpl.losses(self.tape) if n in recorded]
         secondary = tpl.model.get("losses", {}).get("secondary", [])
         r += 1
+        if self.warmup:  # where the warm-up's steps are
+            parts.append(Link(r, 0, tt("warmup_link", n=self.warmup["steps"], sheet=self.warmup_sheet.name),
+                              self.warmup_sheet.name, 0))
+            r += 1
+        header = r
         parts.append(Views(r, [(0, None, tt("iteration_col"))] +
                            [(1 + n, None, tpl.symbol(name)) for n, name in enumerate(names)]))
         first = r + 1
         by_key = {(t.iteration, t.name): t for t in self.tape.tensors}
-        marks = len(names) + 1  # the column saying which rows are values and which formulas
-        series = (self.warmup or {}).get("series", {})
-        for step in range(1, (self.warmup or {}).get("steps", 0) + 1):  # values: the warm-up ran in numpy
-            r += 1
-            row = [(0, None, step)] + [(1 + n, None, float(series[name][step - 1].mean()))
-                                       for n, name in enumerate(names) if name in series]
-            parts.append(Views(r, row + ([(marks, None, tt("warmup_rows"))] if step == 1 else [])))
         for k in self.traced:
             r += 1
-            row = [(0, None, k)] + [(1 + n, by_key[(k, name)], None) for n, name in enumerate(names)]
-            parts.append(Views(r, row + ([(marks, None, tt("traced_rows"))] if self.warmup and k == self.traced[0] else [])))
+            parts.append(Views(r, [(0, None, k)] + [(1 + n, by_key[(k, name)], None) for n, name in enumerate(names)]))
+        charts = []  # stacked right of the text
         if names:
             title = tt("chart_title_warmup", n=self.warmup["steps"]) if self.warmup else tt("chart_title")
-            parts.append(Chart(first - 1, len(names) + 2 + bool(self.warmup), title, (s.name, 0, first, r),
-                               [(tpl.symbol(name), s.name, 1 + n, first, r, name in secondary)
-                                for n, name in enumerate(names)]))
-        r = max(r + 2, first + CHART_ROWS)  # below the chart
-        r = self._lay_curve(r)
-        r = self._lay_scatter(r)
-        s.print_rows = r  # printed on one page: the equations, settings, losses and chart(s)
+            source, top, bottom = (self.warmup_sheet.name, *self.warmup_rows) if self.warmup else (s.name, first, r)
+            charts.append(Chart(0, 0, title, (source, 0, top, bottom),
+                                [(tpl.symbol(name), source, 1 + n, top, bottom, name in secondary)
+                                 for n, name in enumerate(names)]))
+        r, curve = self._lay_curve(r + 2)
+        charts += curve + self._lay_scatter()
+        below = 1 + len(charts) * (CHART_ROWS + 1) + 1  # the first row under the charts
+        # the settings in the shorter column: under the losses, or under the charts
+        rows = sum(max(len(text), len(value)) for text, value in settings)
+        on_left = max(r + rows + 2, below) <= max(r, below + rows + 1)
+        if on_left:
+            self._lay_settings(settings, r + 1, 0)
+            r += rows + 2
+        left = [s.points(2 + len(names))]  # how far right the text and the tables reach
+        if curve:
+            left.append(s.points(2 + len(self.traced)))
+        for part in parts:
+            if isinstance(part, (Text, Link)) and part.row:  # the title may run on above the charts
+                left.append(s.points(part.col) + lines_width(part.text, getattr(part, "style", "text")))
+            elif isinstance(part, Hyper):
+                left.append(s.points(2) + lines_width(part.meaning, "note"))
+            elif isinstance(part, Views):
+                left += [s.points(col) + (lines_width(text) if isinstance(text, str) else points(CELL_WIDTH))
+                         for col, _, text in part.cells]
+        col = 1  # the charts' column: right of the text
+        while s.points(col) < max(left) + CHART_GAP:
+            col += 1
+        for n, chart in enumerate(charts):  # one under the other, from the top
+            chart.row, chart.col = 1 + n * (CHART_ROWS + 1), col
+        parts += charts
+        widest = self._lay_settings(settings, below, col) if not on_left else 0
+        s.print_rows = max(r, below + (0 if on_left else rows + 1))  # printed on one page
+        # the charts' last column as Excel anchors them (its columns of 89 px: narrower than LibreOffice's)
+        s.width = col + math.ceil(CHART_PX[0] / (int(CELL_WIDTH * 7 + 0.5) + 5)) - 1 if charts else col
+        while s.points(s.width + 1) < widest:
+            s.width += 1
+        r = s.print_rows + 1
         parts.append(Text(r, 0, tt("index"), "heading"))
         parts.append(Link(index_link, 0, tt("index") + " ↓", s.name, r))
         for sheet_name, title, row in self.sections:
             r += 1
             parts.append(Link(r, 0, f"{sheet_name}:  {title}", sheet_name, row))
-        for sheet in (self.pictures, self.tokens):
+        for sheet in (self.warmup_sheet, self.pictures, self.tokens):
             if sheet:
                 r += 1
                 parts.append(Link(r, 0, sheet.name, sheet.name, 0))
-        chart_end = len(names) + 2 + math.ceil(CHART_PX[0] / (points(CELL_WIDTH) * 4 / 3))
-        scatters = sum(isinstance(part, Scatter) for part in parts)  # side by side
-        scatter_end = math.ceil(scatters * (CHART_PX[0] + 16) / (points(CELL_WIDTH) * 4 / 3))
-        s.width = max(8, chart_end if names else 0, scatter_end)
+        s.set_heights()
 
-    # -- flow: the model's [[scatter]] charts, side by side ----------------------------------------
-    def _lay_scatter(self, r: int) -> int:
+    def _setting_lines(self, settings_of) -> list[tuple[list, list]]:
+        """Each setting's label and value (a text) as lines no wider than SETTING_WIDTH, as many in
+        every language (a number: one line)."""
+        each = [settings_of(tp) for tp in self.translations]
+        mine = each[[tp.lang for tp in self.translations].index(self.tpl.lang)]
+        out = []
+        for k, (text, value) in enumerate(mine):
+            cut = [[lines(str(v), SETTING_WIDTH)] if isinstance(v, str) else [[v]] for v in (text, value)]
+            needed = max(len(lines(str(v), SETTING_WIDTH)) for labels in each for v in labels[k] if isinstance(v, str))
+            out.append(tuple(c[0] + [""] * (needed - len(c[0])) for c in cut))
+        return out
+
+    def _lay_settings(self, settings: list, row: int, col: int) -> float:
+        """The settings of the run (_setting_lines) under a heading from (row, col): each label,
+        then its value in the first column it leaves free.  Returns how far right they reach."""
+        s, parts = self.overview, self.overview.parts
+        parts.append(Text(row, col, self.tpl.t("settings"), "heading"))
+        value = col + 1
+        while s.points(value) < s.points(col) + max([0] + [lines_width(t) for text, _ in settings for t in text]) + CHART_GAP:
+            value += 1
+        row += 1
+        for text, setting in settings:
+            parts.append(Views(row, [(col, None, text[0]), (value, None, setting[0])]))
+            parts += [Text(row + k, c, line, "text") for c, more in ((col, text), (value, setting))
+                      for k, line in enumerate(more[1:], start=1) if line]
+            row += max(len(text), len(setting))
+        return max([s.points(value) + (lines_width(v) if isinstance(v, str) else points(CELL_WIDTH))
+                    for _, values in settings for v in values]
+                   + [s.points(col) + lines_width(self.tpl.t("settings"), "heading")]) + CHART_GAP / 2
+
+    def _lay_warmup(self):
+        """The warm-up's losses, a row per step (values: it ran in numpy, six decimals as every
+        number), then the traced iterations (formulas): the rows the overview's chart reads."""
+        s, tt, tpl = self.warmup_sheet, self.tpl.t, self.tpl
+        recorded = {t.name for t in self.tape.tensors if t.iteration}
+        names = [n for n in tpl.losses(self.tape) if n in recorded]
+        series, steps = self.warmup.get("series", {}), self.warmup["steps"]
+        title = tt("warmup_title", n=steps)
+        s.parts.append(Text(0, 0, title, "sheet_title"))
+        link = 1
+        while s.points(link) < lines_width(title, "sheet_title") + CHART_GAP:
+            link += 1
+        s.parts.append(Link(0, link, tt("back"), self.overview.name, 0))
+        s.width = max(4, 1 + len(names), link + 1)
+        note = self._lines(lambda tp: tp.t("warmup_note", n=steps), s.text_room(0), "note")
+        s.parts += [Text(1 + k, 0, line, "note") for k, line in enumerate(note) if line]
+        s.repeated = header = 1 + len(note)  # the title, the note and the table's header on every page
+        s.parts.append(Views(header, [(0, None, tt("step_col"))] + [(1 + n, None, tpl.symbol(name))
+                                                                  for n, name in enumerate(names)]))
+        s.repeated += 1
+        r = header
+        for step in range(1, steps + 1):
+            r += 1
+            s.parts.append(Views(r, [(0, None, step)] + [(1 + n, None, float(series[name][step - 1].mean()))
+                                                         for n, name in enumerate(names) if name in series],
+                                 decimals=True))
+        by_key = {(t.iteration, t.name): t for t in self.tape.tensors}
+        for k in self.traced:
+            r += 1
+            s.parts.append(Views(r, [(0, None, k)] + [(1 + n, by_key[(k, name)], None) for n, name in enumerate(names)]))
+        self.warmup_rows = (header + 1, r)
+        s.freeze = (s.repeated, 0)
+        s.keep = [(row, row) for row in range(header + 1, r + 1)]
+        self._paginate(s)
+
+    # -- flow: the model's [[scatter]] charts ------------------------------------------------------
+    def _lay_scatter(self) -> list:
         """The model's [[scatter]] charts (flow: the data and the samples; z = f(x) and the prior
-        draws), side by side under a heading each, every series an N × 2 tensor's cells (the
-        tensor's last record: the trained model's).  Returns the next free row."""
-        charts, lang, parts = self.tpl.model.get("scatter", []), self.tpl.lang, self.overview.parts
+        draws), every series an N × 2 tensor's cells (the tensor's last record: the trained
+        model's)."""
+        charts, lang = self.tpl.model.get("scatter", []), self.tpl.lang
         last = {t.name: t for t in self.tape.tensors}
-        placed = 0
+        out = []
         for chart in charts:
             series = [(s[lang], last[s["tensor"]]) for s in chart["series"] if s["tensor"] in last]
-            if not series:
-                continue
-            offset = placed * (CHART_PX[0] + 16)
-            x_title, y_title = chart["axes"]
-            parts.append(Scatter(r + 1, 0, chart[lang], None, series, x_title, offset=offset, y_title=y_title))
-            placed += 1
-        return r + 1 + CHART_ROWS + 1 if placed else r
+            if series:
+                x_title, y_title = chart["axes"]
+                out.append(Scatter(0, 0, chart[lang], None, series, x_title, y_title=y_title))
+        return out
 
-    def _lay_curve(self, r: int) -> int:
+    def _lay_curve(self, r: int) -> tuple[int, list]:
         """The model's [curve] (rnn, lstm: ‖∂L_T/∂h_t‖), if it has one: a (T, 1) tensor of every
         iteration as a table, a row per t and a column per iteration, each cell pointing at the
-        tensor's cell, and a line chart of it on a logarithmic axis.  Returns the next free row."""
+        tensor's cell, and a line chart of it on a logarithmic axis.  Returns the next free row
+        and the chart."""
         curve = self.tpl.model.get("curve")
         if not curve:
-            return r
+            return r, []
         tt, lang, parts, name = self.tpl.t, self.tpl.lang, self.overview.parts, self.overview.name
         tensors = [t for t in self.tape.tensors if t.name == curve["tensor"] and t.iteration]
         if not tensors:
-            return r
-        parts += [Text(r, 0, curve[lang], "heading"), Text(r + 1, 0, curve[f"note_{lang}"], "note")]
-        r += 2
+            return r, []
+        parts.append(Text(r, 0, curve[lang], "heading"))
+        note = self._lines(lambda tp: tp.model["curve"][f"note_{tp.lang}"], OVERVIEW_WIDTH, "note")
+        parts += [Text(r + 1 + k, 0, line, "note") for k, line in enumerate(note) if line]
+        r += 1 + len(note)
         parts.append(Views(r, [(0, None, curve[f"x_{lang}"])] +
                            [(1 + n, None, tt("iteration", k=t.iteration)) for n, t in enumerate(tensors)]))
         first = r + 1
         for i in range(tensors[0].shape[0]):
             r += 1
             parts.append(Views(r, [(0, None, i + 1)] + [(1 + n, t, (i, 0)) for n, t in enumerate(tensors)]))
-        parts.append(Chart(first - 1, len(tensors) + 2, curve[lang], (name, 0, first, r),
-                           [(tt("iteration", k=t.iteration), name, 1 + n, first, r, False)
-                            for n, t in enumerate(tensors)], x_title=curve[f"x_{lang}"], log=True))
-        return max(r + 2, first + CHART_ROWS)
+        chart = Chart(0, 0, curve[lang], (name, 0, first, r),
+                      [(tt("iteration", k=t.iteration), name, 1 + n, first, r, False) for n, t in enumerate(tensors)],
+                      x_title=curve[f"x_{lang}"], log=True)
+        return r + 1, [chart]

@@ -20,7 +20,9 @@ from tracer.errors import TracerError, temporary_folder
 from tracer.render.atomic import atomic_path, document_date
 from tracer.render.layout import (
     COLS,
-    REPEATED_ROWS,
+    FONTS,
+    FOOTER,
+    MARGINS,
     ROW_HEIGHT,
     TITLE_WIDTH,
     Block,
@@ -61,12 +63,13 @@ SCALES = {
     # attention weights: 0 (a masked future position) white, 1 dark blue
     "attention": {"type": "2_color_scale", "min_type": "num", "min_value": 0, "min_color": "#FFFFFF",
                   "max_type": "num", "max_value": 1, "max_color": "#08306B"},
+    # attention weights spread over many positions (bidirectional): its own smallest white, largest dark blue
+    "attention_auto": {"type": "2_color_scale", "min_color": "#FFFFFF", "max_color": "#08306B"},
     # diffusion: a digit on [−1, 1], −1 (the background) white, 1 black
     "signed": {"type": "2_color_scale", "min_type": "num", "min_value": -1, "min_color": "#FFFFFF",
                "max_type": "num", "max_value": 1, "max_color": "#000000"},
 }
 SCATTER_COLOURS = ("#1F4E79", "#E46C0A")  # flow: the data dark blue, the samples (or the draws) orange
-LABEL_ROW_HEIGHT = 48  # points: the row of a heatmap's column labels, written upwards
 
 
 # --- the cell stream -------------------------------------------------------------------------------
@@ -362,11 +365,11 @@ class _Styles:
         self.text = f({})
         self.note = f({"italic": True, "font_color": "#595959"})
         self.bold = f({"bold": True})
-        self.heading = f({"bold": True, "font_size": 13, "bottom": 1})
-        self.sheet_title = f({"bold": True, "font_size": 16})
+        self.heading = f({"bold": True, "font_size": FONTS["heading"][0], "bottom": 1})
+        self.sheet_title = f({"bold": True, "font_size": FONTS["sheet_title"][0]})
         # the workbook's own font: a math font (Cambria Math, or what replaces it where it is
         # missing) sets √ and other symbols for a formula layout, not for a line of text
-        self.equation = f({"font_size": 12})
+        self.equation = f({"font_size": FONTS["equation"][0]})
         self.index = f({"font_color": "#808080", "align": "center"})
         self.link = f({"font_color": "#0563C1", "underline": 1})
         self.hyper = f({"bg_color": "#FFF2CC", "border": 1, "num_format": "General"})
@@ -388,7 +391,7 @@ class _Styles:
         self.title, self.cell, self.whole, self.section = {}, {}, {}, {}
         for phase, (dark, light) in PHASE_COLORS.items():
             self.title[phase] = f({"bold": True, "bg_color": dark})
-            self.section[phase] = f({"bold": True, "font_size": 14, "bg_color": dark})
+            self.section[phase] = f({"bold": True, "font_size": FONTS["section"][0], "bg_color": dark})
             self.cell[phase] = f({"bg_color": light, "num_format": NUMBER, "border": 1, "border_color": "#D9D9D9"})
             self.whole[phase] = f({"bg_color": light, "border": 1, "border_color": "#D9D9D9"})  # General: 3, not 3.000000
 
@@ -477,21 +480,24 @@ class _Writer:
         for first, last, width in sheet.column_widths():
             ws.set_column(first, last, width)
         ws.set_default_row(ROW_HEIGHT)  # what the page breaks count on, in every application
+        for row in sorted(sheet.heights):  # a larger font's rows, a picture's square pixels
+            out.row_height(row, sheet.heights[row])
         if sheet.freeze != (0, 0):
             ws.freeze_panes(*sheet.freeze)
         self._print_setup(ws, sheet)
         last = -1  # rows are written in order (constant memory), parts must not overlap
         self.decimals = []
         for part in sorted(sheet.parts, key=lambda p: (p.row, getattr(p, "col", 0))):
-            if part.row <= last and not isinstance(part, (Chart, Text, Link)):
+            one_row = isinstance(part, (Text, Link, Views, Hyper))  # beside another part of its row
+            if not isinstance(part, Chart) and (part.row < last or part.row == last and not one_row):
                 raise AssertionError(f"parts of {sheet.name} overlap at row {part.row}")
             last = max(last, getattr(self, "_" + type(part).__name__.lower())(ws, sheet, part))
         if self.empty_until_filled:  # an error value, #N/A, shows as an empty cell
             ws.conditional_format(self.empty_until_filled[0], {"type": "errors", "format": self.st.invisible,
                                                                "multi_range": " ".join(self.empty_until_filled)})
             self.empty_until_filled = []
-        if not sheet.print_rows:  # what prints: every row, the sheet's columns (not text running past them)
-            ws.print_area(0, 0, max(last, 0), sheet.width)
+        if not sheet.print_rows:  # what prints: every row, the columns the page holds
+            ws.print_area(0, 0, max(last, 0), sheet.last_column())
         if self.decimals:  # one rule for the whole sheet: a tiny value in scientific notation
             ws.conditional_format(self.decimals[0], {"type": "cell", "criteria": "between", "minimum": -TINY,
                                                      "maximum": TINY, "format": self.st.tiny,
@@ -501,7 +507,8 @@ class _Writer:
         """Landscape, one page wide, the title rows on every page, a page break before a block
         that would not fit on the page (the overview: its top, with the chart, on one page)."""
         ws.set_landscape()
-        ws.set_footer("&L&A&R&P / &N")  # the sheet's name; page n of N
+        ws.set_margins(*MARGINS)
+        ws.set_footer("&L&A&R&P / &N", {"margin": FOOTER})  # the sheet's name; page n of N
         student = self.layout.exercise.student_name if self.layout.exercise else ""
         if student:  # a class's exercise: whose it is, on every printed page
             ws.set_header("&C" + self.layout.tpl.t("roster_student", name=student).replace("&", "&&"))
@@ -509,12 +516,9 @@ class _Writer:
             ws.print_area(0, 0, sheet.print_rows - 1, sheet.width)
             ws.fit_to_pages(1, 1)
             return
-        ws.repeat_rows(0, REPEATED_ROWS - 1)
+        ws.repeat_rows(0, sheet.repeated - 1)
         ws.set_h_pagebreaks(sheet.page_breaks())
-        if sheet.whole_pictures:  # one page wide at a scale at which every picture fits a page
-            ws.set_print_scale(round(100 * sheet.print_scale()))
-        else:
-            ws.fit_to_pages(1, 0)
+        ws.set_print_scale(round(100 * sheet.print_scale()))  # one page wide: the layout's page breaks hold
 
     # each part writer returns the row it reached
     def _text(self, ws, sheet, p: Text):
@@ -529,7 +533,10 @@ class _Writer:
 
     def _views(self, ws, sheet, p: Views):
         for col, t, text in p.cells:
-            if t is None and isinstance(text, (int, float)):
+            if t is None and isinstance(text, float) and p.decimals:  # a value, shown as a tensor's
+                self.out.number(p.row, col, text, self.st.view)
+                self.decimals.append(f"{COLS[col]}{p.row + 1}")
+            elif t is None and isinstance(text, (int, float)):
                 self.out.number(p.row, col, text, self.st.text)
             elif t is None:
                 self.out.string(p.row, col, str(text), self.st.text)
@@ -648,6 +655,7 @@ class _Writer:
         grid = (t.value.T if p.transposed else t.value).tolist()  # as displayed
         cells = Cells(self.layout, t) if t.op else None  # constants are plain numbers
         formula, hidden = t.op.formula if t.op else None, id(t) in self.hidden
+        continued = dict(b.continued)
         for dr, values in enumerate(grid):
             row = p.row0 + dr
             if b.row_labels:
@@ -673,6 +681,8 @@ class _Writer:
             if b.tokens:  # the token of the id: a formula too, so it follows a recomputed id
                 out.formula(row, p.col0 + n_cols, f"INDEX(vocab,{p.addr(dr, 0, sheet.name)}+1)",
                             st.token, self.value(t, b.tokens[dr]))
+            if row in continued:  # the first row of a later page: the block's title again
+                out.string(row, p.col0 + n_cols + bool(b.tokens), continued[row], st.title[phase])
         self.cells += b.cells
         self.progress(n_rows * n_cols)
         return p.row0 + n_rows - 1
@@ -681,10 +691,7 @@ class _Writer:
         top = p.labelled  # the column labels' row first
         height = max(im.height for im in p.images) + top
         out = self.out
-        if top:
-            out.row_height(p.row, LABEL_ROW_HEIGHT)
-        for r in range(height):  # constant-memory mode: whole rows in order
-            out.row_height(p.row + r, sheet.heights.get(p.row + r))  # explicit: square pixels
+        for r in range(height):  # constant-memory mode: whole rows in order (their heights set with the sheet's)
             for im in p.images:
                 if top and r == 0:
                     for c, label in enumerate(im.top or []):
@@ -709,14 +716,17 @@ class _Writer:
             ws.conditional_format(p.row + top, im.col, p.row + top + im.height - 1, im.col + im.width - 1,
                                   dict(SCALES[im.scale]))
             self.cells += im.height * im.width
-            if im.self_scaled:
-                self._extremes(ws, sheet, p.row + top, p.row + height, im)
+        for below in range(p.height - height):  # constant-memory mode: the minima's row, then the maxima's
+            for im in p.images:
+                self._extremes(ws, sheet, p.row + top, p.row + height, im, below)
         return p.row + p.height - 1
 
-    def _extremes(self, ws, sheet, top: int, row: int, im):
-        """Under a self-scaled image (row `row`): its minimum and maximum, as MIN and MAX of the
+    def _extremes(self, ws, sheet, top: int, row: int, im, below: int):
+        """Under a self-scaled image (from row `row`): its minimum and maximum, as MIN and MAX of the
         tensor's cells (of the image's own cells when it is not one row of a tensor), each in
-        merged cells wide enough."""
+        merged cells wide enough; those on row `below` under the image."""
+        if not any(dr == below for dr, _, _ in im.extremes):
+            return
         if im.source is not None:
             t, n = im.source
             cells = self.layout.place[id(t)].span(n, 0, n, t.shape[1] - 1, sheet.name)
@@ -726,14 +736,16 @@ class _Writer:
             values = (np.array([[float(t.value[i, j]) for t, i, j in row] for row in im.pixels])
                       if im.values is None else im.values)
         t = im.source[0] if im.source is not None else None
-        half = im.extremes_width // 2
-        for start, word, fn, v in ((im.col, "min", "MIN", values.min()), (im.col + half, "max", "MAX", values.max())):
-            self.out.merge(row, start, start + 2, word, self.st.stat)
-            self.out.merge(row, start + 3, start + half - 1, "", self.st.stat_value)
+        for (dr, dc, wide), word, fn, v in zip(im.extremes, ("min", "max"), ("MIN", "MAX"), (values.min(), values.max())):
+            if dr != below:
+                continue
+            start = im.col + dc
+            self.out.merge(row + dr, start, start + 2, word, self.st.stat)
+            self.out.merge(row + dr, start + 3, start + wide - 1, "", self.st.stat_value)
             # merge_range writes text: the formula goes into the first cell afterwards (XlsxWriter's way)
-            self.out.merged_formula(row, start + 3, f"{fn}({cells})", self.st.stat_value,
+            self.out.merged_formula(row + dr, start + 3, f"{fn}({cells})", self.st.stat_value,
                                     self.value(t, float(v)) if t is not None else float(v))
-            self.decimals.append(f"{COLS[start + 3]}{row + 1}")
+            self.decimals.append(f"{COLS[start + 3]}{row + dr + 1}")
             self.cells += 2
 
     def _label(self, ws, sheet, row, col, label, fmt):
