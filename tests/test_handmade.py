@@ -9,6 +9,7 @@ import re
 import pytest
 from handmade_vae import OPTIONS, make
 from openpyxl import load_workbook
+from openpyxl.utils import get_column_letter
 
 from tracer.checks.check import CARRIED, MISSING, OWN, RIGHT
 from tracer.checks.handmade import defined_name, table_of
@@ -204,3 +205,28 @@ def test_the_docs_show_the_round_trip_as_it_is(books, run_main, tmp_path, monkey
     assert code == 1
     assert [line for line in output.splitlines() if line != "…" and line not in printed.splitlines()] == []
     says("exercises.md", "All 281 cells it places are right")
+
+
+def test_any_layout_tracer_can_read_back(tmp_path, run_main):
+    """Mazur's network as `tracer run mlp` lays it out, read as a stranger's workbook: a map of
+    where each tensor is (wide ones turned, the learning rate on the Overview) places every tensor,
+    and every step it computes is right."""
+    from tracer import api
+    from tracer.render.layout import Layout
+    from tracer.render.template import Template
+
+    r = api.run("mlp")
+    r.save(tmp_path / "mazur.xlsx")
+    layout = Layout(r.tape, Template.of(r.tape, "en"), r.settings)
+    tables: dict[str, list[str]] = {}
+    for t in r.tape.tensors:
+        p = layout.place[id(t)]
+        (r0, c0), (r1, c1) = p.rc(0, 0), p.rc(t.shape[0] - 1, t.shape[1] - 1)
+        cells = f"{get_column_letter(c0 + 1)}{r0 + 1}:{get_column_letter(c1 + 1)}{r1 + 1}"
+        tables.setdefault(table_of(t), []).append(f'"{t.name}" = "\'{p.sheet}\'!{cells}"')
+    text = "".join(f"[{table}]\n" + "\n".join(lines) + "\n" for table, lines in tables.items())
+    (tmp_path / "mazur.toml").write_text(text, "utf-8")
+    code, out, err = run_main("check", tmp_path / "mazur.xlsx", "--model", "mlp", "--map", tmp_path / "mazur.toml")
+    steps = sum(t.value.size for t in r.tape.tensors if t.op is not None and t.iteration)
+    assert code == 0 and f"score: 100.0% ({steps} of {steps} cells right)" in out, (out, err)
+    assert "not in the map" not in out
