@@ -878,10 +878,6 @@ class Layout:
                 0, pixels, entry["scale"], [(tokens, i) for i in range(len(rows))],
                 [str(j + 1) for j in range(rows[0].shape[1])])))
         snapshots = (self.warmup or {}).get("snapshots", [])
-        if not (by_iter or after or snapshots):
-            self.sheets.remove(s)
-            self.pictures = None
-            return
         # what goes on the page, step by step: (the step's label, [lines of (label, caption, image)],
         # whether the lines may wrap), in order
         steps_out = []
@@ -910,6 +906,10 @@ class Layout:
                 steps_out.append((head, [images[k:k + per_row] for k in range(0, len(images), per_row)], False))
             else:
                 steps_out.append((head, [images], True))
+        if not steps_out:  # nothing to draw (an mlp's warm-up snapshots hold no picture's tensor)
+            self.sheets.remove(s)
+            self.pictures = None
+            return
         self._place_pictures(steps_out)
 
     def _place_pictures(self, steps: list):
