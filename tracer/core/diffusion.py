@@ -94,6 +94,8 @@ class ReverseStep(Op):
     One instance per (t, noise) (`reverse_step(t)`), all named "reverse_step"; the cell refers to
     row t of the schedule's columns."""
 
+    by_cells = True
+
     name = "reverse_step"
 
     def __init__(self, t: int, noise: bool):

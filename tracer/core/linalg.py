@@ -82,6 +82,8 @@ QUOTIENT = Elementwise(  # a / b, b learned too (div above divides by a constant
 class MatMul(Op):
     """a·b, a·bᵀ or aᵀ·b (`ta`, `tb` say which operand is transposed)."""
 
+    by_cells = True
+
     def __init__(self, name, ta=False, tb=False):
         self.name, self.ta, self.tb = name, ta, tb
 
@@ -108,6 +110,8 @@ MATMUL, MATMUL_NT, MATMUL_TN = MatMul("matmul"), MatMul("matmul_nt", tb=True), M
 class SumTo(Op):
     """Sums over rows, columns or both: (m, n) → (1, n), (m, 1) or (1, 1); e.g. a bias gradient
     over a batch, or the gradient of an input that was broadcast."""
+
+    by_cells = True
 
     def __init__(self, name, rows, cols):
         self.name, self.rows, self.cols = name, rows, cols
@@ -145,6 +149,8 @@ class Linear(Op):
     """x·W + b: x (m, k), W (k, n), b (1, n) → (m, n); with `tb`, x·Wᵀ + b, W (n, k) as PyTorch's
     nn.Linear keeps it (a row per output unit: cell (i, j) is row i of x times row j of W)."""
 
+    by_cells = True
+
     def __init__(self, name, tb=False):
         self.name, self.tb = name, tb
 
@@ -174,6 +180,8 @@ class Linear2(Op):
     """x·W + h·U + b, a layer of two inputs (a recurrent step: the token x_t and the previous
     hidden state h_{t−1}): x (m, k), W (k, n), h (m, l), U (l, n), b (1, n) → (m, n).
     Cell: row i of x times column j of W, plus row i of h times column j of U, plus b_j."""
+
+    by_cells = True
 
     name = "linear2"
 
@@ -353,6 +361,8 @@ class Concat(Op):
     """[x₀ | x₁ | …] side by side (axis 1: inputs (T, w_k) → (T, Σ w_k)) or stacked (axis 0: inputs
     (n_k, c) → (Σ n_k, c)), at least two inputs.  Cell: a reference to the input and cell it comes
     from.  Gradient: input k gets its slice of g (slice_cols / slice_rows at its offset)."""
+
+    by_cells = True
 
     references = True
 

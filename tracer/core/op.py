@@ -30,6 +30,8 @@ class Op:
     integer = False  # every output cell is a whole number: an id, a count
     references = False  # every output cell is a reference to an input cell (or 0): whole numbers stay whole
     token_ids = False  # every output cell is a token id (of the run's vocabulary)
+    # its formula reads its inputs only cell by cell, by `dot` and in SUM: an input may be shown in bands
+    by_cells = False
 
     def forward(self, *xs, **attrs):
         raise NotImplementedError
@@ -99,6 +101,8 @@ def no_grad(op_name, what):
 class Elementwise(Op):
     """out[i, j] = f(inputs[i, j] ...), numpy broadcasting; `excel` is a "{0}+{1}" template or a
     function of the list of input cell references."""
+
+    by_cells = True
 
     def __init__(self, name, fn, excel, grad=None):
         self.name, self.fn, self.excel, self.grad = name, fn, excel, grad
@@ -180,7 +184,12 @@ def as_range(ref: str) -> str:
 def dot(a, b) -> str:
     """Σ a_k b_k of two equally long ranges (c.row / c.col results): SUMPRODUCT when both run the
     same way, MMULT of a row by a column when they cross (SUMPRODUCT needs equal shapes), a
-    product for one cell."""
+    product for one cell.  A line shown in bands (tracer.render.layout.Line: `cuts`, `part`) is
+    taken band by band: a sum of such terms."""
+    cuts = sorted({*getattr(a, "cuts", ()), *getattr(b, "cuts", ())})
+    if cuts:
+        ends = [0, *cuts, a[2]]
+        return "+".join(dot(a.part(s, e), b.part(s, e)) for s, e in zip(ends, ends[1:]))
     (ra, va, na), (rb, vb, _) = a, b
     if na == 1:
         return f"{ra}*{rb}"

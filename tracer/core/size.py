@@ -27,6 +27,7 @@ MAX_DATA_VALUES = 5_000_000
 DATA_FORMATS = (".json", ".csv")
 
 WIDE = 20  # tensors wider than this and wider than tall are shown turned: a sheet prints one page wide
+BAND = 16  # a tensor shown wider than this is shown in bands of BAND columns, one under the other: a sheet prints at 50 % or more
 BLOCK_ROWS = 6  # a block's title, equation, note (often two lines) and column numbers, and the empty row after it
 
 
@@ -35,6 +36,27 @@ def turned(rows: int, cols: int) -> bool:
     tensor wider than WIDE and than tall too, so that a sheet prints one page wide (and a sheet's
     width costs time in every one of its rows)."""
     return (rows == 1 and cols > 1) or (cols > WIDE and cols > rows)
+
+
+def banded(rows: int, cols: int, turn: bool) -> tuple[int, int]:
+    """(sheet rows, bands) of a tensor shown (turned or not) in bands of at most BAND columns, one
+    under the other, each under its own row of column numbers."""
+    r, c = (cols, rows) if turn else (rows, cols)
+    n = -(-c // BAND)
+    return n * (r + 1) - 1, n
+
+
+def shown(rows: int, cols: int, bands: bool = True) -> tuple[bool, int]:
+    """(turned, bands) of a tensor as the workbook shows it.  Without bands, as `turned` says; with
+    them, a tensor as `turned` shows it when that is one band wide and at most 2 BAND tall (a small
+    tensor keeps its look), else the way that takes fewer rows: a 1 × 784 vector in 49 rows of 16,
+    a batch of 4 × 128 in 8 bands of 4 rows, not 784 or 128 rows of one or four numbers."""
+    turn = turned(rows, cols)
+    tall, n = banded(rows, cols, turn)
+    if not bands or (n == 1 and tall <= 2 * BAND):
+        return turn, 1
+    other = banded(rows, cols, not turn)
+    return (not turn, other[1]) if other[0] < tall else (turn, n)
 
 
 @dataclass
@@ -87,7 +109,7 @@ def sheet(shapes) -> Size:
     """The cells and rows of one sheet of blocks, one block per (rows, cols) (Shapes or a list)."""
     cells = rows = blocks = 0
     for (r, c), n in Shapes(shapes).counts.items():
-        cells, rows, blocks = cells + n * r * c, rows + n * (BLOCK_ROWS + (c if turned(r, c) else r)), blocks + n
+        cells, rows, blocks = cells + n * r * c, rows + n * (BLOCK_ROWS + banded(r, c, shown(r, c)[0])[0]), blocks + n
     return Size(round(cells), round(rows), round(blocks))
 
 

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass, field
 
 from tracer.core.op import holds_token_ids
-from tracer.core.size import MAX_COLS, MAX_ROWS, turned
+from tracer.core.size import BAND, MAX_COLS, MAX_ROWS, banded, shown
 from tracer.core.tape import PHASES
 from tracer.errors import TracerError
 from tracer.render.fonts import text_width, wrap
@@ -155,7 +155,9 @@ def quote_sheet(name: str) -> str:
 
 @dataclass
 class Place:
-    """Tensor cell (i, j) sits at sheet row row0 + i, column col0 + j (swapped when transposed)."""
+    """Tensor cell (i, j) sits at sheet row row0 + i, column col0 + j (swapped when transposed).  A
+    tensor shown in `bands` (tracer.core.size.banded): its displayed columns BAND at a time, each
+    band under the one before, below a row of its column numbers."""
 
     sheet: str
     row0: int
@@ -163,6 +165,7 @@ class Place:
     rows: int
     cols: int
     transposed: bool = False
+    bands: int = 1
 
     def __post_init__(self):
         self.prefix = quote_sheet(self.sheet) + "!"  # for references from other sheets
@@ -171,29 +174,64 @@ class Place:
     def refs(self) -> tuple[list[str], list[str]]:
         """(letters, numbers): cell (i, j) is letters[j] + numbers[i] (letters[i] + numbers[j] when
         transposed).  Built once per tensor: the half a million addresses of a workbook are then two
-        list lookups each, not an f-string."""
+        list lookups each, not an f-string.  (Of a tensor in bands: the first band's.)"""
         if self._refs is None:
             across, down = (self.rows, self.cols) if self.transposed else (self.cols, self.rows)
-            self._refs = COLS[self.col0:self.col0 + across], row_numbers(self.row0, down)
+            self._refs = COLS[self.col0:self.col0 + min(across, self.band)], row_numbers(self.row0, down)
         return self._refs
 
+    @property
+    def band(self) -> int:
+        """The displayed columns of a band."""
+        return (self.rows if self.transposed else self.cols) if self.bands == 1 else BAND
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """(rows, columns) displayed, as if in one band."""
+        return (self.cols, self.rows) if self.transposed else (self.rows, self.cols)
+
     def rc(self, i: int, j: int) -> tuple[int, int]:
-        return (self.row0 + j, self.col0 + i) if self.transposed else (self.row0 + i, self.col0 + j)
+        r, c = (j, i) if self.transposed else (i, j)
+        b, c = divmod(c, self.band)
+        return self.row0 + b * (self.grid[0] + 1) + r, self.col0 + c
 
     @property
     def display(self) -> tuple[int, int]:
-        return (self.cols, self.rows) if self.transposed else (self.rows, self.cols)
+        """(rows, columns) the tensor takes on the sheet."""
+        rows, cols = self.grid
+        return (self.bands * (rows + 1) - 1, min(cols, self.band))
 
     def addr(self, i: int, j: int, here: str, absolute=False) -> str:
         if absolute:
             r, c = self.rc(i, j)
             a = f"${COLS[c]}${r + 1}"
+        elif self.bands > 1:
+            r, c = self.rc(i, j)
+            a = COLS[c] + str(r + 1)
         else:
             letters, numbers = self._refs or self.refs()
             a = letters[i] + numbers[j] if self.transposed else letters[j] + numbers[i]
         return a if here == self.sheet else self.prefix + a
 
+    def pieces(self, i0, j0, i1, j1) -> list[str]:
+        """The ranges (without a sheet) that the cells (i0, j0) … (i1, j1) take: one, or one in each
+        band they cross."""
+        if self.transposed:
+            i0, j0, i1, j1 = j0, i0, j1, i1
+        out = []
+        for b in range(j0 // self.band, j1 // self.band + 1):
+            top, left = self.row0 + b * (self.grid[0] + 1), self.col0 - b * self.band
+            a = f"{COLS[left + max(j0, b * self.band)]}{top + i0 + 1}"
+            z = f"{COLS[left + min(j1, b * self.band + self.band - 1)]}{top + i1 + 1}"
+            out.append(a if a == z and j0 // self.band == j1 // self.band else a + ":" + z)
+        return out
+
     def span(self, i0, j0, i1, j1, here: str) -> str:
+        """The cells (i0, j0) … (i1, j1) as a range, ranges (comma-separated: what an aggregate such
+        as SUM takes) when they cross bands."""
+        if self.bands > 1:
+            prefix = "" if here == self.sheet else self.prefix
+            return ",".join(prefix + a for a in self.pieces(i0, j0, i1, j1))
         letters, numbers = self._refs or self.refs()
         if self.transposed:
             i0, j0, i1, j1 = j0, i0, j1, i1
@@ -223,12 +261,16 @@ class Cells:
         if self.names[k]:
             return self.names[k]
         p = self.ins[k]
+        if p.bands > 1:
+            return p
         return ("" if p.sheet == self.here else p.prefix, *p.refs(), p.transposed, p.rows == 1, p.cols == 1)
 
     def at(self, k, i, j) -> str:
         cell = self._cells[k]
         if cell.__class__ is str:
             return cell
+        if cell.__class__ is Place:  # in bands
+            return cell.addr(0 if cell.rows == 1 else i, 0 if cell.cols == 1 else j, self.here)
         prefix, letters, numbers, transposed, one_row, one_col = cell
         if one_row:
             i = 0
@@ -237,18 +279,19 @@ class Cells:
         return prefix + (letters[i] + numbers[j] if transposed else letters[j] + numbers[i])
 
     def row(self, k, i):
-        """(range, runs vertically, length) of row i of input k."""
+        """(range, runs vertically, length) of row i of input k (a Line: tracer.core.op.dot also
+        finds where it crosses bands)."""
         found = self._rows[k].get(i)
         if found is None:
             p = self.ins[k]
-            found = self._rows[k][i] = (p.span(i, 0, i, p.cols - 1, self.here), p.transposed, p.cols)
+            found = self._rows[k][i] = Line(p, self.here, i, None)
         return found
 
     def col(self, k, j):
         found = self._cols[k].get(j)
         if found is None:
             p = self.ins[k]
-            found = self._cols[k][j] = (p.span(0, j, p.rows - 1, j, self.here), not p.transposed, p.rows)
+            found = self._cols[k][j] = Line(p, self.here, None, j)
         return found
 
     def all(self, k) -> str:
@@ -261,6 +304,27 @@ class Cells:
 
     def shape(self, k) -> tuple[int, int]:
         return self.ins[k].rows, self.ins[k].cols
+
+
+class Line(tuple):
+    """Row i (j None) or column j (i None) of a tensor as (range, runs vertically, length), and
+    `part(a, b)`: the same of its elements a … b − 1, one range when they lie in one band; `cuts`:
+    where the line passes from one band to the next."""
+
+    def __new__(cls, p: Place, here: str, i, j):
+        n = p.cols if j is None else p.rows
+        line = super().__new__(cls, (cls._span(p, here, i, j, 0, n), (j is None) == p.transposed, n))
+        line.p, line.here, line.i, line.j = p, here, i, j
+        across = (j is None) != p.transposed  # along the displayed columns: cut at each band
+        line.cuts = list(range(p.band, n, p.band)) if across and p.bands > 1 else []
+        return line
+
+    @staticmethod
+    def _span(p, here, i, j, a, b):
+        return p.span(i, a, i, b - 1, here) if j is None else p.span(a, j, b - 1, j, here)
+
+    def part(self, a: int, b: int) -> tuple[str, bool, int]:
+        return self._span(self.p, self.here, self.i, self.j, a, b), self[1], b - a
 
 
 # --- the parts of a sheet -----------------------------------------------------------------------
@@ -306,9 +370,9 @@ class Block:
     def cells(self) -> int:
         """The cells the writer fills: the grid, the number and title, the text lines, the column
         and row numbers, with tokens their column and its heading, and its title on later pages."""
-        rows, cols = self.place.display
-        return (rows * cols + 2 + len(self.lines) + cols + rows + (rows + 1 if self.tokens else 0)
-                + len(self.continued))
+        rows, cols = self.place.grid  # (its row numbers: in every band)
+        return (rows * cols + 2 + len(self.lines) + cols + rows * self.place.bands
+                + (rows + 1 if self.tokens else 0) + len(self.continued))
 
 
 @dataclass
@@ -610,6 +674,7 @@ class Layout:
             if len(s.name) > MAX_SHEET_NAME:
                 raise TracerError(f"sheet name {s.name!r} is longer than Excel's {MAX_SHEET_NAME} characters")
         self.hypers = [t for t in tape.tensors if on_overview(t)]  # placed by _lay_overview
+        self.bandable = self._bandable()
         self._lay_tensor_sheets()
         if tokenized:
             self._lay_tokens(tokenized)
@@ -630,6 +695,17 @@ class Layout:
         mine = each[self.tpl.lang]
         return mine + [""] * (max(map(len, each.values())) - len(mine))
 
+    def _bandable(self) -> set[int]:
+        """The tensors that may be shown in bands: every op that reads one reads it cell by cell
+        (Op.by_cells); not an exercise's (its answers and `tracer check` place blocks as shown)."""
+        if self.exercise:
+            return set()
+        ok = {id(t) for t in self.tape.tensors}
+        for t in self.tape.tensors:
+            if t.op is not None and not t.op.by_cells:
+                ok.difference_update(id(u) for u in t.inputs)
+        return ok
+
     def _fitted(self, s: Sheet, text_of, col: int, rows: int) -> list[str]:
         """text_of(template) as note lines from column `col` on at most `rows` rows (the sheet
         made wider where it must be: the rows repeated on every page are fixed)."""
@@ -646,9 +722,10 @@ class Layout:
     def _fit(self, t, sheet: str, row0: int, col0: int) -> Place:
         rows, cols = t.shape
         # a row vector reads best as a column; a tensor wider than tall and than WIDE too, so that a
-        # sheet prints one page wide (and a sheet's width costs time in every one of its rows)
-        transposed = turned(rows, cols)
-        p = Place(sheet, row0, col0, rows, cols, transposed)
+        # sheet prints one page wide (and a sheet's width costs time in every one of its rows); one
+        # wider than a page at 50 % in bands, where every formula that reads it takes bands
+        transposed, bands = shown(rows, cols, id(t) in self.bandable)
+        p = Place(sheet, row0, col0, rows, cols, transposed, bands)
         if col0 + p.display[1] > MAX_COLS:
             p = Place(sheet, row0, col0, rows, cols, not transposed)
         if col0 + p.display[1] > MAX_COLS:

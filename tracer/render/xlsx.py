@@ -638,54 +638,60 @@ class _Writer:
         for k, (line, style) in enumerate(b.lines, start=1):  # the equation, your turn, the note
             if line:  # (a line only another language's longer text needs stays empty)
                 out.string(r + k, 1, line, st.named(style))
-        n_rows, n_cols = p.display
-        head = p.row0 - 1
-        for c in range(n_cols):  # 1 … n, or the tokens of a vocabulary's columns
-            if b.col_labels:
-                out.string(head, p.col0 + c, b.col_labels[c], st.index)
-            else:
-                out.number(head, p.col0 + c, c + 1, st.index)
-        if b.tokens:  # constant-memory mode: a row's cells before the next row's
-            out.string(head, p.col0 + n_cols, self.layout.tpl.t("tokens_token"), st.index)
+        n_rows, n_cols = p.grid
         fmt = st.whole[phase] if b.whole else st.cell[phase]
         if not (b.whole or blank):
-            self.decimals.append(f"{COLS[p.col0]}{p.row0 + 1}:{COLS[p.col0 + n_cols - 1]}{p.row0 + n_rows}")
+            self.decimals.append(f"{COLS[p.col0]}{p.row0 + 1}:{COLS[p.col0 + p.display[1] - 1]}{p.row0 + p.display[0]}")
         if t.value.dtype.kind not in "fiu":  # numbers only: the stream writes each with its repr
             raise AssertionError(f"{t.name}: a tensor of {t.value.dtype}")
         grid = (t.value.T if p.transposed else t.value).tolist()  # as displayed
         cells = Cells(self.layout, t) if t.op else None  # constants are plain numbers
         formula, hidden = t.op.formula if t.op else None, id(t) in self.hidden
         continued = dict(b.continued)
-        for dr, values in enumerate(grid):
-            row = p.row0 + dr
-            if b.row_labels:
-                out.string(row, 0, b.row_labels[dr], st.index)
-            else:
-                out.number(row, 0, dr + 1, st.index)
-            if blank:  # the student's cells
-                for dc in range(n_cols):
-                    out.blank(row, p.col0 + dc, st.answer)
-            elif cells is None:
-                out.numbers(row, p.col0, values, fmt)
-            else:
-                if p.transposed:
-                    formulas = [formula(cells, dc, dr) for dc in range(n_cols)]
+        for first in range(0, n_cols, p.band):  # a band: its column numbers, then its rows
+            last = min(n_cols, first + p.band)
+            width = last - first
+            head = p.rc(*((first, -1) if p.transposed else (-1, first)))[0]
+            for c in range(first, last):  # 1 … n, or the tokens of a vocabulary's columns
+                if b.col_labels:
+                    out.string(head, p.col0 + c - first, b.col_labels[c], st.index)
                 else:
-                    formulas = [formula(cells, dr, dc) for dc in range(n_cols)]
-                if max(map(len, formulas)) >= MAX_FORMULA:
-                    dc = next(k for k, f in enumerate(formulas) if len(f) >= MAX_FORMULA)
-                    i, j = (dc, dr) if p.transposed else (dr, dc)
-                    raise TracerError(f"the formula of {t.name}[{i},{j}] is longer than Excel's "
-                                      f"{MAX_FORMULA} characters")
-                out.formulas(row, p.col0, formulas, fmt, None if hidden else values)
-            if b.tokens:  # the token of the id: a formula too, so it follows a recomputed id
-                out.formula(row, p.col0 + n_cols, f"INDEX(vocab,{p.addr(dr, 0, sheet.name)}+1)",
-                            st.token, self.value(t, b.tokens[dr]))
-            if row in continued:  # the first row of a later page: the block's title again
-                out.string(row, p.col0 + n_cols + bool(b.tokens), continued[row], st.title[phase])
+                    out.number(head, p.col0 + c - first, c + 1, st.index)
+            if b.tokens:  # constant-memory mode: a row's cells before the next row's
+                out.string(head, p.col0 + width, self.layout.tpl.t("tokens_token"), st.index)
+            if head in continued:  # a later page that starts at a band's column numbers
+                out.string(head, p.col0 + p.band, continued[head], st.title[phase])
+            for dr, values in enumerate(grid):
+                row = head + 1 + dr
+                values = values[first:last]
+                if b.row_labels:
+                    out.string(row, 0, b.row_labels[dr], st.index)
+                else:
+                    out.number(row, 0, dr + 1, st.index)
+                if blank:  # the student's cells
+                    for dc in range(width):
+                        out.blank(row, p.col0 + dc, st.answer)
+                elif cells is None:
+                    out.numbers(row, p.col0, values, fmt)
+                else:
+                    if p.transposed:
+                        formulas = [formula(cells, dc, dr) for dc in range(first, last)]
+                    else:
+                        formulas = [formula(cells, dr, dc) for dc in range(first, last)]
+                    if max(map(len, formulas)) >= MAX_FORMULA:
+                        dc = first + next(k for k, f in enumerate(formulas) if len(f) >= MAX_FORMULA)
+                        i, j = (dc, dr) if p.transposed else (dr, dc)
+                        raise TracerError(f"the formula of {t.name}[{i},{j}] is longer than Excel's "
+                                          f"{MAX_FORMULA} characters")
+                    out.formulas(row, p.col0, formulas, fmt, None if hidden else values)
+                if b.tokens:  # the token of the id: a formula too, so it follows a recomputed id
+                    out.formula(row, p.col0 + width, f"INDEX(vocab,{p.addr(dr, 0, sheet.name)}+1)",
+                                st.token, self.value(t, b.tokens[dr]))
+                if row in continued:  # the first row of a later page: the block's title again
+                    out.string(row, p.col0 + p.band + bool(b.tokens), continued[row], st.title[phase])
         self.cells += b.cells
         self.progress(n_rows * n_cols)
-        return p.row0 + n_rows - 1
+        return p.row0 + p.display[0] - 1
 
     def _picture(self, ws, sheet, p: Picture):
         top = p.labelled  # the column labels' row first
