@@ -45,6 +45,7 @@ MARGINS, FOOTER = (0.5, 0.5, 0.5, 0.6), 0.25
 # pages are within FEWEST of the fewest: a scale at which blocks just miss a page costs pages.
 MAX_SCALE = 0.7
 SCALES, FEWEST = (0.7, 0.65, 0.6, 0.55, 0.5), 1.05
+BAND_KEEP = 20  # rows: a block's bands up to this tall are kept whole on a page (a page breaks between them)
 MIN_TAIL = 8  # rows: a block taller than a page starts on the page before when these fit on it
 CONTINUED_ROWS, CONTINUED_COLUMNS = 24, 2  # a block taller than this has room for "(cont.)" beside it
 ROW_HEIGHT = 15.0  # points: a row in the default font
@@ -815,10 +816,13 @@ class Layout:
             if self.tokens:
                 self._label_tokens(block, ids)
             s.parts.append(block)
-            # a page may break between two bands (each under its column numbers), not inside one
+            # a page may break between two short bands (each under its column numbers), not inside one
             height = p.grid[0] + 1
-            s.keep += [(first, p.row0 + p.grid[0] - 1)] + [(p.row0 - 1 + k * height, p.row0 + (k + 1) * height - 2)
-                                                           for k in range(1, p.bands)]
+            if p.bands > 1 and height <= BAND_KEEP:
+                s.keep += [(first, p.row0 + p.grid[0] - 1)] + [(p.row0 - 1 + k * height, p.row0 + (k + 1) * height - 2)
+                                                               for k in range(1, p.bands)]
+            else:
+                s.keep.append((first, p.row0 + p.display[0] - 1))
             r = p.row0 + p.display[0] + 1
             if r > MAX_ROWS:
                 raise TracerError(f"sheet {s.name!r} would need more than {MAX_ROWS} rows")
