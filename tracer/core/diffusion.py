@@ -79,6 +79,8 @@ class NoiseStrip(Op):
     """The forward process of the first example at every step: √ᾱ (T, 1), x (N, P), √(1−ᾱ) (T, 1),
     ε (N, P) → (T, P), row t = √ᾱ_t·x[0] + √(1−ᾱ_t)·ε[0].  Cell: a*x+b*e of single cells."""
 
+    by_cells = True
+
     name = "noise_strip"
 
     def forward(self, a, x, b, e, **attrs):

@@ -329,6 +329,8 @@ class PairLossGrad(Op):
     """The gradient of a PairLoss with respect to ŷ, cell by cell: inputs ŷ, y (same shape) and
     g (1, 1); `fn(ŷ, y, g, n)` in numpy, `excel` a template over the cells {0}, {1}, {2} and {n}."""
 
+    by_cells = True
+
     def __init__(self, name, fn, excel):
         self.name, self.fn, self.excel = name, fn, excel
 

@@ -199,6 +199,8 @@ class AvgPool(Op):
     """Every row (an s × s image) shrunk to (s/f) × (s/f): each pixel the mean of an f × f block.
     One instance per factor (`avg_pool_op(f)`), all named "avg_pool"."""
 
+    by_cells = True
+
     name = "avg_pool"
 
     def __init__(self, factor: int):
@@ -239,6 +241,8 @@ class AvgPool(Op):
 
 class AvgPoolGrad(Op):
     """The gradient of an AvgPool: rows of (s/f)² → rows of s², each pixel its block's value / f²."""
+
+    by_cells = True
 
     name = "avg_pool_grad"
 
