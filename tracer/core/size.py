@@ -105,18 +105,25 @@ class Shapes:
     __rmul__ = __mul__
 
 
-def sheet(shapes) -> Size:
-    """The cells and rows of one sheet of blocks, one block per (rows, cols) (Shapes or a list)."""
+def shown_rows(rows: int, cols: int, bands: bool) -> int:
+    """The sheet rows a tensor's grid takes as `shown`."""
+    turn, n = shown(rows, cols, bands)
+    return n * ((cols if turn else rows) + 1) - 1
+
+
+def sheet(shapes, bands: bool = False) -> Size:
+    """The cells and rows of one sheet of blocks, one block per (rows, cols) (Shapes or a list);
+    `bands`: a wide tensor in bands (`shown`), as the image models' tensors are."""
     cells = rows = blocks = 0
     for (r, c), n in Shapes(shapes).counts.items():
-        cells, rows, blocks = cells + n * r * c, rows + n * (BLOCK_ROWS + banded(r, c, shown(r, c)[0])[0]), blocks + n
+        cells, rows, blocks = cells + n * r * c, rows + n * (BLOCK_ROWS + shown_rows(r, c, bands)), blocks + n
     return Size(round(cells), round(rows), round(blocks))
 
 
-def estimate(inputs, iteration, iterations: int, after=()) -> Size:
+def estimate(inputs, iteration, iterations: int, after=(), bands: bool = False) -> Size:
     """A run: the inputs sheet, `iterations` sheets like `iteration`, and the sheet after training;
     each given as its shapes or as a Size."""
-    sheets = [s if isinstance(s, Size) else sheet(s) for s in (inputs, iteration, after)]
+    sheets = [s if isinstance(s, Size) else sheet(s, bands) for s in (inputs, iteration, after)]
     total = sheets[0] + sheets[1] * iterations + sheets[2]
     return Size(total.cells, max(s.rows for s in sheets), total.blocks, total.terms)
 

@@ -125,8 +125,8 @@ def size(cfg: Config) -> Size:
                (1, 1)]
     backward = [(1, 1), (N, P), (N, H), (N, H)] + params
     step = [(S, 1), (S, d), (S, P + d), (S, H), (S, H), (S, P), (S, P), (S, P)]  # t, e(t), …, ε̂, z, x_{t−1}
-    after = sheet(Shapes(step) * T + [(S, P)]) if S else Size(0, 0)
-    return estimate(inputs, forward + backward + update(cfg.optimizer, params), cfg.iterations, after)
+    after = sheet(Shapes(step) * T + [(S, P)], bands=True) if S else Size(0, 0)
+    return estimate(inputs, forward + backward + update(cfg.optimizer, params), cfg.iterations, after, bands=True)
 
 
 def trace(cfg: Config) -> Tape:

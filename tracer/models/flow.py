@@ -150,7 +150,7 @@ def size(cfg: Config) -> Size:
     forward = through(N, 4) + [(1, 1)]
     after = (through(G2, 5) + [(G2, 2)]) * bool(G2) + (through(M, 0) + [(M, 2)]) * bool(M) + through(N, 4)
     return estimate(params + optimizer_state(cfg.optimizer, params) + [(N, 2), (N, 1), (N, 1)],
-                    forward * 2 + params + update(cfg.optimizer, params), cfg.iterations, after)
+                    forward * 2 + params + update(cfg.optimizer, params), cfg.iterations, after, bands=True)
 
 
 def trace(cfg: Config) -> Tape:

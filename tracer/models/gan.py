@@ -93,7 +93,7 @@ def size(cfg: Config) -> Size:
     step = forward * 2 + D * 3 + G + update(cfg.optimizer, D + G)
     if cfg.upscale:  # the amplifier, after the game: no gradient
         step += [(N, P * cfg.upscale ** 2)]
-    return estimate([(N, P)] + G + D + optimizer_state(cfg.optimizer, D + G), step, cfg.iterations)
+    return estimate([(N, P)] + G + D + optimizer_state(cfg.optimizer, D + G), step, cfg.iterations, bands=True)
 
 
 def trace(cfg: Config) -> Tape:

@@ -124,7 +124,7 @@ def size(cfg: Config) -> Size:
              for shape in [(m, J), (m, H), (m, H), (m, P), (m, P)]]
     digits = [(N, 784)] + [(N, P)] * (P < 784)  # the digits, and pooled (--size) the x computed from them
     return estimate(digits + params + optimizer_state(cfg.optimizer, params),
-                    forward * 2 + params + update(cfg.optimizer, params), cfg.iterations, after)
+                    forward * 2 + params + update(cfg.optimizer, params), cfg.iterations, after, bands=True)
 
 
 def latent_grid(side: int, latent: int) -> np.ndarray:

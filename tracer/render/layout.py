@@ -698,8 +698,9 @@ class Layout:
 
     def _bandable(self) -> set[int]:
         """The tensors that may be shown in bands: every op that reads one reads it cell by cell
-        (Op.by_cells); not an exercise's (its answers and `tracer check` place blocks as shown)."""
-        if self.exercise:
+        (Op.by_cells); not an exercise's (its answers and `tracer check` place blocks as shown), nor
+        a language model's (its rows and columns labelled by tokens)."""
+        if self.exercise or self.tape.meta.get("tokenized"):
             return set()
         ok = {id(t) for t in self.tape.tensors}
         for t in self.tape.tensors:
