@@ -125,8 +125,8 @@ def test_every_sheet_of_every_default_workbook_has_its_page_setup(default_workbo
         shown = [(r, c) for (r, c), (kind, value, _) in s.cells.items() if kind != "blank"]
         used = sum(column_points(w) for first, last, w in s.col_widths
                    for c in range(first, min(last, max(c for _, c in shown)) + 1))
-        # below MIN_SCALE only the pictures, and a sheet too wide for a page at MIN_SCALE
-        assert scale >= MIN_SCALE or s.name == "Pictures" or used * MIN_SCALE > PAGE_WIDTH, (s.name, scale)
+        assert scale >= MIN_SCALE or s.name == "Pictures", (s.name, scale)  # below it only the pictures
+        assert used * scale <= PAGE_WIDTH, s.name
         assert max(c for _, c in shown) <= c1, s.name
         if s.print_titles is not None:
             assert max(r for r, _ in shown) <= r1, s.name
@@ -162,14 +162,15 @@ def test_libreoffice_prints_the_pages_planned(printed, key):
     book, pdf, _ = printed[key]
     count = page_count(pdf)
     assert count == sum(n for _, n in planned(book))
+    assert [s.name for s, scale in check_setup(book) if scale < MIN_SCALE] in ([], ["Pictures"], ["Imágenes"])
     if key[0] == "default":
         assert count <= BEFORE[key[1]] * HALF_EXCEPTIONS.get(key[1], 0.5), (count, BEFORE[key[1]])
 
 
-# The share of their pages before that these keep (docs/workbook.md says why): the GAN's sheets are
-# 17 columns wide, at 51 % already, mostly 784-row blocks; the mlp has 3 sheets of a page or more;
-# the diffusion model's iteration sheets print at 16 % already.
-HALF_EXCEPTIONS = {"gan": 0.8, "mlp": 0.65, "diffusion": 0.55}
+# The share of their pages before that these keep (docs/workbook.md says why): the diffusion model
+# printed its iterations at 16 % before; at 50 % its 161,000 numbers need at least 135 pages of 19
+# columns by 63 rows, its weights and their gradients (128 × 57 and 128 × 49, in bands) most of them.
+HALF_EXCEPTIONS = {"diffusion": 0.66}
 
 
 def sheet_pages(book) -> dict[str, tuple[int, list[int]]]:
@@ -284,6 +285,24 @@ def test_a_block_taller_than_a_page_starts_on_a_new_one_when_its_start_would_not
     fits = math.floor(sheet.room() / ROW_HEIGHT)
     sheet.keep = [(3, 3 + fits - MIN_TAIL), (4 + fits - MIN_TAIL, 4 + 3 * fits)]
     assert sheet.page_breaks()[0] == 4 + fits - MIN_TAIL
+
+
+def test_a_wide_tensor_is_shown_in_bands_read_band_by_band():
+    """40 columns in bands of BAND = 16: band under band, each under its column numbers; a range
+    across bands is one per band (for SUM), a dot product a term per piece where either line
+    passes to its next band."""
+    from tracer.core.op import dot
+    from tracer.render.layout import Line, Place
+
+    p = Place("S", 10, 1, 4, 40, bands=3)
+    assert p.display == (3 * 5 - 1, 16) and p.rc(0, 0) == (10, 1) and p.rc(0, 16) == (15, 1) and p.rc(3, 39) == (23, 8)
+    assert p.addr(3, 39, "S") == "I24" and p.addr(0, 17, "T") == "'S'!C16"
+    assert p.span(1, 0, 1, 39, "S") == "B12:Q12,B17:Q17,B22:I22" and p.span(0, 20, 3, 20, "S") == "F16:F19"
+    column = Place("S", 40, 30, 40, 1)  # 40 × 1, unbanded: a column
+    terms = dot(Line(p, "S", 1, None), Line(column, "S", None, 0)).split("+")
+    assert terms == ["MMULT(B12:Q12,AE41:AE56)", "MMULT(B17:Q17,AE57:AE72)", "MMULT(B22:I22,AE73:AE80)"]
+    q = Place("S", 10, 20, 40, 4, transposed=True, bands=3)  # turned: its columns run across, in bands
+    assert dot(Line(p, "S", 0, None), Line(q, "S", None, 2)).count("SUMPRODUCT") == 3
 
 
 def test_narrow_sheets_print_at_70_percent_and_wide_ones_fit_the_page():

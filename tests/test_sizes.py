@@ -121,6 +121,12 @@ def test_sheet_rows_follow_the_layout():
     assert sheet([(1, 784)]) == Size(784, 784 + BLOCK_ROWS, 1)
     assert sheet([(784, 8), (3, 3136)]) == Size(784 * 8 + 3 * 3136, 784 + 3136 + 2 * BLOCK_ROWS, 2)
     assert estimate([(2, 2)], [(1, 1)], 10, after=Size(7, 3, 1)) == Size(4 + 10 + 7, 2 + BLOCK_ROWS, 1 + 10 + 1)
+    # in bands of 16 columns, each under its column numbers: 49 bands of one row, 8 of four rows; a
+    # small tensor as before; 128 × 49 turned, 8 bands of 49 rows, fewer rows than 4 bands of 128
+    assert sheet([(1, 784)], bands=True) == Size(784, 49 * 2 - 1 + BLOCK_ROWS, 1)
+    assert sheet([(4, 128)], bands=True).rows == 8 * 5 - 1 + BLOCK_ROWS
+    assert sheet([(1, 16)], bands=True) == sheet([(1, 16)])
+    assert sheet([(128, 49)], bands=True).rows == 8 * 50 - 1 + BLOCK_ROWS
 
 
 def test_shapes_are_counted_not_listed():
