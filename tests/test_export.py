@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tracer.core.size import BAND
 from tracer.errors import TracerError
 from tracer.models import vae
 from tracer.render import xlsx
@@ -84,7 +85,8 @@ def test_the_only_constants_are_the_inputs_and_the_draws(vae_book, vae_tape, vae
     for sheet in book.sheetnames[1:-1]:  # the tensor sheets
         consts, index_rows, headers, data = grid_constants(book, sheet)
         assert all(float(consts[(r, 1)]).is_integer() and consts[(r, 1)] >= 1 for r in index_rows)
-        assert all(v == c - 1 for (r, c), v in headers.items()), sheet  # column numbers 1, 2, ...
+        # column numbers 1, 2, ..., a band of a wide tensor's 17, 18, ... (tracer.core.size.BAND)
+        assert all(v >= c - 1 and (v - c + 1) % BAND == 0 for (r, c), v in headers.items()), sheet
         if sheet == "After training":  # the latent grid's points and the draws from the prior
             expected = [t for t in after_training(vae_tape) if t.op is None]
             assert [t.name for t in expected] == ["z_grid", "z_prior"]
@@ -172,14 +174,21 @@ def test_iteration_2_starts_from_the_updates_of_iteration_1(vae_book, vae_tape):
     book = vae_book("en")
     first_row = min(book.formulas["Iteration 2"])  # the first computed block: h_pre[0, 0]
     f = book.formulas["Iteration 2"][first_row]
-    m = re.fullmatch(r"SUMPRODUCT\(([^,]+),([^)]+)\)\+(.+)", f)
-    assert m, f
-    x_ref, w_ref, b_ref = m.groups()
-    assert x_ref.startswith("'Inputs'!") and w_ref.startswith("'Iteration 1'!") and b_ref.startswith("'Iteration 1'!")
+    # x · W1[:, 0] + b1[0]: W1 (784 × 64) turned, in bands of 16 columns: a product of each band's
+    # piece and x's, added up (MMULT of the row by the column)
+    *terms, b_ref = f.split("+")
+    pairs = [re.fullmatch(r"(?:SUMPRODUCT|MMULT)\(([^,]+),([^)]+)\)", term) for term in terms]
+    assert len(terms) == 784 // BAND and all(pairs), f
+    x_refs = [m[1] if m[1].startswith("'Inputs'!") else m[2] for m in pairs]
+    w_refs = [m[2] if m[1].startswith("'Inputs'!") else m[1] for m in pairs]
+    assert all(x.startswith("'Inputs'!") for x in x_refs) and all(w.startswith("'Iteration 1'!") for w in w_refs)
+    assert b_ref.startswith("'Iteration 1'!")
     # the referenced cells hold x, column 0 of iteration 1's new W1 and iteration 1's new b1[0]
     it1 = {t.name: t for t in tensors_of(vae_tape, 1)}
-    np.testing.assert_array_equal(_ref_cells(book, x_ref, "Iteration 2"), vae_tape.tensors[0].value.ravel())
-    np.testing.assert_array_equal(_ref_cells(book, w_ref, "Iteration 2"), it1["W1"].value[:, 0])
+    x = [v for ref in x_refs for v in _ref_cells(book, ref, "Iteration 2")]
+    np.testing.assert_array_equal(x, vae_tape.tensors[0].value.ravel())
+    w = [v for ref in w_refs for v in _ref_cells(book, ref, "Iteration 2")]
+    np.testing.assert_array_equal(w, it1["W1"].value[:, 0])
     assert _ref_cells(book, b_ref, "Iteration 2") == [it1["b1"].value[0, 0]]
     h_pre = {t.name: t for t in tensors_of(vae_tape, 2)}["h_pre"].value[0, 0]
     assert book.cached["Iteration 2"][first_row] == h_pre
