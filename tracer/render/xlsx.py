@@ -299,6 +299,8 @@ class _SheetCells:
         col = self.colmin if self.colmin is not None else 0
         self._dims(row, col, col)
         self.heights[row] = _row_pixels(height)
+        # and what set_row records for XlsxWriter's drawings: a chart's anchor counts the rows' heights
+        self.ws.row_sizes[row] = [self.ws.default_row_height if height is None else self.heights[row], False]
 
     # -- XlsxWriter's own cells
     def url(self, row: int, col: int, url: str, fmt, text: str) -> None:
