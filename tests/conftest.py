@@ -39,16 +39,28 @@ def _cpu_seconds() -> float:
 
 
 _CPU_OF: dict[str, float] = {}
+_CPU_START: dict[str, float] = {}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    if item.config.getoption("--cpu-durations") is not None:
+        _CPU_START[item.nodeid] = _cpu_seconds()
 
 
 @pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_protocol(item, nextitem):
-    if item.config.getoption("--cpu-durations") is None:
-        yield
-        return
-    start = _cpu_seconds()
-    yield
-    _CPU_OF[item.nodeid] = _cpu_seconds() - start
+def pytest_runtest_makereport(item, call):
+    """A test's CPU seconds (setup to teardown) ride on its teardown report, so that they reach
+    the terminal from a pytest-xdist worker too."""
+    outcome = yield
+    if call.when == "teardown" and item.nodeid in _CPU_START:
+        outcome.get_result().user_properties.append(("cpu_seconds", _cpu_seconds() - _CPU_START.pop(item.nodeid)))
+
+
+def pytest_runtest_logreport(report):
+    for name, value in report.user_properties:
+        if name == "cpu_seconds":
+            _CPU_OF[report.nodeid] = value
 
 
 def pytest_terminal_summary(terminalreporter, config):
@@ -295,19 +307,28 @@ def run_book(run_workbook):
 # Workbooks recalculated: many in one LibreOffice process
 # --------------------------------------------------------------------------
 # LibreOffice takes a few seconds to start, and the suite recalculates dozens of workbooks: a test
-# that verifies one of the shared workbooks takes `verified`, and every workbook the collected
-# tests verify in LibreOffice is recalculated in one soffice run, at the first test that asks.
+# that verifies one of the shared workbooks takes `verified`, and the workbooks that the collected
+# tests of its file verify in LibreOffice are recalculated in one soffice run, at the first test
+# that asks.  By file, because pytest-xdist sends the files to its workers (--dist loadfile,
+# pyproject.toml): a worker recalculates only what its own files check.
 
-VERIFIED_IN_LIBREOFFICE: set = set()  # (key, lang) of the tests to run that take `verified`
+VERIFIED_IN_LIBREOFFICE: dict = {}  # (key, lang) -> the files of the tests to run that verify it with `verified`
+
+
+def verified_in_libreoffice(item) -> tuple[str, str] | None:
+    """(key, lang) of the shared workbook the test verifies in LibreOffice with `verified`, if any."""
+    if "verified" in getattr(item, "fixturenames", ()):
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if "key" in params and params.get("engine", "libreoffice") == "libreoffice":
+            return params["key"], params.get("lang", "en")
+    return None
 
 
 def pytest_collection_finish(session):
     """Note the workbooks the tests about to run verify in LibreOffice (after -k and the like)."""
     for item in session.items:
-        if "verified" in getattr(item, "fixturenames", ()):
-            params = getattr(getattr(item, "callspec", None), "params", {})
-            if "key" in params and params.get("engine", "libreoffice") == "libreoffice":
-                VERIFIED_IN_LIBREOFFICE.add((params["key"], params.get("lang", "en")))
+        if wanted := verified_in_libreoffice(item):
+            VERIFIED_IN_LIBREOFFICE.setdefault(wanted, set()).add(item.path)
 
 
 @pytest.fixture(scope="session")
@@ -321,9 +342,9 @@ def shared_workbook(vae_workbook, run_workbook):
 def verified(shared_workbook):
     """verified(key, lang="en", engine="libreoffice") -> the VerifyReport of that shared workbook
     (shared_workbook) recalculated in that engine, made once per session.  LibreOffice
-    recalculates, in one process, every workbook that the collected tests parametrized by `key`
-    (and `lang`, and `engine`) verify with this fixture: parametrize so, and the test costs no
-    LibreOffice start of its own.  Shared: never modify a report."""
+    recalculates, in one process, every workbook that the collected tests of the same files,
+    parametrized by `key` (and `lang`, and `engine`), verify with this fixture: parametrize so,
+    and the test costs no LibreOffice start of its own.  Shared: never modify a report."""
     from tracer.checks.verify import verify_all
 
     done: dict = {}
@@ -334,7 +355,9 @@ def verified(shared_workbook):
                 require_soffice()
             batch = [(key, lang)]
             if engine == "libreoffice":
-                batch += sorted(w for w in VERIFIED_IN_LIBREOFFICE if w != (key, lang) and (*w, engine) not in done)
+                files = VERIFIED_IN_LIBREOFFICE.get((key, lang), set())
+                batch += sorted(w for w, its in VERIFIED_IN_LIBREOFFICE.items()
+                                if its & files and w != (key, lang) and (*w, engine) not in done)
             reports = verify_all([shared_workbook(k, lg) for k, lg in batch], engine=engine)
             done.update({(k, lg, engine): r for (k, lg), r in zip(batch, reports)})
         return done[(key, lang, engine)]
