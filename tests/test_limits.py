@@ -47,9 +47,13 @@ def test_a_matrix_too_wide_both_ways_is_refused():
 def test_a_sheet_longer_than_excel_allows_is_refused():
     tape = Tape()
     tape.meta = {"model": "vae"}
-    tape.constant("x", np.zeros((1, 1_100_000)), role="data")
+    tape.constant("x", np.zeros((1_100_000, 16)), role="data")  # (in bands of 16 turned: more rows still)
     with pytest.raises(TracerError, match=r"more than 1048576 rows"):
         layout_of(tape)
+    tape = Tape()
+    tape.meta = {"model": "vae"}
+    tape.constant("x", np.zeros((1, 1_100_000)), role="data")  # a long vector: 68,750 bands of 16
+    assert layout_of(tape).place[id(tape.tensors[0])].display == (68_750 * 2 - 1, 16)
 
 
 def test_a_long_sheet_name_is_refused():
