@@ -678,7 +678,7 @@ class Program:
         state = [s for s in trained] * (2 if kind == "adam" else int(self.optimizer.momentum is not None))
         updates = trained * (6 + 2 * (self.optimizer.weight_decay is not None) if kind == "adam" else
                              1 + (self.optimizer.momentum is not None) + (self.optimizer.weight_decay is not None))
-        return estimate(inputs + params + state + [(1, 1)] * 8, forward * 2 + params + updates, iterations)
+        return estimate(inputs + params + state + [(1, 1)] * 8, forward * 2 + params + updates, iterations, bands=True)
 
     def trace(self, tape, run) -> None:
         """Record the run: the inputs, then `run(params, step, optimizers)` (tracer's training loop)
