@@ -1012,7 +1012,9 @@ class Layout:
         fixed = max(sum(im.labels_left + im.span + 1 for _, _, im in row) for _, rows, wraps in steps
                     for row in rows if not wraps) if any(not wraps for _, _, wraps in steps) else 0
         fixed = max([fixed] + [im.labels_left + im.span + 1 for im in images])  # a line holds its widest image
-        scale = min(PIXEL_POINTS / pixel, PICTURE_WIDTH / widest, (PAGE_WIDTH - SLACK) / (first + fixed * pixel + SLACK))
+        # (an amplified GAN's 112-pixel image prints wider than PICTURE_WIDTH: Excel takes no scale below 10 %)
+        scale = min(PIXEL_POINTS / pixel, max(PICTURE_WIDTH / widest, 0.10),
+                    (PAGE_WIDTH - SLACK) / (first + fixed * pixel + SLACK))
         s.scale = math.floor(100 * scale) / 100
         s.width = math.floor((PAGE_WIDTH / s.scale - SLACK - first) / pixel)  # the last column the page holds
         note = tpl.model.get("pictures_note", {})  # how to read the model's pictures
