@@ -54,6 +54,8 @@ class SumOfTerms(Composite):
     mean of every term) or "rows" (the mean over the examples of each row's sum).  `grad` is the
     whole loss's gradient rule, grad(out, g, wanted, *inputs)."""
 
+    by_cells = True  # its formula is the SUM of its terms' block (one range per band)
+
     def __init__(self, name, terms, grad, n_in=2, order=(0, 1), per=1):
         self.name, self.grad, self.n_in, self.per = name, grad, n_in, per
         self.steps = (("terms", terms, *order),)
