@@ -452,7 +452,7 @@ def changed_options(config) -> str:
     words = []
     for f in dataclasses.fields(config):
         value, meta = getattr(config, f.name), f.metadata
-        default = meta["by_optimizer"].get(config.optimizer) if "by_optimizer" in meta else f.default
+        default = models.default_of(config, f)
         if value is not None and value != default and value != meta.get("default_is") and f.name != "corpus":
             words.append(f" --{f.name.replace('_', '-')} {value}")
     return "".join(words)

@@ -283,7 +283,8 @@ def grade_folder(folder, tolerance: Tolerance, engine: str | None = None, report
     jobs = max(1, min(jobs or cores(), len(paths)))
     rows = list(parallel(_look, paths, jobs))
     the_class = refuse_strangers(rows)
-    tasks = [Task(p, r, tolerance, _engine(engine), reports, n) for n, (p, r) in enumerate(zip(paths, rows))
+    for_workers = _engine(engine)
+    tasks = [Task(p, r, tolerance, for_workers, reports, n) for n, (p, r) in enumerate(zip(paths, rows))
              if not r.refused]
     if progress:
         progress(len(rows) - len(tasks))

@@ -34,12 +34,12 @@ import numpy as np
 
 from tracer.checks.check import Grade, TensorGrade, check_unzipped_size, mark, recalculate_stale
 from tracer.checks.exercise import names_of, plain
+from tracer.core.size import MAX_COLS, MAX_ROWS
 from tracer.engines.workbook import address, check_workbook, is_number, reading, values_at
 from tracer.errors import TracerError, read_bytes
 from tracer.render.template import Template
 
 MAX_MAP = 1_000_000  # bytes
-MAX_ROWS, MAX_COLS = 1_048_576, 16_384  # a sheet's grid
 INPUTS, ITERATION, AFTER = "inputs", "iteration", "after"
 RANGE = re.compile(r"\$?([A-Za-z]{1,3})\$?(\d{1,7})(?::\$?([A-Za-z]{1,3})\$?(\d{1,7}))?")
 BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")

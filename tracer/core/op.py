@@ -186,9 +186,9 @@ def dot(a, b) -> str:
     same way, MMULT of a row by a column when they cross (SUMPRODUCT needs equal shapes), a
     product for one cell.  A line shown in bands (tracer.render.layout.Line: `cuts`, `part`) is
     taken band by band: a sum of such terms."""
-    cuts = sorted({*getattr(a, "cuts", ()), *getattr(b, "cuts", ())})
-    if cuts:
-        ends = [0, *cuts, a[2]]
+    cuts_a, cuts_b = getattr(a, "cuts", ()), getattr(b, "cuts", ())
+    if cuts_a or cuts_b:  # (most lines lie in one band: no set to build, per cell, for them)
+        ends = [0, *sorted({*cuts_a, *cuts_b}), a[2]]
         return "+".join(dot(a.part(s, e), b.part(s, e)) for s, e in zip(ends, ends[1:]))
     (ra, va, na), (rb, vb, _) = a, b
     if na == 1:

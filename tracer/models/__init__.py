@@ -73,7 +73,7 @@ def variant(cfg, lang: str = "en") -> list[str]:
     words = []
     for f in dataclasses.fields(cfg):
         value, meta = getattr(cfg, f.name), f.metadata
-        default = _default(cfg, f)
+        default = default_of(cfg, f)
         if value is None or value == default or value == meta.get("default_is") or (f.name == "corpus" and value == lang):
             continue
         if meta.get("path"):
@@ -121,7 +121,7 @@ def _culprit(model, cfg, now: int, measure) -> str:
     best, drop = "these options", 0
     for f in dataclasses.fields(cfg):
         value = getattr(cfg, f.name)
-        if f.default is dataclasses.MISSING or value == f.default or value == _default(cfg, f):
+        if f.default is dataclasses.MISSING or value == f.default or value == default_of(cfg, f):
             continue
         try:
             smaller = measure(model.size(dataclasses.replace(cfg, **{f.name: f.default})))
@@ -132,7 +132,7 @@ def _culprit(model, cfg, now: int, measure) -> str:
     return best
 
 
-def _default(cfg, f):
+def default_of(cfg, f):
     """What an option left out stands for: a learning rate its optimizer's default."""
     return f.metadata.get("by_optimizer", {}).get(getattr(cfg, "optimizer", None), f.default)
 

@@ -30,7 +30,6 @@ ITALIC = 45  # an italic letter is at most this much wider than the upright one 
 GUESS, WIDE = 620, 910
 WIDE_SYMBOLS = set("→←↑↓⇒⇐⇔↦∈∉⊙⊕⊗✎✓✗…∝≪≫⏎½Φφ")
 _WIDTHS = {False: dict(zip(ASCII, REGULAR)), True: dict(zip(ASCII, BOLD))}
-DIGIT = REGULAR[ASCII.index("0")] / 1000  # the width a column's "character" counts (an em's share)
 
 
 def char_width(c: str, bold: bool = False) -> float:

@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass, field
 
 from tracer.core.op import holds_token_ids
-from tracer.core.size import BAND, MAX_COLS, MAX_ROWS, banded, shown
+from tracer.core.size import BAND, MAX_COLS, MAX_ROWS, shown
 from tracer.core.tape import PHASES
 from tracer.errors import TracerError
 from tracer.render.fonts import text_width, wrap
@@ -1139,7 +1139,6 @@ class Layout:
             parts.append(Link(r, 0, tt("warmup_link", n=self.warmup["steps"], sheet=self.warmup_sheet.name),
                               self.warmup_sheet.name, 0))
             r += 1
-        header = r
         parts.append(Views(r, [(0, None, tt("iteration_col"))] +
                            [(1 + n, None, tpl.symbol(name)) for n, name in enumerate(names)]))
         first = r + 1
