@@ -123,6 +123,26 @@ def test_load_images_user_file(tmp_path):
     assert_one_line(exc_info, "--digit 3 is out of range", "3 digits (0-2)", str(path))
 
 
+def finds_batch(index, n, path=None) -> bool:
+    try:
+        mnist.load_batch(index, n, path, same_class=True)
+    except TracerError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("n", [1, 2, 5, 9, 12])
+def test_starts_batch_is_load_batchs_rule(n, tmp_path):
+    """One read of the file gives, for every digit, what load_batch would find: the shipped sample
+    (labelled: the class's later digits) and a user's file without labels (any later digits)."""
+    starts = mnist.starts_batch(n)
+    assert list(starts) == [finds_batch(i, n) for i in range(mnist.sample_size())]
+    assert starts.any() and (n == 1 or not starts.all())  # some digits have such a batch, some (n > 1) not
+    path = tmp_path / "mine.gz"
+    path.write_bytes(gzip.compress(idx_file(np.zeros((7, 28, 28), dtype=np.uint8))))
+    assert list(mnist.starts_batch(n, path)) == [finds_batch(i, n, path) for i in range(7)]
+
+
 # --- errors ----------------------------------------------------------------
 
 

@@ -153,17 +153,9 @@ def _digits(model, cfg, count: int) -> list[int]:
     around the file; each digit once before any comes again)."""
     from tracer.data import mnist
 
-    total = mnist.load_images(cfg.mnist).shape[0]
-    usable = []
-    for k in range(total):
-        d = (cfg.digit + k) % total
-        try:  # the strictest a model asks: the batch's next digits of the same class
-            mnist.load_batch(d, getattr(cfg, "batch", 1), cfg.mnist, same_class=True)
-        except TracerError:
-            continue
-        usable.append(d)
-        if len(usable) == count:
-            break
+    starts = mnist.starts_batch(getattr(cfg, "batch", 1), cfg.mnist)  # the strictest a model asks
+    total = len(starts)
+    usable = [d for d in ((cfg.digit + k) % total for k in range(total)) if starts[d]][:count]
     if not usable:
         raise TracerError(f"--vary digit: no digit of {cfg.mnist or 'the sample'} has a batch of {cfg.batch}")
     return [usable[k % len(usable)] for k in range(count)]

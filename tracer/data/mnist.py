@@ -195,6 +195,21 @@ def load_batch(index: int, n: int, path: PathArg | None = None,
     return pixels, label
 
 
+def starts_batch(n: int, path: PathArg | None = None) -> np.ndarray:
+    """For every digit of the file, whether `load_batch(index, n, path)` finds its batch there: it
+    and at least n − 1 later digits of its class (of any class without labels).  One read of the
+    file for all of them (a class roster tries digit after digit)."""
+    count = load_images(path).shape[0]
+    labels = load_labels(path)
+    if labels is None:
+        return np.arange(count) + n <= count
+    left = np.empty(count, dtype=int)  # the digits of each one's class from it on, itself included
+    for label in np.unique(labels):
+        rows = np.flatnonzero(labels == label)
+        left[rows] = len(rows) - np.arange(len(rows))
+    return left >= n
+
+
 # --- helpers ---------------------------------------------------------------
 
 
